@@ -1,0 +1,348 @@
+"""The ``promptlooper`` command: thin, every command calls the Workbench facade.
+
+Exit status: 0 ok, 1 an operation failed (message on stderr), 2 the input is invalid (every
+problem listed with its field path and what to do).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .errors import PromptLooperError, SpecError
+from .spec import Experiment
+from .workbench import Workbench
+
+
+def _print_problems(exc: SpecError) -> int:
+    print(f"✗ {len(exc.problems)} problem(s); nothing was run:", file=sys.stderr)
+    for p in exc.problems:
+        print(f"  {p.path}: {p.message}", file=sys.stderr)
+        if p.hint:
+            print(f"      → {p.hint}", file=sys.stderr)
+    return 2
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> str:
+    if not rows:
+        return "(nothing)"
+    columns = columns or list(rows[0])
+
+    def fmt(v: Any) -> str:
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return "–"
+        if isinstance(v, float):
+            return f"{v:.3f}" if abs(v) < 1000 else f"{v:,.0f}"
+        text = str(v).replace("\n", " ")
+        return text if len(text) <= 40 else text[:37] + "…"
+
+    cells = [[fmt(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines.append("  ".join("─" * w for w in widths))
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(lines)
+
+
+def _leaderboard_rows(df: Any) -> list[dict[str, Any]]:
+    return json.loads(df.to_json(orient="records"))
+
+
+def _print_leaderboard(wb: Workbench, ref: str, top: int | None, sort: str | None, as_json: bool) -> None:
+    df = wb.leaderboard(ref, sort=sort, top=top)
+    if as_json:
+        print(json.dumps(_leaderboard_rows(df), indent=2))
+        return
+    shown = df.drop(columns=["full_config_id"], errors="ignore")
+    if "decision" in shown and not shown["decision"].astype(bool).any():
+        shown = shown.drop(columns=["decision"])
+    print(_table(shown.to_dict(orient="records")))
+
+
+class _Bar:
+    """Live one-line progress on a terminal; a line every few seconds otherwise (CI logs)."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.tty = sys.stderr.isatty()
+        self.last = 0.0
+
+    def __call__(self, progress: Any) -> None:
+        if self.quiet:
+            return
+        now = time.monotonic()
+        final = progress.status in ("completed", "stopped")
+        if self.tty and (now - self.last > 0.1 or final):
+            sys.stderr.write("\r" + progress.line() + "\033[K")
+            sys.stderr.flush()
+            self.last = now
+        elif not self.tty and (now - self.last > 3 or final):
+            sys.stderr.write(progress.line() + "\n")
+            self.last = now
+
+    def close(self) -> None:
+        if self.tty and not self.quiet:
+            sys.stderr.write("\n")
+
+
+def cmd_validate(wb: Workbench, args: argparse.Namespace) -> int:
+    problems = wb.validate(args.file)
+    if problems:
+        return _print_problems(SpecError(problems))
+    exp = Experiment.from_yaml(args.file)
+    configs = wb.configurations(exp)
+    print(f"✓ {exp.key} is valid: {len(configs)} configuration(s) × samples × {exp.repeat} repeat(s)")
+    return 0
+
+
+def _run(wb: Workbench, exp: Experiment, args: argparse.Namespace) -> int:
+    bar = _Bar(args.quiet)
+    try:
+        progress = wb.run(exp, strategy=args.strategy, max_configs=args.max_configs, seed=args.seed,
+                          concurrency=args.concurrency, listeners=[bar])
+    except KeyboardInterrupt:
+        bar.close()
+        print("interrupted: finished runs are saved; run the same command again to resume", file=sys.stderr)
+        return 130
+    bar.close()
+    print(f"{progress.status}: {progress.done}/{progress.total} runs, {progress.failed} failed, "
+          f"{progress.cached} cached, {progress.tokens:,} tokens, ${progress.cost:.4f}, "
+          f"cache hit rate {progress.cache_hit_rate:.0%}, {progress.elapsed:.1f}s")
+    print()
+    _print_leaderboard(wb, exp.key, args.top, None, False)
+    return 0
+
+
+def cmd_run(wb: Workbench, args: argparse.Namespace) -> int:
+    problems = wb.validate(args.file)  # every problem at once, before any call
+    if problems:
+        return _print_problems(SpecError(problems))
+    return _run(wb, Experiment.from_yaml(args.file), args)
+
+
+def cmd_quickstart(wb: Workbench, args: argparse.Namespace) -> int:
+    path = resources.files("promptlooper") / "examples" / "quickstart.yaml"
+    with resources.as_file(path) as p:
+        exp = Experiment.from_yaml(p)
+    print(f"quickstart: {exp.key} on the embedded model ({Path(wb.db_path).resolve()})", file=sys.stderr)
+    return _run(wb, exp, args)
+
+
+def cmd_leaderboard(wb: Workbench, args: argparse.Namespace) -> int:
+    _print_leaderboard(wb, args.experiment, args.top, args.sort, args.json)
+    return 0
+
+
+def cmd_experiments(wb: Workbench, args: argparse.Namespace) -> int:
+    rows = wb.experiments(args.project)
+    print(json.dumps(rows, indent=2) if args.json else _table(rows, ["project", "name", "status", "runs", "updated_at", "id"]))
+    return 0
+
+
+def cmd_status(wb: Workbench, args: argparse.Namespace) -> int:
+    print(json.dumps(wb.status(args.experiment), indent=2, default=str))
+    return 0
+
+
+def cmd_runs(wb: Workbench, args: argparse.Namespace) -> int:
+    rows = wb.runs(args.experiment, args.config, args.limit)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(_table(rows, ["id", "config_id", "sample_index", "repeat", "status", "score", "tokens_in", "tokens_out", "output", "error"]))
+    return 0
+
+
+def cmd_show(wb: Workbench, args: argparse.Namespace) -> int:
+    print(json.dumps(wb.run_detail(args.run), indent=2, ensure_ascii=False))
+    return 0
+
+
+def cmd_steer(wb: Workbench, args: argparse.Namespace) -> int:
+    verb = args.command
+    fn = {"pause": wb.pause, "resume": wb.resume, "stop": wb.stop}[verb]
+    sweep = fn(args.experiment)
+    print(f"{verb} requested for sweep {sweep['id'][:8]} (status {sweep['status']}); the engine applies it within a second")
+    return 0
+
+
+def cmd_events(wb: Workbench, args: argparse.Namespace) -> int:
+    rows = wb.events(args.experiment, args.type or None, limit=args.limit)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for r in rows:
+            print(f"{r['ts']}  {r['type']:<22} {json.dumps(r['payload'], ensure_ascii=False)[:120]}")
+    return 0
+
+
+def cmd_endpoints(wb: Workbench, args: argparse.Namespace) -> int:
+    action = args.action or "list"
+    if action == "list":
+        rows = wb.endpoints()
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        else:
+            print(_table(rows, ["name", "kind", "base_url", "api_key_env", "max_concurrency"]))
+        return 0
+    if action == "add":
+        info = wb.add_endpoint(args.name, args.base_url, api_key_env=args.api_key_env, max_concurrency=args.max_concurrency,
+                               timeout=args.timeout, max_retries=args.max_retries)
+        print(f"endpoint {args.name} → {info['base_url']} saved" + (f" (key from ${args.api_key_env})" if args.api_key_env else ""))
+        return 0
+    if action == "test":
+        models = wb.test_endpoint(args.name)
+        print(f"✓ {args.name} answered; {len(models)} model(s):")
+        for m in models:
+            print(f"  {args.name}/{m}")
+        return 0
+    if action == "remove":
+        wb.remove_endpoint(args.name)
+        print(f"endpoint {args.name} removed")
+        return 0
+    raise AssertionError(action)
+
+
+def cmd_cache(wb: Workbench, args: argparse.Namespace) -> int:
+    if args.action == "explain":
+        for call in wb.explain_cache(args.run):
+            if call["kind"] != "prompt":
+                print(f"stage {call['stage']}: a Python function (not cached)")
+                continue
+            print(f"stage {call['stage']}: key {call['cache_key']} ({'in cache' if call['in_cache'] else 'not in cache'};"
+                  f" recomputed {'matches' if call['matches'] else 'DIFFERS'})")
+            print("  SHA-256 over the canonical JSON of:")
+            for line in json.dumps(call["material"], indent=2, ensure_ascii=False).splitlines():
+                print("    " + line)
+        return 0
+    if args.action == "invalidate":
+        if not (args.run or args.experiment):
+            print("give --run RUN or --experiment EXPERIMENT", file=sys.stderr)
+            return 2
+        n = wb.invalidate_cache(run=args.run, experiment=args.experiment)
+        print(f"invalidated {n} cached response(s); the next sweep calls the model for them again")
+        return 0
+    raise AssertionError(args.action)
+
+
+def cmd_prices(wb: Workbench, args: argparse.Namespace) -> int:
+    wb.set_price(args.model, args.input, args.output)
+    print(f"price of {args.model}: ${args.input}/M input, ${args.output}/M output tokens")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="promptlooper", description="Find the best prompt × model × parameters by measuring.")
+    parser.add_argument("--db", help="database file (default ./promptlooper.db or $PROMPTLOOPER_DB)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, fn: Any, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(fn=fn)
+        return p
+
+    p = add("validate", cmd_validate, "Check an experiment file; every problem with its field path (exit 2 if any).")
+    p.add_argument("file")
+
+    def sweep_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--strategy", choices=["grid", "random"])
+        p.add_argument("--max-configs", type=int)
+        p.add_argument("--seed", type=int)
+        p.add_argument("--concurrency", type=int)
+        p.add_argument("--top", type=int, default=10, help="leaderboard rows to print")
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = add("run", cmd_run, "Validate, then sweep an experiment file with a live progress bar; prints the leaderboard.")
+    p.add_argument("file")
+    sweep_options(p)
+    p = add("quickstart", cmd_quickstart, "Run the bundled quickstart experiment on the embedded model.")
+    sweep_options(p)
+
+    p = add("leaderboard", cmd_leaderboard, "Configurations ranked by weighted score, with n and 95% interval.")
+    p.add_argument("experiment")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--sort", help="a scorer column, tokens, cost or latency_ms")
+    p.add_argument("--top", type=int)
+
+    p = add("experiments", cmd_experiments, "List experiments.")
+    p.add_argument("--project")
+    p.add_argument("--json", action="store_true")
+    p = add("status", cmd_status, "An experiment's status, run counts and latest sweep.")
+    p.add_argument("experiment")
+    p = add("runs", cmd_runs, "List an experiment's runs.")
+    p.add_argument("experiment")
+    p.add_argument("--config", help="configuration id prefix")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--json", action="store_true")
+    p = add("show", cmd_show, "One run in full: prompts sent, responses, scores.")
+    p.add_argument("run")
+    for verb, text in (("pause", "Pause a running sweep (from any process): calls in flight finish, no new ones start."),
+                       ("resume", "Resume a paused sweep."), ("stop", "Stop a sweep; finished runs stay.")):
+        p = add(verb, cmd_steer, text)
+        p.add_argument("experiment")
+    p = add("events", cmd_events, "An experiment's event timeline.")
+    p.add_argument("experiment")
+    p.add_argument("--type", action="append", help="event type, or a family such as 'run.*' (repeatable)")
+    p.add_argument("--limit", type=int)
+    p.add_argument("--json", action="store_true")
+
+    p = add("endpoints", cmd_endpoints, "Manage model endpoints: list, add, test, remove.")
+    esub = p.add_subparsers(dest="action")
+    lp = esub.add_parser("list", help="List endpoints (the embedded 'local' is always there).")
+    lp.add_argument("--json", action="store_true")
+    ap = esub.add_parser("add", help="Add or update an OpenAI-compatible endpoint.")
+    ap.add_argument("name")
+    ap.add_argument("--base-url", required=True, help="e.g. http://127.0.0.1:11434/v1")
+    ap.add_argument("--api-key-env", help="NAME of the environment variable holding the key (the key is never stored)")
+    ap.add_argument("--max-concurrency", type=int, default=32)
+    ap.add_argument("--timeout", type=float, default=60.0)
+    ap.add_argument("--max-retries", type=int, default=6)
+    tp = esub.add_parser("test", help="Reach an endpoint and list its models.")
+    tp.add_argument("name")
+    rp = esub.add_parser("remove", help="Remove an endpoint.")
+    rp.add_argument("name")
+    p.set_defaults(json=False)
+
+    p = add("cache", cmd_cache, "Inspect or invalidate the response cache.")
+    csub = p.add_subparsers(dest="action", required=True)
+    ep = csub.add_parser("explain", help="Print what went into the cache keys of a run's calls.")
+    ep.add_argument("run")
+    ip = csub.add_parser("invalidate", help="Forget the cached responses of a run or an experiment.")
+    ip.add_argument("--run")
+    ip.add_argument("--experiment")
+
+    p = add("prices", cmd_prices, "Set a model's price (USD per million input / output tokens).")
+    psub = p.add_subparsers(dest="action", required=True)
+    sp = psub.add_parser("set")
+    sp.add_argument("model")
+    sp.add_argument("input", type=float)
+    sp.add_argument("output", type=float)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    wb = Workbench(args.db)
+    try:
+        return int(args.fn(wb, args))
+    except SpecError as exc:
+        return _print_problems(exc)
+    except PromptLooperError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyError as exc:
+        print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        return 1
+    finally:
+        wb.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

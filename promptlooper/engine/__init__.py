@@ -1,0 +1,1 @@
+"""The asyncio engine: runs, sweeps, limits, progress and handles."""

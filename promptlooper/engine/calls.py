@@ -1,0 +1,164 @@
+"""Model calls through the response cache, with single-flight, retries and adaptive limits.
+
+A call is looked up, in order: among the entries this sweep wrote recently (not yet or only just
+committed), among identical calls in flight right now (single-flight: a second caller awaits the
+first), then in the store, where look-ups that arrive in the same event-loop turn are coalesced
+into one ``SELECT … IN`` in a worker thread. Only a miss reaches the endpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import ProviderError
+from ..hashing import canonical_json, content_hash
+from ..providers.base import ChatRequest, ChatResponse, Provider
+from ..store import CacheEntry, Store
+from .limits import AdaptiveLimit, backoff_delay
+
+
+def cache_key_material(provider: Provider, model: str, messages: list[dict[str, str]], params: dict[str, Any]) -> dict[str, Any]:
+    """What goes into a call's cache key: everything that can change the reply, never the API key."""
+    return {"endpoint": provider.identity, "model": model, "messages": messages, "params": params}
+
+
+@dataclass(frozen=True)
+class CallResult:
+    response: ChatResponse
+    cached: bool
+    key: str
+
+
+class CacheReader:
+    """Coalesces concurrent look-ups into one query per event-loop turn."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self._pending: dict[str, list[asyncio.Future[Any]]] = {}
+        self._scheduled = False
+
+    async def get(self, key: str) -> tuple[str, int, int, float] | None:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        self._pending.setdefault(key, []).append(fut)
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._flush)
+        return await fut  # type: ignore[no-any-return]
+
+    def _flush(self) -> None:
+        batch, self._pending, self._scheduled = self._pending, {}, False
+        asyncio.ensure_future(self._lookup(batch))
+
+    async def _lookup(self, batch: dict[str, list[asyncio.Future[Any]]]) -> None:
+        try:
+            found = await asyncio.to_thread(self.store.cache_get_many, list(batch))
+        except BaseException as exc:  # noqa: BLE001 - hand the failure to every waiter
+            for futs in batch.values():
+                for f in futs:
+                    if not f.done():
+                        f.set_exception(exc)
+            return
+        for key, futs in batch.items():
+            for f in futs:
+                if not f.done():
+                    f.set_result(found.get(key))
+
+
+class CallExecutor:
+    def __init__(
+        self,
+        reader: CacheReader,
+        on_cache_entry: Callable[[CacheEntry], None],
+        *,
+        global_limit: asyncio.Semaphore,
+        gate: Callable[[], Any],
+        recent_size: int = 8192,
+    ):
+        self.reader = reader
+        self.on_cache_entry = on_cache_entry
+        self.global_limit = global_limit
+        self.gate = gate  # awaitable factory: blocks while the sweep is paused
+        self.limits: dict[str, AdaptiveLimit] = {}
+        self._recent: collections.OrderedDict[str, tuple[str, int, int, float]] = collections.OrderedDict()
+        self._recent_size = recent_size
+        self._inflight: dict[str, asyncio.Future[ChatResponse]] = {}
+        self.calls = 0
+        self.hits = 0
+        self.retries = 0
+
+    def _limit(self, provider: Provider) -> AdaptiveLimit:
+        lim = self.limits.get(provider.name)
+        if lim is None:
+            lim = self.limits[provider.name] = AdaptiveLimit(provider.max_concurrency)
+        return lim
+
+    def remember(self, key: str, value: tuple[str, int, int, float]) -> None:
+        self._recent[key] = value
+        if len(self._recent) > self._recent_size:
+            self._recent.popitem(last=False)
+
+    async def call(self, provider: Provider, model: str, messages: list[dict[str, str]], params: dict[str, Any]) -> CallResult:
+        material = cache_key_material(provider, model, messages, params)
+        key = content_hash("call", material)
+        hit = self._recent.get(key)
+        if hit is None:
+            inflight = self._inflight.get(key)
+            if inflight is not None:
+                resp = await asyncio.shield(inflight)
+                self.hits += 1
+                return CallResult(resp, True, key)
+            hit = await self.reader.get(key)
+        if hit is not None:
+            self.hits += 1
+            text, tin, tout, lat = hit
+            return CallResult(ChatResponse(text, tin, tout, lat), True, key)
+
+        fut: asyncio.Future[ChatResponse] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = fut
+        try:
+            resp = await self._call_with_retries(provider, ChatRequest(model, messages, params))
+        except BaseException as exc:
+            fut.set_exception(exc)
+            fut.exception()  # mark retrieved: waiters (if any) get it through shield
+            raise
+        finally:
+            self._inflight.pop(key, None)
+        fut.set_result(resp)
+        value = (resp.text, resp.tokens_in, resp.tokens_out, resp.latency_ms)
+        self.remember(key, value)
+        self.on_cache_entry(CacheEntry(key, provider.identity, model, {"messages": messages, "params": params},
+                                       resp.text, resp.tokens_in, resp.tokens_out, resp.latency_ms))
+        return CallResult(resp, False, key)
+
+    async def _call_with_retries(self, provider: Provider, request: ChatRequest) -> ChatResponse:
+        limit = self._limit(provider)
+        attempt = 0
+        while True:
+            await self.gate()
+            async with self.global_limit:
+                async with limit:
+                    try:
+                        self.calls += 1
+                        resp = await provider.chat(request)
+                    except ProviderError as exc:
+                        error = exc
+                    else:
+                        limit.on_success()
+                        return resp
+            if error.rate_limited:
+                limit.on_rate_limited()
+            if not error.retryable or attempt >= provider.max_retries:
+                suffix = f" (after {attempt + 1} attempts)" if attempt else ""
+                raise ProviderError(f"{error}{suffix}", retryable=False, status=error.status) from error
+            self.retries += 1
+            await asyncio.sleep(backoff_delay(attempt, retry_after=error.retry_after))
+            attempt += 1
+
+
+def explain_material(material: dict[str, Any]) -> str:
+    return canonical_json(material)

@@ -1,0 +1,82 @@
+"""Concurrency that adapts to the endpoint, and retry delays.
+
+Each endpoint gets an :class:`AdaptiveLimit`: it starts at the endpoint's concurrency, halves on
+every 429 (at most once per cool-down, so a burst of 429s from one overload counts once), and
+grows back by one slot after a run of successes. Backoff is exponential with full jitter, and a
+server's ``Retry-After`` is honoured as a floor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import random
+import time
+
+
+class AdaptiveLimit:
+    def __init__(self, limit: int, *, recover_after: int = 20, cooldown: float = 1.0):
+        self.max = max(1, limit)
+        self.limit = self.max
+        self.in_use = 0
+        self.recover_after = recover_after
+        self.cooldown = cooldown
+        self._successes = 0
+        self._last_cut = 0.0
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    async def acquire(self) -> None:
+        if self.in_use < self.limit and not self._waiters:
+            self.in_use += 1
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.release()  # we were handed a slot just as we got cancelled
+            else:
+                self._waiters.remove(fut)
+            raise
+
+    def release(self) -> None:
+        self.in_use -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters and self.in_use < self.limit:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                self.in_use += 1
+                fut.set_result(None)
+
+    def on_rate_limited(self) -> None:
+        now = time.monotonic()
+        self._successes = 0
+        if now - self._last_cut >= self.cooldown:
+            self._last_cut = now
+            self.limit = max(1, self.limit // 2)
+
+    def on_success(self) -> None:
+        if self.limit < self.max:
+            self._successes += 1
+            if self._successes >= self.recover_after:
+                self._successes = 0
+                self.limit += 1
+                self._wake()
+
+    async def __aenter__(self) -> AdaptiveLimit:
+        await self.acquire()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.release()
+
+
+def backoff_delay(attempt: int, *, base: float = 0.25, cap: float = 20.0, retry_after: float | None = None) -> float:
+    """Full-jitter exponential backoff; never shorter than the server's Retry-After."""
+    delay = random.uniform(0, min(cap, base * (2 ** attempt)))
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return delay

@@ -1,0 +1,330 @@
+"""The sweep: runs every (configuration, sample, repeat) of a plan on one asyncio loop.
+
+Shape: a fixed set of worker coroutines pulls run items from one lazy iterator (so a 100,000-run
+sweep never holds 100,000 items), each run goes through the :class:`Runner`, and finished records
+go to a writer that commits them in batches, in a worker thread, with their cache entries, events
+and the sweep's progress row (one ``BEGIN IMMEDIATE`` per batch). Steering requests written into
+the sweep's row by any process (pause / resume / stop) are polled a few times a second; pausing
+lets the calls in flight finish and starts no new ones. Finished runs are skipped on the next
+sweep, so an interrupted sweep resumes by running it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import SweepConflictError
+from ..store import CacheEntry, RunRecord, Store, now_iso
+from ..sweeps.space import Configuration
+from .calls import CacheReader, CallExecutor
+from .progress import Progress
+from .runner import BoundScorer, Runner, RunItem, run_id
+
+FLUSH_EVERY = 0.05  # seconds: how stale the store (and other processes' view) may be
+FLUSH_MAX = 1000  # records per transaction
+POLL_EVERY = 0.25  # seconds between reads of steering requests
+
+
+@dataclass
+class SweepPlan:
+    experiment_id: str
+    configurations: list[Configuration]
+    samples: list[tuple[str, dict[str, Any]]]  # (sample id, sample)
+    repeat: int
+    strategy: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return len(self.configurations) * len(self.samples) * self.repeat
+
+    def items(self, skip: set[str]) -> Iterator[RunItem]:
+        for config in self.configurations:
+            for index, (sid, sample) in enumerate(self.samples):
+                for rep in range(self.repeat):
+                    if run_id(config.id, sid, rep) in skip:
+                        continue
+                    yield RunItem(config, sample, sid, index, rep)
+
+
+class Sweep:
+    def __init__(
+        self,
+        store_path: str,
+        plan: SweepPlan,
+        pool: Any,
+        scorers: list[BoundScorer],
+        *,
+        concurrency: int,
+        budget: dict[str, Any] | None = None,
+        functions: dict[str, Callable[..., Any]] | None = None,
+    ):
+        self.store_path = store_path
+        self.plan = plan
+        self.pool = pool
+        self.scorers = scorers
+        self.concurrency = concurrency
+        self.budget = dict(budget or {})
+        self.functions = functions or {}
+        self.progress = Progress(total=plan.total)
+        self.sweep_id: str | None = None
+        self.listeners: list[Callable[[Progress], None]] = []
+        self._gate = asyncio.Event()
+        self._gate.set()
+        self._stopping = False
+        self._poke = asyncio.Event()
+        self._pending_runs: list[RunRecord] = []
+        self._pending_cache: list[CacheEntry] = []
+        self._pending_events: list[tuple[str, str | None, str, dict[str, Any]]] = []
+        self._config_stats: dict[str, list[float]] = {}
+        self._expected_per_config = len(plan.samples) * plan.repeat
+        self.event_listeners: list[Callable[[str, dict[str, Any]], None]] = []
+
+    # ------------------------------------------------------------------ public steering (in-process)
+    def request(self, what: str) -> None:
+        """Pause / resume / stop from this process; other processes write the store instead."""
+        if self.sweep_id is None:
+            return
+        store = Store(self.store_path)
+        try:
+            store.update_sweep(self.sweep_id, requested=what)
+        finally:
+            store.close()
+        self._poke.set()
+
+    # ------------------------------------------------------------------ events
+    def emit(self, etype: str, payload: dict[str, Any]) -> None:
+        self._pending_events.append((now_iso(), self.plan.experiment_id, etype, payload))
+        for listener in self.event_listeners:
+            with contextlib.suppress(Exception):
+                listener(etype, payload)
+
+    # ------------------------------------------------------------------ main
+    async def run(self) -> Progress:
+        wstore = Store(self.store_path)
+        rstore = Store(self.store_path)
+        plan = self.plan
+        try:
+            finished = await asyncio.to_thread(rstore.finished_run_ids, plan.experiment_id)
+            planned = {run_id(c.id, sid, r) for c in plan.configurations for sid, _ in plan.samples for r in range(plan.repeat)} if len(finished) else set()
+            self.progress.skipped = len(finished & planned) if finished else 0
+            self.progress.done = self.progress.skipped
+            self._load_best(rstore)
+            self.sweep_id = await asyncio.to_thread(
+                wstore.begin_sweep, plan.experiment_id, plan.strategy, plan.total,
+                {**plan.options, "budget": self.budget, "concurrency": self.concurrency},
+            )
+            self.progress.status = "running"
+            self.emit("experiment.started", {"sweep_id": self.sweep_id, "strategy": plan.strategy, "total": plan.total,
+                                             "already_done": self.progress.skipped, "configurations": len(plan.configurations)})
+            calls = CallExecutor(
+                CacheReader(rstore), self._pending_cache.append,
+                global_limit=asyncio.Semaphore(self.concurrency), gate=self._wait_gate,
+            )
+            self.calls = calls
+            runner = Runner(plan.experiment_id, self.sweep_id, self.pool, calls, self.scorers, self.functions)
+            items = plan.items(finished)
+            writer = asyncio.ensure_future(self._writer(wstore))
+            poller = asyncio.ensure_future(self._poller(rstore))
+            n_workers = max(1, min(1024, max(self.concurrency * 2, 32)))
+            workers = [asyncio.ensure_future(self._worker(items, runner)) for _ in range(n_workers)]
+            try:
+                await asyncio.gather(*workers)
+            except BaseException:
+                for w in workers:
+                    w.cancel()
+                self.progress.status = "interrupted"
+                self.progress.stop_reason = "interrupted"
+                raise
+            finally:
+                poller.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await poller
+                self._finish_status()
+                writer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await writer
+                # Whatever finished is committed, even on Ctrl+C or cancellation.
+                await asyncio.shield(asyncio.to_thread(self._flush_sync, wstore, True))
+                await self.pool.aclose()
+            return self.progress
+        finally:
+            wstore.close()
+            rstore.close()
+
+    def _finish_status(self) -> None:
+        p = self.progress
+        if p.status == "interrupted":
+            return
+        if self._stopping:
+            p.status = "stopped"
+            self.emit("experiment.stopped", {"sweep_id": self.sweep_id, "reason": p.stop_reason or "requested", **self._summary()})
+        else:
+            p.status = "completed"
+            self.emit("experiment.completed", {"sweep_id": self.sweep_id, "best_config_id": p.best_config_id,
+                                               "best_score": p.best_score, **self._summary()})
+
+    def _summary(self) -> dict[str, Any]:
+        p = self.progress
+        return {"done": p.done, "total": p.total, "completed": p.completed, "cached": p.cached, "failed": p.failed,
+                "tokens": p.tokens, "cost": round(p.cost, 6), "cache_hit_rate": round(p.cache_hit_rate, 4)}
+
+    async def _wait_gate(self) -> None:
+        if not self._gate.is_set():
+            await self._gate.wait()
+
+    async def _worker(self, items: Iterator[RunItem], runner: Runner) -> None:
+        while not self._stopping:
+            await self._wait_gate()
+            if self._stopping:
+                return
+            item = next(items, None)
+            if item is None:
+                return
+            self.emit("run.started", {"run_id": item.run_id, "config_id": item.config.id, "sample_id": item.sample_id})
+            record = await runner.execute(item)
+            self._record(record, item)
+
+    def _record(self, record: RunRecord, item: RunItem) -> None:
+        p = self.progress
+        p.done += 1
+        spent_in = sum(s.tokens_in for s in record.stages if s.kind == "prompt" and not s.cached)
+        spent_out = sum(s.tokens_out for s in record.stages if s.kind == "prompt" and not s.cached)
+        p.tokens_in += spent_in
+        p.tokens_out += spent_out
+        if spent_in or spent_out:
+            p.cost += sum(self.runner_cost(s) for s in record.stages if s.kind == "prompt" and not s.cached)
+        p.calls = self.calls.calls
+        p.cache_hits = self.calls.hits
+        if record.status == "failed":
+            p.failed += 1
+            self.emit("run.failed", {"run_id": record.id, "config_id": record.config_id, "error": record.error})
+        else:
+            if record.status == "cached":
+                p.cached += 1
+            else:
+                p.completed += 1
+            self.emit(f"run.{record.status}", {"run_id": record.id, "config_id": record.config_id, "score": record.score})
+            if record.score is not None:
+                self._update_best(record.config_id, record.score, item.config.varied)
+        self._pending_runs.append(record)
+        self._check_budget()
+
+    def runner_cost(self, stage: Any) -> float:
+        from ..providers.pricing import cost
+
+        return cost(stage.tokens_in, stage.tokens_out, self.pool.price(stage.endpoint, stage.model_used or ""))
+
+    def _load_best(self, store: Store) -> None:
+        with store.cx.read() as c:
+            for config_id, score in c.execute(
+                "SELECT config_id, score FROM runs WHERE experiment_id = ? AND status IN ('completed','cached') AND score IS NOT NULL",
+                (self.plan.experiment_id,),
+            ):
+                stats = self._config_stats.setdefault(config_id, [0.0, 0.0])
+                stats[0] += score
+                stats[1] += 1
+        for config_id, (total, n) in self._config_stats.items():
+            if n >= self._expected_per_config:
+                mean = total / n
+                if self.progress.best_score is None or mean > self.progress.best_score:
+                    self.progress.best_score, self.progress.best_config_id = mean, config_id
+
+    def _update_best(self, config_id: str, score: float, varied: dict[str, Any]) -> None:
+        stats = self._config_stats.setdefault(config_id, [0.0, 0.0])
+        stats[0] += score
+        stats[1] += 1
+        # A configuration is a candidate only once all its samples are in: never a lucky first run.
+        if stats[1] == self._expected_per_config:
+            mean = stats[0] / stats[1]
+            p = self.progress
+            if p.best_score is None or mean > p.best_score:
+                p.best_score, p.best_config_id = mean, config_id
+                self.emit("new_best_found", {"config_id": config_id, "score": round(mean, 6), "n": int(stats[1]), "varied": varied})
+
+    def _check_budget(self) -> None:
+        max_tokens = self.budget.get("max_tokens")
+        max_cost = self.budget.get("max_cost")
+        p = self.progress
+        hit = (max_tokens and p.tokens >= max_tokens) or (max_cost and p.cost >= max_cost)
+        if hit and self._gate.is_set() and p.status == "running":
+            self._gate.clear()
+            p.status = "paused"
+            p.stop_reason = "budget"
+            self.emit("budget.exhausted", {"token_count": p.tokens, "cost": round(p.cost, 6), "budget": self.budget})
+            self.emit("experiment.paused", {"reason": "budget exhausted", "sweep_id": self.sweep_id})
+
+    # ------------------------------------------------------------------ writer & poller
+    def _sweep_row(self) -> dict[str, Any]:
+        p = self.progress
+        return {"id": self.sweep_id, "status": p.status, "done": p.done, "cached": p.cached, "failed": p.failed,
+                "tokens_in": p.tokens_in, "tokens_out": p.tokens_out, "cost": p.cost,
+                "best_config_id": p.best_config_id, "best_score": p.best_score, "stop_reason": p.stop_reason,
+                **({"finished_at": now_iso()} if p.status in ("completed", "stopped", "interrupted") else {})}
+
+    def _take(self) -> tuple[list[RunRecord], list[CacheEntry], list[Any]]:
+        runs, cache, events = self._pending_runs[:], self._pending_cache[:], self._pending_events[:]
+        self._pending_runs.clear()
+        self._pending_cache.clear()
+        self._pending_events.clear()
+        return runs, cache, events
+
+    def _flush_sync(self, store: Store, final: bool = False) -> None:
+        runs, cache, events = self._take()
+        store.write_results(runs, cache, events, self._sweep_row())
+        if final and self.progress.status in ("completed", "stopped"):
+            store.set_experiment_status(self.plan.experiment_id, self.progress.status)
+        for listener in self.listeners:
+            with contextlib.suppress(Exception):
+                listener(self.progress)
+
+    async def _writer(self, store: Store) -> None:
+        last_beat = time.monotonic()
+        while True:
+            await asyncio.sleep(FLUSH_EVERY)
+            if self._pending_runs or self._pending_events or time.monotonic() - last_beat > 2.0:
+                last_beat = time.monotonic()
+                await asyncio.to_thread(self._flush_sync, store)
+
+    async def _poller(self, store: Store) -> None:
+        while True:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._poke.wait(), POLL_EVERY)
+            self._poke.clear()
+            requested, _ = await asyncio.to_thread(store.poll_steering, self.sweep_id)
+            if requested:
+                await self._apply(requested, store)
+
+    async def _apply(self, requested: str, store: Store) -> None:
+        p = self.progress
+        verb, _, reason = requested.partition(":")
+        if verb == "pause" and p.status == "running":
+            self._gate.clear()
+            p.status = "paused"
+            p.stop_reason = reason or "requested"
+            self.emit("experiment.paused", {"reason": p.stop_reason, "sweep_id": self.sweep_id})
+        elif verb == "resume" and p.status == "paused":
+            fresh = await asyncio.to_thread(store.sweep, self.sweep_id)
+            import json
+
+            options = json.loads(fresh.get("options") or "{}")
+            self.budget = options.get("budget") or self.budget
+            p.status = "running"
+            p.stop_reason = None
+            self.emit("experiment.resumed", {"sweep_id": self.sweep_id})
+            self._gate.set()
+            self._check_budget()  # still over a budget that was not raised: pause again
+        elif verb == "stop":
+            self._stopping = True
+            p.stop_reason = reason or "requested"
+            self._gate.set()  # paused workers wake up to see they must stop
+        await asyncio.to_thread(store.update_sweep, self.sweep_id, requested=None, status=p.status)
+        self._poke.clear()
+
+
+__all__ = ["Sweep", "SweepConflictError", "SweepPlan"]

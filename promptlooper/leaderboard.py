@@ -1,0 +1,109 @@
+"""Rankings: configurations (never single runs) by weighted score over samples, with intervals.
+
+A run's weighted score is the weighted mean of its scorers (weights from the experiment). Repeats
+of one sample are averaged first, so the interval reflects the samples: a configuration's score is
+the mean over samples, with a 95% Student-t interval (none for n = 1), and ``n`` is always shown.
+Rejected configurations are left out; approved ones are marked.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .hashing import short
+from .store import Store
+
+
+def t_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
+    n = len(values)
+    mean = float(np.mean(values)) if n else math.nan
+    if n < 2:
+        return (math.nan, math.nan)
+    from scipy import stats
+
+    sd = float(np.std(values, ddof=1))
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
+    return (max(0.0, mean - half), min(1.0, mean + half))
+
+
+def per_sample_scores(store: Store, experiment_id: str, weights: dict[str, float]) -> pd.DataFrame:
+    """One row per (configuration, sample): each scorer's mean and the weighted score."""
+    rows = store.score_rows(experiment_id)
+    if not rows:
+        return pd.DataFrame(columns=["config_id", "sample_id", "score"])
+    df = pd.DataFrame(rows, columns=["config_id", "run_id", "sample_id", "scorer", "value"])
+    wide = df.pivot_table(index=["config_id", "sample_id", "run_id"], columns="scorer", values="value", aggfunc="mean")
+    scorer_cols = list(wide.columns)
+    w = pd.Series({c: weights.get(c, 0.0) for c in scorer_cols}, dtype=float)
+    present = wide.notna().astype(float) * w
+    wide["score"] = (wide.fillna(0.0) * w).sum(axis=1) / present.sum(axis=1).replace(0.0, np.nan)
+    per_sample = wide.groupby(level=["config_id", "sample_id"]).mean().reset_index()
+    per_sample.columns.name = None
+    return per_sample
+
+
+def leaderboard(
+    store: Store,
+    experiment: dict[str, Any],
+    *,
+    sort: str | None = None,
+    top: int | None = None,
+    include_rejected: bool = False,
+) -> pd.DataFrame:
+    spec = experiment["spec"]
+    weights = {(s.get("label") or s["name"]): float(s.get("weight", 1.0)) for s in spec.get("scorers", [])}
+    configs = {c["id"]: c for c in store.configurations(experiment["id"])}
+    per_sample = per_sample_scores(store, experiment["id"], weights)
+    runs = pd.DataFrame(store.run_rows(experiment["id"]),
+                        columns=["config_id", "run_id", "sample_id", "status", "tokens_in", "tokens_out", "cost", "latency_ms"])
+    varied_keys: list[str] = []
+    for c in configs.values():
+        for k in c["varied"]:
+            if k not in varied_keys:
+                varied_keys.append(k)
+    scorer_cols = [c for c in per_sample.columns if c not in ("config_id", "sample_id", "score")]
+    records = []
+    for config_id, group in per_sample.groupby("config_id"):
+        cfg = configs.get(str(config_id))
+        decision = cfg.get("decision") if cfg else None
+        if decision == "rejected" and not include_rejected:
+            continue
+        values = group["score"].dropna().to_numpy(dtype=float)
+        low, high = t_interval(values)
+        r = runs[runs.config_id == config_id]
+        ok = r[r.status.isin(["completed", "cached"])]
+        rec: dict[str, Any] = {"config_id": short(str(config_id))}
+        for k in varied_keys:
+            rec[k] = (cfg["varied"].get(k) if cfg else None)
+        rec.update({
+            "score": float(values.mean()) if len(values) else math.nan,
+            "ci_low": low, "ci_high": high, "n": int(len(values)),
+        })
+        for col in scorer_cols:
+            rec[col] = float(group[col].mean())
+        rec.update({
+            "tokens": int(ok.tokens_in.sum() + ok.tokens_out.sum()),
+            "cost": float(ok.cost.sum()),
+            "latency_ms": float(ok.latency_ms.median()) if len(ok) else math.nan,
+            "failed": int((r.status == "failed").sum()),
+            "decision": decision or "",
+            "full_config_id": str(config_id),
+        })
+        records.append(rec)
+    df = pd.DataFrame.from_records(records)
+    if df.empty:
+        return pd.DataFrame(columns=["rank", "config_id", *varied_keys, "score", "ci_low", "ci_high", "n", *scorer_cols,
+                                     "tokens", "cost", "latency_ms", "failed", "decision", "full_config_id"])
+    key = sort or "score"
+    if key not in df.columns:
+        raise KeyError(f"cannot sort by {key!r}; choose one of: score, {', '.join(scorer_cols)}, tokens, cost, latency_ms")
+    ascending = key in ("cost", "tokens", "latency_ms")
+    df = df.sort_values([key, "n"], ascending=[ascending, False], na_position="last").reset_index(drop=True)
+    df.insert(0, "rank", range(1, len(df) + 1))
+    if top:
+        df = df.head(top)
+    return df

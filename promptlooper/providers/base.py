@@ -1,0 +1,43 @@
+"""What every provider does: one chat call, a model list, and an identity for cache keys."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    model: str
+    messages: list[dict[str, str]]
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ChatResponse:
+    text: str
+    tokens_in: int
+    tokens_out: int
+    latency_ms: float
+
+
+class Provider(ABC):
+    """A model endpoint. Subclasses raise :class:`~promptlooper.errors.ProviderError` on failure."""
+
+    #: endpoint name as used in model references ("local" in "local/smollm2-135m")
+    name: str
+    #: what identifies the endpoint in cache keys: its base URL, never its key
+    identity: str
+    max_concurrency: int = 8
+    max_retries: int = 6
+    timeout: float = 60.0
+
+    @abstractmethod
+    async def chat(self, request: ChatRequest) -> ChatResponse: ...
+
+    @abstractmethod
+    async def list_models(self) -> list[str]: ...
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        pass

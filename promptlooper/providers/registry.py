@@ -1,0 +1,89 @@
+"""Endpoints by name: the built-in ``local`` (embedded model) and OpenAI-compatible ones.
+
+A model reference is ``endpoint/model``; only the first slash separates them, so OpenRouter's
+``openrouter/meta-llama/llama-3-8b`` means endpoint ``openrouter``, model ``meta-llama/llama-3-8b``.
+Providers are built lazily (the package imports without llama_cpp), one per endpoint per pool.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import EndpointError
+from ..spec import EndpointSpec
+from .base import Provider
+from .pricing import price_for
+
+LOCAL = "local"
+
+
+def split_model(ref: str) -> tuple[str, str]:
+    endpoint, sep, model = ref.partition("/")
+    if not sep or not endpoint or not model:
+        raise EndpointError(f"model {ref!r} must be written endpoint/model, e.g. local/smollm2-135m")
+    return endpoint, model
+
+
+class EndpointPool:
+    """The endpoints a sweep may use, and one shared provider per endpoint."""
+
+    def __init__(
+        self,
+        stored: dict[str, dict[str, Any]] | None = None,
+        inline: dict[str, EndpointSpec] | None = None,
+        prices: dict[str, tuple[float, float]] | None = None,
+    ):
+        self.configs: dict[str, dict[str, Any]] = {}
+        for name, row in (stored or {}).items():
+            self.configs[name] = {k: row[k] for k in ("base_url", "api_key_env", "max_concurrency", "timeout", "max_retries", "prices") if k in row}
+        for name, spec in (inline or {}).items():
+            self.configs[name] = spec.model_dump()
+        self.user_prices = prices or {}
+        self._providers: dict[str, Provider] = {}
+
+    def names(self) -> list[str]:
+        return [LOCAL, *sorted(n for n in self.configs if n != LOCAL)]
+
+    def has(self, name: str) -> bool:
+        return name == LOCAL or name in self.configs
+
+    def describe(self, name: str) -> dict[str, Any]:
+        if name == LOCAL and name not in self.configs:
+            from .embedded import MODEL_NAME, available
+
+            problem = available()
+            return {"name": LOCAL, "kind": "embedded", "base_url": None, "models": [MODEL_NAME],
+                    "api_key_env": None, "available": problem is None, "problem": problem}
+        cfg = self.configs[name]
+        return {"name": name, "kind": "openai-compatible", **cfg}
+
+    def provider(self, name: str) -> Provider:
+        if name in self._providers:
+            return self._providers[name]
+        if name == LOCAL and name not in self.configs:
+            from .embedded import EmbeddedProvider
+
+            provider: Provider = EmbeddedProvider()
+        elif name in self.configs:
+            from .openai_compatible import OpenAICompatible
+
+            cfg = self.configs[name]
+            provider = OpenAICompatible(
+                name, cfg["base_url"], api_key_env=cfg.get("api_key_env"),
+                max_concurrency=int(cfg.get("max_concurrency", 16)), timeout=float(cfg.get("timeout", 60.0)),
+                max_retries=int(cfg.get("max_retries", 6)),
+            )
+        else:
+            known = ", ".join(self.names())
+            raise EndpointError(f"endpoint {name!r} is not configured (known: {known}); add it with `promptlooper endpoints add`")
+        self._providers[name] = provider
+        return provider
+
+    def price(self, endpoint: str, model: str) -> tuple[float, float]:
+        own = {k: tuple(v) for k, v in (self.configs.get(endpoint, {}).get("prices") or {}).items()}
+        return price_for(model, self.user_prices, own)  # type: ignore[arg-type]
+
+    async def aclose(self) -> None:
+        for provider in self._providers.values():
+            await provider.aclose()
+        self._providers.clear()

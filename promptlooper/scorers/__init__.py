@@ -1,0 +1,5 @@
+"""Pluggable scorers. Register your own with :func:`scorer`."""
+
+from .base import ScoreContext, ScoreResult, ScorerError, ScorerInfo, build, check_args, get, registered, scorer
+
+__all__ = ["ScoreContext", "ScoreResult", "ScorerError", "ScorerInfo", "build", "check_args", "get", "registered", "scorer"]

@@ -1,0 +1,131 @@
+"""Scorer registry: decorated factories whose name and arguments are stored with every score.
+
+A scorer is registered as a factory::
+
+    @scorer("keyword", description="Share of required words present in the output.")
+    def keyword(words: list[str], mode: str = "all", case_sensitive: bool = False) -> ScoreFn:
+        ...
+        return score                     # score(ctx: ScoreContext) -> float | ScoreResult
+
+The factory's signature *is* its argument schema: arguments are validated by pydantic against it
+before any model is called, so ``{name: keyword, word: [...]}`` fails with a message naming
+``word``. Because each score row records the scorer's name and arguments, any stored run can be
+re-scored later without a model call.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ConfigDict, ValidationError, create_model
+
+from ..errors import PromptLooperError
+
+
+@dataclass(frozen=True)
+class ScoreContext:
+    """What a scorer sees of one run."""
+
+    output: str
+    sample: dict[str, Any]
+    input: str = ""  # the last rendered prompt (user message) of the scored stage
+    outputs: dict[str, Any] = field(default_factory=dict)  # every stage's output by name
+    run: dict[str, Any] = field(default_factory=dict)  # run id, configuration id, varied values
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    value: float
+    detail: dict[str, Any] | None = None
+
+
+ScoreFn = Callable[[ScoreContext], "float | ScoreResult | Awaitable[float | ScoreResult]"]
+
+
+@dataclass(frozen=True)
+class ScorerInfo:
+    name: str
+    factory: Callable[..., ScoreFn]
+    description: str
+    model_calls: bool  # judges call models: they are skipped when re-scoring is asked to be free
+    needs_fields: Callable[[dict[str, Any]], list[str]] | None = None  # sample fields it reads
+
+
+class ScorerError(PromptLooperError):
+    """A scorer could not be built or failed while scoring."""
+
+
+_REGISTRY: dict[str, ScorerInfo] = {}
+
+
+def scorer(
+    name: str,
+    *,
+    description: str = "",
+    model_calls: bool = False,
+    needs_fields: Callable[[dict[str, Any]], list[str]] | None = None,
+) -> Callable[[Callable[..., ScoreFn]], Callable[..., ScoreFn]]:
+    """Register a scorer factory under ``name`` (replacing any earlier one of that name)."""
+
+    def register(factory: Callable[..., ScoreFn]) -> Callable[..., ScoreFn]:
+        doc = description or (inspect.getdoc(factory) or "").split("\n")[0]
+        _REGISTRY[name] = ScorerInfo(name, factory, doc, model_calls, needs_fields)
+        return factory
+
+    return register
+
+
+def registered() -> dict[str, ScorerInfo]:
+    _load_builtins()
+    return dict(_REGISTRY)
+
+
+def get(name: str) -> ScorerInfo:
+    _load_builtins()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        known = ", ".join(sorted(_REGISTRY))
+        raise ScorerError(f"unknown scorer {name!r}; known scorers: {known}") from None
+
+
+def check_args(name: str, args: dict[str, Any]) -> list[tuple[str, str]]:
+    """Validate ``args`` against the factory signature: [(argument path, message)]."""
+    info = get(name)
+    sig = inspect.signature(info.factory)
+    fields: dict[str, Any] = {}
+    for pname, param in sig.parameters.items():
+        if param.kind in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
+            return []  # the factory takes anything; it validates itself
+        annotation = param.annotation if param.annotation is not inspect.Parameter.empty else Any
+        if isinstance(annotation, str):
+            annotation = eval(annotation, vars(inspect.getmodule(info.factory)))  # noqa: S307 - our own annotations
+        default = ... if param.default is inspect.Parameter.empty else param.default
+        fields[pname] = (annotation, default)
+    model = create_model(f"{name}_args", __config__=ConfigDict(extra="forbid"), **fields)
+    try:
+        model(**args)
+    except ValidationError as exc:
+        return [(".".join(str(p) for p in err["loc"]) or "args", err["msg"]) for err in exc.errors()]
+    return []
+
+
+def build(name: str, args: dict[str, Any]) -> ScoreFn:
+    info = get(name)
+    try:
+        return info.factory(**args)
+    except (TypeError, ValueError) as exc:
+        raise ScorerError(f"scorer {name!r}: {exc}") from exc
+
+
+_loaded = False
+
+
+def _load_builtins() -> None:
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        from . import formats, text  # noqa: F401 - registering is the import's effect

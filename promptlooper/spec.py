@@ -1,0 +1,285 @@
+"""The experiment schema: one pydantic definition behind YAML files, Python objects and MCP tools.
+
+An experiment is samples + 1..N stages + a parameter space + weighted scorers (+ strategy,
+concurrency, budget, seed). Field metadata (ranges, descriptions) is declared here once and feeds
+validation, sweep ranges and tool schemas. Semantic checks that need more than one field (template
+variables, scorer names, endpoints) live in :mod:`promptlooper.validation`.
+
+A YAML file::
+
+    project: demo
+    name: capital-quiz
+    samples: questions.jsonl          # or an inline list of objects, or a .csv file
+    stages:
+      - name: answer
+        system: "{{ persona }}"
+        user: "{{ question }}"
+        model: local/smollm2-135m
+        params: {max_tokens: 32, seed: 1}
+    space:
+      answer.temperature: [0.0, 0.7]
+      persona: ["You are terse.", "You are a geography teacher."]
+    scorers:
+      - {name: contains, field: reference, weight: 2}
+      - {name: length, max_words: 20}
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+
+DEFAULT_MODEL = "local/smollm2-135m"
+NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+# Fields of a prompt stage that a space key may vary besides its model parameters.
+STAGE_TEXT_FIELDS = ("model", "system", "user")
+
+
+class ModelParams(BaseModel):
+    """Sampling parameters sent with every call of a prompt stage.
+
+    Unknown keys are allowed and passed through (servers such as vLLM accept ``top_k``,
+    ``repetition_penalty``…); the common ones are range-checked here.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    temperature: float | None = Field(None, ge=0, le=2, description="Sampling temperature, 0..2.")
+    top_p: float | None = Field(None, ge=0, le=1, description="Nucleus sampling mass, 0..1.")
+    max_tokens: int | None = Field(None, ge=1, le=131072, description="Cap on generated tokens.")
+    seed: int | None = Field(None, ge=0, description="Sampling seed (reproducible output).")
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    stop: list[str] | str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
+class PromptStage(BaseModel):
+    """A stage that renders a system + user template and calls a model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["prompt"] = "prompt"
+    name: str = Field(pattern=NAME_PATTERN, description="Stage name; later stages use it as a variable.")
+    model: str = Field(DEFAULT_MODEL, description="'endpoint/model', e.g. local/smollm2-135m.")
+    system: str | None = Field(None, description="System message template (Jinja2).")
+    user: str = Field(description="User message template (Jinja2).")
+    params: ModelParams = Field(default_factory=ModelParams)
+
+
+class FunctionStage(BaseModel):
+    """A stage that runs a Python function (Python API; over MCP only by registered name).
+
+    The function receives the template context (sample fields, earlier stage outputs, space
+    variables) as keyword arguments it declares, plus ``context`` if it asks for it, and returns
+    the stage output (a string, or anything JSON-serialisable).
+    """
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    kind: Literal["function"] = "function"
+    name: str = Field(pattern=NAME_PATTERN)
+    function: Callable[..., Any] | str = Field(
+        description="A callable, or the name of a function registered with register_function."
+    )
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+def _stage_kind(value: Any) -> str:
+    # "kind" may be omitted: a stage with a function is a function stage, anything else a prompt.
+    if isinstance(value, dict):
+        return str(value.get("kind") or ("function" if "function" in value else "prompt"))
+    return str(getattr(value, "kind", "prompt"))
+
+
+Stage = Annotated[
+    Annotated[PromptStage, Tag("prompt")] | Annotated[FunctionStage, Tag("function")],
+    Discriminator(_stage_kind),
+]
+
+
+class Range(BaseModel):
+    """A numeric range in the parameter space. Grid sweeps need ``step`` (or ``values``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min: float
+    max: float
+    step: float | None = Field(None, gt=0)
+    log: bool = False
+    integer: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max}); swap them")
+        if self.log and self.min <= 0:
+            raise ValueError("a log range needs min > 0")
+        return self
+
+    def grid(self) -> list[float | int]:
+        if self.step is None:
+            return []
+        out: list[float | int] = []
+        n = int(round((self.max - self.min) / self.step + 1e-9)) + 1
+        for i in range(n):
+            v = round(self.min + i * self.step, 10)
+            out.append(int(round(v)) if self.integer else v)
+        return out
+
+
+SpaceValue = list[Any] | Range
+
+
+class ScorerSpec(BaseModel):
+    """A scorer from the registry, its weight, and its arguments (any other keys)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    weight: float = Field(1.0, ge=0)
+    label: str | None = Field(None, description="Column name; defaults to the scorer's name.")
+    stage: str | None = Field(None, description="Which stage's output to score (default: last).")
+    args: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _collect_args(cls, data: Any) -> Any:
+        # YAML users write {name: keyword, words: [...], weight: 2}; everything that is not a
+        # field of ScorerSpec is an argument of the scorer.
+        if isinstance(data, str):
+            return {"name": data}
+        if isinstance(data, dict):
+            known = {"name", "weight", "label", "stage", "args"}
+            extra = {k: v for k, v in data.items() if k not in known}
+            if extra:
+                data = {k: v for k, v in data.items() if k in known}
+                data["args"] = {**data.get("args", {}), **extra}
+        return data
+
+    @property
+    def column(self) -> str:
+        return self.label or self.name
+
+
+class Budget(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_tokens: int | None = Field(None, ge=1, description="Tokens (in + out) per sweep.")
+    max_cost: float | None = Field(None, gt=0, description="Estimated cost per sweep, in USD.")
+
+
+class EndpointSpec(BaseModel):
+    """An OpenAI-compatible endpoint. The key is referenced by environment variable name only."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str = Field(description="e.g. http://127.0.0.1:8000/v1")
+    api_key_env: str | None = Field(None, description="Name of the environment variable holding the key.")
+    max_concurrency: int = Field(16, ge=1, le=4096)
+    timeout: float = Field(60.0, gt=0)
+    max_retries: int = Field(6, ge=0, le=50)
+    prices: dict[str, tuple[float, float]] = Field(
+        default_factory=dict, description="model -> (USD per 1M input tokens, per 1M output tokens)"
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not re.match(r"^https?://", v):
+            raise ValueError("base_url must start with http:// or https://")
+        return v.rstrip("/")
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_name(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", v):
+            raise ValueError(
+                "api_key_env is the NAME of an environment variable (e.g. OPENAI_API_KEY), "
+                "never the key itself"
+            )
+        return v
+
+
+class Experiment(BaseModel):
+    """An experiment description. Build it in Python or load it with :meth:`from_yaml`."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    project: str = Field("default", min_length=1)
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    description: str = ""
+    samples: list[dict[str, Any]] | str = Field(
+        description="Inline list of objects, or a path to a .jsonl / .csv file."
+    )
+    stages: list[Stage] = Field(min_length=1)
+    space: dict[str, SpaceValue] = Field(default_factory=dict)
+    scorers: list[ScorerSpec] = Field(default_factory=list)
+    strategy: Literal["grid", "random"] = "grid"
+    max_configs: int | None = Field(None, ge=1, description="Random sweeps: how many configurations.")
+    concurrency: int = Field(8, ge=1, le=4096, description="Runs in flight at once.")
+    budget: Budget = Field(default_factory=Budget)
+    seed: int = 0
+    repeat: int = Field(1, ge=1, le=1000, description="Calls per (configuration, sample); distinct cache keys.")
+    endpoints: dict[str, EndpointSpec] = Field(
+        default_factory=dict, description="Endpoints defined inline (added to the store's)."
+    )
+    # Where a YAML file came from, so relative sample paths resolve next to it.
+    base_dir: str | None = Field(None, exclude=True)
+
+    @property
+    def key(self) -> str:
+        return f"{self.project}/{self.name}"
+
+    def samples_path(self) -> Path | None:
+        if isinstance(self.samples, list):
+            return None
+        p = Path(self.samples).expanduser()
+        if not p.is_absolute() and self.base_dir:
+            p = Path(self.base_dir) / p
+        return p
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> Experiment:
+        """Load (without validating semantics) an experiment file; see validation.load_file."""
+        from .validation import load_file
+
+        return load_file(path)
+
+    def to_record(self) -> dict[str, Any]:
+        """JSON-safe form for the store; function stages are kept by name."""
+        data = self.model_dump(mode="python", exclude={"base_dir"})
+        for stage, raw in zip(self.stages, data["stages"], strict=True):
+            if isinstance(stage, FunctionStage):
+                raw["function"] = function_name(stage.function)
+        return data
+
+    # Convenience: an Experiment can run itself against the default workbench.
+    def run(self, **kwargs: Any) -> Any:
+        """Run the sweep synchronously (scripts); see Workbench.run."""
+        from .workbench import default_workbench
+
+        return default_workbench().run(self, **kwargs)
+
+    def start(self, **kwargs: Any) -> Any:
+        """Start the sweep in the background and return a SweepHandle; see Workbench.start."""
+        from .workbench import default_workbench
+
+        return default_workbench().start(self, **kwargs)
+
+    def leaderboard(self, **kwargs: Any) -> Any:
+        from .workbench import default_workbench
+
+        return default_workbench().leaderboard(self.key, **kwargs)
+
+
+def function_name(fn: Callable[..., Any] | str) -> str:
+    if isinstance(fn, str):
+        return fn
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"

@@ -1,0 +1,70 @@
+"""SQLite connections shared safely by several processes (a kernel, the CLI, the MCP server).
+
+Measured on these machines: deferred read-then-write transactions lose writes to an instant
+"database is locked" (SQLITE_BUSY_SNAPSHOT, which the busy handler never retries) as soon as two
+processes write, while ``BEGIN IMMEDIATE`` with a 30 s busy timeout and ``synchronous=NORMAL`` in
+WAL mode lost none. So every write goes through :func:`write_txn`, and every connection is made by
+:func:`connect`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+BUSY_MS = 30_000
+DEFAULT_DB = "promptlooper.db"
+
+
+def default_path() -> str:
+    return os.environ.get("PROMPTLOOPER_DB", DEFAULT_DB)
+
+
+def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
+    if readonly:
+        # mode=ro: nothing can be written through this connection, whatever a caller asks.
+        conn = sqlite3.connect(
+            f"file:{Path(path).resolve()}?mode=ro", uri=True, timeout=BUSY_MS / 1000,
+            isolation_level=None, check_same_thread=False,
+        )
+    else:
+        conn = sqlite3.connect(
+            str(path), timeout=BUSY_MS / 1000, isolation_level=None, check_same_thread=False
+        )
+    conn.execute(f"PRAGMA busy_timeout={BUSY_MS}")
+    if not readonly:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    return conn
+
+
+class Connection:
+    """One sqlite3 connection with a lock, usable from the event loop's worker threads."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+        self.lock = threading.RLock()
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        with self.lock:
+            if self.conn.in_transaction:  # nested: the outer transaction commits
+                yield self.conn
+                return
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        with self.lock:
+            yield self.conn

@@ -1,0 +1,92 @@
+"""Schema of the store, as ``sqlite_utils.Migrations`` (never edit a released migration: add one).
+
+It covers the reference data model: projects, experiments, configurations, runs, stage results,
+scores, the response cache, events, endpoints, settings, plus sweeps (progress and the steering
+requests that other processes write) and webhooks.
+"""
+
+from __future__ import annotations
+
+from sqlite_utils import Database, Migrations
+
+migrations = Migrations("promptlooper")
+
+
+@migrations()
+def m001_initial(db: Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE projects (
+            id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, description TEXT DEFAULT '',
+            notes TEXT DEFAULT '', created_at TEXT NOT NULL, updated_at TEXT NOT NULL
+        );
+        CREATE TABLE experiments (
+            id TEXT PRIMARY KEY, project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+            name TEXT NOT NULL, description TEXT DEFAULT '', spec TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'draft', parent_id TEXT, created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL, UNIQUE (project_id, name)
+        );
+        CREATE TABLE configurations (
+            experiment_id TEXT NOT NULL REFERENCES experiments(id) ON DELETE CASCADE,
+            id TEXT NOT NULL, config TEXT NOT NULL, varied TEXT NOT NULL,
+            decision TEXT, decided_by TEXT, decision_reason TEXT, decided_at TEXT,
+            created_at TEXT NOT NULL, PRIMARY KEY (experiment_id, id)
+        );
+        CREATE TABLE runs (
+            id TEXT PRIMARY KEY, experiment_id TEXT NOT NULL REFERENCES experiments(id) ON DELETE CASCADE,
+            config_id TEXT NOT NULL, sample_id TEXT NOT NULL, sample_index INTEGER NOT NULL,
+            repeat INTEGER NOT NULL DEFAULT 0, sweep_id TEXT, status TEXT NOT NULL, error TEXT,
+            started_at TEXT, completed_at TEXT, duration_ms REAL, latency_ms REAL, tokens_in INTEGER DEFAULT 0,
+            tokens_out INTEGER DEFAULT 0, cost REAL DEFAULT 0, score REAL, output TEXT
+        );
+        CREATE INDEX runs_experiment_config ON runs (experiment_id, config_id);
+        CREATE TABLE stage_results (
+            run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE, stage_index INTEGER NOT NULL,
+            stage_name TEXT NOT NULL, kind TEXT NOT NULL, prompt_sent TEXT, response_raw TEXT,
+            model_used TEXT, endpoint TEXT, parameters TEXT, tokens_in INTEGER DEFAULT 0,
+            tokens_out INTEGER DEFAULT 0, latency_ms REAL, cached INTEGER DEFAULT 0, cache_key TEXT,
+            PRIMARY KEY (run_id, stage_index)
+        );
+        CREATE TABLE scores (
+            run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE, scorer TEXT NOT NULL,
+            value REAL NOT NULL, metadata TEXT, scorer_name TEXT NOT NULL, scorer_args TEXT,
+            source TEXT NOT NULL DEFAULT 'auto', created_at TEXT NOT NULL,
+            PRIMARY KEY (run_id, scorer)
+        );
+        CREATE TABLE response_cache (
+            key TEXT PRIMARY KEY, endpoint TEXT NOT NULL, model TEXT NOT NULL, request TEXT NOT NULL,
+            response TEXT NOT NULL, tokens_in INTEGER, tokens_out INTEGER, latency_ms REAL,
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, ts TEXT NOT NULL, experiment_id TEXT,
+            type TEXT NOT NULL, payload TEXT
+        );
+        CREATE INDEX events_experiment_type ON events (experiment_id, type, id);
+        CREATE TABLE endpoints (
+            name TEXT PRIMARY KEY, base_url TEXT NOT NULL, api_key_env TEXT,
+            max_concurrency INTEGER NOT NULL DEFAULT 16, timeout REAL NOT NULL DEFAULT 60,
+            max_retries INTEGER NOT NULL DEFAULT 6, prices TEXT DEFAULT '{}',
+            created_at TEXT NOT NULL, updated_at TEXT NOT NULL
+        );
+        CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE sweeps (
+            id TEXT PRIMARY KEY, experiment_id TEXT NOT NULL REFERENCES experiments(id) ON DELETE CASCADE,
+            strategy TEXT NOT NULL, status TEXT NOT NULL, requested TEXT, total INTEGER DEFAULT 0,
+            done INTEGER DEFAULT 0, cached INTEGER DEFAULT 0, failed INTEGER DEFAULT 0,
+            tokens_in INTEGER DEFAULT 0, tokens_out INTEGER DEFAULT 0, cost REAL DEFAULT 0,
+            best_config_id TEXT, best_score REAL, options TEXT, owner_pid INTEGER, owner_host TEXT,
+            heartbeat REAL, started_at TEXT NOT NULL, updated_at TEXT NOT NULL, finished_at TEXT,
+            stop_reason TEXT
+        );
+        CREATE INDEX sweeps_experiment ON sweeps (experiment_id, started_at);
+        CREATE TABLE webhooks (
+            id TEXT PRIMARY KEY, event_type TEXT NOT NULL, url TEXT NOT NULL,
+            headers_env TEXT DEFAULT '{}', is_active INTEGER NOT NULL DEFAULT 1, created_at TEXT NOT NULL
+        );
+        CREATE TABLE webhook_deliveries (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, webhook_id TEXT NOT NULL, event_id INTEGER NOT NULL,
+            attempt INTEGER NOT NULL, status INTEGER, error TEXT, ts TEXT NOT NULL
+        );
+        """
+    )

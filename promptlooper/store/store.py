@@ -1,0 +1,523 @@
+"""The store: the only code that touches SQLite, and the single source of truth.
+
+Everything a sweep does lands here (runs, stage results, scores, cached responses, events,
+progress), so a sweep survives a kernel restart or ``kill -9``: running it again skips every
+finished run and serves every finished call from the cache. Other processes (the CLI, the MCP
+server, a Voila dashboard) read the same file, and steer a sweep by writing requests into its
+``sweeps`` row, which the engine polls.
+
+Hot paths (cache look-ups, result batches) use plain ``executemany`` on one connection inside
+``BEGIN IMMEDIATE``; everything else goes through sqlite-utils.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database
+
+from ..errors import NotFoundError, SweepConflictError
+from .db import Connection, connect, default_path
+from .schema import migrations
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+@dataclass
+class StageRecord:
+    stage_index: int
+    stage_name: str
+    kind: str
+    prompt_sent: Any = None
+    response_raw: str | None = None
+    model_used: str | None = None
+    endpoint: str | None = None
+    parameters: dict[str, Any] | None = None
+    tokens_in: int = 0
+    tokens_out: int = 0
+    latency_ms: float | None = None
+    cached: bool = False
+    cache_key: str | None = None
+
+
+@dataclass
+class RunRecord:
+    id: str
+    experiment_id: str
+    config_id: str
+    sample_id: str
+    sample_index: int
+    repeat: int
+    sweep_id: str | None
+    status: str  # completed | cached | failed
+    started_at: str
+    completed_at: str
+    duration_ms: float
+    latency_ms: float = 0.0  # time spent in model calls and functions, without queueing
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: float = 0.0
+    score: float | None = None
+    output: str | None = None
+    error: str | None = None
+    stages: list[StageRecord] = field(default_factory=list)
+    scores: list[tuple[str, float, dict[str, Any] | None, str, dict[str, Any]]] = field(default_factory=list)
+
+
+@dataclass
+class CacheEntry:
+    key: str
+    endpoint: str
+    model: str
+    request: dict[str, Any]
+    response: str
+    tokens_in: int
+    tokens_out: int
+    latency_ms: float
+
+
+class Store:
+    """One SQLite file. ``readonly=True`` opens it so that nothing can be written."""
+
+    def __init__(self, path: str | Path | None = None, *, readonly: bool = False):
+        self.path = str(path or default_path())
+        self.readonly = readonly
+        if readonly and not Path(self.path).exists():
+            raise NotFoundError(f"no PromptLooper database at {self.path}")
+        self.cx = Connection(connect(self.path, readonly=readonly))
+        self.db = Database(self.cx.conn)
+        if not readonly:
+            with self.cx.write():  # two processes opening a new file at once must not both migrate
+                migrations.apply(self.db)
+
+    def close(self) -> None:
+        self.cx.conn.close()
+
+    # ------------------------------------------------------------------ projects & experiments
+    def upsert_project(self, name: str, description: str = "") -> str:
+        with self.cx.write() as c:
+            row = c.execute("SELECT id FROM projects WHERE name = ?", (name,)).fetchone()
+            if row:
+                return str(row[0])
+            pid = new_id()
+            ts = now_iso()
+            c.execute(
+                "INSERT INTO projects (id, name, description, created_at, updated_at) VALUES (?,?,?,?,?)",
+                (pid, name, description, ts, ts),
+            )
+            return pid
+
+    def projects(self) -> list[dict[str, Any]]:
+        return list(self.db.query("SELECT * FROM projects ORDER BY name"))
+
+    def upsert_experiment(self, project: str, name: str, spec: dict[str, Any], description: str = "", parent_id: str | None = None) -> str:
+        pid = self.upsert_project(project)
+        ts = now_iso()
+        with self.cx.write() as c:
+            row = c.execute("SELECT id FROM experiments WHERE project_id = ? AND name = ?", (pid, name)).fetchone()
+            if row:
+                c.execute(
+                    "UPDATE experiments SET spec = ?, description = ?, updated_at = ? WHERE id = ?",
+                    (_dumps(spec), description, ts, row[0]),
+                )
+                return str(row[0])
+            eid = new_id()
+            c.execute(
+                "INSERT INTO experiments (id, project_id, name, description, spec, status, parent_id, created_at, updated_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?)",
+                (eid, pid, name, description, _dumps(spec), "draft", parent_id, ts, ts),
+            )
+            return eid
+
+    def experiment(self, ref: str) -> dict[str, Any]:
+        """Find an experiment by id, ``project/name`` or (unique) name."""
+        sql = (
+            "SELECT e.*, p.name AS project FROM experiments e JOIN projects p ON p.id = e.project_id "
+        )
+        rows = list(self.db.query(sql + "WHERE e.id = ?", [ref]))
+        if not rows and "/" in ref:
+            project, _, name = ref.partition("/")
+            rows = list(self.db.query(sql + "WHERE p.name = ? AND e.name = ?", [project, name]))
+        if not rows:
+            rows = list(self.db.query(sql + "WHERE e.name = ?", [ref]))
+        if not rows:
+            raise NotFoundError(f"no experiment {ref!r}; list them with `promptlooper experiments`")
+        if len(rows) > 1:
+            options = ", ".join(f"{r['project']}/{r['name']}" for r in rows)
+            raise NotFoundError(f"experiment name {ref!r} is ambiguous: use one of {options}")
+        row = rows[0]
+        row["spec"] = json.loads(row["spec"])
+        return row
+
+    def experiments(self, project: str | None = None) -> list[dict[str, Any]]:
+        sql = (
+            "SELECT e.id, p.name AS project, e.name, e.status, e.parent_id, e.created_at, e.updated_at,"
+            " (SELECT COUNT(*) FROM runs r WHERE r.experiment_id = e.id) AS runs"
+            " FROM experiments e JOIN projects p ON p.id = e.project_id"
+        )
+        if project:
+            return list(self.db.query(sql + " WHERE p.name = ? ORDER BY e.created_at", [project]))
+        return list(self.db.query(sql + " ORDER BY p.name, e.created_at"))
+
+    def set_experiment_status(self, experiment_id: str, status: str) -> None:
+        with self.cx.write() as c:
+            c.execute("UPDATE experiments SET status = ?, updated_at = ? WHERE id = ?", (status, now_iso(), experiment_id))
+
+    # ------------------------------------------------------------------ configurations
+    def add_configurations(self, experiment_id: str, configs: Iterable[tuple[str, dict[str, Any], dict[str, Any]]]) -> None:
+        ts = now_iso()
+        rows = [(experiment_id, cid, _dumps(cfg), _dumps(varied), ts) for cid, cfg, varied in configs]
+        with self.cx.write() as c:
+            c.executemany(
+                "INSERT OR IGNORE INTO configurations (experiment_id, id, config, varied, created_at) VALUES (?,?,?,?,?)",
+                rows,
+            )
+
+    def configurations(self, experiment_id: str) -> list[dict[str, Any]]:
+        rows = list(self.db.query("SELECT * FROM configurations WHERE experiment_id = ? ORDER BY created_at, id", [experiment_id]))
+        for r in rows:
+            r["config"] = json.loads(r["config"])
+            r["varied"] = json.loads(r["varied"])
+        return rows
+
+    def configuration(self, experiment_id: str, config_ref: str) -> dict[str, Any]:
+        rows = list(self.db.query(
+            "SELECT * FROM configurations WHERE experiment_id = ? AND id LIKE ?", [experiment_id, config_ref + "%"]
+        ))
+        if len(rows) != 1:
+            raise NotFoundError(
+                f"configuration {config_ref!r} {'is ambiguous' if rows else 'not found'} in this experiment; "
+                "use an id prefix from the leaderboard"
+            )
+        r = rows[0]
+        r["config"] = json.loads(r["config"])
+        r["varied"] = json.loads(r["varied"])
+        return r
+
+    def decide_configuration(self, experiment_id: str, config_id: str, decision: str | None, by: str, reason: str) -> None:
+        with self.cx.write() as c:
+            cur = c.execute(
+                "UPDATE configurations SET decision = ?, decided_by = ?, decision_reason = ?, decided_at = ?"
+                " WHERE experiment_id = ? AND id = ?",
+                (decision, by, reason, now_iso(), experiment_id, config_id),
+            )
+            if cur.rowcount == 0:
+                raise NotFoundError(f"configuration {config_id} not found")
+
+    # ------------------------------------------------------------------ runs
+    def finished_run_ids(self, experiment_id: str) -> set[str]:
+        """Runs that are done (completed or cached); failed runs are tried again on resume."""
+        with self.cx.read() as c:
+            return {r[0] for r in c.execute(
+                "SELECT id FROM runs WHERE experiment_id = ? AND status IN ('completed', 'cached')", (experiment_id,)
+            )}
+
+    def write_results(
+        self,
+        runs: Sequence[RunRecord],
+        cache: Sequence[CacheEntry] = (),
+        events: Sequence[tuple[str, str | None, str, dict[str, Any]]] = (),
+        sweep_update: dict[str, Any] | None = None,
+    ) -> list[int]:
+        """One transaction for a batch: cache entries first, then runs with their children."""
+        ts = now_iso()
+        with self.cx.write() as c:
+            if cache:
+                c.executemany(
+                    "INSERT OR IGNORE INTO response_cache (key, endpoint, model, request, response, tokens_in, tokens_out, latency_ms, created_at)"
+                    " VALUES (?,?,?,?,?,?,?,?,?)",
+                    [(e.key, e.endpoint, e.model, _dumps(e.request), e.response, e.tokens_in, e.tokens_out, e.latency_ms, ts) for e in cache],
+                )
+            if runs:
+                ids = [(r.id,) for r in runs]
+                # A failed run that is retried replaces its earlier record and children.
+                c.executemany("DELETE FROM stage_results WHERE run_id = ?", ids)
+                c.executemany("DELETE FROM scores WHERE run_id = ? AND source = 'auto'", ids)
+                c.executemany(
+                    "INSERT OR REPLACE INTO runs (id, experiment_id, config_id, sample_id, sample_index, repeat, sweep_id, status, error,"
+                    " started_at, completed_at, duration_ms, latency_ms, tokens_in, tokens_out, cost, score, output) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    [(r.id, r.experiment_id, r.config_id, r.sample_id, r.sample_index, r.repeat, r.sweep_id, r.status, r.error,
+                      r.started_at, r.completed_at, r.duration_ms, r.latency_ms, r.tokens_in, r.tokens_out, r.cost, r.score, r.output) for r in runs],
+                )
+                c.executemany(
+                    "INSERT OR REPLACE INTO stage_results (run_id, stage_index, stage_name, kind, prompt_sent, response_raw, model_used, endpoint,"
+                    " parameters, tokens_in, tokens_out, latency_ms, cached, cache_key) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    [(r.id, s.stage_index, s.stage_name, s.kind, _dumps(s.prompt_sent), s.response_raw, s.model_used, s.endpoint,
+                      _dumps(s.parameters), s.tokens_in, s.tokens_out, s.latency_ms, int(s.cached), s.cache_key)
+                     for r in runs for s in r.stages],
+                )
+                c.executemany(
+                    "INSERT OR REPLACE INTO scores (run_id, scorer, value, metadata, scorer_name, scorer_args, source, created_at)"
+                    " VALUES (?,?,?,?,?,?,'auto',?)",
+                    [(r.id, label, value, _dumps(meta) if meta else None, name, _dumps(args), ts)
+                     for r in runs for (label, value, meta, name, args) in r.scores],
+                )
+            event_ids = self._insert_events(c, events, ts)
+            if sweep_update:
+                self._update_sweep(c, sweep_update)
+        return event_ids
+
+    def runs(self, experiment_id: str, config_id: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM runs WHERE experiment_id = ?"
+        args: list[Any] = [experiment_id]
+        if config_id:
+            sql += " AND config_id LIKE ?"
+            args.append(config_id + "%")
+        sql += " ORDER BY sample_index, repeat"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return list(self.db.query(sql, args))
+
+    def run(self, run_ref: str) -> dict[str, Any]:
+        rows = list(self.db.query("SELECT * FROM runs WHERE id LIKE ?", [run_ref + "%"]))
+        if len(rows) != 1:
+            raise NotFoundError(f"run {run_ref!r} {'is ambiguous' if rows else 'not found'}; give more of its id")
+        run = rows[0]
+        stages = list(self.db.query("SELECT * FROM stage_results WHERE run_id = ? ORDER BY stage_index", [run["id"]]))
+        for s in stages:
+            s["prompt_sent"] = json.loads(s["prompt_sent"]) if s["prompt_sent"] else None
+            s["parameters"] = json.loads(s["parameters"]) if s["parameters"] else None
+        run["stages"] = stages
+        run["scores"] = [
+            {**s, "metadata": json.loads(s["metadata"]) if s["metadata"] else None,
+             "scorer_args": json.loads(s["scorer_args"]) if s["scorer_args"] else None}
+            for s in self.db.query("SELECT * FROM scores WHERE run_id = ? ORDER BY scorer", [run["id"]])
+        ]
+        return run
+
+    def score_rows(self, experiment_id: str) -> list[tuple[Any, ...]]:
+        """(config_id, run_id, sample_id, scorer, value) of every finished run, for rankings."""
+        with self.cx.read() as c:
+            return c.execute(
+                "SELECT r.config_id, r.id, r.sample_id, s.scorer, s.value FROM runs r JOIN scores s ON s.run_id = r.id"
+                " WHERE r.experiment_id = ? AND r.status IN ('completed', 'cached')",
+                (experiment_id,),
+            ).fetchall()
+
+    def run_rows(self, experiment_id: str) -> list[tuple[Any, ...]]:
+        with self.cx.read() as c:
+            return c.execute(
+                "SELECT config_id, id, sample_id, status, tokens_in, tokens_out, cost, latency_ms FROM runs WHERE experiment_id = ?",
+                (experiment_id,),
+            ).fetchall()
+
+    def invalidate_cache(self, *, run_id: str | None = None, experiment_id: str | None = None) -> int:
+        """Delete the cached responses behind one run or a whole experiment; returns how many."""
+        with self.cx.write() as c:
+            if run_id:
+                keys = [r[0] for r in c.execute("SELECT cache_key FROM stage_results WHERE run_id = ? AND cache_key IS NOT NULL", (run_id,))]
+            elif experiment_id:
+                keys = [r[0] for r in c.execute(
+                    "SELECT DISTINCT s.cache_key FROM stage_results s JOIN runs r ON r.id = s.run_id"
+                    " WHERE r.experiment_id = ? AND s.cache_key IS NOT NULL", (experiment_id,))]
+            else:
+                raise ValueError("give run_id or experiment_id")
+            c.executemany("DELETE FROM response_cache WHERE key = ?", [(k,) for k in keys])
+            # The runs stay (their results are history) but are no longer "finished": the next
+            # sweep calls the model again for them.
+            if run_id:
+                c.execute("UPDATE runs SET status = 'invalidated' WHERE id = ?", (run_id,))
+            else:
+                c.execute("UPDATE runs SET status = 'invalidated' WHERE experiment_id = ? AND status IN ('completed','cached')", (experiment_id,))
+            return len(keys)
+
+    # ------------------------------------------------------------------ response cache
+    def cache_get_many(self, keys: Sequence[str]) -> dict[str, tuple[str, int, int, float]]:
+        out: dict[str, tuple[str, int, int, float]] = {}
+        with self.cx.read() as c:
+            for i in range(0, len(keys), 500):
+                chunk = keys[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                for key, resp, tin, tout, lat in c.execute(
+                    f"SELECT key, response, tokens_in, tokens_out, latency_ms FROM response_cache WHERE key IN ({marks})", chunk
+                ):
+                    out[key] = (resp, tin or 0, tout or 0, lat or 0.0)
+        return out
+
+    def cache_entry(self, key: str) -> dict[str, Any] | None:
+        rows = list(self.db.query("SELECT * FROM response_cache WHERE key = ?", [key]))
+        if not rows:
+            return None
+        row = rows[0]
+        row["request"] = json.loads(row["request"])
+        return row
+
+    def cache_stats(self) -> dict[str, Any]:
+        row = next(self.db.query("SELECT COUNT(*) AS entries, COALESCE(SUM(tokens_in + tokens_out), 0) AS tokens FROM response_cache"))
+        return dict(row)
+
+    # ------------------------------------------------------------------ events
+    def _insert_events(self, c: Any, events: Sequence[tuple[str, str | None, str, dict[str, Any]]], ts: str) -> list[int]:
+        ids: list[int] = []
+        for ev_ts, experiment_id, etype, payload in events:
+            cur = c.execute(
+                "INSERT INTO events (ts, experiment_id, type, payload) VALUES (?,?,?,?)",
+                (ev_ts or ts, experiment_id, etype, _dumps(payload)),
+            )
+            ids.append(int(cur.lastrowid))
+        return ids
+
+    def add_event(self, experiment_id: str | None, etype: str, payload: dict[str, Any] | None = None) -> int:
+        with self.cx.write() as c:
+            return self._insert_events(c, [(now_iso(), experiment_id, etype, payload or {})], now_iso())[0]
+
+    def events(self, experiment_id: str | None = None, types: Sequence[str] | None = None, after_id: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM events WHERE id > ?"
+        args: list[Any] = [after_id]
+        if experiment_id:
+            sql += " AND experiment_id = ?"
+            args.append(experiment_id)
+        if types:
+            clauses = []
+            for t in types:  # "run.*" selects a family
+                if t.endswith("*"):
+                    clauses.append("type LIKE ?")
+                    args.append(t[:-1] + "%")
+                else:
+                    clauses.append("type = ?")
+                    args.append(t)
+            sql += " AND (" + " OR ".join(clauses) + ")"
+        sql += " ORDER BY id"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        rows = list(self.db.query(sql, args))
+        for r in rows:
+            r["payload"] = json.loads(r["payload"]) if r["payload"] else {}
+        return rows
+
+    # ------------------------------------------------------------------ endpoints & settings
+    def save_endpoint(self, name: str, spec: dict[str, Any]) -> None:
+        ts = now_iso()
+        with self.cx.write() as c:
+            c.execute(
+                "INSERT INTO endpoints (name, base_url, api_key_env, max_concurrency, timeout, max_retries, prices, created_at, updated_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(name) DO UPDATE SET base_url=excluded.base_url, api_key_env=excluded.api_key_env,"
+                " max_concurrency=excluded.max_concurrency, timeout=excluded.timeout, max_retries=excluded.max_retries,"
+                " prices=excluded.prices, updated_at=excluded.updated_at",
+                (name, spec["base_url"], spec.get("api_key_env"), spec.get("max_concurrency", 16), spec.get("timeout", 60.0),
+                 spec.get("max_retries", 6), _dumps(spec.get("prices", {})), ts, ts),
+            )
+
+    def endpoints(self) -> dict[str, dict[str, Any]]:
+        out = {}
+        for r in self.db.query("SELECT * FROM endpoints ORDER BY name"):
+            r["prices"] = json.loads(r["prices"] or "{}")
+            out[r["name"]] = r
+        return out
+
+    def delete_endpoint(self, name: str) -> None:
+        with self.cx.write() as c:
+            if c.execute("DELETE FROM endpoints WHERE name = ?", (name,)).rowcount == 0:
+                raise NotFoundError(f"no endpoint {name!r}")
+
+    def get_setting(self, key: str, default: Any = None) -> Any:
+        rows = list(self.db.query("SELECT value FROM settings WHERE key = ?", [key]))
+        return json.loads(rows[0]["value"]) if rows else default
+
+    def set_setting(self, key: str, value: Any) -> None:
+        with self.cx.write() as c:
+            c.execute("INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)", (key, _dumps(value)))
+
+    # ------------------------------------------------------------------ sweeps (progress, lease, steering)
+    def begin_sweep(self, experiment_id: str, strategy: str, total: int, options: dict[str, Any], *, stale_after: float = 10.0) -> str:
+        """Create a sweep row and take the experiment's lease, or raise SweepConflictError."""
+        host = socket.gethostname()
+        with self.cx.write() as c:
+            for sid, pid, owner_host, beat in c.execute(
+                "SELECT id, owner_pid, owner_host, heartbeat FROM sweeps WHERE experiment_id = ? AND status IN ('running', 'paused')",
+                (experiment_id,),
+            ).fetchall():
+                if _owner_alive(pid, owner_host, beat, host, stale_after):
+                    raise SweepConflictError(
+                        f"experiment is already being swept by pid {pid} on {owner_host} (sweep {sid[:8]}); "
+                        "pause or stop it first (`promptlooper stop EXPERIMENT`)"
+                    )
+                c.execute(
+                    "UPDATE sweeps SET status = 'interrupted', finished_at = ?, stop_reason = 'owner process gone' WHERE id = ?",
+                    (now_iso(), sid),
+                )
+            sid = new_id()
+            ts = now_iso()
+            c.execute(
+                "INSERT INTO sweeps (id, experiment_id, strategy, status, total, options, owner_pid, owner_host, heartbeat, started_at, updated_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (sid, experiment_id, strategy, "running", total, _dumps(options), os.getpid(), host, time.time(), ts, ts),
+            )
+            c.execute("UPDATE experiments SET status = 'running', updated_at = ? WHERE id = ?", (ts, experiment_id))
+        return sid
+
+    def _update_sweep(self, c: Any, update: dict[str, Any]) -> None:
+        update = dict(update)
+        sid = update.pop("id")
+        update["updated_at"] = now_iso()
+        update["heartbeat"] = time.time()
+        cols = ", ".join(f"{k} = ?" for k in update)
+        c.execute(f"UPDATE sweeps SET {cols} WHERE id = ?", (*update.values(), sid))
+
+    def update_sweep(self, sweep_id: str, **fields: Any) -> None:
+        with self.cx.write() as c:
+            self._update_sweep(c, {"id": sweep_id, **fields})
+
+    def sweep(self, sweep_id: str) -> dict[str, Any]:
+        rows = list(self.db.query("SELECT * FROM sweeps WHERE id = ?", [sweep_id]))
+        if not rows:
+            raise NotFoundError(f"no sweep {sweep_id}")
+        return rows[0]
+
+    def latest_sweep(self, experiment_id: str) -> dict[str, Any] | None:
+        rows = list(self.db.query(
+            "SELECT * FROM sweeps WHERE experiment_id = ? ORDER BY started_at DESC, rowid DESC LIMIT 1", [experiment_id]
+        ))
+        return rows[0] if rows else None
+
+    def request_steering(self, experiment_id: str, request: str) -> dict[str, Any] | None:
+        """Write a steering request (pause / resume / stop) into the experiment's live sweep."""
+        with self.cx.write() as c:
+            row = c.execute(
+                "SELECT id FROM sweeps WHERE experiment_id = ? AND status IN ('running', 'paused') ORDER BY started_at DESC LIMIT 1",
+                (experiment_id,),
+            ).fetchone()
+            if not row:
+                return None
+            c.execute("UPDATE sweeps SET requested = ?, updated_at = ? WHERE id = ?", (request, now_iso(), row[0]))
+        return self.sweep(row[0])
+
+    def poll_steering(self, sweep_id: str) -> tuple[str | None, str]:
+        with self.cx.read() as c:
+            row = c.execute("SELECT requested, status FROM sweeps WHERE id = ?", (sweep_id,)).fetchone()
+        return (row[0], row[1]) if row else (None, "missing")
+
+
+def _owner_alive(pid: int | None, owner_host: str | None, beat: float | None, host: str, stale_after: float) -> bool:
+    if pid is None:
+        return False
+    if owner_host == host:
+        if pid == os.getpid():
+            return False  # our own earlier sweep (its task is gone or being replaced)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return beat is not None and time.time() - beat < stale_after

@@ -1,0 +1,1 @@
+"""Parameter spaces and sweep strategies (grid, random)."""

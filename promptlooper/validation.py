@@ -1,0 +1,301 @@
+"""Validation of an experiment before anything is called: every problem, with its field path.
+
+Pydantic checks the shape and ranges; this module checks what needs several fields at once:
+template variables against sample fields, earlier stages and space variables; scorer names and
+arguments against the registry; space keys against stages; endpoints against the configuration
+(and their key variables against the environment); samples files against the disk.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from . import templates
+from .errors import Problem, SpecError
+from .functions import resolve_function
+from .providers.registry import LOCAL, EndpointPool, split_model
+from .samples import read_samples
+from .scorers import base as scorer_registry
+from .spec import STAGE_TEXT_FIELDS, Experiment, FunctionStage, ModelParams, PromptStage, Range
+from .sweeps.space import PARAM_FIELDS, resolve_key, values_of
+
+ALWAYS_AVAILABLE = {"sample", "loop", "range", "dict", "lipsum", "cycler", "joiner", "namespace"}
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if part in ("prompt", "function") and out.startswith("stages["):
+            continue  # the discriminator tag pydantic inserts
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(experiment)"
+
+
+def problems_from_validation_error(exc: ValidationError) -> list[Problem]:
+    problems = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        hint = ""
+        if err["type"] == "extra_forbidden":
+            msg = f"unknown field {loc[-1]!r}"
+            hint = "check the spelling; see the experiment schema in the README"
+        elif err["type"] == "missing":
+            hint = "add this field"
+        elif err["type"] == "union_tag_invalid":
+            hint = "a stage has kind 'prompt' (default) or 'function'"
+        problems.append(Problem(_path(loc), msg, hint))
+    return problems
+
+
+def load_file(path: str | Path) -> Experiment:
+    """Parse a YAML (or JSON) experiment file; raises SpecError with field paths."""
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SpecError([Problem(str(p), f"cannot read the experiment file: {exc.strerror}", "check the path")]) from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{p.name} line {mark.line + 1}" if mark else p.name
+        raise SpecError([Problem(where, f"invalid YAML: {getattr(exc, 'problem', exc)}", "fix the YAML syntax")]) from exc
+    if not isinstance(data, dict):
+        raise SpecError([Problem(p.name, "the file must hold a mapping (name:, samples:, stages:, ...)")])
+    data.setdefault("base_dir", str(p.resolve().parent))
+    return parse_experiment(data)
+
+
+def _prune(data: Any, loc: tuple[Any, ...]) -> bool:
+    """Delete the value at ``loc`` (dropping a discriminator tag); False if there is nothing to drop."""
+    parts = [x for x in loc if x not in ("prompt", "function")]
+    node = data
+    for part in parts[:-1]:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return False
+    last = parts[-1] if parts else None
+    if isinstance(node, dict) and last in node:
+        del node[last]
+        return True
+    if isinstance(node, list) and isinstance(last, int) and last < len(node):
+        node.pop(last)
+        return True
+    return False
+
+
+def parse_experiment(data: dict[str, Any]) -> Experiment:
+    """Validate a mapping into an Experiment, or raise SpecError with every shape problem.
+
+    To report *every* problem in one go, invalid values are pruned and the rest validated again;
+    the pruned experiment rides on the error (``exc.partial``) so semantic checks can run on it.
+    """
+    import copy
+
+    try:
+        return Experiment.model_validate(data)
+    except ValidationError as exc:
+        problems = problems_from_validation_error(exc)
+        first = exc
+    trial = copy.deepcopy(data)
+    partial = None
+    for _ in range(20):
+        try:
+            partial = Experiment.model_validate(trial)
+            break
+        except ValidationError as exc:
+            if not any(_prune(trial, tuple(err["loc"])) for err in exc.errors() if err["type"] != "missing"):
+                break
+    error = SpecError(problems)
+    error.partial = partial  # type: ignore[attr-defined]
+    raise error from first
+
+
+def load_samples(exp: Experiment) -> tuple[list[dict[str, Any]], list[Problem]]:
+    path = exp.samples_path()
+    if path is None:
+        return list(exp.samples), []  # type: ignore[arg-type]
+    return read_samples(path)
+
+
+def _unknown(name: str, available: set[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(available), n=1)
+    listing = ", ".join(sorted(available - ALWAYS_AVAILABLE)) or "none"
+    return (f"did you mean {close[0]!r}? " if close else "") + f"available: {listing}"
+
+
+def validate(exp: Experiment, pool: EndpointPool, samples: list[dict[str, Any]] | None = None) -> list[Problem]:
+    """Every problem of ``exp``; an empty list means it is safe to run."""
+    problems: list[Problem] = []
+    if samples is None:
+        samples, sample_problems = load_samples(exp)
+        problems += sample_problems
+    samples_file = exp.samples_path()
+    if not samples and not problems and (samples_file is None or samples_file.exists()):
+        problems.append(Problem("samples", "there are no samples", "add at least one sample (an object per input)"))
+    common_fields = set.intersection(*(set(s) for s in samples)) if samples else set()
+
+    # -- space keys
+    space_vars: set[str] = set()
+    varied_fields: dict[tuple[str, str], list[Any]] = {}
+    stage_names = [s.name for s in exp.stages]
+    for key, value in exp.space.items():
+        path = f"space.{key}"
+        values = values_of(value)
+        if isinstance(value, list) and not value:
+            problems.append(Problem(path, "empty list of values", "list at least one value, or remove the key"))
+            continue
+        if isinstance(value, Range) and value.step is None and exp.strategy == "grid":
+            problems.append(Problem(path, "a grid sweep needs a step for this range", "add step: (e.g. 0.1) or use strategy: random"))
+        target = resolve_key(exp, key)
+        if target.kind == "var":
+            space_vars.add(target.field)
+            continue
+        for stage_name in target.stages:
+            if stage_name not in stage_names:
+                problems.append(Problem(path, f"no stage named {stage_name!r}", _unknown(stage_name, set(stage_names))))
+                continue
+            stage = exp.stages[stage_names.index(stage_name)]
+            if not target.field:
+                problems.append(Problem(path, f"{key!r} is a stage name, not a field", f"write {key}.temperature, {key}.model, {key}.system …"))
+                continue
+            if isinstance(stage, PromptStage):
+                if target.field not in STAGE_TEXT_FIELDS and target.field not in PARAM_FIELDS and target.field not in stage.params.as_dict():
+                    known = sorted(set(STAGE_TEXT_FIELDS) | PARAM_FIELDS)
+                    problems.append(Problem(path, f"unknown stage field {target.field!r}",
+                                            _unknown(target.field, set(known)) + "; to pass a server-specific parameter, set it in the stage's params too"))
+                    continue
+                if target.field in PARAM_FIELDS:
+                    for v in values:
+                        try:
+                            ModelParams.model_validate({target.field: v})
+                        except ValidationError as exc:
+                            problems.append(Problem(path, f"value {v!r}: {exc.errors()[0]['msg']}", "use values inside the parameter's range"))
+                varied_fields[(stage_name, target.field)] = values
+
+    # -- stages
+    seen: set[str] = set()
+    for i, stage in enumerate(exp.stages):
+        where = f"stages[{i}]"
+        if stage.name in seen:
+            problems.append(Problem(f"{where}.name", f"duplicate stage name {stage.name!r}", "give every stage its own name"))
+        available = common_fields | {"sample"} | space_vars | seen | ({"previous"} if i else set())
+        seen.add(stage.name)
+        if isinstance(stage, FunctionStage):
+            try:
+                resolve_function(stage.function)
+            except KeyError as exc:
+                problems.append(Problem(f"{where}.function", str(exc.args[0])))
+            continue
+        models = varied_fields.get((stage.name, "model"), [stage.model])
+        for model in models:
+            problems += _check_model(model, pool, f"space.{stage.name}.model" if len(models) > 1 else f"{where}.model")
+        for field in ("system", "user"):
+            sources = varied_fields.get((stage.name, field), [getattr(stage, field)])
+            for j, src in enumerate(sources):
+                if src is None:
+                    continue
+                path = f"{where}.{field}" if (stage.name, field) not in varied_fields else f"space.{stage.name}.{field}[{j}]"
+                error = templates.check_syntax(str(src))
+                if error:
+                    problems.append(Problem(path, error, "fix the Jinja2 syntax"))
+                    continue
+                for var in sorted(templates.variables(str(src)) - available - ALWAYS_AVAILABLE):
+                    missing_in = [k for k, s in enumerate(samples) if var not in s]
+                    if samples and missing_in and len(missing_in) < len(samples):
+                        problems.append(Problem(path, f"template variable {var!r} is missing from sample(s) {missing_in[:5]}",
+                                                "give every sample this field, or use {{ sample.get('" + var + "', '') }}"))
+                    else:
+                        problems.append(Problem(path, f"unknown template variable {var!r}", _unknown(var, available)))
+
+    used_vars: set[str] = set()
+    for stage in exp.stages:
+        if isinstance(stage, PromptStage):
+            for src in (stage.system, stage.user):
+                if src and not templates.check_syntax(src):
+                    used_vars |= templates.variables(src)
+    for (_, field), values in varied_fields.items():
+        if field in ("system", "user"):
+            for v in values:
+                if v and not templates.check_syntax(str(v)):
+                    used_vars |= templates.variables(str(v))
+    for var in sorted(space_vars - used_vars):
+        problems.append(Problem(f"space.{var}", f"space variable {var!r} is not used by any template",
+                                "use it as {{ " + var + " }} in a template, or write stage.field to vary a stage setting"))
+
+    # -- scorers
+    if not exp.scorers:
+        problems.append(Problem("scorers", "no scorers", "add at least one scorer (e.g. {name: contains, field: reference}) so configurations can be ranked"))
+    labels: set[str] = set()
+    for i, sc in enumerate(exp.scorers):
+        where = f"scorers[{i}]"
+        try:
+            info = scorer_registry.get(sc.name)
+        except scorer_registry.ScorerError as exc:
+            known = set(scorer_registry.registered())
+            close = difflib.get_close_matches(sc.name, sorted(known), n=1)
+            problems.append(Problem(f"{where}.name", f"unknown scorer {sc.name!r}",
+                                    (f"did you mean {close[0]!r}? " if close else "") + f"known: {', '.join(sorted(known))}"))
+            del exc
+            continue
+        for arg_path, msg in scorer_registry.check_args(sc.name, sc.args):
+            problems.append(Problem(f"{where}.{arg_path}", msg, f"see the {sc.name!r} scorer's arguments in the README"))
+        if not problems or not any(p.path.startswith(where) for p in problems):
+            try:
+                scorer_registry.build(sc.name, sc.args)
+            except scorer_registry.ScorerError as exc:
+                problems.append(Problem(where, str(exc)))
+        if info.needs_fields:
+            for fld in info.needs_fields(sc.args):
+                if samples and fld not in common_fields:
+                    problems.append(Problem(f"{where}.field", f"sample field {fld!r} is missing from some or all samples",
+                                            _unknown(fld, common_fields) if common_fields else "add the field to every sample"))
+        if sc.stage and sc.stage not in stage_names:
+            problems.append(Problem(f"{where}.stage", f"no stage named {sc.stage!r}", _unknown(sc.stage, set(stage_names))))
+        if sc.column in labels:
+            problems.append(Problem(f"{where}.label", f"two scorers are both called {sc.column!r}", "give one of them a label"))
+        labels.add(sc.column)
+    if exp.scorers and sum(sc.weight for sc in exp.scorers) <= 0:
+        problems.append(Problem("scorers", "all weights are zero", "give at least one scorer a positive weight"))
+    if exp.strategy == "random" and any(isinstance(v, Range) and v.step is None for v in exp.space.values()) and not exp.max_configs:
+        problems.append(Problem("max_configs", "a random sweep over a continuous range needs max_configs", "set max_configs (or --max-configs)"))
+    return problems
+
+
+def _check_model(model: str, pool: EndpointPool, path: str) -> list[Problem]:
+    try:
+        endpoint, name = split_model(model)
+    except Exception as exc:  # EndpointError
+        return [Problem(path, str(exc))]
+    if not pool.has(endpoint):
+        return [Problem(path, f"endpoint {endpoint!r} is not configured",
+                        f"add it with `promptlooper endpoints add {endpoint} --base-url URL` or under endpoints: in the file "
+                        f"(configured: {', '.join(pool.names())})")]
+    info = pool.describe(endpoint)
+    if endpoint == LOCAL and info.get("kind") == "embedded":
+        if name != info["models"][0]:
+            return [Problem(path, f"the local endpoint serves {info['models'][0]!r}, not {name!r}", f"use local/{info['models'][0]}")]
+        if not info["available"]:
+            return [Problem(path, "the embedded model is not installed", str(info["problem"]))]
+    env = info.get("api_key_env")
+    if env and not os.environ.get(env):
+        return [Problem(path, f"endpoint {endpoint!r} reads its API key from ${env}, which is not set", f"export {env}=... first")]
+    return []
+
+
+def ensure_valid(exp: Experiment, pool: EndpointPool) -> list[dict[str, Any]]:
+    """Validate and return the samples, or raise SpecError listing every problem."""
+    samples, problems = load_samples(exp)
+    problems += validate(exp, pool, samples)
+    if problems:
+        raise SpecError(problems)
+    return samples

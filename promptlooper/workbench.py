@@ -1,0 +1,299 @@
+"""The Python API: one facade that the CLI, the widgets, the dashboards and the MCP server share.
+
+    >>> import promptlooper as pl
+    >>> wb = pl.Workbench("promptlooper.db")
+    >>> exp = pl.Experiment.from_yaml("examples/quickstart.yaml")
+    >>> wb.run(exp)                      # scripts: blocks until done
+    >>> handle = wb.start(exp)           # notebooks: runs on the kernel loop; `await handle`
+    >>> wb.leaderboard(exp.key)          # a pandas DataFrame
+
+Nothing here knows about SQL or HTTP: it validates, plans and delegates to the store and engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pandas as pd
+
+from . import leaderboard as _leaderboard
+from .engine.calls import cache_key_material
+from .engine.handle import SweepHandle
+from .engine.progress import Progress
+from .engine.runner import BoundScorer
+from .engine.sweep import Sweep, SweepPlan
+from .errors import EndpointError, NotFoundError, Problem, SpecError
+from .hashing import canonical_json, content_hash
+from .providers.registry import LOCAL, EndpointPool
+from .samples import sample_id
+from .spec import EndpointSpec, Experiment, FunctionStage
+from .store import Store, default_path
+from .sweeps.space import build_configuration, grid_points, grid_size, random_points
+from .validation import ensure_valid, load_samples, validate
+
+DEFAULT_RANDOM_CONFIGS = 20
+
+
+def run_sync(coro: Any) -> Any:
+    """Run a coroutine to completion from sync code, even inside a notebook's running loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(1) as ex:
+        return ex.submit(asyncio.run, coro).result()
+
+
+class Workbench:
+    """PromptLooper on one database file (default ``./promptlooper.db`` or ``$PROMPTLOOPER_DB``)."""
+
+    def __init__(self, db: str | os.PathLike[str] | None = None, *, readonly: bool = False):
+        self.db_path = str(db or default_path())
+        self.readonly = readonly
+        self._store: Store | None = None
+        self._handles: dict[str, SweepHandle] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = Store(self.db_path, readonly=self.readonly)
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    # ------------------------------------------------------------------ endpoints
+    def pool(self, exp: Experiment | None = None) -> EndpointPool:
+        prices = {k: tuple(v) for k, v in (self.store.get_setting("prices", {}) or {}).items()}
+        return EndpointPool(self.store.endpoints(), exp.endpoints if exp else None, prices)  # type: ignore[arg-type]
+
+    def add_endpoint(self, name: str, base_url: str, *, api_key_env: str | None = None, max_concurrency: int = 32,
+                     timeout: float = 60.0, max_retries: int = 6, prices: dict[str, tuple[float, float]] | None = None) -> dict[str, Any]:
+        """Add or update an OpenAI-compatible endpoint. The key is referenced by variable name only."""
+        if name == LOCAL:
+            raise EndpointError("'local' is the embedded model's endpoint; choose another name")
+        spec = EndpointSpec(base_url=base_url, api_key_env=api_key_env, max_concurrency=max_concurrency,
+                            timeout=timeout, max_retries=max_retries, prices=prices or {})
+        self.store.save_endpoint(name, spec.model_dump())
+        return self.pool().describe(name)
+
+    def remove_endpoint(self, name: str) -> None:
+        self.store.delete_endpoint(name)
+
+    def endpoints(self) -> list[dict[str, Any]]:
+        pool = self.pool()
+        return [pool.describe(n) for n in pool.names()]
+
+    def test_endpoint(self, name: str) -> list[str]:
+        """Reach the endpoint and list its models (EndpointError says why it failed)."""
+        pool = self.pool()
+
+        async def go() -> list[str]:
+            try:
+                return await pool.provider(name).list_models()
+            finally:
+                await pool.aclose()
+
+        return run_sync(go())  # type: ignore[no-any-return]
+
+    def set_price(self, model: str, input_per_million: float, output_per_million: float) -> None:
+        prices = self.store.get_setting("prices", {}) or {}
+        prices[model] = [input_per_million, output_per_million]
+        self.store.set_setting("prices", prices)
+
+    # ------------------------------------------------------------------ experiments
+    def validate(self, exp: Experiment | str | os.PathLike[str]) -> list[Problem]:
+        """Every problem of an experiment (or experiment file), with field paths; [] if runnable."""
+        if not isinstance(exp, Experiment):
+            from .validation import load_file
+
+            try:
+                exp = load_file(exp)
+            except SpecError as exc:
+                partial = getattr(exc, "partial", None)
+                seen = {(p.path, p.message) for p in exc.problems}
+                more = [p for p in self.validate(partial) if (p.path, p.message) not in seen] if partial else []
+                return exc.problems + more
+        samples, problems = load_samples(exp)
+        return problems + validate(exp, self.pool(exp), samples)
+
+    def configurations(self, exp: Experiment, *, strategy: str | None = None, max_configs: int | None = None,
+                       seed: int | None = None) -> list[Any]:
+        strategy = strategy or exp.strategy
+        if strategy == "random":
+            n = max_configs or exp.max_configs or min(DEFAULT_RANDOM_CONFIGS, grid_size(exp))
+            points = random_points(exp, n, exp.seed if seed is None else seed)
+        else:
+            points = list(grid_points(exp))
+            if max_configs:
+                points = points[:max_configs]
+        return [build_configuration(exp, p) for p in points]
+
+    def register(self, exp: Experiment, *, parent_id: str | None = None) -> str:
+        """Store (or update) the experiment's description; returns its id."""
+        return self.store.upsert_experiment(exp.project, exp.name, exp.to_record(), exp.description, parent_id)
+
+    def _prepare(self, exp: Experiment, *, strategy: str | None, max_configs: int | None, seed: int | None,
+                 concurrency: int | None) -> tuple[Sweep, str]:
+        pool = self.pool(exp)
+        samples = ensure_valid(exp, pool)  # raises SpecError before any call
+        experiment_id = self.register(exp)
+        configs = self.configurations(exp, strategy=strategy, max_configs=max_configs, seed=seed)
+        self.store.add_configurations(experiment_id, ((c.id, c.as_record(), c.varied) for c in configs))
+        plan = SweepPlan(
+            experiment_id=experiment_id, configurations=configs,
+            samples=[(sample_id(s), s) for s in samples], repeat=exp.repeat,
+            strategy=strategy or exp.strategy,
+            options={"max_configs": max_configs, "seed": exp.seed if seed is None else seed},
+        )
+        functions = {s.name: s.function for s in exp.stages if isinstance(s, FunctionStage) and callable(s.function)}
+        budget = exp.budget.model_dump(exclude_none=True)
+        if "max_tokens" not in budget and os.environ.get("MAX_TOKENS_PER_SWEEP", "0") not in ("", "0"):
+            budget["max_tokens"] = int(os.environ["MAX_TOKENS_PER_SWEEP"])
+        sweep = Sweep(self.db_path, plan, pool, [BoundScorer(s) for s in exp.scorers],
+                      concurrency=concurrency or exp.concurrency, budget=budget, functions=functions)
+        return sweep, experiment_id
+
+    def start(self, exp: Experiment, *, strategy: str | None = None, max_configs: int | None = None,
+              seed: int | None = None, concurrency: int | None = None,
+              on_progress: Callable[[Progress], None] | None = None) -> SweepHandle:
+        """Start a sweep in the background and return its handle.
+
+        In a notebook it runs on the kernel's loop (``await handle`` to wait); starting the same
+        experiment again stops the earlier sweep of this process first, so two loops never drive
+        one experiment.
+        """
+        sweep, experiment_id = self._prepare(exp, strategy=strategy, max_configs=max_configs, seed=seed, concurrency=concurrency)
+        with self._lock:
+            old = self._handles.get(experiment_id)
+            if old is not None and not old.done():
+                old.cancel()
+        handle = SweepHandle(sweep, exp.key, experiment_id)
+        if on_progress:
+            handle.add_listener(on_progress)
+
+        async def main() -> Progress:
+            if old is not None and old._task is not None:
+                try:
+                    await asyncio.wait_for(asyncio.shield(old._task), 30)
+                except BaseException:  # noqa: BLE001 - the old sweep's fate is not ours
+                    pass
+            return await sweep.run()
+
+        handle._start(main)
+        with self._lock:
+            self._handles[experiment_id] = handle
+        return handle
+
+    async def sweep(self, exp: Experiment, **options: Any) -> Progress:
+        """Async form: run the sweep on the current loop and return its final progress."""
+        sweep, _ = self._prepare(exp, strategy=options.get("strategy"), max_configs=options.get("max_configs"),
+                                 seed=options.get("seed"), concurrency=options.get("concurrency"))
+        for listener in options.get("listeners", []):
+            sweep.listeners.append(listener)
+        return await sweep.run()
+
+    def run(self, exp: Experiment, **options: Any) -> Progress:
+        """Sync form (scripts, CLI): blocks until the sweep ends."""
+        return run_sync(self.sweep(exp, **options))  # type: ignore[no-any-return]
+
+    # ------------------------------------------------------------------ reading
+    def experiment(self, ref: str | Experiment) -> dict[str, Any]:
+        return self.store.experiment(ref.key if isinstance(ref, Experiment) else ref)
+
+    def experiments(self, project: str | None = None) -> list[dict[str, Any]]:
+        return self.store.experiments(project)
+
+    def leaderboard(self, ref: str | Experiment, *, sort: str | None = None, top: int | None = None,
+                    include_rejected: bool = False) -> pd.DataFrame:
+        return _leaderboard.leaderboard(self.store, self.experiment(ref), sort=sort, top=top, include_rejected=include_rejected)
+
+    def status(self, ref: str | Experiment) -> dict[str, Any]:
+        exp = self.experiment(ref)
+        sweep = self.store.latest_sweep(exp["id"])
+        counts = {status: n for status, n in self.store.db.execute(
+            "SELECT status, COUNT(*) FROM runs WHERE experiment_id = ? GROUP BY status", [exp["id"]]).fetchall()}
+        return {"experiment": f"{exp['project']}/{exp['name']}", "id": exp["id"], "status": exp["status"],
+                "runs": counts, "sweep": sweep}
+
+    def run_detail(self, run_ref: str) -> dict[str, Any]:
+        return self.store.run(run_ref)
+
+    def runs(self, ref: str | Experiment, config: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        return self.store.runs(self.experiment(ref)["id"], config, limit)
+
+    def events(self, ref: str | Experiment | None = None, types: list[str] | None = None, after_id: int = 0,
+               limit: int | None = None) -> list[dict[str, Any]]:
+        eid = self.experiment(ref)["id"] if ref is not None else None
+        return self.store.events(eid, types, after_id, limit)
+
+    # ------------------------------------------------------------------ steering (cross-process)
+    def _steer(self, ref: str | Experiment, verb: str, reason: str = "") -> dict[str, Any]:
+        exp = self.experiment(ref)
+        sweep = self.store.request_steering(exp["id"], f"{verb}:{reason}" if reason else verb)
+        if sweep is None:
+            raise NotFoundError(f"experiment {exp['project']}/{exp['name']} has no running or paused sweep")
+        return sweep
+
+    def pause(self, ref: str | Experiment, reason: str = "") -> dict[str, Any]:
+        return self._steer(ref, "pause", reason)
+
+    def resume(self, ref: str | Experiment) -> dict[str, Any]:
+        return self._steer(ref, "resume")
+
+    def stop(self, ref: str | Experiment, reason: str = "") -> dict[str, Any]:
+        return self._steer(ref, "stop", reason)
+
+    # ------------------------------------------------------------------ cache
+    def explain_cache(self, run_ref: str) -> list[dict[str, Any]]:
+        """For each model call of a run: its cache key and exactly what went into it."""
+        run = self.store.run(run_ref)
+        spec = self.store.experiment(run["experiment_id"])["spec"]
+        inline = {k: EndpointSpec.model_validate(v) for k, v in (spec.get("endpoints") or {}).items()}
+        pool = EndpointPool(self.store.endpoints(), inline)
+        out = []
+        for stage in run["stages"]:
+            if stage["kind"] != "prompt":
+                out.append({"stage": stage["stage_name"], "kind": "function", "cache_key": None})
+                continue
+            identity = pool.provider(stage["endpoint"]).identity if pool.has(stage["endpoint"]) else stage["endpoint"]
+            material = cache_key_material(_Identity(identity), stage["model_used"], stage["prompt_sent"], stage["parameters"] or {})  # type: ignore[arg-type]
+            key = content_hash("call", material)
+            out.append({"stage": stage["stage_name"], "kind": "prompt", "cache_key": stage["cache_key"],
+                        "recomputed_key": key, "matches": key == stage["cache_key"], "material": material,
+                        "canonical_json": canonical_json(material),
+                        "in_cache": self.store.cache_entry(stage["cache_key"]) is not None})
+        return out
+
+    def invalidate_cache(self, *, run: str | None = None, experiment: str | Experiment | None = None) -> int:
+        if run:
+            return self.store.invalidate_cache(run_id=self.store.run(run)["id"])
+        if experiment is not None:
+            return self.store.invalidate_cache(experiment_id=self.experiment(experiment)["id"])
+        raise ValueError("give run= or experiment=")
+
+
+class _Identity:
+    def __init__(self, identity: str):
+        self.identity = identity
+
+
+_default: Workbench | None = None
+
+
+def default_workbench() -> Workbench:
+    global _default
+    if _default is None or _default.db_path != default_path():
+        _default = Workbench()
+    return _default
+
+
+__all__ = ["SpecError", "Workbench", "default_workbench", "run_sync"]
