@@ -35,6 +35,7 @@ from .spec import EndpointSpec, Experiment, FunctionStage
 from .store import Store, default_path
 from .sweeps.space import build_configuration, grid_points, grid_size, random_points
 from .validation import ensure_valid, load_samples, validate
+from .webhooks import Dispatcher
 
 DEFAULT_RANDOM_CONFIGS = 20
 
@@ -57,6 +58,7 @@ class Workbench:
         self.readonly = readonly
         self._store: Store | None = None
         self._handles: dict[str, SweepHandle] = {}
+        self._specs: dict[str, Experiment] = {}  # experiments seen in this process (with their callables)
         self._lock = threading.Lock()
 
     @property
@@ -160,7 +162,25 @@ class Workbench:
             budget["max_tokens"] = int(os.environ["MAX_TOKENS_PER_SWEEP"])
         sweep = Sweep(self.db_path, plan, pool, [BoundScorer(s) for s in exp.scorers],
                       concurrency=concurrency or exp.concurrency, budget=budget, functions=functions)
+        self._specs[experiment_id] = exp
+
+        def replan(space: dict[str, Any]) -> list[Any]:
+            redirected = self._with_space(exp, space)
+            return self.configurations(redirected, strategy=strategy, max_configs=max_configs, seed=seed)
+
+        sweep.replan = replan
         return sweep, experiment_id
+
+    def _with_space(self, exp: Experiment, space: dict[str, Any]) -> Experiment:
+        data = exp.model_dump(exclude={"stages"})
+        data["stages"] = exp.stages
+        data["space"] = space
+        data["base_dir"] = exp.base_dir
+        changed = Experiment.model_validate(data)
+        problems = validate(changed, self.pool(changed))
+        if problems:
+            raise SpecError(problems)
+        return changed
 
     def start(self, exp: Experiment, *, strategy: str | None = None, max_configs: int | None = None,
               seed: int | None = None, concurrency: int | None = None,
@@ -186,7 +206,7 @@ class Workbench:
                     await asyncio.wait_for(asyncio.shield(old._task), 30)
                 except BaseException:  # noqa: BLE001 - the old sweep's fate is not ours
                     pass
-            return await sweep.run()
+            return await self._drive(sweep, exp.key)
 
         handle._start(main)
         with self._lock:
@@ -199,7 +219,25 @@ class Workbench:
                                  seed=options.get("seed"), concurrency=options.get("concurrency"))
         for listener in options.get("listeners", []):
             sweep.listeners.append(listener)
-        return await sweep.run()
+        return await self._drive(sweep, exp.key)
+
+    async def _drive(self, sweep: Sweep, key: str) -> Progress:
+        """Run a sweep with its webhook dispatcher beside it (deliveries never block the sweep)."""
+        dispatcher = Dispatcher(self.db_path, sweep.plan.experiment_id, key)
+        pump: asyncio.Task[None] | None = None
+        if await dispatcher.start():
+            async def pumping() -> None:
+                while True:
+                    await asyncio.sleep(0.1)
+                    await dispatcher.pump()
+
+            pump = asyncio.ensure_future(pumping())
+        try:
+            return await sweep.run()
+        finally:
+            if pump is not None:
+                pump.cancel()
+            await asyncio.shield(dispatcher.close())
 
     def run(self, exp: Experiment, **options: Any) -> Progress:
         """Sync form (scripts, CLI): blocks until the sweep ends."""
@@ -251,6 +289,157 @@ class Workbench:
 
     def stop(self, ref: str | Experiment, reason: str = "") -> dict[str, Any]:
         return self._steer(ref, "stop", reason)
+
+    def redirect(self, ref: str | Experiment, space: dict[str, Any]) -> dict[str, Any]:
+        """Change the remaining space of a running sweep (runs already done stay and count).
+
+        The new space is validated against the experiment first; with no live sweep it becomes
+        the experiment's space for the next run.
+        """
+        exp_row = self.experiment(ref)
+        exp = self._experiment_object(exp_row)
+        changed = self._with_space(exp, space)  # raises SpecError with field paths
+        record = changed.to_record()
+        self.store.upsert_experiment(exp_row["project"], exp_row["name"], record, exp_row.get("description") or "")
+        sweep = self.store.latest_sweep(exp_row["id"])
+        if sweep and sweep["status"] in ("running", "paused"):
+            self.store.merge_sweep_options(sweep["id"], {"redirect_space": record["space"]})
+            self.store.request_steering(exp_row["id"], "redirect")
+        else:
+            self.store.add_event(exp_row["id"], "experiment.redirected", {"space": record["space"], "live": False})
+        return {"experiment": f"{exp_row['project']}/{exp_row['name']}", "space": record["space"],
+                "configurations": len(self.configurations(changed)), "live": bool(sweep and sweep["status"] in ("running", "paused"))}
+
+    def set_budget(self, ref: str | Experiment, *, max_tokens: int | None = None, max_cost: float | None = None) -> dict[str, Any]:
+        """Raise (or set) the budget of the live sweep; `resume` then continues a budget pause."""
+        exp = self.experiment(ref)
+        sweep = self.store.latest_sweep(exp["id"])
+        if not sweep or sweep["status"] not in ("running", "paused"):
+            raise NotFoundError("no running or paused sweep: put the budget in the experiment (budget:) for the next run")
+        budget = {k: v for k, v in (("max_tokens", max_tokens), ("max_cost", max_cost)) if v is not None}
+        self.store.merge_sweep_options(sweep["id"], {"budget": budget})
+        self.store.add_event(exp["id"], "budget.changed", {"budget": budget})
+        return budget
+
+    def approve(self, ref: str | Experiment, config_id: str, *, by: str = "", reason: str = "") -> dict[str, Any]:
+        """Mark a configuration good enough: it becomes the exported best."""
+        return self._decide(ref, config_id, "approved", by, reason)
+
+    def reject(self, ref: str | Experiment, config_id: str, *, by: str = "", reason: str = "") -> dict[str, Any]:
+        """Exclude a configuration from the leaderboard (its runs are kept)."""
+        return self._decide(ref, config_id, "rejected", by, reason)
+
+    def clear_decision(self, ref: str | Experiment, config_id: str, *, by: str = "") -> dict[str, Any]:
+        return self._decide(ref, config_id, None, by, "")
+
+    def _decide(self, ref: str | Experiment, config_id: str, decision: str | None, by: str, reason: str) -> dict[str, Any]:
+        exp = self.experiment(ref)
+        config = self.store.configuration(exp["id"], config_id)
+        self.store.decide_configuration(exp["id"], config["id"], decision, by, reason)
+        etype = f"configuration.{decision or 'cleared'}"
+        self.store.add_event(exp["id"], etype, {"config_id": config["id"], "by": by, "reason": reason, "varied": config["varied"]})
+        return {"config_id": config["id"], "decision": decision, "by": by, "reason": reason}
+
+    def fork(self, ref: str | Experiment, config_id: str | None = None, changes: dict[str, Any] | None = None, *,
+             name: str | None = None) -> Experiment:
+        """A new experiment from a configuration (default: the best) with changed parameters.
+
+        ``changes`` maps space keys to a value (fixed) or a list of values (swept). Every call the
+        fork shares with its parent is served from the cache.
+        """
+        parent_row = self.experiment(ref)
+        parent = self._experiment_object(parent_row)
+        if config_id is None:
+            board = self.leaderboard(parent_row["id"])
+            if board.empty:
+                raise NotFoundError("the experiment has no scored configuration to fork from yet")
+            config = self.store.configuration(parent_row["id"], board.iloc[0]["full_config_id"])
+        else:
+            config = self.store.configuration(parent_row["id"], config_id)
+        point = dict(config["varied"])
+        space: dict[str, Any] = {}
+        for key, value in (changes or {}).items():
+            if isinstance(value, list | dict):
+                space[key] = value
+                point.pop(key, None)
+            else:
+                point[key] = value
+        # Fixed values become one-value axes: same configuration hashes, so shared calls hit the cache.
+        data = parent.model_dump(exclude={"stages", "space", "name"})
+        data["stages"] = parent.stages
+        data["base_dir"] = parent.base_dir
+        data["space"] = {**{k: [v] for k, v in point.items()}, **space}
+        existing = {e["name"] for e in self.store.experiments(parent.project)}
+        if name is None:
+            n = 1
+            while f"{parent.name}-fork{n}" in existing:
+                n += 1
+            name = f"{parent.name}-fork{n}"
+        data["name"] = name
+        child = Experiment.model_validate(data)
+        problems = self.validate(child)
+        if problems:
+            raise SpecError(problems)
+        child_id = self.register(child, parent_id=parent_row["id"])
+        self._specs[child_id] = child
+        payload = {"parent": f"{parent.project}/{parent.name}", "child": child.key, "from_config_id": config["id"], "changes": changes or {}}
+        self.store.add_event(parent_row["id"], "experiment.forked", payload)
+        self.store.add_event(child_id, "experiment.forked", payload)
+        return child
+
+    def _experiment_object(self, row: dict[str, Any]) -> Experiment:
+        """The Experiment behind a stored row: this process's object if known (it holds callables)."""
+        if row["id"] in self._specs:
+            return self._specs[row["id"]]
+        return Experiment.model_validate(row["spec"])
+
+    def load(self, ref: str) -> Experiment:
+        """An experiment from the store as an Experiment object (function stages by registered name)."""
+        return self._experiment_object(self.experiment(ref))
+
+    def request_human(self, ref: str | Experiment, reason: str, context: dict[str, Any] | None = None) -> int:
+        """Raise the human_needed event (shown in notebooks, dashboards and webhooks)."""
+        exp = self.experiment(ref)
+        return self.store.add_event(exp["id"], "human_needed", {"reason": reason, "context": context or {}})
+
+    # ------------------------------------------------------------------ planning & export
+    def plan(self, exp: Experiment, *, strategy: str | None = None, max_configs: int | None = None,
+             seed: int | None = None) -> dict[str, Any]:
+        from .planning import plan as _plan
+
+        pool = self.pool(exp)
+        samples = ensure_valid(exp, pool)
+        configs = self.configurations(exp, strategy=strategy, max_configs=max_configs, seed=seed)
+        return _plan(self.store, exp, configs, samples, pool)
+
+    def export(self, ref: str | Experiment, format: str = "json") -> str:
+        """The best configuration as json / yaml / env, or a markdown report. Never key values."""
+        from .export import export as _export
+
+        exp = self.experiment(ref)
+        board = self.leaderboard(exp["id"])
+        return _export(self.store, exp, board, format)
+
+    # ------------------------------------------------------------------ webhooks
+    def add_webhook(self, event_type: str, url: str, headers_env: dict[str, str] | None = None) -> str:
+        from .webhooks import add_webhook
+
+        return add_webhook(self.store, event_type, url, headers_env)
+
+    def webhooks(self) -> list[dict[str, Any]]:
+        from .webhooks import webhooks
+
+        return webhooks(self.store)
+
+    def remove_webhook(self, webhook_id: str) -> None:
+        from .webhooks import remove_webhook
+
+        remove_webhook(self.store, webhook_id)
+
+    def webhook_deliveries(self, webhook_id: str | None = None) -> list[dict[str, Any]]:
+        from .webhooks import deliveries
+
+        return deliveries(self.store, webhook_id)
 
     # ------------------------------------------------------------------ cache
     def explain_cache(self, run_ref: str) -> list[dict[str, Any]]:

@@ -84,6 +84,10 @@ class Sweep:
         self._config_stats: dict[str, list[float]] = {}
         self._expected_per_config = len(plan.samples) * plan.repeat
         self.event_listeners: list[Callable[[str, dict[str, Any]], None]] = []
+        # Redirect: given the new space (from the store), the configurations that remain to run.
+        self.replan: Callable[[dict[str, Any]], list[Configuration]] | None = None
+        self._items: Iterator[RunItem] = iter(())
+        self._finished: set[str] = set()
 
     # ------------------------------------------------------------------ public steering (in-process)
     def request(self, what: str) -> None:
@@ -128,11 +132,12 @@ class Sweep:
             )
             self.calls = calls
             runner = Runner(plan.experiment_id, self.sweep_id, self.pool, calls, self.scorers, self.functions)
-            items = plan.items(finished)
+            self._finished = finished
+            self._items = plan.items(finished)
             writer = asyncio.ensure_future(self._writer(wstore))
             poller = asyncio.ensure_future(self._poller(rstore))
             n_workers = max(1, min(1024, max(self.concurrency * 2, 32)))
-            workers = [asyncio.ensure_future(self._worker(items, runner)) for _ in range(n_workers)]
+            workers = [asyncio.ensure_future(self._worker(runner)) for _ in range(n_workers)]
             try:
                 await asyncio.gather(*workers)
             except BaseException:
@@ -178,12 +183,12 @@ class Sweep:
         if not self._gate.is_set():
             await self._gate.wait()
 
-    async def _worker(self, items: Iterator[RunItem], runner: Runner) -> None:
+    async def _worker(self, runner: Runner) -> None:
         while not self._stopping:
             await self._wait_gate()
             if self._stopping:
                 return
-            item = next(items, None)
+            item = next(self._items, None)  # re-read: a redirect swaps the iterator
             if item is None:
                 return
             self.emit("run.started", {"run_id": item.run_id, "config_id": item.config.id, "sample_id": item.sample_id})
@@ -262,7 +267,7 @@ class Sweep:
     # ------------------------------------------------------------------ writer & poller
     def _sweep_row(self) -> dict[str, Any]:
         p = self.progress
-        return {"id": self.sweep_id, "status": p.status, "done": p.done, "cached": p.cached, "failed": p.failed,
+        return {"id": self.sweep_id, "status": p.status, "total": p.total, "done": p.done, "cached": p.cached, "failed": p.failed,
                 "tokens_in": p.tokens_in, "tokens_out": p.tokens_out, "cost": p.cost,
                 "best_config_id": p.best_config_id, "best_score": p.best_score, "stop_reason": p.stop_reason,
                 **({"finished_at": now_iso()} if p.status in ("completed", "stopped", "interrupted") else {})}
@@ -300,6 +305,30 @@ class Sweep:
             if requested:
                 await self._apply(requested, store)
 
+    async def _redirect(self, store: Store) -> None:
+        """Swap the remaining part of the plan for the new space; finished runs stay and count."""
+        import json
+
+        fresh = await asyncio.to_thread(store.sweep, self.sweep_id)
+        options = json.loads(fresh.get("options") or "{}")
+        space = options.get("redirect_space")
+        if space is None or self.replan is None:
+            return
+        try:
+            configs = self.replan(space)
+        except Exception as exc:  # noqa: BLE001 - a bad redirect is reported, the sweep goes on
+            self.emit("experiment.redirect_failed", {"error": str(exc), "space": space})
+            return
+        store.add_configurations(self.plan.experiment_id, ((c.id, c.as_record(), c.varied) for c in configs))
+        done_now = {r.id for r in self._pending_runs} | await asyncio.to_thread(store.finished_run_ids, self.plan.experiment_id)
+        self.plan.configurations = configs
+        self._items = self.plan.items(done_now | self._finished)
+        new_ids = {run_id(c.id, sid, r) for c in configs for sid, _ in self.plan.samples for r in range(self.plan.repeat)}
+        remaining = len(new_ids - done_now - self._finished)
+        self.progress.total = self.progress.done + remaining
+        self.emit("experiment.redirected", {"space": space, "configurations": len(configs), "remaining_runs": remaining,
+                                            "sweep_id": self.sweep_id})
+
     async def _apply(self, requested: str, store: Store) -> None:
         p = self.progress
         verb, _, reason = requested.partition(":")
@@ -319,6 +348,8 @@ class Sweep:
             self.emit("experiment.resumed", {"sweep_id": self.sweep_id})
             self._gate.set()
             self._check_budget()  # still over a budget that was not raised: pause again
+        elif verb == "redirect" and self.replan is not None:
+            await self._redirect(store)
         elif verb == "stop":
             self._stopping = True
             p.stop_reason = reason or "requested"

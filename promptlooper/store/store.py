@@ -477,6 +477,12 @@ class Store:
         with self.cx.write() as c:
             self._update_sweep(c, {"id": sweep_id, **fields})
 
+    def merge_sweep_options(self, sweep_id: str, options: dict[str, Any]) -> None:
+        with self.cx.write() as c:
+            row = c.execute("SELECT options FROM sweeps WHERE id = ?", (sweep_id,)).fetchone()
+            merged = {**json.loads(row[0] or "{}"), **options} if row else options
+            c.execute("UPDATE sweeps SET options = ?, updated_at = ? WHERE id = ?", (_dumps(merged), now_iso(), sweep_id))
+
     def sweep(self, sweep_id: str) -> dict[str, Any]:
         rows = list(self.db.query("SELECT * FROM sweeps WHERE id = ?", [sweep_id]))
         if not rows:
