@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .errors import PromptLooperError, SpecError
+from .errors import Problem, PromptLooperError, SpecError
 from .spec import Experiment
 from .workbench import Workbench
 
@@ -182,6 +182,96 @@ def cmd_events(wb: Workbench, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plan(wb: Workbench, args: argparse.Namespace) -> int:
+    problems = wb.validate(args.file)
+    if problems:
+        return _print_problems(SpecError(problems))
+    info = wb.plan(Experiment.from_yaml(args.file), strategy=args.strategy, max_configs=args.max_configs, seed=args.seed)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"{info['experiment']}: {info['configurations']} configuration(s) × {info['samples']} sample(s) × {info['repeat']} repeat(s)"
+          f" = {info['runs']} runs ({info['finished_runs']} already finished)")
+    print(f"model calls: {info['calls']} needed, {info['cached_calls']} already cached → {info['calls_to_make']} to make")
+    print(f"estimated: {info['estimated_tokens']:,} tokens, ${info['estimated_cost']:.4f}")
+    return 0
+
+
+def cmd_export(wb: Workbench, args: argparse.Namespace) -> int:
+    text = wb.export(args.experiment, args.format)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_decide(wb: Workbench, args: argparse.Namespace) -> int:
+    fn = wb.approve if args.command == "approve" else wb.reject
+    out = fn(args.experiment, args.config, by=args.by, reason=args.reason)
+    print(f"configuration {out['config_id'][:12]} {out['decision']}" + (f" by {args.by}" if args.by else ""))
+    return 0
+
+
+def _parse_assignments(items: list[str]) -> dict[str, Any]:
+    """KEY=VALUE pairs; VALUE is YAML, so 0.5, [0.1, 0.2] and {min: 0, max: 1, step: 0.5} all work."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SpecError([Problem(item, "expected KEY=VALUE", "e.g. answer.temperature=[0.1,0.3]")])
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def cmd_fork(wb: Workbench, args: argparse.Namespace) -> int:
+    child = wb.fork(args.experiment, args.config, _parse_assignments(args.set or []), name=args.name)
+    print(f"forked {child.key}; run it with `promptlooper rerun {child.key}`")
+    if args.run:
+        return _run(wb, child, args)
+    return 0
+
+
+def cmd_rerun(wb: Workbench, args: argparse.Namespace) -> int:
+    return _run(wb, wb.load(args.experiment), args)
+
+
+def cmd_redirect(wb: Workbench, args: argparse.Namespace) -> int:
+    space = json.loads(args.space) if args.space else _parse_assignments(args.set or [])
+    out = wb.redirect(args.experiment, space)
+    print(f"{out['experiment']}: space now {json.dumps(out['space'])} ({out['configurations']} configurations)"
+          + (" — applied to the running sweep" if out["live"] else " — used by the next run"))
+    return 0
+
+
+def cmd_budget(wb: Workbench, args: argparse.Namespace) -> int:
+    budget = wb.set_budget(args.experiment, max_tokens=args.max_tokens, max_cost=args.max_cost)
+    print(f"budget now {budget}; `promptlooper resume` continues a budget pause")
+    return 0
+
+
+def cmd_webhooks(wb: Workbench, args: argparse.Namespace) -> int:
+    if args.action == "add":
+        headers = dict(h.split("=", 1) for h in (args.header or []))
+        wid = wb.add_webhook(args.event, args.url, headers)
+        print(f"webhook {wid[:8]} → {args.url} for {args.event}")
+    elif args.action == "remove":
+        wb.remove_webhook(args.id)
+        print(f"webhook {args.id} removed")
+    else:
+        print(_table(wb.webhooks(), ["id", "event_type", "url", "headers_env", "is_active"]))
+    return 0
+
+
+def cmd_human(wb: Workbench, args: argparse.Namespace) -> int:
+    wb.request_human(args.experiment, args.reason)
+    print("human_needed raised")
+    return 0
+
+
 def cmd_endpoints(wb: Workbench, args: argparse.Namespace) -> int:
     action = args.action or "list"
     if action == "list":
@@ -291,6 +381,54 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--type", action="append", help="event type, or a family such as 'run.*' (repeatable)")
     p.add_argument("--limit", type=int)
     p.add_argument("--json", action="store_true")
+
+    p = add("plan", cmd_plan, "Before any call: calls needed, already cached, estimated tokens and cost.")
+    p.add_argument("file")
+    p.add_argument("--strategy", choices=["grid", "random"])
+    p.add_argument("--max-configs", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--json", action="store_true")
+    p = add("export", cmd_export, "The best configuration (approved, else top) as json / yaml / env, or a markdown report.")
+    p.add_argument("experiment")
+    p.add_argument("--format", choices=["json", "yaml", "env", "report"], default="json")
+    p.add_argument("--output", "-o")
+    for verb, text in (("approve", "Mark a configuration good enough: it becomes the exported best."),
+                       ("reject", "Exclude a configuration from the leaderboard (runs are kept).")):
+        p = add(verb, cmd_decide, text)
+        p.add_argument("experiment")
+        p.add_argument("config", help="configuration id (a prefix from the leaderboard)")
+        p.add_argument("--by", default="", help="who decides")
+        p.add_argument("--reason", default="")
+    p = add("fork", cmd_fork, "A new experiment from a configuration (default: the best) with changed parameters.")
+    p.add_argument("experiment")
+    p.add_argument("--config", help="configuration id prefix (default: the leaderboard's top)")
+    p.add_argument("--set", action="append", help="KEY=VALUE (YAML): a fixed value or a list to sweep; repeatable")
+    p.add_argument("--name")
+    p.add_argument("--run", action="store_true", help="run the fork right away")
+    sweep_options(p)
+    p = add("rerun", cmd_rerun, "Run a stored experiment again (resumes; finished runs are skipped).")
+    p.add_argument("experiment")
+    sweep_options(p)
+    p = add("redirect", cmd_redirect, "Change the remaining space of a (running) sweep; runs already done stay.")
+    p.add_argument("experiment")
+    p.add_argument("--set", action="append", help="KEY=VALUES (YAML list or range); repeatable")
+    p.add_argument("--space", help="the whole new space as JSON")
+    p = add("budget", cmd_budget, "Set or raise the budget of a running or paused sweep.")
+    p.add_argument("experiment")
+    p.add_argument("--max-tokens", type=int)
+    p.add_argument("--max-cost", type=float)
+    p = add("webhooks", cmd_webhooks, "Register webhooks (JSON POSTs of events, with retries).")
+    wsub = p.add_subparsers(dest="action")
+    wa = wsub.add_parser("add")
+    wa.add_argument("event", help="event type, 'run.*' or '*'")
+    wa.add_argument("url")
+    wa.add_argument("--header", action="append", help="NAME=ENV_VAR: the header's value is read from $ENV_VAR at send time")
+    wsub.add_parser("list")
+    wr = wsub.add_parser("remove")
+    wr.add_argument("id")
+    p = add("request-human", cmd_human, "Raise the human_needed event for an experiment.")
+    p.add_argument("experiment")
+    p.add_argument("reason")
 
     p = add("endpoints", cmd_endpoints, "Manage model endpoints: list, add, test, remove.")
     esub = p.add_subparsers(dest="action")

@@ -77,12 +77,14 @@ class CallExecutor:
         *,
         global_limit: asyncio.Semaphore,
         gate: Callable[[], Any],
+        is_open: Callable[[], bool] = lambda: True,
         recent_size: int = 8192,
     ):
         self.reader = reader
         self.on_cache_entry = on_cache_entry
         self.global_limit = global_limit
         self.gate = gate  # awaitable factory: blocks while the sweep is paused
+        self.is_open = is_open
         self.limits: dict[str, AdaptiveLimit] = {}
         self._recent: collections.OrderedDict[str, tuple[str, int, int, float]] = collections.OrderedDict()
         self._recent_size = recent_size
@@ -142,6 +144,8 @@ class CallExecutor:
             await self.gate()
             async with self.global_limit:
                 async with limit:
+                    if not self.is_open():
+                        continue  # paused while queued for a slot: hand it back, wait at the gate
                     try:
                         self.calls += 1
                         resp = await provider.chat(request)

@@ -25,6 +25,11 @@ from .calls import CacheReader, CallExecutor
 from .progress import Progress
 from .runner import BoundScorer, Runner, RunItem, run_id
 
+
+class RunAbandoned(BaseException):  # noqa: N818 - a control-flow signal, like CancelledError
+    """Raised inside a run that the sweep stopped before its next call; it is not recorded."""
+
+
 FLUSH_EVERY = 0.05  # seconds: how stale the store (and other processes' view) may be
 FLUSH_MAX = 1000  # records per transaction
 POLL_EVERY = 0.25  # seconds between reads of steering requests
@@ -128,7 +133,7 @@ class Sweep:
                                              "already_done": self.progress.skipped, "configurations": len(plan.configurations)})
             calls = CallExecutor(
                 CacheReader(rstore), self._pending_cache.append,
-                global_limit=asyncio.Semaphore(self.concurrency), gate=self._wait_gate,
+                global_limit=asyncio.Semaphore(self.concurrency), gate=self._wait_gate, is_open=self._open,
             )
             self.calls = calls
             runner = Runner(plan.experiment_id, self.sweep_id, self.pool, calls, self.scorers, self.functions)
@@ -182,17 +187,26 @@ class Sweep:
     async def _wait_gate(self) -> None:
         if not self._gate.is_set():
             await self._gate.wait()
+        if self._stopping:
+            raise RunAbandoned  # stop: a run still waiting for its first call is left for the next sweep
+
+    def _open(self) -> bool:
+        return self._gate.is_set() and not self._stopping
 
     async def _worker(self, runner: Runner) -> None:
         while not self._stopping:
-            await self._wait_gate()
-            if self._stopping:
+            try:
+                await self._wait_gate()
+            except RunAbandoned:
                 return
             item = next(self._items, None)  # re-read: a redirect swaps the iterator
             if item is None:
                 return
             self.emit("run.started", {"run_id": item.run_id, "config_id": item.config.id, "sample_id": item.sample_id})
-            record = await runner.execute(item)
+            try:
+                record = await runner.execute(item)
+            except RunAbandoned:
+                return
             self._record(record, item)
 
     def _record(self, record: RunRecord, item: RunItem) -> None:
