@@ -111,6 +111,8 @@ def _run(wb: Workbench, exp: Experiment, args: argparse.Namespace) -> int:
         print("interrupted: finished runs are saved; run the same command again to resume", file=sys.stderr)
         return 130
     bar.close()
+    if progress.stop_reason and progress.status == "completed":
+        print(f"search stopped: {progress.stop_reason}")
     print(f"{progress.status}: {progress.done}/{progress.total} runs, {progress.failed} failed, "
           f"{progress.cached} cached, {progress.tokens:,} tokens, ${progress.cost:.4f}, "
           f"cache hit rate {progress.cache_hit_rate:.0%}, {progress.elapsed:.1f}s")
@@ -327,6 +329,18 @@ def cmd_prices(wb: Workbench, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mcp(wb: Workbench, args: argparse.Namespace) -> int:
+    from .mcp_server import serve
+
+    if args.mcp_db:
+        wb.close()
+        wb = Workbench(args.mcp_db)
+    try:
+        return serve(wb, transport=args.transport, host=args.host, port=args.port)
+    finally:
+        wb.close()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="promptlooper", description="Find the best prompt × model × parameters by measuring.")
     parser.add_argument("--db", help="database file (default ./promptlooper.db or $PROMPTLOOPER_DB)")
@@ -341,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
 
     def sweep_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--strategy", choices=["grid", "random"])
+        p.add_argument("--strategy", choices=["grid", "random", "guided"])
         p.add_argument("--max-configs", type=int)
         p.add_argument("--seed", type=int)
         p.add_argument("--concurrency", type=int)
@@ -461,6 +475,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("model")
     sp.add_argument("input", type=float)
     sp.add_argument("output", type=float)
+
+    p = add("mcp", cmd_mcp, "Serve the MCP tools (agents drive and steer sweeps): stdio, or HTTP with a bearer key.")
+    p.add_argument("--transport", choices=["stdio", "http"], default="stdio")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8401)
+    p.add_argument("--db", dest="mcp_db", help="database file (same as the global --db)")
     return parser
 
 

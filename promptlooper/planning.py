@@ -29,7 +29,7 @@ def plan(store: Store, exp: Experiment, configs: list[Any], samples: list[dict[s
         experiment_id = store.experiment(exp.key)["id"]
         finished = store.finished_run_ids(experiment_id)
     except Exception:  # noqa: BLE001 - a new experiment has no finished runs
-        finished = set()
+        experiment_id, finished = "", set()
     mean_out: dict[str, float] = {}
     with store.cx.read() as c:
         for model, avg in c.execute("SELECT model, AVG(tokens_out) FROM response_cache GROUP BY model"):
@@ -44,7 +44,7 @@ def plan(store: Store, exp: Experiment, configs: list[Any], samples: list[dict[s
         for sid, sample in sids:
             for rep in range(exp.repeat):
                 runs += 1
-                if run_id(config.id, sid, rep) in finished:
+                if run_id(experiment_id, config.id, sid, rep) in finished:
                     continue
                 remaining += 1
                 ctx = {**sample, "sample": sample, **config.vars}

@@ -168,6 +168,37 @@ class ScorerSpec(BaseModel):
         return self.label or self.name
 
 
+class GuidedOptions(BaseModel):
+    """Guided search: a model-based sampler proposes configurations, losers are dropped early.
+
+    Every configuration is first run on a fraction of the samples (``rungs[0]``); it gets the
+    rest only while its 95% interval still reaches the best configuration's mean. The search
+    stops at ``max_configs`` / ``max_calls`` / the token and cost budget, when the space is
+    exhausted, or when the best is separated from every other configuration with ``confidence``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    sampler: Literal["tpe", "random"] = "tpe"
+    max_configs: int | None = Field(None, ge=1, description="Configurations to try at most (default: 30% of a finite space, at least 20).")
+    max_calls: int | None = Field(None, ge=1, description="Model calls to spend at most.")
+    startup: int = Field(6, ge=1, description="Random configurations before the model-based sampler takes over.")
+    batch: int = Field(4, ge=1, le=256, description="Configurations evaluated in parallel.")
+    rungs: list[float] = Field(default_factory=lambda: [0.34, 1.0], description="Sample fractions per rung (successive halving).")
+    min_samples: int = Field(3, ge=1, description="Samples in the first rung at least.")
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)
+    stop_when_separated: bool = True
+    min_configs: int | None = Field(None, ge=1, description="Configurations to try before a separation may stop the search (default: 20% of a finite space, at least 12).")
+    patience: int = Field(3, ge=0, description="Batches in a row the best must hold before a separation stops the search.")
+
+    @field_validator("rungs")
+    @classmethod
+    def _rungs(cls, v: list[float]) -> list[float]:
+        if not v or any(not 0 < x <= 1 for x in v) or sorted(v) != v or v[-1] != 1.0:
+            raise ValueError("rungs must be increasing fractions in (0, 1] ending with 1.0, e.g. [0.25, 1.0]")
+        return v
+
+
 class Budget(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -221,7 +252,8 @@ class Experiment(BaseModel):
     stages: list[Stage] = Field(min_length=1)
     space: dict[str, SpaceValue] = Field(default_factory=dict)
     scorers: list[ScorerSpec] = Field(default_factory=list)
-    strategy: Literal["grid", "random"] = "grid"
+    strategy: Literal["grid", "random", "guided"] = "grid"
+    guided: GuidedOptions = Field(default_factory=lambda: GuidedOptions())
     max_configs: int | None = Field(None, ge=1, description="Random sweeps: how many configurations.")
     concurrency: int = Field(8, ge=1, le=4096, description="Runs in flight at once.")
     budget: Budget = Field(default_factory=Budget)

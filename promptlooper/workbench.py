@@ -40,6 +40,18 @@ from .webhooks import Dispatcher
 DEFAULT_RANDOM_CONFIGS = 20
 
 
+def guided_defaults(exp: Experiment, max_configs: int | None = None) -> Any:
+    """Guided options with the space-relative defaults filled in."""
+    import math
+
+    finite = all(isinstance(v, list) or v.step is not None for v in exp.space.values())
+    size = grid_size(exp) if finite else None
+    opts = exp.guided
+    n_max = max_configs or opts.max_configs or (min(size, max(20, math.ceil(0.3 * size))) if size else 60)
+    n_min = opts.min_configs or (min(n_max, max(12, math.ceil(0.2 * size))) if size else 20)
+    return opts.model_copy(update={"max_configs": n_max, "min_configs": min(n_min, n_max)})
+
+
 def run_sync(coro: Any) -> Any:
     """Run a coroutine to completion from sync code, even inside a notebook's running loop."""
     try:
@@ -130,6 +142,10 @@ class Workbench:
     def configurations(self, exp: Experiment, *, strategy: str | None = None, max_configs: int | None = None,
                        seed: int | None = None) -> list[Any]:
         strategy = strategy or exp.strategy
+        if strategy == "guided":
+            # Decided as the search goes; for planning, as many random points as it may try.
+            n = guided_defaults(exp, max_configs).max_configs or 20
+            return [build_configuration(exp, p) for p in random_points(exp, n, exp.seed if seed is None else seed)]
         if strategy == "random":
             n = max_configs or exp.max_configs or min(DEFAULT_RANDOM_CONFIGS, grid_size(exp))
             points = random_points(exp, n, exp.seed if seed is None else seed)
@@ -144,11 +160,18 @@ class Workbench:
         return self.store.upsert_experiment(exp.project, exp.name, exp.to_record(), exp.description, parent_id)
 
     def _prepare(self, exp: Experiment, *, strategy: str | None, max_configs: int | None, seed: int | None,
-                 concurrency: int | None) -> tuple[Sweep, str]:
+                 concurrency: int | None, points: list[dict[str, Any]] | None = None) -> tuple[Sweep, str]:
         pool = self.pool(exp)
         samples = ensure_valid(exp, pool)  # raises SpecError before any call
         experiment_id = self.register(exp)
-        configs = self.configurations(exp, strategy=strategy, max_configs=max_configs, seed=seed)
+        strategy = strategy or exp.strategy
+        guided = strategy == "guided" and points is None
+        if points is not None:
+            configs = [build_configuration(exp, p) for p in points]
+        elif guided:
+            configs = []
+        else:
+            configs = self.configurations(exp, strategy=strategy, max_configs=max_configs, seed=seed)
         self.store.add_configurations(experiment_id, ((c.id, c.as_record(), c.varied) for c in configs))
         plan = SweepPlan(
             experiment_id=experiment_id, configurations=configs,
@@ -169,6 +192,17 @@ class Workbench:
             return self.configurations(redirected, strategy=strategy, max_configs=max_configs, seed=seed)
 
         sweep.replan = replan
+        if guided:
+            from .sweeps.guided import GuidedDriver
+
+            options = guided_defaults(exp, max_configs)
+            driver = GuidedDriver(exp, options, plan.samples, exp.repeat, exp.seed if seed is None else seed,
+                                  self.db_path, experiment_id, {s.column: s.weight for s in exp.scorers})
+            sweep.source = driver.source
+            sweep.run_listeners.append(driver.on_run)
+            sweep.driver = driver.run
+            sweep.progress.total = options.max_configs * len(samples) * exp.repeat  # an upper bound
+            sweep.guided = driver
         return sweep, experiment_id
 
     def _with_space(self, exp: Experiment, space: dict[str, Any]) -> Experiment:
@@ -401,6 +435,77 @@ class Workbench:
         """Raise the human_needed event (shown in notebooks, dashboards and webhooks)."""
         exp = self.experiment(ref)
         return self.store.add_event(exp["id"], "human_needed", {"reason": reason, "context": context or {}})
+
+    # ------------------------------------------------------------------ ask / tell (outside drivers)
+    def ask(self, ref: str | Experiment, n: int = 1) -> list[dict[str, Any]]:
+        """Configurations a guided search would try next, learned from everything in the store.
+
+        An outside driver (a notebook cell, an agent over MCP) runs them with :meth:`evaluate`,
+        or evaluates them itself and reports with :meth:`tell`.
+        """
+        from .sweeps.guided import GuidedDriver, distributions, params_to_point
+
+        exp = ref if isinstance(ref, Experiment) else self.load(ref)
+        experiment_id = self.register(exp)
+        samples, _ = load_samples(exp)
+        driver = GuidedDriver(exp, guided_defaults(exp), [(sample_id(s), s) for s in samples], exp.repeat, exp.seed,
+                              self.db_path, experiment_id, {s.column: s.weight for s in exp.scorers})
+        study = driver._study(self.store)
+        dists = distributions(exp)
+        seen = set(driver.candidates) | set(self.store.told_values(experiment_id))
+        out: list[dict[str, Any]] = []
+        for _ in range(max(1, n) * 40):
+            if len(out) >= n:
+                break
+            trial = study.ask(dists)
+            config = build_configuration(exp, params_to_point(exp, trial.params))
+            if config.id in seen:
+                continue
+            seen.add(config.id)
+            out.append({"config_id": config.id, "point": config.varied})
+            from optuna.trial import TrialState
+
+            study.tell(trial, state=TrialState.FAIL)  # keep asking elsewhere; the real value comes later
+        configs = [build_configuration(exp, o["point"]) for o in out]
+        self.store.add_configurations(experiment_id, ((c.id, c.as_record(), c.varied) for c in configs))
+        return out
+
+    def tell(self, ref: str | Experiment, config: str | dict[str, Any], score: float, *, source: str = "agent") -> dict[str, Any]:
+        """Record a score an outside driver measured for a configuration (id prefix or point)."""
+        if not 0.0 <= float(score) <= 1.0:
+            raise ValueError(f"score must lie in 0..1, got {score}")
+        exp = ref if isinstance(ref, Experiment) else self.load(ref)
+        experiment_id = self.register(exp)
+        if isinstance(config, dict):
+            cfg = build_configuration(exp, config)
+            self.store.add_configurations(experiment_id, [(cfg.id, cfg.as_record(), cfg.varied)])
+            config_id = cfg.id
+        else:
+            config_id = self.store.configuration(experiment_id, config)["id"]
+        self.store.tell(experiment_id, config_id, float(score), source)
+        self.store.add_event(experiment_id, "guided.told", {"config_id": config_id, "score": float(score), "source": source})
+        return {"config_id": config_id, "score": float(score), "source": source}
+
+    async def aevaluate(self, ref: str | Experiment, points: list[dict[str, Any]], **options: Any) -> list[dict[str, Any]]:
+        exp = ref if isinstance(ref, Experiment) else self.load(ref)
+        for point in points:  # an agent's own proposals are checked like any space
+            self._with_space(exp, {k: [v] for k, v in point.items()})
+        sweep, experiment_id = self._prepare(exp, strategy="evaluate", max_configs=None, seed=None,
+                                             concurrency=options.get("concurrency"), points=points)
+        await self._drive(sweep, exp.key)
+        board = self.leaderboard(experiment_id).set_index("full_config_id")
+        out = []
+        for config in sweep.plan.configurations:
+            row = board.loc[config.id] if config.id in board.index else None
+            out.append({"config_id": config.id, "point": config.varied,
+                        "score": None if row is None else float(row["score"]),
+                        "ci": None if row is None else [float(row["ci_low"]), float(row["ci_high"])],
+                        "n": 0 if row is None else int(row["n"])})
+        return out
+
+    def evaluate(self, ref: str | Experiment, points: list[dict[str, Any]], **options: Any) -> list[dict[str, Any]]:
+        """Run the given points (space key -> value) on every sample; their scores, intervals and n."""
+        return run_sync(self.aevaluate(ref, points, **options))  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------------ planning & export
     def plan(self, exp: Experiment, *, strategy: str | None = None, max_configs: int | None = None,

@@ -33,14 +33,18 @@ class RunItem:
     sample_id: str
     sample_index: int
     repeat: int
+    # Hashed once (the plan already computes it to skip finished runs), not on every use.
+    run_id: str = ""
 
-    @property
-    def run_id(self) -> str:
-        return run_id(self.config.id, self.sample_id, self.repeat)
+    def __post_init__(self) -> None:
+        if not self.run_id:
+            raise ValueError("RunItem needs its run_id (see run_id(experiment_id, ...))")
 
 
-def run_id(config_id: str, sample_id: str, repeat: int) -> str:
-    return content_hash("run", [config_id, sample_id, repeat])[:32]
+def run_id(experiment_id: str, config_id: str, sample_id: str, repeat: int) -> str:
+    # A run belongs to its experiment (a fork runs the same configuration as new runs of its own);
+    # calls are what is shared between experiments, through the cache.
+    return content_hash("run", [experiment_id, config_id, sample_id, repeat])[:32]
 
 
 class BoundScorer:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,9 +52,10 @@ class SweepPlan:
         for config in self.configurations:
             for index, (sid, sample) in enumerate(self.samples):
                 for rep in range(self.repeat):
-                    if run_id(config.id, sid, rep) in skip:
+                    rid = run_id(self.experiment_id, config.id, sid, rep)
+                    if rid in skip:
                         continue
-                    yield RunItem(config, sample, sid, index, rep)
+                    yield RunItem(config, sample, sid, index, rep, rid)
 
 
 class Sweep:
@@ -92,6 +93,11 @@ class Sweep:
         # Redirect: given the new space (from the store), the configurations that remain to run.
         self.replan: Callable[[dict[str, Any]], list[Configuration]] | None = None
         self._items: Iterator[RunItem] = iter(())
+        # Guided sweeps: an async source of run items (None ends a worker) and per-run callbacks.
+        self.source: Callable[[], Awaitable[RunItem | None]] | None = None
+        self.run_listeners: list[Callable[[RunRecord, RunItem], None]] = []
+        self.driver: Callable[[Sweep], Awaitable[None]] | None = None
+        self.guided: Any = None  # the GuidedDriver of a guided sweep (its stop reason, candidates)
         self._finished: set[str] = set()
 
     # ------------------------------------------------------------------ public steering (in-process)
@@ -120,7 +126,7 @@ class Sweep:
         plan = self.plan
         try:
             finished = await asyncio.to_thread(rstore.finished_run_ids, plan.experiment_id)
-            planned = {run_id(c.id, sid, r) for c in plan.configurations for sid, _ in plan.samples for r in range(plan.repeat)} if len(finished) else set()
+            planned = {run_id(plan.experiment_id, c.id, sid, r) for c in plan.configurations for sid, _ in plan.samples for r in range(plan.repeat)} if len(finished) else set()
             self.progress.skipped = len(finished & planned) if finished else 0
             self.progress.done = self.progress.skipped
             self._load_best(rstore)
@@ -142,7 +148,10 @@ class Sweep:
             writer = asyncio.ensure_future(self._writer(wstore))
             poller = asyncio.ensure_future(self._poller(rstore))
             n_workers = max(1, min(1024, max(self.concurrency * 2, 32)))
+            self.n_workers = n_workers
             workers = [asyncio.ensure_future(self._worker(runner)) for _ in range(n_workers)]
+            if self.driver is not None:
+                workers.append(asyncio.ensure_future(self.driver(self)))
             try:
                 await asyncio.gather(*workers)
             except BaseException:
@@ -190,6 +199,10 @@ class Sweep:
         if self._stopping:
             raise RunAbandoned  # stop: a run still waiting for its first call is left for the next sweep
 
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
     def _open(self) -> bool:
         return self._gate.is_set() and not self._stopping
 
@@ -199,7 +212,10 @@ class Sweep:
                 await self._wait_gate()
             except RunAbandoned:
                 return
-            item = next(self._items, None)  # re-read: a redirect swaps the iterator
+            if self.source is not None:
+                item = await self.source()  # a guided driver hands out items as it decides them
+            else:
+                item = next(self._items, None)  # re-read: a redirect swaps the iterator
             if item is None:
                 return
             self.emit("run.started", {"run_id": item.run_id, "config_id": item.config.id, "sample_id": item.sample_id})
@@ -208,6 +224,8 @@ class Sweep:
             except RunAbandoned:
                 return
             self._record(record, item)
+            for listener in self.run_listeners:
+                listener(record, item)
 
     def _record(self, record: RunRecord, item: RunItem) -> None:
         p = self.progress
@@ -337,7 +355,7 @@ class Sweep:
         done_now = {r.id for r in self._pending_runs} | await asyncio.to_thread(store.finished_run_ids, self.plan.experiment_id)
         self.plan.configurations = configs
         self._items = self.plan.items(done_now | self._finished)
-        new_ids = {run_id(c.id, sid, r) for c in configs for sid, _ in self.plan.samples for r in range(self.plan.repeat)}
+        new_ids = {run_id(self.plan.experiment_id, c.id, sid, r) for c in configs for sid, _ in self.plan.samples for r in range(self.plan.repeat)}
         remaining = len(new_ids - done_now - self._finished)
         self.progress.total = self.progress.done + remaining
         self.emit("experiment.redirected", {"space": space, "configurations": len(configs), "remaining_runs": remaining,

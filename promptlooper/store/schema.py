@@ -90,3 +90,19 @@ def m001_initial(db: Database) -> None:
         );
         """
     )
+
+
+@migrations()
+def m002_told_values(db: Database) -> None:
+    # Scores an outside driver (a notebook cell, an agent over MCP) reports for a configuration
+    # it evaluated itself: guided search learns from them like from measured configurations.
+    db.executescript(
+        """
+        CREATE TABLE told_values (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            experiment_id TEXT NOT NULL REFERENCES experiments(id) ON DELETE CASCADE,
+            config_id TEXT NOT NULL, value REAL NOT NULL, source TEXT NOT NULL, created_at TEXT NOT NULL
+        );
+        CREATE INDEX told_values_experiment ON told_values (experiment_id, config_id);
+        """
+    )

@@ -30,16 +30,30 @@ from .db import Connection, connect, default_path
 from .schema import migrations
 
 
+_second: tuple[int, str] = (-1, "")  # (a UTC second, its "YYYY-MM-DDTHH:MM:SS." text), one tuple so threads see a pair
+
+
 def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
+    """``datetime.now(UTC).isoformat(timespec="milliseconds")``, four times faster.
+
+    A sweep stamps every run and event (~5 times a run); formatting the date once a second
+    saves ~2 µs a stamp.
+    """
+    global _second
+    sec, rem = divmod(time.time_ns(), 1_000_000_000)
+    cached_sec, prefix = _second
+    if sec != cached_sec:
+        prefix = datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+        _second = (sec, prefix)
+    return f"{prefix}{rem // 1_000_000:03d}+00:00"
 
 
 def new_id() -> str:
     return uuid.uuid4().hex
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str)
+# Built once (json.dumps with options builds an encoder per call); the writer calls this ~7 times a run.
+_dumps = json.JSONEncoder(ensure_ascii=False, default=str).encode
 
 
 @dataclass
@@ -340,6 +354,17 @@ class Store:
                 c.execute("UPDATE runs SET status = 'invalidated' WHERE experiment_id = ? AND status IN ('completed','cached')", (experiment_id,))
             return len(keys)
 
+    def tell(self, experiment_id: str, config_id: str, value: float, source: str) -> None:
+        with self.cx.write() as c:
+            c.execute("INSERT INTO told_values (experiment_id, config_id, value, source, created_at) VALUES (?,?,?,?,?)",
+                      (experiment_id, config_id, value, source, now_iso()))
+
+    def told_values(self, experiment_id: str) -> dict[str, float]:
+        """The latest told value of each configuration."""
+        with self.cx.read() as c:
+            return {cid: v for cid, v in c.execute(
+                "SELECT config_id, value FROM told_values WHERE experiment_id = ? ORDER BY id", (experiment_id,))}
+
     # ------------------------------------------------------------------ response cache
     def cache_get_many(self, keys: Sequence[str]) -> dict[str, tuple[str, int, int, float]]:
         out: dict[str, tuple[str, int, int, float]] = {}
@@ -367,14 +392,17 @@ class Store:
 
     # ------------------------------------------------------------------ events
     def _insert_events(self, c: Any, events: Sequence[tuple[str, str | None, str, dict[str, Any]]], ts: str) -> list[int]:
-        ids: list[int] = []
-        for ev_ts, experiment_id, etype, payload in events:
-            cur = c.execute(
-                "INSERT INTO events (ts, experiment_id, type, payload) VALUES (?,?,?,?)",
-                (ev_ts or ts, experiment_id, etype, _dumps(payload)),
-            )
-            ids.append(int(cur.lastrowid))
-        return ids
+        if not events:
+            return []
+        # One executemany, not one execute per event (a sweep writes two events a run). The ids are
+        # consecutive: AUTOINCREMENT takes max + 1 for each row, and the caller's write transaction
+        # (BEGIN IMMEDIATE) keeps every other writer out until it commits.
+        c.executemany(
+            "INSERT INTO events (ts, experiment_id, type, payload) VALUES (?,?,?,?)",
+            [(ev_ts or ts, experiment_id, etype, _dumps(payload)) for ev_ts, experiment_id, etype, payload in events],
+        )
+        last = int(c.execute("SELECT last_insert_rowid()").fetchone()[0])
+        return list(range(last - len(events) + 1, last + 1))
 
     def add_event(self, experiment_id: str | None, etype: str, payload: dict[str, Any] | None = None) -> int:
         with self.cx.write() as c:

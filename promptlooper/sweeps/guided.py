@@ -1,0 +1,333 @@
+"""Guided search: Optuna proposes, the store remembers, intervals decide who gets more samples.
+
+The space maps onto Optuna distributions (lists → categorical over their indices, so prompts and
+models work as well as numbers; ranges → float / int, log-scaled if asked). Optuna's study lives
+in memory only: it is rebuilt from the store at every start — measured configurations with their
+mean score, plus values an outside driver *told* — so the store stays the only state and a guided
+sweep resumes after a crash by running it again.
+
+Successive halving with intervals: each proposed configuration runs on the first rung of samples;
+it gets the next rung only while its 95% interval's upper bound still reaches the mean of the best
+fully evaluated configuration. The driver stops at the configuration / call / token budget, when
+the space is exhausted, or when the best's interval lies above every other configuration's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..engine.runner import RunItem, run_id
+from ..spec import Experiment, GuidedOptions, Range
+from ..store import RunRecord, Store
+from .space import Configuration, build_configuration
+
+
+def distributions(exp: Experiment) -> dict[str, Any]:
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    out: dict[str, Any] = {}
+    for key, value in exp.space.items():
+        if isinstance(value, list) and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value) \
+                and value == sorted(value) and len(value) > 2:
+            # Sorted numbers: an ordered index, so the sampler learns that 0.6 lies between 0.3 and 0.9.
+            out[key] = IntDistribution(0, len(value) - 1)
+        elif isinstance(value, list):
+            out[key] = CategoricalDistribution(list(range(len(value))))
+        elif value.integer:
+            out[key] = IntDistribution(int(value.min), int(value.max), log=value.log, step=int(value.step or 1) if not value.log else 1)
+        else:
+            out[key] = FloatDistribution(value.min, value.max, log=value.log, step=None if value.log else value.step)
+    return out
+
+
+def params_to_point(exp: Experiment, params: dict[str, Any]) -> dict[str, Any]:
+    point = {}
+    for key, value in exp.space.items():
+        raw = params[key]
+        point[key] = value[int(raw)] if isinstance(value, list) else (int(raw) if value.integer else round(float(raw), 6))
+    return point
+
+
+def point_to_params(exp: Experiment, point: dict[str, Any]) -> dict[str, Any] | None:
+    """Optuna params of a stored point, or None if it lies outside the current space."""
+    params: dict[str, Any] = {}
+    for key, value in exp.space.items():
+        if key not in point:
+            return None
+        v = point[key]
+        if isinstance(value, list):
+            matches = [i for i, x in enumerate(value) if x == v]
+            if not matches:
+                return None
+            params[key] = matches[0]
+        else:
+            assert isinstance(value, Range)
+            if not isinstance(v, int | float) or not value.min <= v <= value.max:
+                return None
+            params[key] = int(v) if value.integer else float(v)
+    return params
+
+
+def _IntDist() -> type:  # noqa: N802 - a lazily imported class
+    from optuna.distributions import IntDistribution
+
+    return IntDistribution
+
+
+def json_key(value: Any) -> str:
+    import json
+
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def interval(values: list[float], confidence: float) -> tuple[float, float, float]:
+    """(mean, low, high) with a Student-t interval; infinite bounds for a single value."""
+    arr = np.asarray(values, dtype=float)
+    mean = float(arr.mean())
+    if len(arr) < 2:
+        return mean, -math.inf, math.inf
+    from scipy import stats
+
+    half = float(stats.t.ppf(0.5 + confidence / 2, len(arr) - 1)) * float(arr.std(ddof=1)) / math.sqrt(len(arr))
+    return mean, mean - half, mean + half
+
+
+@dataclass
+class Candidate:
+    config: Configuration
+    trial: Any = None
+    scores: dict[str, list[float]] = field(default_factory=dict)  # sample id -> weighted scores
+    rung: int = 0
+    full: bool = False
+
+    def values(self) -> list[float]:
+        return [float(np.mean(v)) for v in self.scores.values() if v]
+
+
+class GuidedDriver:
+    """Feeds a Sweep's workers with the run items the search decides on."""
+
+    def __init__(self, exp: Experiment, options: GuidedOptions, samples: list[tuple[str, dict[str, Any]]], repeat: int,
+                 seed: int, store_path: str, experiment_id: str, weights: dict[str, float]):
+        self.exp = exp
+        self.options = options
+        self.repeat = repeat
+        self.store_path = store_path
+        self.experiment_id = experiment_id
+        self.weights = weights
+        order = list(samples)
+        random.Random(seed).shuffle(order)  # rungs take samples in a seeded, fixed order
+        self.samples = order
+        n = len(order)
+        self.rung_sizes = sorted({min(n, max(options.min_samples, math.ceil(f * n))) for f in options.rungs})
+        self.seed = seed
+        self.queue: asyncio.Queue[RunItem | None] = asyncio.Queue()
+        self.pending: dict[str, asyncio.Future[RunRecord]] = {}
+        self.candidates: dict[str, Candidate] = {}
+        self.stop_reason: str | None = None
+        self.tried = 0
+        self.added_configs: list[Configuration] = []
+
+    # ------------------------------------------------------------------ plumbing with the Sweep
+    async def source(self) -> RunItem | None:
+        return await self.queue.get()
+
+    def on_run(self, record: RunRecord, item: RunItem) -> None:
+        fut = self.pending.pop(record.id, None)
+        if fut is not None and not fut.done():
+            fut.set_result(record)
+
+    # ------------------------------------------------------------------ the study
+    def _study(self, store: Store) -> Any:
+        import optuna
+        from optuna.trial import create_trial
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        if self.options.sampler == "tpe":
+            sampler = optuna.samplers.TPESampler(seed=self.seed, n_startup_trials=self.options.startup)
+        else:
+            sampler = optuna.samplers.RandomSampler(seed=self.seed)
+        study = optuna.create_study(direction="maximize", sampler=sampler)
+        dists = distributions(self.exp)
+        for config_id, (point, values) in self._measured(store).items():
+            params = point_to_params(self.exp, point)
+            if params is None or not values:
+                continue
+            study.add_trial(create_trial(params=params, distributions=dists, value=float(np.mean(values))))
+            self._remember(config_id, point, values)
+        told = store.told_values(self.experiment_id)
+        for row in store.configurations(self.experiment_id):
+            if row["id"] in told and row["id"] not in self.candidates:
+                params = point_to_params(self.exp, row["varied"])
+                if params is not None:
+                    study.add_trial(create_trial(params=params, distributions=dists, value=told[row["id"]]))
+        return study
+
+    def _measured(self, store: Store) -> dict[str, tuple[dict[str, Any], list[float]]]:
+        from ..leaderboard import per_sample_scores
+
+        configs = {c["id"]: c["varied"] for c in store.configurations(self.experiment_id)}
+        per_sample = per_sample_scores(store, self.experiment_id, self.weights)
+        out: dict[str, tuple[dict[str, Any], list[float]]] = {}
+        for config_id, group in per_sample.groupby("config_id") if len(per_sample) else []:
+            if config_id in configs:
+                out[str(config_id)] = (configs[str(config_id)], [float(x) for x in group["score"].dropna()])
+        return out
+
+    def _remember(self, config_id: str, point: dict[str, Any], values: list[float]) -> None:
+        config = build_configuration(self.exp, point)
+        cand = Candidate(config, scores={str(i): [v] for i, v in enumerate(values)})
+        cand.full = len(values) >= len(self.samples)
+        cand.rung = len(self.rung_sizes) - 1 if cand.full else 0
+        self.candidates[config_id] = cand
+
+    def best(self) -> Candidate | None:
+        full = [c for c in self.candidates.values() if c.full and c.values()]
+        return max(full, key=lambda c: float(np.mean(c.values())), default=None)
+
+    # ------------------------------------------------------------------ the loop
+    async def run(self, sweep: Any) -> None:
+        from optuna.trial import TrialState
+
+        store = Store(self.store_path)
+        try:
+            study = await asyncio.to_thread(self._study, store)
+            dists = distributions(self.exp)
+            seen = set(self.candidates)
+            self.tried = len(self.candidates)  # a resumed search counts what it already measured
+            duplicates = 0
+            stable, last_best = 0, None  # batches in a row the best has not changed
+            while self.stop_reason is None and not sweep.stopping:
+                reason = self._budget_reason(sweep)
+                if reason:
+                    self.stop_reason = reason
+                    break
+                batch: list[Candidate] = []
+                while len(batch) < self.options.batch and self.tried + len(batch) < self.options.max_configs:
+                    trial = study.ask(dists)
+                    point = params_to_point(self.exp, trial.params)
+                    config = build_configuration(self.exp, point)
+                    if config.id in seen:
+                        known = self.candidates.get(config.id)
+                        if known and known.values():
+                            study.tell(trial, float(np.mean(known.values())))
+                        else:
+                            study.tell(trial, state=TrialState.FAIL)
+                        duplicates += 1
+                        if duplicates > 60:
+                            break
+                        continue
+                    duplicates = 0
+                    seen.add(config.id)
+                    cand = Candidate(config, trial)
+                    self.candidates[config.id] = cand
+                    batch.append(cand)
+                if not batch:
+                    self.stop_reason = "space exhausted" if duplicates > 60 else "max_configs reached"
+                    break
+                self.tried += len(batch)
+                store.add_configurations(self.experiment_id, ((c.config.id, c.config.as_record(), c.config.varied) for c in batch))
+                await asyncio.gather(*(self._evaluate(c, sweep) for c in batch))
+                for cand in batch:
+                    values = cand.values()
+                    if values:
+                        study.tell(cand.trial, float(np.mean(values)))
+                    else:
+                        study.tell(cand.trial, state=TrialState.FAIL)
+                best = self.best()
+                best_id = best.config.id if best else None
+                stable = stable + 1 if best_id is not None and best_id == last_best else 0
+                last_best = best_id
+                if (self.options.stop_when_separated and self.tried >= self.options.min_configs
+                        and stable >= self.options.patience and self._covered() and self._separated()):
+                    self.stop_reason = "best separated from the rest"
+            if sweep.stopping and self.stop_reason is None:
+                self.stop_reason = "stopped"
+        finally:
+            if self.stop_reason is None:
+                self.stop_reason = "interrupted"
+            best = self.best()
+            sweep.emit("guided.finished", {"reason": self.stop_reason, "configurations_tried": self.tried,
+                                           "best_config_id": best.config.id if best else None,
+                                           "best_score": float(np.mean(best.values())) if best else None,
+                                           "calls": sweep.progress.calls})
+            sweep.progress.stop_reason = self.stop_reason
+            sweep.progress.total = sweep.progress.done  # the upper bound becomes what was needed
+            for _ in range(getattr(sweep, "n_workers", 1)):
+                self.queue.put_nowait(None)
+            store.close()
+
+    def _budget_reason(self, sweep: Any) -> str | None:
+        p = sweep.progress
+        if self.options.max_calls and p.calls >= self.options.max_calls:
+            return "max_calls reached"
+        if p.status == "paused" and p.stop_reason == "budget":
+            return "token/cost budget reached"
+        if self.tried >= self.options.max_configs:
+            return "max_configs reached"
+        return None
+
+    async def _evaluate(self, cand: Candidate, sweep: Any) -> None:
+        for rung, size in enumerate(self.rung_sizes):
+            already = set(cand.scores)
+            todo = [(i, sid, s) for i, (sid, s) in enumerate(self.samples[:size]) if sid not in already]
+            if todo:
+                await self._run_samples(cand, todo, sweep)
+            cand.rung = rung
+            if sweep.stopping:
+                return
+            if size >= len(self.samples):
+                cand.full = True
+                return
+            best = self.best()
+            if best is not None and best is not cand:
+                _, _, high = interval(cand.values(), self.options.confidence)
+                if high < float(np.mean(best.values())):
+                    return  # cannot reach the best: no more samples for it
+
+    async def _run_samples(self, cand: Candidate, todo: list[tuple[int, str, dict[str, Any]]], sweep: Any) -> None:
+        loop = asyncio.get_running_loop()
+        futures = []
+        for index, sid, sample in todo:
+            for rep in range(self.repeat):
+                item = RunItem(cand.config, sample, sid, index, rep, run_id(self.experiment_id, cand.config.id, sid, rep))
+                fut: asyncio.Future[RunRecord] = loop.create_future()
+                self.pending[item.run_id] = fut
+                futures.append((sid, fut))
+                self.queue.put_nowait(item)
+        for sid, fut in futures:
+            while not fut.done():
+                if sweep.stopping:
+                    return
+                await asyncio.wait([fut], timeout=0.25)
+            record = fut.result()
+            if record.score is not None:
+                cand.scores.setdefault(sid, []).append(record.score)
+
+    def _covered(self) -> bool:
+        """Every choice of every unordered key (prompt, model…) was tried at least once."""
+        for key, value in self.exp.space.items():
+            if isinstance(value, list) and not isinstance(distributions(self.exp)[key], _IntDist()):
+                tried = {json_key(c.config.varied.get(key)) for c in self.candidates.values() if c.values()}
+                if any(json_key(v) not in tried for v in value):
+                    return False
+        return True
+
+    def _separated(self) -> bool:
+        best = self.best()
+        if best is None or len(best.values()) < 2:
+            return False
+        others = [c for c in self.candidates.values() if c is not best and c.values()]
+        if len(others) < self.options.startup:
+            return False
+        _, low, _ = interval(best.values(), self.options.confidence)
+        return all(interval(c.values(), self.options.confidence)[2] < low for c in others)
+
+
+__all__ = ["GuidedDriver", "distributions", "params_to_point", "point_to_params"]

@@ -1,0 +1,119 @@
+"""Guided search: the sampler over the store, early dropping, resume, and the ask/tell loop."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+import promptlooper as pl
+from promptlooper.testing import FakeServer
+
+TEMPS = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+PERSONAS = ["p1", "p2", "p3", "p4"]
+
+
+@pl.scorer("landscape_value", description="Reads value=X from the reply (test landscapes).")
+def landscape_value():
+    def score(ctx):
+        m = re.search(r"value=([0-9.]+)", ctx.output)
+        return float(m.group(1)) if m else 0.0
+
+    return score
+
+
+def reply(body):
+    """Known landscape: persona p3 at temperature 0.6 is best; a little per-question noise."""
+    t = float(body.get("temperature", 0.0))
+    persona = body["messages"][0]["content"]
+    q = body["messages"][-1]["content"]
+    v = {"p1": 0.4, "p2": 0.5, "p3": 0.6, "p4": 0.45}[persona] + 0.3 * (1 - abs(t - 0.6))
+    v += (sum(map(ord, q + persona)) % 7 - 3) * 0.005
+    return f"value={max(0.0, min(1.0, v)):.4f}"
+
+
+def _exp(base_url: str, name: str = "guided", **over) -> pl.Experiment:
+    data = dict(
+        project="tests", name=name, samples=[{"q": f"question {i}"} for i in range(9)],
+        stages=[{"name": "answer", "model": "fake/fake-small", "system": "{{ persona }}", "user": "{{ q }}"}],
+        space={"persona": PERSONAS, "answer.temperature": TEMPS}, scorers=[{"name": "landscape_value"}],
+        endpoints={"fake": {"base_url": base_url}}, strategy="guided", seed=3, concurrency=8,
+        guided={"max_configs": 12, "batch": 3, "startup": 4, "min_configs": 8, "patience": 1},
+    )
+    data.update(over)
+    return pl.Experiment.model_validate(data)
+
+
+@pytest.fixture
+def landscape():
+    with FakeServer(reply=reply) as srv:
+        yield srv
+
+
+def test_guided_sweep_finds_the_best_with_fewer_calls(wb, landscape):
+    progress = wb.run(_exp(landscape.base_url))
+    grid_calls = len(PERSONAS) * len(TEMPS) * 9
+    assert progress.calls < 0.75 * grid_calls
+    assert progress.stop_reason in ("max_configs reached", "best separated from the rest", "space exhausted")
+    best = wb.leaderboard("tests/guided").iloc[0]
+    assert (best["persona"], best["answer.temperature"]) == ("p3", 0.6)
+    [event] = wb.events("tests/guided", ["guided.finished"])
+    assert event["payload"]["reason"] == progress.stop_reason
+    # Early dropping: some configurations got only the first rung of samples.
+    counts = wb.leaderboard("tests/guided")["n"]
+    assert counts.min() < 9 <= counts.max()
+
+
+def test_guided_sweep_from_yaml_and_cli(tmp_path, db, landscape):
+    f = tmp_path / "g.yaml"
+    data = _exp(landscape.base_url, name="guided-cli").model_dump(mode="json", exclude_none=True)
+    data["scorers"] = [{"name": "keyword", "words": ["value=0.9"]}]  # a built-in: the CLI process has no test scorers
+    f.write_text(yaml.safe_dump(data))
+    res = subprocess.run([sys.executable, "-m", "promptlooper.cli", "--db", db, "run", str(f), "--quiet"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "search stopped:" in res.stdout and "completed:" in res.stdout
+
+
+def test_guided_sweep_resumes_from_the_store(wb, landscape):
+    exp = _exp(landscape.base_url, name="resume", guided={"max_configs": 6, "batch": 3, "startup": 4, "stop_when_separated": False})
+    first = wb.run(exp)
+    assert first.stop_reason == "max_configs reached"
+    board = wb.leaderboard(exp.key)
+    tried_first = {(row["persona"], row["answer.temperature"]) for _, row in board.iterrows()}
+    assert len(tried_first) == 6
+    landscape.reset()
+    # Running it again with a larger budget: the study is rebuilt from the store, nothing repeats.
+    more = exp.model_copy(update={"guided": exp.guided.model_copy(update={"max_configs": 12})})
+    second = wb.run(more)
+    assert second.calls == landscape.stats()["completions"] > 0
+    for body in landscape.stats()["bodies"]:
+        assert (body["messages"][0]["content"], body.get("temperature", 0.0)) not in tried_first
+    runs = wb.runs(exp.key, limit=1000)
+    assert len({r["id"] for r in runs}) == len(runs)
+    assert len(wb.leaderboard(exp.key)) == 12
+
+
+def test_ask_evaluate_tell_loop_reaches_the_best(wb, landscape):
+    exp = _exp(landscape.base_url, name="asktell", strategy="grid")
+    wb.register(exp)
+    asked_ids: set[str] = set()
+    for _ in range(6):
+        proposals = wb.ask(exp, n=2)
+        assert len(proposals) == 2 and not ({p["config_id"] for p in proposals} & asked_ids)
+        asked_ids |= {p["config_id"] for p in proposals}
+        results = wb.evaluate(exp, [p["point"] for p in proposals])
+        assert all(r["n"] == 9 and r["score"] is not None for r in results)
+    # The driver may also propose (and score) its own configurations.
+    told = wb.tell(exp, {"persona": "p3", "answer.temperature": 0.6}, 0.95)
+    assert wb.ask(exp, n=1)[0]["config_id"] != told["config_id"]  # known configurations are not asked again
+    mine = wb.evaluate(exp, [{"persona": "p3", "answer.temperature": 0.6}])[0]
+    board = wb.leaderboard(exp)
+    assert board.iloc[0]["full_config_id"] == mine["config_id"]
+    with pytest.raises(pl.SpecError):
+        wb.evaluate(exp, [{"answer.temperature": 7.0}])
+    with pytest.raises(ValueError):
+        wb.tell(exp, mine["config_id"][:10], 1.5)
