@@ -48,6 +48,7 @@ MAX_BODIES = 200
 
 # Fixed vocabulary for the default reply. Changing it changes every default
 # reply, so treat it as frozen.
+# fmt: off
 _WORDS: tuple[str, ...] = (
     "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel",
     "india", "juliet", "kilo", "lima", "mike", "november", "oscar", "papa",
@@ -57,6 +58,7 @@ _WORDS: tuple[str, ...] = (
     "nebula", "orchid", "prairie", "quartz", "river", "summit", "tundra",
     "umber", "valley", "willow", "zenith",
 )
+# fmt: on
 
 _TOKEN_RE = re.compile(r"\w+")
 _STREAM_PIECE_RE = re.compile(r"\s*\S+")
@@ -129,8 +131,13 @@ class _Stats:
             }
 
 
-def _error(status: int, message: str, type_: str, code: str | None = None,
-           headers: dict[str, str] | None = None) -> web.Response:
+def _error(
+    status: int,
+    message: str,
+    type_: str,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
     body = {"error": {"message": message, "type": type_, "param": None, "code": code}}
     return web.json_response(body, status=status, headers=headers)
 
@@ -141,7 +148,8 @@ def _content_text(content: Any) -> str:
         return content
     if isinstance(content, list):
         return " ".join(
-            part.get("text", "") for part in content
+            part.get("text", "")
+            for part in content
             if isinstance(part, dict) and isinstance(part.get("text"), str)
         )
     return ""
@@ -368,8 +376,9 @@ class FakeServer:
             with self._stats.lock:
                 self._stats.auth_headers.add(header)
         if self.api_key is not None and header != f"Bearer {self.api_key}":
-            return _error(401, "Incorrect API key provided.", "invalid_request_error",
-                          "invalid_api_key")
+            return _error(
+                401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key"
+            )
         return None
 
     async def _read_body(self, request: web.Request) -> tuple[Any, web.Response | None]:
@@ -382,8 +391,7 @@ class FakeServer:
         with self._stats.lock:
             self._stats.bodies.append(body)
         if not isinstance(body, dict):
-            return body, _error(400, "Request body must be a JSON object.",
-                                "invalid_request_error")
+            return body, _error(400, "Request body must be a JSON object.", "invalid_request_error")
         return body, None
 
     def _count_status(self, response: web.StreamResponse) -> web.StreamResponse:
@@ -417,11 +425,13 @@ class FakeServer:
         model = body.get("model")
         messages = body.get("messages")
         if not isinstance(model, str) or not model:
-            return self._count_status(_error(
-                400, "you must provide a model parameter", "invalid_request_error"))
+            return self._count_status(
+                _error(400, "you must provide a model parameter", "invalid_request_error")
+            )
         if not isinstance(messages, list) or not messages:
-            return self._count_status(_error(
-                400, "'messages' must be a non-empty array", "invalid_request_error"))
+            return self._count_status(
+                _error(400, "'messages' must be a non-empty array", "invalid_request_error")
+            )
 
         stats = self._stats
         with stats.lock:
@@ -438,21 +448,37 @@ class FakeServer:
             with stats.lock:
                 stats.in_flight -= 1
 
-    async def _answer(self, request: web.Request, body: dict[str, Any], model: str,
-                      messages: list[Any], fault: str | None,
-                      faults: Faults) -> web.StreamResponse:
+    async def _answer(
+        self,
+        request: web.Request,
+        body: dict[str, Any],
+        model: str,
+        messages: list[Any],
+        fault: str | None,
+        faults: Faults,
+    ) -> web.StreamResponse:
         # Latency applies to every valid completion request, faulted or not,
         # so timing is predictable regardless of the fault mix.
         if self.latency > 0:
             await asyncio.sleep(self.latency)
         if fault == "rate_limit":
-            return self._count_status(_error(
-                429, "Rate limit reached (fake).", "requests", "rate_limit_exceeded",
-                headers={"Retry-After": f"{faults.retry_after:g}"}))
+            return self._count_status(
+                _error(
+                    429,
+                    "Rate limit reached (fake).",
+                    "requests",
+                    "rate_limit_exceeded",
+                    headers={"Retry-After": f"{faults.retry_after:g}"},
+                )
+            )
         if fault in ("server_error", "fail_first"):
-            return self._count_status(_error(
-                500, "The server had an error while processing your request (fake).",
-                "server_error"))
+            return self._count_status(
+                _error(
+                    500,
+                    "The server had an error while processing your request (fake).",
+                    "server_error",
+                )
+            )
         if fault == "drop":
             # abort() sends RST and discards buffers: the client sees a
             # disconnect with no response at all.
@@ -460,37 +486,47 @@ class FakeServer:
                 request.transport.abort()
             raise asyncio.CancelledError
         if fault == "malformed":
-            return self._count_status(web.Response(
-                status=200, text='{"choices": [', content_type="application/json"))
+            return self._count_status(
+                web.Response(status=200, text='{"choices": [', content_type="application/json")
+            )
         if fault == "slow":
             await asyncio.sleep(faults.slow_seconds)
 
         text = self.reply(body)
         cap = _max_tokens(body)
         finish = "length" if cap is not None and _word_count(text) >= cap else "stop"
-        prompt_tokens = max(1, sum(
-            _word_count(_content_text(m.get("content"))) for m in messages
-            if isinstance(m, dict)))
+        prompt_tokens = max(
+            1,
+            sum(
+                _word_count(_content_text(m.get("content")))
+                for m in messages
+                if isinstance(m, dict)
+            ),
+        )
         completion_tokens = _word_count(text)
-        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                 "total_tokens": prompt_tokens + completion_tokens}
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
         ident = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         created = int(time.time())
 
         if body.get("stream") is True:
-            response = await self._stream(request, ident, created, model, text, finish,
-                                          usage, body)
+            response = await self._stream(request, ident, created, model, text, finish, usage, body)
         else:
             payload: dict[str, Any] = {
                 "id": ident,
                 "object": "chat.completion",
                 "created": created,
                 "model": model,
-                "choices": [{
-                    "index": 0,
-                    "message": {"role": "assistant", "content": text},
-                    "finish_reason": finish,
-                }],
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": text},
+                        "finish_reason": finish,
+                    }
+                ],
             }
             if self.usage:
                 payload["usage"] = usage
@@ -499,17 +535,32 @@ class FakeServer:
             self._stats.completions += 1
         return self._count_status(response)
 
-    async def _stream(self, request: web.Request, ident: str, created: int, model: str,
-                      text: str, finish: str, usage: dict[str, int],
-                      body: dict[str, Any]) -> web.StreamResponse:
+    async def _stream(
+        self,
+        request: web.Request,
+        ident: str,
+        created: int,
+        model: str,
+        text: str,
+        finish: str,
+        usage: dict[str, int],
+        body: dict[str, Any],
+    ) -> web.StreamResponse:
         """Server-sent events in the OpenAI ``chat.completion.chunk`` format."""
-        response = web.StreamResponse(headers={
-            "Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
         await response.prepare(request)
 
         def chunk(choices: list[dict[str, Any]], **extra: Any) -> bytes:
-            data = {"id": ident, "object": "chat.completion.chunk", "created": created,
-                    "model": model, "choices": choices, **extra}
+            data = {
+                "id": ident,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": choices,
+                **extra,
+            }
             return f"data: {json.dumps(data)}\n\n".encode()
 
         pieces = _STREAM_PIECE_RE.findall(text) or [""]
@@ -528,11 +579,14 @@ class FakeServer:
         denied = self._check_auth(request)
         if denied is not None:
             return denied
-        return web.json_response({
-            "object": "list",
-            "data": [{"id": name, "object": "model", "owned_by": "fake"}
-                     for name in self.models],
-        })
+        return web.json_response(
+            {
+                "object": "list",
+                "data": [
+                    {"id": name, "object": "model", "owned_by": "fake"} for name in self.models
+                ],
+            }
+        )
 
     async def _embeddings(self, request: web.Request) -> web.StreamResponse:
         with self._stats.lock:
@@ -548,21 +602,35 @@ class FakeServer:
         if isinstance(inputs, str):
             inputs = [inputs]
         if not isinstance(model, str) or not model:
-            return self._count_status(_error(
-                400, "you must provide a model parameter", "invalid_request_error"))
-        if (not isinstance(inputs, list) or not inputs
-                or not all(isinstance(s, str) for s in inputs)):
-            return self._count_status(_error(
-                400, "'input' must be a string or a non-empty array of strings",
-                "invalid_request_error"))
+            return self._count_status(
+                _error(400, "you must provide a model parameter", "invalid_request_error")
+            )
+        if (
+            not isinstance(inputs, list)
+            or not inputs
+            or not all(isinstance(s, str) for s in inputs)
+        ):
+            return self._count_status(
+                _error(
+                    400,
+                    "'input' must be a string or a non-empty array of strings",
+                    "invalid_request_error",
+                )
+            )
         tokens = sum(_word_count(s) for s in inputs)
-        return self._count_status(web.json_response({
-            "object": "list",
-            "data": [{"object": "embedding", "index": i, "embedding": _embed(s)}
-                     for i, s in enumerate(inputs)],
-            "model": model,
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-        }))
+        return self._count_status(
+            web.json_response(
+                {
+                    "object": "list",
+                    "data": [
+                        {"object": "embedding", "index": i, "embedding": _embed(s)}
+                        for i, s in enumerate(inputs)
+                    ],
+                    "model": model,
+                    "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+                }
+            )
+        )
 
     async def _get_stats(self, request: web.Request) -> web.Response:
         snap = self.stats()
@@ -587,6 +655,7 @@ class FakeServer:
 
 # --------------------------------------------------------------- subprocess
 
+
 def _package_root() -> str:
     """Directory containing the ``promptlooper`` package, for the child's path."""
     return str(Path(__file__).resolve().parents[2])
@@ -608,8 +677,17 @@ def spawn_fake_server(
     The caller owns the process (``terminate()`` it); prefer
     :func:`fake_server_process` which does that for you.
     """
-    cmd = [sys.executable, "-m", "promptlooper.testing.fake_server",
-           "--port", str(port), "--latency", str(latency), "--seed", str(seed)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "promptlooper.testing.fake_server",
+        "--port",
+        str(port),
+        "--latency",
+        str(latency),
+        "--seed",
+        str(seed),
+    ]
     if faults is not None:
         data = dataclasses.asdict(faults) if isinstance(faults, Faults) else faults
         cmd += ["--faults", json.dumps(data)]
@@ -622,8 +700,7 @@ def spawn_fake_server(
     env = dict(os.environ)
     # The package may be importable only via sys.path tweaks in the parent
     # (e.g. pytest rootdir); make sure the child finds the same code.
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (_package_root(), env.get("PYTHONPATH")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (_package_root(), env.get("PYTHONPATH")) if p)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
     assert proc.stdout is not None
 
@@ -671,12 +748,17 @@ def fake_server_process(
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m promptlooper.testing.fake_server",
-        description="Fake OpenAI-compatible chat-completions server.")
+        description="Fake OpenAI-compatible chat-completions server.",
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--latency", type=float, default=0.0)
-    parser.add_argument("--faults", type=json.loads, default=None,
-                        help='JSON object of Faults fields, e.g. \'{"rate_limit": 0.1}\'')
+    parser.add_argument(
+        "--faults",
+        type=json.loads,
+        default=None,
+        help="JSON object of Faults fields, e.g. '{\"rate_limit\": 0.1}'",
+    )
     parser.add_argument("--api-key", default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--models", default=None, help="comma-separated model names")

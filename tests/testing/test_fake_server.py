@@ -64,13 +64,19 @@ def test_response_shape(client: httpx.Client, server: FakeServer) -> None:
 def test_deterministic_replies(client: httpx.Client) -> None:
     base = text_of(complete(client, temperature=0.7, top_p=0.9))
     assert text_of(complete(client, temperature=0.7, top_p=0.9)) == base
-    # `stream` only changes the wire format, so it must not affect the text.
     assert 3 <= len(base.split()) <= 12
     assert text_of(complete(client, temperature=0.8, top_p=0.9)) != base
     assert text_of(complete(client, temperature=0.7, top_p=0.5)) != base
     assert text_of(complete(client, temperature=0.7, top_p=0.9, seed=1)) != base
-    assert text_of(client.post("/chat/completions", json={
-        **chat_body(temperature=0.7, top_p=0.9), "model": "fake-large"})) != base
+    assert (
+        text_of(
+            client.post(
+                "/chat/completions",
+                json={**chat_body(temperature=0.7, top_p=0.9), "model": "fake-large"},
+            )
+        )
+        != base
+    )
 
 
 def test_replies_vary_across_a_sweep(client: httpx.Client) -> None:
@@ -93,8 +99,9 @@ def test_usage_counts(client: httpx.Client) -> None:
         "completion_tokens": len(text.split()),
         "total_tokens": 7 + len(text.split()),
     }
-    empty = client.post("/chat/completions", json={
-        "model": "m", "messages": [{"role": "user", "content": ""}]}).json()
+    empty = client.post(
+        "/chat/completions", json={"model": "m", "messages": [{"role": "user", "content": ""}]}
+    ).json()
     assert empty["usage"]["prompt_tokens"] == 1
 
 
@@ -117,11 +124,10 @@ def test_streaming(client: httpx.Client) -> None:
     plain = text_of(complete(client))
     r = complete(client, stream=True, stream_options={"include_usage": True})
     assert r.headers["content-type"].startswith("text/event-stream")
-    events = [line[len("data: "):] for line in r.text.splitlines() if line.startswith("data: ")]
+    events = [line[len("data: ") :] for line in r.text.splitlines() if line.startswith("data: ")]
     assert events[-1] == "[DONE]"
     chunks = [json.loads(e) for e in events[:-1]]
-    content = "".join(c["choices"][0]["delta"].get("content", "")
-                      for c in chunks if c["choices"])
+    content = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
     assert content == plain
     assert chunks[-1]["usage"]["completion_tokens"] == len(plain.split())
 
@@ -152,7 +158,7 @@ def test_embeddings_similarity(client: httpx.Client) -> None:
     assert all(math.isclose(sum(x * x for x in v), 1.0) for v in vecs)
 
     def cos(a: list[float], b: list[float]) -> float:
-        return sum(x * y for x, y in zip(a, b))
+        return sum(x * y for x, y in zip(a, b, strict=True))
 
     assert math.isclose(cos(vecs[0], vecs[3]), 1.0)
     assert cos(vecs[0], vecs[1]) > 0.6
@@ -164,12 +170,15 @@ def test_embeddings_similarity(client: httpx.Client) -> None:
 # --------------------------------------------------------- validation, auth
 
 
-@pytest.mark.parametrize("body", [
-    {"messages": MESSAGES},
-    {"model": "fake-small"},
-    {"model": "fake-small", "messages": "hi"},
-    [1, 2],
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"messages": MESSAGES},
+        {"model": "fake-small"},
+        {"model": "fake-small", "messages": "hi"},
+        [1, 2],
+    ],
+)
 def test_bad_body_is_400(client: httpx.Client, body: Any) -> None:
     r = client.post("/chat/completions", json=body)
     assert r.status_code == 400
@@ -178,8 +187,9 @@ def test_bad_body_is_400(client: httpx.Client, body: Any) -> None:
 
 
 def test_invalid_json_is_400(client: httpx.Client, server: FakeServer) -> None:
-    r = client.post("/chat/completions", content=b"{nope",
-                    headers={"content-type": "application/json"})
+    r = client.post(
+        "/chat/completions", content=b"{nope", headers={"content-type": "application/json"}
+    )
     assert r.status_code == 400
     assert server.stats()["bodies"][-1] == "{nope"
 
@@ -193,13 +203,15 @@ def test_bad_embeddings_body_is_400(client: httpx.Client) -> None:
 def test_api_key() -> None:
     with FakeServer(api_key="sk-good") as srv, httpx.Client(base_url=srv.base_url) as c:
         assert complete(c).status_code == 401
-        bad = c.post("/chat/completions", json=chat_body(),
-                     headers={"Authorization": "Bearer sk-bad"})
+        bad = c.post(
+            "/chat/completions", json=chat_body(), headers={"Authorization": "Bearer sk-bad"}
+        )
         assert bad.status_code == 401
         assert "error" in bad.json()
         assert c.get("/models").status_code == 401
-        good = c.post("/chat/completions", json=chat_body(),
-                      headers={"Authorization": "Bearer sk-good"})
+        good = c.post(
+            "/chat/completions", json=chat_body(), headers={"Authorization": "Bearer sk-good"}
+        )
         assert good.status_code == 200
         stats = srv.stats()
         assert stats["auth_headers"] == {"Bearer sk-bad", "Bearer sk-good"}
@@ -214,8 +226,7 @@ def faulty(**kw: Any) -> FakeServer:
 
 
 def test_rate_limit_fault() -> None:
-    with faulty(rate_limit=1.0, retry_after=0.25) as srv, \
-            httpx.Client(base_url=srv.base_url) as c:
+    with faulty(rate_limit=1.0, retry_after=0.25) as srv, httpx.Client(base_url=srv.base_url) as c:
         r = complete(c)
         assert r.status_code == 429
         assert float(r.headers["Retry-After"]) == 0.25
@@ -251,8 +262,10 @@ def test_drop_fault() -> None:
 
 
 def test_slow_fault_triggers_client_timeout() -> None:
-    with faulty(slow=1.0, slow_seconds=1.0) as srv, \
-            httpx.Client(base_url=srv.base_url, timeout=0.2) as c:
+    with (
+        faulty(slow=1.0, slow_seconds=1.0) as srv,
+        httpx.Client(base_url=srv.base_url, timeout=0.2) as c,
+    ):
         with pytest.raises(httpx.TimeoutException):
             complete(c)
         assert srv.stats()["faults"] == {"slow": 1}
@@ -264,8 +277,7 @@ def test_slow_fault_eventually_answers() -> None:
 
 
 def test_fault_rates_are_roughly_respected() -> None:
-    with faulty(rate_limit=0.2, server_error=0.2) as srv, \
-            httpx.Client(base_url=srv.base_url) as c:
+    with faulty(rate_limit=0.2, server_error=0.2) as srv, httpx.Client(base_url=srv.base_url) as c:
         codes = [complete(c).status_code for _ in range(300)]
     assert 35 <= codes.count(429) <= 85
     assert 35 <= codes.count(500) <= 85
@@ -274,8 +286,10 @@ def test_fault_rates_are_roughly_respected() -> None:
 
 def test_fault_sequence_is_seeded() -> None:
     def run(seed: int) -> list[int]:
-        with FakeServer(faults=Faults(rate_limit=0.5), seed=seed) as srv, \
-                httpx.Client(base_url=srv.base_url) as c:
+        with (
+            FakeServer(faults=Faults(rate_limit=0.5), seed=seed) as srv,
+            httpx.Client(base_url=srv.base_url) as c,
+        ):
             return [complete(c).status_code for _ in range(30)]
 
     assert run(1) == run(1)
@@ -291,8 +305,9 @@ def test_fail_first() -> None:
 
 
 def test_faults_endpoint(client: httpx.Client, server: FakeServer) -> None:
-    r = httpx.post(server.base_url.removesuffix("/v1") + "/_faults",
-                   json={"rate_limit": 1.0, "retry_after": 2})
+    r = httpx.post(
+        server.base_url.removesuffix("/v1") + "/_faults", json={"rate_limit": 1.0, "retry_after": 2}
+    )
     assert r.status_code == 200
     assert server.faults == Faults(rate_limit=1.0, retry_after=2)
     resp = complete(client)
@@ -310,8 +325,11 @@ def test_counters_and_reset(client: httpx.Client, server: FakeServer) -> None:
     root = server.base_url.removesuffix("/v1")
     complete(client)
     complete(client, temperature=1.0)
-    client.post("/chat/completions", json={**chat_body(), "model": "fake-large"},
-                headers={"Authorization": "Bearer abc"})
+    client.post(
+        "/chat/completions",
+        json={**chat_body(), "model": "fake-large"},
+        headers={"Authorization": "Bearer abc"},
+    )
     client.post("/chat/completions", json={"model": "fake-small"})
     client.post("/embeddings", json={"model": "e", "input": "hello"})
     client.get("/models")  # not counted as a request
@@ -349,8 +367,10 @@ def test_bodies_keep_last_200(client: httpx.Client, server: FakeServer) -> None:
 
 
 def test_in_flight_max_threads() -> None:
-    with FakeServer(latency=0.2) as srv, httpx.Client(
-            base_url=srv.base_url, limits=httpx.Limits(max_connections=20)) as c:
+    with (
+        FakeServer(latency=0.2) as srv,
+        httpx.Client(base_url=srv.base_url, limits=httpx.Limits(max_connections=20)) as c,
+    ):
         with ThreadPoolExecutor(8) as pool:
             codes = list(pool.map(lambda i: complete(c, seed=i).status_code, range(8)))
         assert codes == [200] * 8
@@ -361,8 +381,9 @@ def test_async_usage_and_in_flight_max() -> None:
     async def main() -> dict[str, Any]:
         async with FakeServer(latency=0.2) as srv:
             async with httpx.AsyncClient(base_url=srv.base_url) as c:
-                rs = await asyncio.gather(*(
-                    c.post("/chat/completions", json=chat_body(seed=i)) for i in range(10)))
+                rs = await asyncio.gather(
+                    *(c.post("/chat/completions", json=chat_body(seed=i)) for i in range(10))
+                )
             assert all(r.status_code == 200 for r in rs)
             return srv.stats()
 
@@ -391,8 +412,9 @@ def test_start_stop_restart_releases_port() -> None:
 
 
 def test_subprocess_cli() -> None:
-    with fake_server_process(latency=0.0, faults={"fail_first": 1},
-                             api_key="k", models=["x"]) as base_url:
+    with fake_server_process(
+        latency=0.0, faults={"fail_first": 1}, api_key="k", models=["x"]
+    ) as base_url:
         assert base_url.startswith("http://127.0.0.1:") and base_url.endswith("/v1")
         headers = {"Authorization": "Bearer k"}
         with httpx.Client(base_url=base_url, headers=headers) as c:
