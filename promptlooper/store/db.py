@@ -16,7 +16,14 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from ..errors import PromptLooperError
+
 BUSY_MS = 30_000
+
+
+class ReadOnlyError(PromptLooperError):
+    """A write was attempted through a read-only store."""
+
 DEFAULT_DB = "promptlooper.db"
 
 
@@ -46,12 +53,16 @@ def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
 class Connection:
     """One sqlite3 connection with a lock, usable from the event loop's worker threads."""
 
-    def __init__(self, conn: sqlite3.Connection):
+    def __init__(self, conn: sqlite3.Connection, *, readonly: bool = False):
         self.conn = conn
+        self.readonly = readonly
         self.lock = threading.RLock()
 
     @contextlib.contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
+        if self.readonly:
+            # SQLite (mode=ro) would refuse too; this says why in words a dashboard user understands.
+            raise ReadOnlyError("this store is open read-only (a dashboard): nothing can be changed from here")
         with self.lock:
             if self.conn.in_transaction:  # nested: the outer transaction commits
                 yield self.conn

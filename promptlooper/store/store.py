@@ -12,12 +12,15 @@ Hot paths (cache look-ups, result batches) use plain ``executemany`` on one conn
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import socket
+import sqlite3
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from functools import lru_cache
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -109,6 +112,104 @@ class CacheEntry:
     latency_ms: float
 
 
+class ResultBatch:
+    """The rows of one write transaction (see :meth:`Store.write_batch`), built as results arrive.
+
+    A sweep adds each finished run here on its event loop, so the JSON encoding and tuple building
+    (Python work, under the GIL whichever thread does it) happen in small steps between runs, and
+    the writer thread only binds and steps a few multi-row statements.
+    """
+
+    __slots__ = ("cache", "run_ids", "runs", "stages", "scores", "events")
+
+    def __init__(self) -> None:
+        self.cache: list[tuple[Any, ...]] = []
+        self.run_ids: list[str] = []
+        self.runs: list[tuple[Any, ...]] = []
+        self.stages: list[tuple[Any, ...]] = []
+        self.scores: list[tuple[Any, ...]] = []
+        self.events: list[tuple[Any, ...]] = []
+
+    @property
+    def empty(self) -> bool:
+        return not (self.cache or self.run_ids or self.events)
+
+    def add_cache(self, e: CacheEntry) -> None:
+        self.cache.append((e.key, e.endpoint, e.model, _dumps(e.request), e.response, e.tokens_in, e.tokens_out, e.latency_ms))
+
+    def add_run(self, r: RunRecord) -> None:
+        self.run_ids.append(r.id)
+        self.runs.append((r.id, r.experiment_id, r.config_id, r.sample_id, r.sample_index, r.repeat, r.sweep_id, r.status, r.error,
+                          r.started_at, r.completed_at, r.duration_ms, r.latency_ms, r.tokens_in, r.tokens_out, r.cost, r.score, r.output))
+        for s in r.stages:
+            self.stages.append((r.id, s.stage_index, s.stage_name, s.kind, _dumps(s.prompt_sent), s.response_raw, s.model_used, s.endpoint,
+                                _dumps(s.parameters), s.tokens_in, s.tokens_out, s.latency_ms, int(s.cached), s.cache_key))
+        for label, value, meta, name, args in r.scores:
+            self.scores.append((r.id, label, value, _dumps(meta) if meta else None, name, _dumps(args)))
+
+    def add_event(self, ts: str | None, experiment_id: str | None, etype: str, payload: dict[str, Any]) -> None:
+        self.events.append((ts, experiment_id, etype, _dumps(payload)))
+
+
+# Multi-row statements. sqlite3 releases the GIL around every step, and executemany steps once a
+# row: while the event loop is busy, a writer thread then waits for the GIL (up to the 5 ms switch
+# interval) once a row, and a batch of 1,000 runs took seconds. A multi-row INSERT is one step.
+_MAX_ROWS = 256  # rows per statement; a power of two (see _row_chunks)
+
+
+def _row_chunks(n: int, max_rows: int) -> Iterator[tuple[int, int]]:
+    """(start, size) slices covering n rows: max_rows at a time, then powers of two.
+
+    Only log2(max_rows) + 1 distinct statement shapes per table, which all stay prepared in the
+    connection's statement cache (preparing a 256-row statement costs as much as running it).
+    """
+    start = 0
+    while n - start >= max_rows:
+        yield start, max_rows
+        start += max_rows
+    size = max_rows >> 1
+    while start < n:
+        if n - start >= size:
+            yield start, size
+            start += size
+        size >>= 1
+
+
+@lru_cache(maxsize=None)
+def _rows_sql(head: str, width: int, rows: int, tail: str) -> str:
+    """``head VALUES (?2,..,?w+1<tail>),(...)``: ?1 is shared by every row (the batch's timestamp)."""
+    groups = ("(" + ",".join(f"?{2 + r * width + j}" for j in range(width)) + tail + ")" for r in range(rows))
+    return f"{head} VALUES {','.join(groups)}"
+
+
+@lru_cache(maxsize=None)
+def _in_sql(head: str, rows: int) -> str:
+    return f"{head} ({','.join(f'?{2 + r}' for r in range(rows))})"
+
+
+def _max_rows(c: sqlite3.Connection, width: int) -> int:
+    limit = c.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)  # 999 on old builds, 32,766+ since 3.32
+    rows = 1
+    while rows * 2 <= min(_MAX_ROWS, (limit - 1) // width):
+        rows *= 2
+    return rows
+
+
+def _insert_rows(c: sqlite3.Connection, head: str, rows: Sequence[tuple[Any, ...]], ts: str, tail: str = "") -> None:
+    if not rows:
+        return
+    width = len(rows[0])
+    for start, size in _row_chunks(len(rows), _max_rows(c, width)):
+        params: list[Any] = [ts]
+        params.extend(itertools.chain.from_iterable(rows[start : start + size]))
+        c.execute(_rows_sql(head, width, size, tail), params)
+
+
+def _delete_in(c: sqlite3.Connection, head: str, ids: Sequence[str], ts: str) -> None:
+    for start, size in _row_chunks(len(ids), _max_rows(c, 1)):
+        c.execute(_in_sql(head, size), [ts, *ids[start : start + size]])  # ?1 (ts) is bound but unused
+
+
 class Store:
     """One SQLite file. ``readonly=True`` opens it so that nothing can be written."""
 
@@ -117,7 +218,7 @@ class Store:
         self.readonly = readonly
         if readonly and not Path(self.path).exists():
             raise NotFoundError(f"no PromptLooper database at {self.path}")
-        self.cx = Connection(connect(self.path, readonly=readonly))
+        self.cx = Connection(connect(self.path, readonly=readonly), readonly=readonly)
         self.db = Database(self.cx.conn)
         if not readonly:
             with self.cx.write():  # two processes opening a new file at once must not both migrate
@@ -253,39 +354,33 @@ class Store:
         sweep_update: dict[str, Any] | None = None,
     ) -> list[int]:
         """One transaction for a batch: cache entries first, then runs with their children."""
+        batch = ResultBatch()
+        for e in cache:
+            batch.add_cache(e)
+        for r in runs:
+            batch.add_run(r)
+        for ev in events:
+            batch.add_event(*ev)
+        return self.write_batch(batch, sweep_update)
+
+    def write_batch(self, batch: ResultBatch, sweep_update: dict[str, Any] | None = None) -> list[int]:
+        """Write ``batch`` (and the sweep's progress row) in one transaction; returns the event ids."""
         ts = now_iso()
         with self.cx.write() as c:
-            if cache:
-                c.executemany(
-                    "INSERT OR IGNORE INTO response_cache (key, endpoint, model, request, response, tokens_in, tokens_out, latency_ms, created_at)"
-                    " VALUES (?,?,?,?,?,?,?,?,?)",
-                    [(e.key, e.endpoint, e.model, _dumps(e.request), e.response, e.tokens_in, e.tokens_out, e.latency_ms, ts) for e in cache],
-                )
-            if runs:
-                ids = [(r.id,) for r in runs]
+            _insert_rows(c, "INSERT OR IGNORE INTO response_cache (key, endpoint, model, request, response, tokens_in, tokens_out,"
+                            " latency_ms, created_at)", batch.cache, ts, ",?1")
+            if batch.run_ids:
                 # A failed run that is retried replaces its earlier record and children.
-                c.executemany("DELETE FROM stage_results WHERE run_id = ?", ids)
-                c.executemany("DELETE FROM scores WHERE run_id = ? AND source = 'auto'", ids)
-                c.executemany(
-                    "INSERT OR REPLACE INTO runs (id, experiment_id, config_id, sample_id, sample_index, repeat, sweep_id, status, error,"
-                    " started_at, completed_at, duration_ms, latency_ms, tokens_in, tokens_out, cost, score, output) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    [(r.id, r.experiment_id, r.config_id, r.sample_id, r.sample_index, r.repeat, r.sweep_id, r.status, r.error,
-                      r.started_at, r.completed_at, r.duration_ms, r.latency_ms, r.tokens_in, r.tokens_out, r.cost, r.score, r.output) for r in runs],
-                )
-                c.executemany(
-                    "INSERT OR REPLACE INTO stage_results (run_id, stage_index, stage_name, kind, prompt_sent, response_raw, model_used, endpoint,"
-                    " parameters, tokens_in, tokens_out, latency_ms, cached, cache_key) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    [(r.id, s.stage_index, s.stage_name, s.kind, _dumps(s.prompt_sent), s.response_raw, s.model_used, s.endpoint,
-                      _dumps(s.parameters), s.tokens_in, s.tokens_out, s.latency_ms, int(s.cached), s.cache_key)
-                     for r in runs for s in r.stages],
-                )
-                c.executemany(
-                    "INSERT OR REPLACE INTO scores (run_id, scorer, value, metadata, scorer_name, scorer_args, source, created_at)"
-                    " VALUES (?,?,?,?,?,?,'auto',?)",
-                    [(r.id, label, value, _dumps(meta) if meta else None, name, _dumps(args), ts)
-                     for r in runs for (label, value, meta, name, args) in r.scores],
-                )
-            event_ids = self._insert_events(c, events, ts)
+                _delete_in(c, "DELETE FROM stage_results WHERE run_id IN", batch.run_ids, ts)
+                _delete_in(c, "DELETE FROM scores WHERE source = 'auto' AND run_id IN", batch.run_ids, ts)
+                _insert_rows(c, "INSERT OR REPLACE INTO runs (id, experiment_id, config_id, sample_id, sample_index, repeat, sweep_id,"
+                                " status, error, started_at, completed_at, duration_ms, latency_ms, tokens_in, tokens_out, cost, score,"
+                                " output)", batch.runs, ts)
+                _insert_rows(c, "INSERT OR REPLACE INTO stage_results (run_id, stage_index, stage_name, kind, prompt_sent, response_raw,"
+                                " model_used, endpoint, parameters, tokens_in, tokens_out, latency_ms, cached, cache_key)", batch.stages, ts)
+                _insert_rows(c, "INSERT OR REPLACE INTO scores (run_id, scorer, value, metadata, scorer_name, scorer_args, source,"
+                                " created_at)", batch.scores, ts, ",'auto',?1")
+            event_ids = self._insert_event_rows(c, batch.events, ts)
             if sweep_update:
                 self._update_sweep(c, sweep_update)
         return event_ids
@@ -392,17 +487,19 @@ class Store:
 
     # ------------------------------------------------------------------ events
     def _insert_events(self, c: Any, events: Sequence[tuple[str, str | None, str, dict[str, Any]]], ts: str) -> list[int]:
-        if not events:
+        return self._insert_event_rows(c, [(ev_ts, eid, etype, _dumps(payload)) for ev_ts, eid, etype, payload in events], ts)
+
+    def _insert_event_rows(self, c: Any, rows: Sequence[tuple[str | None, str | None, str, str]], ts: str) -> list[int]:
+        """Insert (ts, or None for the batch's ``ts``; experiment id; type; payload JSON) rows; returns their ids."""
+        if not rows:
             return []
-        # One executemany, not one execute per event (a sweep writes two events a run). The ids are
-        # consecutive: AUTOINCREMENT takes max + 1 for each row, and the caller's write transaction
-        # (BEGIN IMMEDIATE) keeps every other writer out until it commits.
-        c.executemany(
-            "INSERT INTO events (ts, experiment_id, type, payload) VALUES (?,?,?,?)",
-            [(ev_ts or ts, experiment_id, etype, _dumps(payload)) for ev_ts, experiment_id, etype, payload in events],
-        )
+        if not all(row[0] for row in rows):
+            rows = [(row[0] or ts, *row[1:]) for row in rows]
+        _insert_rows(c, "INSERT INTO events (ts, experiment_id, type, payload)", rows, ts)
+        # The ids are consecutive: AUTOINCREMENT takes max + 1 for each row, in order, and the
+        # caller's write transaction (BEGIN IMMEDIATE) keeps every other writer out until it commits.
         last = int(c.execute("SELECT last_insert_rowid()").fetchone()[0])
-        return list(range(last - len(events) + 1, last + 1))
+        return list(range(last - len(rows) + 1, last + 1))
 
     def add_event(self, experiment_id: str | None, etype: str, payload: dict[str, Any] | None = None) -> int:
         with self.cx.write() as c:
