@@ -108,10 +108,12 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--samples", type=int, default=20)
+    ap.add_argument("--landscapes", default=",".join(LANDSCAPES), help="comma-separated subset")
     args = ap.parse_args()
     rows = []
     tmp = Path(tempfile.mkdtemp(prefix="pl-guided-"))
-    for lname, fn in LANDSCAPES.items():
+    chosen = {k: v for k, v in LANDSCAPES.items() if k in args.landscapes.split(",")}
+    for lname, fn in chosen.items():
         with FakeServer(reply=make_reply(fn)) as srv:
             grid_wb = pl.Workbench(tmp / f"{lname}-grid.db")
             grid = grid_wb.run(experiment("grid", srv.base_url, args.samples))
@@ -141,7 +143,7 @@ def main() -> int:
     success = [r["indistinguishable"] for r in rows]
     print()
     print(f"{'landscape':10} {'runs':>4} {'mean share':>10} {'max share':>9} {'success':>8}")
-    for lname in LANDSCAPES:
+    for lname in chosen:
         rs = [r for r in rows if r["landscape"] == lname]
         print(f"{lname:10} {len(rs):4} {np.mean([r['share'] for r in rs]):10.1%} {max(r['share'] for r in rs):9.1%} "
               f"{sum(r['indistinguishable'] for r in rs)}/{len(rs):>3}")

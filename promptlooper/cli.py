@@ -274,6 +274,55 @@ def cmd_human(wb: Workbench, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rescore(wb: Workbench, args: argparse.Namespace) -> int:
+    if not (args.file or args.experiment):
+        print("give an EXPERIMENT or --file FILE", file=sys.stderr)
+        return 2
+    # With --file, the file's (new or changed) scorers become the experiment's and score its runs.
+    target: Any = Experiment.from_yaml(args.file) if args.file else args.experiment
+    out = wb.rescore(target, model_calls=not args.no_model_calls)
+    print(f"re-scored {out['runs']} run(s): {out['scores']} score(s) written, {out['calls']} model call(s) "
+          f"({out['cache_hits']} from the cache)")
+    return 0
+
+
+def cmd_compare(wb: Workbench, args: argparse.Namespace) -> int:
+    out = wb.compare(args.experiment, _rank_or_id(args.a), _rank_or_id(args.b), scorer=args.scorer)
+    if args.json:
+        print(json.dumps(out, indent=2, default=str))
+        return 0
+    print(f"A {str(out.get('config_a', args.a))[:12]}: {out['mean_a']:.3f}   B {str(out.get('config_b', args.b))[:12]}: {out['mean_b']:.3f}"
+          f"   over n={out['n']} shared samples")
+    print(f"difference A-B {out['mean_diff']:+.3f}, 95% interval [{out['ci_low']:+.3f}, {out['ci_high']:+.3f}], p = {out['p_value']:.4g}"
+          f" → {'significant' if out['significant'] else 'not distinguishable'}")
+    return 0
+
+
+def _rank_or_id(value: str) -> str | int:
+    return int(value) if value.isdigit() and len(value) < 6 else value
+
+
+def cmd_rate(wb: Workbench, args: argparse.Namespace) -> int:
+    out = wb.rate(args.run, thumbs=args.thumbs, stars=args.stars, comment=args.comment, by=args.by)
+    print(json.dumps(out, indent=2, default=str))
+    return 0
+
+
+def cmd_calibration(wb: Workbench, args: argparse.Namespace) -> int:
+    df = wb.calibration(args.experiment)
+    if args.json:
+        print(df.to_json(orient="records", indent=2))
+    else:
+        print(_table(df.to_dict(orient="records")) if len(df) else "no runs have both a judge score and a human rating yet")
+    return 0
+
+
+def cmd_dashboard(wb: Workbench, args: argparse.Namespace) -> int:
+    from .dashboard import serve
+
+    return serve(wb.db_path, args.host, args.port, preheat=not args.no_preheat)
+
+
 def cmd_endpoints(wb: Workbench, args: argparse.Namespace) -> int:
     action = args.action or "list"
     if action == "list":
@@ -368,7 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("quickstart", cmd_quickstart, "Run the bundled quickstart experiment on the embedded model.")
     sweep_options(p)
 
-    p = add("leaderboard", cmd_leaderboard, "Configurations ranked by weighted score, with n and 95% interval.")
+    p = add("leaderboard", cmd_leaderboard, "Configurations ranked by weighted score, with n and a 95-percent interval.")
     p.add_argument("experiment")
     p.add_argument("--json", action="store_true")
     p.add_argument("--sort", help="a scorer column, tokens, cost or latency_ms")
@@ -444,6 +493,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("experiment")
     p.add_argument("reason")
 
+    p = add("rescore", cmd_rescore, "Re-score every stored run with the experiment's (or a file's) scorers; no model calls.")
+    p.add_argument("experiment", nargs="?", help="experiment to re-score with its stored scorers")
+    p.add_argument("--file", help="an experiment file whose scorers to apply (same project/name)")
+    p.add_argument("--no-model-calls", action="store_true", help="skip judges that would need a call not in the cache")
+    p = add("compare", cmd_compare, "A vs B: paired comparison of two configurations over their shared samples.")
+    p.add_argument("experiment")
+    p.add_argument("a", help="configuration id prefix, 'best', or a leaderboard rank")
+    p.add_argument("b")
+    p.add_argument("--scorer", help="compare one scorer instead of the weighted score")
+    p.add_argument("--json", action="store_true")
+    p = add("rate", cmd_rate, "Rate a run: thumbs up/down and/or 1-5 stars, with a comment (stored as human scores).")
+    p.add_argument("run")
+    p.add_argument("--thumbs", choices=["up", "down"])
+    p.add_argument("--stars", type=int, choices=[1, 2, 3, 4, 5])
+    p.add_argument("--comment", default="")
+    p.add_argument("--by", default="")
+    p = add("calibration", cmd_calibration, "How far to trust each judge: agreement with human ratings (Spearman, kappa).")
+    p.add_argument("experiment")
+    p.add_argument("--json", action="store_true")
+
+    p = add("dashboard", cmd_dashboard, "Serve the read-only Voila dashboards of this database (127.0.0.1 by default).")
+    p.add_argument("--host", default="127.0.0.1", help="bind address; anything but 127.0.0.1 exposes the dashboards")
+    p.add_argument("--port", type=int, default=8402)
+    p.add_argument("--no-preheat", action="store_true", help="start each page's kernel on request (slower first paint)")
+
     p = add("endpoints", cmd_endpoints, "Manage model endpoints: list, add, test, remove.")
     esub = p.add_subparsers(dest="action")
     lp = esub.add_parser("list", help="List endpoints (the embedded 'local' is always there).")
@@ -480,7 +554,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--transport", choices=["stdio", "http"], default="stdio")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8401)
-    p.add_argument("--db", dest="mcp_db", help="database file (same as the global --db)")
+    p.add_argument("--db", dest="mcp_db", metavar="FILE", help="database file (same as the global --db)")
     return parser
 
 

@@ -3,7 +3,11 @@
 A run's weighted score is the weighted mean of its scorers (weights from the experiment). Repeats
 of one sample are averaged first, so the interval reflects the samples: a configuration's score is
 the mean over samples, with a 95% Student-t interval (none for n = 1), and ``n`` is always shown.
-Rejected configurations are left out; approved ones are marked.
+Rejected configurations are left out; approved ones are marked. ``interval="bootstrap"`` gives a
+seeded percentile bootstrap interval instead. The ``distinguishable`` column compares every
+configuration with the best one in a paired t-test over the samples both finished: 'best' for the
+best, True when the difference is significant (p < 0.05), False when it is not or when fewer than
+3 samples are shared, so a close second is never mistaken for a loser.
 """
 
 from __future__ import annotations
@@ -15,19 +19,9 @@ import numpy as np
 import pandas as pd
 
 from .hashing import short
+from .stats import interval as _interval
+from .stats import t_interval, versus_best  # noqa: F401 - t_interval: re-exported (it lived here)
 from .store import Store
-
-
-def t_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
-    n = len(values)
-    mean = float(np.mean(values)) if n else math.nan
-    if n < 2:
-        return (math.nan, math.nan)
-    from scipy import stats
-
-    sd = float(np.std(values, ddof=1))
-    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
-    return (max(0.0, mean - half), min(1.0, mean + half))
 
 
 def per_sample_scores(store: Store, experiment_id: str, weights: dict[str, float]) -> pd.DataFrame:
@@ -53,6 +47,7 @@ def leaderboard(
     sort: str | None = None,
     top: int | None = None,
     include_rejected: bool = False,
+    interval: str = "t",
 ) -> pd.DataFrame:
     spec = experiment["spec"]
     weights = {(s.get("label") or s["name"]): float(s.get("weight", 1.0)) for s in spec.get("scorers", [])}
@@ -73,7 +68,7 @@ def leaderboard(
         if decision == "rejected" and not include_rejected:
             continue
         values = group["score"].dropna().to_numpy(dtype=float)
-        low, high = t_interval(values)
+        low, high = _interval(values, interval)
         r = runs[runs.config_id == config_id]
         ok = r[r.status.isin(["completed", "cached"])]
         rec: dict[str, Any] = {"config_id": short(str(config_id))}
@@ -81,7 +76,7 @@ def leaderboard(
             rec[k] = (cfg["varied"].get(k) if cfg else None)
         rec.update({
             "score": float(values.mean()) if len(values) else math.nan,
-            "ci_low": low, "ci_high": high, "n": int(len(values)),
+            "ci_low": low, "ci_high": high, "n": int(len(values)), "distinguishable": False,
         })
         for col in scorer_cols:
             rec[col] = float(group[col].mean())
@@ -96,14 +91,22 @@ def leaderboard(
         records.append(rec)
     df = pd.DataFrame.from_records(records)
     if df.empty:
-        return pd.DataFrame(columns=["rank", "config_id", *varied_keys, "score", "ci_low", "ci_high", "n", *scorer_cols,
-                                     "tokens", "cost", "latency_ms", "failed", "decision", "full_config_id"])
+        return pd.DataFrame(columns=["rank", "config_id", *varied_keys, "score", "ci_low", "ci_high", "n", "distinguishable",
+                                     *scorer_cols, "tokens", "cost", "latency_ms", "failed", "decision", "full_config_id"])
     key = sort or "score"
     if key not in df.columns:
         raise KeyError(f"cannot sort by {key!r}; choose one of: score, {', '.join(scorer_cols)}, tokens, cost, latency_ms")
     ascending = key in ("cost", "tokens", "latency_ms")
     df = df.sort_values([key, "n"], ascending=[ascending, False], na_position="last").reset_index(drop=True)
     df.insert(0, "rank", range(1, len(df) + 1))
+    # Compared on what the ranking is about: the sorted scorer's column, else the weighted score.
+    metric = key if key in scorer_cols else "score"
+    ranked = df.dropna(subset=[metric])
+    if len(ranked):
+        best = str(ranked.sort_values([metric, "rank"], ascending=[False, True]).iloc[0]["full_config_id"])
+        marks = versus_best(per_sample[per_sample.config_id.isin(df.full_config_id)], metric, best)
+        df["distinguishable"] = [marks.get(c, False) for c in df.full_config_id]
+    df["distinguishable"] = df["distinguishable"].astype(object)
     if top:
         df = df.head(top)
     return df

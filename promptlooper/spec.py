@@ -180,7 +180,7 @@ class GuidedOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     sampler: Literal["tpe", "random"] = "tpe"
-    max_configs: int | None = Field(None, ge=1, description="Configurations to try at most (default: 30% of a finite space, at least 20).")
+    max_configs: int | None = Field(None, ge=1, description="Configurations to try at most (default: half of a finite space, at least 20).")
     max_calls: int | None = Field(None, ge=1, description="Model calls to spend at most.")
     startup: int = Field(6, ge=1, description="Random configurations before the model-based sampler takes over.")
     batch: int = Field(4, ge=1, le=256, description="Configurations evaluated in parallel.")

@@ -259,6 +259,14 @@ def validate(exp: Experiment, pool: EndpointPool, samples: list[dict[str, Any]] 
                 if samples and fld not in common_fields:
                     problems.append(Problem(f"{where}.field", f"sample field {fld!r} is missing from some or all samples",
                                             _unknown(fld, common_fields) if common_fields else "add the field to every sample"))
+        if info.model_calls and not sc.args.get("base_url"):
+            # A judge's endpoint is checked like a stage's, before any call.
+            import inspect
+
+            default = inspect.signature(info.factory).parameters.get("model")
+            model = sc.args.get("model") or (default.default if default is not None else None)
+            if isinstance(model, str):
+                problems += _check_model(model, pool, f"{where}.model")
         if sc.stage and sc.stage not in stage_names:
             problems.append(Problem(f"{where}.stage", f"no stage named {sc.stage!r}", _unknown(sc.stage, set(stage_names))))
         if sc.column in labels:

@@ -47,7 +47,7 @@ def guided_defaults(exp: Experiment, max_configs: int | None = None) -> Any:
     finite = all(isinstance(v, list) or v.step is not None for v in exp.space.values())
     size = grid_size(exp) if finite else None
     opts = exp.guided
-    n_max = max_configs or opts.max_configs or (min(size, max(20, math.ceil(0.3 * size))) if size else 60)
+    n_max = max_configs or opts.max_configs or (min(size, max(20, math.ceil(0.5 * size))) if size else 60)
     n_min = opts.min_configs or (min(n_max, max(12, math.ceil(0.2 * size))) if size else 20)
     return opts.model_copy(update={"max_configs": n_max, "min_configs": min(n_min, n_max)})
 
@@ -124,6 +124,13 @@ class Workbench:
         self.store.set_setting("prices", prices)
 
     # ------------------------------------------------------------------ experiments
+    def create_project(self, name: str, description: str = "") -> str:
+        """A workspace grouping experiments (created on first use by an experiment anyway)."""
+        return self.store.upsert_project(name, description)
+
+    def projects(self) -> list[dict[str, Any]]:
+        return self.store.projects()
+
     def validate(self, exp: Experiment | str | os.PathLike[str]) -> list[Problem]:
         """Every problem of an experiment (or experiment file), with field paths; [] if runnable."""
         if not isinstance(exp, Experiment):
@@ -285,8 +292,48 @@ class Workbench:
         return self.store.experiments(project)
 
     def leaderboard(self, ref: str | Experiment, *, sort: str | None = None, top: int | None = None,
-                    include_rejected: bool = False) -> pd.DataFrame:
-        return _leaderboard.leaderboard(self.store, self.experiment(ref), sort=sort, top=top, include_rejected=include_rejected)
+                    include_rejected: bool = False, interval: str = "t") -> pd.DataFrame:
+        """Configurations ranked by weighted score over samples: n, mean, 95% interval ("t" or
+        "bootstrap"), each scorer, tokens, cost, latency, and whether each is distinguishable
+        from the best (paired test over shared samples)."""
+        return _leaderboard.leaderboard(self.store, self.experiment(ref), sort=sort, top=top,
+                                        include_rejected=include_rejected, interval=interval)
+
+    # ------------------------------------------------------------------ scores & rankings
+    def rate(self, run: str, *, thumbs: str | None = None, stars: int | None = None, comment: str = "",
+             by: str = "") -> dict[str, Any]:
+        """A human rating of a run (thumbs up/down and/or 1-5 stars, with a comment)."""
+        from .ratings import rate
+
+        return rate(self, run, thumbs=thumbs, stars=stars, comment=comment, by=by)
+
+    def ratings(self, run: str) -> dict[str, Any]:
+        from .ratings import ratings
+
+        return ratings(self, run)
+
+    def rescore(self, ref: str | Experiment, scorers: list[Any] | None = None, *, model_calls: bool = True) -> dict[str, Any]:
+        """Re-score every stored run (new or changed scorers) without calling a model again
+        (judges take their calls from the cache when present; model_calls=False skips them)."""
+        from .rescoring import rescore
+
+        key = ref.key if isinstance(ref, Experiment) else ref
+        if isinstance(ref, Experiment):
+            self.register(ref)  # the experiment's current scorers are what to score with
+        return rescore(self, key, scorers, model_calls=model_calls)
+
+    def compare(self, ref: str | Experiment, config_a: str | int, config_b: str | int, *,
+                scorer: str | None = None) -> dict[str, Any]:
+        """A vs B: paired comparison over the samples both ran (difference, 95% interval, p-value)."""
+        from .stats import compare
+
+        return compare(self, ref.key if isinstance(ref, Experiment) else ref, config_a, config_b, scorer=scorer)
+
+    def calibration(self, ref: str | Experiment, *, scorers: list[str] | None = None) -> pd.DataFrame:
+        """Per judge: agreement with human ratings (Spearman rho, Cohen's kappa, n)."""
+        from .stats import calibration
+
+        return calibration(self, ref.key if isinstance(ref, Experiment) else ref, scorers=scorers)
 
     def status(self, ref: str | Experiment) -> dict[str, Any]:
         exp = self.experiment(ref)

@@ -97,3 +97,13 @@ def test_every_command_is_documented_in_the_readme():
     readme = README.read_text()
     missing = [name for name in commands if f"promptlooper {name}" not in readme]
     assert not missing, f"undocumented commands: {missing}"
+
+
+def test_help_of_every_command_renders():
+    from promptlooper.cli import build_parser
+
+    parser = build_parser()
+    parser.format_help()
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    for name, sub in commands.items():
+        assert sub.format_help(), name

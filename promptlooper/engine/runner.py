@@ -47,6 +47,9 @@ def run_id(experiment_id: str, config_id: str, sample_id: str, repeat: int) -> s
     return content_hash("run", [experiment_id, config_id, sample_id, repeat])[:32]
 
 
+_PLAIN_SCORES = (float, int, ScoreResult)
+
+
 class BoundScorer:
     """A scorer spec with its built function, ready to score many runs."""
 
@@ -58,7 +61,8 @@ class BoundScorer:
     async def score(self, ctx: ScoreContext) -> tuple[float, dict[str, Any] | None]:
         try:
             value: Any = self.fn(ctx)
-            if inspect.isawaitable(value):
+            # Most scorers are sync and return one of these; isawaitable's ABC check costs more.
+            if type(value) not in _PLAIN_SCORES and inspect.isawaitable(value):
                 value = await value
         except Exception as exc:  # noqa: BLE001 - a scorer bug is recorded, not fatal
             return 0.0, {"error": f"{type(exc).__name__}: {exc}"}
@@ -118,6 +122,16 @@ class Runner:
         self.calls = calls
         self.scorers = scorers
         self.weights = {s.spec.column: s.spec.weight for s in scorers}
+        self._prices: dict[tuple[str, str], tuple[float, float]] = {}
+
+    def price(self, endpoint: str, model: str) -> tuple[float, float]:
+        """The pool's price, looked up once per (endpoint, model): its tables are fixed for a sweep,
+        and the lookup globs every pattern of every table (~15 µs), for every run."""
+        key = (endpoint, model)
+        found = self._prices.get(key)
+        if found is None:
+            found = self._prices[key] = self.pool.price(endpoint, model)
+        return found
 
     async def execute(self, item: RunItem) -> RunRecord:
         started_at = now_iso()
@@ -181,7 +195,7 @@ class Runner:
     def _stage_cost(self, stage: StageRecord) -> float:
         if stage.kind != "prompt" or not stage.endpoint:
             return 0.0
-        return cost(stage.tokens_in, stage.tokens_out, self.pool.price(stage.endpoint, stage.model_used or ""))
+        return cost(stage.tokens_in, stage.tokens_out, self.price(stage.endpoint, stage.model_used or ""))
 
     async def _prompt_stage(self, index: int, stage: dict[str, Any], ctx: dict[str, Any], repeat: int) -> tuple[StageRecord, str, bool]:
         messages = []

@@ -3,7 +3,10 @@
 Shape: a fixed set of worker coroutines pulls run items from one lazy iterator (so a 100,000-run
 sweep never holds 100,000 items), each run goes through the :class:`Runner`, and finished records
 go to a writer that commits them in batches, in a worker thread, with their cache entries, events
-and the sweep's progress row (one ``BEGIN IMMEDIATE`` per batch). Steering requests written into
+and the sweep's progress row (one ``BEGIN IMMEDIATE`` per batch of at most ``FLUSH_MAX`` runs). Rows
+are built on the loop as runs finish, so the writer thread holds the GIL only to bind statements
+(see :class:`~promptlooper.store.store.ResultBatch`); when it falls ``MAX_BACKLOG`` batches
+behind, workers wait for it, which bounds memory whatever the store's speed. Steering requests written into
 the sweep's row by any process (pause / resume / stop) are polled a few times a second; pausing
 lets the calls in flight finish and starts no new ones. Finished runs are skipped on the next
 sweep, so an interrupted sweep resumes by running it again.
@@ -19,7 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import SweepConflictError
+from ..providers.pricing import cost
 from ..store import CacheEntry, RunRecord, Store, now_iso
+from ..store.store import ResultBatch
 from ..sweeps.space import Configuration
 from .calls import CacheReader, CallExecutor
 from .progress import Progress
@@ -31,7 +36,8 @@ class RunAbandoned(BaseException):  # noqa: N818 - a control-flow signal, like C
 
 
 FLUSH_EVERY = 0.05  # seconds: how stale the store (and other processes' view) may be
-FLUSH_MAX = 1000  # records per transaction
+FLUSH_MAX = 1000  # runs per transaction
+MAX_BACKLOG = 4  # full batches waiting for the writer before workers wait for it
 POLL_EVERY = 0.25  # seconds between reads of steering requests
 
 
@@ -84,9 +90,11 @@ class Sweep:
         self._gate.set()
         self._stopping = False
         self._poke = asyncio.Event()
-        self._pending_runs: list[RunRecord] = []
-        self._pending_cache: list[CacheEntry] = []
-        self._pending_events: list[tuple[str, str | None, str, dict[str, Any]]] = []
+        self._batch = ResultBatch()  # open: finished runs, cache entries and events go here
+        self._full: list[ResultBatch] = []  # FLUSH_MAX runs each, waiting for the writer
+        self._writing: list[ResultBatch] = []  # handed to the writer thread, not committed yet
+        self._flushed = asyncio.Event()  # set after each flush, for workers held by the backlog
+        self._writer_failed = False
         self._config_stats: dict[str, list[float]] = {}
         self._expected_per_config = len(plan.samples) * plan.repeat
         self.event_listeners: list[Callable[[str, dict[str, Any]], None]] = []
@@ -99,6 +107,7 @@ class Sweep:
         self.driver: Callable[[Sweep], Awaitable[None]] | None = None
         self.guided: Any = None  # the GuidedDriver of a guided sweep (its stop reason, candidates)
         self._finished: set[str] = set()
+        self.runner: Runner | None = None
 
     # ------------------------------------------------------------------ public steering (in-process)
     def request(self, what: str) -> None:
@@ -107,14 +116,14 @@ class Sweep:
             return
         store = Store(self.store_path)
         try:
-            store.update_sweep(self.sweep_id, requested=what)
+            store.add_steering(self.sweep_id, what)
         finally:
             store.close()
         self._poke.set()
 
     # ------------------------------------------------------------------ events
     def emit(self, etype: str, payload: dict[str, Any]) -> None:
-        self._pending_events.append((now_iso(), self.plan.experiment_id, etype, payload))
+        self._batch.add_event(now_iso(), self.plan.experiment_id, etype, payload)
         for listener in self.event_listeners:
             with contextlib.suppress(Exception):
                 listener(etype, payload)
@@ -138,18 +147,24 @@ class Sweep:
             self.emit("experiment.started", {"sweep_id": self.sweep_id, "strategy": plan.strategy, "total": plan.total,
                                              "already_done": self.progress.skipped, "configurations": len(plan.configurations)})
             calls = CallExecutor(
-                CacheReader(rstore), self._pending_cache.append,
+                CacheReader(rstore), self._add_cache_entry,
                 global_limit=asyncio.Semaphore(self.concurrency), gate=self._wait_gate, is_open=self._open,
             )
             self.calls = calls
-            runner = Runner(plan.experiment_id, self.sweep_id, self.pool, calls, self.scorers, self.functions)
+            runner = self.runner = Runner(plan.experiment_id, self.sweep_id, self.pool, calls, self.scorers, self.functions)
             self._finished = finished
             self._items = plan.items(finished)
             writer = asyncio.ensure_future(self._writer(wstore))
             poller = asyncio.ensure_future(self._poller(rstore))
             n_workers = max(1, min(1024, max(self.concurrency * 2, 32)))
             self.n_workers = n_workers
-            workers = [asyncio.ensure_future(self._worker(runner)) for _ in range(n_workers)]
+            # Judges and embedders reach the store, endpoints and this sweep's call path through a
+            # context variable; tasks copy the context when created, so set it around their creation.
+            from ..scorers.env import ScoringEnv, using
+
+            scoring_env = ScoringEnv(store_path=self.store_path, pool=self.pool, calls=calls)
+            with using(scoring_env):
+                workers = [asyncio.ensure_future(self._worker(runner)) for _ in range(n_workers)]
             if self.driver is not None:
                 workers.append(asyncio.ensure_future(self.driver(self)))
             try:
@@ -169,7 +184,8 @@ class Sweep:
                 with contextlib.suppress(asyncio.CancelledError):
                     await writer
                 # Whatever finished is committed, even on Ctrl+C or cancellation.
-                await asyncio.shield(asyncio.to_thread(self._flush_sync, wstore, True))
+                await asyncio.shield(self._flush(wstore, final=True))
+                await scoring_env.aclose()
                 await self.pool.aclose()
             return self.progress
         finally:
@@ -218,6 +234,9 @@ class Sweep:
                 item = next(self._items, None)  # re-read: a redirect swaps the iterator
             if item is None:
                 return
+            while len(self._full) >= MAX_BACKLOG and not self._writer_failed:
+                self._flushed.clear()  # the writer is behind: let it catch up before starting more runs
+                await self._flushed.wait()
             self.emit("run.started", {"run_id": item.run_id, "config_id": item.config.id, "sample_id": item.sample_id})
             try:
                 record = await runner.execute(item)
@@ -249,13 +268,18 @@ class Sweep:
             self.emit(f"run.{record.status}", {"run_id": record.id, "config_id": record.config_id, "score": record.score})
             if record.score is not None:
                 self._update_best(record.config_id, record.score, item.config.varied)
-        self._pending_runs.append(record)
+        self._batch.add_run(record)
+        if len(self._batch.run_ids) >= FLUSH_MAX:
+            self._full.append(self._batch)
+            self._batch = ResultBatch()
         self._check_budget()
 
-    def runner_cost(self, stage: Any) -> float:
-        from ..providers.pricing import cost
+    def _add_cache_entry(self, entry: CacheEntry) -> None:
+        self._batch.add_cache(entry)
 
-        return cost(stage.tokens_in, stage.tokens_out, self.pool.price(stage.endpoint, stage.model_used or ""))
+    def runner_cost(self, stage: Any) -> float:
+        price = self.runner.price if self.runner is not None else self.pool.price  # the runner's is memoised
+        return cost(stage.tokens_in, stage.tokens_out, price(stage.endpoint, stage.model_used or ""))
 
     def _load_best(self, store: Store) -> None:
         with store.cx.read() as c:
@@ -304,16 +328,29 @@ class Sweep:
                 "best_config_id": p.best_config_id, "best_score": p.best_score, "stop_reason": p.stop_reason,
                 **({"finished_at": now_iso()} if p.status in ("completed", "stopped", "interrupted") else {})}
 
-    def _take(self) -> tuple[list[RunRecord], list[CacheEntry], list[Any]]:
-        runs, cache, events = self._pending_runs[:], self._pending_cache[:], self._pending_events[:]
-        self._pending_runs.clear()
-        self._pending_cache.clear()
-        self._pending_events.clear()
-        return runs, cache, events
+    def _take(self) -> list[ResultBatch]:
+        # On the loop thread, which is the only one that adds to batches: nothing is lost between
+        # the take and the write.
+        batches = self._full
+        if not self._batch.empty:
+            batches.append(self._batch)
+            self._batch = ResultBatch()
+        self._full = []
+        return batches
 
-    def _flush_sync(self, store: Store, final: bool = False) -> None:
-        runs, cache, events = self._take()
-        store.write_results(runs, cache, events, self._sweep_row())
+    async def _flush(self, store: Store, final: bool = False) -> None:
+        batches = self._take()
+        self._writing = batches
+        try:
+            await asyncio.to_thread(self._write, store, batches, final)
+        finally:
+            self._flushed.set()
+
+    def _write(self, store: Store, batches: list[ResultBatch], final: bool = False) -> None:
+        # One transaction per batch; an empty one still writes the progress row (the heartbeat).
+        for batch in batches or [ResultBatch()]:
+            store.write_batch(batch, self._sweep_row())
+        self._writing = []
         if final and self.progress.status in ("completed", "stopped"):
             store.set_experiment_status(self.plan.experiment_id, self.progress.status)
         for listener in self.listeners:
@@ -322,19 +359,24 @@ class Sweep:
 
     async def _writer(self, store: Store) -> None:
         last_beat = time.monotonic()
-        while True:
-            await asyncio.sleep(FLUSH_EVERY)
-            if self._pending_runs or self._pending_events or time.monotonic() - last_beat > 2.0:
-                last_beat = time.monotonic()
-                await asyncio.to_thread(self._flush_sync, store)
+        try:
+            while True:
+                if not self._full:  # full batches go at once; otherwise results gather for FLUSH_EVERY
+                    await asyncio.sleep(FLUSH_EVERY)
+                if self._full or not self._batch.empty or time.monotonic() - last_beat > 2.0:
+                    last_beat = time.monotonic()
+                    await self._flush(store)
+        except Exception:
+            self._writer_failed = True  # workers must not wait for it; the final flush reports the error
+            self._flushed.set()
+            raise
 
     async def _poller(self, store: Store) -> None:
         while True:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._poke.wait(), POLL_EVERY)
             self._poke.clear()
-            requested, _ = await asyncio.to_thread(store.poll_steering, self.sweep_id)
-            if requested:
+            for requested in await asyncio.to_thread(store.take_steering, self.sweep_id):
                 await self._apply(requested, store)
 
     async def _redirect(self, store: Store) -> None:
@@ -352,7 +394,8 @@ class Sweep:
             self.emit("experiment.redirect_failed", {"error": str(exc), "space": space})
             return
         store.add_configurations(self.plan.experiment_id, ((c.id, c.as_record(), c.varied) for c in configs))
-        done_now = {r.id for r in self._pending_runs} | await asyncio.to_thread(store.finished_run_ids, self.plan.experiment_id)
+        pending = {rid for batch in (*self._writing, *self._full, self._batch) for rid in batch.run_ids}
+        done_now = pending | await asyncio.to_thread(store.finished_run_ids, self.plan.experiment_id)
         self.plan.configurations = configs
         self._items = self.plan.items(done_now | self._finished)
         new_ids = {run_id(self.plan.experiment_id, c.id, sid, r) for c in configs for sid, _ in self.plan.samples for r in range(self.plan.repeat)}
@@ -386,7 +429,7 @@ class Sweep:
             self._stopping = True
             p.stop_reason = reason or "requested"
             self._gate.set()  # paused workers wake up to see they must stop
-        await asyncio.to_thread(store.update_sweep, self.sweep_id, requested=None, status=p.status)
+        await asyncio.to_thread(store.update_sweep, self.sweep_id, status=p.status)
         self._poke.clear()
 
 

@@ -128,4 +128,4 @@ def _load_builtins() -> None:
     global _loaded
     if not _loaded:
         _loaded = True
-        from . import formats, text  # noqa: F401 - registering is the import's effect
+        from . import custom, formats, judge, semantic, text  # noqa: F401 - registering is the import's effect

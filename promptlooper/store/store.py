@@ -29,6 +29,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from ..errors import NotFoundError, SweepConflictError
+from ..hashing import json_encoder
 from .db import Connection, connect, default_path
 from .schema import migrations
 
@@ -55,8 +56,8 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
-# Built once (json.dumps with options builds an encoder per call); the writer calls this ~7 times a run.
-_dumps = json.JSONEncoder(ensure_ascii=False, default=str).encode
+# json.dumps(value, ensure_ascii=False, default=str), built once: a sweep encodes ~8 values a run.
+_dumps = json_encoder(ensure_ascii=False, default=str)
 
 
 @dataclass
@@ -621,7 +622,7 @@ class Store:
         return rows[0] if rows else None
 
     def request_steering(self, experiment_id: str, request: str) -> dict[str, Any] | None:
-        """Write a steering request (pause / resume / stop) into the experiment's live sweep."""
+        """Queue a steering request (pause / resume / stop / redirect) for the experiment's live sweep."""
         with self.cx.write() as c:
             row = c.execute(
                 "SELECT id FROM sweeps WHERE experiment_id = ? AND status IN ('running', 'paused') ORDER BY started_at DESC LIMIT 1",
@@ -629,13 +630,41 @@ class Store:
             ).fetchone()
             if not row:
                 return None
-            c.execute("UPDATE sweeps SET requested = ?, updated_at = ? WHERE id = ?", (request, now_iso(), row[0]))
+            self._append_request(c, row[0], request)
         return self.sweep(row[0])
 
-    def poll_steering(self, sweep_id: str) -> tuple[str | None, str]:
+    def add_steering(self, sweep_id: str, request: str) -> None:
+        with self.cx.write() as c:
+            self._append_request(c, sweep_id, request)
+
+    @staticmethod
+    def _append_request(c: Any, sweep_id: str, request: str) -> None:
+        # A queue, not a slot: a redirect followed at once by a resume must not lose the redirect.
+        raw = c.execute("SELECT requested FROM sweeps WHERE id = ?", (sweep_id,)).fetchone()[0]
+        queue = _request_queue(raw)
+        queue.append(request)
+        c.execute("UPDATE sweeps SET requested = ?, updated_at = ? WHERE id = ?", (_dumps(queue), now_iso(), sweep_id))
+
+    def take_steering(self, sweep_id: str) -> list[str]:
+        """The pending steering requests of a sweep, in order, removed from the queue."""
         with self.cx.read() as c:
-            row = c.execute("SELECT requested, status FROM sweeps WHERE id = ?", (sweep_id,)).fetchone()
-        return (row[0], row[1]) if row else (None, "missing")
+            raw = c.execute("SELECT requested FROM sweeps WHERE id = ?", (sweep_id,)).fetchone()
+        if not raw or not raw[0]:
+            return []  # the common case: a read, no write lock taken
+        with self.cx.write() as c:
+            raw = c.execute("SELECT requested FROM sweeps WHERE id = ?", (sweep_id,)).fetchone()
+            c.execute("UPDATE sweeps SET requested = NULL WHERE id = ?", (sweep_id,))
+        return _request_queue(raw[0] if raw else None)
+
+
+def _request_queue(raw: str | None) -> list[str]:
+    if not raw:
+        return []
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return [raw]
+    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
 
 
 def _owner_alive(pid: int | None, owner_host: str | None, beat: float | None, host: str, stale_after: float) -> bool:

