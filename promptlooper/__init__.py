@@ -23,7 +23,16 @@ from .errors import (
 )
 from .functions import register_function
 from .scorers import ScoreContext, ScoreResult, scorer
-from .spec import Budget, EndpointSpec, Experiment, FunctionStage, ModelParams, PromptStage, Range, ScorerSpec
+from .spec import (
+    Budget,
+    EndpointSpec,
+    Experiment,
+    FunctionStage,
+    ModelParams,
+    PromptStage,
+    Range,
+    ScorerSpec,
+)
 from .workbench import Workbench
 
 __version__ = "0.1.0"

@@ -184,8 +184,8 @@ def report(store: Store, experiment: dict[str, Any], board: Any) -> str:
     n_samples = len(spec["samples"]) if isinstance(spec["samples"], list) else spec["samples"]
     lines += [
         f"- Status: **{experiment['status']}**; {len(rows)} configuration(s) ranked; samples: {n_samples}",
-        f"- Stages: " + " → ".join(f"`{s['name']}` ({s.get('model') or s.get('function')})" for s in spec["stages"]),
-        f"- Scorers: " + ", ".join(f"{s.get('label') or s['name']} ×{s.get('weight', 1)}" for s in spec["scorers"]),
+        "- Stages: " + " → ".join(f"`{s['name']}` ({s.get('model') or s.get('function')})" for s in spec["stages"]),
+        "- Scorers: " + ", ".join(f"{s.get('label') or s['name']} ×{s.get('weight', 1)}" for s in spec["scorers"]),
         f"- Spent: {spent_tokens:,} tokens, ${spent_cost:.4f} estimated, over {len(sweeps)} sweep(s)",
         "", "## Parameter space", "",
     ]

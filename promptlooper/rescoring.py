@@ -201,7 +201,7 @@ def rescore(wb: Workbench, experiment_ref: str, scorers: Sequence[ScorerSpec | d
     runs re-scored, score rows written, judge ``calls`` and ``cache_hits``, and how many runs were
     skipped for lack of their sample.
     """
-    from .workbench import run_sync
+    from .asyncutil import run_sync
 
     return run_sync(arescore(wb, experiment_ref, scorers, model_calls=model_calls, samples=samples,  # type: ignore[no-any-return]
                              concurrency=concurrency))

@@ -31,7 +31,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 DEFAULT_MODEL = "local/smollm2-135m"
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"

@@ -137,7 +137,7 @@ class Dispatcher:
                 async with self._session.post(hook["url"], json=body, headers=headers) as resp:
                     status = resp.status
                     await resp.read()
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, aiohttp.ClientError) as exc:
                 error = f"{type(exc).__name__}: {exc}"
             ok = status is not None and 200 <= status < 300
             await asyncio.to_thread(self._record, hook["id"], event["id"], attempt, status, error)

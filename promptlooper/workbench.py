@@ -13,7 +13,6 @@ Nothing here knows about SQL or HTTP: it validates, plans and delegates to the s
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import os
 import threading
 from collections.abc import Callable
@@ -22,17 +21,21 @@ from typing import Any
 import pandas as pd
 
 from . import leaderboard as _leaderboard
+from .asktell import OutsideDriver
+from .asyncutil import run_sync
 from .engine.calls import cache_key_material
 from .engine.handle import SweepHandle
 from .engine.progress import Progress
 from .engine.runner import BoundScorer
 from .engine.sweep import Sweep, SweepPlan
-from .errors import EndpointError, NotFoundError, Problem, SpecError
+from .errors import EndpointError, Problem, SpecError
 from .hashing import canonical_json, content_hash
 from .providers.registry import LOCAL, EndpointPool
 from .samples import sample_id
 from .spec import EndpointSpec, Experiment, FunctionStage
+from .steering import SteeringVerbs
 from .store import Store, default_path
+from .sweeps.guided import guided_defaults
 from .sweeps.space import build_configuration, grid_points, grid_size, random_points
 from .validation import ensure_valid, load_samples, validate
 from .webhooks import Dispatcher
@@ -40,30 +43,13 @@ from .webhooks import Dispatcher
 DEFAULT_RANDOM_CONFIGS = 20
 
 
-def guided_defaults(exp: Experiment, max_configs: int | None = None) -> Any:
-    """Guided options with the space-relative defaults filled in."""
-    import math
+class Workbench(SteeringVerbs, OutsideDriver):
+    """PromptLooper on one database file (default ``./promptlooper.db`` or ``$PROMPTLOOPER_DB``).
 
-    finite = all(isinstance(v, list) or v.step is not None for v in exp.space.values())
-    size = grid_size(exp) if finite else None
-    opts = exp.guided
-    n_max = max_configs or opts.max_configs or (min(size, max(20, math.ceil(0.5 * size))) if size else 60)
-    n_min = opts.min_configs or (min(n_max, max(12, math.ceil(0.2 * size))) if size else 20)
-    return opts.model_copy(update={"max_configs": n_max, "min_configs": min(n_min, n_max)})
-
-
-def run_sync(coro: Any) -> Any:
-    """Run a coroutine to completion from sync code, even inside a notebook's running loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    with concurrent.futures.ThreadPoolExecutor(1) as ex:
-        return ex.submit(asyncio.run, coro).result()
-
-
-class Workbench:
-    """PromptLooper on one database file (default ``./promptlooper.db`` or ``$PROMPTLOOPER_DB``)."""
+    The steering verbs (pause, resume, stop, redirect, fork, approve, reject, budgets) live in
+    :mod:`promptlooper.steering`, the ask / tell / evaluate loop in :mod:`promptlooper.asktell`;
+    both are mixed in here so that every front end sees one facade.
+    """
 
     def __init__(self, db: str | os.PathLike[str] | None = None, *, readonly: bool = False):
         self.db_path = str(db or default_path())
@@ -354,120 +340,6 @@ class Workbench:
         eid = self.experiment(ref)["id"] if ref is not None else None
         return self.store.events(eid, types, after_id, limit)
 
-    # ------------------------------------------------------------------ steering (cross-process)
-    def _steer(self, ref: str | Experiment, verb: str, reason: str = "") -> dict[str, Any]:
-        exp = self.experiment(ref)
-        sweep = self.store.request_steering(exp["id"], f"{verb}:{reason}" if reason else verb)
-        if sweep is None:
-            raise NotFoundError(f"experiment {exp['project']}/{exp['name']} has no running or paused sweep")
-        return sweep
-
-    def pause(self, ref: str | Experiment, reason: str = "") -> dict[str, Any]:
-        return self._steer(ref, "pause", reason)
-
-    def resume(self, ref: str | Experiment) -> dict[str, Any]:
-        return self._steer(ref, "resume")
-
-    def stop(self, ref: str | Experiment, reason: str = "") -> dict[str, Any]:
-        return self._steer(ref, "stop", reason)
-
-    def redirect(self, ref: str | Experiment, space: dict[str, Any]) -> dict[str, Any]:
-        """Change the remaining space of a running sweep (runs already done stay and count).
-
-        The new space is validated against the experiment first; with no live sweep it becomes
-        the experiment's space for the next run.
-        """
-        exp_row = self.experiment(ref)
-        exp = self._experiment_object(exp_row)
-        changed = self._with_space(exp, space)  # raises SpecError with field paths
-        record = changed.to_record()
-        self.store.upsert_experiment(exp_row["project"], exp_row["name"], record, exp_row.get("description") or "")
-        sweep = self.store.latest_sweep(exp_row["id"])
-        if sweep and sweep["status"] in ("running", "paused"):
-            self.store.merge_sweep_options(sweep["id"], {"redirect_space": record["space"]})
-            self.store.request_steering(exp_row["id"], "redirect")
-        else:
-            self.store.add_event(exp_row["id"], "experiment.redirected", {"space": record["space"], "live": False})
-        return {"experiment": f"{exp_row['project']}/{exp_row['name']}", "space": record["space"],
-                "configurations": len(self.configurations(changed)), "live": bool(sweep and sweep["status"] in ("running", "paused"))}
-
-    def set_budget(self, ref: str | Experiment, *, max_tokens: int | None = None, max_cost: float | None = None) -> dict[str, Any]:
-        """Raise (or set) the budget of the live sweep; `resume` then continues a budget pause."""
-        exp = self.experiment(ref)
-        sweep = self.store.latest_sweep(exp["id"])
-        if not sweep or sweep["status"] not in ("running", "paused"):
-            raise NotFoundError("no running or paused sweep: put the budget in the experiment (budget:) for the next run")
-        budget = {k: v for k, v in (("max_tokens", max_tokens), ("max_cost", max_cost)) if v is not None}
-        self.store.merge_sweep_options(sweep["id"], {"budget": budget})
-        self.store.add_event(exp["id"], "budget.changed", {"budget": budget})
-        return budget
-
-    def approve(self, ref: str | Experiment, config_id: str, *, by: str = "", reason: str = "") -> dict[str, Any]:
-        """Mark a configuration good enough: it becomes the exported best."""
-        return self._decide(ref, config_id, "approved", by, reason)
-
-    def reject(self, ref: str | Experiment, config_id: str, *, by: str = "", reason: str = "") -> dict[str, Any]:
-        """Exclude a configuration from the leaderboard (its runs are kept)."""
-        return self._decide(ref, config_id, "rejected", by, reason)
-
-    def clear_decision(self, ref: str | Experiment, config_id: str, *, by: str = "") -> dict[str, Any]:
-        return self._decide(ref, config_id, None, by, "")
-
-    def _decide(self, ref: str | Experiment, config_id: str, decision: str | None, by: str, reason: str) -> dict[str, Any]:
-        exp = self.experiment(ref)
-        config = self.store.configuration(exp["id"], config_id)
-        self.store.decide_configuration(exp["id"], config["id"], decision, by, reason)
-        etype = f"configuration.{decision or 'cleared'}"
-        self.store.add_event(exp["id"], etype, {"config_id": config["id"], "by": by, "reason": reason, "varied": config["varied"]})
-        return {"config_id": config["id"], "decision": decision, "by": by, "reason": reason}
-
-    def fork(self, ref: str | Experiment, config_id: str | None = None, changes: dict[str, Any] | None = None, *,
-             name: str | None = None) -> Experiment:
-        """A new experiment from a configuration (default: the best) with changed parameters.
-
-        ``changes`` maps space keys to a value (fixed) or a list of values (swept). Every call the
-        fork shares with its parent is served from the cache.
-        """
-        parent_row = self.experiment(ref)
-        parent = self._experiment_object(parent_row)
-        if config_id is None:
-            board = self.leaderboard(parent_row["id"])
-            if board.empty:
-                raise NotFoundError("the experiment has no scored configuration to fork from yet")
-            config = self.store.configuration(parent_row["id"], board.iloc[0]["full_config_id"])
-        else:
-            config = self.store.configuration(parent_row["id"], config_id)
-        point = dict(config["varied"])
-        space: dict[str, Any] = {}
-        for key, value in (changes or {}).items():
-            if isinstance(value, list | dict):
-                space[key] = value
-                point.pop(key, None)
-            else:
-                point[key] = value
-        # Fixed values become one-value axes: same configuration hashes, so shared calls hit the cache.
-        data = parent.model_dump(exclude={"stages", "space", "name"})
-        data["stages"] = parent.stages
-        data["base_dir"] = parent.base_dir
-        data["space"] = {**{k: [v] for k, v in point.items()}, **space}
-        existing = {e["name"] for e in self.store.experiments(parent.project)}
-        if name is None:
-            n = 1
-            while f"{parent.name}-fork{n}" in existing:
-                n += 1
-            name = f"{parent.name}-fork{n}"
-        data["name"] = name
-        child = Experiment.model_validate(data)
-        problems = self.validate(child)
-        if problems:
-            raise SpecError(problems)
-        child_id = self.register(child, parent_id=parent_row["id"])
-        self._specs[child_id] = child
-        payload = {"parent": f"{parent.project}/{parent.name}", "child": child.key, "from_config_id": config["id"], "changes": changes or {}}
-        self.store.add_event(parent_row["id"], "experiment.forked", payload)
-        self.store.add_event(child_id, "experiment.forked", payload)
-        return child
-
     def _experiment_object(self, row: dict[str, Any]) -> Experiment:
         """The Experiment behind a stored row: this process's object if known (it holds callables)."""
         if row["id"] in self._specs:
@@ -477,82 +349,6 @@ class Workbench:
     def load(self, ref: str) -> Experiment:
         """An experiment from the store as an Experiment object (function stages by registered name)."""
         return self._experiment_object(self.experiment(ref))
-
-    def request_human(self, ref: str | Experiment, reason: str, context: dict[str, Any] | None = None) -> int:
-        """Raise the human_needed event (shown in notebooks, dashboards and webhooks)."""
-        exp = self.experiment(ref)
-        return self.store.add_event(exp["id"], "human_needed", {"reason": reason, "context": context or {}})
-
-    # ------------------------------------------------------------------ ask / tell (outside drivers)
-    def ask(self, ref: str | Experiment, n: int = 1) -> list[dict[str, Any]]:
-        """Configurations a guided search would try next, learned from everything in the store.
-
-        An outside driver (a notebook cell, an agent over MCP) runs them with :meth:`evaluate`,
-        or evaluates them itself and reports with :meth:`tell`.
-        """
-        from .sweeps.guided import GuidedDriver, distributions, params_to_point
-
-        exp = ref if isinstance(ref, Experiment) else self.load(ref)
-        experiment_id = self.register(exp)
-        samples, _ = load_samples(exp)
-        driver = GuidedDriver(exp, guided_defaults(exp), [(sample_id(s), s) for s in samples], exp.repeat, exp.seed,
-                              self.db_path, experiment_id, {s.column: s.weight for s in exp.scorers})
-        study = driver._study(self.store)
-        dists = distributions(exp)
-        seen = set(driver.candidates) | set(self.store.told_values(experiment_id))
-        out: list[dict[str, Any]] = []
-        for _ in range(max(1, n) * 40):
-            if len(out) >= n:
-                break
-            trial = study.ask(dists)
-            config = build_configuration(exp, params_to_point(exp, trial.params))
-            if config.id in seen:
-                continue
-            seen.add(config.id)
-            out.append({"config_id": config.id, "point": config.varied})
-            from optuna.trial import TrialState
-
-            study.tell(trial, state=TrialState.FAIL)  # keep asking elsewhere; the real value comes later
-        configs = [build_configuration(exp, o["point"]) for o in out]
-        self.store.add_configurations(experiment_id, ((c.id, c.as_record(), c.varied) for c in configs))
-        return out
-
-    def tell(self, ref: str | Experiment, config: str | dict[str, Any], score: float, *, source: str = "agent") -> dict[str, Any]:
-        """Record a score an outside driver measured for a configuration (id prefix or point)."""
-        if not 0.0 <= float(score) <= 1.0:
-            raise ValueError(f"score must lie in 0..1, got {score}")
-        exp = ref if isinstance(ref, Experiment) else self.load(ref)
-        experiment_id = self.register(exp)
-        if isinstance(config, dict):
-            cfg = build_configuration(exp, config)
-            self.store.add_configurations(experiment_id, [(cfg.id, cfg.as_record(), cfg.varied)])
-            config_id = cfg.id
-        else:
-            config_id = self.store.configuration(experiment_id, config)["id"]
-        self.store.tell(experiment_id, config_id, float(score), source)
-        self.store.add_event(experiment_id, "guided.told", {"config_id": config_id, "score": float(score), "source": source})
-        return {"config_id": config_id, "score": float(score), "source": source}
-
-    async def aevaluate(self, ref: str | Experiment, points: list[dict[str, Any]], **options: Any) -> list[dict[str, Any]]:
-        exp = ref if isinstance(ref, Experiment) else self.load(ref)
-        for point in points:  # an agent's own proposals are checked like any space
-            self._with_space(exp, {k: [v] for k, v in point.items()})
-        sweep, experiment_id = self._prepare(exp, strategy="evaluate", max_configs=None, seed=None,
-                                             concurrency=options.get("concurrency"), points=points)
-        await self._drive(sweep, exp.key)
-        board = self.leaderboard(experiment_id).set_index("full_config_id")
-        out = []
-        for config in sweep.plan.configurations:
-            row = board.loc[config.id] if config.id in board.index else None
-            out.append({"config_id": config.id, "point": config.varied,
-                        "score": None if row is None else float(row["score"]),
-                        "ci": None if row is None else [float(row["ci_low"]), float(row["ci_high"])],
-                        "n": 0 if row is None else int(row["n"])})
-        return out
-
-    def evaluate(self, ref: str | Experiment, points: list[dict[str, Any]], **options: Any) -> list[dict[str, Any]]:
-        """Run the given points (space key -> value) on every sample; their scores, intervals and n."""
-        return run_sync(self.aevaluate(ref, points, **options))  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------------ planning & export
     def plan(self, exp: Experiment, *, strategy: str | None = None, max_configs: int | None = None,

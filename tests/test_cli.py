@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import fake_experiment
 
 CLI = [sys.executable, "-m", "promptlooper.cli"]

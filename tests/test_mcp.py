@@ -17,13 +17,12 @@ import anyio
 import httpx
 import pytest
 import yaml
+from conftest import fake_experiment
 from mcp import Client, StdioServerParameters
 
 import promptlooper as pl
 from promptlooper.mcp_server import build_server
 from promptlooper.testing import FakeServer
-
-from conftest import fake_experiment
 
 CLI = [sys.executable, "-m", "promptlooper.cli"]
 TOOLS = {

@@ -15,11 +15,10 @@ from pathlib import Path
 import pytest
 import yaml
 from aiohttp import web
+from conftest import fake_experiment
 
 import promptlooper as pl
 from promptlooper.testing import FakeServer
-
-from conftest import fake_experiment
 
 CLI = [sys.executable, "-m", "promptlooper.cli"]
 

@@ -7,11 +7,10 @@ import math
 import sqlite3
 
 import pytest
+from conftest import fake_experiment
 
 import promptlooper as pl
 from promptlooper.testing import FakeServer, Faults
-
-from conftest import fake_experiment
 
 
 def _count(db: str, sql: str, *args) -> int:

@@ -1,5 +1,15 @@
 """Pluggable scorers. Register your own with :func:`scorer`."""
 
-from .base import ScoreContext, ScoreResult, ScorerError, ScorerInfo, build, check_args, get, registered, scorer
+from .base import (
+    ScoreContext,
+    ScorerError,
+    ScoreResult,
+    ScorerInfo,
+    build,
+    check_args,
+    get,
+    registered,
+    scorer,
+)
 
 __all__ = ["ScoreContext", "ScoreResult", "ScorerError", "ScorerInfo", "build", "check_args", "get", "registered", "scorer"]

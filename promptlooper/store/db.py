@@ -28,7 +28,7 @@ DEFAULT_DB = "promptlooper.db"
 
 
 def default_path() -> str:
-    return os.environ.get("PROMPTLOOPER_DB", DEFAULT_DB)
+    return os.environ.get("PROMPTLOOPER_DB") or DEFAULT_DB
 
 
 def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:

@@ -25,7 +25,17 @@ import numpy as np
 from ..engine.runner import RunItem, run_id
 from ..spec import Experiment, GuidedOptions, Range
 from ..store import RunRecord, Store
-from .space import Configuration, build_configuration
+from .space import Configuration, build_configuration, grid_size
+
+
+def guided_defaults(exp: Experiment, max_configs: int | None = None) -> Any:
+    """Guided options with the space-relative defaults filled in."""
+    finite = all(isinstance(v, list) or v.step is not None for v in exp.space.values())
+    size = grid_size(exp) if finite else None
+    opts = exp.guided
+    n_max = max_configs or opts.max_configs or (min(size, max(20, math.ceil(0.5 * size))) if size else 60)
+    n_min = opts.min_configs or (min(n_max, max(12, math.ceil(0.2 * size))) if size else 20)
+    return opts.model_copy(update={"max_configs": n_max, "min_configs": min(n_min, n_max)})
 
 
 def distributions(exp: Experiment) -> dict[str, Any]:

