@@ -20,6 +20,15 @@ HASH_VERSION = 1
 
 def _normalise(value: Any) -> Any:
     # 1.0 and 1 must hash alike (YAML and JSON disagree on which one a user wrote).
+    # Exact types first, and str leaves inline: a call's key holds mostly strings, and a recursive
+    # call per leaf was most of its cost. Subclasses take the general path below.
+    t = type(value)
+    if t is dict:
+        return {(k if type(k) is str else str(k)): (v if type(v) is str else _normalise(v)) for k, v in value.items()}
+    if t is list or t is tuple:
+        return [v if type(v) is str else _normalise(v) for v in value]
+    if t is str or t is int or t is bool or value is None:
+        return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, dict):

@@ -61,6 +61,11 @@ def leaderboard(
             if k not in varied_keys:
                 varied_keys.append(k)
     scorer_cols = [c for c in per_sample.columns if c not in ("config_id", "sample_id", "score")]
+    # Run totals grouped once (filtering the runs per configuration was quadratic: 1.8 s for 200).
+    ok_runs = runs[runs.status.isin(["completed", "cached"])]
+    totals = ok_runs.groupby("config_id").agg(tokens_in=("tokens_in", "sum"), tokens_out=("tokens_out", "sum"),
+                                              cost=("cost", "sum"), latency_ms=("latency_ms", "median"))
+    failed_counts = runs[runs.status == "failed"].groupby("config_id").size()
     records = []
     for config_id, group in per_sample.groupby("config_id"):
         cfg = configs.get(str(config_id))
@@ -69,8 +74,7 @@ def leaderboard(
             continue
         values = group["score"].dropna().to_numpy(dtype=float)
         low, high = _interval(values, interval)
-        r = runs[runs.config_id == config_id]
-        ok = r[r.status.isin(["completed", "cached"])]
+        tot = totals.loc[config_id] if config_id in totals.index else None
         rec: dict[str, Any] = {"config_id": short(str(config_id))}
         for k in varied_keys:
             rec[k] = (cfg["varied"].get(k) if cfg else None)
@@ -81,10 +85,10 @@ def leaderboard(
         for col in scorer_cols:
             rec[col] = float(group[col].mean())
         rec.update({
-            "tokens": int(ok.tokens_in.sum() + ok.tokens_out.sum()),
-            "cost": float(ok.cost.sum()),
-            "latency_ms": float(ok.latency_ms.median()) if len(ok) else math.nan,
-            "failed": int((r.status == "failed").sum()),
+            "tokens": int(tot.tokens_in + tot.tokens_out) if tot is not None else 0,
+            "cost": float(tot.cost) if tot is not None else 0.0,
+            "latency_ms": float(tot.latency_ms) if tot is not None else math.nan,
+            "failed": int(failed_counts.get(config_id, 0)),
             "decision": decision or "",
             "full_config_id": str(config_id),
         })

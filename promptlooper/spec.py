@@ -318,6 +318,15 @@ class Experiment(BaseModel):
 
         return default_workbench().leaderboard(self.key, **kwargs)
 
+    def dashboard(self, handle: Any = None, *, wb: Any = None, **kwargs: Any) -> Any:
+        """Every live view of this experiment in one widget (notebooks); see promptlooper.ui."""
+        from . import ui
+        from .workbench import Workbench, default_workbench
+
+        if wb is None:
+            wb = Workbench(handle.sweep.store_path) if handle is not None else default_workbench()
+        return ui.workbench(wb, self.key, handle, **kwargs)
+
 
 def function_name(fn: Callable[..., Any] | str) -> str:
     if isinstance(fn, str):

@@ -313,9 +313,13 @@ def test_steering_fork_decisions_ratings_comparison_and_human(mcp_server, server
             assert status["sweep"]["status"] == "completed"
             board = (await call(c, "get_leaderboard", {"experiment": "tests/fake-exp"}))["top"]
             assert {r["params"]["answer.temperature"] for r in board} <= {round(i * 0.1, 1) for i in range(8)}
-            best, second = board[0]["config_id"], board[1]["config_id"]
+            # Runs of configurations the redirect dropped were abandoned: compare complete ones.
+            full = [r["config_id"] for r in board if r["n"] == 3]
+            best, second = full[0], full[1]
 
-            cmp = await call(c, "compare_configurations", {"experiment": "tests/fake-exp", "config_a": 1, "config_b": second})
+            by_rank = await call(c, "compare_configurations", {"experiment": "tests/fake-exp", "config_a": 1, "config_b": second})
+            assert by_rank["config_a"] == board[0]["config_id"]
+            cmp = await call(c, "compare_configurations", {"experiment": "tests/fake-exp", "config_a": best, "config_b": second})
             assert cmp["config_a"] == best and cmp["n"] == 3 and "p_value" in cmp
             assert "config_b" in await fails(c, "compare_configurations", {"experiment": "tests/fake-exp", "config_a": "best",
                                                                            "config_b": 99})

@@ -51,5 +51,5 @@ def test_wheel_installs_in_a_fresh_venv_and_runs_the_quickstart(wheel, tmp_path)
     check = subprocess.run([str(venv / "bin" / "python"), "-c",
                             "from importlib import resources as r; import promptlooper as p;"
                             "print(r.files(p).joinpath('_widgets/leaderboard/widget.js').is_file())"],
-                           capture_output=True, text=True, timeout=60)
+                           capture_output=True, text=True, timeout=60, cwd=tmp_path)  # not the checkout's package
     assert check.stdout.strip() == "True", check.stderr

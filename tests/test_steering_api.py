@@ -225,6 +225,7 @@ def test_redirect_a_running_sweep(db):
         assert out["live"]
         progress = handle.wait(60)
         assert progress.status == "completed"
+        assert progress.done == progress.total == len(wb.runs(exp.key, limit=1000))  # no run counted twice
         done_temps = {r["config_id"] for r in wb.runs(exp.key, limit=1000)}
         board = wb.leaderboard(exp.key)
         assert {0.9, 0.95} <= set(board["answer.temperature"])  # the added values ran

@@ -247,3 +247,16 @@ def test_events_record_runs_and_new_best(wb, make_exp):
     board = wb.leaderboard(exp.key)
     assert best["score"] == pytest.approx(board.iloc[0]["score"], abs=1e-5)  # ties may pick either configuration
     assert best["config_id"] in set(board[(board.score - board.iloc[0]["score"]).abs() < 1e-9]["full_config_id"])
+
+
+def test_human_ratings_survive_a_rerun_of_their_run(wb, make_exp, server):
+    exp = make_exp(space={})
+    wb.run(exp)
+    run = wb.runs(exp.key)[0]
+    wb.rate(run["id"], stars=4, comment="good", by="ana")
+    wb.invalidate_cache(run=run["id"])
+    server.reset()
+    wb.run(exp)  # the run is executed again (a new call) and its record updated
+    assert server.stats()["completions"] == 1
+    human = [s for s in wb.run_detail(run["id"])["scores"] if s["source"] == "human"]
+    assert [(s["scorer"], s["value"]) for s in human] == [("human_stars", 0.75)]

@@ -145,11 +145,16 @@ class Runner:
         outputs: dict[str, Any] = {}
         inputs: dict[str, str] = {}
         all_cached = True
+        any_prompt = False
+        # Summed as the stages go, in stage order (the same float sums as sum() over them after).
+        run_cost: float = 0
+        latency: float = 0
         try:
             for index, stage in enumerate(item.config.stages):
                 if stage["kind"] == "prompt":
                     stage_rec, text, cached = await self._prompt_stage(index, stage, ctx, item.repeat)
                     all_cached &= cached
+                    any_prompt = True
                     output: Any = text
                     inputs[stage["name"]] = stage_rec.prompt_sent[-1]["content"]
                 else:
@@ -157,6 +162,8 @@ class Runner:
                 record.stages.append(stage_rec)
                 record.tokens_in += stage_rec.tokens_in
                 record.tokens_out += stage_rec.tokens_out
+                run_cost += self._stage_cost(stage_rec)
+                latency += stage_rec.latency_ms or 0.0
                 outputs[stage["name"]] = output
                 ctx[stage["name"]] = output
                 ctx["previous"] = output
@@ -167,9 +174,9 @@ class Runner:
 
         last = item.config.stages[-1]["name"]
         record.output = _stage_output_text(outputs[last])
-        record.cost = sum(self._stage_cost(s) for s in record.stages)
-        record.latency_ms = sum(s.latency_ms or 0.0 for s in record.stages)
-        if all_cached and any(s.kind == "prompt" for s in record.stages):
+        record.cost = run_cost
+        record.latency_ms = latency
+        if all_cached and any_prompt:
             record.status = "cached"
         run_info = {"run_id": record.id, "config_id": item.config.id, "varied": item.config.varied, "repeat": item.repeat}
         for bound in self.scorers:

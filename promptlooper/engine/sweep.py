@@ -3,19 +3,21 @@
 Shape: a fixed set of worker coroutines pulls run items from one lazy iterator (so a 100,000-run
 sweep never holds 100,000 items), each run goes through the :class:`Runner`, and finished records
 go to a writer that commits them in batches, in a worker thread, with their cache entries, events
-and the sweep's progress row (one ``BEGIN IMMEDIATE`` per batch of at most ``FLUSH_MAX`` runs). Rows
-are built on the loop as runs finish, so the writer thread holds the GIL only to bind statements
-(see :class:`~promptlooper.store.store.ResultBatch`); when it falls ``MAX_BACKLOG`` batches
-behind, workers wait for it, which bounds memory whatever the store's speed. Steering requests written into
-the sweep's row by any process (pause / resume / stop) are polled a few times a second; pausing
-lets the calls in flight finish and starts no new ones. Finished runs are skipped on the next
-sweep, so an interrupted sweep resumes by running it again.
+and the sweep's progress row (one ``BEGIN IMMEDIATE`` per batch of at most ``FLUSH_MAX`` runs).
+Rows are built on the loop as runs finish, so the writer thread holds the GIL only to bind
+statements (see :class:`~promptlooper.store.store.ResultBatch`); when it falls ``MAX_BACKLOG``
+batches behind, workers wait for it, which bounds memory whatever the store's speed. Steering
+requests written into the sweep's row by any process (pause / resume / stop) are polled a few
+times a second; pausing lets the calls in flight finish and starts no new ones. Finished runs are
+skipped on the next sweep, so an interrupted sweep resumes by running it again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import contextvars
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -28,7 +30,10 @@ from ..store.store import ResultBatch
 from ..sweeps.space import Configuration
 from .calls import CacheReader, CallExecutor
 from .progress import Progress
-from .runner import BoundScorer, Runner, RunItem, run_id
+from .runner import BoundScorer, RunItem, Runner, run_id
+
+
+_current_config: contextvars.ContextVar[str | None] = contextvars.ContextVar("promptlooper_run_config", default=None)
 
 
 class RunAbandoned(BaseException):  # noqa: N818 - a control-flow signal, like CancelledError
@@ -36,7 +41,7 @@ class RunAbandoned(BaseException):  # noqa: N818 - a control-flow signal, like C
 
 
 FLUSH_EVERY = 0.05  # seconds: how stale the store (and other processes' view) may be
-FLUSH_MAX = 1000  # runs per transaction
+FLUSH_MAX = 1024  # runs per transaction; a power of two, like the store's statement sizes (few statements)
 MAX_BACKLOG = 4  # full batches waiting for the writer before workers wait for it
 POLL_EVERY = 0.25  # seconds between reads of steering requests
 
@@ -93,6 +98,7 @@ class Sweep:
         self._batch = ResultBatch()  # open: finished runs, cache entries and events go here
         self._full: list[ResultBatch] = []  # FLUSH_MAX runs each, waiting for the writer
         self._writing: list[ResultBatch] = []  # handed to the writer thread, not committed yet
+        self._write_thread: concurrent.futures.ThreadPoolExecutor | None = None
         self._flushed = asyncio.Event()  # set after each flush, for workers held by the backlog
         self._writer_failed = False
         self._config_stats: dict[str, list[float]] = {}
@@ -107,6 +113,8 @@ class Sweep:
         self.driver: Callable[[Sweep], Awaitable[None]] | None = None
         self.guided: Any = None  # the GuidedDriver of a guided sweep (its stop reason, candidates)
         self._finished: set[str] = set()
+        self._inflight: dict[str, str] = {}  # run id -> configuration id, for runs being executed
+        self._allowed: set[str] | None = None  # after a redirect: the configurations still wanted
         self.runner: Runner | None = None
 
     # ------------------------------------------------------------------ public steering (in-process)
@@ -131,8 +139,12 @@ class Sweep:
     # ------------------------------------------------------------------ main
     async def run(self) -> Progress:
         wstore = Store(self.store_path)
+        wstore.use_bulk_cache()
         rstore = Store(self.store_path)
         plan = self.plan
+        # Every write, and finally the close, runs on this one thread, in order: a cancelled flush
+        # cannot be stopped in its thread, and the connection must outlive it.
+        self._write_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="promptlooper-writer")
         try:
             finished = await asyncio.to_thread(rstore.finished_run_ids, plan.experiment_id)
             planned = {run_id(plan.experiment_id, c.id, sid, r) for c in plan.configurations for sid, _ in plan.samples for r in range(plan.repeat)} if len(finished) else set()
@@ -189,7 +201,8 @@ class Sweep:
                 await self.pool.aclose()
             return self.progress
         finally:
-            wstore.close()
+            self._write_thread.submit(wstore.close)
+            self._write_thread.shutdown(wait=True)  # at once, unless a cancellation left a write running
             rstore.close()
 
     def _finish_status(self) -> None:
@@ -214,6 +227,9 @@ class Sweep:
             await self._gate.wait()
         if self._stopping:
             raise RunAbandoned  # stop: a run still waiting for its first call is left for the next sweep
+        current = _current_config.get()
+        if self._allowed is not None and current is not None and current not in self._allowed:
+            raise RunAbandoned  # redirect dropped this run's configuration before its call
 
     @property
     def stopping(self) -> bool:
@@ -238,10 +254,17 @@ class Sweep:
                 self._flushed.clear()  # the writer is behind: let it catch up before starting more runs
                 await self._flushed.wait()
             self.emit("run.started", {"run_id": item.run_id, "config_id": item.config.id, "sample_id": item.sample_id})
+            self._inflight[item.run_id] = item.config.id
+            _current_config.set(item.config.id)  # per worker task: what a redirect may have dropped
             try:
                 record = await runner.execute(item)
             except RunAbandoned:
-                return
+                if self._stopping:
+                    return
+                continue  # its configuration was redirected away before its first call
+            finally:
+                self._inflight.pop(item.run_id, None)
+                _current_config.set(None)
             self._record(record, item)
             for listener in self.run_listeners:
                 listener(record, item)
@@ -249,6 +272,7 @@ class Sweep:
     def _record(self, record: RunRecord, item: RunItem) -> None:
         p = self.progress
         p.done += 1
+        p.total = max(p.total, p.done)  # a dropped run whose call was already out still lands
         spent_in = sum(s.tokens_in for s in record.stages if s.kind == "prompt" and not s.cached)
         spent_out = sum(s.tokens_out for s in record.stages if s.kind == "prompt" and not s.cached)
         p.tokens_in += spent_in
@@ -340,9 +364,13 @@ class Sweep:
 
     async def _flush(self, store: Store, final: bool = False) -> None:
         batches = self._take()
-        self._writing = batches
+        self._writing += batches
+        assert self._write_thread is not None
+        # Shielded: cancelling the wait (the sweep ending, Ctrl+C) must not cancel the write itself.
+        # Unshielded, a write still queued for the thread was cancelled with it, and its batches lost.
+        job = self._write_thread.submit(self._write, store, batches, final)
         try:
-            await asyncio.to_thread(self._write, store, batches, final)
+            await asyncio.shield(asyncio.wrap_future(job))
         finally:
             self._flushed.set()
 
@@ -350,7 +378,8 @@ class Sweep:
         # One transaction per batch; an empty one still writes the progress row (the heartbeat).
         for batch in batches or [ResultBatch()]:
             store.write_batch(batch, self._sweep_row())
-        self._writing = []
+            if batch in self._writing:
+                self._writing.remove(batch)
         if final and self.progress.status in ("completed", "stopped"):
             store.set_experiment_status(self.plan.experiment_id, self.progress.status)
         for listener in self.listeners:
@@ -397,9 +426,14 @@ class Sweep:
         pending = {rid for batch in (*self._writing, *self._full, self._batch) for rid in batch.run_ids}
         done_now = pending | await asyncio.to_thread(store.finished_run_ids, self.plan.experiment_id)
         self.plan.configurations = configs
-        self._items = self.plan.items(done_now | self._finished)
+        keep = {c.id for c in configs}
+        self._allowed = keep
+        # Runs in flight are neither re-queued nor counted twice: kept ones finish and count,
+        # dropped ones are abandoned at their next call (calls already sent still land).
+        skip = done_now | self._finished | set(self._inflight)
+        self._items = self.plan.items(skip)
         new_ids = {run_id(self.plan.experiment_id, c.id, sid, r) for c in configs for sid, _ in self.plan.samples for r in range(self.plan.repeat)}
-        remaining = len(new_ids - done_now - self._finished)
+        remaining = len(new_ids - skip) + sum(1 for cid in self._inflight.values() if cid in keep)
         self.progress.total = self.progress.done + remaining
         self.emit("experiment.redirected", {"space": space, "configurations": len(configs), "remaining_runs": remaining,
                                             "sweep_id": self.sweep_id})

@@ -18,8 +18,10 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
 from ..errors import EndpointError, ProviderError
+from ..hashing import json_encoder
 from .base import ChatRequest, ChatResponse, Provider
 
 
@@ -47,6 +49,9 @@ def _error_message(body: str) -> str:
         return body[:300]
 
 
+_json_dumps = json_encoder()  # json.dumps, without building an encoder per request
+
+
 class OpenAICompatible(Provider):
     def __init__(
         self,
@@ -61,6 +66,8 @@ class OpenAICompatible(Provider):
         self.name = name
         self.base_url = base_url.rstrip("/")
         self.identity = self.base_url
+        # Parsed once: aiohttp parses a str URL on every request (~10% of a loopback call's CPU).
+        self._chat_url = URL(f"{self.base_url}/chat/completions")
         self.max_concurrency = max_concurrency
         self.timeout = timeout
         self.max_retries = max_retries
@@ -84,7 +91,7 @@ class OpenAICompatible(Provider):
                 headers=self._headers,
                 connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
                 timeout=aiohttp.ClientTimeout(total=self.timeout, sock_connect=min(10.0, self.timeout)),
-                json_serialize=json.dumps,
+                json_serialize=_json_dumps,
             )
         return self._session
 
@@ -92,11 +99,11 @@ class OpenAICompatible(Provider):
         body: dict[str, Any] = {"model": request.model, "messages": request.messages, **request.params}
         started = time.perf_counter()
         try:
-            async with self._client().post(f"{self.base_url}/chat/completions", json=body) as resp:
+            async with self._client().post(self._chat_url, json=body) as resp:
                 raw = await resp.read()
                 status = resp.status
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
             raise ProviderError(f"timed out after {self.timeout:g}s", retryable=True) from exc
         except aiohttp.ClientError as exc:
             raise ProviderError(f"connection failed: {type(exc).__name__}: {exc}", retryable=True) from exc
@@ -126,7 +133,7 @@ class OpenAICompatible(Provider):
                 raw = await resp.read()
                 if resp.status != 200:
                     raise EndpointError(f"{self.base_url}/models answered HTTP {resp.status}: {_error_message(raw.decode('utf-8', 'replace'))}")
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise EndpointError(f"cannot reach {self.base_url}: {type(exc).__name__}: {exc}") from exc
         try:
             return sorted(m["id"] for m in json.loads(raw)["data"])

@@ -20,9 +20,9 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
-from functools import lru_cache
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,6 @@ from ..errors import NotFoundError, SweepConflictError
 from ..hashing import json_encoder
 from .db import Connection, connect, default_path
 from .schema import migrations
-
 
 _second: tuple[int, str] = (-1, "")  # (a UTC second, its "YYYY-MM-DDTHH:MM:SS." text), one tuple so threads see a pair
 
@@ -155,7 +154,10 @@ class ResultBatch:
 # Multi-row statements. sqlite3 releases the GIL around every step, and executemany steps once a
 # row: while the event loop is busy, a writer thread then waits for the GIL (up to the 5 ms switch
 # interval) once a row, and a batch of 1,000 runs took seconds. A multi-row INSERT is one step.
-_MAX_ROWS = 256  # rows per statement; a power of two (see _row_chunks)
+# Rows per statement, a power of two (see _row_chunks): fewer, bigger statements mean fewer GIL
+# round trips, but cost more per row (measured: 1,024-row statements ~1.5x 128-row ones) and
+# more memory in the connection's statement cache (~1.5 MB for a 512-row runs statement).
+_MAX_ROWS = 512
 
 
 def _row_chunks(n: int, max_rows: int) -> Iterator[tuple[int, int]]:
@@ -176,14 +178,14 @@ def _row_chunks(n: int, max_rows: int) -> Iterator[tuple[int, int]]:
         size >>= 1
 
 
-@lru_cache(maxsize=None)
-def _rows_sql(head: str, width: int, rows: int, tail: str) -> str:
-    """``head VALUES (?2,..,?w+1<tail>),(...)``: ?1 is shared by every row (the batch's timestamp)."""
+@cache
+def _rows_sql(head: str, width: int, rows: int, tail: str, suffix: str = "") -> str:
+    """``head VALUES (?2,..,?w+1<tail>),(...) suffix``: ?1 is shared by every row (the batch's timestamp)."""
     groups = ("(" + ",".join(f"?{2 + r * width + j}" for j in range(width)) + tail + ")" for r in range(rows))
-    return f"{head} VALUES {','.join(groups)}"
+    return f"{head} VALUES {','.join(groups)}{suffix}"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _in_sql(head: str, rows: int) -> str:
     return f"{head} ({','.join(f'?{2 + r}' for r in range(rows))})"
 
@@ -196,14 +198,20 @@ def _max_rows(c: sqlite3.Connection, width: int) -> int:
     return rows
 
 
-def _insert_rows(c: sqlite3.Connection, head: str, rows: Sequence[tuple[Any, ...]], ts: str, tail: str = "") -> None:
+_RUN_COLUMNS = ("id", "experiment_id", "config_id", "sample_id", "sample_index", "repeat", "sweep_id", "status", "error",
+                "started_at", "completed_at", "duration_ms", "latency_ms", "tokens_in", "tokens_out", "cost", "score", "output")
+_RUN_UPSERT = " ON CONFLICT(id) DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in _RUN_COLUMNS[1:])
+
+
+def _insert_rows(c: sqlite3.Connection, head: str, rows: Sequence[tuple[Any, ...]], ts: str, tail: str = "",
+                 suffix: str = "") -> None:
     if not rows:
         return
     width = len(rows[0])
     for start, size in _row_chunks(len(rows), _max_rows(c, width)):
         params: list[Any] = [ts]
         params.extend(itertools.chain.from_iterable(rows[start : start + size]))
-        c.execute(_rows_sql(head, width, size, tail), params)
+        c.execute(_rows_sql(head, width, size, tail, suffix), params)
 
 
 def _delete_in(c: sqlite3.Connection, head: str, ids: Sequence[str], ts: str) -> None:
@@ -226,7 +234,8 @@ class Store:
                 migrations.apply(self.db)
 
     def close(self) -> None:
-        self.cx.conn.close()
+        with self.cx.lock:  # not while another thread is inside a transaction or query on it
+            self.cx.conn.close()
 
     # ------------------------------------------------------------------ projects & experiments
     def upsert_project(self, name: str, description: str = "") -> str:
@@ -364,6 +373,16 @@ class Store:
             batch.add_event(*ev)
         return self.write_batch(batch, sweep_update)
 
+    def use_bulk_cache(self, megabytes: int = 32) -> None:
+        """A bigger page cache for a connection that writes a sweep's results.
+
+        Runs, stage results and scores are keyed by hashes, so a batch's inserts land all over each
+        index: past ~50,000 runs the default 2 MB cache misses most of those pages (measured at
+        60,000 runs: 174 µs of writer CPU a run, 148 µs with 32 MB). Memory is only taken as used.
+        """
+        with self.cx.lock:
+            self.cx.conn.execute(f"PRAGMA cache_size=-{int(megabytes) * 1024}")
+
     def write_batch(self, batch: ResultBatch, sweep_update: dict[str, Any] | None = None) -> list[int]:
         """Write ``batch`` (and the sweep's progress row) in one transaction; returns the event ids."""
         ts = now_iso()
@@ -374,9 +393,9 @@ class Store:
                 # A failed run that is retried replaces its earlier record and children.
                 _delete_in(c, "DELETE FROM stage_results WHERE run_id IN", batch.run_ids, ts)
                 _delete_in(c, "DELETE FROM scores WHERE source = 'auto' AND run_id IN", batch.run_ids, ts)
-                _insert_rows(c, "INSERT OR REPLACE INTO runs (id, experiment_id, config_id, sample_id, sample_index, repeat, sweep_id,"
-                                " status, error, started_at, completed_at, duration_ms, latency_ms, tokens_in, tokens_out, cost, score,"
-                                " output)", batch.runs, ts)
+                # An upsert, not INSERT OR REPLACE: replacing would delete the row and, through
+                # ON DELETE CASCADE, the human ratings of a run that is run again.
+                _insert_rows(c, f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)})", batch.runs, ts, suffix=_RUN_UPSERT)
                 _insert_rows(c, "INSERT OR REPLACE INTO stage_results (run_id, stage_index, stage_name, kind, prompt_sent, response_raw,"
                                 " model_used, endpoint, parameters, tokens_in, tokens_out, latency_ms, cached, cache_key)", batch.stages, ts)
                 _insert_rows(c, "INSERT OR REPLACE INTO scores (run_id, scorer, value, metadata, scorer_name, scorer_args, source,"

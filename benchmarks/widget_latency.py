@@ -1,0 +1,162 @@
+"""Does a notebook stay responsive while a sweep updates the widgets?
+
+    .venv/bin/python benchmarks/widget_latency.py             # 2,000 runs, all views
+    .venv/bin/python benchmarks/widget_latency.py --runs 500  # quicker
+
+A real IPython kernel (jupyter_client) starts a 2,000-run sweep on the fake server (a separate
+process, 50 ms per call, concurrency 16) and displays ``promptlooper.ui.workbench`` (live
+progress, leaderboard, steering, timeline, charts: every refresh loop running). While the sweep
+runs, the client executes a trivial cell again and again and times each round trip
+(execute_request -> execute_reply), which is what a person feels when they run a cell. The same
+cells are timed first with nothing running, as the baseline.
+
+Target: the cells' p95 <= 100 ms while the sweep updates the widgets. Figures are printed and
+written to ``benchmarks/widget_latency.json``. On a 2-core machine the fake
+server, the kernel's sweep and the client share the cores, so the figures are noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+SETUP = """
+import promptlooper as pl, promptlooper.ui as plui
+from IPython.display import display
+wb = pl.Workbench({db!r})
+exp = pl.Experiment(
+    project="bench", name="widget-latency",
+    samples=[{{"question": f"q{{i}}", "reference": "alpha"}} for i in range(10)],
+    stages=[pl.PromptStage(name="answer", model="fake/fake-small", system="{{{{ persona }}}}", user="{{{{ question }}}}",
+                           params={{"max_tokens": 8}})],
+    space={{"persona": ["terse", "verbose"], "answer.temperature": [round(i / {temps}, 4) for i in range({temps})]}},
+    scorers=[{{"name": "keyword", "words": ["alpha", "bravo"]}}, {{"name": "length", "max_words": 6}}],
+    endpoints={{"fake": {{"base_url": {base_url!r}, "max_concurrency": 64}}}},
+    concurrency=16,
+)
+handle = wb.start(exp)
+views = {views!r}
+if views == ["all"]:
+    dash = plui.workbench(wb, exp, handle)
+    display(dash)
+else:
+    shown = [plui.LiveSweep(wb, exp, handle) if v == "LiveSweep" else getattr(plui, v)(wb, exp) for v in views]
+    display(*[getattr(v, "widget", v) for v in shown])
+"""
+TRIVIAL = "x = sum(range(1000))"
+
+
+def run_cell(kc: Any, code: str, timeout: float = 60.0) -> tuple[float, dict[str, Any]]:
+    start = time.perf_counter()
+    msg_id = kc.execute(code, silent=False, store_history=False)
+    while True:
+        reply = kc.get_shell_msg(timeout=timeout)
+        if reply["parent_header"].get("msg_id") == msg_id:
+            break
+    elapsed = time.perf_counter() - start
+    if reply["content"]["status"] != "ok":
+        raise RuntimeError(f"cell failed: {reply['content']}")
+    return elapsed, reply
+
+
+def evaluate(kc: Any, expr: str) -> Any:
+    _, reply = run_cell(kc, "pass")  # make sure nothing is queued
+    msg_id = kc.execute("", user_expressions={"v": expr})
+    while True:
+        reply = kc.get_shell_msg(timeout=60)
+        if reply["parent_header"].get("msg_id") == msg_id:
+            break
+    value = reply["content"]["user_expressions"]["v"]
+    if value["status"] != "ok":
+        raise RuntimeError(value)
+    return eval(value["data"]["text/plain"])  # noqa: S307 - our own expression's repr
+
+
+def drain_iopub(kc: Any) -> None:
+    while True:
+        try:
+            kc.get_iopub_msg(timeout=0.01)
+        except Exception:  # noqa: BLE001 - queue.Empty
+            return
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
+    return {"n": len(values), "p50_ms": 1000 * statistics.median(values), "p95_ms": 1000 * pick(0.95),
+            "max_ms": 1000 * max(values), "mean_ms": 1000 * statistics.fmean(values)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=2000, help="runs in the sweep (2 personas x 10 samples x N temperatures)")
+    parser.add_argument("--latency", type=float, default=0.05, help="fake server latency per call, seconds")
+    parser.add_argument("--pause", type=float, default=0.05, help="seconds between timed cells")
+    parser.add_argument("--views", default="all", help="'all' (the composed dashboard), 'none', or names: LiveSweep,Leaderboard,...")
+    args = parser.parse_args()
+
+    from jupyter_client.manager import start_new_kernel
+
+    from promptlooper.testing import fake_server_process
+
+    temps = max(1, args.runs // 20)
+    with tempfile.TemporaryDirectory() as tmp, fake_server_process(args.latency) as base_url:
+        km, kc = start_new_kernel(kernel_name="python3", cwd=tmp)
+        try:
+            run_cell(kc, "import promptlooper, promptlooper.ui, ipywidgets, anywidget, plotly")
+            baseline = [run_cell(kc, TRIVIAL)[0] for _ in range(40)]
+            views = [] if args.views == "none" else [v.strip() for v in args.views.split(",")]
+            setup = SETUP.format(db=str(Path(tmp) / "bench.db"), temps=temps, base_url=base_url, views=views)
+            setup_s, _ = run_cell(kc, setup, timeout=120)
+            during: list[float] = []
+            started = time.perf_counter()
+            while True:
+                elapsed, _ = run_cell(kc, TRIVIAL)
+                during.append(elapsed)
+                drain_iopub(kc)
+                if len(during) % 20 == 0 and evaluate(kc, "handle.done()"):
+                    break
+                time.sleep(args.pause)
+                if time.perf_counter() - started > 600:
+                    raise RuntimeError("the sweep did not finish in 10 minutes")
+            sweep_s = time.perf_counter() - started
+            info = evaluate(kc, "(handle.progress.done, handle.progress.total, handle.progress.status)")
+            if views == ["all"]:
+                info += evaluate(kc, "(dash.live.pushes, len(dash.leaderboard.rows), len(dash.timeline.events))")
+            else:
+                info += (0, 0, 0)
+        finally:
+            kc.stop_channels()
+            km.shutdown_kernel(now=True)
+
+    done, total, status, pushes, rows, events = info
+    result = {
+        "views": args.views, "runs": total, "status": status, "sweep_seconds": round(sweep_s, 2), "runs_per_s": round(done / sweep_s, 1),
+        "live_view_pushes": pushes, "pushes_per_s": round(pushes / sweep_s, 2), "leaderboard_rows": rows,
+        "timeline_events_shown": events, "setup_cell_s": round(setup_s, 2),
+        "baseline": {k: round(v, 1) for k, v in percentiles(baseline).items()},
+        "during_sweep": {k: round(v, 1) for k, v in percentiles(during).items()},
+    }
+    met = result["during_sweep"]["p95_ms"] <= 100
+    print(f"sweep: {total} runs, {status}, {sweep_s:.1f} s ({result['runs_per_s']} runs/s); "
+          f"live view pushed {pushes} times ({result['pushes_per_s']}/s)")
+    print(f"trivial cell, idle kernel : p50 {result['baseline']['p50_ms']:.1f} ms, p95 {result['baseline']['p95_ms']:.1f} ms")
+    print(f"trivial cell, during sweep: p50 {result['during_sweep']['p50_ms']:.1f} ms, p95 {result['during_sweep']['p95_ms']:.1f} ms, "
+          f"max {result['during_sweep']['max_ms']:.1f} ms over {result['during_sweep']['n']} cells  "
+          f"-> target p95 <= 100 ms: {'met' if met else 'NOT met'}")
+    if args.views == "all":
+        (HERE / "widget_latency.json").write_text(json.dumps(result, indent=2) + "\n")
+    return 0 if met else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,48 @@
+"""Live notebook widgets (anywidget): the Python side of the views whose ESM/CSS live in ``widgets/``.
+
+    import promptlooper as pl
+    import promptlooper.ui as plui
+
+    handle = wb.start(exp)
+    plui.workbench(wb, exp, handle)        # everything, composed (Experiment.dashboard())
+    plui.Leaderboard(wb, exp)              # or one view
+
+Views: :class:`LiveSweep`, :class:`Leaderboard`, :class:`DiffView`, :class:`Steering`,
+:class:`Rating`, :class:`Timeline`, :class:`Charts`. Everything is imported on first use, so
+``import promptlooper`` (and this module) never imports ipywidgets.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._base import default_readonly
+    from .charts import Charts
+    from .dashboard import Dashboard, workbench
+    from .diff import DiffView
+    from .leaderboard import Leaderboard
+    from .live import LiveSweep
+    from .rating import Rating
+    from .steering import Steering
+    from .timeline import Timeline
+
+_WHERE = {
+    "Charts": "charts", "Dashboard": "dashboard", "DiffView": "diff", "Leaderboard": "leaderboard",
+    "LiveSweep": "live", "Rating": "rating", "Steering": "steering", "Timeline": "timeline",
+    "default_readonly": "_base", "workbench": "dashboard",
+}
+
+__all__ = ["Charts", "Dashboard", "DiffView", "Leaderboard", "LiveSweep", "Rating", "Steering", "Timeline",
+           "default_readonly", "workbench"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

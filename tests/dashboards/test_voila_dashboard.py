@@ -1,0 +1,180 @@
+"""The read-only Voila dashboard in real headless Chromium, following a sweep run by another process."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import fake_experiment
+
+from promptlooper.testing import FakeServer
+
+CHROMIUM = shutil.which("chromium")
+pytestmark = [pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (scripts/install.sh --test)"),
+              pytest.mark.slow]
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+SECRET = "sk-dashboard-NEVER-SHOWN-7731"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _count(db: str, sql: str) -> int:
+    try:
+        with sqlite3.connect(db) as c:
+            return c.execute(sql).fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+
+
+def _wait_http(url: str, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            time.sleep(0.3)
+    raise AssertionError(f"{url} did not answer")
+
+
+@pytest.fixture
+def running_sweep(tmp_path, monkeypatch):
+    """A CLI sweep (another process) on a slow fake server: 600 runs, about 30 s."""
+    monkeypatch.setenv("PL_DASH_KEY", SECRET)
+    with FakeServer(latency=0.1, api_key=SECRET) as srv:
+        exp = fake_experiment(srv.base_url, name="live", concurrency=2,
+                              space={"answer.temperature": [round(i * 0.02, 2) for i in range(100)], "persona": ["terse", "verbose"]},
+                              endpoints={"fake": {"base_url": srv.base_url, "api_key_env": "PL_DASH_KEY"}})
+        f = tmp_path / "live.yaml"
+        f.write_text(yaml.safe_dump(exp.model_dump(mode="json", exclude_none=True)))
+        db = str(tmp_path / "dash.db")
+        proc = subprocess.Popen([sys.executable, "-m", "promptlooper.cli", "--db", db, "run", str(f), "--quiet"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 60
+            while _count(db, "SELECT COUNT(*) FROM runs") < 6 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            yield db
+        finally:
+            proc.kill()
+            proc.wait(10)
+
+
+@pytest.fixture
+def dashboard(running_sweep, tmp_path):
+    port = free_port()
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt"), "JUPYTER_CONFIG_DIR": str(tmp_path / "cfg"),
+           "JUPYTER_DATA_DIR": str(tmp_path / "data"), "IPYTHONDIR": str(tmp_path / "ipy")}
+    proc = subprocess.Popen([sys.executable, "-m", "promptlooper.cli", "--db", running_sweep, "dashboard", "--port", str(port)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/")
+        yield f"http://127.0.0.1:{port}", running_sweep
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(15)
+
+
+def test_dashboard_follows_the_sweep_and_cannot_write(dashboard):
+    from playwright.sync_api import sync_playwright
+
+    base, db = dashboard
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        ctx = p.chromium.launch_persistent_context(str(Path(db).parent / "chrome"), executable_path=CHROMIUM, headless=True,
+                                                   args=ARGS, viewport={"width": 1300, "height": 1000})
+        page = ctx.new_page()
+        failed: list[str] = []
+        page.on("requestfailed", lambda r: failed.append(r.url))
+        page.goto(f"{base}/voila/render/experiment.ipynb?experiment=tests/live", timeout=90_000)
+        page.wait_for_selector(".pl-table tbody tr", timeout=90_000)
+
+        # Progress advances while the sweep runs (the page reads the store; the sweep is another process).
+        def done_shown() -> int:
+            text = page.inner_text(".pl-live")
+            m = re.search(r"(\d+)\s*/\s*(\d+)\s*runs", text)
+            assert m, text
+            return int(m.group(1))
+
+        first = done_shown()
+        page.wait_for_function(
+            f"(() => {{ const m = document.querySelector('.pl-live').innerText.match(/(\\d+)\\s*\\/\\s*(\\d+)\\s*runs/); return m && +m[1] > {first}; }})()",
+            timeout=30_000)
+        assert done_shown() > first
+
+        # The leaderboard shows the configurations that the store has results for.
+        page.wait_for_timeout(3000)
+        shown = set(page.eval_on_selector_all(".pl-table tbody tr", "rows => rows.map(r => r.innerText)"))
+        shown_ids = {m.group(0) for row in shown for m in re.finditer(r"\b[0-9a-f]{12}\b", row)}
+        with sqlite3.connect(db) as c:
+            in_store = {r[0][:12] for r in c.execute(
+                "SELECT DISTINCT config_id FROM runs WHERE status IN ('completed','cached')")}
+        assert shown_ids and shown_ids <= in_store
+        assert len(shown_ids) >= len(in_store) - 6  # the page refreshes while more land
+
+        # No steering controls are rendered ...
+        for selector in (".pl-pause", ".pl-stop", ".pl-approve", ".pl-reject"):
+            assert page.locator(selector).count() == 0 or not page.locator(selector).first.is_visible()
+        # ... and crafted steering messages sent from the page change nothing in the store.
+        before = {t: _count(db, f"SELECT COUNT(*) FROM {t}") for t in ("configurations WHERE decision IS NOT NULL",
+                                                                        "scores WHERE source = 'human'")}
+        sent = page.evaluate("""async () => {
+            const wm = window.jupyterapp.widgetManager; let n = 0;
+            for (const p of Object.values(wm._models)) {
+                const m = await p;
+                if (m.get('_model_name') !== 'AnyModel') continue;
+                for (const msg of [{action: 'pause'}, {action: 'stop'}, {action: 'approve', reason: 'x'},
+                                   {action: 'reject', reason: 'x'}, {action: 'redirect', space: '{}'},
+                                   {action: 'rate', thumbs: 'up', stars: 5}, {action: 'fork', changes: '{}'}]) {
+                    m.send(msg); n += 1;
+                }
+            }
+            return n;
+        }""")
+        assert sent >= 7
+        page.wait_for_timeout(3000)
+        page.screenshot(path=str(ARTIFACTS / "voila-dashboard.png"), full_page=True)
+        html = page.content()
+        ctx.close()
+    for t, n in before.items():
+        assert _count(db, f"SELECT COUNT(*) FROM {t}") == n, t
+    steering = _count(db, "SELECT COUNT(*) FROM events WHERE type IN ('experiment.paused','experiment.stopped',"
+                          "'configuration.approved','configuration.rejected','experiment.redirected','run.rated','experiment.forked')")
+    assert steering == 0
+    assert _count(db, "SELECT COUNT(*) FROM sweeps WHERE status = 'paused' OR requested IS NOT NULL") == 0
+    assert SECRET not in html and "token=" not in html
+    assert not [u for u in failed if not u.startswith("http://127.0.0.1")], failed  # nothing asked of the internet
+
+
+def test_overview_lists_experiments(dashboard):
+    from playwright.sync_api import sync_playwright
+
+    base, db = dashboard
+    with sync_playwright() as p:
+        ctx = p.chromium.launch_persistent_context(str(Path(db).parent / "chrome2"), executable_path=CHROMIUM, headless=True, args=ARGS)
+        page = ctx.new_page()
+        page.goto(f"{base}/voila/render/overview.ipynb", timeout=90_000)
+        page.wait_for_selector(".pl-overview a.pl-link", timeout=90_000)
+        assert "live" in page.inner_text(".pl-overview")
+        href = page.get_attribute(".pl-overview a.pl-link", "href")
+        assert href == "experiment.ipynb?experiment=tests/live"
+        ctx.close()
