@@ -88,23 +88,25 @@ def test_pause_from_this_process_pauses_a_cli_sweep_in_another(tmp_path, db):
 
 def test_cli_pause_pauses_a_sweep_running_in_this_process(tmp_path, db):
     with FakeServer(latency=0.1) as srv:
-        exp = fake_experiment(srv.base_url, name="steer", space={"answer.temperature": [round(i * 0.01, 2) for i in range(40)]}, concurrency=4)
+        # 300 runs at 40/s: long enough to outlast the CLI's start-up on a loaded machine.
+        exp = fake_experiment(srv.base_url, name="steer", space={"answer.temperature": [round(i * 0.01, 2) for i in range(100)]},
+                              concurrency=4)
         wb = pl.Workbench(db)
         handle = wb.start(exp)
         _wait(lambda: handle.progress.done >= 4, timeout=30)
-        asked = time.monotonic()
         res = subprocess.run([*CLI, "--db", db, "pause", "tests/steer"], capture_output=True, text=True, timeout=60)
+        written = time.monotonic()  # the request is in the store when the CLI exits
         assert res.returncode == 0, res.stderr
         _wait(lambda: handle.status == "paused", timeout=5)
-        assert time.monotonic() - asked < 6  # includes the CLI's own start-up (imports)
+        assert time.monotonic() - written < 1.5  # "within about a second"
         subprocess.run([*CLI, "--db", db, "stop", "tests/steer"], capture_output=True, text=True, timeout=60, check=True)
         progress = handle.wait(30)
         assert progress.status == "stopped" and progress.done < progress.total
         # Running it again resumes: only the missing runs are called.
         srv.reset()
         again = wb.run(exp)
-        assert again.status == "completed" and again.done == again.total == 120
-        assert srv.stats()["completions"] == 120 - progress.done
+        assert again.status == "completed" and again.done == again.total == 300
+        assert srv.stats()["completions"] == 300 - progress.done
         wb.close()
 
 

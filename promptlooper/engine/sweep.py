@@ -32,7 +32,6 @@ from .calls import CacheReader, CallExecutor
 from .progress import Progress
 from .runner import BoundScorer, RunItem, Runner, run_id
 
-
 _current_config: contextvars.ContextVar[str | None] = contextvars.ContextVar("promptlooper_run_config", default=None)
 
 

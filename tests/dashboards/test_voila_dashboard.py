@@ -58,9 +58,9 @@ def _wait_http(url: str, timeout: float = 90) -> None:
 
 @pytest.fixture
 def running_sweep(tmp_path, monkeypatch):
-    """A CLI sweep (another process) on a slow fake server: 600 runs, about 30 s."""
+    """A CLI sweep (another process) on a slow fake server: 600 runs, about a minute."""
     monkeypatch.setenv("PL_DASH_KEY", SECRET)
-    with FakeServer(latency=0.1, api_key=SECRET) as srv:
+    with FakeServer(latency=0.2, api_key=SECRET) as srv:
         exp = fake_experiment(srv.base_url, name="live", concurrency=2,
                               space={"answer.temperature": [round(i * 0.02, 2) for i in range(100)], "persona": ["terse", "verbose"]},
                               endpoints={"fake": {"base_url": srv.base_url, "api_key_env": "PL_DASH_KEY"}})
@@ -73,7 +73,7 @@ def running_sweep(tmp_path, monkeypatch):
             deadline = time.monotonic() + 60
             while _count(db, "SELECT COUNT(*) FROM runs") < 6 and time.monotonic() < deadline:
                 time.sleep(0.2)
-            yield db
+            yield db, proc
         finally:
             proc.kill()
             proc.wait(10)
@@ -81,14 +81,15 @@ def running_sweep(tmp_path, monkeypatch):
 
 @pytest.fixture
 def dashboard(running_sweep, tmp_path):
+    db, sweep_proc = running_sweep
     port = free_port()
     env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt"), "JUPYTER_CONFIG_DIR": str(tmp_path / "cfg"),
            "JUPYTER_DATA_DIR": str(tmp_path / "data"), "IPYTHONDIR": str(tmp_path / "ipy")}
-    proc = subprocess.Popen([sys.executable, "-m", "promptlooper.cli", "--db", running_sweep, "dashboard", "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "promptlooper.cli", "--db", db, "dashboard", "--port", str(port)],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         _wait_http(f"http://127.0.0.1:{port}/")
-        yield f"http://127.0.0.1:{port}", running_sweep
+        yield f"http://127.0.0.1:{port}", db, sweep_proc
     finally:
         os.killpg(proc.pid, 15)
         proc.wait(15)
@@ -97,7 +98,7 @@ def dashboard(running_sweep, tmp_path):
 def test_dashboard_follows_the_sweep_and_cannot_write(dashboard):
     from playwright.sync_api import sync_playwright
 
-    base, db = dashboard
+    base, db, sweep_proc = dashboard
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
         ctx = p.chromium.launch_persistent_context(str(Path(db).parent / "chrome"), executable_path=CHROMIUM, headless=True,
@@ -121,15 +122,19 @@ def test_dashboard_follows_the_sweep_and_cannot_write(dashboard):
             timeout=30_000)
         assert done_shown() > first
 
-        # The leaderboard shows the configurations that the store has results for.
-        page.wait_for_timeout(3000)
-        shown = set(page.eval_on_selector_all(".pl-table tbody tr", "rows => rows.map(r => r.innerText)"))
-        shown_ids = {m.group(0) for row in shown for m in re.finditer(r"\b[0-9a-f]{12}\b", row)}
+        # The leaderboard shows the configurations the store has results for: stop the writer, let
+        # the page refresh, and compare.
+        sweep_proc.kill()
+        sweep_proc.wait(10)
         with sqlite3.connect(db) as c:
             in_store = {r[0][:12] for r in c.execute(
                 "SELECT DISTINCT config_id FROM runs WHERE status IN ('completed','cached')")}
+        page.wait_for_function(
+            f"document.querySelector('.pl-count') && document.querySelector('.pl-count').innerText.startsWith('{len(in_store)} ')",
+            timeout=30_000)
+        rows = page.eval_on_selector_all(".pl-table tbody tr", "rows => rows.map(r => r.innerText)")
+        shown_ids = {m.group(0) for row in rows for m in re.finditer(r"\b[0-9a-f]{12}\b", row)}
         assert shown_ids and shown_ids <= in_store
-        assert len(shown_ids) >= len(in_store) - 6  # the page refreshes while more land
 
         # No steering controls are rendered ...
         for selector in (".pl-pause", ".pl-stop", ".pl-approve", ".pl-reject"):
@@ -168,7 +173,7 @@ def test_dashboard_follows_the_sweep_and_cannot_write(dashboard):
 def test_overview_lists_experiments(dashboard):
     from playwright.sync_api import sync_playwright
 
-    base, db = dashboard
+    base, db, _ = dashboard
     with sync_playwright() as p:
         ctx = p.chromium.launch_persistent_context(str(Path(db).parent / "chrome2"), executable_path=CHROMIUM, headless=True, args=ARGS)
         page = ctx.new_page()
