@@ -16,6 +16,7 @@ from ._format import dump_mapping, fmt_int, fmt_value, parse_mapping, short
 from .leaderboard import classify_columns
 
 ACTIONS = ("pause", "resume", "stop", "fork", "redirect", "approve", "reject")
+STRATEGIES = ("grid", "random", "guided")
 LIVE = ("running", "paused")
 
 
@@ -139,16 +140,19 @@ class Steering(PLWidget):
         getattr(self.wb, verb)(self.experiment, self.selected["id"], by=self.by, reason=reason)
         self.notice = f"{'approved' if verb == 'approve' else 'rejected'} {self.selected['short']}"
 
-    def _on_fork(self, changes: str = "", name: str = "", start: bool = False) -> None:
+    def _on_fork(self, changes: str = "", name: str = "", start: bool = False, strategy: str = "") -> None:
         self._require("fork")
         edited = parse_mapping(changes, "fork parameters")
         varied = self._selected_varied if self.selected else {}
         child = self.wb.fork(self.experiment, self.selected.get("id") or None, fork_changes(edited, varied),
                              name=name.strip() or None)
         self.forks = [*self.forks, child.key]
+        if strategy and strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, not {strategy!r}")
         if start:
-            self.fork_handles[child.key] = self.wb.start(child)
-        self.notice = f"forked {child.key}" + (" and started it" if start else "")
+            # The start control's strategy: grid, random or guided (the space from the fork's changes).
+            self.fork_handles[child.key] = self.wb.start(child, strategy=strategy or None)
+        self.notice = f"forked {child.key}" + (f" and started a {strategy or child.strategy} sweep" if start else "")
 
     def _on_redirect(self, space: str = "") -> None:
         self._require("redirect")

@@ -110,8 +110,15 @@ def test_fork_and_start(done):
         view = Steering(wb, exp, live=False, readonly=False)
         assert view.handle_message({"action": "fork", "changes": "", "name": "", "start": True}), view.error
         key = view.forks[0]
-        assert key == "tests/fake-exp-fork1" and view.notice.endswith("and started it")
+        assert key == "tests/fake-exp-fork1" and view.notice.endswith("and started a grid sweep")
         final = await view.fork_handles[key]
         assert final.status == "completed" and final.done == 3  # the best configuration x 3 samples
+        # The start control offers the guided strategy too (the fork sweeps the changed values).
+        assert view.handle_message({"action": "fork", "changes": '{"answer.temperature": [0.0, 0.25, 0.5, 0.75, 1.0]}',
+                                    "name": "guided-fork", "start": True, "strategy": "guided"}), view.error
+        assert view.notice.endswith("and started a guided sweep")
+        guided = await view.fork_handles["tests/guided-fork"]
+        assert guided.status == "completed" and guided.stop_reason
+        assert not view.handle_message({"action": "fork", "changes": "", "name": "x", "start": True, "strategy": "nope"})
 
     asyncio.run(scenario())

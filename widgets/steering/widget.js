@@ -23,6 +23,8 @@ export default {
     const spaceText = h("textarea", { class: "pl-space-text", rows: "5", spellcheck: "false" });
     const forkName = h("input", { class: "pl-fork-name", type: "text", placeholder: "fork name (optional)" });
     const forkStart = h("input", { class: "pl-fork-start", type: "checkbox", checked: true });
+    const forkStrategy = h("select", { class: "pl-fork-strategy", title: "how to sweep the fork's space" },
+      ...["grid", "random", "guided"].map((v) => h("option", { value: v, text: v })));
     const dirty = new Set(); // editors the user typed in: Python's prefill no longer overwrites them
     forkText.addEventListener("input", () => dirty.add("fork_text"));
     spaceText.addEventListener("input", () => dirty.add("space_text"));
@@ -34,7 +36,7 @@ export default {
     const approve = btn("pl-approve", "✓ Approve", () => send({ action: "approve", reason: reason.value }));
     const reject = btn("pl-reject", "✗ Reject", () => send({ action: "reject", reason: reason.value }));
     const fork = btn("pl-fork-btn", "Fork", () => {
-      send({ action: "fork", changes: forkText.value, name: forkName.value, start: forkStart.checked });
+      send({ action: "fork", changes: forkText.value, name: forkName.value, start: forkStart.checked, strategy: forkStrategy.value });
       dirty.delete("fork_text");
     });
     const redirect = btn("pl-redirect-btn", "Redirect", () => {
@@ -53,7 +55,7 @@ export default {
       h("summary", { text: "Fork: a new experiment from the selected (or best) configuration" }),
       h("div", { class: "pl-hint", text: "Edit values (a list sweeps them in the fork). JSON or YAML." }),
       forkText,
-      h("div", { class: "pl-row-buttons" }, forkName, h("label", {}, forkStart, " start it now"), fork),
+      h("div", { class: "pl-row-buttons" }, forkName, h("label", {}, forkStart, " start it now"), forkStrategy, fork),
       forks);
     const redirectBox = h("details", { class: "pl-redirect" },
       h("summary", { text: "Redirect: change the remaining space of the sweep" }),
