@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ProviderError
-from ..hashing import canonical_json, content_hash
+from ..hashing import content_hash
 from ..providers.base import ChatRequest, ChatResponse, Provider
 from ..store import CacheEntry, Store
 from .limits import AdaptiveLimit, backoff_delay
@@ -166,6 +166,3 @@ class CallExecutor:
             await asyncio.sleep(backoff_delay(attempt, retry_after=error.retry_after))
             attempt += 1
 
-
-def explain_material(material: dict[str, Any]) -> str:
-    return canonical_json(material)

@@ -162,7 +162,7 @@ class Runner:
                 record.stages.append(stage_rec)
                 record.tokens_in += stage_rec.tokens_in
                 record.tokens_out += stage_rec.tokens_out
-                run_cost += self._stage_cost(stage_rec)
+                run_cost += self.stage_cost(stage_rec)
                 latency += stage_rec.latency_ms or 0.0
                 outputs[stage["name"]] = output
                 ctx[stage["name"]] = output
@@ -199,7 +199,7 @@ class Runner:
         record.duration_ms = (time.perf_counter() - t0) * 1000
         return record
 
-    def _stage_cost(self, stage: StageRecord) -> float:
+    def stage_cost(self, stage: StageRecord) -> float:
         if stage.kind != "prompt" or not stage.endpoint:
             return 0.0
         return cost(stage.tokens_in, stage.tokens_out, self.price(stage.endpoint, stage.model_used or ""))

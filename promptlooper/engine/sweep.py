@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import SweepConflictError
-from ..providers.pricing import cost
 from ..store import CacheEntry, RunRecord, Store, now_iso
 from ..store.store import ResultBatch
 from ..sweeps.space import Configuration
@@ -272,12 +271,13 @@ class Sweep:
         p = self.progress
         p.done += 1
         p.total = max(p.total, p.done)  # a dropped run whose call was already out still lands
-        spent_in = sum(s.tokens_in for s in record.stages if s.kind == "prompt" and not s.cached)
-        spent_out = sum(s.tokens_out for s in record.stages if s.kind == "prompt" and not s.cached)
-        p.tokens_in += spent_in
-        p.tokens_out += spent_out
-        if spent_in or spent_out:
-            p.cost += sum(self.runner_cost(s) for s in record.stages if s.kind == "prompt" and not s.cached)
+        # Only calls that went out spend: cache hits cost nothing.
+        spent = [s for s in record.stages if s.kind == "prompt" and not s.cached]
+        if spent:
+            assert self.runner is not None
+            p.tokens_in += sum(s.tokens_in for s in spent)
+            p.tokens_out += sum(s.tokens_out for s in spent)
+            p.cost += sum(self.runner.stage_cost(s) for s in spent)
         p.calls = self.calls.calls
         p.cache_hits = self.calls.hits
         if record.status == "failed":
@@ -299,10 +299,6 @@ class Sweep:
 
     def _add_cache_entry(self, entry: CacheEntry) -> None:
         self._batch.add_cache(entry)
-
-    def runner_cost(self, stage: Any) -> float:
-        price = self.runner.price if self.runner is not None else self.pool.price  # the runner's is memoised
-        return cost(stage.tokens_in, stage.tokens_out, price(stage.endpoint, stage.model_used or ""))
 
     def _load_best(self, store: Store) -> None:
         with store.cx.read() as c:

@@ -501,10 +501,6 @@ class Store:
         row["request"] = json.loads(row["request"])
         return row
 
-    def cache_stats(self) -> dict[str, Any]:
-        row = next(self.db.query("SELECT COUNT(*) AS entries, COALESCE(SUM(tokens_in + tokens_out), 0) AS tokens FROM response_cache"))
-        return dict(row)
-
     # ------------------------------------------------------------------ events
     def _insert_events(self, c: Any, events: Sequence[tuple[str, str | None, str, dict[str, Any]]], ts: str) -> list[int]:
         return self._insert_event_rows(c, [(ev_ts, eid, etype, _dumps(payload)) for ev_ts, eid, etype, payload in events], ts)

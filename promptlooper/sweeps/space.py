@@ -39,10 +39,6 @@ class Target:
     stages: tuple[str, ...]  # stage names it applies to ("stage" kind)
     field: str
 
-    @property
-    def is_param(self) -> bool:
-        return self.kind == "stage" and self.field not in STAGE_TEXT_FIELDS
-
 
 def resolve_key(exp: Experiment, key: str) -> Target:
     names = [s.name for s in exp.stages]
