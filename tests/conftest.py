@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import fake_experiment
 
 import promptlooper as pl
 from promptlooper.testing import FakeServer
@@ -35,29 +36,6 @@ def wb(db: str) -> Iterator[pl.Workbench]:
     w = pl.Workbench(db)
     yield w
     w.close()
-
-
-def fake_experiment(base_url: str, name: str = "fake-exp", **over: Any) -> pl.Experiment:
-    """A small experiment on the fake endpoint: 2 temperatures x 2 personas x 3 samples."""
-    data: dict[str, Any] = {
-        "project": "tests",
-        "name": name,
-        "samples": [
-            {"question": "capital of France", "reference": "paris"},
-            {"question": "capital of Japan", "reference": "tokyo"},
-            {"question": "capital of Italy", "reference": "rome"},
-        ],
-        "stages": [{"name": "answer", "model": "fake/fake-small", "system": "{{ persona }}", "user": "Q: {{ question }}",
-                    "params": {"max_tokens": 8}}],
-        "space": {"answer.temperature": [0.0, 0.5], "persona": ["terse", "verbose"]},
-        "scorers": [{"name": "length", "max_words": 6}, {"name": "keyword", "words": ["alpha", "bravo"], "weight": 2}],
-        "endpoints": {"fake": {"base_url": base_url, "max_retries": 8, "max_concurrency": 16}},
-        "concurrency": 8,
-    }
-    data.update(over)
-    if "persona" not in data["space"] and "stages" not in over:
-        data["stages"][0].pop("system")
-    return pl.Experiment.model_validate(data)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import fake_experiment
+from helpers import fake_experiment
 
 CLI = [sys.executable, "-m", "promptlooper.cli"]
 README = Path(__file__).resolve().parent.parent / "README.md"

@@ -17,7 +17,10 @@ import anyio
 import httpx
 import pytest
 import yaml
-from conftest import fake_experiment
+from helpers import fake_experiment, free_port
+from helpers import runs_done as _runs_done
+from helpers import sweep_status as _sweep_status
+from helpers import wait as _wait
 from mcp import Client, StdioServerParameters
 
 import promptlooper as pl
@@ -38,33 +41,6 @@ needs_ask_tell = pytest.mark.xfail(not HAS_ASK_TELL, strict=False,
 
 
 # --------------------------------------------------------------------------- helpers
-def _wait(predicate, timeout=10.0, every=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("condition not reached in time")
-
-
-def _sweep_status(db: str) -> str | None:
-    try:
-        with sqlite3.connect(db) as c:
-            row = c.execute("SELECT status FROM sweeps ORDER BY started_at DESC LIMIT 1").fetchone()
-    except sqlite3.OperationalError:
-        return None
-    return row[0] if row else None
-
-
-def _runs_done(db: str) -> int:
-    try:
-        with sqlite3.connect(db) as c:
-            return c.execute("SELECT COUNT(*) FROM runs WHERE status IN ('completed','cached')").fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0
-
-
 def _exp_json(base_url: str, **over: Any) -> dict[str, Any]:
     return fake_experiment(base_url, **over).model_dump(mode="json", exclude_none=True)
 
@@ -86,14 +62,8 @@ async def fails(client: Client, tool: str, args: dict[str, Any]) -> str:
     return text
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _start_http(db: str, env: dict[str, str]) -> tuple[subprocess.Popen[str], int]:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([*CLI, "--db", db, "mcp", "--transport", "http", "--port", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
 

@@ -15,39 +15,15 @@ from pathlib import Path
 import pytest
 import yaml
 from aiohttp import web
-from conftest import fake_experiment
+from helpers import fake_experiment
+from helpers import runs_done as _runs_done
+from helpers import sweep_status as _sweep_status
+from helpers import wait as _wait
 
 import promptlooper as pl
 from promptlooper.testing import FakeServer
 
 CLI = [sys.executable, "-m", "promptlooper.cli"]
-
-
-def _wait(predicate, timeout=10.0, every=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("condition not reached in time")
-
-
-def _query(db: str, sql: str, default):
-    try:
-        with sqlite3.connect(db) as c:
-            row = c.execute(sql).fetchone()
-    except sqlite3.OperationalError:  # the other process is still creating the schema
-        return default
-    return row[0] if row else default
-
-
-def _sweep_status(db: str) -> str | None:
-    return _query(db, "SELECT status FROM sweeps ORDER BY started_at DESC LIMIT 1", None)
-
-
-def _runs_done(db: str) -> int:
-    return _query(db, "SELECT COUNT(*) FROM runs WHERE status IN ('completed','cached')", 0)
 
 
 def _write_exp(tmp_path: Path, base_url: str, n_temps: int = 40, **over) -> Path:

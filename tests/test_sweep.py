@@ -7,7 +7,7 @@ import math
 import sqlite3
 
 import pytest
-from conftest import fake_experiment
+from helpers import fake_experiment
 
 import promptlooper as pl
 from promptlooper.testing import FakeServer, Faults

@@ -6,7 +6,7 @@ import asyncio
 import sqlite3
 
 import pytest
-from conftest import fake_experiment
+from helpers import fake_experiment
 
 import promptlooper as pl
 from promptlooper.engine.calls import cache_key_material

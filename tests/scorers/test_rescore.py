@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
-from conftest import fake_experiment
+from helpers import fake_experiment
 
 import promptlooper as pl
 from promptlooper.ratings import rate

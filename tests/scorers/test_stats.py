@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import fake_experiment
+from helpers import fake_experiment
 
 import promptlooper as pl
 from promptlooper import stats

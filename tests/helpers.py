@@ -1,0 +1,71 @@
+"""Helpers shared by the tests (a module of its own: `conftest` names two files, tests/ and tests/ui/).
+
+A small experiment on the fake endpoint, waiting, free ports, and reading another process's store.
+"""
+
+from __future__ import annotations
+
+import socket
+import sqlite3
+import time
+from typing import Any
+
+import promptlooper as pl
+
+
+def wait(predicate: Any, timeout: float = 10.0, every: float = 0.05) -> Any:
+    """Poll ``predicate`` until it returns something true; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("condition not reached in time")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def db_value(db: str, sql: str, default: Any = None) -> Any:
+    """First column of the first row, or ``default`` while the other process creates the schema."""
+    try:
+        with sqlite3.connect(db) as c:
+            row = c.execute(sql).fetchone()
+    except sqlite3.OperationalError:
+        return default
+    return row[0] if row else default
+
+
+def sweep_status(db: str) -> str | None:
+    return db_value(db, "SELECT status FROM sweeps ORDER BY started_at DESC LIMIT 1")
+
+
+def runs_done(db: str) -> int:
+    return int(db_value(db, "SELECT COUNT(*) FROM runs WHERE status IN ('completed','cached')", 0))
+
+
+def fake_experiment(base_url: str, name: str = "fake-exp", **over: Any) -> pl.Experiment:
+    """A small experiment on the fake endpoint: 2 temperatures x 2 personas x 3 samples."""
+    data: dict[str, Any] = {
+        "project": "tests",
+        "name": name,
+        "samples": [
+            {"question": "capital of France", "reference": "paris"},
+            {"question": "capital of Japan", "reference": "tokyo"},
+            {"question": "capital of Italy", "reference": "rome"},
+        ],
+        "stages": [{"name": "answer", "model": "fake/fake-small", "system": "{{ persona }}", "user": "Q: {{ question }}",
+                    "params": {"max_tokens": 8}}],
+        "space": {"answer.temperature": [0.0, 0.5], "persona": ["terse", "verbose"]},
+        "scorers": [{"name": "length", "max_words": 6}, {"name": "keyword", "words": ["alpha", "bravo"], "weight": 2}],
+        "endpoints": {"fake": {"base_url": base_url, "max_retries": 8, "max_concurrency": 16}},
+        "concurrency": 8,
+    }
+    data.update(over)
+    if "persona" not in data["space"] and "stages" not in over:
+        data["stages"][0].pop("system")
+    return pl.Experiment.model_validate(data)
