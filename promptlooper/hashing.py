@@ -74,8 +74,23 @@ def canonical_json(value: Any) -> str:
 
 def content_hash(kind: str, value: Any) -> str:
     """SHA-256 hex digest of ``value`` under ``kind`` and the current hash version."""
-    payload = f"promptlooper:{kind}:v{HASH_VERSION}\n{canonical_json(value)}"
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+    return digest(kind, canonical_json(value))
+
+
+def digest(kind: str, canonical: str) -> str:
+    """:func:`content_hash` of a value whose canonical JSON text the caller already has.
+
+    Hot paths build that text from parts they encoded once (a call's key is mostly the same
+    endpoint, model and parameters for thousands of calls); :func:`canonical_text` encodes a part
+    that needs no normalising.
+    """
+    return hashlib.sha256(f"promptlooper:{kind}:v{HASH_VERSION}\n{canonical}".encode()).hexdigest()
+
+
+def canonical_text(value: Any) -> str:
+    """:func:`canonical_json` of a value made only of str and int (and lists / str-keyed dicts of
+    them), which normalising leaves as it is: the same text, without the copy."""
+    return _canonical(value)
 
 
 def short(digest: str) -> str:

@@ -93,7 +93,7 @@ def test_kill_9_midway_then_rerun_repeats_no_completed_call(tmp_path, db):
     from promptlooper.testing.fake_server import default_reply
 
     def reply(body):
-        key = json.dumps(body["messages"]) + json.dumps(body.get("temperature"))
+        key = json.dumps(body["messages"], sort_keys=True) + json.dumps(body.get("temperature"))
         with lock:
             counts[key] = counts.get(key, 0) + 1
         return default_reply(body)
@@ -113,7 +113,7 @@ def test_kill_9_midway_then_rerun_repeats_no_completed_call(tmp_path, db):
         assert res.returncode == 0, res.stderr
         assert "completed: 180/180" in res.stdout
     for prompt_sent, params in done_before:
-        key = json.dumps(json.loads(prompt_sent)) + json.dumps(json.loads(params).get("temperature"))
+        key = json.dumps(json.loads(prompt_sent), sort_keys=True) + json.dumps(json.loads(params).get("temperature"))
         assert counts[key] == 1, "a call completed before the kill was made again"
     with sqlite3.connect(db) as c:
         assert c.execute("SELECT COUNT(*), COUNT(DISTINCT id) FROM runs").fetchone() == (180, 180)

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ProviderError
-from ..hashing import content_hash
+from ..hashing import canonical_json, canonical_text, digest
 from ..providers.base import ChatRequest, ChatResponse, Provider
 from ..store import CacheEntry, Store
 from .limits import AdaptiveLimit, backoff_delay
@@ -26,11 +27,34 @@ def cache_key_material(provider: Provider, model: str, messages: list[dict[str, 
     return {"endpoint": provider.identity, "model": model, "messages": messages, "params": params}
 
 
-@dataclass(frozen=True)
+def call_key(identity: str, model: str, messages: list[dict[str, str]], params_json: str) -> tuple[str, str]:
+    """``(content_hash("call", cache_key_material(...)), canonical JSON of messages)``, built from parts.
+
+    ``params_json`` is ``canonical_json(params)``, which a sweep encodes once per configuration.
+    Rendered messages hold only strings, which canonical JSON leaves as they are, so the text is
+    assembled from pieces instead of normalised and encoded whole (the keys of the material sort
+    as endpoint, messages, model, params); tests hold it equal to ``content_hash``.
+    """
+    if all(type(v) is str for m in messages for v in m.values()):
+        messages_json = canonical_text(messages)
+    else:  # e.g. multimodal content parts: normalised like any value
+        messages_json = canonical_json(messages)
+    head, middle = _key_parts(identity, model)
+    return digest("call", f"{head}{messages_json}{middle}{params_json}}}"), messages_json
+
+
+@functools.lru_cache(maxsize=256)
+def _key_parts(identity: str, model: str) -> tuple[str, str]:
+    """The text around a call key's messages and parameters: the same for every call to a model."""
+    return f'{{"endpoint":{canonical_text(identity)},"messages":', f',"model":{canonical_text(model)},"params":'
+
+
+@dataclass(frozen=True, slots=True)
 class CallResult:
     response: ChatResponse
     cached: bool
     key: str
+    messages_json: str | None = None  # canonical JSON of the messages (what the stage stores as prompt_sent)
 
 
 class CacheReader:
@@ -47,14 +71,15 @@ class CacheReader:
         self._pending: dict[str, list[asyncio.Future[Any]]] = {}
         self._scheduled = False
 
-    async def get(self, key: str) -> tuple[str, int, int, float] | None:
+    def get(self, key: str) -> asyncio.Future[tuple[str, int, int, float] | None]:
+        """A future of the cached reply (or None); a plain function, so awaiting it adds no coroutine."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
         self._pending.setdefault(key, []).append(fut)
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._flush)
-        return await fut  # type: ignore[no-any-return]
+        return fut
 
     def _flush(self) -> None:
         batch, self._pending, self._scheduled = self._pending, {}, False
@@ -107,21 +132,38 @@ class CallExecutor:
         if len(self._recent) > self._recent_size:
             self._recent.popitem(last=False)
 
-    async def call(self, provider: Provider, model: str, messages: list[dict[str, str]], params: dict[str, Any]) -> CallResult:
-        material = cache_key_material(provider, model, messages, params)
-        key = content_hash("call", material)
+    async def call(
+        self,
+        provider: Provider,
+        model: str,
+        messages: list[dict[str, str]],
+        params: dict[str, Any],
+        params_json: str | None = None,
+        on_send: Callable[[], None] | None = None,
+    ) -> CallResult:
+        """The reply to one chat call, from the cache when it can be.
+
+        ``params_json`` is ``canonical_json(params)`` if the caller has it; ``on_send`` is called
+        once, before the call waits for an endpoint (its own request or an identical one in
+        flight): the moment a run starts costing time, which a cache hit never does.
+        """
+        key, messages_json = call_key(provider.identity, model, messages, params_json or canonical_json(params))
         hit = self._recent.get(key)
         if hit is None:
             inflight = self._inflight.get(key)
             if inflight is not None:
+                if on_send is not None:
+                    on_send()
                 resp = await asyncio.shield(inflight)
                 self.hits += 1
-                return CallResult(resp, True, key)
+                return CallResult(resp, True, key, messages_json)
             hit = await self.reader.get(key)
         if hit is not None:
             self.hits += 1
             text, tin, tout, lat = hit
-            return CallResult(ChatResponse(text, tin, tout, lat), True, key)
+            return CallResult(ChatResponse(text, tin, tout, lat), True, key, messages_json)
+        if on_send is not None:
+            on_send()
 
         fut: asyncio.Future[ChatResponse] = asyncio.get_running_loop().create_future()
         self._inflight[key] = fut
@@ -138,7 +180,7 @@ class CallExecutor:
         self.remember(key, value)
         self.on_cache_entry(CacheEntry(key, provider.identity, model, {"messages": messages, "params": params},
                                        resp.text, resp.tokens_in, resp.tokens_out, resp.latency_ms))
-        return CallResult(resp, False, key)
+        return CallResult(resp, False, key, messages_json)
 
     async def _call_with_retries(self, provider: Provider, request: ChatRequest) -> ChatResponse:
         limit = self._limit(provider)

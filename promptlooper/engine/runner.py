@@ -10,23 +10,25 @@ import inspect
 import json
 import math
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from .. import templates
 from ..errors import EndpointError, PromptLooperError, ProviderError
 from ..functions import resolve_function
-from ..hashing import content_hash
+from ..hashing import canonical_json, canonical_text, digest, json_encoder
+from ..providers.base import Provider
 from ..providers.pricing import cost
 from ..providers.registry import EndpointPool, split_model
 from ..scorers.base import ScoreContext, ScoreResult, build
 from ..spec import ScorerSpec
 from ..store import RunRecord, StageRecord, now_iso
 from ..sweeps.space import Configuration
-from .calls import CallExecutor
+from .calls import CallExecutor, CallResult
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass sets each field through object.__setattr__
 class RunItem:
     config: Configuration
     sample: dict[str, Any]
@@ -44,10 +46,16 @@ class RunItem:
 def run_id(experiment_id: str, config_id: str, sample_id: str, repeat: int) -> str:
     # A run belongs to its experiment (a fork runs the same configuration as new runs of its own);
     # calls are what is shared between experiments, through the cache.
-    return content_hash("run", [experiment_id, config_id, sample_id, repeat])[:32]
+    # canonical_text: ids are str and repeat an int, so this is content_hash("run", [...]) without the copy.
+    return digest("run", canonical_text([experiment_id, config_id, sample_id, repeat]))[:32]
 
 
 _PLAIN_SCORES = (float, int, ScoreResult)
+_dumps = json_encoder(ensure_ascii=False, default=str)  # as the store encodes values
+
+
+def _nothing() -> None:
+    pass
 
 
 class BoundScorer:
@@ -57,6 +65,7 @@ class BoundScorer:
         self.spec = spec
         self.fn = build(spec.name, spec.args)
         self.is_async = inspect.iscoroutinefunction(self.fn)
+        self.args_json = _dumps(spec.args)  # stored with every score: encoded once
 
     async def score(self, ctx: ScoreContext) -> tuple[float, dict[str, Any] | None]:
         try:
@@ -65,14 +74,42 @@ class BoundScorer:
             if type(value) not in _PLAIN_SCORES and inspect.isawaitable(value):
                 value = await value
         except Exception as exc:  # noqa: BLE001 - a scorer bug is recorded, not fatal
-            return 0.0, {"error": f"{type(exc).__name__}: {exc}"}
-        detail = None
-        if isinstance(value, ScoreResult):
-            value, detail = value.value, value.detail
+            return _failed(exc)
+        return _clamped(value)
+
+    def score_now(self, ctx: ScoreContext) -> tuple[float, dict[str, Any] | None] | Awaitable[Any]:
+        """The score of a sync scorer at once; otherwise the awaitable it returned (for :meth:`finish`)."""
+        try:
+            value: Any = self.fn(ctx)
+        except Exception as exc:  # noqa: BLE001 - a scorer bug is recorded, not fatal
+            return _failed(exc)
+        if type(value) not in _PLAIN_SCORES and inspect.isawaitable(value):
+            return value
+        return _clamped(value)
+
+    async def finish(self, pending: Awaitable[Any]) -> tuple[float, dict[str, Any] | None]:
+        try:
+            value = await pending
+        except Exception as exc:  # noqa: BLE001 - a scorer bug is recorded, not fatal
+            return _failed(exc)
+        return _clamped(value)
+
+
+def _failed(exc: Exception) -> tuple[float, dict[str, Any]]:
+    return 0.0, {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def _clamped(value: Any) -> tuple[float, dict[str, Any] | None]:
+    detail = None
+    if isinstance(value, ScoreResult):
+        value, detail = value.value, value.detail
+    try:
         value = float(value)
-        if math.isnan(value):
-            return 0.0, {"error": "scorer returned NaN"}
-        return min(1.0, max(0.0, value)), detail
+    except (TypeError, ValueError) as exc:
+        return _failed(exc)
+    if math.isnan(value):
+        return 0.0, {"error": "scorer returned NaN"}
+    return min(1.0, max(0.0, value)), detail
 
 
 def weighted(scores: list[tuple[str, float, Any, str, Any]], weights: dict[str, float]) -> float | None:
@@ -123,6 +160,7 @@ class Runner:
         self.scorers = scorers
         self.weights = {s.spec.column: s.spec.weight for s in scorers}
         self._prices: dict[tuple[str, str], tuple[float, float]] = {}
+        self._stage_params: dict[tuple[str, int, int], tuple[dict[str, Any], str, str]] = {}
 
     def price(self, endpoint: str, model: str) -> tuple[float, float]:
         """The pool's price, looked up once per (endpoint, model): its tables are fixed for a sweep,
@@ -133,15 +171,19 @@ class Runner:
             found = self._prices[key] = self.pool.price(endpoint, model)
         return found
 
-    async def execute(self, item: RunItem) -> RunRecord:
+    async def execute(self, item: RunItem, on_start: Callable[[], None] = _nothing) -> RunRecord:
+        """Run ``item`` through every stage and score it; ``on_start`` is called when the run waits
+        for a model or runs a function (perhaps more than once: it keeps the first), never for a
+        run served wholly from the cache."""
         started_at = now_iso()
         t0 = time.perf_counter()
+        config = item.config
         record = RunRecord(
-            id=item.run_id, experiment_id=self.experiment_id, config_id=item.config.id, sample_id=item.sample_id,
+            id=item.run_id, experiment_id=self.experiment_id, config_id=config.id, sample_id=item.sample_id,
             sample_index=item.sample_index, repeat=item.repeat, sweep_id=self.sweep_id, status="completed",
             started_at=started_at, completed_at=started_at, duration_ms=0.0,
         )
-        ctx: dict[str, Any] = {**item.sample, "sample": item.sample, **item.config.vars}
+        ctx: dict[str, Any] = {**item.sample, "sample": item.sample, **config.vars}
         outputs: dict[str, Any] = {}
         inputs: dict[str, str] = {}
         all_cached = True
@@ -150,14 +192,19 @@ class Runner:
         run_cost: float = 0
         latency: float = 0
         try:
-            for index, stage in enumerate(item.config.stages):
+            for index, stage in enumerate(config.stages):
                 if stage["kind"] == "prompt":
-                    stage_rec, text, cached = await self._prompt_stage(index, stage, ctx, item.repeat)
-                    all_cached &= cached
+                    # The call is awaited here, not in a helper coroutine: a cached run waits once
+                    # (for its look-up), and every coroutine level costs on the way down and up.
+                    provider, model, messages, params, params_key, params_json = self._prompt_call(index, stage, ctx, item)
+                    result = await self.calls.call(provider, model, messages, params, params_key, on_start)
+                    stage_rec = self._prompt_record(index, stage, model, messages, params, params_json, result)
+                    all_cached &= result.cached
                     any_prompt = True
-                    output: Any = text
-                    inputs[stage["name"]] = stage_rec.prompt_sent[-1]["content"]
+                    output: Any = result.response.text
+                    inputs[stage["name"]] = messages[-1]["content"]
                 else:
+                    on_start()
                     stage_rec, output = await self._function_stage(index, stage, ctx)
                 record.stages.append(stage_rec)
                 record.tokens_in += stage_rec.tokens_in
@@ -172,21 +219,25 @@ class Runner:
         except Exception as exc:  # noqa: BLE001 - a user function's bug fails this run only
             return self._fail(record, t0, f"{type(exc).__name__}: {exc}")
 
-        last = item.config.stages[-1]["name"]
+        last = config.stages[-1]["name"]
         record.output = _stage_output_text(outputs[last])
         record.cost = run_cost
         record.latency_ms = latency
         if all_cached and any_prompt:
             record.status = "cached"
-        run_info = {"run_id": record.id, "config_id": item.config.id, "varied": item.config.varied, "repeat": item.repeat}
+        run_info = {"run_id": record.id, "config_id": config.id, "varied": config.varied, "repeat": item.repeat}
+        contexts: dict[str, ScoreContext] = {}  # one per scored stage, shared by its scorers
         for bound in self.scorers:
             stage_name = bound.spec.stage or last
-            ctx_s = ScoreContext(
-                output=_stage_output_text(outputs[stage_name]), sample=item.sample,
-                input=inputs.get(stage_name, ""), outputs=outputs, run=run_info,
-            )
-            value, detail = await bound.score(ctx_s)
-            record.scores.append((bound.spec.column, value, detail, bound.spec.name, bound.spec.args))
+            ctx_s = contexts.get(stage_name)
+            if ctx_s is None:
+                ctx_s = contexts[stage_name] = ScoreContext(
+                    output=record.output if stage_name == last else _stage_output_text(outputs[stage_name]),
+                    sample=item.sample, input=inputs.get(stage_name, ""), outputs=outputs, run=run_info,
+                )
+            scored = bound.score_now(ctx_s)
+            value, detail = scored if type(scored) is tuple else await bound.finish(scored)
+            record.scores.append((bound.spec.column, value, detail, bound.spec.name, bound.args_json))
         record.score = weighted(record.scores, self.weights)
         record.completed_at = now_iso()
         record.duration_ms = (time.perf_counter() - t0) * 1000
@@ -204,25 +255,47 @@ class Runner:
             return 0.0
         return cost(stage.tokens_in, stage.tokens_out, self.price(stage.endpoint, stage.model_used or ""))
 
-    async def _prompt_stage(self, index: int, stage: dict[str, Any], ctx: dict[str, Any], repeat: int) -> tuple[StageRecord, str, bool]:
+    def _params(self, config_id: str, index: int, stage: dict[str, Any], repeat: int) -> tuple[dict[str, Any], str, str]:
+        """A stage's call parameters, their canonical JSON and their stored JSON, made once per
+        configuration and repeat."""
+        key = (config_id, index, repeat)
+        found = self._stage_params.get(key)
+        if found is None:
+            params = dict(stage["params"])
+            if repeat:
+                # Each repeat is a distinct sample of the model: a distinct seed and cache key.
+                params["seed"] = int(params.get("seed", 0)) + repeat
+            if len(self._stage_params) >= 65536:  # bounded, whatever the number of configurations
+                self._stage_params.clear()
+            # The key needs canonical JSON (1.0 as 1); the stage result keeps the values as written.
+            found = self._stage_params[key] = (params, canonical_json(params), _dumps(params))
+        return found
+
+    def _prompt_call(
+        self, index: int, stage: dict[str, Any], ctx: dict[str, Any], item: RunItem,
+    ) -> tuple[Provider, str, list[dict[str, str]], dict[str, Any], str, str]:
+        """What a prompt stage sends: provider, model, rendered messages, parameters (and their
+        canonical JSON for the cache key, and their JSON as stored)."""
         messages = []
         if stage.get("system"):
             messages.append({"role": "system", "content": templates.render(stage["system"], ctx)})
         messages.append({"role": "user", "content": templates.render(stage["user"], ctx)})
         endpoint, model = split_model(stage["model"])
-        provider = self.pool.provider(endpoint)
-        params = dict(stage["params"])
-        if repeat:
-            # Each repeat is a distinct sample of the model: a distinct seed and cache key.
-            params["seed"] = int(params.get("seed", 0)) + repeat
-        result = await self.calls.call(provider, model, messages, params)
+        params, params_key, params_json = self._params(item.config.id, index, stage, item.repeat)
+        return self.pool.provider(endpoint), model, messages, params, params_key, params_json
+
+    @staticmethod
+    def _prompt_record(
+        index: int, stage: dict[str, Any], model: str, messages: list[dict[str, str]], params: dict[str, Any],
+        params_json: str, result: CallResult,
+    ) -> StageRecord:
         resp = result.response
-        rec = StageRecord(
+        return StageRecord(
             stage_index=index, stage_name=stage["name"], kind="prompt", prompt_sent=messages, response_raw=resp.text,
-            model_used=model, endpoint=endpoint, parameters=params, tokens_in=resp.tokens_in, tokens_out=resp.tokens_out,
-            latency_ms=resp.latency_ms, cached=result.cached, cache_key=result.key,
+            model_used=model, endpoint=stage["model"].partition("/")[0], parameters=params, tokens_in=resp.tokens_in,
+            tokens_out=resp.tokens_out, latency_ms=resp.latency_ms, cached=result.cached, cache_key=result.key,
+            prompt_json=result.messages_json, parameters_json=params_json,
         )
-        return rec, resp.text, result.cached
 
     async def _function_stage(self, index: int, stage: dict[str, Any], ctx: dict[str, Any]) -> tuple[StageRecord, Any]:
         fn = self.functions.get(stage["name"]) or resolve_function(stage["function"])

@@ -2,11 +2,12 @@
 
 Shape: a fixed set of worker coroutines pulls run items from one lazy iterator (so a 100,000-run
 sweep never holds 100,000 items), each run goes through the :class:`Runner`, and finished records
-go to a writer that commits them in batches, in a worker thread, with their cache entries, events
-and the sweep's progress row (one ``BEGIN IMMEDIATE`` per batch of at most ``FLUSH_MAX`` runs).
-Rows are built on the loop as runs finish, so the writer thread holds the GIL only to bind
-statements (see :class:`~promptlooper.store.store.ResultBatch`); when it falls ``MAX_BACKLOG``
-batches behind, workers wait for it, which bounds memory whatever the store's speed. Steering
+go to a writer that commits them in batches with their cache entries, events and the sweep's
+progress row (one ``BEGIN IMMEDIATE`` per batch of at most ``FLUSH_MAX`` runs). Rows are built on
+the loop as runs finish (see :class:`~promptlooper.store.store.ResultBatch`); a worker thread hands
+each batch to the sweep's writer process (:mod:`~promptlooper.store.batchwriter`), where SQLite
+works on the other core, and waits for its commit. When the writer falls ``MAX_BACKLOG`` batches
+behind, workers wait for it, which bounds memory whatever the store's speed. Steering
 requests written into the sweep's row by any process (pause / resume / stop) are polled a few
 times a second; pausing lets the calls in flight finish and starts no new ones. Finished runs are
 skipped on the next sweep, so an interrupted sweep resumes by running it again.
@@ -19,12 +20,14 @@ import concurrent.futures
 import contextlib
 import contextvars
 import time
+import warnings
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import SweepConflictError
 from ..store import CacheEntry, RunRecord, Store, now_iso
+from ..store.batchwriter import WriterProcess
 from ..store.store import ResultBatch
 from ..sweeps.space import Configuration
 from .calls import CacheReader, CallExecutor
@@ -42,6 +45,7 @@ FLUSH_EVERY = 0.05  # seconds: how stale the store (and other processes' view) m
 FLUSH_MAX = 1024  # runs per transaction; a power of two, like the store's statement sizes (few statements)
 MAX_BACKLOG = 4  # full batches waiting for the writer before workers wait for it
 POLL_EVERY = 0.25  # seconds between reads of steering requests
+YIELD_EVERY = 64  # cached runs a worker finishes in a row before it lets other tasks run
 
 
 @dataclass
@@ -65,6 +69,32 @@ class SweepPlan:
                     if rid in skip:
                         continue
                     yield RunItem(config, sample, sid, index, rep, rid)
+
+
+def _start_writer_process(path: str) -> WriterProcess | None:
+    """The child that commits this sweep's batches, or None to write from a thread of this process
+    (an embedding application whose ``sys.executable`` is not a Python that can be started)."""
+    try:
+        return WriterProcess(path)
+    except OSError as exc:
+        warnings.warn(f"promptlooper: no writer process ({exc}); results are written from a thread", stacklevel=3)
+        return None
+
+
+class _Started:
+    """``run.started`` for one run, emitted once, when it first waits for a model or runs a function."""
+
+    __slots__ = ("sweep", "item")
+
+    def __init__(self, sweep: Sweep, item: RunItem):
+        self.sweep: Sweep | None = sweep
+        self.item = item
+
+    def __call__(self) -> None:
+        sweep, item = self.sweep, self.item
+        if sweep is not None:
+            self.sweep = None
+            sweep.emit("run.started", {"run_id": item.run_id, "config_id": item.config.id, "sample_id": item.sample_id})
 
 
 class Sweep:
@@ -111,9 +141,11 @@ class Sweep:
         self.driver: Callable[[Sweep], Awaitable[None]] | None = None
         self.guided: Any = None  # the GuidedDriver of a guided sweep (its stop reason, candidates)
         self._finished: set[str] = set()
+        self._unfinished: set[str] = set()
         self._inflight: dict[str, str] = {}  # run id -> configuration id, for runs being executed
         self._allowed: set[str] | None = None  # after a redirect: the configurations still wanted
         self.runner: Runner | None = None
+        self._writer_process: WriterProcess | None = None
 
     # ------------------------------------------------------------------ public steering (in-process)
     def request(self, what: str) -> None:
@@ -137,22 +169,30 @@ class Sweep:
     # ------------------------------------------------------------------ main
     async def run(self) -> Progress:
         wstore = Store(self.store_path)
-        wstore.use_bulk_cache()
         rstore = Store(self.store_path)
         plan = self.plan
         # Every write, and finally the close, runs on this one thread, in order: a cancelled flush
         # cannot be stopped in its thread, and the connection must outlive it.
         self._write_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="promptlooper-writer")
+        self._writer_process = _start_writer_process(self.store_path)
+        if self._writer_process is not None:
+            wstore.defer_checkpoints()  # the writer process checkpoints, in the background
+        else:
+            wstore.use_bulk_cache()  # batches go through this connection
         try:
-            finished = await asyncio.to_thread(rstore.finished_run_ids, plan.experiment_id)
-            planned = {run_id(plan.experiment_id, c.id, sid, r) for c in plan.configurations for sid, _ in plan.samples for r in range(plan.repeat)} if len(finished) else set()
-            self.progress.skipped = len(finished & planned) if finished else 0
-            self.progress.done = self.progress.skipped
-            self._load_best(rstore)
+            # The lease first: what is read below cannot change under this sweep afterwards.
             self.sweep_id = await asyncio.to_thread(
                 wstore.begin_sweep, plan.experiment_id, plan.strategy, plan.total,
                 {**plan.options, "budget": self.budget, "concurrency": self.concurrency},
             )
+            finished = await asyncio.to_thread(rstore.finished_run_ids, plan.experiment_id)
+            # Runs stored but not finished (failed, or left by a crash) are replaced when run again;
+            # any other run has no rows yet, and its writes skip the look-ups a replacement needs.
+            self._unfinished = await asyncio.to_thread(rstore.unfinished_run_ids, plan.experiment_id)
+            planned = {run_id(plan.experiment_id, c.id, sid, r) for c in plan.configurations for sid, _ in plan.samples for r in range(plan.repeat)} if len(finished) else set()
+            self.progress.skipped = len(finished & planned) if finished else 0
+            self.progress.done = self.progress.skipped
+            self._load_best(rstore)
             self.progress.status = "running"
             self.emit("experiment.started", {"sweep_id": self.sweep_id, "strategy": plan.strategy, "total": plan.total,
                                              "already_done": self.progress.skipped, "configurations": len(plan.configurations)})
@@ -199,6 +239,8 @@ class Sweep:
                 await self.pool.aclose()
             return self.progress
         finally:
+            if self._writer_process is not None:
+                self._write_thread.submit(self._writer_process.close)  # after the last batch: it commits, then exits
             self._write_thread.submit(wstore.close)
             self._write_thread.shutdown(wait=True)  # at once, unless a cancellation left a write running
             rstore.close()
@@ -237,11 +279,13 @@ class Sweep:
         return self._gate.is_set() and not self._stopping
 
     async def _worker(self, runner: Runner) -> None:
+        streak = 0
         while not self._stopping:
-            try:
-                await self._wait_gate()
-            except RunAbandoned:
-                return
+            if not self._gate.is_set() or self._allowed is not None:
+                try:
+                    await self._wait_gate()
+                except RunAbandoned:
+                    return
             if self.source is not None:
                 item = await self.source()  # a guided driver hands out items as it decides them
             else:
@@ -251,11 +295,10 @@ class Sweep:
             while len(self._full) >= MAX_BACKLOG and not self._writer_failed:
                 self._flushed.clear()  # the writer is behind: let it catch up before starting more runs
                 await self._flushed.wait()
-            self.emit("run.started", {"run_id": item.run_id, "config_id": item.config.id, "sample_id": item.sample_id})
             self._inflight[item.run_id] = item.config.id
             _current_config.set(item.config.id)  # per worker task: what a redirect may have dropped
             try:
-                record = await runner.execute(item)
+                record = await runner.execute(item, _Started(self, item))
             except RunAbandoned:
                 if self._stopping:
                     return
@@ -266,6 +309,12 @@ class Sweep:
             self._record(record, item)
             for listener in self.run_listeners:
                 listener(record, item)
+            # A run served from the calls this sweep just made finishes without waiting for anything,
+            # so a worker could go through thousands without giving the loop back: let others in.
+            streak = streak + 1 if record.status == "cached" else 0
+            if streak >= YIELD_EVERY:
+                streak = 0
+                await asyncio.sleep(0)
 
     def _record(self, record: RunRecord, item: RunItem) -> None:
         p = self.progress
@@ -291,7 +340,7 @@ class Sweep:
             self.emit(f"run.{record.status}", {"run_id": record.id, "config_id": record.config_id, "score": record.score})
             if record.score is not None:
                 self._update_best(record.config_id, record.score, item.config.varied)
-        self._batch.add_run(record)
+        self._batch.add_run(record, replace=record.id in self._unfinished)
         if len(self._batch.run_ids) >= FLUSH_MAX:
             self._full.append(self._batch)
             self._batch = ResultBatch()
@@ -372,7 +421,10 @@ class Sweep:
     def _write(self, store: Store, batches: list[ResultBatch], final: bool = False) -> None:
         # One transaction per batch; an empty one still writes the progress row (the heartbeat).
         for batch in batches or [ResultBatch()]:
-            store.write_batch(batch, self._sweep_row())
+            if self._writer_process is not None:
+                self._writer_process.write(batch.rows(), self._sweep_row())
+            else:
+                store.write_batch(batch, self._sweep_row())
             if batch in self._writing:
                 self._writing.remove(batch)
         if final and self.progress.status in ("completed", "stopped"):

@@ -17,8 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import PromptLooperError
-
-BUSY_MS = 30_000
+from .batchwriter import BUSY_MS, WRITE_PRAGMAS
 
 
 class ReadOnlyError(PromptLooperError):
@@ -42,11 +41,12 @@ def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
         conn = sqlite3.connect(
             str(path), timeout=BUSY_MS / 1000, isolation_level=None, check_same_thread=False
         )
-    conn.execute(f"PRAGMA busy_timeout={BUSY_MS}")
-    if not readonly:
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("PRAGMA foreign_keys=ON")
+    if readonly:
+        conn.execute(f"PRAGMA busy_timeout={BUSY_MS}")
+        conn.execute("PRAGMA foreign_keys=ON")
+    else:
+        for pragma in WRITE_PRAGMAS:  # the same as the sweep's writer process
+            conn.execute(pragma)
     return conn
 
 

@@ -6,23 +6,19 @@ finished run and serves every finished call from the cache. Other processes (the
 server, a Voila dashboard) read the same file, and steer a sweep by writing requests into its
 ``sweeps`` row, which the engine polls.
 
-Hot paths (cache look-ups, result batches) use plain ``executemany`` on one connection inside
-``BEGIN IMMEDIATE``; everything else goes through sqlite-utils.
+Hot paths use plain sqlite3: cache look-ups, and result batches (multi-row statements in
+``batchwriter.py``, which a sweep runs in a writer process); everything else goes through sqlite-utils.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import socket
-import sqlite3
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -30,25 +26,10 @@ from sqlite_utils import Database
 
 from ..errors import NotFoundError, SweepConflictError
 from ..hashing import json_encoder
+from . import batchwriter
+from .batchwriter import Rows, now_iso
 from .db import Connection, connect, default_path
 from .schema import migrations
-
-_second: tuple[int, str] = (-1, "")  # (a UTC second, its "YYYY-MM-DDTHH:MM:SS." text), one tuple so threads see a pair
-
-
-def now_iso() -> str:
-    """``datetime.now(UTC).isoformat(timespec="milliseconds")``, four times faster.
-
-    A sweep stamps every run and event (~5 times a run); formatting the date once a second
-    saves ~2 µs a stamp.
-    """
-    global _second
-    sec, rem = divmod(time.time_ns(), 1_000_000_000)
-    cached_sec, prefix = _second
-    if sec != cached_sec:
-        prefix = datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
-        _second = (sec, prefix)
-    return f"{prefix}{rem // 1_000_000:03d}+00:00"
 
 
 def new_id() -> str:
@@ -59,7 +40,7 @@ def new_id() -> str:
 _dumps = json_encoder(ensure_ascii=False, default=str)
 
 
-@dataclass
+@dataclass(slots=True)
 class StageRecord:
     stage_index: int
     stage_name: str
@@ -74,9 +55,12 @@ class StageRecord:
     latency_ms: float | None = None
     cached: bool = False
     cache_key: str | None = None
+    # JSON of prompt_sent / parameters when the engine already has it (the cache key encodes both).
+    prompt_json: str | None = None
+    parameters_json: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class RunRecord:
     id: str
     experiment_id: str
@@ -120,11 +104,12 @@ class ResultBatch:
     the writer thread only binds and steps a few multi-row statements.
     """
 
-    __slots__ = ("cache", "run_ids", "runs", "stages", "scores", "events")
+    __slots__ = ("cache", "run_ids", "replaced", "runs", "stages", "scores", "events")
 
     def __init__(self) -> None:
         self.cache: list[tuple[Any, ...]] = []
         self.run_ids: list[str] = []
+        self.replaced: list[str] = []  # runs that may already have rows (a failed run tried again)
         self.runs: list[tuple[Any, ...]] = []
         self.stages: list[tuple[Any, ...]] = []
         self.scores: list[tuple[Any, ...]] = []
@@ -134,89 +119,31 @@ class ResultBatch:
     def empty(self) -> bool:
         return not (self.cache or self.run_ids or self.events)
 
+    def rows(self) -> Rows:
+        """What :func:`~promptlooper.store.batchwriter.write_rows` takes (and a writer process is sent)."""
+        return self.cache, self.replaced, self.runs, self.stages, self.scores, self.events
+
     def add_cache(self, e: CacheEntry) -> None:
         self.cache.append((e.key, e.endpoint, e.model, _dumps(e.request), e.response, e.tokens_in, e.tokens_out, e.latency_ms))
 
-    def add_run(self, r: RunRecord) -> None:
+    def add_run(self, r: RunRecord, replace: bool = True) -> None:
+        """Add ``r`` with its stages and scores; ``replace=False`` when no row of it can exist yet
+        (a run the sweep has never stored), which spares the writer two look-ups a run."""
         self.run_ids.append(r.id)
+        if replace:
+            self.replaced.append(r.id)
         self.runs.append((r.id, r.experiment_id, r.config_id, r.sample_id, r.sample_index, r.repeat, r.sweep_id, r.status, r.error,
                           r.started_at, r.completed_at, r.duration_ms, r.latency_ms, r.tokens_in, r.tokens_out, r.cost, r.score, r.output))
         for s in r.stages:
-            self.stages.append((r.id, s.stage_index, s.stage_name, s.kind, _dumps(s.prompt_sent), s.response_raw, s.model_used, s.endpoint,
-                                _dumps(s.parameters), s.tokens_in, s.tokens_out, s.latency_ms, int(s.cached), s.cache_key))
+            # The engine hands over the JSON it already encoded for the cache key; others are encoded here.
+            self.stages.append((r.id, s.stage_index, s.stage_name, s.kind, s.prompt_json or _dumps(s.prompt_sent), s.response_raw,
+                                s.model_used, s.endpoint, s.parameters_json or _dumps(s.parameters), s.tokens_in, s.tokens_out,
+                                s.latency_ms, int(s.cached), s.cache_key))
         for label, value, meta, name, args in r.scores:
-            self.scores.append((r.id, label, value, _dumps(meta) if meta else None, name, _dumps(args)))
+            self.scores.append((r.id, label, value, _dumps(meta) if meta else None, name, args if type(args) is str else _dumps(args)))
 
     def add_event(self, ts: str | None, experiment_id: str | None, etype: str, payload: dict[str, Any]) -> None:
         self.events.append((ts, experiment_id, etype, _dumps(payload)))
-
-
-# Multi-row statements. sqlite3 releases the GIL around every step, and executemany steps once a
-# row: while the event loop is busy, a writer thread then waits for the GIL (up to the 5 ms switch
-# interval) once a row, and a batch of 1,000 runs took seconds. A multi-row INSERT is one step.
-# Rows per statement, a power of two (see _row_chunks): fewer, bigger statements mean fewer GIL
-# round trips, but cost more per row (measured: 1,024-row statements ~1.5x 128-row ones) and
-# more memory in the connection's statement cache (~1.5 MB for a 512-row runs statement).
-_MAX_ROWS = 512
-
-
-def _row_chunks(n: int, max_rows: int) -> Iterator[tuple[int, int]]:
-    """(start, size) slices covering n rows: max_rows at a time, then powers of two.
-
-    Only log2(max_rows) + 1 distinct statement shapes per table, which all stay prepared in the
-    connection's statement cache (preparing a 256-row statement costs as much as running it).
-    """
-    start = 0
-    while n - start >= max_rows:
-        yield start, max_rows
-        start += max_rows
-    size = max_rows >> 1
-    while start < n:
-        if n - start >= size:
-            yield start, size
-            start += size
-        size >>= 1
-
-
-@cache
-def _rows_sql(head: str, width: int, rows: int, tail: str, suffix: str = "") -> str:
-    """``head VALUES (?2,..,?w+1<tail>),(...) suffix``: ?1 is shared by every row (the batch's timestamp)."""
-    groups = ("(" + ",".join(f"?{2 + r * width + j}" for j in range(width)) + tail + ")" for r in range(rows))
-    return f"{head} VALUES {','.join(groups)}{suffix}"
-
-
-@cache
-def _in_sql(head: str, rows: int) -> str:
-    return f"{head} ({','.join(f'?{2 + r}' for r in range(rows))})"
-
-
-def _max_rows(c: sqlite3.Connection, width: int) -> int:
-    limit = c.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)  # 999 on old builds, 32,766+ since 3.32
-    rows = 1
-    while rows * 2 <= min(_MAX_ROWS, (limit - 1) // width):
-        rows *= 2
-    return rows
-
-
-_RUN_COLUMNS = ("id", "experiment_id", "config_id", "sample_id", "sample_index", "repeat", "sweep_id", "status", "error",
-                "started_at", "completed_at", "duration_ms", "latency_ms", "tokens_in", "tokens_out", "cost", "score", "output")
-_RUN_UPSERT = " ON CONFLICT(id) DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in _RUN_COLUMNS[1:])
-
-
-def _insert_rows(c: sqlite3.Connection, head: str, rows: Sequence[tuple[Any, ...]], ts: str, tail: str = "",
-                 suffix: str = "") -> None:
-    if not rows:
-        return
-    width = len(rows[0])
-    for start, size in _row_chunks(len(rows), _max_rows(c, width)):
-        params: list[Any] = [ts]
-        params.extend(itertools.chain.from_iterable(rows[start : start + size]))
-        c.execute(_rows_sql(head, width, size, tail, suffix), params)
-
-
-def _delete_in(c: sqlite3.Connection, head: str, ids: Sequence[str], ts: str) -> None:
-    for start, size in _row_chunks(len(ids), _max_rows(c, 1)):
-        c.execute(_in_sql(head, size), [ts, *ids[start : start + size]])  # ?1 (ts) is bound but unused
 
 
 class Store:
@@ -356,6 +283,13 @@ class Store:
                 "SELECT id FROM runs WHERE experiment_id = ? AND status IN ('completed', 'cached')", (experiment_id,)
             )}
 
+    def unfinished_run_ids(self, experiment_id: str) -> set[str]:
+        """Runs stored but not done (failed, or written by a sweep that died mid-write)."""
+        with self.cx.read() as c:
+            return {r[0] for r in c.execute(
+                "SELECT id FROM runs WHERE experiment_id = ? AND status NOT IN ('completed', 'cached')", (experiment_id,)
+            )}
+
     def write_results(
         self,
         runs: Sequence[RunRecord],
@@ -383,27 +317,20 @@ class Store:
         with self.cx.lock:
             self.cx.conn.execute(f"PRAGMA cache_size=-{int(megabytes) * 1024}")
 
+    def defer_checkpoints(self) -> None:
+        """No automatic WAL checkpoint inside this connection's commits.
+
+        For the few writes a sweep makes beside its writer process, which checkpoints in the
+        background: at the end of a large sweep, a one-row commit otherwise copied the whole WAL
+        back into the database first (~80 ms, measured).
+        """
+        with self.cx.lock:
+            self.cx.conn.execute("PRAGMA wal_autocheckpoint=0")
+
     def write_batch(self, batch: ResultBatch, sweep_update: dict[str, Any] | None = None) -> list[int]:
         """Write ``batch`` (and the sweep's progress row) in one transaction; returns the event ids."""
-        ts = now_iso()
         with self.cx.write() as c:
-            _insert_rows(c, "INSERT OR IGNORE INTO response_cache (key, endpoint, model, request, response, tokens_in, tokens_out,"
-                            " latency_ms, created_at)", batch.cache, ts, ",?1")
-            if batch.run_ids:
-                # A failed run that is retried replaces its earlier record and children.
-                _delete_in(c, "DELETE FROM stage_results WHERE run_id IN", batch.run_ids, ts)
-                _delete_in(c, "DELETE FROM scores WHERE source = 'auto' AND run_id IN", batch.run_ids, ts)
-                # An upsert, not INSERT OR REPLACE: replacing would delete the row and, through
-                # ON DELETE CASCADE, the human ratings of a run that is run again.
-                _insert_rows(c, f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)})", batch.runs, ts, suffix=_RUN_UPSERT)
-                _insert_rows(c, "INSERT OR REPLACE INTO stage_results (run_id, stage_index, stage_name, kind, prompt_sent, response_raw,"
-                                " model_used, endpoint, parameters, tokens_in, tokens_out, latency_ms, cached, cache_key)", batch.stages, ts)
-                _insert_rows(c, "INSERT OR REPLACE INTO scores (run_id, scorer, value, metadata, scorer_name, scorer_args, source,"
-                                " created_at)", batch.scores, ts, ",'auto',?1")
-            event_ids = self._insert_event_rows(c, batch.events, ts)
-            if sweep_update:
-                self._update_sweep(c, sweep_update)
-        return event_ids
+            return batchwriter.write_rows(c, batch.rows(), sweep_update)
 
     def runs(self, experiment_id: str, config_id: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
         sql = "SELECT * FROM runs WHERE experiment_id = ?"
@@ -503,19 +430,7 @@ class Store:
 
     # ------------------------------------------------------------------ events
     def _insert_events(self, c: Any, events: Sequence[tuple[str, str | None, str, dict[str, Any]]], ts: str) -> list[int]:
-        return self._insert_event_rows(c, [(ev_ts, eid, etype, _dumps(payload)) for ev_ts, eid, etype, payload in events], ts)
-
-    def _insert_event_rows(self, c: Any, rows: Sequence[tuple[str | None, str | None, str, str]], ts: str) -> list[int]:
-        """Insert (ts, or None for the batch's ``ts``; experiment id; type; payload JSON) rows; returns their ids."""
-        if not rows:
-            return []
-        if not all(row[0] for row in rows):
-            rows = [(row[0] or ts, *row[1:]) for row in rows]
-        _insert_rows(c, "INSERT INTO events (ts, experiment_id, type, payload)", rows, ts)
-        # The ids are consecutive: AUTOINCREMENT takes max + 1 for each row, in order, and the
-        # caller's write transaction (BEGIN IMMEDIATE) keeps every other writer out until it commits.
-        last = int(c.execute("SELECT last_insert_rowid()").fetchone()[0])
-        return list(range(last - len(rows) + 1, last + 1))
+        return batchwriter.insert_events(c, [(ev_ts, eid, etype, _dumps(payload)) for ev_ts, eid, etype, payload in events], ts)
 
     def add_event(self, experiment_id: str | None, etype: str, payload: dict[str, Any] | None = None) -> int:
         with self.cx.write() as c:
@@ -606,17 +521,9 @@ class Store:
             c.execute("UPDATE experiments SET status = 'running', updated_at = ? WHERE id = ?", (ts, experiment_id))
         return sid
 
-    def _update_sweep(self, c: Any, update: dict[str, Any]) -> None:
-        update = dict(update)
-        sid = update.pop("id")
-        update["updated_at"] = now_iso()
-        update["heartbeat"] = time.time()
-        cols = ", ".join(f"{k} = ?" for k in update)
-        c.execute(f"UPDATE sweeps SET {cols} WHERE id = ?", (*update.values(), sid))
-
     def update_sweep(self, sweep_id: str, **fields: Any) -> None:
         with self.cx.write() as c:
-            self._update_sweep(c, {"id": sweep_id, **fields})
+            batchwriter.update_sweep(c, {"id": sweep_id, **fields})
 
     def merge_sweep_options(self, sweep_id: str, options: dict[str, Any]) -> None:
         with self.cx.write() as c:
