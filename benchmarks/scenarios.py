@@ -20,6 +20,7 @@ from typing import Any
 
 # Imported before anything is measured so that (d) can report the baseline after imports.
 import promptlooper as pl
+from promptlooper.store.batchwriter import wait_for_writers
 
 CONCURRENCY = 64
 
@@ -73,12 +74,25 @@ def _cpu_server() -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
+def _cpu_children() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)  # the sweeps' writer processes, once they exited
+    return r.ru_utime + r.ru_stime
+
+
 def timed_run(wb: pl.Workbench, exp: pl.Experiment) -> tuple[Any, float]:
-    """Run ``exp`` to the end; returns (progress, wall seconds) and leaves CPU seconds in CPU."""
-    c0, s0, t0 = _cpu_self(), _cpu_server(), time.perf_counter()
+    """Run ``exp`` to the end; returns (progress, wall seconds) and leaves CPU seconds in CPU.
+
+    The wall time ends when ``run()`` returns, every result committed. The sweep's writer process
+    then finishes its last WAL checkpoint; it is waited for (outside the wall time, so that the
+    next scenario step does not share the cores with it) and its CPU, checkpoint included, is
+    reported as ``writer``.
+    """
+    c0, s0, w0, t0 = _cpu_self(), _cpu_server(), _cpu_children(), time.perf_counter()
     progress = wb.run(exp)
     wall = time.perf_counter() - t0
-    CPU.update(engine=round(_cpu_self() - c0, 3), server=round(_cpu_server() - s0, 3))
+    engine = _cpu_self() - c0
+    wait_for_writers(wb.store.path)
+    CPU.update(engine=round(engine, 3), writer=round(_cpu_children() - w0, 3), server=round(_cpu_server() - s0, 3))
     return progress, wall
 
 
@@ -202,8 +216,8 @@ def bench_c(base_url: str, latency: float) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------- (d) peak memory
-def _maxrss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+def _maxrss_mb(who: int = resource.RUSAGE_SELF) -> float:
+    return resource.getrusage(who).ru_maxrss / 1024  # Linux reports KiB
 
 
 def bench_d(base_url: str, latency: float) -> dict[str, Any]:
@@ -216,11 +230,13 @@ def bench_d(base_url: str, latency: float) -> dict[str, Any]:
         progress, wall = timed_run(wb, experiment(base_url, "d-memory", n_configs, n_samples))
         calls = server_requests(base_url) - before
         peak = _maxrss_mb()
+        writer_peak = _maxrss_mb(resource.RUSAGE_CHILDREN)  # the writer process (waited for by timed_run)
         counts = stored(db, "d-memory")
         wb.close()
     return {"cpu_s": dict(CPU), "runs": n_configs * n_samples, "calls": calls, "wall_s": round(wall, 3),
             "runs_per_s": round(n_configs * n_samples / wall, 1), "baseline_rss_mb": round(baseline, 1),
-            "peak_rss_mb": round(peak, 1), "stored": counts, "progress": _summary(progress)}
+            "peak_rss_mb": round(peak, 1), "writer_peak_rss_mb": round(writer_peak, 1), "stored": counts,
+            "progress": _summary(progress)}
 
 
 SCENARIOS = {"a": bench_a, "b": bench_b, "c": bench_c, "d": bench_d}

@@ -35,6 +35,7 @@ from .samples import sample_id
 from .spec import EndpointSpec, Experiment, FunctionStage
 from .steering import SteeringVerbs
 from .store import Store, default_path
+from .store.batchwriter import wait_for_writers
 from .sweeps.guided import guided_defaults
 from .sweeps.space import build_configuration, grid_points, grid_size, random_points
 from .validation import ensure_valid, load_samples, validate
@@ -67,6 +68,9 @@ class Workbench(SteeringVerbs, OutsideDriver):
 
     def close(self) -> None:
         if self._store is not None:
+            # Sweeps return once their results are committed; their writer processes may still be
+            # checkpointing the file. After close, nothing of this workbench touches it any more.
+            wait_for_writers(self._store.path)
             self._store.close()
             self._store = None
 

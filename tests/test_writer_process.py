@@ -185,3 +185,35 @@ def test_without_a_writer_process_the_sweep_writes_from_a_thread(tmp_path, db, m
     assert any("no writer process" in str(w.message) for w in caught)
     assert progress.status == "completed" and progress.failed == 0
     assert runs_done(db) == progress.total > 0
+
+
+def test_a_sweep_returns_with_everything_committed_and_close_waits_for_its_writers(tmp_path, db, monkeypatch):
+    started: list[WriterProcess] = []
+
+    class Recorded(WriterProcess):
+        def __init__(self, path: str):
+            super().__init__(path)
+            started.append(self)
+
+    monkeypatch.setattr(sweep_module, "WriterProcess", Recorded)
+    with FakeServer() as srv:
+        wb = pl.Workbench(db)
+        progress = wb.run(fake_experiment(srv.base_url, name="first"))
+        assert runs_done(db) == progress.total  # committed when run() returns, checkpoint or not
+        wb.run(fake_experiment(srv.base_url, name="second"))  # beside the first one's last checkpoint
+        assert runs_done(db) == 2 * progress.total
+        wb.close()
+    assert len(started) == 2 and all(w.proc.returncode == 0 for w in started)
+    for path in tmp_path.glob("pl.db*"):  # nothing moves under a reader any more
+        path.read_bytes()
+
+
+def test_the_plan_names_its_runs_as_run_id_does():
+    from promptlooper.engine.sweep import SweepPlan
+    from promptlooper.sweeps.space import Configuration
+
+    configs = [Configuration(id=f"cfg{i}", stages=(), vars={}, varied={}) for i in range(2)]
+    samples = [("id:1", {}), ('id:"quoted" ✓', {}), ("0f3a", {})]
+    plan = SweepPlan("exp-1", configs, samples, repeat=2, strategy="grid")
+    got = [item.run_id for item in plan.items(set())]
+    assert got == [run_id("exp-1", c.id, sid, r) for c in configs for sid, _ in samples for r in range(2)]

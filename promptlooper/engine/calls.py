@@ -12,8 +12,7 @@ import asyncio
 import collections
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import ProviderError
 from ..hashing import canonical_json, canonical_text, digest
@@ -27,17 +26,17 @@ def cache_key_material(provider: Provider, model: str, messages: list[dict[str, 
     return {"endpoint": provider.identity, "model": model, "messages": messages, "params": params}
 
 
-def call_key(identity: str, model: str, messages: list[dict[str, str]], params_json: str) -> tuple[str, str]:
+def call_key(
+    identity: str, model: str, messages: list[dict[str, str]], params_json: str, messages_json: str | None = None,
+) -> tuple[str, str]:
     """``(content_hash("call", cache_key_material(...)), canonical JSON of messages)``, built from parts.
 
-    ``params_json`` is ``canonical_json(params)``, which a sweep encodes once per configuration.
-    Rendered messages hold only strings, which canonical JSON leaves as they are, so the text is
-    assembled from pieces instead of normalised and encoded whole (the keys of the material sort
-    as endpoint, messages, model, params); tests hold it equal to ``content_hash``.
+    ``params_json`` is ``canonical_json(params)``, which a sweep encodes once per configuration, and
+    ``messages_json`` ``canonical_json(messages)`` if the caller has it. The text is assembled from
+    pieces instead of normalised and encoded whole (the keys of the material sort as endpoint,
+    messages, model, params); tests hold it equal to ``content_hash``.
     """
-    if all(type(v) is str for m in messages for v in m.values()):
-        messages_json = canonical_text(messages)
-    else:  # e.g. multimodal content parts: normalised like any value
+    if messages_json is None:
         messages_json = canonical_json(messages)
     head, middle = _key_parts(identity, model)
     return digest("call", f"{head}{messages_json}{middle}{params_json}}}"), messages_json
@@ -49,8 +48,7 @@ def _key_parts(identity: str, model: str) -> tuple[str, str]:
     return f'{{"endpoint":{canonical_text(identity)},"messages":', f',"model":{canonical_text(model)},"params":'
 
 
-@dataclass(frozen=True, slots=True)
-class CallResult:
+class CallResult(NamedTuple):
     response: ChatResponse
     cached: bool
     key: str
@@ -117,6 +115,7 @@ class CallExecutor:
         self._recent: collections.OrderedDict[str, tuple[str, int, int, float]] = collections.OrderedDict()
         self._recent_size = recent_size
         self._inflight: dict[str, asyncio.Future[ChatResponse]] = {}
+        self._prefetched: dict[str, tuple[str, int, int, float]] = {}  # see prefetch(); taken once each
         self.calls = 0
         self.hits = 0
         self.retries = 0
@@ -126,6 +125,15 @@ class CallExecutor:
         if lim is None:
             lim = self.limits[provider.name] = AdaptiveLimit(provider.max_concurrency)
         return lim
+
+    def prefetch(self, keys: list[str]) -> None:
+        """Look ``keys`` up in the store now (one query, on the loop), for calls about to be made."""
+        wanted = [k for k in keys if k not in self._recent]
+        if not wanted:
+            return
+        if len(self._prefetched) > 8 * len(wanted) + 4096:
+            self._prefetched.clear()  # left by runs that were dropped (a redirect, a stop)
+        self._prefetched.update(self.reader.store.cache_get_many(wanted))
 
     def remember(self, key: str, value: tuple[str, int, int, float]) -> None:
         self._recent[key] = value
@@ -140,15 +148,21 @@ class CallExecutor:
         params: dict[str, Any],
         params_json: str | None = None,
         on_send: Callable[[], None] | None = None,
+        messages_json: str | None = None,
+        key: str | None = None,
     ) -> CallResult:
         """The reply to one chat call, from the cache when it can be.
 
-        ``params_json`` is ``canonical_json(params)`` if the caller has it; ``on_send`` is called
-        once, before the call waits for an endpoint (its own request or an identical one in
-        flight): the moment a run starts costing time, which a cache hit never does.
+        ``params_json`` and ``messages_json`` are ``canonical_json`` of params and messages if the
+        caller has them; ``on_send`` is called once, before the call waits for an endpoint (its own
+        request or an identical one in flight): the moment a run starts costing time, which a cache
+        hit never does.
         """
-        key, messages_json = call_key(provider.identity, model, messages, params_json or canonical_json(params))
+        if key is None or messages_json is None:
+            key, messages_json = call_key(provider.identity, model, messages, params_json or canonical_json(params), messages_json)
         hit = self._recent.get(key)
+        if hit is None and self._prefetched:
+            hit = self._prefetched.pop(key, None)
         if hit is None:
             inflight = self._inflight.get(key)
             if inflight is not None:

@@ -19,6 +19,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import contextvars
+import itertools
 import time
 import warnings
 from collections.abc import Awaitable, Callable, Iterator
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import SweepConflictError
+from ..hashing import canonical_text, digest
 from ..store import CacheEntry, RunRecord, Store, now_iso
 from ..store.batchwriter import WriterProcess
 from ..store.store import ResultBatch
@@ -45,7 +47,11 @@ FLUSH_EVERY = 0.05  # seconds: how stale the store (and other processes' view) m
 FLUSH_MAX = 1024  # runs per transaction; a power of two, like the store's statement sizes (few statements)
 MAX_BACKLOG = 4  # full batches waiting for the writer before workers wait for it
 POLL_EVERY = 0.25  # seconds between reads of steering requests
-YIELD_EVERY = 64  # cached runs a worker finishes in a row before it lets other tasks run
+# Cached runs the loop may finish, all workers together, before it looks at timers and sockets
+# again (the writer's flushes, steering requests, calls in flight): a run served from the cache never
+# waits, so each worker lets the loop in every TURN_RUNS // workers runs (~25 ms a turn).
+TURN_RUNS = 256
+LOOKAHEAD = 64  # runs whose first call is rendered and looked up together, ahead of their workers
 
 
 @dataclass
@@ -62,10 +68,13 @@ class SweepPlan:
         return len(self.configurations) * len(self.samples) * self.repeat
 
     def items(self, skip: set[str]) -> Iterator[RunItem]:
+        # run_id() from parts encoded once: its canonical JSON is [experiment, config, sample id, repeat].
+        sample_json = [canonical_text(sid) for sid, _ in self.samples]
         for config in self.configurations:
+            head = canonical_text([self.experiment_id, config.id])[:-1] + ","
             for index, (sid, sample) in enumerate(self.samples):
                 for rep in range(self.repeat):
-                    rid = run_id(self.experiment_id, config.id, sid, rep)
+                    rid = digest("run", f"{head}{sample_json[index]},{rep}]")[:32]
                     if rid in skip:
                         continue
                     yield RunItem(config, sample, sid, index, rep, rid)
@@ -160,8 +169,8 @@ class Sweep:
         self._poke.set()
 
     # ------------------------------------------------------------------ events
-    def emit(self, etype: str, payload: dict[str, Any]) -> None:
-        self._batch.add_event(now_iso(), self.plan.experiment_id, etype, payload)
+    def emit(self, etype: str, payload: dict[str, Any], ts: str | None = None) -> None:
+        self._batch.add_event(ts or now_iso(), self.plan.experiment_id, etype, payload)
         for listener in self.event_listeners:
             with contextlib.suppress(Exception):
                 listener(etype, payload)
@@ -203,7 +212,7 @@ class Sweep:
             self.calls = calls
             runner = self.runner = Runner(plan.experiment_id, self.sweep_id, self.pool, calls, self.scorers, self.functions)
             self._finished = finished
-            self._items = plan.items(finished)
+            self._items = self._looking_ahead(plan.items(finished))
             writer = asyncio.ensure_future(self._writer(wstore))
             poller = asyncio.ensure_future(self._poller(rstore))
             n_workers = max(1, min(1024, max(self.concurrency * 2, 32)))
@@ -280,6 +289,7 @@ class Sweep:
 
     async def _worker(self, runner: Runner) -> None:
         streak = 0
+        yield_every = max(1, TURN_RUNS // self.n_workers)
         while not self._stopping:
             if not self._gate.is_set() or self._allowed is not None:
                 try:
@@ -309,12 +319,23 @@ class Sweep:
             self._record(record, item)
             for listener in self.run_listeners:
                 listener(record, item)
-            # A run served from the calls this sweep just made finishes without waiting for anything,
-            # so a worker could go through thousands without giving the loop back: let others in.
+            # A cached run (looked up ahead, or made by this sweep) waits for nothing, so workers
+            # could go through thousands without giving the loop back: see TURN_RUNS.
             streak = streak + 1 if record.status == "cached" else 0
-            if streak >= YIELD_EVERY:
+            if streak >= yield_every:
                 streak = 0
                 await asyncio.sleep(0)
+
+    def _looking_ahead(self, items: Iterator[RunItem]) -> Iterator[RunItem]:
+        """``items``, prepared LOOKAHEAD at a time (see :meth:`Runner.prepare`)."""
+        runner = self.runner
+        assert runner is not None
+        while True:
+            chunk = list(itertools.islice(items, LOOKAHEAD))
+            if not chunk:
+                return
+            runner.prepare(chunk)
+            yield from chunk
 
     def _record(self, record: RunRecord, item: RunItem) -> None:
         p = self.progress
@@ -337,7 +358,8 @@ class Sweep:
                 p.cached += 1
             else:
                 p.completed += 1
-            self.emit(f"run.{record.status}", {"run_id": record.id, "config_id": record.config_id, "score": record.score})
+            self.emit(f"run.{record.status}", {"run_id": record.id, "config_id": record.config_id, "score": record.score},
+                      record.completed_at)
             if record.score is not None:
                 self._update_best(record.config_id, record.score, item.config.varied)
         self._batch.add_run(record, replace=record.id in self._unfinished)
@@ -478,7 +500,7 @@ class Sweep:
         # Runs in flight are neither re-queued nor counted twice: kept ones finish and count,
         # dropped ones are abandoned at their next call (calls already sent still land).
         skip = done_now | self._finished | set(self._inflight)
-        self._items = self.plan.items(skip)
+        self._items = self._looking_ahead(self.plan.items(skip))
         new_ids = {run_id(self.plan.experiment_id, c.id, sid, r) for c in configs for sid, _ in self.plan.samples for r in range(self.plan.repeat)}
         remaining = len(new_ids - skip) + sum(1 for cid in self._inflight.values() if cid in keep)
         self.progress.total = self.progress.done + remaining

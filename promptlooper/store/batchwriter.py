@@ -204,10 +204,11 @@ class WriterProcess:
     """The parent's end: :meth:`write` sends a batch and returns once the child committed it."""
 
     def __init__(self, path: str, *, cache_mb: int = 32):
+        self.path = os.path.abspath(path)
         # -I: nothing from the user's environment (PYTHONPATH, site) changes what the child runs;
         # it needs the standard library only.
         self.proc = subprocess.Popen(
-            [sys.executable, "-I", os.path.abspath(__file__), os.path.abspath(path), str(int(cache_mb))],
+            [sys.executable, "-I", os.path.abspath(__file__), self.path, str(int(cache_mb))],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             # Its own session: a Ctrl+C at the terminal interrupts the sweep, which then sends its
             # last batch; the writer must still be there to commit it.
@@ -227,14 +228,38 @@ class WriterProcess:
         return value  # type: ignore[no-any-return]
 
     def close(self) -> None:
-        """End of input. Every batch sent is committed by now (each :meth:`write` waited for it);
-        the child's last checkpoint runs on after this returns, and a thread reaps the child."""
+        """End of input. Every batch sent is committed by now (each :meth:`write` waited for it), so
+        the sweep returns at once; the child's last checkpoint runs on (beside the next sweep, if
+        one starts: checkpoints and writers do not block each other in WAL mode), and
+        :func:`wait_for_writers` (``Workbench.close``) waits for it."""
         if self.proc.stdin is not None:
             with contextlib.suppress(OSError):
                 self.proc.stdin.close()
         if self.proc.stdout is not None:
             self.proc.stdout.close()
-        threading.Thread(target=self.proc.wait, name="promptlooper-writer-reaper", daemon=True).start()
+        with _closing_lock:
+            for path, procs in list(_closing.items()):  # reap the ones that are done
+                procs[:] = [p for p in procs if p.poll() is None]
+                if not procs:
+                    del _closing[path]
+            _closing.setdefault(self.path, []).append(self.proc)
+
+
+# Writer processes told to finish, by database: their last checkpoint may still be running.
+_closing: dict[str, list[subprocess.Popen[bytes]]] = {}
+_closing_lock = threading.Lock()
+
+
+def wait_for_writers(path: str, timeout: float = 120.0) -> None:
+    """Wait until every writer process of ``path`` this process started has exited."""
+    with _closing_lock:
+        procs = _closing.pop(os.path.abspath(path), [])
+    for proc in procs:
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def _checkpoint(c: sqlite3.Connection) -> None:
