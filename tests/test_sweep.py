@@ -249,6 +249,30 @@ def test_events_record_runs_and_new_best(wb, make_exp):
     assert best["config_id"] in set(board[(board.score - board.iloc[0]["score"]).abs() < 1e-9]["full_config_id"])
 
 
+def test_a_cached_run_records_no_start_only_its_cache_hit(wb, make_exp):
+    exp = make_exp()
+    wb.run(exp)
+    fork = make_exp(name="same-calls")  # new runs, every call already in the cache
+    wb.run(fork)
+    types = [e["type"] for e in wb.events(fork.key)]
+    assert types.count("run.cached") == 12 and "run.started" not in types  # it never waited for a model
+
+
+def test_identical_calls_of_different_configurations_reach_the_server_once(wb):
+    # The first stage's call is the same for every configuration (only the second stage varies):
+    # runs of different configurations ask for it at once, looked up ahead and missing; one goes out.
+    with FakeServer(latency=0.05) as srv:
+        exp = fake_experiment(
+            srv.base_url, name="shared-first-call",
+            stages=[{"name": "answer", "model": "fake/fake-small", "user": "Q: {{ question }}"},
+                    {"name": "check", "model": "fake/fake-large", "user": "Check {{ answer }}"}],
+            space={"check.temperature": [0.0, 0.25, 0.5, 0.75, 1.0]}, concurrency=16,
+        )
+        progress = wb.run(exp)
+        assert progress.failed == 0 and progress.done == 15
+        assert srv.stats()["by_model"] == {"fake-small": 3, "fake-large": 15}
+
+
 def test_human_ratings_survive_a_rerun_of_their_run(wb, make_exp, server):
     exp = make_exp(space={})
     wb.run(exp)

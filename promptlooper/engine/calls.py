@@ -1,9 +1,10 @@
 """Model calls through the response cache, with single-flight, retries and adaptive limits.
 
 A call is looked up, in order: among the entries this sweep wrote recently (not yet or only just
-committed), among identical calls in flight right now (single-flight: a second caller awaits the
-first), then in the store, where look-ups that arrive in the same event-loop turn are coalesced
-into one ``SELECT … IN`` on the loop itself. Only a miss reaches the endpoint.
+committed), among those a sweep looked up ahead for its next runs (:meth:`CallExecutor.prefetch`,
+one query for many), among identical calls in flight right now (single-flight: a second caller
+awaits the first), then in the store, where look-ups that arrive in the same event-loop turn are
+coalesced into one ``SELECT … IN`` on the loop itself. Only a miss reaches the endpoint.
 """
 
 from __future__ import annotations
@@ -116,6 +117,7 @@ class CallExecutor:
         self._recent_size = recent_size
         self._inflight: dict[str, asyncio.Future[ChatResponse]] = {}
         self._prefetched: dict[str, tuple[str, int, int, float]] = {}  # see prefetch(); taken once each
+        self._prefetched_missing: set[str] = set()  # looked up by prefetch() and not found: not asked again
         self.calls = 0
         self.hits = 0
         self.retries = 0
@@ -131,9 +133,12 @@ class CallExecutor:
         wanted = [k for k in keys if k not in self._recent]
         if not wanted:
             return
-        if len(self._prefetched) > 8 * len(wanted) + 4096:
+        if len(self._prefetched) + len(self._prefetched_missing) > 8 * len(wanted) + 4096:
             self._prefetched.clear()  # left by runs that were dropped (a redirect, a stop)
-        self._prefetched.update(self.reader.store.cache_get_many(wanted))
+            self._prefetched_missing.clear()
+        found = self.reader.store.cache_get_many(wanted)
+        self._prefetched.update(found)
+        self._prefetched_missing.update(k for k in wanted if k not in found)
 
     def remember(self, key: str, value: tuple[str, int, int, float]) -> None:
         self._recent[key] = value
@@ -153,16 +158,20 @@ class CallExecutor:
     ) -> CallResult:
         """The reply to one chat call, from the cache when it can be.
 
-        ``params_json`` and ``messages_json`` are ``canonical_json`` of params and messages if the
-        caller has them; ``on_send`` is called once, before the call waits for an endpoint (its own
+        ``params_json`` and ``messages_json`` are ``canonical_json`` of params and messages, and
+        ``key`` the call's key, if the caller has them; ``on_send`` is called once, before the call waits for an endpoint (its own
         request or an identical one in flight): the moment a run starts costing time, which a cache
         hit never does.
         """
         if key is None or messages_json is None:
             key, messages_json = call_key(provider.identity, model, messages, params_json or canonical_json(params), messages_json)
         hit = self._recent.get(key)
-        if hit is None and self._prefetched:
+        looked_up = False  # by prefetch(), a moment ago, and not found
+        if hit is None:
             hit = self._prefetched.pop(key, None)
+            if hit is None and key in self._prefetched_missing:
+                self._prefetched_missing.discard(key)
+                looked_up = True
         if hit is None:
             inflight = self._inflight.get(key)
             if inflight is not None:
@@ -171,7 +180,8 @@ class CallExecutor:
                 resp = await asyncio.shield(inflight)
                 self.hits += 1
                 return CallResult(resp, True, key, messages_json)
-            hit = await self.reader.get(key)
+            if not looked_up:
+                hit = await self.reader.get(key)
         if hit is not None:
             self.hits += 1
             text, tin, tout, lat = hit
