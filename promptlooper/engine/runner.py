@@ -151,8 +151,10 @@ def _messages(stage: dict[str, Any], ctx: dict[str, Any]) -> list[dict[str, str]
 def _prompt_record(index: int, stage: dict[str, Any], call: _StageCall, messages: list[dict[str, str]], result: CallResult) -> StageRecord:
     resp = result.response
     return StageRecord(
-        index, stage["name"], "prompt", messages, resp.text, call.model, call.endpoint, call.params, resp.tokens_in,
-        resp.tokens_out, resp.latency_ms, result.cached, result.key, result.messages_json, call.params_json,
+        stage_index=index, stage_name=stage["name"], kind="prompt", prompt_sent=messages, response_raw=resp.text,
+        model_used=call.model, endpoint=call.endpoint, parameters=call.params, tokens_in=resp.tokens_in,
+        tokens_out=resp.tokens_out, latency_ms=resp.latency_ms, cached=result.cached, cache_key=result.key,
+        prompt_json=result.messages_json, parameters_json=call.params_json,
     )
 
 
@@ -195,7 +197,6 @@ class Runner:
         self.pool = pool
         self.calls = calls
         self.scorers = scorers
-        self.weights = {s.spec.column: s.spec.weight for s in scorers}
         self._prices: dict[tuple[str, str], tuple[float, float]] = {}
         self._stage_calls: dict[tuple[str, int, int], _StageCall] = {}
 
