@@ -1,6 +1,7 @@
 """Helpers shared by the tests (a module of its own: `conftest` names two files, tests/ and tests/ui/).
 
-A small experiment on the fake endpoint, waiting, free ports, and reading another process's store.
+A small experiment on the fake endpoint (and its YAML file, for the CLI), waiting, free ports, and
+reading another process's store.
 """
 
 from __future__ import annotations
@@ -8,7 +9,10 @@ from __future__ import annotations
 import socket
 import sqlite3
 import time
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 import promptlooper as pl
 
@@ -69,3 +73,16 @@ def fake_experiment(base_url: str, name: str = "fake-exp", **over: Any) -> pl.Ex
     if "persona" not in data["space"] and "stages" not in over:
         data["stages"][0].pop("system")
     return pl.Experiment.model_validate(data)
+
+
+def temperature_sweep(base_url: str, name: str, n_temps: int, **over: Any) -> pl.Experiment:
+    """:func:`fake_experiment` over ``n_temps`` temperatures (0.00, 0.01, ...), 4 calls at a time:
+    ``3 * n_temps`` runs, long enough to steer or interrupt on a slow server."""
+    return fake_experiment(base_url, name=name, space={"answer.temperature": [round(i * 0.01, 2) for i in range(n_temps)]},
+                           **{"concurrency": 4, **over})
+
+
+def write_experiment(path: Path, exp: pl.Experiment) -> Path:
+    """``exp`` as the YAML file a user hands the CLI."""
+    path.write_text(yaml.safe_dump(exp.model_dump(mode="json", exclude_none=True)))
+    return path

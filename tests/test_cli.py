@@ -9,8 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
-from helpers import fake_experiment
+from helpers import fake_experiment, write_experiment
 
 CLI = [sys.executable, "-m", "promptlooper.cli"]
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -25,9 +24,7 @@ def cli(db: str, *args: str, check: bool = True, env: dict | None = None) -> sub
 
 @pytest.fixture
 def exp_file(tmp_path, server) -> Path:
-    path = tmp_path / "exp.yaml"
-    path.write_text(yaml.safe_dump(fake_experiment(server.base_url, name="cli").model_dump(mode="json", exclude_none=True)))
-    return path
+    return write_experiment(tmp_path / "exp.yaml", fake_experiment(server.base_url, name="cli"))
 
 
 def test_run_prints_progress_and_leaderboard(db, exp_file, server):

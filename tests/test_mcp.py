@@ -16,8 +16,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-import yaml
-from helpers import fake_experiment, free_port
+from helpers import fake_experiment, free_port, temperature_sweep, write_experiment
 from helpers import runs_done as _runs_done
 from helpers import sweep_status as _sweep_status
 from helpers import wait as _wait
@@ -325,10 +324,7 @@ def test_steering_fork_decisions_ratings_comparison_and_human(mcp_server, server
 
 def test_an_agent_pauses_a_sweep_a_second_process_started(tmp_path, db):
     with FakeServer(latency=0.1) as srv:
-        exp = fake_experiment(srv.base_url, name="steer", space={"answer.temperature": [round(i * 0.01, 2) for i in range(40)]},
-                              concurrency=4)
-        f = tmp_path / "steer.yaml"
-        f.write_text(yaml.safe_dump(exp.model_dump(mode="json", exclude_none=True)))
+        f = write_experiment(tmp_path / "steer.yaml", temperature_sweep(srv.base_url, "steer", 40))
         proc = subprocess.Popen([*CLI, "--db", db, "run", str(f), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             _wait(lambda: os.path.exists(db) and _sweep_status(db) == "running" and _runs_done(db) >= 4, timeout=60)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 from aiohttp import web
-from helpers import fake_experiment
+from helpers import fake_experiment, temperature_sweep, write_experiment
 from helpers import runs_done as _runs_done
 from helpers import sweep_status as _sweep_status
 from helpers import wait as _wait
@@ -27,12 +27,7 @@ CLI = [sys.executable, "-m", "promptlooper.cli"]
 
 
 def _write_exp(tmp_path: Path, base_url: str, n_temps: int = 40, **over) -> Path:
-    exp = fake_experiment(base_url, name="steer", space={"answer.temperature": [round(i * 0.01, 2) for i in range(n_temps)]},
-                          concurrency=4, **over)
-    data = exp.model_dump(mode="json", exclude_none=True)
-    path = tmp_path / "steer.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+    return write_experiment(tmp_path / "steer.yaml", temperature_sweep(base_url, "steer", n_temps, **over))
 
 
 def test_pause_from_this_process_pauses_a_cli_sweep_in_another(tmp_path, db):
@@ -65,8 +60,7 @@ def test_pause_from_this_process_pauses_a_cli_sweep_in_another(tmp_path, db):
 def test_cli_pause_pauses_a_sweep_running_in_this_process(tmp_path, db):
     with FakeServer(latency=0.1) as srv:
         # 300 runs at 40/s: long enough to outlast the CLI's start-up on a loaded machine.
-        exp = fake_experiment(srv.base_url, name="steer", space={"answer.temperature": [round(i * 0.01, 2) for i in range(100)]},
-                              concurrency=4)
+        exp = temperature_sweep(srv.base_url, "steer", 100)
         wb = pl.Workbench(db)
         handle = wb.start(exp)
         _wait(lambda: handle.progress.done >= 4, timeout=30)

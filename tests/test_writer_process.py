@@ -20,8 +20,7 @@ import sys
 import warnings
 
 import pytest
-import yaml
-from helpers import fake_experiment, runs_done, wait
+from helpers import fake_experiment, runs_done, temperature_sweep, wait, write_experiment
 
 import promptlooper as pl
 from promptlooper.engine import sweep as sweep_module
@@ -152,10 +151,7 @@ def test_ctrl_c_at_the_terminal_stops_the_sweep_and_keeps_every_finished_run(tmp
     # A terminal sends SIGINT to the whole foreground process group: the CLI and, unless it has a
     # session of its own, its writer process, which would die before committing the last batch.
     with FakeServer(latency=0.02) as srv:
-        exp = fake_experiment(srv.base_url, name="ctrlc", space={"answer.temperature": [round(i * 0.01, 2) for i in range(60)]},
-                              concurrency=4)
-        path = tmp_path / "ctrlc.yaml"
-        path.write_text(yaml.safe_dump(exp.model_dump(mode="json", exclude_none=True)))
+        path = write_experiment(tmp_path / "ctrlc.yaml", temperature_sweep(srv.base_url, "ctrlc", 60))
         proc = subprocess.Popen([*CLI, "--db", db, "run", str(path), "--quiet"], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, start_new_session=True)
         wait(lambda: os.path.exists(db) and runs_done(db) >= 20, timeout=60, every=0.01)

@@ -159,9 +159,9 @@ class CallExecutor:
         """The reply to one chat call, from the cache when it can be.
 
         ``params_json`` and ``messages_json`` are ``canonical_json`` of params and messages, and
-        ``key`` the call's key, if the caller has them; ``on_send`` is called once, before the call waits for an endpoint (its own
-        request or an identical one in flight): the moment a run starts costing time, which a cache
-        hit never does.
+        ``key`` the call's key, if the caller has them. ``on_send`` is called once, before the call
+        waits for an endpoint (its own request or an identical one in flight): the moment a run
+        starts costing time, which a cache hit never does.
         """
         if key is None or messages_json is None:
             key, messages_json = call_key(provider.identity, model, messages, params_json or canonical_json(params), messages_json)

@@ -48,8 +48,18 @@ class RunItem:
 def run_id(experiment_id: str, config_id: str, sample_id: str, repeat: int) -> str:
     # A run belongs to its experiment (a fork runs the same configuration as new runs of its own);
     # calls are what is shared between experiments, through the cache.
-    # canonical_text: ids are str and repeat an int, so this is content_hash("run", [...]) without the copy.
-    return digest("run", canonical_text([experiment_id, config_id, sample_id, repeat]))[:32]
+    return run_id_from(run_id_head(experiment_id, config_id), canonical_text(sample_id), repeat)
+
+
+# run_id() in two parts, for a plan that names thousands of runs of one configuration: its text is
+# the canonical JSON of [experiment, config, sample id, repeat] (ids are str and repeat an int,
+# which canonical JSON leaves as they are), i.e. content_hash("run", [...]) without the copy.
+def run_id_head(experiment_id: str, config_id: str) -> str:
+    return canonical_text([experiment_id, config_id])[:-1] + ","
+
+
+def run_id_from(head: str, sample_json: str, repeat: int) -> str:
+    return digest("run", f"{head}{sample_json},{repeat}]")[:32]
 
 
 _PLAIN_SCORES = (float, int, ScoreResult)
@@ -68,17 +78,10 @@ class BoundScorer:
         self.fn = build(spec.name, spec.args)
         self.is_async = inspect.iscoroutinefunction(self.fn)
         self.args_json = _dumps(spec.args)  # stored with every score: encoded once
-        self.weight = spec.weight
 
     async def score(self, ctx: ScoreContext) -> tuple[float, dict[str, Any] | None]:
-        try:
-            value: Any = self.fn(ctx)
-            # Most scorers are sync and return one of these; isawaitable's ABC check costs more.
-            if type(value) not in _PLAIN_SCORES and inspect.isawaitable(value):
-                value = await value
-        except Exception as exc:  # noqa: BLE001 - a scorer bug is recorded, not fatal
-            return _failed(exc)
-        return _clamped(value)
+        scored = self.score_now(ctx)
+        return scored if type(scored) is tuple else await self.finish(scored)
 
     def score_now(self, ctx: ScoreContext) -> tuple[float, dict[str, Any] | None] | Awaitable[Any]:
         """The score of a sync scorer at once; otherwise the awaitable it returned (for :meth:`finish`)."""
@@ -86,6 +89,7 @@ class BoundScorer:
             value: Any = self.fn(ctx)
         except Exception as exc:  # noqa: BLE001 - a scorer bug is recorded, not fatal
             return _failed(exc)
+        # Most scorers are sync and return one of these; isawaitable's ABC check costs more.
         if type(value) not in _PLAIN_SCORES and inspect.isawaitable(value):
             return value
         return _clamped(value)
@@ -197,6 +201,7 @@ class Runner:
         self.pool = pool
         self.calls = calls
         self.scorers = scorers
+        self.weights = {s.spec.column: s.spec.weight for s in scorers}
         self._prices: dict[tuple[str, str], tuple[float, float]] = {}
         self._stage_calls: dict[tuple[str, int, int], _StageCall] = {}
 
@@ -274,8 +279,6 @@ class Runner:
             record.status = "cached"
         run_info = {"run_id": record.id, "config_id": config.id, "varied": config.varied, "repeat": item.repeat}
         contexts: dict[str, ScoreContext] = {}  # one per scored stage, shared by its scorers
-        total_weight: float = 0
-        weighted_sum: float = 0
         for bound in self.scorers:
             stage_name = bound.spec.stage or last
             ctx_s = contexts.get(stage_name)
@@ -287,11 +290,8 @@ class Runner:
             scored = bound.score_now(ctx_s)
             value, detail = scored if type(scored) is tuple else await bound.finish(scored)
             record.scores.append((bound.spec.column, value, detail, bound.spec.name, bound.args_json))
-            # weighted(record.scores, ...) as the scores come: the same sums, in the same order.
-            weight = bound.weight
-            total_weight += weight
-            weighted_sum += weight * value
-        record.score = weighted_sum / total_weight if total_weight > 0 else None
+        # The formula re-scoring uses too: a sweep and a re-score must agree to the last digit.
+        record.score = weighted(record.scores, self.weights)
         record.completed_at = now_iso()
         record.duration_ms = (time.perf_counter() - t0) * 1000
         return record

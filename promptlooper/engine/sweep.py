@@ -27,14 +27,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import SweepConflictError
-from ..hashing import canonical_text, digest
+from ..hashing import canonical_text
 from ..store import CacheEntry, RunRecord, Store, now_iso
 from ..store.batchwriter import WriterProcess
 from ..store.store import ResultBatch
 from ..sweeps.space import Configuration
 from .calls import CacheReader, CallExecutor
 from .progress import Progress
-from .runner import BoundScorer, RunItem, Runner, run_id
+from .runner import BoundScorer, RunItem, Runner, run_id, run_id_from, run_id_head
 
 _current_config: contextvars.ContextVar[str | None] = contextvars.ContextVar("promptlooper_run_config", default=None)
 
@@ -68,13 +68,12 @@ class SweepPlan:
         return len(self.configurations) * len(self.samples) * self.repeat
 
     def items(self, skip: set[str]) -> Iterator[RunItem]:
-        # run_id() from parts encoded once: its canonical JSON is [experiment, config, sample id, repeat].
-        sample_json = [canonical_text(sid) for sid, _ in self.samples]
+        sample_json = [canonical_text(sid) for sid, _ in self.samples]  # run_id()'s parts, encoded once
         for config in self.configurations:
-            head = canonical_text([self.experiment_id, config.id])[:-1] + ","
+            head = run_id_head(self.experiment_id, config.id)
             for index, (sid, sample) in enumerate(self.samples):
                 for rep in range(self.repeat):
-                    rid = digest("run", f"{head}{sample_json[index]},{rep}]")[:32]
+                    rid = run_id_from(head, sample_json[index], rep)
                     if rid in skip:
                         continue
                     yield RunItem(config, sample, sid, index, rep, rid)

@@ -14,8 +14,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-import yaml
-from helpers import fake_experiment, free_port
+from helpers import fake_experiment, free_port, write_experiment
 
 from promptlooper.testing import FakeServer
 
@@ -57,8 +56,7 @@ def running_sweep(tmp_path, monkeypatch):
         exp = fake_experiment(srv.base_url, name="live", concurrency=2,
                               space={"answer.temperature": [round(i * 0.02, 2) for i in range(100)], "persona": ["terse", "verbose"]},
                               endpoints={"fake": {"base_url": srv.base_url, "api_key_env": "PL_DASH_KEY"}})
-        f = tmp_path / "live.yaml"
-        f.write_text(yaml.safe_dump(exp.model_dump(mode="json", exclude_none=True)))
+        f = write_experiment(tmp_path / "live.yaml", exp)
         db = str(tmp_path / "dash.db")
         proc = subprocess.Popen([sys.executable, "-m", "promptlooper.cli", "--db", db, "run", str(f), "--quiet"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
