@@ -8,6 +8,7 @@
     .venv/bin/python benchmarks/run.py --engine-path /tmp/old --label before  # another checkout's engine
 
 (a) latency 100 ms, concurrency 64, 2,000 distinct calls: throughput / (C/L = 640 calls/s) >= 0.90
+    (the process's second sweep; its first, which pays one-time costs, is reported as cold)
 (b) latency 0, concurrency 64, 6,000 calls through the whole engine: >= 1,000 calls/s
 (c) 10,000 runs of a NEW experiment whose every call is cached: >= 10,000 runs/s
     (and, reported separately, the same experiment re-run, where every run is skipped)
@@ -54,7 +55,7 @@ HEADLINE: dict[str, tuple[str, Any]] = {
 
 def incomplete(name: str, r: dict[str, Any]) -> str | None:
     """Why an attempt does not count, if it lost data: speed never at data's cost."""
-    for key in ("stored", "fill_stored", "cached_stored"):
+    for key in ("stored", "cold_stored", "fill_stored", "cached_stored"):
         counts = r.get(key)
         if counts and counts["runs"] != r["runs"]:
             return f"INCOMPLETE: {counts['runs']} of {r['runs']} runs stored ({key})"
@@ -76,6 +77,8 @@ def targets(name: str, r: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
         bare = r["bare_client"]
         return [("throughput / ideal (640 calls/s)", f"{r['fraction_of_ideal']:.3f}  ({r['calls_per_s']:.0f} calls/s, "
                  f"{_cpu_us(r)})", ">= 0.90", r["fraction_of_ideal"] >= 0.90),
+                ("  first sweep of the process (cold)", f"{r['cold']['fraction_of_ideal']:.3f}  "
+                 f"({_cpu_us({**r['cold'], 'runs': r['runs']})})", "(context)", True),
                 ("  bare aiohttp client, same server", f"{bare['fraction_of_ideal']:.3f}  ({bare['calls_per_s']:.0f} calls/s, "
                  f"{bare['mean_latency_ms']} ms mean)", "(context)", True)]
     if name == "b":

@@ -284,3 +284,48 @@ def test_human_ratings_survive_a_rerun_of_their_run(wb, make_exp, server):
     assert server.stats()["completions"] == 1
     human = [s for s in wb.run_detail(run["id"])["scores"] if s["source"] == "human"]
     assert [(s["scorer"], s["value"]) for s in human] == [("human_stars", 0.75)]
+
+
+@pytest.mark.parametrize("scorer", ["sync", "async"])
+def test_every_call_slot_is_used_and_never_one_more(wb, scorer):
+    """Runs that only wait for their call and runs that also await a scorer both keep the sweep's
+    `concurrency` calls out at once, and never more."""
+    async def slow_score(output: str) -> float:
+        await asyncio.sleep(0.02)
+        return 1.0
+
+    scorers = [{"name": "length", "max_words": 6}]
+    if scorer == "async":
+        scorers.append({"name": "python", "function": slow_score})
+    with FakeServer(latency=0.05) as srv:
+        exp = fake_experiment(srv.base_url, space={"answer.temperature": [round(i * 0.1, 1) for i in range(10)]},
+                              scorers=scorers, concurrency=8)
+        progress = wb.run(exp)
+        assert srv.stats()["in_flight_max"] == 8
+    assert progress.completed == 30
+
+
+def test_a_sweep_hides_older_objects_from_the_cycle_collector_and_gives_them_back(wb, make_exp):
+    import gc
+
+    assert gc.get_freeze_count() == 0
+    during: list[int] = []
+
+    async def main() -> None:
+        await wb.sweep(make_exp(), listeners=[lambda progress: during.append(gc.get_freeze_count())])
+
+    asyncio.run(main())
+    assert during and min(during) > 0
+    assert gc.get_freeze_count() == 0
+
+
+def test_objects_a_process_froze_itself_stay_frozen_after_a_sweep(wb, make_exp):
+    import gc
+
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        wb.run(make_exp())
+        assert 0 < gc.get_freeze_count() <= frozen  # not given back, and nothing more frozen
+    finally:
+        gc.unfreeze()

@@ -23,6 +23,7 @@ from yarl import URL
 from ..errors import EndpointError, ProviderError
 from ..hashing import json_encoder
 from .base import ChatRequest, ChatResponse, Provider
+from .eager_body import REQUEST_CLASS
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -92,6 +93,7 @@ class OpenAICompatible(Provider):
                 connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
                 timeout=aiohttp.ClientTimeout(total=self.timeout, sock_connect=min(10.0, self.timeout)),
                 json_serialize=_json_dumps,
+                request_class=REQUEST_CLASS,
             )
         return self._session
 

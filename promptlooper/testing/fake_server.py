@@ -3,7 +3,9 @@
 It is a *real* HTTP server (aiohttp), so clients are exercised end to end:
 connection pooling, timeouts, retries and error handling all behave as they
 would against a hosted API, but replies are instant (or have a configurable
-latency), deterministic and free.
+latency), deterministic and free. A latency of L means an answer L after the
+request reached the handler, as from a remote API: the server's own work on the
+reply happens meanwhile, not on top (it shares the cores with the client).
 
 Three ways to run it:
 
@@ -414,6 +416,9 @@ class FakeServer:
         return None
 
     async def _chat_completions(self, request: web.Request) -> web.StreamResponse:
+        # The latency runs from here, the earliest point a handler sees, not from whenever this
+        # request's own work is done: see _answer.
+        deadline = asyncio.get_running_loop().time() + self.latency
         with self._stats.lock:
             self._stats.requests += 1
         denied = self._check_auth(request)
@@ -443,7 +448,7 @@ class FakeServer:
             if fault is not None:
                 stats.faults[fault] += 1
         try:
-            return await self._answer(request, body, model, messages, fault, faults)
+            return await self._answer(request, body, model, messages, fault, faults, deadline)
         finally:
             with stats.lock:
                 stats.in_flight -= 1
@@ -456,11 +461,16 @@ class FakeServer:
         messages: list[Any],
         fault: str | None,
         faults: Faults,
+        deadline: float,
     ) -> web.StreamResponse:
+        # The reply is made before the latency runs out, so that "latency L" means an answer L
+        # after the request came in, as from a remote API, and not L plus this server's own work
+        # queued behind other requests' on the cores it shares with the client under test.
+        reply = self._reply(body, messages) if fault in (None, "slow") else None
         # Latency applies to every valid completion request, faulted or not,
         # so timing is predictable regardless of the fault mix.
         if self.latency > 0:
-            await asyncio.sleep(self.latency)
+            await asyncio.sleep(max(0.0, deadline - asyncio.get_running_loop().time()))
         if fault == "rate_limit":
             return self._count_status(
                 _error(
@@ -492,26 +502,10 @@ class FakeServer:
         if fault == "slow":
             await asyncio.sleep(faults.slow_seconds)
 
-        text = self.reply(body)
-        cap = _max_tokens(body)
-        finish = "length" if cap is not None and _word_count(text) >= cap else "stop"
-        prompt_tokens = max(
-            1,
-            sum(
-                _word_count(_content_text(m.get("content")))
-                for m in messages
-                if isinstance(m, dict)
-            ),
-        )
-        completion_tokens = _word_count(text)
-        usage = {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-        }
+        assert reply is not None
+        text, finish, usage = reply
         ident = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         created = int(time.time())
-
         if body.get("stream") is True:
             response = await self._stream(request, ident, created, model, text, finish, usage, body)
         else:
@@ -534,6 +528,27 @@ class FakeServer:
         with self._stats.lock:
             self._stats.completions += 1
         return self._count_status(response)
+
+    def _reply(self, body: dict[str, Any], messages: list[Any]) -> tuple[str, str, dict[str, int]]:
+        """(text, finish reason, usage) of a completion."""
+        text = self.reply(body)
+        cap = _max_tokens(body)
+        finish = "length" if cap is not None and _word_count(text) >= cap else "stop"
+        prompt_tokens = max(
+            1,
+            sum(
+                _word_count(_content_text(m.get("content")))
+                for m in messages
+                if isinstance(m, dict)
+            ),
+        )
+        completion_tokens = _word_count(text)
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
+        return text, finish, usage
 
     async def _stream(
         self,

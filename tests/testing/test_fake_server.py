@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -434,3 +435,15 @@ def test_subprocess_replies_match_in_process(client: httpx.Client) -> None:
     expected = text_of(complete(client, temperature=0.3))
     with fake_server_process() as base_url, httpx.Client(base_url=base_url) as c:
         assert text_of(complete(c, temperature=0.3)) == expected
+
+
+def test_latency_runs_from_the_request_not_from_the_servers_own_work() -> None:
+    """A remote API's latency does not grow with the fake server's own work (here a slow reply)."""
+    def slow_reply(body: dict[str, Any]) -> str:
+        time.sleep(0.3)
+        return "alpha bravo"
+
+    with FakeServer(latency=0.4, reply=slow_reply) as srv, httpx.Client(base_url=srv.base_url, timeout=5) as c:
+        r = complete(c)
+    assert text_of(r) == "alpha bravo"
+    assert 0.4 <= r.elapsed.total_seconds() < 0.6  # 0.7 if the reply's 0.3 s came on top
