@@ -13,6 +13,14 @@ from promptlooper.providers.eager_body import EagerBodyRequest
 from promptlooper.testing import FakeServer
 
 
+def _listener() -> socket.socket:
+    """A loopback socket that accepts connections and does nothing else unless told."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    return listener
+
+
 def _session() -> aiohttp.ClientSession:
     return aiohttp.ClientSession(request_class=EagerBodyRequest, timeout=aiohttp.ClientTimeout(total=30))
 
@@ -21,9 +29,7 @@ def test_the_body_is_with_the_server_before_the_loop_turns():
     """The point of the class: once aiohttp's send() returns, in the same step of the loop, the
     request (headers and body) is in the server's socket. (aiohttp's own class on Python 3.11 has
     sent nothing yet at that point: it writes from a task that runs on the loop's next turn.)"""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
+    listener = _listener()
     seen: list[bytes] = []
 
     class Probe(EagerBodyRequest):
@@ -68,9 +74,7 @@ def test_bodies_small_and_large_arrive_whole(words):
 def test_a_request_whose_body_is_stuck_can_be_cancelled():
     """A server that never reads: the body's write waits for the socket (the task's part), and
     cancelling the request ends it at once instead of hanging."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
+    listener = _listener()
     accepted: list[socket.socket] = []
     threading.Thread(target=lambda: accepted.append(listener.accept()[0]), daemon=True).start()
     port = listener.getsockname()[1]
@@ -93,9 +97,7 @@ def test_a_request_whose_body_is_stuck_can_be_cancelled():
 
 
 def test_a_connection_closed_mid_body_is_a_client_error():
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
+    listener = _listener()
 
     def accept_and_drop() -> None:
         conn, _ = listener.accept()
