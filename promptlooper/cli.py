@@ -320,7 +320,7 @@ def cmd_calibration(wb: Workbench, args: argparse.Namespace) -> int:
 def cmd_dashboard(wb: Workbench, args: argparse.Namespace) -> int:
     from .dashboard import serve
 
-    return serve(wb.db_path, args.host, args.port, preheat=not args.no_preheat)
+    return serve(wb.db_path, args.host, args.port, preheat=not args.no_preheat, guest=args.guest)
 
 
 def cmd_endpoints(wb: Workbench, args: argparse.Namespace) -> int:
@@ -514,9 +514,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
 
     p = add("dashboard", cmd_dashboard, "Serve the read-only Voila dashboards of this database (127.0.0.1 by default).")
-    p.add_argument("--host", default="127.0.0.1", help="bind address; anything but 127.0.0.1 exposes the dashboards")
+    p.add_argument("--host", default="127.0.0.1", help="bind address; on any other than loopback a token is required (see --guest)")
     p.add_argument("--port", type=int, default=8402)
     p.add_argument("--no-preheat", action="store_true", help="start each page's kernel on request (slower first paint)")
+    p.add_argument("--guest", action="store_true",
+                   help="no token: anyone who reaches the address may view (read-only); off by default")
 
     p = add("endpoints", cmd_endpoints, "Manage model endpoints: list, add, test, remove.")
     esub = p.add_subparsers(dest="action")

@@ -696,8 +696,11 @@ def bearer(app: Any, key: str) -> Any:
         if scope["type"] == "http":
             got = dict(scope.get("headers") or []).get(b"authorization", b"")
             if not hmac.compare_digest(got, expected):
+                # error="invalid_token" tells MCP clients (the Inspector among them) that a bearer
+                # key is what is missing; a bare "Bearer" makes them start an OAuth discovery flow.
+                challenge = b'Bearer error="invalid_token", error_description="missing or wrong bearer key"'
                 await send({"type": "http.response.start", "status": 401,
-                            "headers": [(b"www-authenticate", b"Bearer"), (b"content-type", b"application/json")]})
+                            "headers": [(b"www-authenticate", challenge), (b"content-type", b"application/json")]})
                 await send({"type": "http.response.body", "body": b'{"error": "missing or wrong bearer key"}'})
                 return
         await app(scope, receive, send)

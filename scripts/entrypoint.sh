@@ -3,6 +3,9 @@
 # all on one database under $DATA_DIR. Used by the Docker image; runs the same outside Docker.
 #   JUPYTER_TOKEN          JupyterLab's token (generated and printed once if unset)
 #   PROMPTLOOPER_MCP_KEY   the MCP server's bearer key (generated and printed once if unset)
+#   PROMPTLOOPER_DASHBOARD_TOKEN  the dashboards' token (generated and printed once if unset,
+#                          since they listen on $HOST); PROMPTLOOPER_DASHBOARD_GUEST=1 opens them
+#                          to anyone who reaches the port, read-only, instead
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 bin="${PROMPTLOOPER_BIN:-$here/.venv/bin}"
@@ -31,7 +34,9 @@ trap cleanup EXIT INT TERM
 "$bin/jupyter" lab --no-browser --allow-root --ip="$HOST" --port="$PORT" --ServerApp.port_retries=0 \
     --ServerApp.root_dir="$DATA_DIR/notebooks" --IdentityProvider.token="$JUPYTER_TOKEN" &
 pids+=($!)
-"$bin/promptlooper" --db "$PROMPTLOOPER_DB" dashboard --host "$HOST" --port "$DASHBOARD_PORT" &
+guest=()
+[ "${PROMPTLOOPER_DASHBOARD_GUEST:-}" = 1 ] && guest=(--guest)
+"$bin/promptlooper" --db "$PROMPTLOOPER_DB" dashboard --host "$HOST" --port "$DASHBOARD_PORT" "${guest[@]}" &
 pids+=($!)
 "$bin/promptlooper" --db "$PROMPTLOOPER_DB" mcp --transport http --host "$HOST" --port "$MCP_PORT" &
 pids+=($!)

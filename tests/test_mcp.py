@@ -473,6 +473,8 @@ def test_http_needs_the_bearer_key(db):
         assert httpx.post(url, json=body, headers=headers, timeout=10).status_code == 401
         wrong = httpx.post(url, json=body, headers={**headers, "Authorization": "Bearer nope"}, timeout=10)
         assert wrong.status_code == 401 and wrong.headers["www-authenticate"].startswith("Bearer")
+        # invalid_token, so that clients such as the MCP Inspector ask for the key instead of OAuth
+        assert 'error="invalid_token"' in wrong.headers["www-authenticate"]
         assert httpx.post(url, json=body, headers={**headers, "Authorization": key}, timeout=10).status_code == 401
 
         async def go():

@@ -28,6 +28,11 @@ def status(url: str, headers: dict[str, str] | None = None, data: bytes | None =
         return exc.code
 
 
+def final_url(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=30) as resp:  # follows redirects
+        return resp.geturl()
+
+
 def wait_status(url: str, timeout: float = 120, **kw) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -41,7 +46,7 @@ def wait_status(url: str, timeout: float = 120, **kw) -> int:
 def test_entrypoint_starts_lab_dashboard_and_mcp(tmp_path):
     ports = {"PORT": free_port(), "MCP_PORT": free_port(), "DASHBOARD_PORT": free_port()}
     env = {**os.environ, "DATA_DIR": str(tmp_path / "data"), "HOST": "127.0.0.1", "JUPYTER_TOKEN": "lab-token-123",
-           "PROMPTLOOPER_MCP_KEY": "mcp-key-456", "PROMPTLOOPER_BIN": str(Path(sys.executable).parent),
+           "PROMPTLOOPER_MCP_KEY": "mcp-key-456", "PROMPTLOOPER_DASHBOARD_TOKEN": "dash-token-789", "PROMPTLOOPER_BIN": str(Path(sys.executable).parent),
            **{k: str(v) for k, v in ports.items()}}
     env.pop("PROMPTLOOPER_DB", None)
     # A database for the dashboard to show.
@@ -55,7 +60,9 @@ def test_entrypoint_starts_lab_dashboard_and_mcp(tmp_path):
         lab = f"http://127.0.0.1:{ports['PORT']}"
         assert wait_status(f"{lab}/api/status?token=lab-token-123") == 200
         assert status(f"{lab}/api/status") == 403  # the token is required
-        assert wait_status(f"http://127.0.0.1:{ports['DASHBOARD_PORT']}/") == 200
+        dash = f"http://127.0.0.1:{ports['DASHBOARD_PORT']}"
+        assert wait_status(f"{dash}/?token=dash-token-789") == 200
+        assert "/login" in final_url(f"{dash}/voila/render/overview.ipynb")  # the token is required
         mcp = f"http://127.0.0.1:{ports['MCP_PORT']}/mcp"
         body = b'{"jsonrpc":"2.0","id":1,"method":"ping"}'
         hdrs = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}

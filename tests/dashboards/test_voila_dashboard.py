@@ -128,8 +128,8 @@ def test_dashboard_follows_the_sweep_and_cannot_write(dashboard):
         assert shown_ids and shown_ids <= in_store
 
         # No steering controls are rendered ...
-        for selector in (".pl-pause", ".pl-stop", ".pl-approve", ".pl-reject"):
-            assert page.locator(selector).count() == 0 or not page.locator(selector).first.is_visible()
+        for selector in (".pl-pause", ".pl-stop", ".pl-approve", ".pl-reject", ".pl-fork-btn", ".pl-redirect-btn"):
+            assert page.locator(selector).count() == 0, selector  # absent, not merely hidden
         # ... and crafted steering messages sent from the page change nothing in the store.
         before = {t: _count(db, f"SELECT COUNT(*) FROM {t}") for t in ("configurations WHERE decision IS NOT NULL",
                                                                         "scores WHERE source = 'human'")}

@@ -14,9 +14,29 @@ function h(tag, props = {}, ...children) {
   return el;
 }
 
+function drawStatus(badge, statusText, st) {
+  badge.textContent = st.state || "";
+  badge.className = `pl-badge pl-state-${String(st.state || "").replace(/[^a-z]/g, "")}`;
+  statusText.textContent = st.text || "";
+}
+
+function renderStatusOnly({ model, el }) {
+  const badge = h("span", { class: "pl-badge" });
+  const statusText = h("span", { class: "pl-status-text" });
+  el.replaceChildren(h("div", { class: "pl-steer-status" }, badge, statusText,
+    h("span", { class: "pl-readonly", text: "read-only view" })));
+  const draw = () => drawStatus(badge, statusText, model.get("status") || {});
+  draw();
+  model.on("change:status", draw);
+  return () => model.off("change:status", draw);
+}
+
 export default {
   render({ model, el }) {
     el.classList.add("pl-root", "pl-steering");
+    // Python fixes read-only at construction (a page cannot switch it off), so a read-only view
+    // gets the status alone: no steering control exists in its DOM, hidden or not.
+    if (model.get("readonly")) return renderStatusOnly({ model, el });
     const send = (msg) => model.send(msg);
     const reason = h("input", { class: "pl-reason", type: "text", placeholder: "reason (optional)" });
     const forkText = h("textarea", { class: "pl-fork-text", rows: "4", spellcheck: "false" });
@@ -46,7 +66,6 @@ export default {
 
     const badge = h("span", { class: "pl-badge" });
     const statusText = h("span", { class: "pl-status-text" });
-    const readonlyTag = h("span", { class: "pl-readonly", text: "read-only view" });
     const selText = h("span", { class: "pl-sel-id" });
     const forks = h("div", { class: "pl-forks" });
     const notice = h("div", { class: "pl-notice" });
@@ -64,7 +83,7 @@ export default {
       h("div", { class: "pl-row-buttons" }, pause, resume, stop, reason),
       h("div", { class: "pl-selected" }, h("span", { class: "pl-label", text: "selected configuration: " }), selText, approve, reject),
       forkBox, redirectBox);
-    el.replaceChildren(h("div", { class: "pl-steer-status" }, badge, statusText, readonlyTag), controls, notice, error);
+    el.replaceChildren(h("div", { class: "pl-steer-status" }, badge, statusText), controls, notice, error);
 
     const show = (node, on) => { node.style.display = on ? "" : "none"; };
     const draw = () => {
@@ -72,12 +91,7 @@ export default {
       const can = st.can || {};
       const av = model.get("available") || {};
       const sel = model.get("selected") || {};
-      const readonly = !!model.get("readonly");
-      badge.textContent = st.state || "";
-      badge.className = `pl-badge pl-state-${String(st.state || "").replace(/[^a-z]/g, "")}`;
-      statusText.textContent = st.text || "";
-      show(readonlyTag, readonly);
-      show(controls, !readonly);
+      drawStatus(badge, statusText, st);
       pause.disabled = !can.pause;
       resume.disabled = !can.resume;
       stop.disabled = !can.stop;
@@ -94,7 +108,7 @@ export default {
       error.textContent = model.get("error") || "";
     };
     draw();
-    const keys = ["status", "available", "selected", "fork_text", "space_text", "forks", "readonly", "error", "notice"];
+    const keys = ["status", "available", "selected", "fork_text", "space_text", "forks", "error", "notice"];
     for (const k of keys) model.on(`change:${k}`, draw);
     return () => { for (const k of keys) model.off(`change:${k}`, draw); };
   },
