@@ -15,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from .bounds import shown
 from .errors import Problem, PromptLooperError, SpecError
 from .spec import Experiment
 from .workbench import Workbench
@@ -22,10 +23,13 @@ from .workbench import Workbench
 
 def _print_problems(exc: SpecError) -> int:
     print(f"✗ {len(exc.problems)} problem(s); nothing was run:", file=sys.stderr)
-    for p in exc.problems:
+    first, more = shown(exc.problems)
+    for p in first:
         print(f"  {p.path}: {p.message}", file=sys.stderr)
         if p.hint:
             print(f"      → {p.hint}", file=sys.stderr)
+    if more:
+        print(f"  … and {more:,} more", file=sys.stderr)
     return 2
 
 
@@ -96,12 +100,29 @@ def cmd_validate(wb: Workbench, args: argparse.Namespace) -> int:
     if problems:
         return _print_problems(SpecError(problems))
     exp = Experiment.from_yaml(args.file)
-    configs = wb.configurations(exp)
-    print(f"✓ {exp.key} is valid: {len(configs)} configuration(s) × samples × {exp.repeat} repeat(s)")
+    size = wb.sweep_size(exp)
+    print(f"✓ {exp.key} is valid: {size.describe()}")
     return 0
 
 
+def _confirmed(wb: Workbench, exp: Experiment, args: argparse.Namespace) -> bool:
+    """A sweep past the confirmation limits runs only with --yes, or a "y" typed at a terminal."""
+    size = wb.sweep_size(exp, strategy=args.strategy, max_configs=args.max_configs)
+    if not size.needs_confirmation or getattr(args, "yes", False):
+        return True
+    print(f"{exp.key}: {size.describe()}", file=sys.stderr)
+    if sys.stdin.isatty() and sys.stderr.isatty():
+        sys.stderr.write("start it? [y/N] ")
+        sys.stderr.flush()
+        if sys.stdin.readline().strip().lower() in ("y", "yes"):
+            return True
+    print("not started: add --yes to run it, or narrow the space (--max-configs, --strategy random)", file=sys.stderr)
+    return False
+
+
 def _run(wb: Workbench, exp: Experiment, args: argparse.Namespace) -> int:
+    if not _confirmed(wb, exp, args):
+        return 2
     bar = _Bar(args.quiet)
     try:
         progress = wb.run(exp, strategy=args.strategy, max_configs=args.max_configs, seed=args.seed,
@@ -202,7 +223,14 @@ def cmd_plan(wb: Workbench, args: argparse.Namespace) -> int:
 def cmd_export(wb: Workbench, args: argparse.Namespace) -> int:
     text = wb.export(args.experiment, args.format)
     if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
+        out = Path(args.output)
+        if not out.parent.is_dir():
+            raise SpecError([Problem("--output", f"no folder {str(out.parent)!r} to write {out.name!r} into",
+                                     "create the folder first, or name another file")])
+        try:
+            out.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise SpecError([Problem("--output", f"cannot write {args.output}: {exc.strerror}", "name another file")]) from exc
         print(f"wrote {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
@@ -242,7 +270,11 @@ def cmd_rerun(wb: Workbench, args: argparse.Namespace) -> int:
 
 
 def cmd_redirect(wb: Workbench, args: argparse.Namespace) -> int:
-    space = json.loads(args.space) if args.space else _parse_assignments(args.set or [])
+    try:
+        space = json.loads(args.space) if args.space else _parse_assignments(args.set or [])
+    except json.JSONDecodeError as exc:
+        raise SpecError([Problem("--space", f"not JSON: {exc.msg} (column {exc.colno})",
+                                 """e.g. --space '{"answer.temperature": [0.0, 0.2]}', or use --set KEY=VALUES""")]) from exc
     out = wb.redirect(args.experiment, space)
     print(f"{out['experiment']}: space now {json.dumps(out['space'])} ({out['configurations']} configurations)"
           + (" — applied to the running sweep" if out["live"] else " — used by the next run"))
@@ -257,8 +289,15 @@ def cmd_budget(wb: Workbench, args: argparse.Namespace) -> int:
 
 def cmd_webhooks(wb: Workbench, args: argparse.Namespace) -> int:
     if args.action == "add":
+        bad = [h for h in (args.header or []) if "=" not in h]
+        if bad:
+            raise SpecError([Problem("--header", f"{bad[0]!r} is not NAME=ENV_VAR",
+                                     "e.g. --header Authorization=HOOK_AUTH (the value is read from $HOOK_AUTH)")])
         headers = dict(h.split("=", 1) for h in (args.header or []))
-        wid = wb.add_webhook(args.event, args.url, headers)
+        try:
+            wid = wb.add_webhook(args.event, args.url, headers)
+        except ValueError as exc:
+            raise SpecError([Problem("webhook", str(exc), "see `promptlooper webhooks add --help`")]) from exc
         print(f"webhook {wid[:8]} → {args.url} for {args.event}")
     elif args.action == "remove":
         wb.remove_webhook(args.id)
@@ -410,6 +449,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--concurrency", type=int)
         p.add_argument("--top", type=int, default=10, help="leaderboard rows to print")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
+        p.add_argument("--yes", "-y", action="store_true",
+                       help="start a sweep past the confirmation limits ($PROMPTLOOPER_CONFIRM_CALLS / _COST) without asking")
 
     p = add("run", cmd_run, "Validate, then sweep an experiment file with a live progress bar; prints the leaderboard.")
     p.add_argument("file")
@@ -563,7 +604,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    wb = Workbench(args.db)
+    try:
+        wb = Workbench(args.db)
+    except PromptLooperError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     try:
         return int(args.fn(wb, args))
     except SpecError as exc:

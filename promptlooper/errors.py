@@ -6,6 +6,7 @@
     ├── EndpointError         an endpoint is unknown, misconfigured or unreachable
     ├── ProviderError         one model call failed (retryable or not; status, retry_after)
     ├── SweepConflictError    another live process is already sweeping this experiment
+    ├── StoreError            the database cannot be opened (a folder, a missing parent, no permission)
     └── BudgetExhausted       a token or cost budget was reached (the sweep pauses)
 
 Foreign exceptions (aiohttp, sqlite3, jinja2, pydantic) are mapped to these at the boundary
@@ -80,3 +81,7 @@ class SweepConflictError(PromptLooperError):
 
 class BudgetExhausted(PromptLooperError):
     """A token or cost budget was reached; the sweep is paused, not lost."""
+
+
+class StoreError(PromptLooperError):
+    """The database cannot be opened or used (a folder, a missing parent folder, no permission)."""

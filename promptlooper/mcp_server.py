@@ -36,6 +36,7 @@ from typing import Annotated, Any
 from pydantic import Discriminator, Field, Tag, ValidationError, WithJsonSchema
 from pydantic.json_schema import SkipJsonSchema
 
+from .bounds import shown
 from .errors import NotFoundError, Problem, PromptLooperError, SpecError
 from .functions import registered_functions
 from .spec import EndpointSpec, Experiment, FunctionStage, PromptStage, _stage_kind
@@ -124,6 +125,9 @@ Strategy = Annotated[_STRATEGIES | None,  # type: ignore[valid-type]
 MaxConfigs = Annotated[int | None, Field(ge=1, description=_field(Experiment, "max_configs", "Also caps grid sweeps."))]
 Seed = Annotated[int | None, Field(description="Random / guided sweeps: the sampler's seed.")]
 Concurrency = Annotated[int | None, Field(ge=1, le=4096, description=_field(Experiment, "concurrency"))]
+MaxCalls = Annotated[int | None, Field(ge=1, description=(
+    "The most model calls you accept for this sweep. Required when the sweep would exceed the operator's "
+    "confirmation limits (PROMPTLOOPER_CONFIRM_CALLS / _COST); a sweep over it is refused, not started."))]
 Full = Annotated[bool, Field(description="Return long texts (prompts, responses) in full instead of truncated.")]
 By = Annotated[str, Field(description="Who decides (recorded in the event).")]
 Reason = Annotated[str, Field(description="Why (recorded in the event).")]
@@ -148,7 +152,8 @@ def _arg(name: str) -> Iterator[None]:
 
 def _message(exc: BaseException) -> str:
     if isinstance(exc, SpecError):
-        lines = [f"- {p}" for p in exc.problems]
+        first, more = shown(exc.problems)
+        lines = [f"- {p}" for p in first] + ([f"- … and {more:,} more"] if more else [])
         return f"{len(exc.problems)} problem(s); nothing was run:\n" + "\n".join(lines)
     if isinstance(exc, ValidationError):
         from .validation import problems_from_validation_error
@@ -403,11 +408,21 @@ def build_server(wb: Workbench | None = None, *, db: str | None = None, **server
         max_configs: MaxConfigs = None,
         seed: Seed = None,
         concurrency: Concurrency = None,
+        max_calls: MaxCalls = None,
     ) -> dict[str, Any]:
         """Start a sweep of a stored experiment in the BACKGROUND and return at once. Poll
         get_experiment_status / get_leaderboard; steer with pause_sweep, resume_sweep, stop_sweep, redirect_sweep.
-        Running it again resumes: finished runs are kept, calls come from the cache."""
+        Running it again resumes: finished runs are kept, calls come from the cache. Call `plan` first:
+        a large sweep needs max_calls, the most calls you accept."""
         exp = load(experiment)
+        with _arg("experiment"):
+            size = wb.sweep_size(exp, strategy=strategy, max_configs=max_configs)
+        if max_calls is not None and size.calls > max_calls:
+            raise _ArgError("max_calls", f"the sweep would make up to {size.calls:,} calls, over your max_calls "
+                                         f"({max_calls:,}); narrow it with max_configs or strategy 'random'")
+        if max_calls is None and size.needs_confirmation:
+            raise _ArgError("max_calls", f"{size.describe()}; pass max_calls (at least {size.calls}) to confirm, "
+                                         "or narrow it with max_configs or strategy 'random'")
         with _arg("experiment"):
             handle = wb.start(exp, strategy=strategy, max_configs=max_configs, seed=seed, concurrency=concurrency)
         deadline = time.monotonic() + 5

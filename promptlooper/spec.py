@@ -30,6 +30,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -40,6 +41,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from .bounds import MAX_AXIS_VALUES
 
 DEFAULT_MODEL = "local/smollm2-135m"
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -115,7 +118,8 @@ Stage = Annotated[
 class Range(BaseModel):
     """A numeric range in the parameter space. Grid sweeps need ``step`` (or ``values``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    # NaN and infinity make no grid and no sample: refused with the field's path.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     min: float
     max: float
@@ -129,14 +133,24 @@ class Range(BaseModel):
             raise ValueError(f"min ({self.min}) is greater than max ({self.max}); swap them")
         if self.log and self.min <= 0:
             raise ValueError("a log range needs min > 0")
+        if self.step is not None:
+            n = (self.max - self.min) / self.step  # a float: 1e308 / 0.5 is inf, not an error
+            if not n < MAX_AXIS_VALUES:
+                raise ValueError(f"this range has {n + 1:,.0f} values (at most {MAX_AXIS_VALUES:,}); "
+                                 "use a larger step, or strategy: random without a step")
         return self
+
+    def size(self) -> int:
+        """How many values grid() gives, computed without building them."""
+        if self.step is None:
+            return 0
+        return int(round((self.max - self.min) / self.step + 1e-9)) + 1
 
     def grid(self) -> list[float | int]:
         if self.step is None:
             return []
         out: list[float | int] = []
-        n = int(round((self.max - self.min) / self.step + 1e-9)) + 1
-        for i in range(n):
+        for i in range(self.size()):
             v = round(self.min + i * self.step, 10)
             out.append(int(round(v)) if self.integer else v)
         return out
@@ -233,6 +247,13 @@ class EndpointSpec(BaseModel):
     def _url(cls, v: str) -> str:
         if not re.match(r"^https?://", v):
             raise ValueError("base_url must start with http:// or https://")
+        try:
+            host = urlsplit(v).hostname
+            urlsplit(v).port  # noqa: B018 - raises on a port that is not a number
+        except ValueError as exc:
+            raise ValueError(f"base_url {v!r} is not a valid URL: {exc}") from exc
+        if not host:
+            raise ValueError(f"base_url {v!r} names no host; e.g. http://127.0.0.1:8000/v1")
         return v.rstrip("/")
 
     @field_validator("api_key_env")
@@ -251,7 +272,8 @@ class Experiment(BaseModel):
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
-    project: str = Field("default", min_length=1)
+    # No "/": the experiment's key is project/name, and a slash in either makes it unreachable.
+    project: str = Field("default", min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
     description: str = ""
     samples: list[dict[str, Any]] | str = Field(

@@ -13,10 +13,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
-from . import templates
+from . import bounds, templates
 from .errors import Problem, SpecError
 from .functions import resolve_function
 from .providers.registry import LOCAL, EndpointPool, split_model
@@ -40,9 +39,47 @@ def _path(loc: tuple[Any, ...]) -> str:
     return out or "(experiment)"
 
 
+def _union_tag(part: Any) -> bool:
+    # pydantic names the member of a union it tried ("list[any]", "function-after[_ordered(), Range]",
+    # "str"...) inside the location; users know fields, not union members.
+    return isinstance(part, str) and ("[" in part or part in _TYPE_TAGS)
+
+
+_TYPE_TAGS = {"str", "int", "float", "bool", "dict", "list", "none", "Range", "is-instance[Path]"}
+
+
+def _readable(errors: list[Any]) -> list[Any]:
+    """One message per place. A union's members each report a wrong type; where one member got far
+    enough to say something specific (at or below that place), that is the message kept, and the
+    wrong-type reports left at one place are joined ("a valid list or a valid dictionary")."""
+    tagged = [({**e, "loc": tuple(x for x in e["loc"] if not _union_tag(x))}) for e in errors]
+
+    def specific_at_or_below(loc: tuple[Any, ...]) -> bool:
+        return any(e["loc"][:len(loc)] == loc and (e["type"] not in _TYPE_ERRORS or len(e["loc"]) > len(loc))
+                   for e in tagged)
+
+    out: list[Any] = []
+    merged: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for e in tagged:
+        if e["type"] in _TYPE_ERRORS:
+            if specific_at_or_below(e["loc"]):
+                continue
+            if e["loc"] in merged:
+                first = merged[e["loc"]]
+                first["msg"] += " or " + e["msg"].removeprefix("Input should be ")
+                continue
+            merged[e["loc"]] = e = dict(e)
+        out.append(e)
+    return out
+
+
+_TYPE_ERRORS = {"list_type", "dict_type", "model_type", "string_type", "float_type", "int_type", "bool_type",
+                "is_instance_of", "model_attributes_type"}
+
+
 def problems_from_validation_error(exc: ValidationError) -> list[Problem]:
     problems = []
-    for err in exc.errors():
+    for err in _readable(exc.errors()):
         loc = tuple(err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
         hint = ""
@@ -53,6 +90,11 @@ def problems_from_validation_error(exc: ValidationError) -> list[Problem]:
             hint = "add this field"
         elif err["type"] == "union_tag_invalid":
             hint = "a stage has kind 'prompt' (default) or 'function'"
+        elif err["type"] == "string_pattern_mismatch" and loc and loc[-1] in ("project", "name"):
+            msg = f"{err.get('input')!r} may hold only letters, digits, '_', '.' and '-'"
+            hint = "no '/' or spaces: an experiment is addressed as project/name"
+        elif err["type"] in _TYPE_ERRORS and len(loc) == 2 and loc[0] == "space":
+            hint = "a list of values, or a range such as {min: 0, max: 1, step: 0.1}"
         problems.append(Problem(_path(loc), msg, hint))
     return problems
 
@@ -60,14 +102,7 @@ def problems_from_validation_error(exc: ValidationError) -> list[Problem]:
 def load_file(path: str | Path) -> Experiment:
     """Parse a YAML (or JSON) experiment file; raises SpecError with field paths."""
     p = Path(path)
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise SpecError([Problem(str(p), f"cannot read the experiment file: {exc.strerror}", "check the path")]) from exc
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{p.name} line {mark.line + 1}" if mark else p.name
-        raise SpecError([Problem(where, f"invalid YAML: {getattr(exc, 'problem', exc)}", "fix the YAML syntax")]) from exc
+    data = bounds.load_yaml(bounds.read_text(p), p.name)
     if not isinstance(data, dict):
         raise SpecError([Problem(p.name, "the file must hold a mapping (name:, samples:, stages:, ...)")])
     data.setdefault("base_dir", str(p.resolve().parent))
@@ -254,7 +289,7 @@ def validate(exp: Experiment, pool: EndpointPool, samples: list[dict[str, Any]] 
                 scorer_registry.build(sc.name, sc.args)
             except scorer_registry.ScorerError as exc:
                 problems.append(Problem(where, str(exc)))
-        if info.needs_fields:
+        if info.needs_fields and not any(p.path.startswith(where) for p in problems):  # args of the right types
             for fld in info.needs_fields(sc.args):
                 if samples and fld not in common_fields:
                     problems.append(Problem(f"{where}.field", f"sample field {fld!r} is missing from some or all samples",

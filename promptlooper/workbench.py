@@ -23,21 +23,23 @@ import pandas as pd
 from . import leaderboard as _leaderboard
 from .asktell import OutsideDriver
 from .asyncutil import run_sync
+from .bounds import SweepSize, confirm_limits
 from .engine.calls import cache_key_material
 from .engine.handle import SweepHandle
 from .engine.progress import Progress
 from .engine.runner import BoundScorer
 from .engine.sweep import Sweep, SweepPlan
-from .errors import EndpointError, Problem, SpecError
+from .errors import EndpointError, NotFoundError, Problem, SpecError
 from .hashing import canonical_json, content_hash
-from .providers.registry import LOCAL, EndpointPool
+from .providers.pricing import cost
+from .providers.registry import LOCAL, EndpointPool, split_model
 from .samples import sample_id
 from .spec import EndpointSpec, Experiment, FunctionStage
 from .steering import SteeringVerbs
 from .store import Store, default_path
 from .store.batchwriter import wait_for_writers
 from .sweeps.guided import guided_defaults
-from .sweeps.space import build_configuration, grid_points, grid_size, random_points
+from .sweeps.space import build_configuration, grid_points, grid_size, random_points, values_of
 from .validation import ensure_valid, load_samples, validate
 from .webhooks import Dispatcher
 
@@ -151,6 +153,58 @@ class Workbench(SteeringVerbs, OutsideDriver):
             if max_configs:
                 points = points[:max_configs]
         return [build_configuration(exp, p) for p in points]
+
+    def configuration_count(self, exp: Experiment, *, strategy: str | None = None,
+                            max_configs: int | None = None) -> int:
+        """How many configurations :meth:`configurations` gives, counted without building them."""
+        strategy = strategy or exp.strategy
+        size = grid_size(exp)
+        if strategy == "guided":
+            return guided_defaults(exp, max_configs).max_configs or 20
+        if strategy == "random":
+            n = max_configs or exp.max_configs or min(DEFAULT_RANDOM_CONFIGS, size)
+            continuous = any(getattr(v, "step", 0) is None for v in exp.space.values())
+            return n if continuous else min(n, size)
+        return min(size, max_configs) if max_configs else size
+
+    def sweep_size(self, exp: Experiment, *, strategy: str | None = None,
+                   max_configs: int | None = None) -> SweepSize:
+        """The calls and estimated cost a sweep would make, for asking before a large one starts."""
+        from .scorers import base as scorer_registry
+
+        samples, _ = load_samples(exp)
+        configs = self.configuration_count(exp, strategy=strategy, max_configs=max_configs)
+        runs = configs * len(samples) * exp.repeat
+        try:
+            runs -= min(runs, len(self.store.finished_run_ids(self.store.experiment(exp.key)["id"])))
+        except NotFoundError:
+            pass  # a new experiment: nothing finished yet
+        pool = self.pool(exp)
+        words = sum(len(str(v).split()) for v in (samples[0].values() if samples else ()))
+        per_run_calls, per_run_cost = 0, 0.0
+        for stage in exp.stages:
+            if isinstance(stage, FunctionStage):
+                continue
+            per_run_calls += 1
+            models = [m for m in values_of(exp.space[f"{stage.name}.model"])] if f"{stage.name}.model" in exp.space \
+                else [stage.model]
+            tokens_in = 1.3 * (words + len(f"{stage.system or ''} {stage.user}".split()))
+            tokens_out = float(stage.params.as_dict().get("max_tokens") or 128)
+            prices = []
+            for model in models:
+                try:
+                    prices.append(cost(int(tokens_in), int(tokens_out), pool.price(*split_model(str(model)))))
+                except Exception:  # noqa: BLE001 - an unknown model is validation's to report
+                    prices.append(0.0)
+            per_run_cost += max(prices, default=0.0)
+        for sc in exp.scorers:
+            try:
+                per_run_calls += bool(scorer_registry.get(sc.name).model_calls)
+            except scorer_registry.ScorerError:
+                pass
+        calls_limit, cost_limit = confirm_limits()
+        return SweepSize(configurations=configs, runs=runs, calls=runs * per_run_calls,
+                         estimated_cost=round(runs * per_run_cost, 4), confirm_calls=calls_limit, confirm_cost=cost_limit)
 
     def register(self, exp: Experiment, *, parent_id: str | None = None) -> str:
         """Store (or update) the experiment's description; returns its id."""

@@ -39,8 +39,16 @@ def length(
     min_chars: int | None = None,
     max_chars: int | None = None,
 ) -> ScoreFn:
-    if all(v is None for v in (min_words, max_words, min_chars, max_chars)):
+    bounds = {"min_words": min_words, "max_words": max_words, "min_chars": min_chars, "max_chars": max_chars}
+    if all(v is None for v in bounds.values()):
         raise ValueError("give at least one of min_words, max_words, min_chars, max_chars")
+    for name, v in bounds.items():
+        if v is not None and v < 0:
+            raise ValueError(f"{name} is {v}; a length is 0 or more")
+    for unit in ("words", "chars"):
+        lo, hi = bounds[f"min_{unit}"], bounds[f"max_{unit}"]
+        if lo is not None and hi is not None and lo > hi:
+            raise ValueError(f"min_{unit} ({lo}) is greater than max_{unit} ({hi}); swap them")
 
     def within(n: int, lo: int | None, hi: int | None) -> float:
         # Linear penalty: twice the allowed length (or zero when a minimum is required) scores 0.

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sqlite3
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -24,7 +25,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from ..errors import NotFoundError, SweepConflictError
+from ..errors import NotFoundError, StoreError, SweepConflictError
 from ..hashing import json_encoder
 from . import batchwriter
 from .batchwriter import Rows, now_iso
@@ -154,11 +155,16 @@ class Store:
         self.readonly = readonly
         if readonly and not Path(self.path).exists():
             raise NotFoundError(f"no PromptLooper database at {self.path}")
-        self.cx = Connection(connect(self.path, readonly=readonly), readonly=readonly)
-        self.db = Database(self.cx.conn)
-        if not readonly:
-            with self.cx.write():  # two processes opening a new file at once must not both migrate
-                migrations.apply(self.db)
+        try:
+            self.cx = Connection(connect(self.path, readonly=readonly), readonly=readonly)
+            self.db = Database(self.cx.conn)
+            if not readonly:
+                with self.cx.write():  # two processes opening a new file at once must not both migrate
+                    migrations.apply(self.db)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot open the database {self.path}: {exc}; check the path, that its folder "
+                             "exists and is writable, and that it is a PromptLooper database "
+                             "(--db FILE or $PROMPTLOOPER_DB)") from exc
 
     def close(self) -> None:
         with self.cx.lock:  # not while another thread is inside a transaction or query on it
