@@ -195,8 +195,8 @@ def cmd_plan(wb: Workbench, args: argparse.Namespace) -> int:
         return 0
     print(f"{info['experiment']}: {info['configurations']} configuration(s) × {info['samples']} sample(s) × {info['repeat']} repeat(s)"
           f" = {info['runs']} runs ({info['finished_runs']} already finished)")
-    print(f"model calls: {info['calls']} needed ({info['scorer_calls']} by scorers), {info['cached_calls']} already cached"
-          f" → {info['calls_to_make']} to make")
+    scorers = f" (scorers: {info['scorer_calls']}, {info['cached_scorer_calls']} cached)" if info["scorer_calls"] else ""
+    print(f"model calls: {info['calls']} needed, {info['cached_calls']} already cached → {info['calls_to_make']} to make{scorers}")
     print(f"estimated: {info['estimated_tokens']:,} tokens, ${info['estimated_cost']:.4f}")
     _print_unpriced(info["unpriced_models"])
     return 0
