@@ -156,3 +156,21 @@ def test_a_cost_budget_over_an_unpriced_model_is_a_validation_problem(wb, server
     assert server.stats()["completions"] == 0  # nothing was called
     wb.set_price("judge-model", 0.1, 0.2)
     assert not wb.validate(exp)
+
+
+def test_calls_a_custom_scorer_makes_through_its_context_are_counted(wb, db):
+    async def second_opinion(ctx, output):
+        result = await ctx.chat("fake/opinion-model", [{"role": "user", "content": f"Is this right? {output}"}],
+                                {"max_tokens": 4})
+        return 1.0 if result.response.text else 0.0
+
+    pl.register_function("second_opinion", second_opinion)
+    with FakeServer() as srv:
+        exp = fake_experiment(srv.base_url, name="custom-calls", space={"answer.temperature": [0.0, 0.5]},
+                              scorers=[{"name": "python", "function": "second_opinion"}])
+        progress = wb.run(exp)
+        stats = srv.stats()
+    assert progress.done == 6 and stats["by_model"]["opinion-model"] == 6
+    assert progress.tokens == stats["tokens_served"]
+    assert _sql(db, "SELECT SUM(tokens_in + tokens_out) FROM runs")[0] == stats["tokens_served"]
+    assert _sql(db, "SELECT COUNT(*) FROM runs WHERE status = 'completed' AND score = 1.0")[0] == 6
