@@ -174,3 +174,14 @@ def test_calls_a_custom_scorer_makes_through_its_context_are_counted(wb, db):
     assert progress.tokens == stats["tokens_served"]
     assert _sql(db, "SELECT SUM(tokens_in + tokens_out) FROM runs")[0] == stats["tokens_served"]
     assert _sql(db, "SELECT COUNT(*) FROM runs WHERE status = 'completed' AND score = 1.0")[0] == 6
+
+
+def test_plan_counts_embedding_endpoint_requests_and_finds_them_cached(wb):
+    with FakeServer(reply=_constant) as srv:
+        exp = fake_experiment(srv.base_url, name="embed-planned", space={"answer.temperature": [0.0, 0.5]},
+                              scorers=[{"name": "embedding", "base_url": srv.base_url, "model": "emb"}])
+        before = wb.plan(exp)
+        assert before["scorer_calls"] == 6 and before["cached_scorer_calls"] == 0 and before["calls"] == 12
+        wb.run(exp)
+        after = wb.plan(exp.model_copy(update={"name": "embed-planned-again"}))
+    assert after["cached_calls"] == 12 and after["cached_scorer_calls"] == 6 and after["calls_to_make"] == 0
