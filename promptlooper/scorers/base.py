@@ -18,11 +18,14 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ConfigDict, ValidationError, create_model
 
 from ..errors import PromptLooperError
+
+if TYPE_CHECKING:
+    from ..engine.calls import CallResult
 
 
 class ScorerUsage:
@@ -50,9 +53,10 @@ class ScoreContext:
     input: str = ""  # the last rendered prompt (user message) of the scored stage
     outputs: dict[str, Any] = field(default_factory=dict)  # every stage's output by name
     run: dict[str, Any] = field(default_factory=dict)  # run id, configuration id, varied values
-    usage: ScorerUsage = field(default_factory=ScorerUsage)  # model calls made while scoring, counted in the run
+    # Model calls made while scoring, counted in the run's tokens and cost.
+    usage: ScorerUsage = field(default_factory=ScorerUsage, repr=False, compare=False)
 
-    async def chat(self, model: str, messages: list[dict[str, str]], params: dict[str, Any] | None = None) -> Any:
+    async def chat(self, model: str, messages: list[dict[str, str]], params: dict[str, Any] | None = None) -> CallResult:
         """One chat call (``model`` as ``endpoint/model``) for a custom scorer, through the engine:
         the response cache, single-flight, the sweep's limits and budget, and counted in the run's
         and the sweep's tokens and cost. Returns a ``CallResult`` (``.response.text``)."""

@@ -126,22 +126,26 @@ class ScoringEnv:
         with self._lock:
             service = self._services.get(backend.identity)
         if service is None:
-            admit = spend = None
-            calls = self.calls
-            if calls is not None and getattr(backend, "endpoint", None) is not None:
-                # A sweep's environment: its pause and budget gate holds embeddings calls too, and
-                # what they serve is counted with its chat calls.
-                endpoint, model = backend.endpoint, backend.model  # type: ignore[union-attr]
-                admit = calls.gate
-
-                def spend(tokens: int) -> None:
-                    if calls.on_spent is not None:
-                        calls.on_spent(endpoint, model, tokens, 0)
-
-            service = EmbeddingService(backend, self.store, admit=admit, spend=spend)
+            service = EmbeddingService(backend, self.store, **self._embedding_hooks(backend))
             with self._lock:
                 service = self._services.setdefault(backend.identity, service)
         return service
+
+    def _embedding_hooks(self, backend: Backend) -> dict[str, Any]:
+        """In a sweep's environment, an embeddings endpoint waits at the sweep's pause and budget
+        gate like a chat call, and what it serves counts with the sweep's chat calls."""
+        from ..embedder import EndpointEmbedder
+
+        calls = self.calls
+        if calls is None or not isinstance(backend, EndpointEmbedder):
+            return {}
+        endpoint, model = backend.endpoint, backend.model
+
+        def spend(tokens: int) -> None:
+            if calls.on_spent is not None:
+                calls.on_spent(endpoint, model, tokens, 0)
+
+        return {"admit": calls.gate, "spend": spend}
 
     # ------------------------------------------------------------------ calls
     def executor(self) -> CallExecutor:
