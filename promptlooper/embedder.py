@@ -334,7 +334,8 @@ class EmbeddingService:
         result: list[np.ndarray | None] = [_LRU_CACHE.get((identity, t)) for t in texts]
         waits = {t: self._request(t) for t, v in zip(texts, result, strict=True) if v is None}
         if waits:
-            got = dict(zip(waits, await asyncio.gather(*waits.values()), strict=True))
+            # Shielded: a future may be shared with other waiters, whom a cancelled caller must not cancel.
+            got = dict(zip(waits, await asyncio.gather(*map(asyncio.shield, waits.values())), strict=True))
             result = [v if v is not None else got[t][0] for t, v in zip(texts, result, strict=True)]
             tokens = sum(share for _, share in got.values())
             if usage is not None and tokens and isinstance(self.backend, EndpointEmbedder):
