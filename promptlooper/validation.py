@@ -317,7 +317,7 @@ def _check_cost_budget(exp: Experiment, pool: EndpointPool, varied_fields: dict[
     if not unpriced:
         return []
     names = ", ".join(f"{e}/{m}" for e, m in unpriced)
-    return [Problem("budget.max_cost", f"max_cost cannot hold: no price is known for {names}, so its calls would count as $0",
+    return [Problem("budget.max_cost", f"max_cost cannot hold over a model with no price (its calls count as $0): {names}",
                     f"set one with `promptlooper prices set {unpriced[0][1]} INPUT OUTPUT` (USD per million tokens; "
                     f"Workbench.set_price in Python), or budget max_tokens instead")]
 
