@@ -13,9 +13,12 @@ import sys
 import time
 from typing import Any
 
+import anyio
 from helpers import fake_experiment, wait, write_experiment
+from mcp import Client
 
 import promptlooper as pl
+from promptlooper.mcp_server import build_server
 from promptlooper.testing import FakeServer
 
 CLI = [sys.executable, "-m", "promptlooper.cli"]
@@ -185,3 +188,18 @@ def test_plan_counts_embedding_endpoint_requests_and_finds_them_cached(wb):
         wb.run(exp)
         after = wb.plan(exp.model_copy(update={"name": "embed-planned-again"}))
     assert after["cached_calls"] == 12 and after["cached_scorer_calls"] == 6 and after["calls_to_make"] == 0
+
+
+def test_plan_over_mcp_counts_judge_calls_and_names_unpriced_models(wb, server):
+    exp = _judged(server.base_url, "mcp-planned", [0.0, 0.5]).model_dump(mode="json", exclude_none=True)
+
+    async def go() -> dict[str, Any]:
+        async with Client(build_server(wb)) as c:
+            assert not (await c.call_tool("create_experiment", {"experiment": exp})).is_error
+            res = await c.call_tool("plan", {"experiment": "tests/mcp-planned"})
+            assert not res.is_error, res.content[0].text
+            return dict(res.structured_content or {})
+
+    plan = anyio.run(go)
+    assert plan["calls"] == 12 and plan["scorer_calls"] == 6 and plan["calls_to_make"] == 12
+    assert plan["unpriced_models"] == ["fake/fake-small", JUDGE]
