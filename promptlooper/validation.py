@@ -311,6 +311,17 @@ def _called_models(exp: Experiment, varied_fields: dict[tuple[str, str], list[An
     return list(dict.fromkeys(called))
 
 
+def cost_budget_problems(exp: Experiment, pool: EndpointPool) -> list[Problem]:
+    """What :func:`validate` says of a ``max_cost`` budget on ``exp``: for one set on a live sweep."""
+    varied: dict[tuple[str, str], list[Any]] = {}
+    for key, value in exp.space.items():
+        target = resolve_key(exp, key)
+        if target.kind != "var" and target.field == "model":
+            for stage_name in target.stages:
+                varied[(stage_name, "model")] = values_of(value)
+    return _check_cost_budget(exp, pool, varied)
+
+
 def _check_cost_budget(exp: Experiment, pool: EndpointPool, varied_fields: dict[tuple[str, str], list[Any]]) -> list[Problem]:
     """A cost budget cannot hold over a model no price table knows: its calls would count as $0."""
     unpriced = [(e, m) for e, m in _called_models(exp, varied_fields) if not pool.has_price(e, m)]

@@ -203,3 +203,21 @@ def test_plan_over_mcp_counts_judge_calls_and_names_unpriced_models(wb, server):
     plan = anyio.run(go)
     assert plan["calls"] == 12 and plan["scorer_calls"] == 6 and plan["calls_to_make"] == 12
     assert plan["unpriced_models"] == ["fake/fake-small", JUDGE]
+
+
+def test_a_cost_budget_set_on_a_live_sweep_over_an_unpriced_model_is_refused(wb, db):
+    with FakeServer(latency=0.05) as srv:
+        exp = _judged(srv.base_url, "live-budget", [round(i * 0.01, 2) for i in range(20)], concurrency=2)
+        wb.set_price("fake-small", 0.1, 0.2)
+        handle = wb.start(exp)
+        wait(lambda: handle.status == "running", timeout=30)
+        wb.pause(exp.key)  # held while the command below starts, however slow the machine
+        wait(lambda: handle.status == "paused", timeout=30)
+        res = subprocess.run([*CLI, "--db", db, "budget", exp.key, "--max-cost", "0.01"], capture_output=True, text=True,
+                             timeout=120)
+        assert res.returncode == 2 and "budget.max_cost" in res.stderr and JUDGE in res.stderr, res.stderr
+        assert "promptlooper prices set judge-model" in res.stderr
+        wb.set_price("judge-model", 0.1, 0.2)
+        assert wb.set_budget(exp.key, max_cost=0.01) == {"max_cost": 0.01}
+        wb.stop(exp.key)
+        handle.wait(30)
