@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
 import hashlib
 import importlib.util
 import json
@@ -325,6 +326,7 @@ class EmbeddingService:
         # Per loop: text -> (vector, tokens of its share of the request that embedded it; 0 if cached).
         self._pending: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Future[tuple[np.ndarray, int]]]] = weakref.WeakKeyDictionary()
         self._inflight: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Future[tuple[np.ndarray, int]]]] = weakref.WeakKeyDictionary()
+        self._tasks: set[asyncio.Task[None]] = set()
         self.computed = 0  # texts the backend embedded (cache misses), for tests and benchmarks
 
     async def vectors(self, texts: Sequence[str], usage: Any = None) -> np.ndarray:
@@ -360,7 +362,11 @@ class EmbeddingService:
         batch = self._pending.pop(loop, {})
         if batch:
             self._inflight.setdefault(loop, {}).update(batch)
-            asyncio.ensure_future(self._resolve(loop, batch))
+            # In a context of its own: a request serves many runs, and must not carry that of the
+            # run that asked first (a sweep's gate abandons a run whose configuration was dropped).
+            task = loop.create_task(self._resolve(loop, batch), context=contextvars.Context())
+            self._tasks.add(task)  # held until done: the loop keeps only a weak reference
+            task.add_done_callback(self._tasks.discard)
 
     async def _resolve(self, loop: asyncio.AbstractEventLoop, batch: dict[str, asyncio.Future[tuple[np.ndarray, int]]]) -> None:
         try:
