@@ -137,6 +137,7 @@ def _run(wb: Workbench, exp: Experiment, args: argparse.Namespace) -> int:
     print(f"{progress.status}: {progress.done}/{progress.total} runs, {progress.failed} failed, "
           f"{progress.cached} cached, {progress.tokens:,} tokens, ${progress.cost:.4f}, "
           f"cache hit rate {progress.cache_hit_rate:.0%}, {progress.elapsed:.1f}s")
+    _print_unpriced(progress.unpriced)
     print()
     _print_leaderboard(wb, exp.key, args.top, None, False)
     return 0
@@ -215,9 +216,17 @@ def cmd_plan(wb: Workbench, args: argparse.Namespace) -> int:
         return 0
     print(f"{info['experiment']}: {info['configurations']} configuration(s) × {info['samples']} sample(s) × {info['repeat']} repeat(s)"
           f" = {info['runs']} runs ({info['finished_runs']} already finished)")
-    print(f"model calls: {info['calls']} needed, {info['cached_calls']} already cached → {info['calls_to_make']} to make")
+    scorers = f" (scorers: {info['scorer_calls']}, {info['cached_scorer_calls']} cached)" if info["scorer_calls"] else ""
+    print(f"model calls: {info['calls']} needed, {info['cached_calls']} already cached → {info['calls_to_make']} to make{scorers}")
     print(f"estimated: {info['estimated_tokens']:,} tokens, ${info['estimated_cost']:.4f}")
+    _print_unpriced(info["unpriced_models"])
     return 0
+
+
+def _print_unpriced(models: list[str]) -> None:
+    if models:
+        print(f"no price: {', '.join(models)} (counted as $0; set one with `promptlooper prices set MODEL INPUT OUTPUT`,"
+              " USD per million tokens)")
 
 
 def cmd_export(wb: Workbench, args: argparse.Namespace) -> int:

@@ -29,13 +29,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
 import hashlib
 import importlib.util
 import json
 import os
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -176,9 +177,11 @@ def local_embedder() -> LocalEmbedder:
 class EndpointEmbedder:
     """An OpenAI-compatible ``POST {base_url}/embeddings``; the key is read from an env variable."""
 
-    def __init__(self, base_url: str, model: str, *, api_key_env: str | None = None, timeout: float = 60.0, retries: int = 2):
+    def __init__(self, base_url: str, model: str, *, api_key_env: str | None = None, timeout: float = 60.0, retries: int = 2,
+                 endpoint: str = ""):
         self.base_url = base_url.rstrip("/")
         self.model = model
+        self.endpoint = endpoint  # the configured endpoint's name, if any: where its prices are looked up
         self.timeout = timeout
         self.retries = retries
         self.identity = f"{self.base_url}|{model}"
@@ -190,11 +193,17 @@ class EndpointEmbedder:
             self.headers["Authorization"] = f"Bearer {key}"
 
     async def aembed(self, texts: Sequence[str]) -> np.ndarray:
+        return (await self.aembed_counted(texts))[0]
+
+    async def aembed_counted(self, texts: Sequence[str]) -> tuple[np.ndarray, int]:
+        """The vectors and the input tokens the endpoint served for them (its ``usage``, else a
+        word count, as for chat replies without one)."""
         import aiohttp
 
         from .engine.limits import backoff_delay
 
         rows: list[list[float]] = []
+        tokens = 0
         timeout = aiohttp.ClientTimeout(total=self.timeout)
         async with aiohttp.ClientSession(headers=self.headers, timeout=timeout) as session:
             for start in range(0, len(texts), 256):
@@ -210,8 +219,12 @@ class EndpointEmbedder:
                     else:
                         if status == 200:
                             try:
-                                data = sorted(json.loads(raw)["data"], key=lambda d: d["index"])
+                                body = json.loads(raw)
+                                data = sorted(body["data"], key=lambda d: d["index"])
                                 rows.extend(d["embedding"] for d in data)
+                                usage = body.get("usage") or {}
+                                served = usage.get("prompt_tokens", usage.get("total_tokens"))
+                                tokens += int(served) if served is not None else sum(len(t.split()) for t in chunk)
                             except (ValueError, KeyError, TypeError) as exc:
                                 raise EmbedderError(f"{self.base_url}/embeddings returned an unexpected body: {raw[:120]!r}") from exc
                             break
@@ -221,7 +234,7 @@ class EndpointEmbedder:
                     await asyncio.sleep(backoff_delay(attempt))
         if len(rows) != len(texts):
             raise EmbedderError(f"{self.base_url}/embeddings returned {len(rows)} vectors for {len(texts)} texts")
-        return _normalise(np.asarray(rows, dtype=np.float32))
+        return _normalise(np.asarray(rows, dtype=np.float32)), tokens
 
 
 # --------------------------------------------------------------------------- caches
@@ -296,73 +309,117 @@ Backend = LocalEmbedder | EndpointEmbedder
 
 
 class EmbeddingService:
-    """Vectors for texts through the LRU, the store's table and one backend, batched per loop turn."""
+    """Vectors for texts through the LRU, the store's table and one backend, batched per loop turn.
 
-    def __init__(self, backend: Backend, store: Store | None = None):
+    A text already asked for, in this turn's batch or in one still out, waits for that request
+    instead of going out again (single-flight). For an endpoint backend, ``admit`` (awaited
+    before each request: a sweep's pause and budget gate) and ``spend`` (the tokens it served)
+    let a sweep hold and count these calls like its chat calls.
+    """
+
+    def __init__(self, backend: Backend, store: Store | None = None, *,
+                 admit: Callable[[], Awaitable[None]] | None = None, spend: Callable[[int], None] | None = None):
         self.backend = backend
         self.store = store
-        self._pending: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, list[asyncio.Future[np.ndarray]]]] = weakref.WeakKeyDictionary()
+        self.admit = admit
+        self.spend = spend
+        # Per loop: text -> (vector, tokens of its share of the request that embedded it; 0 if cached).
+        self._pending: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Future[tuple[np.ndarray, int]]]] = weakref.WeakKeyDictionary()
+        self._inflight: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Future[tuple[np.ndarray, int]]]] = weakref.WeakKeyDictionary()
+        self._tasks: set[asyncio.Task[None]] = set()
         self.computed = 0  # texts the backend embedded (cache misses), for tests and benchmarks
 
-    async def vectors(self, texts: Sequence[str]) -> np.ndarray:
+    async def vectors(self, texts: Sequence[str], usage: Any = None) -> np.ndarray:
+        """Vectors of ``texts``; the endpoint tokens spent on them are added to ``usage`` (a
+        :class:`~promptlooper.scorers.base.ScorerUsage`), each text's share of its request."""
         identity = self.backend.identity
         result: list[np.ndarray | None] = [_LRU_CACHE.get((identity, t)) for t in texts]
         waits = {t: self._request(t) for t, v in zip(texts, result, strict=True) if v is None}
         if waits:
-            got = dict(zip(waits, await asyncio.gather(*waits.values()), strict=True))
-            result = [v if v is not None else got[t] for t, v in zip(texts, result, strict=True)]
+            # Shielded: a future may be shared with other waiters, whom a cancelled caller must not cancel.
+            got = dict(zip(waits, await asyncio.gather(*map(asyncio.shield, waits.values())), strict=True))
+            result = [v if v is not None else got[t][0] for t, v in zip(texts, result, strict=True)]
+            tokens = sum(share for _, share in got.values())
+            if usage is not None and tokens and isinstance(self.backend, EndpointEmbedder):
+                usage.add(self.backend.endpoint, self.backend.model, tokens)
         return np.stack(result) if result else np.zeros((0, 0), dtype=np.float32)  # type: ignore[arg-type]
 
-    def _request(self, text: str) -> asyncio.Future[np.ndarray]:
+    def _request(self, text: str) -> asyncio.Future[tuple[np.ndarray, int]]:
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[np.ndarray] = loop.create_future()
+        inflight = self._inflight.get(loop)
+        if inflight is not None and text in inflight:
+            return inflight[text]
         pending = self._pending.get(loop)
         if pending is None:
             pending = self._pending[loop] = {}
             loop.call_soon(self._flush, loop)
-        pending.setdefault(text, []).append(fut)
+        fut = pending.get(text)
+        if fut is None:
+            fut = pending[text] = loop.create_future()
         return fut
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
         batch = self._pending.pop(loop, {})
         if batch:
-            asyncio.ensure_future(self._resolve(batch))
+            self._inflight.setdefault(loop, {}).update(batch)
+            # In a context of its own: a request serves many runs, and must not carry that of the
+            # run that asked first (a sweep's gate abandons a run whose configuration was dropped).
+            task = loop.create_task(self._resolve(loop, batch), context=contextvars.Context())
+            self._tasks.add(task)  # held until done: the loop keeps only a weak reference
+            task.add_done_callback(self._tasks.discard)
 
-    async def _resolve(self, batch: dict[str, list[asyncio.Future[np.ndarray]]]) -> None:
+    async def _resolve(self, loop: asyncio.AbstractEventLoop, batch: dict[str, asyncio.Future[tuple[np.ndarray, int]]]) -> None:
         try:
             vecs = await self._compute(list(batch))
         except BaseException as exc:  # noqa: BLE001 - every waiter gets the failure
-            for futs in batch.values():
-                for f in futs:
-                    if not f.done():
-                        f.set_exception(exc)
-            return
-        for text, futs in batch.items():
-            for f in futs:
+            for f in batch.values():
                 if not f.done():
-                    f.set_result(vecs[text])
+                    f.set_exception(exc)
+                    f.exception()  # retrieved: a waiter that went away must not log it
+            return
+        finally:
+            inflight = self._inflight.get(loop, {})
+            for text, f in batch.items():
+                if inflight.get(text) is f:
+                    del inflight[text]
+        for text, f in batch.items():
+            if not f.done():
+                f.set_result(vecs[text])
 
-    async def _compute(self, texts: list[str]) -> dict[str, np.ndarray]:
+    async def _compute(self, texts: list[str]) -> dict[str, tuple[np.ndarray, int]]:
         identity = self.backend.identity
         keys = {t: cache_key(identity, t) for t in texts}
-        found: dict[str, np.ndarray] = {}
+        found: dict[str, tuple[np.ndarray, int]] = {}
         if self.store is not None:
             stored = await asyncio.to_thread(stored_vectors, self.store, list(keys.values()))
-            found = {t: stored[k] for t, k in keys.items() if k in stored}
+            found = {t: (stored[k], 0) for t, k in keys.items() if k in stored}
         missing = [t for t in texts if t not in found]
         if missing:
             if isinstance(self.backend, LocalEmbedder):
                 new = await asyncio.get_running_loop().run_in_executor(_EXECUTOR, self.backend.embed, missing)
+                shares = [0] * len(missing)
             else:
-                new = await self.backend.aembed(missing)
+                if self.admit is not None:
+                    await self.admit()
+                new, tokens = await self.backend.aembed_counted(missing)
+                if self.spend is not None:
+                    self.spend(tokens)
+                shares = _shares(tokens, missing)
             self.computed += len(missing)
-            fresh = dict(zip(missing, new, strict=True))
+            fresh = {t: (v, n) for t, v, n in zip(missing, new, shares, strict=True)}
             found.update(fresh)
             if self.store is not None:
-                await asyncio.to_thread(store_vectors, self.store, identity, [(keys[t], v) for t, v in fresh.items()])
-        for t, v in found.items():
+                await asyncio.to_thread(store_vectors, self.store, identity, [(keys[t], v) for t, (v, _) in fresh.items()])
+        for t, (v, _) in found.items():
             _LRU_CACHE.put((identity, t), v)
         return found
+
+
+def _shares(tokens: int, texts: list[str]) -> list[int]:
+    """``tokens`` split over ``texts`` by word count (an endpoint reports one total per request)."""
+    words = [max(1, len(t.split())) for t in texts]
+    total = sum(words)
+    return [round(tokens * w / total) for w in words]
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:

@@ -374,7 +374,8 @@ def build_server(wb: Workbench | None = None, *, db: str | None = None, **server
         max_configs: MaxConfigs = None,
         seed: Seed = None,
     ) -> dict[str, Any]:
-        """Before any call: configurations, runs, model calls needed, already cached, estimated tokens and cost."""
+        """Before any call: configurations, runs, model calls needed (stages and scorers such as a judge), already
+        cached, estimated tokens and cost, and the models with no price (counted as $0)."""
         exp = load(experiment)
         return wb.plan(exp, strategy=strategy, max_configs=max_configs, seed=seed)
 

@@ -62,6 +62,14 @@ class SteeringVerbs:
         if not sweep or sweep["status"] not in ("running", "paused"):
             raise NotFoundError("no running or paused sweep: put the budget in the experiment (budget:) for the next run")
         budget = {k: v for k, v in (("max_tokens", max_tokens), ("max_cost", max_cost)) if v is not None}
+        if max_cost is not None:
+            # As for a budget in the experiment: a cost budget cannot hold over an unpriced model.
+            from .validation import cost_budget_problems
+
+            spec = self._experiment_object(exp)
+            problems = cost_budget_problems(spec, self.pool(spec))
+            if problems:
+                raise SpecError(problems)
         self.store.merge_sweep_options(sweep["id"], {"budget": budget})
         self.store.add_event(exp["id"], "budget.changed", {"budget": budget})
         return budget

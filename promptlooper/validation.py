@@ -309,9 +309,63 @@ def validate(exp: Experiment, pool: EndpointPool, samples: list[dict[str, Any]] 
         labels.add(sc.column)
     if exp.scorers and sum(sc.weight for sc in exp.scorers) <= 0:
         problems.append(Problem("scorers", "all weights are zero", "give at least one scorer a positive weight"))
+    if exp.budget.max_cost is not None:
+        problems += _check_cost_budget(exp, pool, varied_fields)
     if exp.strategy == "random" and any(isinstance(v, Range) and v.step is None for v in exp.space.values()) and not exp.max_configs:
         problems.append(Problem("max_configs", "a random sweep over a continuous range needs max_configs", "set max_configs (or --max-configs)"))
     return problems
+
+
+def _called_models(exp: Experiment, varied_fields: dict[tuple[str, str], list[Any]]) -> list[tuple[str, str]]:
+    """(endpoint, model) of every call a sweep of ``exp`` can make: stages (each model a space
+    gives them) and scorers that call models (a judge; the embedding scorer on an endpoint)."""
+    import inspect
+
+    refs: list[str] = []
+    for stage in exp.stages:
+        if isinstance(stage, PromptStage):
+            refs += [str(m) for m in varied_fields.get((stage.name, "model"), [stage.model])]
+    called: list[tuple[str, str]] = []
+    for sc in exp.scorers:
+        try:
+            info = scorer_registry.get(sc.name)
+        except scorer_registry.ScorerError:
+            continue
+        if info.model_calls:
+            default = inspect.signature(info.factory).parameters.get("model")
+            model = sc.args.get("model") or (default.default if default is not None else None)
+            if isinstance(model, str):
+                refs.append(model)
+        elif sc.name == "embedding" and sc.args.get("model") and (sc.args.get("endpoint") or sc.args.get("base_url")):
+            called.append((str(sc.args.get("endpoint") or sc.args["base_url"]), str(sc.args["model"])))
+    for ref in refs:
+        try:
+            called.append(split_model(ref))
+        except Exception:  # noqa: BLE001, S112 - reported by _check_model
+            continue
+    return list(dict.fromkeys(called))
+
+
+def cost_budget_problems(exp: Experiment, pool: EndpointPool) -> list[Problem]:
+    """What :func:`validate` says of a ``max_cost`` budget on ``exp``: for one set on a live sweep."""
+    varied: dict[tuple[str, str], list[Any]] = {}
+    for key, value in exp.space.items():
+        target = resolve_key(exp, key)
+        if target.kind != "var" and target.field == "model":
+            for stage_name in target.stages:
+                varied[(stage_name, "model")] = values_of(value)
+    return _check_cost_budget(exp, pool, varied)
+
+
+def _check_cost_budget(exp: Experiment, pool: EndpointPool, varied_fields: dict[tuple[str, str], list[Any]]) -> list[Problem]:
+    """A cost budget cannot hold over a model no price table knows: its calls would count as $0."""
+    unpriced = [(e, m) for e, m in _called_models(exp, varied_fields) if not pool.has_price(e, m)]
+    if not unpriced:
+        return []
+    names = ", ".join(f"{e}/{m}" for e, m in unpriced)
+    return [Problem("budget.max_cost", f"max_cost cannot hold over a model with no price (its calls count as $0): {names}",
+                    f"set one with `promptlooper prices set {unpriced[0][1]} INPUT OUTPUT` (USD per million tokens; "
+                    f"Workbench.set_price in Python), or budget max_tokens instead")]
 
 
 def _check_model(model: str, pool: EndpointPool, path: str) -> list[Problem]:

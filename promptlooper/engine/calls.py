@@ -106,12 +106,17 @@ class CallExecutor:
         gate: Callable[[], Any],
         is_open: Callable[[], bool] = lambda: True,
         recent_size: int = 8192,
+        on_spent: Callable[[str, str, int, int], None] | None = None,
     ):
         self.reader = reader
         self.on_cache_entry = on_cache_entry
         self.global_limit = global_limit
         self.gate = gate  # awaitable factory: blocks while the sweep is paused
         self.is_open = is_open
+        # (endpoint, model, tokens in, tokens out) of every reply an endpoint served, the moment it
+        # lands: what a sweep spends and checks its budget against. Cache hits and calls that
+        # waited for an identical one in flight spend nothing.
+        self.on_spent = on_spent
         self.limits: dict[str, AdaptiveLimit] = {}
         self._recent: collections.OrderedDict[str, tuple[str, int, int, float]] = collections.OrderedDict()
         self._recent_size = recent_size
@@ -174,14 +179,20 @@ class CallExecutor:
                 looked_up = True
         if hit is None:
             inflight = self._inflight.get(key)
+            if inflight is None and not looked_up:
+                hit = await self.reader.get(key)
+                if hit is None:
+                    # An identical call may have gone out while the look-up was answered (the
+                    # judge of two configurations with the same output): wait for it, don't send twice.
+                    hit = self._recent.get(key)
+                    if hit is None:
+                        inflight = self._inflight.get(key)
             if inflight is not None:
                 if on_send is not None:
                     on_send()
                 resp = await asyncio.shield(inflight)
                 self.hits += 1
                 return CallResult(resp, True, key, messages_json)
-            if not looked_up:
-                hit = await self.reader.get(key)
         if hit is not None:
             self.hits += 1
             text, tin, tout, lat = hit
@@ -200,6 +211,8 @@ class CallExecutor:
         finally:
             self._inflight.pop(key, None)
         fut.set_result(resp)
+        if self.on_spent is not None:
+            self.on_spent(provider.name, model, resp.tokens_in, resp.tokens_out)
         value = (resp.text, resp.tokens_in, resp.tokens_out, resp.latency_ms)
         self.remember(key, value)
         self.on_cache_entry(CacheEntry(key, provider.identity, model, {"messages": messages, "params": params},

@@ -21,6 +21,7 @@ class Progress:
     tokens_in: int = 0  # spent by this sweep (cache hits spend none)
     tokens_out: int = 0
     cost: float = 0.0
+    unpriced: list[str] = field(default_factory=list)  # endpoint/model that served calls with no price: $0 in cost
     best_config_id: str | None = None
     best_score: float | None = None
     started: float = field(default_factory=time.monotonic)

@@ -290,6 +290,11 @@ class Runner:
             scored = bound.score_now(ctx_s)
             value, detail = scored if type(scored) is tuple else await bound.finish(scored)
             record.scores.append((bound.spec.column, value, detail, bound.spec.name, bound.args_json))
+        for ctx_s in contexts.values():  # calls the scorers made (judge, embeddings) count in the run
+            for endpoint, model, tokens_in, tokens_out in ctx_s.usage.calls:
+                record.tokens_in += tokens_in
+                record.tokens_out += tokens_out
+                record.cost += cost(tokens_in, tokens_out, self.price(endpoint, model))
         # The formula re-scoring uses too: a sweep and a re-score must agree to the last digit.
         record.score = weighted(record.scores, self.weights)
         record.completed_at = now_iso()

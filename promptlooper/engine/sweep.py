@@ -28,6 +28,7 @@ from typing import Any
 
 from ..errors import SweepConflictError
 from ..hashing import canonical_text
+from ..providers.pricing import cost
 from ..store import CacheEntry, RunRecord, Store, now_iso
 from ..store.batchwriter import WriterProcess
 from ..store.store import ResultBatch
@@ -139,6 +140,7 @@ class Sweep:
         self._flushed = asyncio.Event()  # set after each flush, for workers held by the backlog
         self._writer_failed = False
         self._config_stats: dict[str, list[float]] = {}
+        self._priced: dict[str, bool] = {}  # endpoint/model -> has a price (see _spent)
         self._expected_per_config = len(plan.samples) * plan.repeat
         self.event_listeners: list[Callable[[str, dict[str, Any]], None]] = []
         # Redirect: given the new space (from the store), the configurations that remain to run.
@@ -212,6 +214,7 @@ class Sweep:
             calls = CallExecutor(
                 CacheReader(rstore), self._add_cache_entry,
                 global_limit=asyncio.Semaphore(self.concurrency), gate=self._wait_gate, is_open=self._open,
+                on_spent=self._spent,
             )
             self.calls = calls
             runner = self.runner = Runner(plan.experiment_id, self.sweep_id, self.pool, calls, self.scorers, self.functions)
@@ -285,7 +288,8 @@ class Sweep:
     def _summary(self) -> dict[str, Any]:
         p = self.progress
         return {"done": p.done, "total": p.total, "completed": p.completed, "cached": p.cached, "failed": p.failed,
-                "tokens": p.tokens, "cost": round(p.cost, 6), "cache_hit_rate": round(p.cache_hit_rate, 4)}
+                "tokens": p.tokens, "cost": round(p.cost, 6), "cache_hit_rate": round(p.cache_hit_rate, 4),
+                **({"unpriced_models": p.unpriced} if p.unpriced else {})}
 
     async def _wait_gate(self) -> None:
         if not self._gate.is_set():
@@ -357,13 +361,6 @@ class Sweep:
         p = self.progress
         p.done += 1
         p.total = max(p.total, p.done)  # a dropped run whose call was already out still lands
-        # Only calls that went out spend: cache hits cost nothing.
-        spent = [s for s in record.stages if s.kind == "prompt" and not s.cached]
-        if spent:
-            assert self.runner is not None
-            p.tokens_in += sum(s.tokens_in for s in spent)
-            p.tokens_out += sum(s.tokens_out for s in spent)
-            p.cost += sum(self.runner.stage_cost(s) for s in spent)
         p.calls = self.calls.calls
         p.cache_hits = self.calls.hits
         if record.status == "failed":
@@ -382,6 +379,22 @@ class Sweep:
         if len(self._batch.run_ids) >= FLUSH_MAX:
             self._full.append(self._batch)
             self._batch = ResultBatch()
+        self._check_budget()
+
+    def _spent(self, endpoint: str, model: str, tokens_in: int, tokens_out: int) -> None:
+        """A reply an endpoint served, for a stage or a scorer (judge, embeddings): counted the
+        moment it lands, not when its run is recorded, so that no new call goes out once the
+        budget is reached (only those already in flight still land)."""
+        p = self.progress
+        p.tokens_in += tokens_in
+        p.tokens_out += tokens_out
+        assert self.runner is not None
+        p.cost += cost(tokens_in, tokens_out, self.runner.price(endpoint, model))
+        ref = f"{endpoint}/{model}"
+        if ref not in self._priced:
+            self._priced[ref] = self.pool.has_price(endpoint, model)
+            if not self._priced[ref]:
+                p.unpriced = sorted({*p.unpriced, ref})
         self._check_budget()
 
     def _add_cache_entry(self, entry: CacheEntry) -> None:

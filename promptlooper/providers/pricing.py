@@ -20,15 +20,21 @@ DEFAULT_PRICES: dict[str, tuple[float, float]] = {
 }
 
 
-def price_for(model: str, *tables: dict[str, tuple[float, float]]) -> tuple[float, float]:
-    """First match wins: later (more specific) tables are consulted first, exact before glob."""
+def find_price(model: str, *tables: dict[str, tuple[float, float]]) -> tuple[float, float] | None:
+    """First match wins: later (more specific) tables are consulted first, exact before glob.
+    None when no table prices ``model`` (an unpriced model, which is not the same as a free one)."""
     for table in (*reversed(tables), DEFAULT_PRICES):
         if model in table:
             return tuple(table[model])  # type: ignore[return-value]
         for pattern, price in table.items():
             if fnmatch(model, pattern):
                 return tuple(price)  # type: ignore[return-value]
-    return (0.0, 0.0)
+    return None
+
+
+def price_for(model: str, *tables: dict[str, tuple[float, float]]) -> tuple[float, float]:
+    """:func:`find_price`, with an unpriced model counted as free."""
+    return find_price(model, *tables) or (0.0, 0.0)
 
 
 def cost(tokens_in: int, tokens_out: int, price: tuple[float, float]) -> float:

@@ -12,7 +12,7 @@ from typing import Any
 from ..errors import EndpointError
 from ..spec import EndpointSpec
 from .base import Provider
-from .pricing import price_for
+from .pricing import find_price, price_for
 
 LOCAL = "local"
 
@@ -82,6 +82,12 @@ class EndpointPool:
     def price(self, endpoint: str, model: str) -> tuple[float, float]:
         own = {k: tuple(v) for k, v in (self.configs.get(endpoint, {}).get("prices") or {}).items()}
         return price_for(model, self.user_prices, own)  # type: ignore[arg-type]
+
+    def has_price(self, endpoint: str, model: str) -> bool:
+        """Whether some table prices ``model``: an unpriced one is counted as $0, so a cost budget
+        cannot hold over it (see ``promptlooper prices set``)."""
+        own = {k: tuple(v) for k, v in (self.configs.get(endpoint, {}).get("prices") or {}).items()}
+        return find_price(model, self.user_prices, own) is not None  # type: ignore[arg-type]
 
     async def aclose(self) -> None:
         for provider in self._providers.values():

@@ -31,6 +31,7 @@ from ..store import CacheEntry, Store, default_path
 
 if TYPE_CHECKING:
     from ..embedder import Backend, EmbeddingService
+    from .base import ScorerUsage
 
 
 class _NoCache:
@@ -125,10 +126,26 @@ class ScoringEnv:
         with self._lock:
             service = self._services.get(backend.identity)
         if service is None:
-            service = EmbeddingService(backend, self.store)
+            service = EmbeddingService(backend, self.store, **self._embedding_hooks(backend))
             with self._lock:
                 service = self._services.setdefault(backend.identity, service)
         return service
+
+    def _embedding_hooks(self, backend: Backend) -> dict[str, Any]:
+        """In a sweep's environment, an embeddings endpoint waits at the sweep's pause and budget
+        gate like a chat call, and what it serves counts with the sweep's chat calls."""
+        from ..embedder import EndpointEmbedder
+
+        calls = self.calls
+        if calls is None or not isinstance(backend, EndpointEmbedder):
+            return {}
+        endpoint, model = backend.endpoint, backend.model
+
+        def spend(tokens: int) -> None:
+            if calls.on_spent is not None:
+                calls.on_spent(endpoint, model, tokens, 0)
+
+        return {"admit": calls.gate, "spend": spend}
 
     # ------------------------------------------------------------------ calls
     def executor(self) -> CallExecutor:
@@ -143,13 +160,17 @@ class ScoringEnv:
             self._executors[loop] = ex
         return ex
 
-    async def call(self, provider: Provider, model: str, messages: list[dict[str, str]], params: dict[str, Any]) -> CallResult:
-        """One model call through the response cache (the key format of every other call)."""
+    async def call(self, provider: Provider, model: str, messages: list[dict[str, str]], params: dict[str, Any],
+                   usage: ScorerUsage | None = None) -> CallResult:
+        """One model call through the response cache (the key format of every other call); its
+        tokens are added to ``usage``, the scored run's tally, whether it was cached or not."""
         try:
             result = await self.executor().call(provider, model, messages, params)
         finally:
             if self.per_call_providers:
                 await provider.aclose()
+        if usage is not None:
+            usage.add(provider.name, model, result.response.tokens_in, result.response.tokens_out)
         if self.calls is None and len(self._pending) >= self.flush_every:
             await self.flush()
         return result

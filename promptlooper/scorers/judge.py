@@ -22,7 +22,7 @@ from .. import templates
 from ..errors import EndpointError, PromptLooperError, ProviderError
 from ..providers.registry import split_model
 from ..spec import DEFAULT_MODEL, ModelParams
-from .base import ScoreContext, ScoreFn, ScoreResult, scorer
+from .base import PlannedCall, ScoreContext, ScoreFn, ScoreResult, scorer
 from .env import current
 
 DEFAULT_SYSTEM = "You are a strict, fair grader. You answer with a single number."
@@ -95,18 +95,31 @@ def judge(
             raise ValueError(f"{name}: {problem}")
     call_params = ModelParams(**{**DEFAULT_PARAMS, **params}).as_dict()
 
-    async def score(ctx: ScoreContext) -> ScoreResult:
+    def messages_for(ctx: ScoreContext) -> list[dict[str, str]]:
         variables = {**ctx.sample, **ctx.outputs, "sample": ctx.sample, "outputs": ctx.outputs, "input": ctx.input,
                      "output": ctx.output, "reference": ctx.sample.get(reference_field), "min": low, "max": high}
+        messages = [{"role": "system", "content": templates.render(system, variables)}] if system else []
+        messages.append({"role": "user", "content": templates.render(template, variables)})
+        return messages
+
+    def planned_call(ctx: ScoreContext) -> PlannedCall | None:
+        """The call :func:`score` would make for ``ctx``, for ``plan`` (see PlannedCall)."""
         try:
-            messages = [{"role": "system", "content": templates.render(system, variables)}] if system else []
-            messages.append({"role": "user", "content": templates.render(template, variables)})
+            messages = messages_for(ctx)
+        except templates.TemplateError:
+            return None
+        return PlannedCall(endpoint, model_name, sum(len(m["content"].split()) for m in messages), messages, call_params,
+                           base_url, api_key_env)
+
+    async def score(ctx: ScoreContext) -> ScoreResult:
+        try:
+            messages = messages_for(ctx)
         except templates.TemplateError as exc:
             return ScoreResult(0.0, {"error": f"judge prompt: {exc}"})
         env = current()
         try:
             provider = env.provider(endpoint, base_url=base_url, api_key_env=api_key_env)
-            result = await env.call(provider, model_name, messages, call_params)
+            result = await env.call(provider, model_name, messages, call_params, usage=ctx.usage)
         except (ProviderError, EndpointError, PromptLooperError) as exc:
             return ScoreResult(0.0, {"error": f"judge call failed: {exc}", "call_failed": True, "model": model})
         reply = result.response.text
@@ -116,4 +129,5 @@ def judge(
             return ScoreResult(0.0, {**detail, "error": f"no number from {low} to {high} in the judge's reply"})
         return ScoreResult((raw - low) / (high - low), {**detail, "raw": raw})
 
+    score.planned_call = planned_call  # type: ignore[attr-defined]
     return score

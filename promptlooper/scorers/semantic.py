@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import templates
-from .base import ScoreContext, ScoreFn, ScoreResult, scorer
+from .base import PlannedCall, ScoreContext, ScoreFn, ScoreResult, scorer
 from .env import current
 
 
@@ -57,18 +57,31 @@ def embedding(
         if endpoint:
             cfg = current().endpoint_config(endpoint)
             url, key_env, wait = cfg["base_url"], api_key_env or cfg.get("api_key_env"), float(cfg.get("timeout", timeout))
-        return embedder.EndpointEmbedder(str(url), str(model), api_key_env=key_env, timeout=wait)
+        return embedder.EndpointEmbedder(str(url), str(model), api_key_env=key_env, timeout=wait, endpoint=endpoint or str(url))
 
-    async def score(ctx: ScoreContext) -> ScoreResult:
+    def references_for(ctx: ScoreContext) -> list[str]:
         if template:
             variables = {**ctx.sample, **ctx.outputs, "sample": ctx.sample, "outputs": ctx.outputs, "input": ctx.input}
-            references = [templates.render(template, variables)]
-        else:
-            value = ctx.sample[field]
-            references = [str(v) for v in (value if isinstance(value, list) else [value])]
+            return [templates.render(template, variables)]
+        value = ctx.sample[field]
+        return [str(v) for v in (value if isinstance(value, list) else [value])]
+
+    def planned_call(ctx: ScoreContext) -> PlannedCall | None:
+        """The embeddings request :func:`score` would make for ``ctx`` (endpoint only), for ``plan``."""
+        if not remote:
+            return None
+        try:
+            texts = [ctx.output, *references_for(ctx)]
+        except (KeyError, templates.TemplateError):
+            return None
+        return PlannedCall(endpoint or str(base_url), str(model), sum(len(t.split()) for t in texts), base_url=base_url,
+                           texts=texts)
+
+    async def score(ctx: ScoreContext) -> ScoreResult:
+        references = references_for(ctx)
         if not ctx.output.strip():
             return ScoreResult(0.0, {"empty_output": True})
-        vectors = await current().embeddings(backend()).vectors([ctx.output, *references])
+        vectors = await current().embeddings(backend()).vectors([ctx.output, *references], usage=ctx.usage)
         cosines = [embedder.cosine(vectors[0], v) for v in vectors[1:]]
         best = max(range(len(cosines)), key=cosines.__getitem__)
         detail: dict[str, Any] = {"cosine": round(cosines[best], 6)}
@@ -76,4 +89,5 @@ def embedding(
             detail["closest_reference"] = best
         return ScoreResult(embedder.to_unit(cosines[best]), detail)
 
+    score.planned_call = planned_call  # type: ignore[attr-defined]
     return score

@@ -116,6 +116,10 @@ class _Stats:
         self.faults: collections.Counter[str] = collections.Counter()
         self.in_flight = 0
         self.in_flight_max = 0
+        # Tokens this server served (what a provider would bill): chat prompt + completion tokens
+        # of every completion answered, and the input tokens of every embeddings reply.
+        self.tokens_served = 0
+        self.embedding_tokens_served = 0
         self.auth_headers: set[str] = set()
         self.bodies: collections.deque[Any] = collections.deque(maxlen=MAX_BODIES)
 
@@ -128,6 +132,8 @@ class _Stats:
                 "by_model": dict(self.by_model),
                 "faults": dict(self.faults),
                 "in_flight_max": self.in_flight_max,
+                "tokens_served": self.tokens_served,
+                "embedding_tokens_served": self.embedding_tokens_served,
                 "auth_headers": set(self.auth_headers),
                 "bodies": list(self.bodies),
             }
@@ -221,8 +227,10 @@ class FakeServer:
         usage: bool = True,
         host: str = "127.0.0.1",
         port: int = 0,
+        embedding_latency: float = 0.0,
     ) -> None:
         self.latency = latency
+        self.embedding_latency = embedding_latency  # seconds before an embeddings reply
         self.models = list(models) if models is not None else list(DEFAULT_MODELS)
         self.seed = seed
         self.api_key = api_key
@@ -527,6 +535,7 @@ class FakeServer:
             response = web.json_response(payload)
         with self._stats.lock:
             self._stats.completions += 1
+            self._stats.tokens_served += usage["total_tokens"]
         return self._count_status(response)
 
     def _reply(self, body: dict[str, Any], messages: list[Any]) -> tuple[str, str, dict[str, int]]:
@@ -633,6 +642,11 @@ class FakeServer:
                 )
             )
         tokens = sum(_word_count(s) for s in inputs)
+        if self.embedding_latency > 0:
+            await asyncio.sleep(self.embedding_latency)
+        with self._stats.lock:
+            self._stats.tokens_served += tokens
+            self._stats.embedding_tokens_served += tokens
         return self._count_status(
             web.json_response(
                 {
