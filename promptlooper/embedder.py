@@ -7,7 +7,9 @@ Backends
     data folder (located with ``find_spec``, never imported) or from the copy vendored in
     ``promptlooper/data``. Vectors are the mean of the token states over the attention mask,
     L2-normalised, as sentence-transformers computes them (cosine 0.9996 to the fp32 model).
-    :class:`EndpointEmbedder` calls an OpenAI-compatible ``/embeddings`` endpoint instead.
+    :class:`EndpointEmbedder` calls an OpenAI-compatible ``/embeddings`` endpoint instead; what
+    it returns is checked by :mod:`promptlooper.endpoint_vectors` (one vector per input; the
+    per-token vectors of a llama.cpp server are mean-pooled).
 
 Caching
     A process-wide LRU keyed by (backend identity, text), then a persistent ``embedding_cache``
@@ -182,6 +184,7 @@ class EndpointEmbedder:
         self.timeout = timeout
         self.retries = retries
         self.identity = f"{self.base_url}|{model}"
+        self.pooled = 0  # inputs that came back as token vectors and were mean-pooled (see endpoint_vectors)
         self.headers = {"Content-Type": "application/json"}
         if api_key_env:
             key = os.environ.get(api_key_env)
@@ -192,9 +195,10 @@ class EndpointEmbedder:
     async def aembed(self, texts: Sequence[str]) -> np.ndarray:
         import aiohttp
 
+        from .endpoint_vectors import VectorsError, read_vectors
         from .engine.limits import backoff_delay
 
-        rows: list[list[float]] = []
+        rows: list[np.ndarray] = []
         timeout = aiohttp.ClientTimeout(total=self.timeout)
         async with aiohttp.ClientSession(headers=self.headers, timeout=timeout) as session:
             for start in range(0, len(texts), 256):
@@ -210,10 +214,13 @@ class EndpointEmbedder:
                     else:
                         if status == 200:
                             try:
-                                data = sorted(json.loads(raw)["data"], key=lambda d: d["index"])
-                                rows.extend(d["embedding"] for d in data)
-                            except (ValueError, KeyError, TypeError) as exc:
-                                raise EmbedderError(f"{self.base_url}/embeddings returned an unexpected body: {raw[:120]!r}") from exc
+                                vectors, pooled = read_vectors(json.loads(raw), len(chunk))
+                            except VectorsError as exc:
+                                raise EmbedderError(f"{self.base_url}/embeddings (model {self.model!r}): {exc}") from exc
+                            except ValueError as exc:
+                                raise EmbedderError(f"{self.base_url}/embeddings returned a body that is not JSON: {raw[:120]!r}") from exc
+                            rows.extend(vectors)
+                            self.pooled += pooled
                             break
                         error = f"HTTP {status}: {raw[:200].decode('utf-8', 'replace')}"
                     if attempt >= self.retries or (status and status < 500 and status != 429):

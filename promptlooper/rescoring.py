@@ -129,9 +129,10 @@ async def arescore(wb: Workbench, experiment_ref: str, scorers: Sequence[ScorerS
     env = ScoringEnv(store=wb.store, pool=EndpointPool(wb.store.endpoints(), inline), concurrency=concurrency, flush_every=64)
     limit = asyncio.Semaphore(concurrency)
     summary: dict[str, Any] = {"experiment": f"{experiment['project']}/{experiment['name']}", "runs": 0, "scores": 0,
-                               "kept": 0, "missing_sample": 0, "scorers": labels, "skipped_scorers": skipped}
+                               "kept": 0, "missing_sample": 0, "failed": 0, "failures": {}, "scorers": labels,
+                               "skipped_scorers": skipped}
 
-    async def score_run(run: dict[str, Any]) -> tuple[str, list[tuple[str, float, Any, str, Any]]] | None:
+    async def score_run(run: dict[str, Any]) -> tuple[str, list[tuple[str, float | None, Any, str, Any]]] | None:
         sample = by_id.get(run["sample_id"])
         if sample is None:
             return None
@@ -153,6 +154,7 @@ async def arescore(wb: Workbench, experiment_ref: str, scorers: Sequence[ScorerS
                 await env.flush()
                 done = [r for r in results if r is not None]
                 summary["missing_sample"] += len(results) - len(done)
+                _count_failures(summary, done)
                 counts = await asyncio.to_thread(_write, wb, done, weights, labels if own else None)
                 summary["runs"] += len(done)
                 summary["scores"] += counts[0]
@@ -165,7 +167,17 @@ async def arescore(wb: Workbench, experiment_ref: str, scorers: Sequence[ScorerS
     return summary
 
 
-def _write(wb: Workbench, results: list[tuple[str, list[tuple[str, float, Any, str, Any]]]], weights: dict[str, float],
+def _count_failures(summary: dict[str, Any], results: list[tuple[str, list[tuple[str, float | None, Any, str, Any]]]]) -> None:
+    """Count the scores that failed (missing scores), grouped by scorer column and reason."""
+    for _, rows in results:
+        for label, value, detail, *_ in rows:
+            if value is None:
+                summary["failed"] += 1
+                reason = f"{label}: {str((detail or {}).get('error', 'no score'))[:200]}"
+                summary["failures"][reason] = summary["failures"].get(reason, 0) + 1
+
+
+def _write(wb: Workbench, results: list[tuple[str, list[tuple[str, float | None, Any, str, Any]]]], weights: dict[str, float],
            keep_only: list[str] | None) -> tuple[int, int]:
     """Write score rows and each run's weighted score; returns (rows written, failed judge calls kept)."""
     ts = now_iso()
@@ -198,8 +210,9 @@ def rescore(wb: Workbench, experiment_ref: str, scorers: Sequence[ScorerSpec | d
     ``scorers``: scorer specs (``{name: embedding, field: reference}``, ScorerSpec or a name);
     default: the experiment's own. ``model_calls=False`` skips judges. ``samples``: the
     experiment's samples, when its samples file cannot be found from here. The summary has the
-    runs re-scored, score rows written, judge ``calls`` and ``cache_hits``, and how many runs were
-    skipped for lack of their sample.
+    runs re-scored, score rows written, judge ``calls`` and ``cache_hits``, how many runs were
+    skipped for lack of their sample, and how many scores ``failed`` (missing: a judge reply with
+    no grade, a failed call, a scorer error), their reasons counted in ``failures``.
     """
     from .asyncutil import run_sync
 

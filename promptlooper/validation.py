@@ -3,7 +3,9 @@
 Pydantic checks the shape and ranges; this module checks what needs several fields at once:
 template variables against sample fields, earlier stages and space variables; scorer names and
 arguments against the registry; space keys against stages; endpoints against the configuration
-(and their key variables against the environment); samples files against the disk.
+(and their key variables against the environment); samples files against the disk; and, with
+:mod:`promptlooper.sample_checks`, duplicate samples and every template rendered with the first
+samples.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from . import templates
 from .errors import Problem, SpecError
 from .functions import resolve_function
 from .providers.registry import LOCAL, EndpointPool, split_model
+from .sample_checks import duplicate_samples, trial_render
 from .samples import read_samples
 from .scorers import base as scorer_registry
 from .spec import STAGE_TEXT_FIELDS, Experiment, FunctionStage, ModelParams, PromptStage, Range
@@ -143,6 +146,7 @@ def validate(exp: Experiment, pool: EndpointPool, samples: list[dict[str, Any]] 
     if not samples and not problems and (samples_file is None or samples_file.exists()):
         problems.append(Problem("samples", "there are no samples", "add at least one sample (an object per input)"))
     common_fields = set.intersection(*(set(s) for s in samples)) if samples else set()
+    problems += duplicate_samples(samples)
 
     # -- space keys
     space_vars: set[str] = set()
@@ -216,6 +220,8 @@ def validate(exp: Experiment, pool: EndpointPool, samples: list[dict[str, Any]] 
                                                 "give every sample this field, or use {{ sample.get('" + var + "', '') }}"))
                     else:
                         problems.append(Problem(path, f"unknown template variable {var!r}", _unknown(var, available)))
+
+    problems += trial_render(exp, samples, varied_fields, ALWAYS_AVAILABLE)
 
     used_vars: set[str] = set()
     for stage in exp.stages:

@@ -38,11 +38,23 @@ class ScoreContext:
 
 @dataclass(frozen=True)
 class ScoreResult:
-    value: float
+    """A score and what explains it. ``value=None`` is a missing score (see :func:`missing`)."""
+
+    value: float | None
     detail: dict[str, Any] | None = None
 
 
-ScoreFn = Callable[[ScoreContext], "float | ScoreResult | Awaitable[float | ScoreResult]"]
+def missing(reason: str, **detail: Any) -> ScoreResult:
+    """A missing score: the scorer could not say (a reply with no grade, a failed call, a bad vector).
+
+    It is stored as NULL with ``reason`` as the metadata's ``error``, left out of every mean and
+    counted in the leaderboard's ``missing`` column: a 0 would rank the configuration as if its
+    output had been judged worthless.
+    """
+    return ScoreResult(None, {**detail, "error": reason})
+
+
+ScoreFn = Callable[[ScoreContext], "float | ScoreResult | None | Awaitable[float | ScoreResult | None]"]
 
 
 @dataclass(frozen=True)
