@@ -24,8 +24,9 @@ from typing import TYPE_CHECKING, Any
 from .engine.runner import BoundScorer, weighted
 from .errors import Problem, PromptLooperError, SpecError
 from .providers.registry import EndpointPool
+from .ratings import refresh_human_scores
 from .samples import read_samples, sample_id
-from .scorers.base import ScoreContext, check_args, get
+from .scorers.base import ScoreContext, check_args, computed, get
 from .scorers.env import ScoringEnv, using
 from .spec import EndpointSpec, ScorerSpec
 from .store import now_iso
@@ -119,7 +120,7 @@ async def arescore(wb: Workbench, experiment_ref: str, scorers: Sequence[ScorerS
     own = scorers is None
     specs = _scorer_specs(spec.get("scorers", []) if own else scorers)  # type: ignore[arg-type]
     skipped = [s.column for s in specs if not model_calls and get(s.name).model_calls]
-    bound = [BoundScorer(s) for s in specs if s.column not in skipped]
+    bound = [BoundScorer(s) for s in computed(specs) if s.column not in skipped]
     by_id = _samples(spec, samples)
     runs = _load_runs(wb, experiment["id"])
     # The experiment's weights, as the leaderboard uses: extra scorers are columns, not part of the score.
@@ -147,6 +148,8 @@ async def arescore(wb: Workbench, experiment_ref: str, scorers: Sequence[ScorerS
                 rows.append((b.spec.column, value, detail, b.spec.name, b.spec.args))
         return run["id"], rows
 
+    # People's ratings are not computed: the experiment's `human` columns are refreshed from them.
+    await asyncio.to_thread(refresh_human_scores, wb, experiment["id"], [r["id"] for r in runs])
     try:
         with using(env):
             for start in range(0, len(runs), CHUNK):
@@ -197,8 +200,9 @@ def _write(wb: Workbench, results: list[tuple[str, list[tuple[str, float | None,
             c.executemany("INSERT OR REPLACE INTO scores (run_id, scorer, value, metadata, scorer_name, scorer_args, source, created_at)"
                           " VALUES (?,?,?,?,?,?,'auto',?)", fresh)
             written += len(fresh)
+            # every source: the experiment may weigh people's ratings in (a `human` scorer)
             current = [(label, value) for label, value in c.execute(
-                "SELECT scorer, value FROM scores WHERE run_id = ? AND source = 'auto'", (run_id,))]
+                "SELECT scorer, value FROM scores WHERE run_id = ?", (run_id,))]
             c.execute("UPDATE runs SET score = ? WHERE id = ?", (weighted(current, weights), run_id))  # type: ignore[arg-type]
     return written, kept
 

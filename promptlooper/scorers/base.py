@@ -64,6 +64,7 @@ class ScorerInfo:
     description: str
     model_calls: bool  # judges call models: they are skipped when re-scoring is asked to be free
     needs_fields: Callable[[dict[str, Any]], list[str]] | None = None  # sample fields it reads
+    human: bool = False  # people give its values (ratings): sweeps and re-scoring never run it
 
 
 class ScorerError(PromptLooperError):
@@ -79,12 +80,13 @@ def scorer(
     description: str = "",
     model_calls: bool = False,
     needs_fields: Callable[[dict[str, Any]], list[str]] | None = None,
+    human: bool = False,
 ) -> Callable[[Callable[..., ScoreFn]], Callable[..., ScoreFn]]:
     """Register a scorer factory under ``name`` (replacing any earlier one of that name)."""
 
     def register(factory: Callable[..., ScoreFn]) -> Callable[..., ScoreFn]:
         doc = description or (inspect.getdoc(factory) or "").split("\n")[0]
-        _REGISTRY[name] = ScorerInfo(name, factory, doc, model_calls, needs_fields)
+        _REGISTRY[name] = ScorerInfo(name, factory, doc, model_calls, needs_fields, human)
         return factory
 
     return register
@@ -125,6 +127,11 @@ def check_args(name: str, args: dict[str, Any]) -> list[tuple[str, str]]:
     return []
 
 
+def computed(specs: Any) -> list[Any]:
+    """The scorer specs a sweep or a re-scoring runs: every one but people's ratings (``human``)."""
+    return [s for s in specs if not get(s.name).human]
+
+
 def build(name: str, args: dict[str, Any]) -> ScoreFn:
     info = get(name)
     try:
@@ -140,4 +147,4 @@ def _load_builtins() -> None:
     global _loaded
     if not _loaded:
         _loaded = True
-        from . import custom, formats, judge, semantic, text  # noqa: F401 - registering is the import's effect
+        from . import custom, formats, human, judge, semantic, text  # noqa: F401 - registering is the import's effect

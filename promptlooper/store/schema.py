@@ -112,7 +112,8 @@ def m002_told_values(db: Database) -> None:
 def m003_missing_scores(db: Database) -> None:
     # A scorer that cannot say (a judge reply with no grade, a failed call, a broken scorer) leaves
     # a missing score, stored as NULL with its reason: writing 0 ranked such runs as worthless.
-    # SQLite cannot drop NOT NULL in place, so the table is rebuilt with the same keys.
+    # SQLite cannot drop NOT NULL in place, so the table is rebuilt with the same keys (rows of
+    # runs that no longer exist, which ON DELETE CASCADE never leaves, would fail the foreign key).
     db.executescript(
         """
         CREATE TABLE scores_new (
@@ -122,7 +123,8 @@ def m003_missing_scores(db: Database) -> None:
             PRIMARY KEY (run_id, scorer)
         );
         INSERT INTO scores_new (run_id, scorer, value, metadata, scorer_name, scorer_args, source, created_at)
-            SELECT run_id, scorer, value, metadata, scorer_name, scorer_args, source, created_at FROM scores;
+            SELECT run_id, scorer, value, metadata, scorer_name, scorer_args, source, created_at FROM scores
+            WHERE run_id IN (SELECT id FROM runs);
         DROP TABLE scores;
         ALTER TABLE scores_new RENAME TO scores;
         """
