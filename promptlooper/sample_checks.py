@@ -3,10 +3,10 @@
 * :func:`duplicate_samples`: two samples with one identity (the same ``id``, or identical
   content) would be one run each per configuration under one run id, the second silently
   overwriting the first.
-* :func:`trial_render`: every prompt template rendered against the first samples, with the first
-  value of each space variable and a stand-in text for earlier prompt stages' outputs, so that an
-  error that only shows with real values (``{{ n + 1 }}`` on a text field) is caught by
-  ``validate`` instead of failing every run.
+* :func:`trial_render`: every template (stages', and scorers' ``prompt`` / ``system`` /
+  ``template``) rendered against the first samples, with the first value of each space variable
+  and a stand-in text for prompt stages' outputs, so that an error that only shows with real
+  values (``{{ n + 1 }}`` on a text field) is caught by ``validate`` instead of failing every run.
 """
 
 from __future__ import annotations
@@ -96,6 +96,38 @@ def trial_render(exp: Experiment, samples: list[dict[str, Any]], variants: dict[
         outputs[stage.name] = stand_in
         outputs["previous"] = stand_in
         function_outputs.discard("previous")
+    problems += _scorer_templates(exp, samples, outputs, function_outputs - {"previous"}, always)
+    return problems
+
+
+_SCORER_TEMPLATES = ("prompt", "system", "template")  # the judge's prompt and system, the embedding's reference
+
+
+def _scorer_templates(exp: Experiment, samples: list[dict[str, Any]], outputs: dict[str, Any], function_outputs: set[str],
+                      always: set[str]) -> list[Problem]:
+    """A scorer's templates see the sample, every stage output, ``input`` and ``output`` (and a
+    judge's ``reference``, ``min`` and ``max``), as :mod:`promptlooper.scorers.judge` renders them."""
+    problems: list[Problem] = []
+    stage_outputs = {k: v for k, v in outputs.items() if k != "previous"}
+    for i, sc in enumerate(exp.scorers):
+        for arg in _SCORER_TEMPLATES:
+            text = sc.args.get(arg)
+            if not isinstance(text, str) or templates.check_syntax(text) or templates.variables(text) & function_outputs:
+                continue
+            scale = sc.args.get("scale", [1, 5])
+            low, high = (1, scale) if isinstance(scale, int) else (tuple(scale) + (1, 5))[:2]
+            for k, sample in enumerate(samples[:TRIAL_SAMPLES]):
+                context = {**sample, **stage_outputs, "sample": sample, "outputs": stage_outputs, "input": "(the scored prompt)",
+                           "output": "(the scored output)", "reference": sample.get(sc.args.get("reference_field", "reference")),
+                           "min": low, "max": high}
+                if templates.variables(text) - set(context) - always:
+                    continue
+                try:
+                    templates.render(text, context)
+                except templates.TemplateError as exc:
+                    problems.append(Problem(f"scorers[{i}].{arg}", f"rendering with samples[{k}] fails: {_reason(exc)}",
+                                            "fix the template or the sample values"))
+                    break
     return problems
 
 

@@ -162,6 +162,10 @@ def test_validate_renders_every_template_against_the_first_samples(wb, make_exp)
     assert not any("space.answer.user[0]" in p for p in problems)
     fine = make_exp(samples=[{"question": "q", "n": 2, "reference": "r"}], space={"answer.user": ["{{ question }}", "{{ n + 1 }}"]})
     assert wb.validate(fine) == []
+    # a judge's prompt too: it would fail on every run, after the stage calls were paid for
+    judged = make_exp(samples=[{"question": "q", "n": "two", "reference": "r"}], space={},
+                      scorers=[{"name": "judge", "model": "fake/fake-small", "prompt": "{{ output }} in {{ n + 1 }} words: {{ min }}-{{ max }}"}])
+    assert [p.path for p in wb.validate(judged)] == ["scorers[0].prompt"]
 
 
 # --------------------------------------------------------------------------- stores from before
