@@ -39,7 +39,8 @@ REFERENCE:
 {% endif %}
 RESPONSE:
 {{ output }}
-"""
+
+Score:"""
 DEFAULT_PARAMS: dict[str, Any] = {"temperature": 0, "max_tokens": 16, "seed": 0}
 
 def _scale(scale: int | list[int]) -> tuple[int, int]:
