@@ -184,7 +184,6 @@ class EndpointEmbedder:
         self.timeout = timeout
         self.retries = retries
         self.identity = f"{self.base_url}|{model}"
-        self.pooled = 0  # inputs that came back as token vectors and were mean-pooled (see endpoint_vectors)
         self.headers = {"Content-Type": "application/json"}
         if api_key_env:
             key = os.environ.get(api_key_env)
@@ -214,13 +213,12 @@ class EndpointEmbedder:
                     else:
                         if status == 200:
                             try:
-                                vectors, pooled = read_vectors(json.loads(raw), len(chunk))
+                                vectors = read_vectors(json.loads(raw), len(chunk))
                             except VectorsError as exc:
                                 raise EmbedderError(f"{self.base_url}/embeddings (model {self.model!r}): {exc}") from exc
                             except ValueError as exc:
                                 raise EmbedderError(f"{self.base_url}/embeddings returned a body that is not JSON: {raw[:120]!r}") from exc
                             rows.extend(vectors)
-                            self.pooled += pooled
                             break
                         error = f"HTTP {status}: {raw[:200].decode('utf-8', 'replace')}"
                     if attempt >= self.retries or (status and status < 500 and status != 429):

@@ -4,8 +4,10 @@ Servers differ. OpenAI, vLLM and Ollama return one vector per input; llama.cpp's
 without pooling returns one vector *per token* (``[[...], [...]]``) for each input. Token vectors
 are mean-pooled here (the pooling sentence-transformers uses), so the scorer gets one vector per
 text either way. Anything else (a vector count that is not the input count, vectors of different
-sizes, non-numbers, NaN, an all-zero vector) is refused with a message naming the problem: a
-cosine computed from such vectors would be a meaningless number, and ``max(0, NaN)`` is a silent 0.
+sizes, non-numbers, NaN) is refused with a message naming the problem: a cosine computed from
+such vectors would be a meaningless number, and ``max(0, NaN)`` is a silent 0. An all-zero
+vector (some servers give one for a text with no tokens) is kept: the scorer sees it and reports a
+missing score for that run alone, instead of failing every text batched with it.
 """
 
 from __future__ import annotations
@@ -20,11 +22,8 @@ class VectorsError(ValueError):
     """An ``/embeddings`` reply that does not give one usable vector per input."""
 
 
-def read_vectors(body: Any, count: int) -> tuple[np.ndarray, int]:
-    """(one float32 row per input, how many inputs came as token vectors and were pooled).
-
-    ``body`` is the decoded JSON reply, ``count`` the number of inputs sent.
-    """
+def read_vectors(body: Any, count: int) -> np.ndarray:
+    """One float32 row per input from ``body`` (the decoded JSON reply to ``count`` inputs)."""
     if not isinstance(body, dict) or not isinstance(body.get("data"), list):
         raise VectorsError("the reply has no 'data' list (an OpenAI-compatible /embeddings reply is "
                            '{"data": [{"index": 0, "embedding": [...]}, ...]})')
@@ -36,19 +35,14 @@ def read_vectors(body: Any, count: int) -> tuple[np.ndarray, int]:
         raw = [d["embedding"] for d in items]
     except (KeyError, TypeError) as exc:
         raise VectorsError(f"an item of 'data' lacks 'index' or 'embedding' ({exc})") from exc
-    rows: list[np.ndarray] = []
-    pooled = 0
-    for i, emb in enumerate(raw):
-        vec, was_tokens = _one_vector(emb, i)
-        pooled += was_tokens
-        rows.append(vec)
+    rows = [_one_vector(emb, i) for i, emb in enumerate(raw)]
     sizes = {len(v) for v in rows}
     if len(sizes) > 1:
         raise VectorsError(f"vectors of different sizes {sorted(sizes)}; one model gives one size")
-    return np.stack(rows).astype(np.float32), pooled
+    return np.stack(rows).astype(np.float32)
 
 
-def _one_vector(emb: Any, index: int) -> tuple[np.ndarray, bool]:
+def _one_vector(emb: Any, index: int) -> np.ndarray:
     where = f"input {index}"
     if not isinstance(emb, list) or not emb:
         raise VectorsError(f"{where}: the embedding is {type(emb).__name__ if emb != [] else 'empty'}, not a list of numbers")
@@ -65,9 +59,7 @@ def _one_vector(emb: Any, index: int) -> tuple[np.ndarray, bool]:
         vec = _numbers(emb, where)
     if vec.ndim != 1:
         raise VectorsError(f"{where}: expected one vector or one vector per token, got {vec.ndim + tokens}-level nesting")
-    if not float(np.linalg.norm(vec)) > 0.0:
-        raise VectorsError(f"{where}: an all-zero vector has no direction, so no similarity can be computed from it")
-    return vec, tokens
+    return vec
 
 
 def _numbers(values: list[Any], where: str) -> np.ndarray:

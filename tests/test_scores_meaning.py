@@ -98,10 +98,18 @@ def test_an_embedding_scorer_error_is_a_missing_score_never_a_silent_zero(wb, db
     assert len(rows) == 3 and all(value is None and "/embeddings failed" in meta for value, meta in rows)
 
 
+def test_an_all_zero_vector_is_a_missing_score_for_that_run_alone(wb):
+    # The fake server, like some real ones, embeds a text with no words as a zero vector.
+    with FakeServer(reply=lambda body: "?!" if "France" in body["messages"][-1]["content"] else "paris tokyo rome") as srv:
+        row, exp = embedding_board(wb, srv, "zero")
+    assert row["missing"] == 1 and row["embedding"] > 0.3  # the two other runs are scored, the zero is not a 0
+    details = [s for r in wb.runs(exp.key) for s in wb.run_detail(r["id"])["scores"] if s["value"] is None]
+    assert len(details) == 1 and "all-zero vector for the output" in details[0]["metadata"]["error"]
+
+
 @pytest.mark.parametrize(("body", "count", "needle"), [
     ({"data": [{"index": 0, "embedding": [1.0, 0.0]}]}, 2, "1 vector(s) for 2 input(s)"),
     ({"data": [{"index": 0, "embedding": [1.0, 0.0]}, {"index": 1, "embedding": [1.0, 0.0, 0.0]}]}, 2, "different sizes"),
-    ({"data": [{"index": 0, "embedding": [0.0, 0.0]}]}, 1, "all-zero vector"),
     ({"data": [{"index": 0, "embedding": ["a", "b"]}]}, 1, "not numbers"),
     ({"data": [{"index": 0, "embedding": [[1.0, 0.0], [1.0]]}]}, 1, "token vectors of different sizes"),
     ({"vectors": []}, 1, "no 'data' list"),
