@@ -5,10 +5,14 @@ models that prefer JSON write ``{"score": N}``. Replies do not always obey, so t
 looked for in this order, and the first form found decides:
 
 1. a JSON object with a ``score`` / ``grade`` / ``rating`` key (the last such object);
-2. a ``Score: N`` / ``Rating = N`` / ``Grade N/5`` statement (the last one: the verdict comes after
-   the reasoning, so "a score of 5 needs X ... Score: 3" is 3);
-3. ``N/max`` or ``N out of max`` with ``max`` the top of the scale;
-4. a bare number, only when every candidate number in the reply agrees: list markers ("1. The
+2. a line that is only a ``Score: N`` / ``**Rating:** N/5`` statement (the last such line: the
+   verdict comes after the reasoning);
+3. a first line that is only a number (the prompt ends with ``Score:``, so a model that continues
+   it writes the grade first, then perhaps its reasons, numbers included);
+4. ``N/max`` or ``N out of max`` with ``max`` the top of the scale (the last one);
+5. a statement inside a sentence, "... so my score is 4" (the last one: "a score of 5 needs X;
+   score 3" is 3);
+6. a bare number, only when every candidate number in the reply agrees: list markers ("1. The
    answer is 5" is 5, not 1), step numbers and fractions of another scale are not candidates, and
    "4, maybe 3" has no grade.
 
@@ -26,18 +30,20 @@ from dataclasses import dataclass
 _NUMBER = r"[-+]?\d+(?:\.\d+)?"
 _KEYS = ("score", "grade", "rating")
 _JSON_OBJECT = re.compile(r"\{[^{}]*\}")
-_STATEMENT = re.compile(
-    rf"\b(?:score|grade|rating)\b\**\s*(?:is|of|=|:)?\s*\**\s*({_NUMBER})(?:\s*(?:/|out of)\s*(\d+))?(?![\w.]\d)", re.I)
+_STATEMENT_TEXT = rf"\b(?:score|grade|rating)\b\**\s*(?:is|of|=|:)?\s*\**\s*({_NUMBER})(?:\s*(?:/|out of)\s*(\d+))?(?![\w.]\d)"
+_STATEMENT = re.compile(_STATEMENT_TEXT, re.I)
+_STATEMENT_LINE = re.compile(rf"^[^\w\n]*(?:final\s+)?{_STATEMENT_TEXT}[^\w\n]*$", re.I | re.M)
 _FRACTION = re.compile(rf"(?<![\w.])({_NUMBER})\s*(?:/|out of)\s*(\d+)(?![\w.]\d)", re.I)
 _LIST_MARKER = re.compile(r"^\s*(?:\d+[.)](?=\s)|step\s+\d+\b)", re.I | re.M)
 _STEP = re.compile(r"\b(?:step|item|point|question|part|line)\s+\d+\b", re.I)
+_LONE_NUMBER = re.compile(rf"\s*\**\s*({_NUMBER})\s*\**\s*\.?\s*")
 _RANGE = re.compile(r"\d+(?:\.\d+)?\s*(?:-|–|to)\s*\d+(?:\.\d+)?", re.I)  # "1-5", "0 to 10": the scale, not a grade
 _BARE = re.compile(rf"(?<![\w.]){_NUMBER}(?![\w]|\.\d)")
 
 
 @dataclass(frozen=True)
 class Grade:
-    """A grade on the judge's scale and the form it was read from (json, statement, fraction, number)."""
+    """A grade on the judge's scale and the form it was read from (json, statement line, first line, ...)."""
 
     value: float
     form: str
@@ -45,7 +51,8 @@ class Grade:
 
 def read_grade(reply: str, low: float, high: float) -> Grade | None:
     """The grade in ``reply`` on the scale ``low..high``, or None when it has none (see the module docstring)."""
-    for form, finder in (("json", _from_json), ("statement", _from_statement), ("fraction", _from_fraction)):
+    for form, finder in (("json", _from_json), ("statement line", _from_statement_line), ("first line", _from_first_line),
+                         ("fraction", _from_fraction), ("statement", _from_statement)):
         found = finder(reply, high)
         if found is not None:
             return Grade(found, form) if low <= found <= high else None
@@ -87,14 +94,20 @@ def _from_json(reply: str, high: float) -> float | None:
     return found
 
 
+def _last_statement(pattern: re.Pattern[str], reply: str, high: float) -> float | None:
+    """The last statement's number whose "/max", if written, is this scale's top."""
+    for m in reversed(list(pattern.finditer(reply))):
+        if m.group(2) is None or float(m.group(2)) == high:
+            return float(m.group(1))
+    return None
+
+
+def _from_statement_line(reply: str, high: float) -> float | None:
+    return _last_statement(_STATEMENT_LINE, reply, high)
+
+
 def _from_statement(reply: str, high: float) -> float | None:
-    matches = list(_STATEMENT.finditer(reply))
-    if not matches:
-        return None
-    value, scale = matches[-1].group(1), matches[-1].group(2)
-    if scale is not None and float(scale) != high:
-        return None if len(matches) == 1 else _from_statement(reply[: matches[-1].start()], high)
-    return float(value)
+    return _last_statement(_STATEMENT, reply, high)
 
 
 def _from_fraction(reply: str, high: float) -> float | None:
@@ -102,6 +115,12 @@ def _from_fraction(reply: str, high: float) -> float | None:
         if float(m.group(2)) == high:
             return float(m.group(1))
     return None
+
+
+def _from_first_line(reply: str, high: float) -> float | None:
+    lines = [line for line in reply.splitlines() if line.strip()]
+    m = _LONE_NUMBER.fullmatch(lines[0]) if lines else None
+    return float(m.group(1)) if m else None
 
 
 def _only_number(reply: str) -> float | None:

@@ -25,6 +25,10 @@ from promptlooper.testing.fake_server import default_reply
     ("On a scale of 1-5, this deserves a 4.", (1, 5), 4),
     ("Rating: 8 out of 10", (0, 10), 8),
     ("Score: 4/5", (1, 5), 4),
+    ("4\n\nIt names 1 city out of the 2 asked for.", (1, 5), 4),  # the grade first, then reasons with numbers
+    ("4\n\nA score of 5 would need a source.", (1, 5), 4),
+    ("A score of 5 would need a source; I give it 3/5.", (1, 5), 3),
+    ("**Final score:** 2/5", (1, 5), 2),
     ("I'd give it a 4, maybe 3.", (1, 5), None),  # two candidates: no grade
     ("Score: 10", (1, 5), None),  # a grade outside the scale is not read as another number
     ("4/10", (1, 5), None),  # a fraction of another scale
