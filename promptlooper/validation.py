@@ -22,6 +22,7 @@ from . import templates
 from .errors import Problem, SpecError
 from .functions import resolve_function
 from .providers.registry import LOCAL, EndpointPool, split_model
+from .ratings import LABELS as RATING_LABELS
 from .sample_checks import duplicate_samples, trial_render
 from .samples import read_samples
 from .scorers import base as scorer_registry
@@ -277,6 +278,10 @@ def validate(exp: Experiment, pool: EndpointPool, samples: list[dict[str, Any]] 
             problems.append(Problem(f"{where}.stage", f"no stage named {sc.stage!r}", _unknown(sc.stage, set(stage_names))))
         if sc.column in labels:
             problems.append(Problem(f"{where}.label", f"two scorers are both called {sc.column!r}", "give one of them a label"))
+        if sc.column in RATING_LABELS:
+            # the column of people's ratings: a score written under it would replace a rating
+            problems.append(Problem(f"{where}.label", f"{sc.column!r} is the column of people's ratings",
+                                    "choose another label (weigh ratings in with {name: human, rating: stars})"))
         labels.add(sc.column)
     if exp.scorers and sum(sc.weight for sc in exp.scorers) <= 0:
         problems.append(Problem("scorers", "all weights are zero", "give at least one scorer a positive weight"))

@@ -60,6 +60,8 @@ def test_human_ratings_are_weighted_into_the_score_like_any_scorer(wb):
     assert rated["human"] == 0.0 and rated["score"] == pytest.approx(1 / 3)
     assert board.loc[0, "full_config_id"] == before.loc[0, "full_config_id"] and board.loc[0, "score"] == 1.0
     assert wb.run_detail(runs[0]["id"])["score"] == pytest.approx(1 / 3)  # the run's own weighted score too
+    problems = wb.validate(fake_experiment("http://127.0.0.1:9/v1", scorers=[{"name": "human", "rating": "stars", "label": "human_stars"}]))
+    assert [p.path for p in problems] == ["scorers[0].label"]  # it would overwrite the ratings themselves
     # the ratings are data, not a computation: re-scoring keeps them and their weight
     summary = wb.rescore(exp.key)
     assert summary["failed"] == 0
