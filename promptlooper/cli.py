@@ -331,6 +331,12 @@ def cmd_rescore(wb: Workbench, args: argparse.Namespace) -> int:
     out = wb.rescore(target, model_calls=not args.no_model_calls)
     print(f"re-scored {out['runs']} run(s): {out['scores']} score(s) written, {out['calls']} model call(s) "
           f"({out['cache_hits']} from the cache)")
+    if out.get("failed"):
+        # A missing score is not a verdict: say how many and why, and fail the command (CI reads the exit code).
+        print(f"{out['failed']} score(s) failed (missing, left out of every mean):", file=sys.stderr)
+        for reason, count in sorted(out["failures"].items(), key=lambda kv: -kv[1]):
+            print(f"  {count} x {reason}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -7,7 +7,9 @@ Backends
     data folder (located with ``find_spec``, never imported) or from the copy vendored in
     ``promptlooper/data``. Vectors are the mean of the token states over the attention mask,
     L2-normalised, as sentence-transformers computes them (cosine 0.9996 to the fp32 model).
-    :class:`EndpointEmbedder` calls an OpenAI-compatible ``/embeddings`` endpoint instead.
+    :class:`EndpointEmbedder` calls an OpenAI-compatible ``/embeddings`` endpoint instead; what
+    it returns is checked by :mod:`promptlooper.endpoint_vectors` (one vector per input; the
+    per-token vectors of a llama.cpp server are mean-pooled).
 
 Caching
     A process-wide LRU keyed by (backend identity, text), then a persistent ``embedding_cache``
@@ -200,9 +202,10 @@ class EndpointEmbedder:
         word count, as for chat replies without one)."""
         import aiohttp
 
+        from .endpoint_vectors import VectorsError, read_vectors
         from .engine.limits import backoff_delay
 
-        rows: list[list[float]] = []
+        rows: list[np.ndarray] = []
         tokens = 0
         timeout = aiohttp.ClientTimeout(total=self.timeout)
         async with aiohttp.ClientSession(headers=self.headers, timeout=timeout) as session:
@@ -220,13 +223,15 @@ class EndpointEmbedder:
                         if status == 200:
                             try:
                                 body = json.loads(raw)
-                                data = sorted(body["data"], key=lambda d: d["index"])
-                                rows.extend(d["embedding"] for d in data)
-                                usage = body.get("usage") or {}
+                                vectors = read_vectors(body, len(chunk))
+                                usage = (body.get("usage") if isinstance(body, dict) else None) or {}
                                 served = usage.get("prompt_tokens", usage.get("total_tokens"))
                                 tokens += int(served) if served is not None else sum(len(t.split()) for t in chunk)
-                            except (ValueError, KeyError, TypeError) as exc:
+                            except VectorsError as exc:
+                                raise EmbedderError(f"{self.base_url}/embeddings (model {self.model!r}): {exc}") from exc
+                            except (ValueError, TypeError) as exc:
                                 raise EmbedderError(f"{self.base_url}/embeddings returned an unexpected body: {raw[:120]!r}") from exc
+                            rows.extend(vectors)
                             break
                         error = f"HTTP {status}: {raw[:200].decode('utf-8', 'replace')}"
                     if attempt >= self.retries or (status and status < 500 and status != 429):

@@ -4,10 +4,11 @@ A run's weighted score is the weighted mean of its scorers (weights from the exp
 of one sample are averaged first, so the interval reflects the samples: a configuration's score is
 the mean over samples, with a 95% Student-t interval (none for n = 1), and ``n`` is always shown.
 Rejected configurations are left out; approved ones are marked. ``interval="bootstrap"`` gives a
-seeded percentile bootstrap interval instead. The ``distinguishable`` column compares every
-configuration with the best one in a paired t-test over the samples both finished: 'best' for the
-best, True when the difference is significant (p < 0.05), False when it is not or when fewer than
-3 samples are shared, so a close second is never mistaken for a loser.
+seeded percentile bootstrap interval instead. A missing score (a judge reply with no grade, a
+scorer that failed) is left out of every mean and counted in the ``missing`` column. The
+``distinguishable`` column compares every configuration with the best one in a paired t-test over
+the samples both finished: 'best' for the best, True when the difference is significant
+(p < 0.05), False when it is not or when fewer than 3 samples are shared, so a close second is never mistaken for a loser.
 """
 
 from __future__ import annotations
@@ -30,13 +31,19 @@ def per_sample_scores(store: Store, experiment_id: str, weights: dict[str, float
     if not rows:
         return pd.DataFrame(columns=["config_id", "sample_id", "score"])
     df = pd.DataFrame(rows, columns=["config_id", "run_id", "sample_id", "scorer", "value"])
-    wide = df.pivot_table(index=["config_id", "sample_id", "run_id"], columns="scorer", values="value", aggfunc="mean")
+    df["value"] = pd.to_numeric(df["value"], errors="coerce")  # a missing score (NULL) is NaN
+    # groupby, not pivot_table: a run whose every score is missing keeps its row (NaN), so its
+    # configuration stays on the board with n = 0 instead of vanishing.
+    wide = df.groupby(["config_id", "sample_id", "run_id", "scorer"])["value"].mean().unstack("scorer")
     scorer_cols = list(wide.columns)
     w = pd.Series({c: weights.get(c, 0.0) for c in scorer_cols}, dtype=float)
     present = wide.notna().astype(float) * w
     wide["score"] = (wide.fillna(0.0) * w).sum(axis=1) / present.sum(axis=1).replace(0.0, np.nan)
     per_sample = wide.groupby(level=["config_id", "sample_id"]).mean().reset_index()
     per_sample.columns.name = None
+    # Missing scores (a judge reply with no grade, a scorer that failed) per configuration: left
+    # out of every mean above, and counted so the leaderboard can show them.
+    per_sample.attrs["missing"] = df[df["value"].isna()].groupby("config_id").size().to_dict()
     return per_sample
 
 
@@ -66,6 +73,7 @@ def leaderboard(
     totals = ok_runs.groupby("config_id").agg(tokens_in=("tokens_in", "sum"), tokens_out=("tokens_out", "sum"),
                                               cost=("cost", "sum"), latency_ms=("latency_ms", "median"))
     failed_counts = runs[runs.status == "failed"].groupby("config_id").size()
+    missing = per_sample.attrs.get("missing", {})
     records = []
     for config_id, group in per_sample.groupby("config_id"):
         cfg = configs.get(str(config_id))
@@ -89,6 +97,7 @@ def leaderboard(
             "cost": float(tot.cost) if tot is not None else 0.0,
             "latency_ms": float(tot.latency_ms) if tot is not None else math.nan,
             "failed": int(failed_counts.get(config_id, 0)),
+            "missing": int(missing.get(config_id, 0)),
             "decision": decision or "",
             "full_config_id": str(config_id),
         })
@@ -96,7 +105,8 @@ def leaderboard(
     df = pd.DataFrame.from_records(records)
     if df.empty:
         return pd.DataFrame(columns=["rank", "config_id", *varied_keys, "score", "ci_low", "ci_high", "n", "distinguishable",
-                                     *scorer_cols, "tokens", "cost", "latency_ms", "failed", "decision", "full_config_id"])
+                                     *scorer_cols, "tokens", "cost", "latency_ms", "failed", "missing", "decision",
+                                     "full_config_id"])
     key = sort or "score"
     if key not in df.columns:
         raise KeyError(f"cannot sort by {key!r}; choose one of: score, {', '.join(scorer_cols)}, tokens, cost, latency_ms")

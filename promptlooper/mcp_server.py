@@ -276,6 +276,8 @@ def build_server(wb: Workbench | None = None, *, db: str | None = None, **server
                    "distinguishable": rec["distinguishable"]}
             if rec.get("failed"):
                 row["failed"] = rec["failed"]
+            if rec.get("missing"):
+                row["missing"] = rec["missing"]  # missing scores: left out of the score, not counted as 0
             if rec.get("decision"):
                 row["decision"] = rec["decision"]
             rows.append(row)

@@ -3,8 +3,10 @@
 A rating is two score rows at most: ``human_thumbs`` (1 for up, 0 for down) and ``human_stars``
 (``(stars - 1) / 4``, so 1 star is 0 and 5 stars is 1), each with the raw value, the comment, who
 rated and when in its metadata. Re-scoring and re-running a sweep replace automatic scores only,
-never these. They show in the leaderboard as columns (weight 0 unless the experiment gives them
-one) and :func:`promptlooper.stats.calibration` compares judges with them.
+never these. They show in the leaderboard as columns and :func:`promptlooper.stats.calibration` compares
+judges with them. An experiment weighs them into the score with a ``human`` scorer
+(``{name: human, weight: 2}``, see :mod:`promptlooper.scorers.human`): rating a run then writes
+that column (a score row with ``source='human'``) and the run's weighted score.
 
     >>> rate(wb, run_id, thumbs="up", stars=4, comment="clear and right", by="ana")
 """
@@ -67,6 +69,7 @@ def rate(wb: Workbench, run_id: str, *, thumbs: str | None = None, stars: int | 
             [(run["id"], label, value, json.dumps(meta, ensure_ascii=False), SCORER_NAME, json.dumps({"kind": label[6:]}), ts)
              for label, value, meta in rows],
         )
+    refresh_human_scores(wb, run["experiment_id"], [run["id"]])
     wb.store.add_event(run["experiment_id"], "run.rated",
                        {"run_id": run["id"], "config_id": run["config_id"], "thumbs": thumbs, "stars": stars, "by": by})
     return ratings(wb, run["id"])
@@ -77,8 +80,39 @@ def unrate(wb: Workbench, run_id: str, *, thumbs: bool = True, stars: bool = Tru
     run = wb.store.run(run_id)
     labels = [label for label, wanted in ((THUMBS, thumbs), (STARS, stars)) if wanted]
     with wb.store.cx.write() as c:
-        return sum(c.execute("DELETE FROM scores WHERE run_id = ? AND scorer = ? AND source = 'human'", (run["id"], label)).rowcount
-                   for label in labels)
+        removed = sum(c.execute("DELETE FROM scores WHERE run_id = ? AND scorer = ? AND source = 'human'", (run["id"], label)).rowcount
+                      for label in labels)
+    refresh_human_scores(wb, run["experiment_id"], [run["id"]])
+    return removed
+
+
+def refresh_human_scores(wb: Workbench, experiment_id: str, run_ids: list[str]) -> None:
+    """Write the columns of the experiment's ``human`` scorers from the runs' ratings, and the runs'
+    weighted scores with them; nothing when the experiment has no ``human`` scorer."""
+    from .engine.runner import weighted
+    from .scorers.human import human_value
+
+    scorers = wb.store.experiment(experiment_id)["spec"].get("scorers", [])
+    humans = [s for s in scorers if s["name"] == "human"]
+    if not humans or not run_ids:
+        return
+    weights = {(s.get("label") or s["name"]): float(s.get("weight", 1.0)) for s in scorers}
+    ts = now_iso()
+    with wb.store.cx.write() as c:
+        for run_id in run_ids:
+            given = dict(c.execute("SELECT scorer, value FROM scores WHERE run_id = ? AND source = 'human' AND scorer IN (?, ?)",
+                                   (run_id, THUMBS, STARS)).fetchall())
+            for spec in humans:
+                column, args = spec.get("label") or spec["name"], spec.get("args") or {}
+                value = human_value(args.get("rating", "both"), given.get(THUMBS), given.get(STARS))
+                if value is None:
+                    c.execute("DELETE FROM scores WHERE run_id = ? AND scorer = ? AND source = 'human'", (run_id, column))
+                    continue
+                c.execute("INSERT OR REPLACE INTO scores (run_id, scorer, value, metadata, scorer_name, scorer_args, source,"
+                          " created_at) VALUES (?,?,?,?,'human',?,'human',?)",
+                          (run_id, column, value, json.dumps({"from": sorted(given)}), json.dumps(args), ts))
+            rows = c.execute("SELECT scorer, value FROM scores WHERE run_id = ?", (run_id,)).fetchall()
+            c.execute("UPDATE runs SET score = ? WHERE id = ?", (weighted(rows, weights), run_id))
 
 
 def ratings(wb: Workbench, run_id: str) -> dict[str, Any]:
@@ -110,4 +144,4 @@ def experiment_ratings(wb: Workbench, experiment_id: str) -> list[dict[str, Any]
             for r in rows]
 
 
-__all__ = ["LABELS", "STARS", "THUMBS", "RatingError", "experiment_ratings", "rate", "ratings", "unrate"]
+__all__ = ["LABELS", "STARS", "THUMBS", "RatingError", "experiment_ratings", "rate", "ratings", "refresh_human_scores", "unrate"]

@@ -24,8 +24,9 @@ from typing import TYPE_CHECKING, Any
 from .engine.runner import BoundScorer, weighted
 from .errors import Problem, PromptLooperError, SpecError
 from .providers.registry import EndpointPool
+from .ratings import refresh_human_scores
 from .samples import read_samples, sample_id
-from .scorers.base import ScoreContext, check_args, get
+from .scorers.base import ScoreContext, check_args, computed, get
 from .scorers.env import ScoringEnv, using
 from .spec import EndpointSpec, ScorerSpec
 from .store import now_iso
@@ -119,7 +120,7 @@ async def arescore(wb: Workbench, experiment_ref: str, scorers: Sequence[ScorerS
     own = scorers is None
     specs = _scorer_specs(spec.get("scorers", []) if own else scorers)  # type: ignore[arg-type]
     skipped = [s.column for s in specs if not model_calls and get(s.name).model_calls]
-    bound = [BoundScorer(s) for s in specs if s.column not in skipped]
+    bound = [BoundScorer(s) for s in computed(specs) if s.column not in skipped]
     by_id = _samples(spec, samples)
     runs = _load_runs(wb, experiment["id"])
     # The experiment's weights, as the leaderboard uses: extra scorers are columns, not part of the score.
@@ -129,9 +130,10 @@ async def arescore(wb: Workbench, experiment_ref: str, scorers: Sequence[ScorerS
     env = ScoringEnv(store=wb.store, pool=EndpointPool(wb.store.endpoints(), inline), concurrency=concurrency, flush_every=64)
     limit = asyncio.Semaphore(concurrency)
     summary: dict[str, Any] = {"experiment": f"{experiment['project']}/{experiment['name']}", "runs": 0, "scores": 0,
-                               "kept": 0, "missing_sample": 0, "scorers": labels, "skipped_scorers": skipped}
+                               "kept": 0, "missing_sample": 0, "failed": 0, "failures": {}, "scorers": labels,
+                               "skipped_scorers": skipped}
 
-    async def score_run(run: dict[str, Any]) -> tuple[str, list[tuple[str, float, Any, str, Any]]] | None:
+    async def score_run(run: dict[str, Any]) -> tuple[str, list[tuple[str, float | None, Any, str, Any]]] | None:
         sample = by_id.get(run["sample_id"])
         if sample is None:
             return None
@@ -146,6 +148,8 @@ async def arescore(wb: Workbench, experiment_ref: str, scorers: Sequence[ScorerS
                 rows.append((b.spec.column, value, detail, b.spec.name, b.spec.args))
         return run["id"], rows
 
+    # People's ratings are not computed: the experiment's `human` columns are refreshed from them.
+    await asyncio.to_thread(refresh_human_scores, wb, experiment["id"], [r["id"] for r in runs])
     try:
         with using(env):
             for start in range(0, len(runs), CHUNK):
@@ -153,6 +157,7 @@ async def arescore(wb: Workbench, experiment_ref: str, scorers: Sequence[ScorerS
                 await env.flush()
                 done = [r for r in results if r is not None]
                 summary["missing_sample"] += len(results) - len(done)
+                _count_failures(summary, done)
                 counts = await asyncio.to_thread(_write, wb, done, weights, labels if own else None)
                 summary["runs"] += len(done)
                 summary["scores"] += counts[0]
@@ -165,7 +170,17 @@ async def arescore(wb: Workbench, experiment_ref: str, scorers: Sequence[ScorerS
     return summary
 
 
-def _write(wb: Workbench, results: list[tuple[str, list[tuple[str, float, Any, str, Any]]]], weights: dict[str, float],
+def _count_failures(summary: dict[str, Any], results: list[tuple[str, list[tuple[str, float | None, Any, str, Any]]]]) -> None:
+    """Count the scores that failed (missing scores), grouped by scorer column and reason."""
+    for _, rows in results:
+        for label, value, detail, *_ in rows:
+            if value is None:
+                summary["failed"] += 1
+                reason = f"{label}: {str((detail or {}).get('error', 'no score'))[:200]}"
+                summary["failures"][reason] = summary["failures"].get(reason, 0) + 1
+
+
+def _write(wb: Workbench, results: list[tuple[str, list[tuple[str, float | None, Any, str, Any]]]], weights: dict[str, float],
            keep_only: list[str] | None) -> tuple[int, int]:
     """Write score rows and each run's weighted score; returns (rows written, failed judge calls kept)."""
     ts = now_iso()
@@ -185,8 +200,9 @@ def _write(wb: Workbench, results: list[tuple[str, list[tuple[str, float, Any, s
             c.executemany("INSERT OR REPLACE INTO scores (run_id, scorer, value, metadata, scorer_name, scorer_args, source, created_at)"
                           " VALUES (?,?,?,?,?,?,'auto',?)", fresh)
             written += len(fresh)
+            # every source: the experiment may weigh people's ratings in (a `human` scorer)
             current = [(label, value) for label, value in c.execute(
-                "SELECT scorer, value FROM scores WHERE run_id = ? AND source = 'auto'", (run_id,))]
+                "SELECT scorer, value FROM scores WHERE run_id = ?", (run_id,))]
             c.execute("UPDATE runs SET score = ? WHERE id = ?", (weighted(current, weights), run_id))  # type: ignore[arg-type]
     return written, kept
 
@@ -198,8 +214,9 @@ def rescore(wb: Workbench, experiment_ref: str, scorers: Sequence[ScorerSpec | d
     ``scorers``: scorer specs (``{name: embedding, field: reference}``, ScorerSpec or a name);
     default: the experiment's own. ``model_calls=False`` skips judges. ``samples``: the
     experiment's samples, when its samples file cannot be found from here. The summary has the
-    runs re-scored, score rows written, judge ``calls`` and ``cache_hits``, and how many runs were
-    skipped for lack of their sample.
+    runs re-scored, score rows written, judge ``calls`` and ``cache_hits``, how many runs were
+    skipped for lack of their sample, and how many scores ``failed`` (missing: a judge reply with
+    no grade, a failed call, a scorer error), their reasons counted in ``failures``.
     """
     from .asyncutil import run_sync
 

@@ -2,12 +2,14 @@
 
 A sample's identity is its ``id`` field when it has one, else the hash of its content, so that
 reordering a file keeps every finished run and editing one sample re-runs only that sample.
+In a .csv file, a column whose every value is a number is read as numbers.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +44,28 @@ def read_samples(path: Path) -> tuple[list[dict[str, Any]], list[Problem]]:
             rows.append(obj)
         return rows, problems
     if suffix == ".csv":
-        return [dict(r) for r in csv.DictReader(text.splitlines())], []
+        return _numeric_columns([dict(r) for r in csv.DictReader(text.splitlines())]), []
     return [], [Problem(where, f"unsupported samples file type {suffix!r}", "use .jsonl or .csv, or list the samples inline")]
+
+
+# A number as a person writes one in a spreadsheet; "007" (a code, not a count), "nan" and "inf"
+# are not numbers here, and neither is an empty cell.
+_NUMBER = re.compile(r"[-+]?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?|[-+]?0?\.\d+")
+
+
+def _numeric_columns(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A CSV column whose every value is a number becomes numbers (int when all are whole), as
+    the same data in a .jsonl file would be: ``{{ n + 1 }}`` then works on either."""
+    if not rows:
+        return rows
+    for column in rows[0]:
+        values = [r.get(column) for r in rows]
+        if not all(isinstance(v, str) and _NUMBER.fullmatch(v.strip()) for v in values):
+            continue
+        whole = all(re.fullmatch(r"[-+]?\d+", str(v).strip()) for v in values)
+        for r in rows:
+            r[column] = int(r[column]) if whole else float(r[column])
+    return rows
 
 
 def sample_id(sample: dict[str, Any]) -> str:

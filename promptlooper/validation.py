@@ -3,7 +3,9 @@
 Pydantic checks the shape and ranges; this module checks what needs several fields at once:
 template variables against sample fields, earlier stages and space variables; scorer names and
 arguments against the registry; space keys against stages; endpoints against the configuration
-(and their key variables against the environment); samples files against the disk.
+(and their key variables against the environment); samples files against the disk; and, with
+:mod:`promptlooper.sample_checks`, duplicate samples and every template rendered with the first
+samples.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from . import bounds, templates
 from .errors import Problem, SpecError
 from .functions import resolve_function
 from .providers.registry import LOCAL, EndpointPool, split_model
+from .ratings import LABELS as RATING_LABELS
+from .sample_checks import duplicate_samples, trial_render
 from .samples import read_samples
 from .scorers import base as scorer_registry
 from .spec import STAGE_TEXT_FIELDS, Experiment, FunctionStage, ModelParams, PromptStage, Range
@@ -178,6 +182,7 @@ def validate(exp: Experiment, pool: EndpointPool, samples: list[dict[str, Any]] 
     if not samples and not problems and (samples_file is None or samples_file.exists()):
         problems.append(Problem("samples", "there are no samples", "add at least one sample (an object per input)"))
     common_fields = set.intersection(*(set(s) for s in samples)) if samples else set()
+    problems += duplicate_samples(samples)
 
     # -- space keys
     space_vars: set[str] = set()
@@ -252,6 +257,8 @@ def validate(exp: Experiment, pool: EndpointPool, samples: list[dict[str, Any]] 
                     else:
                         problems.append(Problem(path, f"unknown template variable {var!r}", _unknown(var, available)))
 
+    problems += trial_render(exp, samples, varied_fields, ALWAYS_AVAILABLE)
+
     used_vars: set[str] = set()
     for stage in exp.stages:
         if isinstance(stage, PromptStage):
@@ -306,6 +313,10 @@ def validate(exp: Experiment, pool: EndpointPool, samples: list[dict[str, Any]] 
             problems.append(Problem(f"{where}.stage", f"no stage named {sc.stage!r}", _unknown(sc.stage, set(stage_names))))
         if sc.column in labels:
             problems.append(Problem(f"{where}.label", f"two scorers are both called {sc.column!r}", "give one of them a label"))
+        if sc.column in RATING_LABELS:
+            # the column of people's ratings: a score written under it would replace a rating
+            problems.append(Problem(f"{where}.label", f"{sc.column!r} is the column of people's ratings",
+                                    "choose another label (weigh ratings in with {name: human, rating: stars})"))
         labels.add(sc.column)
     if exp.scorers and sum(sc.weight for sc in exp.scorers) <= 0:
         problems.append(Problem("scorers", "all weights are zero", "give at least one scorer a positive weight"))

@@ -34,6 +34,7 @@ from .hashing import canonical_json, content_hash
 from .providers.pricing import cost
 from .providers.registry import LOCAL, EndpointPool, split_model
 from .samples import sample_id
+from .scorers.base import computed
 from .spec import EndpointSpec, Experiment, FunctionStage
 from .steering import SteeringVerbs
 from .store import Store, default_path
@@ -234,7 +235,7 @@ class Workbench(SteeringVerbs, OutsideDriver):
         budget = exp.budget.model_dump(exclude_none=True)
         if "max_tokens" not in budget and os.environ.get("MAX_TOKENS_PER_SWEEP", "0") not in ("", "0"):
             budget["max_tokens"] = int(os.environ["MAX_TOKENS_PER_SWEEP"])
-        sweep = Sweep(self.db_path, plan, pool, [BoundScorer(s) for s in exp.scorers],
+        sweep = Sweep(self.db_path, plan, pool, [BoundScorer(s) for s in computed(exp.scorers)],
                       concurrency=concurrency or exp.concurrency, budget=budget, functions=functions)
         self._specs[experiment_id] = exp
 

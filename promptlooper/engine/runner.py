@@ -79,11 +79,11 @@ class BoundScorer:
         self.is_async = inspect.iscoroutinefunction(self.fn)
         self.args_json = _dumps(spec.args)  # stored with every score: encoded once
 
-    async def score(self, ctx: ScoreContext) -> tuple[float, dict[str, Any] | None]:
+    async def score(self, ctx: ScoreContext) -> tuple[float | None, dict[str, Any] | None]:
         scored = self.score_now(ctx)
         return scored if type(scored) is tuple else await self.finish(scored)
 
-    def score_now(self, ctx: ScoreContext) -> tuple[float, dict[str, Any] | None] | Awaitable[Any]:
+    def score_now(self, ctx: ScoreContext) -> tuple[float | None, dict[str, Any] | None] | Awaitable[Any]:
         """The score of a sync scorer at once; otherwise the awaitable it returned (for :meth:`finish`)."""
         try:
             value: Any = self.fn(ctx)
@@ -94,7 +94,7 @@ class BoundScorer:
             return value
         return _clamped(value)
 
-    async def finish(self, pending: Awaitable[Any]) -> tuple[float, dict[str, Any] | None]:
+    async def finish(self, pending: Awaitable[Any]) -> tuple[float | None, dict[str, Any] | None]:
         try:
             value = await pending
         except Exception as exc:  # noqa: BLE001 - a scorer bug is recorded, not fatal
@@ -102,30 +102,35 @@ class BoundScorer:
         return _clamped(value)
 
 
-def _failed(exc: Exception) -> tuple[float, dict[str, Any]]:
-    return 0.0, {"error": f"{type(exc).__name__}: {exc}"}
+def _failed(exc: Exception) -> tuple[None, dict[str, Any]]:
+    # A scorer that broke has no opinion: a missing score, never a 0 that ranks the output as worthless.
+    return None, {"error": f"{type(exc).__name__}: {exc}"}
 
 
-def _clamped(value: Any) -> tuple[float, dict[str, Any] | None]:
+def _clamped(value: Any) -> tuple[float | None, dict[str, Any] | None]:
     detail = None
     if isinstance(value, ScoreResult):
         value, detail = value.value, value.detail
     if type(value) is float and 0.0 <= value <= 1.0:  # the common case (NaN fails the comparison)
         return value, detail
+    if value is None:
+        return None, detail if detail and detail.get("error") else {**(detail or {}), "error": "the scorer gave no score"}
     try:
         value = float(value)
     except (TypeError, ValueError) as exc:
         return _failed(exc)
     if math.isnan(value):
-        return 0.0, {"error": "scorer returned NaN"}
+        return None, {"error": "scorer returned NaN"}
     return min(1.0, max(0.0, value)), detail
 
 
-def weighted(scores: list[tuple[str, float, Any, str, Any]], weights: dict[str, float]) -> float | None:
-    total = sum(weights.get(label, 0.0) for label, *_ in scores)
-    if not scores or total <= 0:
+def weighted(scores: list[tuple[str, float | None, Any, str, Any]], weights: dict[str, float]) -> float | None:
+    """The weighted mean of a run's scores; missing scores (None) are left out, not counted as 0."""
+    present = [(label, value) for label, value, *_ in scores if value is not None]
+    total = sum(weights.get(label, 0.0) for label, _ in present)
+    if not present or total <= 0:
         return None
-    return sum(weights.get(label, 0.0) * value for label, value, *_ in scores) / total
+    return sum(weights.get(label, 0.0) * value for label, value in present) / total
 
 
 class _Prepared(NamedTuple):

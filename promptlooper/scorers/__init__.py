@@ -8,8 +8,9 @@ from .base import (
     build,
     check_args,
     get,
+    missing,
     registered,
     scorer,
 )
 
-__all__ = ["ScoreContext", "ScoreResult", "ScorerError", "ScorerInfo", "build", "check_args", "get", "registered", "scorer"]
+__all__ = ["ScoreContext", "ScoreResult", "ScorerError", "ScorerInfo", "build", "check_args", "get", "missing", "registered", "scorer"]

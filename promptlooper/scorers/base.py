@@ -91,11 +91,23 @@ class PlannedCall:
 
 @dataclass(frozen=True)
 class ScoreResult:
-    value: float
+    """A score and what explains it. ``value=None`` is a missing score (see :func:`missing`)."""
+
+    value: float | None
     detail: dict[str, Any] | None = None
 
 
-ScoreFn = Callable[[ScoreContext], "float | ScoreResult | Awaitable[float | ScoreResult]"]
+def missing(reason: str, **detail: Any) -> ScoreResult:
+    """A missing score: the scorer could not say (a reply with no grade, a failed call, a bad vector).
+
+    It is stored as NULL with ``reason`` as the metadata's ``error``, left out of every mean and
+    counted in the leaderboard's ``missing`` column: a 0 would rank the configuration as if its
+    output had been judged worthless.
+    """
+    return ScoreResult(None, {**detail, "error": reason})
+
+
+ScoreFn = Callable[[ScoreContext], "float | ScoreResult | None | Awaitable[float | ScoreResult | None]"]
 
 
 @dataclass(frozen=True)
@@ -105,6 +117,7 @@ class ScorerInfo:
     description: str
     model_calls: bool  # judges call models: they are skipped when re-scoring is asked to be free
     needs_fields: Callable[[dict[str, Any]], list[str]] | None = None  # sample fields it reads
+    human: bool = False  # people give its values (ratings): sweeps and re-scoring never run it
 
 
 class ScorerError(PromptLooperError):
@@ -120,12 +133,13 @@ def scorer(
     description: str = "",
     model_calls: bool = False,
     needs_fields: Callable[[dict[str, Any]], list[str]] | None = None,
+    human: bool = False,
 ) -> Callable[[Callable[..., ScoreFn]], Callable[..., ScoreFn]]:
     """Register a scorer factory under ``name`` (replacing any earlier one of that name)."""
 
     def register(factory: Callable[..., ScoreFn]) -> Callable[..., ScoreFn]:
         doc = description or (inspect.getdoc(factory) or "").split("\n")[0]
-        _REGISTRY[name] = ScorerInfo(name, factory, doc, model_calls, needs_fields)
+        _REGISTRY[name] = ScorerInfo(name, factory, doc, model_calls, needs_fields, human)
         return factory
 
     return register
@@ -166,6 +180,11 @@ def check_args(name: str, args: dict[str, Any]) -> list[tuple[str, str]]:
     return []
 
 
+def computed(specs: Any) -> list[Any]:
+    """The scorer specs a sweep or a re-scoring runs: every one but people's ratings (``human``)."""
+    return [s for s in specs if not get(s.name).human]
+
+
 def build(name: str, args: dict[str, Any]) -> ScoreFn:
     info = get(name)
     try:
@@ -181,4 +200,4 @@ def _load_builtins() -> None:
     global _loaded
     if not _loaded:
         _loaded = True
-        from . import custom, formats, judge, semantic, text  # noqa: F401 - registering is the import's effect
+        from . import custom, formats, human, judge, semantic, text  # noqa: F401 - registering is the import's effect

@@ -2,11 +2,12 @@
 
 The judge prompt is a Jinja template that sees ``input`` (the scored stage's prompt), ``output``,
 ``reference`` (the sample's ``reference_field``, or None), ``sample`` and every sample field,
-``outputs`` and every stage output by name, and ``min`` / ``max`` of the scale. The reply is read
-robustly: a number written as ``N/max`` or ``N out of max`` first, then one after "score",
-"rating" or "grade", then the first number inside the scale; a reply with none scores 0 with the
-reason in the metadata. A call that fails scores 0 too, marked ``call_failed`` so that re-scoring
-keeps the earlier value.
+``outputs`` and every stage output by name, and ``min`` / ``max`` of the scale. The default prompt
+asks for one line ``Score: N``; :mod:`promptlooper.scorers.grades` reads it strictly first (JSON,
+a ``Score: N`` statement) and then robustly. A reply with no grade is a missing score (left out of
+the mean, counted in the leaderboard's ``missing`` column), never 0, with the reason in the
+metadata. A call that fails is a missing score too, marked ``call_failed`` so that re-scoring keeps
+the earlier value. ``scale: 5`` is short for ``scale: [1, 5]``.
 
 Calls go through :mod:`promptlooper.scorers.env`, so their cache keys are exactly those of stage
 calls (``content_hash("call", cache_key_material(provider, model, messages, params))``) and a
@@ -15,20 +16,20 @@ re-scoring serves them from the cache.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from .. import templates
 from ..errors import EndpointError, PromptLooperError, ProviderError
 from ..providers.registry import split_model
 from ..spec import DEFAULT_MODEL, ModelParams
-from .base import PlannedCall, ScoreContext, ScoreFn, ScoreResult, scorer
+from .base import PlannedCall, ScoreContext, ScoreFn, ScoreResult, missing, scorer
 from .env import current
+from .grades import parse_score, read_grade  # noqa: F401 - parse_score: re-exported (it lived here)
 
-DEFAULT_SYSTEM = "You are a strict, fair grader. You answer with a single number."
+DEFAULT_SYSTEM = "You are a strict, fair grader. You answer with one line: Score: N"
 DEFAULT_PROMPT = """Rate the RESPONSE to the INPUT on a scale from {{ min }} (worst) to {{ max }} (best).
 {%- if reference %} A correct response agrees with the REFERENCE answer.{% endif %}
-Reply with the number only.
+Reply with exactly one line, "Score: N", where N is a whole number from {{ min }} to {{ max }}.
 
 INPUT:
 {{ input }}
@@ -39,30 +40,12 @@ REFERENCE:
 RESPONSE:
 {{ output }}
 
-Score ({{ min }}-{{ max }}):"""
+Score:"""
 DEFAULT_PARAMS: dict[str, Any] = {"temperature": 0, "max_tokens": 16, "seed": 0}
 
-_NUMBER = r"(\d+(?:\.\d+)?)"
-_OUT_OF = re.compile(rf"(?<![\w.]){_NUMBER}\s*(?:/|out of|of)\s*(\d+)(?![\w.])", re.I)
-_AFTER_WORD = re.compile(rf"(?:score|rating|grade|rate)\s*(?:is|of|=|:)?\s*\**\s*(?<![\w.]){_NUMBER}(?![\w])", re.I)
-_ANY = re.compile(rf"(?<![\w.]){_NUMBER}(?![\w])")
-
-
-def parse_score(reply: str, low: int, high: int) -> float | None:
-    """The grade in a judge's reply, or None: see the module docstring for the order tried."""
-    for m in _OUT_OF.finditer(reply):
-        value, scale = float(m.group(1)), float(m.group(2))
-        if scale == high and low <= value <= high:
-            return value
-    for pattern in (_AFTER_WORD, _ANY):
-        for m in pattern.finditer(reply):
-            value = float(m.group(1))
-            if low <= value <= high:
-                return value
-    return None
-
-
-def _scale(scale: list[int]) -> tuple[int, int]:
+def _scale(scale: int | list[int]) -> tuple[int, int]:
+    if isinstance(scale, int):
+        scale = [1, scale]  # `scale: 5`, as people say "on a scale of 5"
     if len(scale) != 2:
         raise ValueError(f"scale must be two whole numbers [low, high], e.g. [1, 5]; got {scale!r}")
     low, high = scale
@@ -77,13 +60,13 @@ def judge(
     model: str = DEFAULT_MODEL,
     prompt: str | None = None,
     system: str | None = DEFAULT_SYSTEM,
-    scale: list[int] = [1, 5],  # noqa: B006 - pydantic validates a copy
+    scale: int | list[int] = [1, 5],  # noqa: B006 - pydantic validates a copy
     reference_field: str = "reference",
     params: dict[str, Any] = {},  # noqa: B006
     base_url: str | None = None,
     api_key_env: str | None = None,
 ) -> ScoreFn:
-    low, high = _scale(list(scale))
+    low, high = _scale(scale if isinstance(scale, int) else list(scale))
     try:
         endpoint, model_name = split_model(model)
     except EndpointError as exc:
@@ -115,19 +98,19 @@ def judge(
         try:
             messages = messages_for(ctx)
         except templates.TemplateError as exc:
-            return ScoreResult(0.0, {"error": f"judge prompt: {exc}"})
+            return missing(f"judge prompt: {exc}")
         env = current()
         try:
             provider = env.provider(endpoint, base_url=base_url, api_key_env=api_key_env)
             result = await env.call(provider, model_name, messages, call_params, usage=ctx.usage)
         except (ProviderError, EndpointError, PromptLooperError) as exc:
-            return ScoreResult(0.0, {"error": f"judge call failed: {exc}", "call_failed": True, "model": model})
+            return missing(f"judge call failed: {exc}", call_failed=True, model=model)
         reply = result.response.text
         detail: dict[str, Any] = {"model": model, "reply": reply[:500], "cached": result.cached, "cache_key": result.key}
-        raw = parse_score(reply, low, high)
-        if raw is None:
-            return ScoreResult(0.0, {**detail, "error": f"no number from {low} to {high} in the judge's reply"})
-        return ScoreResult((raw - low) / (high - low), {**detail, "raw": raw})
+        grade = read_grade(reply, low, high)
+        if grade is None:
+            return missing(f"no grade from {low} to {high} in the judge's reply", **detail)
+        return ScoreResult((grade.value - low) / (high - low), {**detail, "raw": grade.value, "grade_form": grade.form})
 
     score.planned_call = planned_call  # type: ignore[attr-defined]
     return score

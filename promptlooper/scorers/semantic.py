@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import templates
-from .base import PlannedCall, ScoreContext, ScoreFn, ScoreResult, scorer
+from .base import PlannedCall, ScoreContext, ScoreFn, ScoreResult, missing, scorer
 from .env import current
 
 
@@ -82,7 +82,12 @@ def embedding(
         if not ctx.output.strip():
             return ScoreResult(0.0, {"empty_output": True})
         vectors = await current().embeddings(backend()).vectors([ctx.output, *references], usage=ctx.usage)
-        cosines = [embedder.cosine(vectors[0], v) for v in vectors[1:]]
+        if not vectors[0].any():
+            # No direction, so no similarity: a cosine of 0 here would be a verdict nobody gave.
+            return missing("the embedder gave an all-zero vector for the output", empty_vector="output")
+        if not any(v.any() for v in vectors[1:]):
+            return missing("the embedder gave an all-zero vector for every reference", empty_vector="reference")
+        cosines = [embedder.cosine(vectors[0], v) if v.any() else -1.0 for v in vectors[1:]]
         best = max(range(len(cosines)), key=cosines.__getitem__)
         detail: dict[str, Any] = {"cosine": round(cosines[best], 6)}
         if len(cosines) > 1:

@@ -106,3 +106,26 @@ def m002_told_values(db: Database) -> None:
         CREATE INDEX told_values_experiment ON told_values (experiment_id, config_id);
         """
     )
+
+
+@migrations()
+def m003_missing_scores(db: Database) -> None:
+    # A scorer that cannot say (a judge reply with no grade, a failed call, a broken scorer) leaves
+    # a missing score, stored as NULL with its reason: writing 0 ranked such runs as worthless.
+    # SQLite cannot drop NOT NULL in place, so the table is rebuilt with the same keys (rows of
+    # runs that no longer exist, which ON DELETE CASCADE never leaves, would fail the foreign key).
+    db.executescript(
+        """
+        CREATE TABLE scores_new (
+            run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE, scorer TEXT NOT NULL,
+            value REAL, metadata TEXT, scorer_name TEXT NOT NULL, scorer_args TEXT,
+            source TEXT NOT NULL DEFAULT 'auto', created_at TEXT NOT NULL,
+            PRIMARY KEY (run_id, scorer)
+        );
+        INSERT INTO scores_new (run_id, scorer, value, metadata, scorer_name, scorer_args, source, created_at)
+            SELECT run_id, scorer, value, metadata, scorer_name, scorer_args, source, created_at FROM scores
+            WHERE run_id IN (SELECT id FROM runs);
+        DROP TABLE scores;
+        ALTER TABLE scores_new RENAME TO scores;
+        """
+    )

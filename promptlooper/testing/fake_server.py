@@ -204,6 +204,11 @@ def _embed(text: str) -> list[float]:
     return [v / norm for v in vec] if norm else vec
 
 
+def _token_vectors(text: str) -> list[list[float]]:
+    """One :func:`_embed` vector per word (their mean, normalised, is ``_embed(text)``)."""
+    return [_embed(word) for word in _TOKEN_RE.findall(text)] or [[0.0] * EMBEDDING_DIM]
+
+
 def _word_count(text: str) -> int:
     return len(text.split())
 
@@ -228,6 +233,7 @@ class FakeServer:
         host: str = "127.0.0.1",
         port: int = 0,
         embedding_latency: float = 0.0,
+        embeddings: str = "pooled",
     ) -> None:
         self.latency = latency
         self.embedding_latency = embedding_latency  # seconds before an embeddings reply
@@ -236,6 +242,10 @@ class FakeServer:
         self.api_key = api_key
         self.reply = reply or default_reply
         self.usage = usage
+        if embeddings not in ("pooled", "tokens"):
+            raise ValueError(f"embeddings must be 'pooled' or 'tokens', not {embeddings!r}")
+        # "tokens": one vector per word of each input, as llama.cpp's server returns without pooling
+        self.embeddings = embeddings
         self._host = host
         self._requested_port = port
         self._faults = faults or Faults()
@@ -652,7 +662,11 @@ class FakeServer:
                 {
                     "object": "list",
                     "data": [
-                        {"object": "embedding", "index": i, "embedding": _embed(s)}
+                        {
+                            "object": "embedding",
+                            "index": i,
+                            "embedding": _token_vectors(s) if self.embeddings == "tokens" else _embed(s),
+                        }
                         for i, s in enumerate(inputs)
                     ],
                     "model": model,

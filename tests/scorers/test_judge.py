@@ -79,14 +79,14 @@ def test_judge_against_the_fake_server_goes_through_the_response_cache(tmp_path)
         assert srv.stats()["requests"] == 0
 
 
-def test_unparsable_reply_and_failed_call_score_zero_with_the_reason(tmp_path):
+def test_unparsable_reply_and_failed_call_are_missing_scores_with_the_reason(tmp_path):
     with FakeServer(reply=lambda body: "It is quite good.") as srv:
         result = judge_once({"model": "fake/fake-small", "base_url": srv.base_url}, ScoringEnv(store_path=str(tmp_path / "a.db")))
-    assert result.value == 0.0 and "no number from 1 to 5" in result.detail["error"]
+    assert result.value is None and "no grade from 1 to 5" in result.detail["error"]
     assert result.detail["reply"] == "It is quite good."
     down = judge_once({"model": "fake/fake-small", "base_url": "http://127.0.0.1:9/v1", "params": {}},
                       ScoringEnv(store_path=str(tmp_path / "b.db"), pool=pl.Workbench(":memory:").pool()))
-    assert down.value == 0.0 and down.detail["call_failed"] is True
+    assert down.value is None and down.detail["call_failed"] is True
 
 
 def test_custom_prompt_scale_and_params(tmp_path):
