@@ -270,7 +270,7 @@ def build_server(wb: Workbench | None = None, *, db: str | None = None, **server
                    "score": rec["score"], "ci": [rec["ci_low"], rec["ci_high"]], "n": rec["n"],
                    "distinguishable": rec["distinguishable"]}
             if rec.get("failed"):
-                row["failed"] = rec["failed"]
+                row["failed"], row["failure"] = rec["failed"], rec.get("failure") or ""
             if rec.get("decision"):
                 row["decision"] = rec["decision"]
             rows.append(row)
@@ -524,11 +524,11 @@ def build_server(wb: Workbench | None = None, *, db: str | None = None, **server
     def fork_experiment(
         experiment: ExperimentRef,
         changes: Annotated[dict[str, Any], Field(description="Space key -> a value (fixed) or a list of values (swept).")] = {},  # noqa: B006
-        config_id: Annotated[str | None, Field(description="Fork from this configuration (default: the best).")] = None,
+        config_id: Annotated[str | None, Field(description="Fork from this configuration (default: the approved one, else the best).")] = None,
         name: Annotated[str | None, Field(description="The fork's name (default: '<name>-forkN').")] = None,
         start: Annotated[bool, Field(description="Start the fork's sweep in the background right away.")] = False,
     ) -> dict[str, Any]:
-        """A new experiment from a configuration (default: the best) with changed parameters; calls it
+        """A new experiment from a configuration (default: the approved one, else the best) with changed parameters; calls it
         shares with its parent come from the cache."""
         row = experiment_row(experiment)
         if config_id is not None:

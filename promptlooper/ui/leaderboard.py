@@ -190,9 +190,15 @@ class Leaderboard(PLWidget):
             self._start_loop((wb.db_path, self.experiment), every(interval, self._tick))
 
     # -- data ---------------------------------------------------------------
+    @property
+    def _with_rejected(self) -> bool:
+        # Rejected rows stay (marked) only where they can be un-rejected: a read-only board, such
+        # as a dashboard's, shows the ranking every other board shows.
+        return not self.readonly
+
     def refresh(self) -> None:
         """Read the leaderboard now (synchronously)."""
-        self.show(self.wb.leaderboard(self.experiment, include_rejected=True))
+        self.show(self.wb.leaderboard(self.experiment, include_rejected=self._with_rejected))
 
     def show(self, frame: Any) -> None:
         self.frame = frame
@@ -214,7 +220,7 @@ class Leaderboard(PLWidget):
         final = marker[-1] in TERMINAL if isinstance(marker, tuple) and marker else False
         if marker != self._seen and (now >= self._next or final):
             self._seen = marker
-            frame = await self._reader.call("leaderboard", self.experiment, include_rejected=True)
+            frame = await self._reader.call("leaderboard", self.experiment, include_rejected=self._with_rejected)
             took = time.monotonic() - now
             # A big leaderboard costs the kernel (its computation holds the GIL in the worker
             # thread): refresh it at most a fifth of the time.
