@@ -259,9 +259,10 @@ def build_server(wb: Workbench | None = None, *, db: str | None = None, **server
             out["best_config_id"] = out["best_config_id"][:12]
         return out
 
-    def board_rows(ref: str, top: int | None, sort: str | None = None, include_rejected: bool = False) -> tuple[list[dict[str, Any]], int]:
+    def board_rows(ref: str, top: int | None, sort: str | None = None, include_rejected: bool = False,
+                   all_definitions: bool = False) -> tuple[list[dict[str, Any]], int]:
         with _arg("sort" if sort else "experiment"):
-            df = wb.leaderboard(ref, sort=sort, include_rejected=include_rejected)
+            df = wb.leaderboard(ref, sort=sort, include_rejected=include_rejected, all_definitions=all_definitions)
         columns = list(df.columns)
         varied = columns[columns.index("config_id") + 1: columns.index("score")] if "score" in columns else []
         rows = []
@@ -433,11 +434,13 @@ def build_server(wb: Workbench | None = None, *, db: str | None = None, **server
         top: Annotated[int, Field(ge=1, le=1000, description="How many configurations.")] = 5,
         sort: Annotated[str | None, Field(description="A scorer column, tokens, cost or latency_ms (default: weighted score).")] = None,
         include_rejected: Annotated[bool, Field(description="Also list rejected configurations.")] = False,
+        all_definitions: Annotated[bool, Field(description="Every configuration and sample ever run, not only those of "
+                                                           "the experiment's current definition.")] = False,
     ) -> dict[str, Any]:
-        """Top configurations by weighted score: varied params, score, 95% interval, n (samples), and whether
-        each is distinguishable from the best."""
+        """Top configurations by weighted score: varied params, score, 95% interval, n (samples), whether
+        each is distinguishable from the best ('best', 'yes', 'no'), failed runs and their most common reason."""
         row = experiment_row(experiment)
-        rows, total = board_rows(row["id"], top, sort, include_rejected)
+        rows, total = board_rows(row["id"], top, sort, include_rejected, all_definitions)
         return {"experiment": key(row), "configurations": total, "top": rows}
 
     @tool

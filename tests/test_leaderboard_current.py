@@ -153,3 +153,36 @@ def test_rejected_is_off_every_board(wb, server):
     dashboard_board = Leaderboard(wb, exp.key, live=False, readonly=True)
     assert top not in {r["id"] for r in dashboard_board.rows} and len(dashboard_board.rows) == 3
     dashboard_board.close()
+
+
+# ---------------------------------------------------------------------------------- over MCP
+def test_mcp_board_and_export_follow_the_current_definition(wb, server):
+    anyio = pytest.importorskip("anyio")
+    pytest.importorskip("mcp")
+    from mcp import Client
+
+    from promptlooper.mcp_server import build_server
+
+    wb.run(fake_experiment(server.base_url))
+    wb.run(fake_experiment(server.base_url, space={"answer.temperature": [0.0, 0.5], "persona": ["curt"]}))
+    wb.run(failing_experiment(server.base_url))
+
+    async def go() -> tuple[dict, ...]:
+        async with Client(build_server(wb)) as c:
+            replies = []
+            for tool, args in (("get_leaderboard", {"experiment": "tests/fake-exp", "top": 10}),
+                               ("get_leaderboard", {"experiment": "tests/fake-exp", "top": 10, "all_definitions": True}),
+                               ("export_best_config", {"experiment": "tests/fake-exp"}),
+                               ("get_leaderboard", {"experiment": "tests/failing", "top": 10})):
+                res = await c.call_tool(tool, args)
+                assert not res.is_error, res.content[0].text
+                replies.append(res.structured_content)
+            return tuple(replies)
+
+    current, everything, exported, failing = anyio.run(go)
+    assert current["configurations"] == 2 and {r["params"]["persona"] for r in current["top"]} == {"curt"}
+    assert everything["configurations"] == 6
+    assert json.loads(exported["text"])["system_prompt"] == "curt"
+    last = failing["top"][-1]
+    assert last["params"] == {"mode": "broken"} and last["n"] == 0 and last["failed"] == 3
+    assert last["failure"].endswith("gate refused broken") and current["top"][0]["distinguishable"] == "best"
