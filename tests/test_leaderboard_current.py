@@ -117,6 +117,12 @@ def test_failures_are_on_the_board(wb, server, db):
         assert board.loc["flaky", "failed"] == 1 and board.loc["flaky", "n"] == 2
         assert board.loc["flaky", "failure"].endswith("ValueError: gate refused flaky")
         assert board.loc["ok", "failed"] == 0 and board.loc["ok", "failure"] == ""
+    from promptlooper.ui.leaderboard import build_rows  # the notebook / dashboard board
+
+    cols, rows = build_rows(wb.leaderboard(exp.key))
+    assert "failed" in [c["key"] for c in cols]
+    marked = {r["values"]["mode"]: r["cells"]["failed"] for r in rows}
+    assert marked["broken"].startswith("3 · ") and marked["broken"].endswith("gate refused broken") and marked["ok"] == ""
     table = cli(db, "leaderboard", exp.key).stdout
     broken_line = next(line for line in table.splitlines() if "broken" in line)
     assert "gate refused broken" in broken_line and "!" in broken_line  # marked
