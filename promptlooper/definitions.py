@@ -20,8 +20,20 @@ PARTS = ("stages", "space", "scorers")
 def definition_of(exp: Experiment, sample_ids: Sequence[str]) -> tuple[str, dict[str, Any]]:
     """(content hash, stored form) of the experiment's definition on these samples."""
     record = exp.to_record()
-    spec = {k: record[k] for k in PARTS}
+    spec = {k: _named(record[k]) for k in PARTS}
     return content_hash("definition", {**spec, "samples": sorted(sample_ids)}), spec
+
+
+def _named(value: Any) -> Any:
+    """Callables (a scorer's Python function, say) by name: their repr holds a per-process address,
+    which would make every new kernel look like a new definition."""
+    if isinstance(value, dict):
+        return {k: _named(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_named(v) for v in value]
+    if callable(value):
+        return f"{getattr(value, '__module__', '')}.{getattr(value, '__qualname__', type(value).__name__)}"
+    return value
 
 
 def summary(row: dict[str, Any], current: int | None) -> dict[str, Any]:

@@ -34,6 +34,8 @@ def cli(db: str, *args: str) -> subprocess.CompletedProcess:
 
 def test_an_edited_space_ranks_only_its_own_configurations(wb, server):
     wb.run(fake_experiment(server.base_url))  # persona: terse, verbose
+    wb.run(fake_experiment(server.base_url, concurrency=2))  # a sweep setting: the same definition
+    assert len(wb.definitions("tests/fake-exp")) == 1
     edited = fake_experiment(server.base_url, space={"answer.temperature": [0.0, 0.5], "persona": ["curt", "chatty"]})
     wb.run(edited)
     board = wb.leaderboard(edited.key)
