@@ -8,7 +8,8 @@ guided search or outside driver added), on its samples, with its scorers; earlie
 in the store (``definition=N``, ``all_definitions=True``). Experiments stored before definitions
 were kept are ranked whole.
 
-Rejected configurations are left out; approved ones are marked. A configuration whose every run
+Rejected configurations are left out (``include_rejected`` lists them after the ranking, never as
+the best, for a board that can un-reject them); approved ones are marked. A configuration whose every run
 failed stays on the board, last, with ``n`` 0; ``failed`` counts failed runs and ``failure`` gives
 the most common reason. ``interval="bootstrap"`` gives a seeded percentile bootstrap interval
 instead. The ``distinguishable`` column (text, like every column of one type) compares every
@@ -138,14 +139,15 @@ def leaderboard(
     if key not in df.columns:
         raise KeyError(f"cannot sort by {key!r}; choose one of: score, {', '.join(scorer_cols)}, tokens, cost, latency_ms")
     ascending = key in ("cost", "tokens", "latency_ms")
-    # Configurations with no finished run go last whatever the order (their cost of 0 is no merit).
-    df["_scored"] = df["n"] > 0
-    df = df.sort_values(["_scored", key, "n"], ascending=[False, ascending, False], na_position="last")
-    df = df.drop(columns="_scored").reset_index(drop=True)
+    # Configurations with no finished run go last whatever the order (their cost of 0 is no merit),
+    # and rejected ones (listed only on request, to be un-rejected) after everything else.
+    df["_kept"], df["_scored"] = df["decision"] != "rejected", df["n"] > 0
+    df = df.sort_values(["_kept", "_scored", key, "n"], ascending=[False, False, ascending, False], na_position="last")
+    df = df.drop(columns=["_kept", "_scored"]).reset_index(drop=True)
     df.insert(0, "rank", range(1, len(df) + 1))
     # Compared on what the ranking is about: the sorted scorer's column, else the weighted score.
     metric = key if key in scorer_cols else "score"
-    ranked = df.dropna(subset=[metric])
+    ranked = df[df["decision"] != "rejected"].dropna(subset=[metric])
     if len(ranked):
         best = str(ranked.sort_values([metric, "rank"], ascending=[False, True]).iloc[0]["full_config_id"])
         marks = versus_best(per_sample[per_sample.config_id.isin(df.full_config_id)], metric, best)

@@ -158,6 +158,9 @@ def test_rejected_is_off_every_board(wb, server):
     wb.reject(exp.key, top, by="ana")
     assert top not in set(wb.leaderboard(exp.key)["full_config_id"])
     assert top not in set(wb.leaderboard(exp.key, all_definitions=True)["full_config_id"])
+    listed = wb.leaderboard(exp.key, include_rejected=True)  # on request only: after the ranking, never the best
+    assert listed.iloc[-1]["full_config_id"] == top and listed.iloc[-1]["distinguishable"] != "best"
+    assert listed.iloc[0]["distinguishable"] == "best"
     dashboard_board = Leaderboard(wb, exp.key, live=False, readonly=True)
     assert top not in {r["id"] for r in dashboard_board.rows} and len(dashboard_board.rows) == 3
     dashboard_board.close()

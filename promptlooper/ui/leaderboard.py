@@ -199,8 +199,8 @@ class Leaderboard(PLWidget):
     # -- data ---------------------------------------------------------------
     @property
     def _with_rejected(self) -> bool:
-        # Rejected rows stay (marked) only where they can be un-rejected: a read-only board, such
-        # as a dashboard's, shows the ranking every other board shows.
+        # Rejected rows are listed (after the ranking, struck through) only where they can be
+        # un-rejected: a read-only board, such as a dashboard's, shows the ranking every board shows.
         return not self.readonly
 
     def refresh(self) -> None:
