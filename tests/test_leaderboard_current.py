@@ -51,6 +51,8 @@ def test_an_edited_space_ranks_only_its_own_configurations(wb, server):
     assert history[0]["space"]["persona"] == ["terse", "verbose"] and history[0]["configurations"] == 4
     old = wb.leaderboard(edited.key, definition=1)
     assert set(old["persona"]) == {"terse", "verbose"}
+    with pytest.raises(pl.NotFoundError, match="no definition 7.*promptlooper definitions"):
+        wb.leaderboard(edited.key, definition=7)
 
 
 def test_fewer_samples_count_only_the_current_ones(wb, server):
