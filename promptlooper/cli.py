@@ -33,20 +33,21 @@ def _print_problems(exc: SpecError) -> int:
     return 2
 
 
-def _table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> str:
+def _table(rows: list[dict[str, Any]], columns: list[str] | None = None, *, wide: tuple[str, ...] = ()) -> str:
+    """Rows as aligned text; long values are cut to 40 characters except in the ``wide`` columns."""
     if not rows:
         return "(nothing)"
     columns = columns or list(rows[0])
 
-    def fmt(v: Any) -> str:
+    def fmt(v: Any, limit: int | None = 40) -> str:
         if v is None or (isinstance(v, float) and math.isnan(v)):
             return "–"
         if isinstance(v, float):
             return f"{v:.3f}" if abs(v) < 1000 else f"{v:,.0f}"
         text = str(v).replace("\n", " ")
-        return text if len(text) <= 40 else text[:37] + "…"
+        return text if limit is None or len(text) <= limit else text[: limit - 3] + "…"
 
-    cells = [[fmt(r.get(c)) for c in columns] for r in rows]
+    cells = [[fmt(r.get(c), None if c in wide else 40) for c in columns] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
     lines.append("  ".join("─" * w for w in widths))
@@ -58,15 +59,21 @@ def _leaderboard_rows(df: Any) -> list[dict[str, Any]]:
     return json.loads(df.to_json(orient="records"))
 
 
-def _print_leaderboard(wb: Workbench, ref: str, top: int | None, sort: str | None, as_json: bool) -> None:
-    df = wb.leaderboard(ref, sort=sort, top=top)
+def _print_leaderboard(wb: Workbench, ref: str, top: int | None, sort: str | None, as_json: bool, **which: Any) -> None:
+    df = wb.leaderboard(ref, sort=sort, top=top, **which)
     if as_json:
         print(json.dumps(_leaderboard_rows(df), indent=2))
         return
     shown = df.drop(columns=["full_config_id"], errors="ignore")
     if "decision" in shown and not shown["decision"].astype(bool).any():
         shown = shown.drop(columns=["decision"])
-    print(_table(shown.to_dict(orient="records")))
+    if "failed" in shown and shown["failed"].astype(bool).any():
+        # A configuration with failed runs is marked where the eye starts reading: its rank.
+        shown["rank"] = [f"{r}!" if f else str(r) for r, f in zip(shown["rank"], shown["failed"], strict=True)]
+        shown = shown[[c for c in shown.columns if c != "failure"] + ["failure"]]  # in full, last
+    else:
+        shown = shown.drop(columns=["failed", "failure"], errors="ignore")
+    print(_table(shown.to_dict(orient="records"), wide=("failure",)))
 
 
 class _Bar:
@@ -159,7 +166,22 @@ def cmd_quickstart(wb: Workbench, args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(wb: Workbench, args: argparse.Namespace) -> int:
-    _print_leaderboard(wb, args.experiment, args.top, args.sort, args.json)
+    _print_leaderboard(wb, args.experiment, args.top, args.sort, args.json, definition=args.definition,
+                       all_definitions=args.all)
+    return 0
+
+
+def cmd_definitions(wb: Workbench, args: argparse.Namespace) -> int:
+    rows = wb.definitions(args.experiment)
+    if args.json:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        return 0
+    for r in rows:  # the space in full: it is what tells two definitions apart
+        print(f"#{r['number']}{' (current)' if r['current'] else ''}  {r['created_at']}  {r['samples']} sample(s), "
+              f"{r['configurations']} configuration(s); stages: {', '.join(r['stages'])}; scorers: {', '.join(r['scorers'])}")
+        print(f"    space: {json.dumps(r['space'], ensure_ascii=False)}")
+    if not rows:
+        print("(no definition recorded yet: the experiment has not run since definitions are kept)")
     return 0
 
 
@@ -478,6 +500,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--sort", help="a scorer column, tokens, cost or latency_ms")
     p.add_argument("--top", type=int)
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--all", action="store_true", help="every configuration and sample ever run, earlier definitions included")
+    which.add_argument("--definition", type=int, metavar="N", help="rank an earlier definition (numbers from `definitions`)")
+    p = add("definitions", cmd_definitions, "An experiment's definitions: each run with changed samples, stages, space or scorers.")
+    p.add_argument("experiment")
+    p.add_argument("--json", action="store_true")
 
     p = add("experiments", cmd_experiments, "List experiments.")
     p.add_argument("--project")
@@ -518,9 +546,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("config", help="configuration id (a prefix from the leaderboard)")
         p.add_argument("--by", default="", help="who decides")
         p.add_argument("--reason", default="")
-    p = add("fork", cmd_fork, "A new experiment from a configuration (default: the best) with changed parameters.")
+    p = add("fork", cmd_fork, "A new experiment from a configuration (default: the approved one, else the best) with changed parameters.")
     p.add_argument("experiment")
-    p.add_argument("--config", help="configuration id prefix (default: the leaderboard's top)")
+    p.add_argument("--config", help="configuration id prefix (default: the approved one, else the leaderboard's top)")
     p.add_argument("--set", action="append", help="KEY=VALUE (YAML): a fixed value or a list to sweep; repeatable")
     p.add_argument("--name")
     p.add_argument("--run", action="store_true", help="run the fork right away")

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from . import templates
 from .errors import NotFoundError
 from .store import Store
 
@@ -32,102 +33,104 @@ def _endpoint_url(store: Store, spec: dict[str, Any], endpoint: str) -> str:
 
 
 def best_configuration(store: Store, experiment: dict[str, Any], board: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """(configuration row, its leaderboard row) — approved first, else the top of the board."""
-    configs = store.configurations(experiment["id"])
-    approved = [c for c in configs if c.get("decision") == "approved"]
+    """(configuration row, its leaderboard row): the approved one on the board, else the board's top.
+
+    Only configurations on ``board`` count, so an approval given under an earlier definition of
+    the experiment never exports what the experiment no longer contains.
+    """
     rows = {r["full_config_id"]: r for r in board.to_dict(orient="records")} if len(board) else {}
+    configs = {c["id"]: c for c in store.configurations(experiment["id"]) if c["id"] in rows}
+    approved = [c for c in configs.values() if c.get("decision") == "approved"]
     if approved:
         chosen = max(approved, key=lambda c: c.get("decided_at") or "")
-        return chosen, rows.get(chosen["id"])
-    if not rows:
+        return chosen, rows[chosen["id"]]
+    scored = [r for r in rows.values() if not _missing(r["score"])]
+    if not scored:
         raise NotFoundError(f"experiment {experiment['project']}/{experiment['name']} has no scored runs yet; run a sweep first")
-    top = board.iloc[0]["full_config_id"]
-    return next(c for c in configs if c["id"] == top), rows[top]
+    top = str(board.iloc[0]["full_config_id"])
+    return configs[top], rows[top]
+
+
+def _missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
 
 
 def _clean(v: Any) -> Any:
-    return None if isinstance(v, float) and math.isnan(v) else v
+    return None if _missing(v) else v
+
+
+def _prompt_stage(store: Store, spec: dict[str, Any], st: dict[str, Any], variables: dict[str, Any]) -> dict[str, Any]:
+    endpoint, _, model = st["model"].partition("/")
+    system, user = st.get("system"), st["user"]
+    out: dict[str, Any] = {"name": st["name"], "kind": "prompt", "model": model, "endpoint": _endpoint_url(store, spec, endpoint),
+                           "parameters": dict(st["params"])}
+    # The texts as the winner sent them, but for what only a sample (or an earlier stage) supplies.
+    out["system_prompt"] = templates.substitute(system, variables) if system else None
+    out["user_prompt"] = templates.substitute(user, variables)
+    out["system_template"], out["user_template"] = system, user
+    return out
 
 
 def best_record(store: Store, experiment: dict[str, Any], board: Any) -> dict[str, Any]:
+    """The whole winning configuration: every stage, its variables, score, interval, n, failures."""
     config, row = best_configuration(store, experiment, board)
     spec = experiment["spec"]
+    variables = dict(config["config"].get("vars", {}))
     stages = []
     for st in config["config"]["stages"]:
         if st["kind"] == "prompt":
-            endpoint, _, model = st["model"].partition("/")
-            stages.append({"name": st["name"], "model": model, "endpoint": _endpoint_url(store, spec, endpoint),
-                           "parameters": dict(st["params"]), "system_prompt": st.get("system"), "user_template": st["user"]})
+            stages.append(_prompt_stage(store, spec, st, variables))
         else:
-            stages.append({"name": st["name"], "function": st["function"], "parameters": dict(st["params"])})
-    record = {
+            stages.append({"name": st["name"], "kind": "function", "function": st["function"], "parameters": dict(st["params"])})
+    approved = config.get("decision") == "approved"
+    return {
         "experiment": f"{experiment['project']}/{experiment['name']}",
         "config_id": config["id"],
         "varied": config["varied"],
-        "variables": config["config"].get("vars", {}),
-        "score": _clean(row["score"]) if row else None,
-        "ci": [_clean(row["ci_low"]), _clean(row["ci_high"])] if row else None,
-        "n": int(row["n"]) if row else 0,
-        "approved": config.get("decision") == "approved",
-        "approved_by": config.get("decided_by") if config.get("decision") == "approved" else None,
+        "variables": variables,
         "stages": stages,
+        "score": _clean(row["score"]) if row else None,
+        "score_ci": [_clean(row["ci_low"]), _clean(row["ci_high"])] if row else None,
+        "n": int(row["n"]) if row else 0,
+        "failed": int(row.get("failed") or 0) if row else 0,
+        "approved": approved,
+        "approved_by": config.get("decided_by") if approved else None,
         "exported_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
-    return record
 
 
 def _primary(record: dict[str, Any]) -> dict[str, Any]:
-    prompts = [s for s in record["stages"] if "model" in s]
+    """The stage a single-stage user reads first: the last prompt stage (the pipeline's answer)."""
+    prompts = [s for s in record["stages"] if s["kind"] == "prompt"]
     return prompts[-1] if prompts else record["stages"][-1]
 
 
-def _render_system(stage: dict[str, Any], variables: dict[str, Any]) -> str | None:
-    system = stage.get("system_prompt")
-    if system and variables:
-        from . import templates
-
-        try:
-            return templates.render(system, {**variables})
-        except templates.TemplateError:
-            return system  # it reads sample fields: export the template itself
-    return system
+_TEXTS = ("system_prompt", "user_prompt", "system_template", "user_template")
+_METADATA = ("score", "score_ci", "n", "failed", "experiment", "config_id", "varied", "approved", "approved_by", "exported_at")
 
 
 def to_json(record: dict[str, Any]) -> str:
     main = _primary(record)
-    flat = {
-        "model": main.get("model"),
-        "endpoint": main.get("endpoint"),
-        **{k: v for k, v in main.get("parameters", {}).items()},
-        "system_prompt": _render_system(main, record["variables"]),
-        "user_template": main.get("user_template"),
-        "score": record["score"],
-        "score_ci": record["ci"],
-        "n": record["n"],
-        "experiment": record["experiment"],
-        "config_id": record["config_id"],
-        "approved": record["approved"],
-        "exported_at": record["exported_at"],
-    }
-    if len(record["stages"]) > 1:
-        flat["stages"] = record["stages"]
+    flat: dict[str, Any] = {"model": main.get("model"), "endpoint": main.get("endpoint"), **main.get("parameters", {})}
+    flat.update({k: main.get(k) for k in _TEXTS})
+    flat.update({"variables": record["variables"], "stages": record["stages"]})
+    flat.update({k: record[k] for k in _METADATA})
     return json.dumps(flat, indent=2, ensure_ascii=False)
+
+
+class _PlainDumper(yaml.SafeDumper):
+    """No ``&id001`` anchors: a value shared by two keys is written out twice, as a person would."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
 
 
 def to_yaml(record: dict[str, Any]) -> str:
     main = _primary(record)
-    doc: dict[str, Any] = {
-        "model": main.get("model"),
-        "endpoint": main.get("endpoint"),
-        "parameters": main.get("parameters", {}),
-        "system_prompt": _render_system(main, record["variables"]),
-        "user_template": main.get("user_template"),
-    }
-    if len(record["stages"]) > 1:
-        doc["stages"] = record["stages"]
-    doc["metadata"] = {"score": record["score"], "score_ci": record["ci"], "n": record["n"], "experiment": record["experiment"],
-                       "config_id": record["config_id"], "approved": record["approved"], "exported_at": record["exported_at"]}
-    return yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=100)
+    doc: dict[str, Any] = {"model": main.get("model"), "endpoint": main.get("endpoint"), "parameters": main.get("parameters", {})}
+    doc.update({k: main.get(k) for k in _TEXTS})
+    doc.update({"variables": record["variables"], "stages": record["stages"], "metadata": {k: record[k] for k in _METADATA}})
+    return yaml.dump(doc, Dumper=_PlainDumper, sort_keys=False, allow_unicode=True, width=100)
 
 
 def _env_value(v: Any) -> str:
@@ -137,20 +140,27 @@ def _env_value(v: Any) -> str:
     return "'" + text.replace("'", "'\\''") + "'"
 
 
+def _env_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", text).upper()
+
+
 def to_env(record: dict[str, Any]) -> str:
+    """One variable per stage field that has a value; a lone prompt stage keeps the short LLM_ names."""
     lines = []
-    prompts = [s for s in record["stages"] if "model" in s]
-    for stage in prompts:
-        prefix = "LLM_" if len(prompts) == 1 else f"{stage['name'].upper()}_LLM_"
-        lines.append(f"{prefix}MODEL={_env_value(stage['model'])}")
-        lines.append(f"{prefix}API_URL={_env_value(stage['endpoint'])}")
-        for k, v in stage["parameters"].items():
-            lines.append(f"{prefix}{k.upper()}={_env_value(v)}")
-        system = _render_system(stage, record["variables"])
-        if system:
-            lines.append(f"{prefix}SYSTEM_PROMPT={_env_value(system)}")
+    alone = len(record["stages"]) == 1 and record["stages"][0]["kind"] == "prompt"
+    for stage in record["stages"]:
+        if stage["kind"] == "prompt":
+            prefix = "LLM_" if alone else f"{_env_name(stage['name'])}_LLM_"
+            fields = [("MODEL", stage["model"]), ("API_URL", stage["endpoint"])]
+            fields += [(_env_name(k), v) for k, v in stage["parameters"].items()]
+            fields += [("SYSTEM_PROMPT", stage["system_prompt"]), ("USER_PROMPT", stage["user_prompt"])]
+        else:
+            prefix = f"{_env_name(stage['name'])}_"
+            fields = [("FUNCTION", stage["function"]), *((_env_name(k), v) for k, v in stage["parameters"].items())]
+        lines += [f"{prefix}{name}={_env_value(value)}" for name, value in fields if value is not None and value != ""]
     score = "n/a" if record["score"] is None else f"{record['score']:.3f}"
-    lines.append(f"# Score: {score} (n={record['n']}) | Experiment: {record['experiment']} | Config: {record['config_id'][:12]}")
+    lines.append(f"# Score: {score} (n={record['n']}, failed={record['failed']}) | Experiment: {record['experiment']}"
+                 f" | Config: {record['config_id'][:12]}")
     return "\n".join(lines) + "\n"
 
 
@@ -172,7 +182,8 @@ def report(store: Store, experiment: dict[str, Any], board: Any) -> str:
     record = best_record(store, experiment, board)
     rows = board.to_dict(orient="records")
     varied = [c for c in board.columns if c not in ("rank", "config_id", "score", "ci_low", "ci_high", "n", "tokens", "cost",
-                                                     "latency_ms", "failed", "decision", "full_config_id", "distinguishable")]
+                                                     "latency_ms", "failed", "failure", "decision", "full_config_id",
+                                                     "distinguishable")]
     events = store.events(experiment["id"])
     counts = Counter(e["type"] for e in events)
     sweeps = list(store.db.query("SELECT * FROM sweeps WHERE experiment_id = ? ORDER BY started_at", [experiment["id"]]))
@@ -194,7 +205,8 @@ def report(store: Store, experiment: dict[str, Any], board: Any) -> str:
     if not spec.get("space"):
         lines.append("- (nothing varied)")
     lines += ["", "## Leaderboard", "", "Score is the weighted mean over samples with a 95% interval; n is the number of samples.", ""]
-    lines.append(_md_table(rows[:20], ["rank", "config_id", *varied, "score", "ci_low", "ci_high", "n", "tokens", "cost", "latency_ms"]))
+    lines.append(_md_table(rows[:20], ["rank", "config_id", *varied, "score", "ci_low", "ci_high", "n", "failed", "tokens", "cost",
+                                        "latency_ms"]))
     lines += ["", "## Best configuration", "",
               f"Config `{record['config_id'][:12]}`{' (approved by ' + str(record['approved_by'] or '?') + ')' if record['approved'] else ''}: "
               f"score {record['score'] if record['score'] is None else round(record['score'], 3)} over n={record['n']}.", "",

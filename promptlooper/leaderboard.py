@@ -3,16 +3,25 @@
 A run's weighted score is the weighted mean of its scorers (weights from the experiment). Repeats
 of one sample are averaged first, so the interval reflects the samples: a configuration's score is
 the mean over samples, with a 95% Student-t interval (none for n = 1), and ``n`` is always shown.
-Rejected configurations are left out; approved ones are marked. ``interval="bootstrap"`` gives a
-seeded percentile bootstrap interval instead. A missing score (a judge reply with no grade, a
-scorer that failed) is left out of every mean and counted in the ``missing`` column. The
-``distinguishable`` column compares every configuration with the best one in a paired t-test over
-the samples both finished: 'best' for the best, True when the difference is significant
-(p < 0.05), False when it is not or when fewer than 3 samples are shared, so a close second is never mistaken for a loser.
+Only the experiment's current definition is ranked: the configurations it planned (or a redirect,
+guided search or outside driver added), on its samples, with its scorers; earlier definitions stay
+in the store (``definition=N``, ``all_definitions=True``). Experiments stored before definitions
+were kept are ranked whole.
+
+Rejected configurations are left out (``include_rejected`` lists them after the ranking, never as
+the best, for a board that can un-reject them); approved ones are marked. A configuration whose every run
+failed stays on the board, last, with ``n`` 0; ``failed`` counts failed runs and ``failure`` gives
+the most common reason. ``interval="bootstrap"`` gives a seeded percentile bootstrap interval
+instead. A missing score (a judge reply with no grade, a scorer that failed) is left out of every
+mean and counted in the ``missing`` column. The ``distinguishable`` column (text, like every column of one type) compares every
+configuration with the best one in a paired t-test over the samples both finished: 'best' for the
+best, 'yes' when the difference is significant (p < 0.05), 'no' when it is not or when fewer than
+3 samples are shared, so a close second is never mistaken for a loser.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -47,6 +56,11 @@ def per_sample_scores(store: Store, experiment_id: str, weights: dict[str, float
     return per_sample
 
 
+COLUMNS_HEAD = ("rank", "config_id")
+COLUMNS_TAIL = ("tokens", "cost", "latency_ms", "failed", "missing", "failure", "decision", "full_config_id")
+DISTINGUISHABLE = {"best": "best", True: "yes", False: "no"}
+
+
 def leaderboard(
     store: Store,
     experiment: dict[str, Any],
@@ -55,32 +69,53 @@ def leaderboard(
     top: int | None = None,
     include_rejected: bool = False,
     interval: str = "t",
+    definition: int | None = None,
+    all_definitions: bool = False,
 ) -> pd.DataFrame:
+    """The ranking of the experiment's current definition (``definition``: an earlier one by its
+    number; ``all_definitions``: every configuration and sample ever run)."""
     spec = experiment["spec"]
+    members = None if all_definitions else store.definition(experiment["id"], definition)
+    if members is not None and definition is not None:
+        spec = members["spec"]  # a past definition is ranked with its own scorers
     weights = {(s.get("label") or s["name"]): float(s.get("weight", 1.0)) for s in spec.get("scorers", [])}
     configs = {c["id"]: c for c in store.configurations(experiment["id"])}
     per_sample = per_sample_scores(store, experiment["id"], weights)
+    missing = per_sample.attrs.get("missing", {})  # before filtering: attrs do not always follow
     runs = pd.DataFrame(store.run_rows(experiment["id"]),
                         columns=["config_id", "run_id", "sample_id", "status", "tokens_in", "tokens_out", "cost", "latency_ms"])
-    varied_keys: list[str] = []
-    for c in configs.values():
-        for k in c["varied"]:
-            if k not in varied_keys:
-                varied_keys.append(k)
+    failures = pd.DataFrame(store.failed_runs(experiment["id"]), columns=["config_id", "sample_id", "error"])
+    if members is not None:
+        wanted, samples = members["configurations"], members["sample_ids"]
+        per_sample = per_sample[per_sample.config_id.isin(wanted) & per_sample.sample_id.isin(samples)]
+        runs = runs[runs.config_id.isin(wanted) & runs.sample_id.isin(samples)]
+        failures = failures[failures.config_id.isin(wanted) & failures.sample_id.isin(samples)]
+        per_sample = per_sample.drop(columns=[c for c in per_sample.columns
+                                              if c not in ("config_id", "sample_id", "score") and c not in weights])
+    if not include_rejected:
+        rejected = {cid for cid, c in configs.items() if c.get("decision") == "rejected"}
+        per_sample = per_sample[~per_sample.config_id.isin(rejected)]
+        runs = runs[~runs.config_id.isin(rejected)]
     scorer_cols = [c for c in per_sample.columns if c not in ("config_id", "sample_id", "score")]
     # Run totals grouped once (filtering the runs per configuration was quadratic: 1.8 s for 200).
     ok_runs = runs[runs.status.isin(["completed", "cached"])]
     totals = ok_runs.groupby("config_id").agg(tokens_in=("tokens_in", "sum"), tokens_out=("tokens_out", "sum"),
                                               cost=("cost", "sum"), latency_ms=("latency_ms", "median"))
     failed_counts = runs[runs.status == "failed"].groupby("config_id").size()
-    missing = per_sample.attrs.get("missing", {})
+    reasons = _most_common_reasons(failures)
+    groups = dict(tuple(per_sample.groupby("config_id")))
+    # Every configuration that ran, scored or not: one whose every run failed stays on the board.
+    ranked_ids = list(groups) + [c for c in dict.fromkeys(runs.config_id) if c not in groups]
+    varied_keys: list[str] = []
+    for config_id in ranked_ids:
+        for k in (configs.get(str(config_id)) or {}).get("varied", {}):
+            if k not in varied_keys:
+                varied_keys.append(k)
     records = []
-    for config_id, group in per_sample.groupby("config_id"):
+    for config_id in ranked_ids:
         cfg = configs.get(str(config_id))
-        decision = cfg.get("decision") if cfg else None
-        if decision == "rejected" and not include_rejected:
-            continue
-        values = group["score"].dropna().to_numpy(dtype=float)
+        group = groups.get(config_id)
+        values = group["score"].dropna().to_numpy(dtype=float) if group is not None else np.array([], dtype=float)
         low, high = _interval(values, interval)
         tot = totals.loc[config_id] if config_id in totals.index else None
         rec: dict[str, Any] = {"config_id": short(str(config_id))}
@@ -88,39 +123,72 @@ def leaderboard(
             rec[k] = (cfg["varied"].get(k) if cfg else None)
         rec.update({
             "score": float(values.mean()) if len(values) else math.nan,
-            "ci_low": low, "ci_high": high, "n": int(len(values)), "distinguishable": False,
+            "ci_low": low, "ci_high": high, "n": int(len(values)), "distinguishable": "no",
         })
         for col in scorer_cols:
-            rec[col] = float(group[col].mean())
+            rec[col] = float(group[col].mean()) if group is not None else math.nan
         rec.update({
             "tokens": int(tot.tokens_in + tot.tokens_out) if tot is not None else 0,
             "cost": float(tot.cost) if tot is not None else 0.0,
             "latency_ms": float(tot.latency_ms) if tot is not None else math.nan,
             "failed": int(failed_counts.get(config_id, 0)),
             "missing": int(missing.get(config_id, 0)),
-            "decision": decision or "",
+            "failure": reasons.get(str(config_id), ""),
+            "decision": (cfg.get("decision") if cfg else None) or "",
             "full_config_id": str(config_id),
         })
         records.append(rec)
     df = pd.DataFrame.from_records(records)
     if df.empty:
-        return pd.DataFrame(columns=["rank", "config_id", *varied_keys, "score", "ci_low", "ci_high", "n", "distinguishable",
-                                     *scorer_cols, "tokens", "cost", "latency_ms", "failed", "missing", "decision",
-                                     "full_config_id"])
+        return pd.DataFrame(columns=[*COLUMNS_HEAD, *varied_keys, "score", "ci_low", "ci_high", "n", "distinguishable",
+                                     *scorer_cols, *COLUMNS_TAIL])
+    for k in varied_keys:
+        df[k] = _one_type(list(df[k]))
     key = sort or "score"
     if key not in df.columns:
         raise KeyError(f"cannot sort by {key!r}; choose one of: score, {', '.join(scorer_cols)}, tokens, cost, latency_ms")
     ascending = key in ("cost", "tokens", "latency_ms")
-    df = df.sort_values([key, "n"], ascending=[ascending, False], na_position="last").reset_index(drop=True)
+    # Configurations with no finished run go last whatever the order (their cost of 0 is no merit),
+    # and rejected ones (listed only on request, to be un-rejected) after everything else.
+    df["_kept"], df["_scored"] = df["decision"] != "rejected", df["n"] > 0
+    df = df.sort_values(["_kept", "_scored", key, "n"], ascending=[False, False, ascending, False], na_position="last")
+    df = df.drop(columns=["_kept", "_scored"]).reset_index(drop=True)
     df.insert(0, "rank", range(1, len(df) + 1))
     # Compared on what the ranking is about: the sorted scorer's column, else the weighted score.
     metric = key if key in scorer_cols else "score"
-    ranked = df.dropna(subset=[metric])
+    ranked = df[df["decision"] != "rejected"].dropna(subset=[metric])
     if len(ranked):
         best = str(ranked.sort_values([metric, "rank"], ascending=[False, True]).iloc[0]["full_config_id"])
         marks = versus_best(per_sample[per_sample.config_id.isin(df.full_config_id)], metric, best)
-        df["distinguishable"] = [marks.get(c, False) for c in df.full_config_id]
-    df["distinguishable"] = df["distinguishable"].astype(object)
+        df["distinguishable"] = [DISTINGUISHABLE[marks.get(c, False)] for c in df.full_config_id]
     if top:
         df = df.head(top)
     return df
+
+
+def _most_common_reasons(failures: pd.DataFrame) -> dict[str, str]:
+    """Each configuration's most frequent failure reason (ties: the alphabetically first)."""
+    out: dict[str, str] = {}
+    if failures.empty:
+        return out
+    counted = failures.assign(error=failures.error.fillna("unknown error")).groupby(["config_id", "error"]).size()
+    table = counted.reset_index(name="k").sort_values(["config_id", "k", "error"], ascending=[True, False, True])
+    for config_id, error in zip(table.config_id, table.error, strict=True):
+        out.setdefault(str(config_id), str(error))
+    return out
+
+
+def _one_type(column: list[Any]) -> list[Any]:
+    """A varied column as one type: mixed values (a string and a list, say) as JSON text each."""
+    def kind(v: Any) -> str:
+        if isinstance(v, bool):
+            return "bool"
+        if isinstance(v, int | float):
+            return "number"
+        return "str" if isinstance(v, str) else "other"
+
+    present = [v for v in column if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    kinds = {kind(v) for v in present}
+    if len(kinds) <= 1 and "other" not in kinds:
+        return column
+    return [json.dumps(v, ensure_ascii=False, sort_keys=True) if v is not None else None for v in column]

@@ -264,9 +264,10 @@ def build_server(wb: Workbench | None = None, *, db: str | None = None, **server
             out["best_config_id"] = out["best_config_id"][:12]
         return out
 
-    def board_rows(ref: str, top: int | None, sort: str | None = None, include_rejected: bool = False) -> tuple[list[dict[str, Any]], int]:
+    def board_rows(ref: str, top: int | None, sort: str | None = None, include_rejected: bool = False,
+                   all_definitions: bool = False) -> tuple[list[dict[str, Any]], int]:
         with _arg("sort" if sort else "experiment"):
-            df = wb.leaderboard(ref, sort=sort, include_rejected=include_rejected)
+            df = wb.leaderboard(ref, sort=sort, include_rejected=include_rejected, all_definitions=all_definitions)
         columns = list(df.columns)
         varied = columns[columns.index("config_id") + 1: columns.index("score")] if "score" in columns else []
         rows = []
@@ -275,7 +276,7 @@ def build_server(wb: Workbench | None = None, *, db: str | None = None, **server
                    "score": rec["score"], "ci": [rec["ci_low"], rec["ci_high"]], "n": rec["n"],
                    "distinguishable": rec["distinguishable"]}
             if rec.get("failed"):
-                row["failed"] = rec["failed"]
+                row["failed"], row["failure"] = rec["failed"], rec.get("failure") or ""
             if rec.get("missing"):
                 row["missing"] = rec["missing"]  # missing scores: left out of the score, not counted as 0
             if rec.get("decision"):
@@ -451,11 +452,13 @@ def build_server(wb: Workbench | None = None, *, db: str | None = None, **server
         top: Annotated[int, Field(ge=1, le=1000, description="How many configurations.")] = 5,
         sort: Annotated[str | None, Field(description="A scorer column, tokens, cost or latency_ms (default: weighted score).")] = None,
         include_rejected: Annotated[bool, Field(description="Also list rejected configurations.")] = False,
+        all_definitions: Annotated[bool, Field(description="Every configuration and sample ever run, not only those of "
+                                                           "the experiment's current definition.")] = False,
     ) -> dict[str, Any]:
-        """Top configurations by weighted score: varied params, score, 95% interval, n (samples), and whether
-        each is distinguishable from the best."""
+        """Top configurations by weighted score: varied params, score, 95% interval, n (samples), whether
+        each is distinguishable from the best ('best', 'yes', 'no'), failed runs and their most common reason."""
         row = experiment_row(experiment)
-        rows, total = board_rows(row["id"], top, sort, include_rejected)
+        rows, total = board_rows(row["id"], top, sort, include_rejected, all_definitions)
         return {"experiment": key(row), "configurations": total, "top": rows}
 
     @tool
@@ -542,11 +545,11 @@ def build_server(wb: Workbench | None = None, *, db: str | None = None, **server
     def fork_experiment(
         experiment: ExperimentRef,
         changes: Annotated[dict[str, Any], Field(description="Space key -> a value (fixed) or a list of values (swept).")] = {},  # noqa: B006
-        config_id: Annotated[str | None, Field(description="Fork from this configuration (default: the best).")] = None,
+        config_id: Annotated[str | None, Field(description="Fork from this configuration (default: the approved one, else the best).")] = None,
         name: Annotated[str | None, Field(description="The fork's name (default: '<name>-forkN').")] = None,
         start: Annotated[bool, Field(description="Start the fork's sweep in the background right away.")] = False,
     ) -> dict[str, Any]:
-        """A new experiment from a configuration (default: the best) with changed parameters; calls it
+        """A new experiment from a configuration (default: the approved one, else the best) with changed parameters; calls it
         shares with its parent come from the cache."""
         row = experiment_row(experiment)
         if config_id is not None:

@@ -95,7 +95,7 @@ class SteeringVerbs:
 
     def fork(self: Workbench, ref: str | Experiment, config_id: str | None = None, changes: dict[str, Any] | None = None, *,
              name: str | None = None) -> Experiment:
-        """A new experiment from a configuration (default: the best) with changed parameters.
+        """A new experiment from a configuration (default: the approved one, else the best) with changed parameters.
 
         ``changes`` maps space keys to a value (fixed) or a list of values (swept). Every call the
         fork shares with its parent is served from the cache.
@@ -103,10 +103,13 @@ class SteeringVerbs:
         parent_row = self.experiment(ref)
         parent = self._experiment_object(parent_row)
         if config_id is None:
-            board = self.leaderboard(parent_row["id"])
-            if board.empty:
-                raise NotFoundError("the experiment has no scored configuration to fork from yet")
-            config = self.store.configuration(parent_row["id"], board.iloc[0]["full_config_id"])
+            from .export import best_configuration
+
+            # The same choice as the export: the approved configuration when there is one.
+            try:
+                config, _ = best_configuration(self.store, parent_row, self.leaderboard(parent_row["id"]))
+            except NotFoundError:
+                raise NotFoundError("the experiment has no scored configuration to fork from yet") from None
         else:
             config = self.store.configuration(parent_row["id"], config_id)
         point = dict(config["varied"])

@@ -107,3 +107,30 @@ def render(source: str, context: dict[str, Any]) -> str:
         return str(_compile(source).render(context))
     except (UndefinedError, SecurityError, TypeError, ValueError) as exc:
         raise TemplateError(f"cannot render template: {exc}") from exc
+
+
+# One ``{{ ... }}`` tag (expressions do not contain "}}" in practice; Jinja's own lexer agrees).
+_TAG = re.compile(r"\{\{.*?\}\}", re.S)
+
+
+def substitute(source: str, values: dict[str, Any]) -> str:
+    """``source`` with every tag that reads only ``values`` rendered, all other markup kept.
+
+    For exports: a configuration's space variables are known, a sample's fields and earlier stages'
+    outputs are not, so ``"{{ persona }}: {{ question }}"`` becomes ``"terse: {{ question }}"``,
+    still a template for whoever uses the exported configuration.
+    """
+    if "{{" not in source or not values:
+        return source
+
+    def one(match: re.Match[str]) -> str:
+        tag = match.group(0)
+        try:
+            names = variables(tag)
+            if names and names <= values.keys():
+                return render(tag, values)
+        except TemplateError:
+            pass  # not a tag on its own (inside a block, say): leave it as written
+        return tag
+
+    return _TAG.sub(one, source)

@@ -24,6 +24,7 @@ from . import leaderboard as _leaderboard
 from .asktell import OutsideDriver
 from .asyncutil import run_sync
 from .bounds import SweepSize, confirm_limits
+from .definitions import definition_of
 from .engine.calls import cache_key_material
 from .engine.handle import SweepHandle
 from .engine.progress import Progress
@@ -216,6 +217,8 @@ class Workbench(SteeringVerbs, OutsideDriver):
         pool = self.pool(exp)
         samples = ensure_valid(exp, pool)  # raises SpecError before any call
         experiment_id = self.register(exp)
+        definition_id, definition = definition_of(exp, [sample_id(s) for s in samples])
+        self.store.record_definition(experiment_id, definition_id, definition, [sample_id(s) for s in samples])
         strategy = strategy or exp.strategy
         guided = strategy == "guided" and points is None
         if points is not None:
@@ -337,12 +340,26 @@ class Workbench(SteeringVerbs, OutsideDriver):
         return self.store.experiments(project)
 
     def leaderboard(self, ref: str | Experiment, *, sort: str | None = None, top: int | None = None,
-                    include_rejected: bool = False, interval: str = "t") -> pd.DataFrame:
+                    include_rejected: bool = False, interval: str = "t", definition: int | None = None,
+                    all_definitions: bool = False) -> pd.DataFrame:
         """Configurations ranked by weighted score over samples: n, mean, 95% interval ("t" or
-        "bootstrap"), each scorer, tokens, cost, latency, and whether each is distinguishable
-        from the best (paired test over shared samples)."""
+        "bootstrap"), each scorer, tokens, cost, latency, failed runs and their most common
+        reason, and whether each is distinguishable from the best (paired test over shared samples).
+
+        The experiment as it is now is ranked; ``definition`` ranks an earlier one (a number from
+        :meth:`definitions`), ``all_definitions`` every configuration and sample ever run."""
         return _leaderboard.leaderboard(self.store, self.experiment(ref), sort=sort, top=top,
-                                        include_rejected=include_rejected, interval=interval)
+                                        include_rejected=include_rejected, interval=interval,
+                                        definition=definition, all_definitions=all_definitions)
+
+    def definitions(self, ref: str | Experiment) -> list[dict[str, Any]]:
+        """The experiment's definitions, oldest first: each time it ran with changed samples,
+        stages, space or scorers. The last one is ``current`` (the one the leaderboard ranks)."""
+        from .definitions import summary
+
+        rows = self.store.definitions(self.experiment(ref)["id"])
+        current = rows[-1]["number"] if rows else None
+        return [summary(r, current) for r in rows]
 
     # ------------------------------------------------------------------ scores & rankings
     def rate(self, run: str, *, thumbs: str | None = None, stars: int | None = None, comment: str = "",

@@ -129,3 +129,23 @@ def m003_missing_scores(db: Database) -> None:
         ALTER TABLE scores_new RENAME TO scores;
         """
     )
+
+
+@migrations()
+def m004_definitions(db: Database) -> None:
+    # The history of an experiment's definitions (samples, stages, space, scorers), one row each
+    # time a sweep starts from a changed one, and the configurations each one planned or ran: the
+    # leaderboard ranks the current definition, and earlier ones stay reachable.
+    db.executescript(
+        """
+        CREATE TABLE definitions (
+            experiment_id TEXT NOT NULL REFERENCES experiments(id) ON DELETE CASCADE,
+            number INTEGER NOT NULL, id TEXT NOT NULL, spec TEXT NOT NULL, sample_ids TEXT NOT NULL,
+            created_at TEXT NOT NULL, PRIMARY KEY (experiment_id, number)
+        );
+        CREATE TABLE definition_configurations (
+            experiment_id TEXT NOT NULL REFERENCES experiments(id) ON DELETE CASCADE,
+            number INTEGER NOT NULL, config_id TEXT NOT NULL, PRIMARY KEY (experiment_id, number, config_id)
+        );
+        """
+    )

@@ -249,6 +249,13 @@ class Store:
                 "INSERT OR IGNORE INTO configurations (experiment_id, id, config, varied, created_at) VALUES (?,?,?,?,?)",
                 rows,
             )
+            # Each configuration belongs to the definition it was planned under (the latest one):
+            # a redirect's, a guided search's or an outside driver's configurations included.
+            c.executemany(
+                "INSERT OR IGNORE INTO definition_configurations (experiment_id, number, config_id)"
+                " SELECT experiment_id, MAX(number), ? FROM definitions WHERE experiment_id = ? GROUP BY experiment_id",
+                [(r[1], experiment_id) for r in rows],
+            )
 
     def configurations(self, experiment_id: str) -> list[dict[str, Any]]:
         rows = list(self.db.query("SELECT * FROM configurations WHERE experiment_id = ? ORDER BY created_at, id", [experiment_id]))
@@ -270,6 +277,48 @@ class Store:
         r["config"] = json.loads(r["config"])
         r["varied"] = json.loads(r["varied"])
         return r
+
+    # ------------------------------------------------------------------ definitions
+    def record_definition(self, experiment_id: str, definition_id: str, spec: dict[str, Any], sample_ids: Sequence[str]) -> int:
+        """The number of the experiment's current definition: the latest if it has this id, else a new one."""
+        with self.cx.write() as c:
+            row = c.execute("SELECT number, id FROM definitions WHERE experiment_id = ? ORDER BY number DESC LIMIT 1",
+                            (experiment_id,)).fetchone()
+            if row and row[1] == definition_id:
+                return int(row[0])
+            number = (row[0] if row else 0) + 1
+            c.execute("INSERT INTO definitions (experiment_id, number, id, spec, sample_ids, created_at) VALUES (?,?,?,?,?,?)",
+                      (experiment_id, number, definition_id, _dumps(spec), _dumps(list(sample_ids)), now_iso()))
+            return int(number)
+
+    def definitions(self, experiment_id: str) -> list[dict[str, Any]]:
+        """Every definition of the experiment, oldest first, with its sample and configuration counts."""
+        rows = list(self.db.query(
+            "SELECT d.number, d.id, d.spec, d.sample_ids, d.created_at,"
+            " (SELECT COUNT(*) FROM definition_configurations x WHERE x.experiment_id = d.experiment_id AND x.number = d.number)"
+            " AS configurations FROM definitions d WHERE d.experiment_id = ? ORDER BY d.number", [experiment_id]))
+        for r in rows:
+            r["spec"] = json.loads(r["spec"])
+            r["samples"] = len(json.loads(r.pop("sample_ids")))
+        return rows
+
+    def definition(self, experiment_id: str, number: int | None = None) -> dict[str, Any] | None:
+        """A definition (default: the current one) with its ``configurations`` and ``sample_ids`` as
+        sets; None for an experiment that has no recorded definition (stored before they were kept)."""
+        with self.cx.read() as c:
+            sql = "SELECT number, id, spec, sample_ids, created_at FROM definitions WHERE experiment_id = ?"
+            if number is None:
+                row = c.execute(sql + " ORDER BY number DESC LIMIT 1", (experiment_id,)).fetchone()
+            else:
+                row = c.execute(sql + " AND number = ?", (experiment_id, number)).fetchone()
+            if row is None:
+                if number is not None:
+                    raise NotFoundError(f"the experiment has no definition {number}; list them with `promptlooper definitions`")
+                return None
+            configs = {r[0] for r in c.execute(
+                "SELECT config_id FROM definition_configurations WHERE experiment_id = ? AND number = ?", (experiment_id, row[0]))}
+        return {"number": int(row[0]), "id": row[1], "spec": json.loads(row[2]), "sample_ids": set(json.loads(row[3])),
+                "created_at": row[4], "configurations": configs}
 
     def decide_configuration(self, experiment_id: str, config_id: str, decision: str | None, by: str, reason: str) -> None:
         with self.cx.write() as c:
@@ -381,6 +430,12 @@ class Store:
                 "SELECT config_id, id, sample_id, status, tokens_in, tokens_out, cost, latency_ms FROM runs WHERE experiment_id = ?",
                 (experiment_id,),
             ).fetchall()
+
+    def failed_runs(self, experiment_id: str) -> list[tuple[Any, ...]]:
+        """(config_id, sample_id, error) of every failed run, for the leaderboard's failure column."""
+        with self.cx.read() as c:
+            return c.execute("SELECT config_id, sample_id, error FROM runs WHERE experiment_id = ? AND status = 'failed'",
+                             (experiment_id,)).fetchall()
 
     def invalidate_cache(self, *, run_id: str | None = None, experiment_id: str | None = None) -> int:
         """Delete the cached responses behind one run or a whole experiment; returns how many."""

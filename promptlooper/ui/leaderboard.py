@@ -21,7 +21,7 @@ from ._format import clean, fmt_cost, fmt_int, fmt_interval, fmt_ms, fmt_score, 
 # the fixed columns of promptlooper.leaderboard, around the varied and scorer ones
 _HEAD = ("rank", "config_id")
 _SCORE = ("score", "ci_low", "ci_high", "n")
-_TAIL = ("tokens", "cost", "latency_ms", "failed", "decision", "full_config_id")
+_TAIL = ("tokens", "cost", "latency_ms", "failed", "failure", "decision", "full_config_id")
 ASCENDING_FIRST = frozenset({"tokens", "cost", "latency_ms", "failed", "rank"})
 MAX_RUNS = 20
 
@@ -47,8 +47,9 @@ def classify_columns(frame: Any) -> tuple[list[str], list[str], list[str]]:
 LABELS = {"distinguishable": "≠ best"}
 
 
-def column_specs(varied: list[str], scorers: list[str], info: list[str] | None = None) -> list[dict[str, Any]]:
-    """Header cells, in display order, with what sorting by each means."""
+def column_specs(varied: list[str], scorers: list[str], info: list[str] | None = None, *,
+                 failures: bool = False) -> list[dict[str, Any]]:
+    """Header cells, in display order, with what sorting by each means (``failed`` when any run failed)."""
     specs = [{"key": "rank", "label": "#", "kind": "rank"}, {"key": "config_id", "label": "config", "kind": "id"}]
     specs += [{"key": k, "label": k, "kind": "param"} for k in varied]
     specs += [{"key": "score", "label": "score", "kind": "score"}, {"key": "interval", "label": "95% CI", "kind": "score"},
@@ -56,7 +57,10 @@ def column_specs(varied: list[str], scorers: list[str], info: list[str] | None =
     specs += [{"key": k, "label": LABELS.get(k, k), "kind": "info"} for k in info or []]
     specs += [{"key": s, "label": s, "kind": "scorer"} for s in scorers]
     specs += [{"key": "tokens", "label": "tokens", "kind": "metric"}, {"key": "cost", "label": "cost", "kind": "metric"},
-              {"key": "latency_ms", "label": "latency", "kind": "metric"}, {"key": "decision", "label": "decision", "kind": "decision"}]
+              {"key": "latency_ms", "label": "latency", "kind": "metric"}]
+    if failures:
+        specs.append({"key": "failed", "label": "failed", "kind": "failure"})
+    specs.append({"key": "decision", "label": "decision", "kind": "decision"})
     return specs
 
 
@@ -85,9 +89,12 @@ def build_rows(frame: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         cells.update({k: fmt_value(values.get(k)) for k in varied})
         cells.update({k: fmt_score(values.get(k)) for k in scorers})
         cells.update({k: info_text(k, values.get(k)) for k in info})
+        failed = int(values.get("failed") or 0)
+        # The count with the most common reason, so a failing configuration explains itself.
+        cells["failed"] = f"{failed} · {values.get('failure')}" if failed and values.get("failure") else (str(failed) if failed else "")
         rows.append({"id": str(values.get("full_config_id", "")), "cells": cells, "values": values,
-                     "decision": cells["decision"], "failed": int(values.get("failed") or 0)})
-    return column_specs(varied, scorers, info), rows
+                     "decision": cells["decision"], "failed": failed})
+    return column_specs(varied, scorers, info, failures=any(r["failed"] for r in rows)), rows
 
 
 def sort_rows(rows: list[dict[str, Any]], key: str, descending: bool) -> list[dict[str, Any]]:
@@ -190,9 +197,15 @@ class Leaderboard(PLWidget):
             self._start_loop((wb.db_path, self.experiment), every(interval, self._tick))
 
     # -- data ---------------------------------------------------------------
+    @property
+    def _with_rejected(self) -> bool:
+        # Rejected rows are listed (after the ranking, struck through) only where they can be
+        # un-rejected: a read-only board, such as a dashboard's, shows the ranking every board shows.
+        return not self.readonly
+
     def refresh(self) -> None:
         """Read the leaderboard now (synchronously)."""
-        self.show(self.wb.leaderboard(self.experiment, include_rejected=True))
+        self.show(self.wb.leaderboard(self.experiment, include_rejected=self._with_rejected))
 
     def show(self, frame: Any) -> None:
         self.frame = frame
@@ -214,7 +227,7 @@ class Leaderboard(PLWidget):
         final = marker[-1] in TERMINAL if isinstance(marker, tuple) and marker else False
         if marker != self._seen and (now >= self._next or final):
             self._seen = marker
-            frame = await self._reader.call("leaderboard", self.experiment, include_rejected=True)
+            frame = await self._reader.call("leaderboard", self.experiment, include_rejected=self._with_rejected)
             took = time.monotonic() - now
             # A big leaderboard costs the kernel (its computation holds the GIL in the worker
             # thread): refresh it at most a fifth of the time.

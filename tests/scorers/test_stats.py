@@ -71,8 +71,8 @@ def test_leaderboard_marks_what_is_distinguishable_from_the_best(wb, controlled)
     exp, ids = controlled
     board = wb.leaderboard(exp.key).set_index("full_config_id")
     assert board.loc[ids["a"], "distinguishable"] == "best"
-    assert board.loc[ids["b"], "distinguishable"] is True
-    assert board.loc[ids["c"], "distinguishable"] is False
+    assert board.loc[ids["b"], "distinguishable"] == "yes"
+    assert board.loc[ids["c"], "distinguishable"] == "no"
     assert list(board["rank"]) == [1, 2, 3]
 
 
@@ -83,7 +83,7 @@ def test_too_few_shared_samples_are_never_distinguishable(wb, server):
                           scorers=[{"name": "python", "function": "table_score"}])
     wb.run(exp)
     board = wb.leaderboard(exp.key)
-    assert list(board["distinguishable"]) == ["best", False]  # 2 shared samples: too few to tell
+    assert list(board["distinguishable"]) == ["best", "no"]  # 2 shared samples: too few to tell
 
 
 def test_bootstrap_interval(wb, controlled):

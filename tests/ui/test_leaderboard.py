@@ -33,12 +33,15 @@ def test_columns_are_classified_and_cells_formatted():
     assert (varied, scorers, info) == (["temp", "persona"], ["keyword"], ["distinguishable"])
     cols, rows = build_rows(frame())
     assert [c["key"] for c in cols] == ["rank", "config_id", "temp", "persona", "score", "interval", "n", "distinguishable",
-                                         "keyword", "tokens", "cost", "latency_ms", "decision"]
+                                         "keyword", "tokens", "cost", "latency_ms", "failed", "decision"]
     first, second = rows[0], rows[1]
     assert first["id"] == "aaa111" and first["cells"]["score"] == "0.900" and first["cells"]["interval"] == "0.80–1.00"
     assert first["cells"]["distinguishable"] == "best" and second["cells"]["distinguishable"] == "no"
     assert second["cells"]["interval"] == "–" and second["cells"]["keyword"] == "–" and second["values"]["keyword"] is None
     assert second["decision"] == "approved" and second["failed"] == 1
+    assert second["cells"]["failed"] == "1" and first["cells"]["failed"] == ""
+    clean_cols, _ = build_rows(frame().assign(failed=0))
+    assert "failed" not in [c["key"] for c in clean_cols]  # the column appears when a run failed
 
 
 def test_sort_puts_missing_values_last_in_both_directions():

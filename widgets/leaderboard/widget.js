@@ -60,7 +60,8 @@ export default {
       for (const r of rows) {
         const cells = r.cells || {};
         const tr = h("tr", {
-          class: `pl-row pl-decision-${r.decision || "none"} ${expanded === r.id ? "pl-expanded" : ""}`, "data-id": r.id,
+          class: `pl-row pl-decision-${r.decision || "none"} ${r.failed ? "pl-has-failed" : ""} ${expanded === r.id ? "pl-expanded" : ""}`,
+          "data-id": r.id,
           onclick: () => send({ action: "expand", config_id: r.id }),
         },
           h("td", { class: "pl-sel" }, h("input", { type: "checkbox", checked: selected.includes(r.id), title: "select",
