@@ -42,8 +42,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import EndpointError, PromptLooperError
+from .errors import PromptLooperError
 from .hashing import content_hash
+from .keys import KeyGrants, key_value, redact
 from .store import Store, now_iso
 
 MODEL_NAME = "all-MiniLM-L6-v2-onnx-int8"
@@ -176,7 +177,8 @@ def local_embedder() -> LocalEmbedder:
 class EndpointEmbedder:
     """An OpenAI-compatible ``POST {base_url}/embeddings``; the key is read from an env variable."""
 
-    def __init__(self, base_url: str, model: str, *, api_key_env: str | None = None, timeout: float = 60.0, retries: int = 2):
+    def __init__(self, base_url: str, model: str, *, api_key_env: str | None = None, timeout: float = 60.0, retries: int = 2,
+                 grants: KeyGrants | None = None):
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.timeout = timeout
@@ -184,9 +186,7 @@ class EndpointEmbedder:
         self.identity = f"{self.base_url}|{model}"
         self.headers = {"Content-Type": "application/json"}
         if api_key_env:
-            key = os.environ.get(api_key_env)
-            if not key:
-                raise EndpointError(f"the embeddings endpoint reads its API key from ${api_key_env}, which is not set")
+            key = key_value(api_key_env, self.base_url, grants, f"the embeddings endpoint {self.base_url}")
             self.headers["Authorization"] = f"Bearer {key}"
 
     async def aembed(self, texts: Sequence[str]) -> np.ndarray:
@@ -213,11 +213,11 @@ class EndpointEmbedder:
                                 data = sorted(json.loads(raw)["data"], key=lambda d: d["index"])
                                 rows.extend(d["embedding"] for d in data)
                             except (ValueError, KeyError, TypeError) as exc:
-                                raise EmbedderError(f"{self.base_url}/embeddings returned an unexpected body: {raw[:120]!r}") from exc
+                                raise EmbedderError(redact(f"{self.base_url}/embeddings returned an unexpected body: {raw[:120]!r}")) from exc
                             break
                         error = f"HTTP {status}: {raw[:200].decode('utf-8', 'replace')}"
                     if attempt >= self.retries or (status and status < 500 and status != 429):
-                        raise EmbedderError(f"{self.base_url}/embeddings failed: {error}")
+                        raise EmbedderError(redact(f"{self.base_url}/embeddings failed: {error}"))
                     await asyncio.sleep(backoff_delay(attempt))
         if len(rows) != len(texts):
             raise EmbedderError(f"{self.base_url}/embeddings returned {len(rows)} vectors for {len(texts)} texts")

@@ -18,6 +18,7 @@ from .. import templates
 from ..errors import EndpointError, PromptLooperError, ProviderError
 from ..functions import resolve_function
 from ..hashing import canonical_json, canonical_text, digest, json_encoder
+from ..keys import redact
 from ..providers.base import Provider
 from ..providers.pricing import cost
 from ..providers.registry import EndpointPool, split_model
@@ -298,7 +299,7 @@ class Runner:
 
     def _fail(self, record: RunRecord, t0: float, reason: str) -> RunRecord:
         record.status = "failed"
-        record.error = reason
+        record.error = redact(reason)  # the run's error feeds events, webhooks, `show` and MCP replies
         record.completed_at = now_iso()
         record.duration_ms = (time.perf_counter() - t0) * 1000
         return record

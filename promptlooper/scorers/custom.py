@@ -19,11 +19,12 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
-import os
 from collections.abc import Callable
 from typing import Any
 
+from ..errors import EndpointError
 from ..functions import resolve_function
+from ..keys import key_value, redact
 from .base import ScoreContext, ScoreFn, ScoreResult, scorer
 
 _GIVEN = ("input", "output", "sample", "run", "outputs", "ctx")
@@ -98,12 +99,15 @@ def webhook(url: str, timeout: float = 10.0, headers_env: dict[str, str] = {}, r
     async def score(ctx: ScoreContext) -> ScoreResult:
         import aiohttp
 
+        from .env import current
+
         headers = {"Content-Type": "application/json"}
+        grants = current().grants if headers_env else None
         for header, var in headers_env.items():
-            value = os.environ.get(var)
-            if value is None:
-                return ScoreResult(0.0, {"error": f"header {header} reads ${var}, which is not set"})
-            headers[header] = value
+            try:  # refused unless the operator granted $var to this URL's origin
+                headers[header] = key_value(var, url, grants, f"webhook scorer header {header}")
+            except EndpointError as exc:
+                return ScoreResult(0.0, {"error": str(exc)})
         body = json.dumps({"input": ctx.input, "output": ctx.output, "sample": ctx.sample, "run": ctx.run,
                            "outputs": ctx.outputs}, ensure_ascii=False, default=str)
         error = ""
@@ -121,8 +125,8 @@ def webhook(url: str, timeout: float = 10.0, headers_env: dict[str, str] = {}, r
                         try:
                             return to_result(json.loads(raw), "the webhook")
                         except ValueError as exc:
-                            return ScoreResult(0.0, {"error": f"bad webhook answer: {exc}", "body": raw[:200].decode("utf-8", "replace")})
-                    error = f"HTTP {status}: {raw[:200].decode('utf-8', 'replace')}"
+                            return ScoreResult(0.0, redact({"error": f"bad webhook answer: {exc}", "body": raw[:200].decode("utf-8", "replace")}))
+                    error = redact(f"HTTP {status}: {raw[:200].decode('utf-8', 'replace')}")
                     if status < 500 and status != 429:
                         break
                 if attempt < retries:
