@@ -139,7 +139,7 @@ def key_value(var: str, url: str, grants: KeyGrants | None, what: str) -> str:
         raise EndpointError(
             f"{what}: ${var} is not sent to {origin(url)}: a key goes only to the origin the operator registered it "
             f"for (${var} is granted to: {granted}). The operator grants it by registering the endpoint, e.g. "
-            f"`promptlooper endpoints add NAME {url} --api-key-env {var}`"
+            f"`promptlooper endpoints add NAME --base-url {url} --api-key-env {var}`"
         )
     return value
 
@@ -186,7 +186,7 @@ def client_problem(var: str, url: str | None, grants: KeyGrants) -> str | None:
     if not grants.allows(var, url):
         granted = ", ".join(grants.origins(var)) or "nowhere yet"
         return (f"${var} is not granted to {origin(url)} (granted to: {granted}); only the operator grants a key to an "
-                f"endpoint, with `promptlooper endpoints add NAME URL --api-key-env {var}` or in Python")
+                f"endpoint, with `promptlooper endpoints add NAME --base-url URL --api-key-env {var}` or in Python")
     return None
 
 

@@ -45,7 +45,7 @@ DEFAULT_MODEL = "local/smollm2-135m"
 # Keys of a call's body that PromptLooper owns: params may not override them.
 RESERVED_PARAMS = ("model", "messages", "stream")
 # Params that would carry a credential: sent in every body and stored with every run and cache entry.
-_KEY_LIKE = re.compile(r"(api[_-]?key|secret|passw(or)?d|token|auth|bearer|credential|headers?)$|^(key|cookie)$", re.I)
+_KEY_LIKE = re.compile(r"(api[_-]?key|secret|passw(or)?d|token|auth|authori[sz]ation|bearer|credentials?|headers?)$|^(key|cookie)$", re.I)
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 # Fields of a prompt stage that a space key may vary besides its model parameters.
 STAGE_TEXT_FIELDS = ("model", "system", "user")

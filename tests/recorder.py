@@ -74,8 +74,8 @@ class Recorder:
 
             def do_POST(self) -> None:  # noqa: N802
                 body = self._record()
-                if rec.echo:
-                    self._send(401, {"error": {"message": f"Incorrect API key provided: {self.headers.get('Authorization')}"}})
+                if rec.echo:  # every header value, as a debugging proxy might
+                    self._send(401, {"error": {"message": f"Incorrect API key provided: {dict(self.headers.items())}"}})
                 elif self.path.endswith("/chat/completions"):
                     self._send(200, {"choices": [{"message": {"role": "assistant", "content": "4 alpha"}}],
                                      "usage": {"prompt_tokens": 3, "completion_tokens": 2}})
