@@ -151,7 +151,7 @@ def key_references(exp: Any, endpoint_urls: dict[str, str]) -> Iterator[tuple[st
     ``exp`` is an Experiment or its JSON form; ``endpoint_urls`` maps stored endpoint names to
     base URLs (an embedding scorer may name one). The URL is None when it cannot be known.
     """
-    data = exp if isinstance(exp, dict) else exp.model_dump(mode="json", exclude={"base_dir"})
+    data = exp if isinstance(exp, dict) else exp.to_record()
     inline = data.get("endpoints") or {}
     urls = {**endpoint_urls, **{n: e.get("base_url") for n, e in inline.items() if isinstance(e, dict)}}
     for name, ep in inline.items():

@@ -73,6 +73,7 @@ class ScoringEnv:
         self._pending: list[CacheEntry] = []
         self._services: dict[str, EmbeddingService] = {}
         self._lock = threading.RLock()
+        self._grants: KeyGrants | None = None
 
     # ------------------------------------------------------------------ resources
     @property
@@ -96,8 +97,10 @@ class ScoringEnv:
     @property
     def grants(self) -> KeyGrants | None:
         """The store's key grants; None with no store (only the operator's own code runs then)."""
-        store = self.store
-        return KeyGrants(store) if store is not None else None
+        with self._lock:
+            if self._grants is None and self.store is not None:
+                self._grants = KeyGrants(self.store)  # one per environment: it re-reads the store on a miss only
+            return self._grants
 
     def endpoint_config(self, name: str) -> dict[str, Any]:
         """A configured endpoint's settings (base_url, api_key_env, timeout...)."""
