@@ -1,7 +1,7 @@
 """A loopback HTTP server that records every request it gets (headers and body) and answers like
 an OpenAI-compatible endpoint, a webhook receiver or a scoring webhook. With ``echo=True`` it
 answers every model call with a 401 whose message repeats the Authorization header, as some
-proxies do."""
+proxies do. With ``redirect_to`` it sends every request on there with a 307."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from typing import Any
 
 
 class Recorder:
-    def __init__(self, *, echo: bool = False):
+    def __init__(self, *, echo: bool = False, redirect_to: str | None = None):
         self.echo = echo
+        self.redirect_to = redirect_to  # answer every request with a 307 to this base URL
         self.requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -65,8 +66,19 @@ class Recorder:
                 self.end_headers()
                 self.wfile.write(raw)
 
+            def _redirect(self) -> bool:
+                if not rec.redirect_to:
+                    return False
+                self.send_response(307)
+                self.send_header("Location", rec.redirect_to + self.path.removeprefix("/v1"))
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return True
+
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
                 self._record()
+                if self._redirect():
+                    return
                 if rec.echo:
                     self._send(401, {"error": {"message": f"invalid key {self.headers.get('Authorization')}"}})
                 else:
@@ -74,6 +86,8 @@ class Recorder:
 
             def do_POST(self) -> None:  # noqa: N802
                 body = self._record()
+                if self._redirect():
+                    return
                 if rec.echo:  # every header value, as a debugging proxy might
                     self._send(401, {"error": {"message": f"Incorrect API key provided: {dict(self.headers.items())}"}})
                 elif self.path.endswith("/chat/completions"):

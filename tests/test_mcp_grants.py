@@ -214,3 +214,18 @@ def test_without_an_allow_list_a_client_names_no_key(db, monkeypatch):
         text = anyio.run(go)
         wb.close()
     assert "api_key_env" in text and "PROMPTLOOPER_MCP_KEY_VARS=OPENAI_API_KEY" in text and "allowed: none" in text
+
+
+def test_a_granted_origin_that_redirects_passes_no_key_on(db, secrets_env):
+    """Keys go to the granted origin only, even when it answers with a redirect elsewhere."""
+    with Recorder() as attacker, Recorder(redirect_to=attacker.base_url) as granted:
+        wb = pl.Workbench(db)
+        wb.add_endpoint("openai", granted.base_url, api_key_env="OPENAI_API_KEY", max_retries=0)
+        wb.add_webhook("*", granted.base_url + "/hook", {"X-Token": "HOOK_TOKEN"})
+        wb.run(pl.Experiment.model_validate(_exp("redirected", stages=[
+            {"name": "answer", "model": "openai/m1", "user": "Q: {{ question }}"}], scorers=[
+            {"name": "webhook", "url": granted.base_url + "/score", "headers_env": {"X-Token": "HOOK_TOKEN"}, "retries": 0}])))
+        wb.test_endpoint("openai")
+        wb.close()
+    assert granted.found([SECRETS["OPENAI_API_KEY"]]) and granted.found([SECRETS["HOOK_TOKEN"]])
+    assert attacker.found(SECRETS.values()) == []
