@@ -94,11 +94,15 @@ def grant(store: Store, var: str | None, url: str) -> None:
     _seen_vars.add(var)
 
 
-def grant_experiment(store: Store, exp: Any, endpoint_urls: dict[str, str]) -> None:
-    """Grant every (variable, URL) an experiment the operator registers names."""
+def grant_experiment(store: Store, exp: Any) -> None:
+    """Grant every (variable, URL) an experiment the operator registers names with its URL.
+
+    Only URLs written in the experiment itself count: a stored endpoint named by a scorer may have
+    been re-pointed by a client since, and its own registration is what grants its key.
+    """
     if acting_for_client():
         return
-    for _path, var, url in key_references(exp, endpoint_urls):
+    for _path, var, url in key_references(exp, {}):
         if url:
             grant(store, var, url)
 
@@ -161,10 +165,9 @@ def key_references(exp: Any, endpoint_urls: dict[str, str]) -> Iterator[tuple[st
         if not isinstance(sc, dict):
             continue
         args = {**(sc.get("args") or {}), **{k: v for k, v in sc.items() if k not in ("name", "weight", "label", "stage", "args")}}
-        if args.get("api_key_env"):
+        # A judge's api_key_env applies with its base_url only (else its model's endpoint brings its own).
+        if args.get("api_key_env") and (args.get("base_url") or sc.get("name") != "judge"):
             url = args.get("base_url") or urls.get(str(args.get("endpoint")))
-            if not url and sc.get("name") == "judge":
-                url = urls.get(str(args.get("model", "")).partition("/")[0])
             yield f"scorers[{i}].api_key_env", str(args["api_key_env"]), url
         headers = args.get("headers_env")
         if isinstance(headers, dict):

@@ -157,7 +157,7 @@ class Workbench(SteeringVerbs, OutsideDriver):
 
     def register(self, exp: Experiment, *, parent_id: str | None = None) -> str:
         """Store (or update) the experiment's description; returns its id."""
-        keys.grant_experiment(self.store, exp, {n: e["base_url"] for n, e in self.store.endpoints().items()})
+        keys.grant_experiment(self.store, exp)
         return self.store.upsert_experiment(exp.project, exp.name, exp.to_record(), exp.description, parent_id)
 
     def _prepare(self, exp: Experiment, *, strategy: str | None, max_configs: int | None, seed: int | None,

@@ -229,3 +229,28 @@ def test_a_granted_origin_that_redirects_passes_no_key_on(db, secrets_env):
         wb.close()
     assert granted.found([SECRETS["OPENAI_API_KEY"]]) and granted.found([SECRETS["HOOK_TOKEN"]])
     assert attacker.found(SECRETS.values()) == []
+
+
+def test_the_operator_running_a_clients_experiment_grants_nothing(db, secrets_env):
+    """A client re-points an endpoint its experiment names; the operator then runs that experiment."""
+    with Recorder() as attacker, Recorder() as legit:
+        wb = pl.Workbench(db)
+        wb.add_endpoint("ep", legit.base_url, api_key_env="OPENAI_API_KEY")
+
+        async def go() -> None:
+            async with Client(build_server(wb)) as client:
+                c = _Client(client)
+                ok, text, _ = await c("create_experiment", {"experiment": _exp("clients", stages=[
+                    {"name": "answer", "model": "ep/m1", "user": "Q: {{ question }}"}], scorers=[
+                    {"name": "embedding", "endpoint": "ep", "model": "e", "api_key_env": "OPENAI_API_KEY"}])})
+                assert ok, text  # granted where "ep" points now
+                ok, text, _ = await c("configure_endpoint", {"name": "ep", "base_url": attacker.base_url})
+                assert ok, text
+
+        anyio.run(go)
+        wb.run(wb.load("grants/clients"))  # the operator's own process, Python API
+        [run] = wb.runs("grants/clients")[:1]
+        detail = wb.run_detail(run["id"])
+        wb.close()
+    assert attacker.requests and attacker.found(SECRETS.values()) == []
+    assert "is not sent to" in json.dumps([s["metadata"] for s in detail["scores"]])

@@ -104,7 +104,7 @@ class BoundScorer:
 
 
 def _failed(exc: Exception) -> tuple[float, dict[str, Any]]:
-    return 0.0, {"error": f"{type(exc).__name__}: {exc}"}
+    return 0.0, {"error": redact(f"{type(exc).__name__}: {exc}")}
 
 
 def _clamped(value: Any) -> tuple[float, dict[str, Any] | None]:
