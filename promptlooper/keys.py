@@ -26,7 +26,8 @@ import os
 import re
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+
+from yarl import URL
 
 from .errors import EndpointError
 
@@ -45,18 +46,20 @@ _seen_vars: set[str] = set()  # variables named by a grant or resolved in this p
 
 
 def origin(url: str) -> str:
-    """``scheme://host:port`` of a URL, lower-case, with the default port made explicit."""
-    parts = urlsplit(url.strip())
-    scheme = parts.scheme.lower()
-    if scheme not in ("http", "https") or not parts.hostname:
+    """``scheme://host:port`` of a URL, lower-case, with the default port made explicit.
+
+    Parsed by yarl, as aiohttp parses the URL it then connects to: no parser difference between
+    the check and the call (``http://granted@attacker`` is the attacker's).
+    """
+    try:
+        parsed = URL(url.strip())
+        scheme, host, port = parsed.scheme.lower(), (parsed.host or "").lower(), parsed.port
+    except (ValueError, TypeError) as exc:
+        raise EndpointError(f"{url!r} is not a valid URL: {exc}") from exc
+    if scheme not in ("http", "https") or not host:
         raise EndpointError(f"{url!r} is not an http(s) URL")
-    host = parts.hostname.lower()
     if ":" in host:
         host = f"[{host}]"
-    try:
-        port = parts.port or (443 if scheme == "https" else 80)
-    except ValueError as exc:
-        raise EndpointError(f"{url!r} has an invalid port") from exc
     return f"{scheme}://{host}:{port}"
 
 

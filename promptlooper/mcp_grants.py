@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import Problem
+from .errors import EndpointError, Problem
 from .keys import KeyGrants, client_problem, key_references
 
 if TYPE_CHECKING:
@@ -32,7 +32,10 @@ def key_problem(wb: Workbench, var: str | None, url: str | None) -> str | None:
     """Why a client may not name ``$var`` for ``url`` (None: it may, or the schema will say why not)."""
     if not var or not _NAME.match(var) or (url is not None and not re.match(r"^https?://", url)):
         return None  # not a variable name / not a URL: the schema's own message is clearer
-    return client_problem(var, url, KeyGrants(wb.store))
+    try:
+        return client_problem(var, url, KeyGrants(wb.store))
+    except EndpointError as exc:  # a URL yarl (and so aiohttp) cannot parse
+        return str(exc)
 
 
 def data_file(value: str) -> Path:
@@ -64,7 +67,10 @@ def experiment_problems(wb: Workbench, data: dict[str, Any]) -> list[Problem]:
     for path, var, url in key_references(data, stored):
         if not _NAME.match(var) or (url is not None and not re.match(r"^https?://", str(url))):
             continue  # the schema reports it
-        problem = client_problem(var, url, grants)
+        try:
+            problem = client_problem(var, url, grants)
+        except EndpointError as exc:
+            problem = str(exc)
         if problem:
             problems.append(Problem(path, problem, _KEY_HINT))
     return problems

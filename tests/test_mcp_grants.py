@@ -184,6 +184,10 @@ def test_operator_grants_work_over_mcp_and_store_names_never_values(db, secrets_
                                                              "api_key_env": "OPENAI_API_KEY"})
                 assert not ok and "api_key_env" in text and "not granted to http://127.0.0.1:" in text
                 assert "promptlooper endpoints add" in text
+                # The granted origin as user info in front of another host is that other host.
+                disguised = other.base_url.replace("http://", "http://" + legit.base_url.removeprefix("http://").removesuffix("/v1") + "@")
+                ok, text, _ = await c("configure_endpoint", {"name": "disguised", "base_url": disguised, "api_key_env": "OPENAI_API_KEY"})
+                assert not ok and "not granted to" in text, text
                 ok, _, models = await c("list_models", {})
                 assert ok and "mine/m1" in json.dumps(models)
                 return c
