@@ -151,7 +151,8 @@ class Dispatcher:
                 error = f"{type(exc).__name__}: {exc}"
             ok = status is not None and 200 <= status < 300
             await asyncio.to_thread(self._record, hook["id"], event["id"], attempt, status, error)
-            if ok or (status is not None and 400 <= status < 500 and status != 429):
+            # A redirect not followed (secret headers) or a 4xx would answer the same again.
+            if ok or (status is not None and 300 <= status < 500 and status != 429):
                 return
             await asyncio.sleep(backoff_delay(attempt - 1, base=0.2, cap=5.0))
 

@@ -82,7 +82,7 @@ def test_a_key_echoed_by_the_endpoint_is_redacted_everywhere(db, monkeypatch):
     assert "run.failed" in hooks_got
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     cli = "".join(subprocess.run([sys.executable, "-m", "promptlooper.cli", "--db", db, *args], capture_output=True, text=True,
-                                 env=env).stdout for args in (["show", run_id], ["events", "--json"], ["show", scored[0]["id"]]))
+                                 env=env).stdout for args in (["show", run_id], ["events", "--json"]))
     assert "redacted $PROXY_KEY" in cli
     with sqlite3.connect(db) as cx:
         dump = "\n".join(cx.iterdump())
