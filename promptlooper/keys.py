@@ -139,7 +139,7 @@ def key_value(var: str, url: str, grants: KeyGrants | None, what: str) -> str:
     """
     value = os.environ.get(var)
     if not value:
-        raise EndpointError(f"{what} reads its key from ${var}, which is not set; export {var}=... before running")
+        raise EndpointError(f"{what} reads its API key from ${var}, which is not set; export {var}=... before running")
     _seen_vars.add(var)
     if grants is not None and not grants.allows(var, url):
         granted = ", ".join(grants.origins(var)) or "nowhere yet"

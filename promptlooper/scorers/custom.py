@@ -8,7 +8,8 @@ cannot be stored.
 
 ``webhook`` POSTs ``{"input", "output", "sample", "run", "outputs"}`` as JSON to a URL and reads
 ``{"score": x}`` (other keys become metadata) or a bare number. Headers with secrets are given by
-environment variable name (``headers_env: {Authorization: MY_TOKEN_VAR}``), never by value.
+environment variable name (``headers_env: {Authorization: MY_TOKEN_VAR}``), never by value, and are
+sent only to a URL whose origin the operator granted the variable to (:mod:`promptlooper.keys`).
 
 Both may return (or answer) a number, a bool, ``{"score": x, ...}``, a ScoreResult or
 ``(value, detail)``; any failure scores 0 with the reason in the metadata.
