@@ -45,8 +45,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import EndpointError, PromptLooperError
+from .errors import PromptLooperError
 from .hashing import content_hash
+from .keys import KeyGrants, key_value, redact
 from .store import Store, now_iso
 
 MODEL_NAME = "all-MiniLM-L6-v2-onnx-int8"
@@ -180,7 +181,7 @@ class EndpointEmbedder:
     """An OpenAI-compatible ``POST {base_url}/embeddings``; the key is read from an env variable."""
 
     def __init__(self, base_url: str, model: str, *, api_key_env: str | None = None, timeout: float = 60.0, retries: int = 2,
-                 endpoint: str = ""):
+                 endpoint: str = "", grants: KeyGrants | None = None):
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.endpoint = endpoint  # the configured endpoint's name, if any: where its prices are looked up
@@ -189,9 +190,7 @@ class EndpointEmbedder:
         self.identity = f"{self.base_url}|{model}"
         self.headers = {"Content-Type": "application/json"}
         if api_key_env:
-            key = os.environ.get(api_key_env)
-            if not key:
-                raise EndpointError(f"the embeddings endpoint reads its API key from ${api_key_env}, which is not set")
+            key = key_value(api_key_env, self.base_url, grants, f"the embeddings endpoint {self.base_url}")
             self.headers["Authorization"] = f"Bearer {key}"
 
     async def aembed(self, texts: Sequence[str]) -> np.ndarray:
@@ -228,14 +227,14 @@ class EndpointEmbedder:
                                 served = usage.get("prompt_tokens", usage.get("total_tokens"))
                                 tokens += int(served) if served is not None else sum(len(t.split()) for t in chunk)
                             except VectorsError as exc:
-                                raise EmbedderError(f"{self.base_url}/embeddings (model {self.model!r}): {exc}") from exc
+                                raise EmbedderError(redact(f"{self.base_url}/embeddings (model {self.model!r}): {exc}")) from exc
                             except (ValueError, TypeError) as exc:
-                                raise EmbedderError(f"{self.base_url}/embeddings returned an unexpected body: {raw[:120]!r}") from exc
+                                raise EmbedderError(redact(f"{self.base_url}/embeddings returned an unexpected body: {raw[:120]!r}")) from exc
                             rows.extend(vectors)
                             break
                         error = f"HTTP {status}: {raw[:200].decode('utf-8', 'replace')}"
                     if attempt >= self.retries or (status and status < 500 and status != 429):
-                        raise EmbedderError(f"{self.base_url}/embeddings failed: {error}")
+                        raise EmbedderError(redact(f"{self.base_url}/embeddings failed: {error}"))
                     await asyncio.sleep(backoff_delay(attempt))
         if len(rows) != len(texts):
             raise EmbedderError(f"{self.base_url}/embeddings returned {len(rows)} vectors for {len(texts)} texts")

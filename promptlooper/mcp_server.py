@@ -36,6 +36,7 @@ from typing import Annotated, Any
 from pydantic import Discriminator, Field, Tag, ValidationError, WithJsonSchema
 from pydantic.json_schema import SkipJsonSchema
 
+from . import keys, mcp_grants
 from .bounds import shown
 from .errors import NotFoundError, Problem, PromptLooperError, SpecError
 from .functions import registered_functions
@@ -167,7 +168,7 @@ def _message(exc: BaseException) -> str:
 def _tool_error(exc: BaseException) -> Exception:
     from mcp.server.mcpserver.exceptions import ToolError
 
-    return ToolError(_message(exc))
+    return ToolError(keys.redact(_message(exc)))
 
 
 def _clean(value: Any) -> Any:
@@ -207,11 +208,13 @@ def build_server(wb: Workbench | None = None, *, db: str | None = None, **server
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
-                return _clean(fn(*args, **kwargs))
+                # A client's calls grant no key (promptlooper.keys); no key value is ever in a reply.
+                with keys.for_client():
+                    return keys.redact(_clean(fn(*args, **kwargs)), _endpoint_key_vars(wb))
             except ToolError:
                 raise
             except _ArgError as exc:
-                raise ToolError(str(exc)) from None
+                raise ToolError(keys.redact(str(exc))) from None
             except (PromptLooperError, KeyError, ValueError, LookupError, ValidationError) as exc:
                 raise _tool_error(exc) from None
             except Exception as exc:  # noqa: BLE001 - a message for the agent, the traceback for the log
@@ -303,7 +306,8 @@ def build_server(wb: Workbench | None = None, *, db: str | None = None, **server
         Nothing is called; start it with run_sweep (plan first to see the cost)."""
         if not isinstance(experiment, dict):
             raise _ArgError("experiment", "give the experiment as a JSON object")
-        problems = _named_only(experiment)
+        experiment = dict(experiment)
+        problems = _named_only(experiment) + mcp_grants.experiment_problems(wb, experiment)
         from .validation import parse_experiment
 
         try:
@@ -340,7 +344,11 @@ def build_server(wb: Workbench | None = None, *, db: str | None = None, **server
         max_retries: Annotated[int, Field(ge=0, le=50, description="Retries of a retryable failure (429, 5xx, timeouts).")] = 6,
     ) -> dict[str, Any]:
         """Add or update an OpenAI-compatible endpoint (vLLM, Ollama, OpenAI...). The API key is referenced
-        by environment variable NAME only; its value is never stored or returned."""
+        by environment variable NAME only; its value is never stored or returned. A key variable must be
+        allowed for MCP clients by the operator and granted by them to this base URL."""
+        problem = mcp_grants.key_problem(wb, api_key_env, base_url)
+        if problem:
+            raise _ArgError("api_key_env", problem)
         with _arg("api_key_env" if api_key_env else "base_url"):
             try:
                 info = wb.add_endpoint(name, base_url, api_key_env=api_key_env, max_concurrency=max_concurrency,
@@ -678,6 +686,11 @@ def build_server(wb: Workbench | None = None, *, db: str | None = None, **server
 
 
 # --------------------------------------------------------------------------- helpers
+def _endpoint_key_vars(wb: Workbench) -> list[str]:
+    """Key variables the stored endpoints name: their values are redacted from replies too."""
+    return [str(e["api_key_env"]) for e in wb.store.endpoints().values() if e.get("api_key_env")]
+
+
 def _validation_problems(exc: ValidationError) -> list[Problem]:
     from .validation import problems_from_validation_error
 

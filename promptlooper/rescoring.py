@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from .engine.runner import BoundScorer, weighted
 from .errors import Problem, PromptLooperError, SpecError
+from .keys import KeyGrants
 from .providers.registry import EndpointPool
 from .ratings import refresh_human_scores
 from .samples import read_samples, sample_id
@@ -127,7 +128,7 @@ async def arescore(wb: Workbench, experiment_ref: str, scorers: Sequence[ScorerS
     weights = {(s.get("label") or s["name"]): float(s.get("weight", 1.0)) for s in spec.get("scorers", [])}
     labels = [b.spec.column for b in bound]
     inline = {k: EndpointSpec.model_validate(v) for k, v in (spec.get("endpoints") or {}).items()}
-    env = ScoringEnv(store=wb.store, pool=EndpointPool(wb.store.endpoints(), inline), concurrency=concurrency, flush_every=64)
+    env = ScoringEnv(store=wb.store, pool=EndpointPool(wb.store.endpoints(), inline, grants=KeyGrants(wb.store)), concurrency=concurrency, flush_every=64)
     limit = asyncio.Semaphore(concurrency)
     summary: dict[str, Any] = {"experiment": f"{experiment['project']}/{experiment['name']}", "runs": 0, "scores": 0,
                                "kept": 0, "missing_sample": 0, "failed": 0, "failures": {}, "scorers": labels,

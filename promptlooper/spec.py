@@ -45,6 +45,10 @@ from pydantic import (
 from .bounds import MAX_AXIS_VALUES
 
 DEFAULT_MODEL = "local/smollm2-135m"
+# Keys of a call's body that PromptLooper owns: params may not override them.
+RESERVED_PARAMS = ("model", "messages", "stream")
+# Params that would carry a credential: sent in every body and stored with every run and cache entry.
+_KEY_LIKE = re.compile(r"(api[_-]?key|secret|passw(or)?d|token|auth|authori[sz]ation|bearer|credentials?|headers?)$|^(key|cookie)$", re.I)
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 # Fields of a prompt stage that a space key may vary besides its model parameters.
 STAGE_TEXT_FIELDS = ("model", "system", "user")
@@ -66,6 +70,20 @@ class ModelParams(BaseModel):
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
     stop: list[str] | str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _not_owned_or_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in data:
+                name = str(key)
+                if name in RESERVED_PARAMS:
+                    raise ValueError(f"{name}: params cannot set {name!r}; PromptLooper sends it "
+                                     + ("(the stage's model field chooses the model)" if name == "model" else "itself"))
+                if _KEY_LIKE.search(name):
+                    raise ValueError(f"{name}: params cannot carry keys or credentials (they are sent in every body and "
+                                     "stored with every run); name the key's environment variable in the endpoint's api_key_env")
+        return data
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.model_dump().items() if v is not None}

@@ -18,6 +18,8 @@ from typing import Any
 import aiohttp
 
 from .engine.limits import backoff_delay
+from .errors import EndpointError
+from .keys import KeyGrants, key_value, redact
 from .store import Store, now_iso
 from .store.store import new_id
 
@@ -74,9 +76,11 @@ class Dispatcher:
         self._session: aiohttp.ClientSession | None = None
         self._hooks: list[dict[str, Any]] = []
         self.store: Store | None = None
+        self._grants: KeyGrants | None = None
 
     async def start(self) -> bool:
         self.store = Store(self.store_path)
+        self._grants = KeyGrants(self.store)
         self._hooks = [h for h in await asyncio.to_thread(webhooks, self.store) if h["is_active"]]
         if not self._hooks:
             return False
@@ -123,25 +127,32 @@ class Dispatcher:
 
     async def _deliver(self, hook: dict[str, Any], event: dict[str, Any]) -> None:
         assert self._session is not None and self.store is not None
-        body = {"event": event["type"], "id": event["id"], "ts": event["ts"], "experiment_id": self.experiment_id,
-                "experiment": self.experiment_key, "data": event["payload"]}
+        # Events are redacted when written; this also covers those written before a key was known.
+        body = redact({"event": event["type"], "id": event["id"], "ts": event["ts"], "experiment_id": self.experiment_id,
+                       "experiment": self.experiment_key, "data": event["payload"]})
         headers = {"Content-Type": "application/json"}
         for name, env in hook["headers_env"].items():
-            value = os.environ.get(env)
-            if value:
-                headers[name] = value
+            if not os.environ.get(env):
+                continue  # unset: delivered without that header, as always
+            try:  # a header variable goes only to the origin the operator granted it to
+                headers[name] = key_value(env, hook["url"], self._grants, f"webhook {hook['url']} header {name}")
+            except EndpointError as exc:
+                await asyncio.to_thread(self._record, hook["id"], event["id"], 1, None, str(exc))
+                return
         for attempt in range(1, MAX_ATTEMPTS + 1):
             status: int | None = None
             error: str | None = None
             try:
-                async with self._session.post(hook["url"], json=body, headers=headers) as resp:
+                # A redirect would carry the header values to an origin they were not granted to.
+                async with self._session.post(hook["url"], json=body, headers=headers, allow_redirects=len(headers) == 1) as resp:
                     status = resp.status
                     await resp.read()
             except (TimeoutError, aiohttp.ClientError) as exc:
                 error = f"{type(exc).__name__}: {exc}"
             ok = status is not None and 200 <= status < 300
             await asyncio.to_thread(self._record, hook["id"], event["id"], attempt, status, error)
-            if ok or (status is not None and 400 <= status < 500 and status != 429):
+            # A redirect not followed (secret headers) or a 4xx would answer the same again.
+            if ok or (status is not None and 300 <= status < 500 and status != 429):
                 return
             await asyncio.sleep(backoff_delay(attempt - 1, base=0.2, cap=5.0))
 

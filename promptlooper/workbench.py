@@ -20,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from . import keys
 from . import leaderboard as _leaderboard
 from .asktell import OutsideDriver
 from .asyncutil import run_sync
@@ -81,7 +82,8 @@ class Workbench(SteeringVerbs, OutsideDriver):
     # ------------------------------------------------------------------ endpoints
     def pool(self, exp: Experiment | None = None) -> EndpointPool:
         prices = {k: tuple(v) for k, v in (self.store.get_setting("prices", {}) or {}).items()}
-        return EndpointPool(self.store.endpoints(), exp.endpoints if exp else None, prices)  # type: ignore[arg-type]
+        return EndpointPool(self.store.endpoints(), exp.endpoints if exp else None, prices,  # type: ignore[arg-type]
+                            grants=keys.KeyGrants(self.store))
 
     def add_endpoint(self, name: str, base_url: str, *, api_key_env: str | None = None, max_concurrency: int = 32,
                      timeout: float = 60.0, max_retries: int = 6, prices: dict[str, tuple[float, float]] | None = None) -> dict[str, Any]:
@@ -91,6 +93,7 @@ class Workbench(SteeringVerbs, OutsideDriver):
         spec = EndpointSpec(base_url=base_url, api_key_env=api_key_env, max_concurrency=max_concurrency,
                             timeout=timeout, max_retries=max_retries, prices=prices or {})
         self.store.save_endpoint(name, spec.model_dump())
+        keys.grant(self.store, api_key_env, spec.base_url)  # the operator's registration (not an MCP client's)
         return self.pool().describe(name)
 
     def remove_endpoint(self, name: str) -> None:
@@ -210,6 +213,7 @@ class Workbench(SteeringVerbs, OutsideDriver):
 
     def register(self, exp: Experiment, *, parent_id: str | None = None) -> str:
         """Store (or update) the experiment's description; returns its id."""
+        keys.grant_experiment(self.store, exp)
         return self.store.upsert_experiment(exp.project, exp.name, exp.to_record(), exp.description, parent_id)
 
     def _prepare(self, exp: Experiment, *, strategy: str | None, max_configs: int | None, seed: int | None,
@@ -448,7 +452,10 @@ class Workbench(SteeringVerbs, OutsideDriver):
     def add_webhook(self, event_type: str, url: str, headers_env: dict[str, str] | None = None) -> str:
         from .webhooks import add_webhook
 
-        return add_webhook(self.store, event_type, url, headers_env)
+        webhook_id = add_webhook(self.store, event_type, url, headers_env)
+        for var in (headers_env or {}).values():
+            keys.grant(self.store, var, url)
+        return webhook_id
 
     def webhooks(self) -> list[dict[str, Any]]:
         from .webhooks import webhooks
@@ -471,7 +478,7 @@ class Workbench(SteeringVerbs, OutsideDriver):
         run = self.store.run(run_ref)
         spec = self.store.experiment(run["experiment_id"])["spec"]
         inline = {k: EndpointSpec.model_validate(v) for k, v in (spec.get("endpoints") or {}).items()}
-        pool = EndpointPool(self.store.endpoints(), inline)
+        pool = EndpointPool(self.store.endpoints(), inline, grants=keys.KeyGrants(self.store))
         out = []
         for stage in run["stages"]:
             if stage["kind"] != "prompt":

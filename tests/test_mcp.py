@@ -206,6 +206,10 @@ def test_endpoints_models_single_runs_and_details(mcp_server, db, monkeypatch):
         return ("word " * 300).strip() if body.get("temperature") == 0.5 else "short answer"
 
     with FakeServer(reply=reply) as srv, FakeServer() as other:
+        # The operator grants the key to this endpoint and lets MCP clients name it (promptlooper.keys).
+        mcp_server.workbench.add_endpoint("fake", srv.base_url, api_key_env="FAKE_KEY_VAR")
+        monkeypatch.setenv("PROMPTLOOPER_MCP_KEY_VARS", "FAKE_KEY_VAR")
+
         async def go():
             async with Client(mcp_server) as c:
                 info = await call(c, "configure_endpoint", {"name": "fake", "base_url": srv.base_url, "api_key_env": "FAKE_KEY_VAR"})

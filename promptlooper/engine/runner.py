@@ -18,6 +18,7 @@ from .. import templates
 from ..errors import EndpointError, PromptLooperError, ProviderError
 from ..functions import resolve_function
 from ..hashing import canonical_json, canonical_text, digest, json_encoder
+from ..keys import redact
 from ..providers.base import Provider
 from ..providers.pricing import cost
 from ..providers.registry import EndpointPool, split_model
@@ -104,7 +105,7 @@ class BoundScorer:
 
 def _failed(exc: Exception) -> tuple[None, dict[str, Any]]:
     # A scorer that broke has no opinion: a missing score, never a 0 that ranks the output as worthless.
-    return None, {"error": f"{type(exc).__name__}: {exc}"}
+    return None, {"error": redact(f"{type(exc).__name__}: {exc}")}
 
 
 def _clamped(value: Any) -> tuple[float | None, dict[str, Any] | None]:
@@ -308,7 +309,7 @@ class Runner:
 
     def _fail(self, record: RunRecord, t0: float, reason: str) -> RunRecord:
         record.status = "failed"
-        record.error = reason
+        record.error = redact(reason)  # the run's error feeds events, webhooks, `show` and MCP replies
         record.completed_at = now_iso()
         record.duration_ms = (time.perf_counter() - t0) * 1000
         return record

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -22,6 +21,7 @@ from yarl import URL
 
 from ..errors import EndpointError, ProviderError
 from ..hashing import json_encoder
+from ..keys import KeyGrants, key_value, redact
 from .base import ChatRequest, ChatResponse, Provider
 from .eager_body import REQUEST_CLASS
 
@@ -63,6 +63,7 @@ class OpenAICompatible(Provider):
         max_concurrency: int = 16,
         timeout: float = 60.0,
         max_retries: int = 6,
+        grants: KeyGrants | None = None,
     ):
         self.name = name
         self.base_url = base_url.rstrip("/")
@@ -74,12 +75,8 @@ class OpenAICompatible(Provider):
         self.max_retries = max_retries
         self._headers = {"Content-Type": "application/json"}
         if api_key_env:
-            key = os.environ.get(api_key_env)
-            if not key:
-                raise EndpointError(
-                    f"endpoint {name!r} reads its API key from ${api_key_env}, which is not set; "
-                    f"export {api_key_env}=... before running"
-                )
+            # Refused unless the operator granted the variable to this base URL's origin.
+            key = key_value(api_key_env, self.base_url, grants, f"endpoint {name!r}")
             self._headers["Authorization"] = f"Bearer {key}"
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -112,7 +109,7 @@ class OpenAICompatible(Provider):
         latency_ms = (time.perf_counter() - started) * 1000
         if status != 200:
             text = raw.decode("utf-8", "replace")
-            message = f"HTTP {status}: {_error_message(text)}"
+            message = redact(f"HTTP {status}: {_error_message(text)}")  # some proxies echo the key
             if status == 429:
                 raise ProviderError(message, retryable=True, status=status, retry_after=retry_after, rate_limited=True)
             raise ProviderError(message, retryable=status >= 500 or status in (408, 409), status=status, retry_after=retry_after)
@@ -120,7 +117,7 @@ class OpenAICompatible(Provider):
             data = json.loads(raw)
             text = data["choices"][0]["message"]["content"] or ""
         except (ValueError, KeyError, IndexError, TypeError) as exc:
-            raise ProviderError(f"malformed reply: {raw[:120]!r}", retryable=True, status=status) from exc
+            raise ProviderError(redact(f"malformed reply: {raw[:120]!r}"), retryable=True, status=status) from exc
         usage = data.get("usage") or {}
         tokens_in = int(usage.get("prompt_tokens") or 0)
         tokens_out = int(usage.get("completion_tokens") or 0)
@@ -134,7 +131,7 @@ class OpenAICompatible(Provider):
             async with self._client().get(f"{self.base_url}/models") as resp:
                 raw = await resp.read()
                 if resp.status != 200:
-                    raise EndpointError(f"{self.base_url}/models answered HTTP {resp.status}: {_error_message(raw.decode('utf-8', 'replace'))}")
+                    raise EndpointError(redact(f"{self.base_url}/models answered HTTP {resp.status}: {_error_message(raw.decode('utf-8', 'replace'))}"))
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise EndpointError(f"cannot reach {self.base_url}: {type(exc).__name__}: {exc}") from exc
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import EndpointError
+from ..keys import KeyGrants
 from ..spec import EndpointSpec
 from .base import Provider
 from .pricing import find_price, price_for
@@ -32,7 +33,10 @@ class EndpointPool:
         stored: dict[str, dict[str, Any]] | None = None,
         inline: dict[str, EndpointSpec] | None = None,
         prices: dict[str, tuple[float, float]] | None = None,
+        grants: KeyGrants | None = None,
     ):
+        # Pools built from a store get its grants: a key goes only where the operator granted it.
+        self.grants = grants
         self.configs: dict[str, dict[str, Any]] = {}
         for name, row in (stored or {}).items():
             self.configs[name] = {k: row[k] for k in ("base_url", "api_key_env", "max_concurrency", "timeout", "max_retries", "prices") if k in row}
@@ -71,7 +75,7 @@ class EndpointPool:
             provider = OpenAICompatible(
                 name, cfg["base_url"], api_key_env=cfg.get("api_key_env"),
                 max_concurrency=int(cfg.get("max_concurrency", 16)), timeout=float(cfg.get("timeout", 60.0)),
-                max_retries=int(cfg.get("max_retries", 6)),
+                max_retries=int(cfg.get("max_retries", 6)), grants=self.grants,
             )
         else:
             known = ", ".join(self.names())

@@ -8,7 +8,8 @@ cannot be stored.
 
 ``webhook`` POSTs ``{"input", "output", "sample", "run", "outputs"}`` as JSON to a URL and reads
 ``{"score": x}`` (other keys become metadata) or a bare number. Headers with secrets are given by
-environment variable name (``headers_env: {Authorization: MY_TOKEN_VAR}``), never by value.
+environment variable name (``headers_env: {Authorization: MY_TOKEN_VAR}``), never by value, and are
+sent only to a URL whose origin the operator granted the variable to (:mod:`promptlooper.keys`).
 
 Both may return (or answer) a number, a bool, ``{"score": x, ...}``, a ScoreResult or
 ``(value, detail)``; any failure scores 0 with the reason in the metadata.
@@ -19,11 +20,12 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
-import os
 from collections.abc import Callable
 from typing import Any
 
+from ..errors import EndpointError
 from ..functions import resolve_function
+from ..keys import key_value, redact
 from .base import ScoreContext, ScoreFn, ScoreResult, scorer
 
 _GIVEN = ("input", "output", "sample", "run", "outputs", "ctx")
@@ -98,19 +100,23 @@ def webhook(url: str, timeout: float = 10.0, headers_env: dict[str, str] = {}, r
     async def score(ctx: ScoreContext) -> ScoreResult:
         import aiohttp
 
+        from .env import current
+
         headers = {"Content-Type": "application/json"}
+        grants = current().grants if headers_env else None
         for header, var in headers_env.items():
-            value = os.environ.get(var)
-            if value is None:
-                return ScoreResult(0.0, {"error": f"header {header} reads ${var}, which is not set"})
-            headers[header] = value
+            try:  # refused unless the operator granted $var to this URL's origin
+                headers[header] = key_value(var, url, grants, f"webhook scorer header {header}")
+            except EndpointError as exc:
+                return ScoreResult(0.0, {"error": str(exc)})
         body = json.dumps({"input": ctx.input, "output": ctx.output, "sample": ctx.sample, "run": ctx.run,
                            "outputs": ctx.outputs}, ensure_ascii=False, default=str)
         error = ""
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
             for attempt in range(retries + 1):
                 try:
-                    async with session.post(url, data=body, headers=headers) as resp:
+                    # A redirect would carry the header values to an origin they were not granted to.
+                    async with session.post(url, data=body, headers=headers, allow_redirects=not headers_env) as resp:
                         raw = await resp.read()
                         status = resp.status
                 except (TimeoutError, aiohttp.ClientError) as exc:
@@ -121,8 +127,8 @@ def webhook(url: str, timeout: float = 10.0, headers_env: dict[str, str] = {}, r
                         try:
                             return to_result(json.loads(raw), "the webhook")
                         except ValueError as exc:
-                            return ScoreResult(0.0, {"error": f"bad webhook answer: {exc}", "body": raw[:200].decode("utf-8", "replace")})
-                    error = f"HTTP {status}: {raw[:200].decode('utf-8', 'replace')}"
+                            return ScoreResult(0.0, redact({"error": f"bad webhook answer: {exc}", "body": raw[:200].decode("utf-8", "replace")}))
+                    error = redact(f"HTTP {status}: {raw[:200].decode('utf-8', 'replace')}")
                     if status < 500 and status != 429:
                         break
                 if attempt < retries:

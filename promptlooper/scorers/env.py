@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..engine.calls import CacheReader, CallExecutor, CallResult
+from ..keys import KeyGrants
 from ..providers.base import Provider
 from ..providers.registry import EndpointPool
 from ..store import CacheEntry, Store, default_path
@@ -73,6 +74,7 @@ class ScoringEnv:
         self._pending: list[CacheEntry] = []
         self._services: dict[str, EmbeddingService] = {}
         self._lock = threading.RLock()
+        self._grants: KeyGrants | None = None
 
     # ------------------------------------------------------------------ resources
     @property
@@ -91,7 +93,15 @@ class ScoringEnv:
 
     def _new_pool(self) -> EndpointPool:
         store = self.store
-        return EndpointPool(store.endpoints() if store is not None else {})
+        return EndpointPool(store.endpoints() if store is not None else {}, grants=self.grants)
+
+    @property
+    def grants(self) -> KeyGrants | None:
+        """The store's key grants; None with no store (only the operator's own code runs then)."""
+        with self._lock:
+            if self._grants is None and self.store is not None:
+                self._grants = KeyGrants(self.store)  # one per environment: it re-reads the store on a miss only
+            return self._grants
 
     def endpoint_config(self, name: str) -> dict[str, Any]:
         """A configured endpoint's settings (base_url, api_key_env, timeout...)."""
@@ -114,7 +124,7 @@ class ScoringEnv:
             return self._direct[key]
         from ..providers.openai_compatible import OpenAICompatible
 
-        provider = OpenAICompatible(endpoint, base_url, api_key_env=api_key_env)
+        provider = OpenAICompatible(endpoint, base_url, api_key_env=api_key_env, grants=self.grants)
         if not self.per_call_providers:
             self._direct[key] = provider
         return provider

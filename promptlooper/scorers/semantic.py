@@ -53,11 +53,13 @@ def embedding(
     def backend() -> embedder.Backend:
         if not remote:
             return embedder.local_embedder()
+        env = current()
         url, key_env, wait = base_url, api_key_env, timeout
         if endpoint:
-            cfg = current().endpoint_config(endpoint)
+            cfg = env.endpoint_config(endpoint)
             url, key_env, wait = cfg["base_url"], api_key_env or cfg.get("api_key_env"), float(cfg.get("timeout", timeout))
-        return embedder.EndpointEmbedder(str(url), str(model), api_key_env=key_env, timeout=wait, endpoint=endpoint or str(url))
+        return embedder.EndpointEmbedder(str(url), str(model), api_key_env=key_env, timeout=wait, endpoint=endpoint or str(url),
+                                         grants=env.grants)
 
     def references_for(ctx: ScoreContext) -> list[str]:
         if template:

@@ -27,6 +27,7 @@ from sqlite_utils import Database
 
 from ..errors import NotFoundError, StoreError, SweepConflictError
 from ..hashing import json_encoder
+from ..keys import redact
 from . import batchwriter
 from .batchwriter import Rows, now_iso
 from .db import Connection, connect, default_path
@@ -495,7 +496,8 @@ class Store:
 
     def add_event(self, experiment_id: str | None, etype: str, payload: dict[str, Any] | None = None) -> int:
         with self.cx.write() as c:
-            return self._insert_events(c, [(now_iso(), experiment_id, etype, payload or {})], now_iso())[0]
+            # Events outside a sweep carry free text (a reason, a context): no key value is stored.
+            return self._insert_events(c, [(now_iso(), experiment_id, etype, redact(payload or {}))], now_iso())[0]
 
     def events(self, experiment_id: str | None = None, types: Sequence[str] | None = None, after_id: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
         sql = "SELECT * FROM events WHERE id > ?"
