@@ -6,6 +6,7 @@
     ├── EndpointError         an endpoint is unknown, misconfigured or unreachable
     ├── ProviderError         one model call failed (retryable or not; status, retry_after)
     ├── SweepConflictError    another live process is already sweeping this experiment
+    ├── SweepInterruptedError the sweep to steer is gone (its process died); rerun resumes it
     └── BudgetExhausted       a token or cost budget was reached (the sweep pauses)
 
 Foreign exceptions (aiohttp, sqlite3, jinja2, pydantic) are mapped to these at the boundary
@@ -45,6 +46,10 @@ class SpecError(PromptLooperError):
 
 class NotFoundError(PromptLooperError, LookupError):
     """A named object does not exist in the store."""
+
+
+class SweepInterruptedError(PromptLooperError):
+    """The sweep asked to pause / resume / stop / redirect is no longer running anywhere."""
 
 
 class EndpointError(PromptLooperError):

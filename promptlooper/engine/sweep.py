@@ -139,6 +139,7 @@ class Sweep:
         self._flushed = asyncio.Event()  # set after each flush, for workers held by the backlog
         self._writer_failed = False
         self._config_stats: dict[str, list[float]] = {}
+        self._scorer_stats: dict[str, dict[str, list[float]]] = {}  # config -> scorer -> [sum, n]
         self._expected_per_config = len(plan.samples) * plan.repeat
         self.event_listeners: list[Callable[[str, dict[str, Any]], None]] = []
         # Redirect: given the new space (from the store), the configurations that remain to run.
@@ -301,7 +302,16 @@ class Sweep:
         return self._stopping
 
     def _open(self) -> bool:
-        return self._gate.is_set() and not self._stopping
+        """May a call that just got its slot go out? Not while paused or stopping, nor for a run
+        whose configuration a redirect dropped while it queued for the slot (it is abandoned at
+        the gate, unstarted, instead of spending a call on a configuration no longer wanted)."""
+        if not self._gate.is_set() or self._stopping:
+            return False
+        allowed = self._allowed
+        if allowed is None:
+            return True
+        current = _current_config.get()
+        return current is None or current in allowed
 
     async def _worker(self, runner: Runner) -> None:
         streak = 0
@@ -377,7 +387,7 @@ class Sweep:
             self.emit(f"run.{record.status}", {"run_id": record.id, "config_id": record.config_id, "score": record.score},
                       record.completed_at)
             if record.score is not None:
-                self._update_best(record.config_id, record.score, item.config.varied)
+                self._update_best(record, item)
         self._batch.add_run(record, replace=record.id in self._unfinished)
         if len(self._batch.run_ids) >= FLUSH_MAX:
             self._full.append(self._batch)
@@ -396,23 +406,37 @@ class Sweep:
                 stats = self._config_stats.setdefault(config_id, [0.0, 0.0])
                 stats[0] += score
                 stats[1] += 1
+        self._scorer_stats = store.scorer_sums(self.plan.experiment_id)
         for config_id, (total, n) in self._config_stats.items():
             if n >= self._expected_per_config:
                 mean = total / n
                 if self.progress.best_score is None or mean > self.progress.best_score:
                     self.progress.best_score, self.progress.best_config_id = mean, config_id
 
-    def _update_best(self, config_id: str, score: float, varied: dict[str, Any]) -> None:
+    def _update_best(self, record: RunRecord, item: RunItem) -> None:
+        config_id = record.config_id
+        assert record.score is not None
         stats = self._config_stats.setdefault(config_id, [0.0, 0.0])
-        stats[0] += score
+        stats[0] += record.score
         stats[1] += 1
+        per_scorer = self._scorer_stats.setdefault(config_id, {})
+        for label, value, *_ in record.scores:
+            sums = per_scorer.setdefault(label, [0.0, 0.0])
+            sums[0] += value
+            sums[1] += 1
         # A configuration is a candidate only once all its samples are in: never a lucky first run.
         if stats[1] == self._expected_per_config:
             mean = stats[0] / stats[1]
             p = self.progress
             if p.best_score is None or mean > p.best_score:
                 p.best_score, p.best_config_id = mean, config_id
-                self.emit("new_best_found", {"config_id": config_id, "score": round(mean, 6), "n": int(stats[1]), "varied": varied})
+                # What a receiver needs to act on it without reading the store: the run that
+                # completed the configuration, the mean of each scorer over its runs, and the
+                # configuration itself (every stage's prompt, model and parameters).
+                self.emit("new_best_found", {
+                    "config_id": config_id, "run_id": record.id, "score": round(mean, 6), "n": int(stats[1]),
+                    "scores": {label: round(total / n, 6) for label, (total, n) in per_scorer.items() if n},
+                    "varied": item.config.varied, "configuration": item.config.as_record()})
 
     def _check_budget(self) -> None:
         max_tokens = self.budget.get("max_tokens")
@@ -549,6 +573,9 @@ class Sweep:
             p.stop_reason = reason or "requested"
             self._gate.set()  # paused workers wake up to see they must stop
         await asyncio.to_thread(store.update_sweep, self.sweep_id, status=p.status)
+        if verb in ("pause", "resume") and p.status in ("paused", "running"):
+            # The experiment's row says it too, for readers that list experiments.
+            await asyncio.to_thread(store.set_experiment_status, self.plan.experiment_id, p.status)
         self._poke.clear()
 
 

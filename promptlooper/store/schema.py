@@ -106,3 +106,45 @@ def m002_told_values(db: Database) -> None:
         CREATE INDEX told_values_experiment ON told_values (experiment_id, config_id);
         """
     )
+
+
+@migrations()
+def m003_webhook_outbox(db: Database) -> None:
+    # Webhooks as a durable outbox: a trigger queues a delivery for every active webhook matching
+    # each event as the event is inserted, by whichever process or path inserts it (a sweep's
+    # writer process, a CLI verb, the MCP server), in the event's own transaction. Any process
+    # holding the store then delivers due rows (see promptlooper/webhooks.py); a claim lease keeps
+    # two processes from sending the same row at once, and a process that dies mid-delivery leaves
+    # its claim to expire. Patterns: '*', an exact type, or a family such as 'run.*'.
+    db.executescript(
+        """
+        CREATE TABLE webhook_outbox (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            webhook_id TEXT NOT NULL REFERENCES webhooks(id) ON DELETE CASCADE,
+            event_id INTEGER NOT NULL,
+            state TEXT NOT NULL DEFAULT 'pending',
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt REAL NOT NULL,
+            claimed_until REAL,
+            last_status INTEGER,
+            last_error TEXT,
+            created_at TEXT NOT NULL,
+            finished_at TEXT,
+            UNIQUE (webhook_id, event_id)
+        );
+        CREATE INDEX webhook_outbox_due ON webhook_outbox (state, next_attempt);
+        -- Each webhook's retry budget: attempts per event, and the backoff's base (seconds, doubling).
+        ALTER TABLE webhooks ADD COLUMN max_attempts INTEGER NOT NULL DEFAULT 8;
+        ALTER TABLE webhooks ADD COLUMN backoff REAL NOT NULL DEFAULT 1.0;
+        CREATE TRIGGER events_to_webhook_outbox AFTER INSERT ON events
+        BEGIN
+            INSERT OR IGNORE INTO webhook_outbox (webhook_id, event_id, next_attempt, created_at)
+            SELECT w.id, NEW.id, (julianday('now') - 2440587.5) * 86400.0, NEW.ts FROM webhooks w
+            WHERE w.is_active = 1 AND (
+                w.event_type = '*' OR w.event_type = NEW.type
+                OR (substr(w.event_type, -1) = '*'
+                    AND substr(NEW.type, 1, length(w.event_type) - 1) = substr(w.event_type, 1, length(w.event_type) - 1))
+            );
+        END;
+        """
+    )
