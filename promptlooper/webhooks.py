@@ -181,7 +181,9 @@ class CourierThread:
             thread = self._thread
         self._wake.set()
         if thread is not None:
-            thread.join(drain + TIMEOUT + 1.0)  # an attempt under way may take its whole timeout
+            # Not longer: an attempt still under way then is abandoned with its process, and its
+            # claim's lease runs out, so the next process holding the store sends it again.
+            thread.join(drain + 1.0)
 
     def _main(self) -> None:
         asyncio.run(self._run())

@@ -70,9 +70,10 @@ class Workbench(SteeringVerbs, OutsideDriver):
     def close(self) -> None:
         if self._store is not None and not self.readonly:
             self._webhook_courier()  # events this process raised, if any webhook wants them
-        if self._courier is not None:
-            self._courier.close()  # what is due goes out now; retries stay queued for the next process
-            self._courier = None
+        with self._lock:
+            courier, self._courier = self._courier, None
+        if courier is not None:
+            courier.close()  # what is due goes out now; retries stay queued for the next process
         if self._store is not None:
             # Sweeps return once their results are committed; their writer processes may still be
             # checkpointing the file. After close, nothing of this workbench touches it any more.
@@ -429,9 +430,11 @@ class Workbench(SteeringVerbs, OutsideDriver):
         """Deliver webhook events in the background for as long as this workbench is open (a server)."""
         if self.readonly:
             return
-        if self._courier is None:
-            self._courier = CourierThread(self.db_path)
-        self._courier.hold()
+        with self._lock:
+            if self._courier is None:
+                self._courier = CourierThread(self.db_path)
+            courier = self._courier
+        courier.hold()
 
     def _webhook_courier(self) -> CourierThread | None:
         """This process's courier, woken, if any webhook is active (else None: nothing to deliver)."""
@@ -439,10 +442,12 @@ class Workbench(SteeringVerbs, OutsideDriver):
 
         if self.readonly or not has_active_webhooks(self.store):
             return None
-        if self._courier is None:
-            self._courier = CourierThread(self.db_path)
-        self._courier.wake()
-        return self._courier
+        with self._lock:  # a script's sweep runs on a thread of its own: one courier between them
+            if self._courier is None:
+                self._courier = CourierThread(self.db_path)
+            courier = self._courier
+        courier.wake()
+        return courier
 
     def _events_raised(self) -> None:
         """After a verb recorded events outside a sweep: deliver them (in the background)."""

@@ -47,9 +47,13 @@ def _mcp(wb: pl.Workbench, tool: str, args: dict[str, Any]) -> dict[str, Any]:
 
 def _statuses_everywhere(wb: pl.Workbench, db: str, key: str) -> dict[str, str]:
     """The state of the experiment and its sweep as each front end reports it."""
+    # Both CLI commands at once: each start-up costs seconds on a loaded machine.
+    procs = [subprocess.Popen([*CLI, "--db", db, *args], stdout=subprocess.PIPE, text=True)
+             for args in (("status", key), ("experiments", "--json"))]
+    cli_out = [json.loads(p.communicate(timeout=120)[0]) for p in procs]
     facade = wb.status(key)
-    cli = json.loads(_cli(db, "status", key).stdout)
-    [listed] = [e for e in json.loads(_cli(db, "experiments", "--json").stdout) if f"{e['project']}/{e['name']}" == key]
+    cli = cli_out[0]
+    [listed] = [e for e in cli_out[1] if f"{e['project']}/{e['name']}" == key]
     mcp = _mcp(wb, "get_experiment_status", {"experiment": key})
     [mcp_listed] = [e for e in _mcp(wb, "list_experiments", {})["experiments"] if e["experiment"] == key]
     return {
@@ -166,3 +170,16 @@ def test_a_sweep_whose_process_is_gone_reads_interrupted_everywhere_and_pause_sa
         text = anyio.run(go)
         assert "interrupted" in text and "rerun" in text
         wb.close()
+
+
+def test_a_sweep_on_another_host_is_interrupted_once_its_heartbeat_is_stale(db, server):
+    wb = pl.Workbench(db)
+    exp = fake_experiment(server.base_url, name="elsewhere")
+    exp_id = wb.register(exp)
+    sweep_id = wb.store.begin_sweep(exp_id, "grid", 12, {})
+    wb.store.update_sweep(sweep_id, owner_host="another-host", owner_pid=1)  # beats now: alive
+    assert wb.status(exp.key)["status"] == "running"
+    wb.store.db.execute("UPDATE sweeps SET heartbeat = heartbeat - 120 WHERE id = ?", [sweep_id])
+    assert wb.status(exp.key)["status"] == "interrupted"
+    assert wb.status(exp.key)["sweep"]["stop_reason"] == "owner process gone"
+    wb.close()

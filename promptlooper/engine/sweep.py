@@ -328,10 +328,10 @@ class Sweep:
                 item = next(self._items, None)  # re-read: a redirect swaps the iterator
             if item is None:
                 return
+            self._inflight[item.run_id] = item.config.id  # taken: a redirect must not queue it again
             while len(self._full) >= MAX_BACKLOG and not self._writer_failed:
                 self._flushed.clear()  # the writer is behind: let it catch up before starting more runs
                 await self._flushed.wait()
-            self._inflight[item.run_id] = item.config.id
             _current_config.set(item.config.id)  # per worker task: what a redirect may have dropped
             try:
                 record = await runner.execute(item, _Started(self, item))
@@ -532,8 +532,15 @@ class Sweep:
             self.emit("experiment.redirect_failed", {"error": str(exc), "space": space})
             return
         store.add_configurations(self.plan.experiment_id, ((c.id, c.as_record(), c.varied) for c in configs))
-        pending = {rid for batch in (*self._writing, *self._full, self._batch) for rid in batch.run_ids}
-        done_now = pending | await asyncio.to_thread(store.finished_run_ids, self.plan.experiment_id)
+
+        def pending() -> set[str]:
+            return {rid for batch in (*self._writing, *self._full, self._batch) for rid in batch.run_ids}
+
+        # Recorded but not committed, before and after the store is read: a batch committed during
+        # the read is in the first, a run finished during it in the second (else it ran twice).
+        before = pending()
+        stored = await asyncio.to_thread(store.finished_run_ids, self.plan.experiment_id)
+        done_now = before | stored | pending()
         self.plan.configurations = configs
         keep = {c.id for c in configs}
         self._allowed = keep
