@@ -1,8 +1,8 @@
 """Webhook deliveries: JSON POSTs of events from a durable outbox in the store.
 
-Every event of a subscribed type gets an outbox row when it is recorded (see
+Every event of a subscribed type is queued in an outbox in the store (see
 :mod:`promptlooper.store.outbox`), whichever process raised it: a sweep, a CLI verb, the MCP server.
-A :class:`Courier` in any process holding the store sends due rows: each attempt has a timeout, a
+A :class:`Courier` in any process holding the store queues new events and sends due rows: each attempt has a timeout, a
 failed one is tried again with jittered exponential backoff until it succeeds or its retry budget
 (``MAX_ATTEMPTS``) is spent, and every attempt is recorded. The courier runs in a thread of its own
 (:class:`CourierThread`), with its own loop, connection and HTTP session, so a slow or failing

@@ -1,10 +1,11 @@
 """Webhooks and their outbox: the SQL behind :mod:`promptlooper.webhooks`.
 
-Every event inserted while a matching webhook is active gets an outbox row (a trigger does it, see
-``m003_webhook_outbox``), so no event is missed whichever process raised it. A deliverer *claims*
-due rows for a lease (so two processes holding the store never send the same row at once), then
-records each attempt: delivered, tried again at ``next_attempt``, or failed for good once its
-retry budget is spent. Each attempt is also kept in ``webhook_deliveries`` (the history).
+Each webhook has a cursor, the last event id it has queued. A deliverer, in any process, first
+*queues* the events past every cursor that match the webhook's pattern ('*', an exact type, or a
+family such as 'run.*') and moves the cursors, in one write transaction; then it *claims* due rows
+for a lease (so two processes holding the store never send the same row at once), and records each
+attempt: delivered, tried again at ``next_attempt``, or failed for good once the webhook's retry
+budget is spent. Each attempt is also kept in ``webhook_deliveries`` (the history).
 """
 
 from __future__ import annotations
@@ -33,10 +34,12 @@ class Claimed:
 
 
 def add_webhook(store: Store, event_type: str, url: str, headers_env: dict[str, str], max_attempts: int, backoff: float) -> str:
+    """A new webhook; it receives the events recorded from now on."""
     wid = new_id()
     with store.cx.write() as c:
-        c.execute("INSERT INTO webhooks (id, event_type, url, headers_env, is_active, created_at, max_attempts, backoff)"
-                  " VALUES (?,?,?,?,1,?,?,?)", (wid, event_type, url, json.dumps(headers_env), now_iso(), max_attempts, backoff))
+        c.execute("INSERT INTO webhooks (id, event_type, url, headers_env, is_active, created_at, max_attempts, backoff, last_event_id)"
+                  " VALUES (?,?,?,?,1,?,?,?,(SELECT COALESCE(MAX(id), 0) FROM events))",
+                  (wid, event_type, url, json.dumps(headers_env), now_iso(), max_attempts, backoff))
     return wid
 
 
@@ -70,17 +73,36 @@ def outbox(store: Store, state: str | None = None) -> list[dict[str, Any]]:
     return list(store.db.query(sql, [state] if state else []))
 
 
+_MATCHES = ("(w.event_type = '*' OR w.event_type = e.type OR (substr(w.event_type, -1) = '*'"
+            " AND substr(e.type, 1, length(w.event_type) - 1) = substr(w.event_type, 1, length(w.event_type) - 1)))")
+
+
+def _queue_new_events(c: Any, now: float) -> None:
+    """Queue the events past each active webhook's cursor that match it; move the cursors."""
+    last = c.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]
+    c.execute(
+        "INSERT OR IGNORE INTO webhook_outbox (webhook_id, event_id, next_attempt, created_at)"
+        " SELECT w.id, e.id, ?, e.ts FROM webhooks w JOIN events e ON e.id > w.last_event_id AND e.id <= ?"
+        f" WHERE w.is_active = 1 AND w.last_event_id < ? AND {_MATCHES} ORDER BY e.id", (now, last, last))
+    c.execute("UPDATE webhooks SET last_event_id = ? WHERE is_active = 1 AND last_event_id < ?", (last, last))
+
+
 def claim_due(store: Store, *, limit: int, lease: float) -> list[Claimed]:
-    """Due, unclaimed pending rows (oldest first), claimed for ``lease`` seconds."""
+    """Queue new events, then claim due, unclaimed pending rows (oldest first) for ``lease`` seconds."""
     now = time.time()
-    with store.cx.read() as c:  # the common case, nothing due: a read, no write lock taken
-        if c.execute("SELECT 1 FROM webhook_outbox WHERE state = 'pending' AND next_attempt <= ?"
-                     " AND (claimed_until IS NULL OR claimed_until < ?) LIMIT 1", (now, now)).fetchone() is None:
+    with store.cx.read() as c:  # the common case, nothing new and nothing due: a read, no write lock taken
+        new_events = c.execute("SELECT 1 FROM webhooks WHERE is_active = 1 AND last_event_id <"
+                               " (SELECT COALESCE(MAX(id), 0) FROM events) LIMIT 1").fetchone()
+        if new_events is None and c.execute(
+                "SELECT 1 FROM webhook_outbox WHERE state = 'pending' AND next_attempt <= ?"
+                " AND (claimed_until IS NULL OR claimed_until < ?) LIMIT 1", (now, now)).fetchone() is None:
             return []
     with store.cx.write() as c:
+        if new_events is not None:
+            _queue_new_events(c, now)
         rows = c.execute(
-            "SELECT o.id, o.webhook_id, w.url, w.headers_env, o.attempts, w.max_attempts, w.backoff, e.id, e.ts, e.type, e.experiment_id, e.payload,"
-            " p.name || '/' || x.name"
+            "SELECT o.id, o.webhook_id, w.url, w.headers_env, o.attempts, w.max_attempts, w.backoff, e.id, e.ts, e.type,"
+            " e.experiment_id, e.payload, p.name || '/' || x.name"
             " FROM webhook_outbox o JOIN webhooks w ON w.id = o.webhook_id JOIN events e ON e.id = o.event_id"
             " LEFT JOIN experiments x ON x.id = e.experiment_id LEFT JOIN projects p ON p.id = x.project_id"
             " WHERE o.state = 'pending' AND o.next_attempt <= ? AND (o.claimed_until IS NULL OR o.claimed_until < ?)"
@@ -107,9 +129,14 @@ def record_attempt(store: Store, row: Claimed, *, status: int | None, error: str
 
 
 def pending_summary(store: Store) -> dict[str, Any]:
-    """Rows by state, and when the next pending row is due (epoch seconds, or None)."""
+    """Rows by state (events not queued yet count as pending), and when the next pending row is
+    due (epoch seconds, or None)."""
     with store.cx.read() as c:
         counts = dict(c.execute("SELECT state, COUNT(*) FROM webhook_outbox GROUP BY state").fetchall())
         next_due = c.execute("SELECT MIN(next_attempt) FROM webhook_outbox WHERE state = 'pending'").fetchone()[0]
+        if c.execute("SELECT 1 FROM webhooks WHERE is_active = 1 AND last_event_id <"
+                     " (SELECT COALESCE(MAX(id), 0) FROM events) LIMIT 1").fetchone() is not None:
+            counts["pending"] = counts.get("pending", 0) + 1  # at least one, not queued yet: due now
+            next_due = time.time()
     return {"pending": counts.get("pending", 0), "delivered": counts.get("delivered", 0), "failed": counts.get("failed", 0),
             "next_due": next_due}

@@ -110,12 +110,12 @@ def m002_told_values(db: Database) -> None:
 
 @migrations()
 def m003_webhook_outbox(db: Database) -> None:
-    # Webhooks as a durable outbox: a trigger queues a delivery for every active webhook matching
-    # each event as the event is inserted, by whichever process or path inserts it (a sweep's
-    # writer process, a CLI verb, the MCP server), in the event's own transaction. Any process
-    # holding the store then delivers due rows (see promptlooper/webhooks.py); a claim lease keeps
-    # two processes from sending the same row at once, and a process that dies mid-delivery leaves
-    # its claim to expire. Patterns: '*', an exact type, or a family such as 'run.*'.
+    # Webhooks as a durable outbox. Each webhook keeps a cursor (the last event id it has queued);
+    # whichever process delivers (see promptlooper/webhooks.py) first queues, in one write
+    # transaction, the events past each cursor that match, then claims due rows for a lease (so two
+    # processes never send the same row at once; a process that dies mid-delivery leaves its claim
+    # to expire). Event ids are given in commit order (every write is BEGIN IMMEDIATE), so a cursor
+    # never skips one; and recording an event costs the sweep nothing more than the event row.
     db.executescript(
         """
         CREATE TABLE webhook_outbox (
@@ -136,15 +136,7 @@ def m003_webhook_outbox(db: Database) -> None:
         -- Each webhook's retry budget: attempts per event, and the backoff's base (seconds, doubling).
         ALTER TABLE webhooks ADD COLUMN max_attempts INTEGER NOT NULL DEFAULT 8;
         ALTER TABLE webhooks ADD COLUMN backoff REAL NOT NULL DEFAULT 1.0;
-        CREATE TRIGGER events_to_webhook_outbox AFTER INSERT ON events
-        BEGIN
-            INSERT OR IGNORE INTO webhook_outbox (webhook_id, event_id, next_attempt, created_at)
-            SELECT w.id, NEW.id, (julianday('now') - 2440587.5) * 86400.0, NEW.ts FROM webhooks w
-            WHERE w.is_active = 1 AND (
-                w.event_type = '*' OR w.event_type = NEW.type
-                OR (substr(w.event_type, -1) = '*'
-                    AND substr(NEW.type, 1, length(w.event_type) - 1) = substr(w.event_type, 1, length(w.event_type) - 1))
-            );
-        END;
+        ALTER TABLE webhooks ADD COLUMN last_event_id INTEGER NOT NULL DEFAULT 0;
+        UPDATE webhooks SET last_event_id = (SELECT COALESCE(MAX(id), 0) FROM events);
         """
     )
