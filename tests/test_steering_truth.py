@@ -183,3 +183,27 @@ def test_a_sweep_on_another_host_is_interrupted_once_its_heartbeat_is_stale(db, 
     assert wb.status(exp.key)["status"] == "interrupted"
     assert wb.status(exp.key)["sweep"]["stop_reason"] == "owner process gone"
     wb.close()
+
+
+def test_a_kept_run_sharing_a_call_with_a_dropped_run_still_runs(db):
+    # Two stages; only the second varies, so configurations share every first-stage call: a kept
+    # run may wait for the very call a dropped run was about to make when the redirect lands.
+    with FakeServer(latency=0.3) as srv:
+        temps = [round(i * 0.1, 1) for i in range(8)]
+        exp = fake_experiment(
+            srv.base_url, name="shared", concurrency=1, space={"polish.temperature": temps},
+            stages=[{"name": "answer", "model": "fake/fake-small", "user": "Q: {{ question }}", "params": {"max_tokens": 8}},
+                    {"name": "polish", "model": "fake/fake-small", "user": "Polish: {{ previous }}", "params": {"max_tokens": 8}}])
+        wb = pl.Workbench(db)
+        handle = wb.start(exp)
+        _wait(lambda: srv.stats()["completions"] >= 1, timeout=30, every=0.01)  # the first sample's first call is out
+        kept = temps[4:]
+        wb.redirect(exp.key, {"polish.temperature": kept})
+        progress = handle.wait(60)
+        assert progress.status == "completed"
+        stored = wb.runs(exp.key, limit=1000)
+        assert progress.done == progress.total == len(stored)
+        board = wb.leaderboard(exp.key)
+        kept_rows = board[board["polish.temperature"].isin(kept)]
+        assert len(kept_rows) == len(kept) and set(kept_rows["n"]) == {3}  # every kept run ran
+        wb.close()

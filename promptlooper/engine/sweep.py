@@ -334,14 +334,14 @@ class Sweep:
                 await self._flushed.wait()
             _current_config.set(item.config.id)  # per worker task: what a redirect may have dropped
             try:
-                record = await runner.execute(item, _Started(self, item))
-            except RunAbandoned:
-                if self._stopping:
-                    return
-                continue  # its configuration was redirected away before its first call
+                record = await self._execute(runner, item)
             finally:
                 self._inflight.pop(item.run_id, None)
                 _current_config.set(None)
+            if record is None:
+                if self._stopping:
+                    return
+                continue  # its configuration was redirected away before its first call
             self._record(record, item)
             for listener in self.run_listeners:
                 listener(record, item)
@@ -351,6 +351,20 @@ class Sweep:
             if streak >= yield_every:
                 streak = 0
                 await asyncio.sleep(0)
+
+    async def _execute(self, runner: Runner, item: RunItem) -> RunRecord | None:
+        """``item``'s record, or None if the sweep stopped or a redirect dropped its configuration
+        before its first call."""
+        started = _Started(self, item)  # one run.started, however many times it is tried
+        while True:
+            try:
+                return await runner.execute(item, started)
+            except RunAbandoned:
+                if self._stopping or (self._allowed is not None and item.config.id not in self._allowed):
+                    return None
+                # Still wanted: it waited for a call that an identical, dropped run owned and gave
+                # up with it (configurations that differ only in a later stage share the first
+                # stage's calls). Run it again: it makes the call itself now.
 
     def _looking_ahead(self, items: Iterator[RunItem]) -> Iterator[RunItem]:
         """``items``, prepared LOOKAHEAD at a time (see :meth:`Runner.prepare`)."""
