@@ -213,7 +213,7 @@ def cmd_show(wb: Workbench, args: argparse.Namespace) -> int:
 def cmd_steer(wb: Workbench, args: argparse.Namespace) -> int:
     verb = args.command
     fn = {"pause": wb.pause, "resume": wb.resume, "stop": wb.stop}[verb]
-    sweep = fn(args.experiment)
+    sweep = fn(args.experiment)  # SweepInterruptedError (exit 1) when the sweep's process is gone
     print(f"{verb} requested for sweep {sweep['id'][:8]} (status {sweep['status']}); the engine applies it within a second")
     return 0
 
@@ -301,12 +301,15 @@ def cmd_rerun(wb: Workbench, args: argparse.Namespace) -> int:
 
 
 def cmd_redirect(wb: Workbench, args: argparse.Namespace) -> int:
+    if not (args.space or args.set):
+        raise SpecError([Problem("redirect", "nothing to change", "give --set KEY=VALUES (repeatable) or --space JSON")])
     try:
-        space = json.loads(args.space) if args.space else _parse_assignments(args.set or [])
+        space = json.loads(args.space) if args.space else None
     except json.JSONDecodeError as exc:
         raise SpecError([Problem("--space", f"not JSON: {exc.msg} (column {exc.colno})",
                                  """e.g. --space '{"answer.temperature": [0.0, 0.2]}', or use --set KEY=VALUES""")]) from exc
-    out = wb.redirect(args.experiment, space)
+    # --set changes the axes it names and keeps the others; --space replaces the whole space.
+    out = wb.redirect(args.experiment, space, changes=_parse_assignments(args.set) if args.set else None)
     print(f"{out['experiment']}: space now {json.dumps(out['space'])} ({out['configurations']} configurations)"
           + (" — applied to the running sweep" if out["live"] else " — used by the next run"))
     return 0
@@ -326,13 +329,20 @@ def cmd_webhooks(wb: Workbench, args: argparse.Namespace) -> int:
                                      "e.g. --header Authorization=HOOK_AUTH (the value is read from $HOOK_AUTH)")])
         headers = dict(h.split("=", 1) for h in (args.header or []))
         try:
-            wid = wb.add_webhook(args.event, args.url, headers)
+            wid = wb.add_webhook(args.event, args.url, headers, max_attempts=args.max_attempts, backoff=args.backoff)
         except ValueError as exc:
             raise SpecError([Problem("webhook", str(exc), "see `promptlooper webhooks add --help`")]) from exc
         print(f"webhook {wid[:8]} → {args.url} for {args.event}")
     elif args.action == "remove":
         wb.remove_webhook(args.id)
         print(f"webhook {args.id} removed")
+    elif args.action == "deliver":
+        out = wb.deliver_webhooks(wait=args.wait)
+        print(f"webhook outbox: {out['delivered']} delivered, {out['failed']} failed, {out['pending']} pending")
+        if out["failed"] or out["pending"]:
+            print("failed deliveries spent their retries (see wb.webhook_outbox()); pending ones are retried by the next"
+                  " `promptlooper webhooks deliver` or any process that opens the store", file=sys.stderr)
+            return 1
     else:
         print(_table(wb.webhooks(), ["id", "event_type", "url", "headers_env", "is_active"]))
     return 0
@@ -564,13 +574,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("experiment")
     p.add_argument("--max-tokens", type=int)
     p.add_argument("--max-cost", type=float)
-    p = add("webhooks", cmd_webhooks, "Register webhooks (JSON POSTs of events, with retries).")
+    p = add("webhooks", cmd_webhooks, "Register webhooks (JSON POSTs of events, with retries) and deliver their queue.")
     wsub = p.add_subparsers(dest="action")
     wa = wsub.add_parser("add")
     wa.add_argument("event", help="event type, 'run.*' or '*'")
     wa.add_argument("url")
     wa.add_argument("--header", action="append", help="NAME=ENV_VAR: the header's value is read from $ENV_VAR at send time")
+    wa.add_argument("--max-attempts", type=int, help="attempts per event before it is marked failed (default 8)")
+    wa.add_argument("--backoff", type=float, help="seconds before the first retry, doubling after each (default 1)")
     wsub.add_parser("list")
+    wd = wsub.add_parser("deliver", help="Deliver queued events now (retries with backoff); exit 1 if any failed or is left.")
+    wd.add_argument("--wait", type=float, default=30.0, help="seconds to keep retrying (default 30)")
     wr = wsub.add_parser("remove")
     wr.add_argument("id")
     p = add("request-human", cmd_human, "Raise the human_needed event for an experiment.")

@@ -7,6 +7,7 @@
     ├── ProviderError         one model call failed (retryable or not; status, retry_after)
     ├── SweepConflictError    another live process is already sweeping this experiment
     ├── StoreError            the database cannot be opened (a folder, a missing parent, no permission)
+    ├── SweepInterruptedError the sweep to steer is gone (its process died); rerun resumes it
     └── BudgetExhausted       a token or cost budget was reached (the sweep pauses)
 
 Foreign exceptions (aiohttp, sqlite3, jinja2, pydantic) are mapped to these at the boundary
@@ -46,6 +47,10 @@ class SpecError(PromptLooperError):
 
 class NotFoundError(PromptLooperError, LookupError):
     """A named object does not exist in the store."""
+
+
+class SweepInterruptedError(PromptLooperError):
+    """The sweep asked to pause / resume / stop / redirect is no longer running anywhere."""
 
 
 class EndpointError(PromptLooperError):

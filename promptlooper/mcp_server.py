@@ -201,6 +201,7 @@ def build_server(wb: Workbench | None = None, *, db: str | None = None, **server
 
     wb = wb or Workbench(db)
     wb.store  # noqa: B018 - open (and migrate) the store once, before tools run on worker threads
+    wb.keep_delivering_webhooks()  # the server holds the store: it delivers queued webhook events
     server = MCPServer(SERVER_NAME, instructions=INSTRUCTIONS, **server_options)
     server.workbench = wb  # type: ignore[attr-defined]
 

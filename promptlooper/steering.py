@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .errors import NotFoundError, SpecError
+from .errors import NotFoundError, Problem, SpecError, SweepInterruptedError
 from .spec import Experiment
 
 if TYPE_CHECKING:
@@ -21,9 +21,24 @@ class SteeringVerbs:
 
     def _steer(self: Workbench, ref: str | Experiment, verb: str, reason: str = "") -> dict[str, Any]:
         exp = self.experiment(ref)
+        self._live_sweep(exp, verb)  # a sweep whose process is gone is said so, not asked to pause
         sweep = self.store.request_steering(exp["id"], f"{verb}:{reason}" if reason else verb)
         if sweep is None:
             raise NotFoundError(f"experiment {exp['project']}/{exp['name']} has no running or paused sweep")
+        return sweep
+
+    def _live_sweep(self: Workbench, exp: dict[str, Any], verb: str) -> dict[str, Any] | None:
+        """The experiment's running or paused sweep (None if there is none); SweepInterruptedError
+        if it claims to run but its process is gone."""
+        sweep = self.store.settle_sweep(self.store.latest_sweep(exp["id"]))
+        if sweep is not None and sweep["status"] == "interrupted":
+            key = f"{exp['project']}/{exp['name']}"
+            why = "is gone" if sweep.get("stop_reason") == "owner process gone" else "stopped without finishing"
+            raise SweepInterruptedError(
+                f"cannot {verb} {key}: its sweep {sweep['id'][:8]} was interrupted (process {sweep['owner_pid']} on "
+                f"{sweep['owner_host']} {why}); finished runs are kept: `promptlooper rerun {key}` resumes it")
+        if sweep is None or sweep["status"] not in ("running", "paused"):
+            return None
         return sweep
 
     def pause(self: Workbench, ref: str | Experiment, reason: str = "") -> dict[str, Any]:
@@ -35,31 +50,48 @@ class SteeringVerbs:
     def stop(self: Workbench, ref: str | Experiment, reason: str = "") -> dict[str, Any]:
         return self._steer(ref, "stop", reason)
 
-    def redirect(self: Workbench, ref: str | Experiment, space: dict[str, Any]) -> dict[str, Any]:
+    def redirect(self: Workbench, ref: str | Experiment, space: dict[str, Any] | None = None, *,
+                 changes: dict[str, Any] | None = None) -> dict[str, Any]:
         """Change the remaining space of a running sweep (runs already done stay and count).
 
-        The new space is validated against the experiment first; with no live sweep it becomes
-        the experiment's space for the next run.
+        ``space`` replaces the whole space; ``changes`` replaces only the axes it names and keeps
+        the others (what ``promptlooper redirect --set KEY=VALUES`` does). The new space is
+        validated against the experiment first; with no live sweep it becomes the experiment's
+        space for the next run.
         """
         exp_row = self.experiment(ref)
         exp = self._experiment_object(exp_row)
-        changed = self._with_space(exp, space)  # raises SpecError with field paths
+        if space is None and changes is None:
+            raise SpecError([Problem("space", "nothing to change", "give the new space, or changes to some of its axes")])
+        current = exp.model_dump(mode="json")["space"]
+        if changes is not None:
+            unknown = [k for k in changes if k not in current]
+            if unknown:
+                raise SpecError([Problem(f"space.{k}", "not an axis of this experiment's space",
+                                         f"the axes are: {', '.join(current) or 'none'} (the whole space can be replaced with --space JSON)")
+                                 for k in unknown])
+        new_space = {**current, **(changes or {})} if space is None else {**space, **(changes or {})}
+        changed = self._with_space(exp, new_space)  # raises SpecError with field paths
         record = changed.to_record()
+        try:
+            sweep = self._live_sweep(exp_row, "redirect")
+        except SweepInterruptedError:
+            sweep = None  # its process is gone: the new space is the next run's
         self.store.upsert_experiment(exp_row["project"], exp_row["name"], record, exp_row.get("description") or "")
-        sweep = self.store.latest_sweep(exp_row["id"])
-        if sweep and sweep["status"] in ("running", "paused"):
+        if sweep is not None:
             self.store.merge_sweep_options(sweep["id"], {"redirect_space": record["space"]})
             self.store.request_steering(exp_row["id"], "redirect")
         else:
             self.store.add_event(exp_row["id"], "experiment.redirected", {"space": record["space"], "live": False})
+            self._events_raised()
         return {"experiment": f"{exp_row['project']}/{exp_row['name']}", "space": record["space"],
-                "configurations": len(self.configurations(changed)), "live": bool(sweep and sweep["status"] in ("running", "paused"))}
+                "configurations": len(self.configurations(changed)), "live": sweep is not None}
 
     def set_budget(self: Workbench, ref: str | Experiment, *, max_tokens: int | None = None, max_cost: float | None = None) -> dict[str, Any]:
         """Raise (or set) the budget of the live sweep; `resume` then continues a budget pause."""
         exp = self.experiment(ref)
-        sweep = self.store.latest_sweep(exp["id"])
-        if not sweep or sweep["status"] not in ("running", "paused"):
+        sweep = self._live_sweep(exp, "change the budget of")
+        if sweep is None:
             raise NotFoundError("no running or paused sweep: put the budget in the experiment (budget:) for the next run")
         budget = {k: v for k, v in (("max_tokens", max_tokens), ("max_cost", max_cost)) if v is not None}
         if max_cost is not None:
@@ -72,6 +104,7 @@ class SteeringVerbs:
                 raise SpecError(problems)
         self.store.merge_sweep_options(sweep["id"], {"budget": budget})
         self.store.add_event(exp["id"], "budget.changed", {"budget": budget})
+        self._events_raised()
         return budget
 
     def approve(self: Workbench, ref: str | Experiment, config_id: str, *, by: str = "", reason: str = "") -> dict[str, Any]:
@@ -91,6 +124,7 @@ class SteeringVerbs:
         self.store.decide_configuration(exp["id"], config["id"], decision, by, reason)
         etype = f"configuration.{decision or 'cleared'}"
         self.store.add_event(exp["id"], etype, {"config_id": config["id"], "by": by, "reason": reason, "varied": config["varied"]})
+        self._events_raised()
         return {"config_id": config["id"], "decision": decision, "by": by, "reason": reason}
 
     def fork(self: Workbench, ref: str | Experiment, config_id: str | None = None, changes: dict[str, Any] | None = None, *,
@@ -141,9 +175,12 @@ class SteeringVerbs:
         payload = {"parent": f"{parent.project}/{parent.name}", "child": child.key, "from_config_id": config["id"], "changes": changes or {}}
         self.store.add_event(parent_row["id"], "experiment.forked", payload)
         self.store.add_event(child_id, "experiment.forked", payload)
+        self._events_raised()
         return child
 
     def request_human(self: Workbench, ref: str | Experiment, reason: str, context: dict[str, Any] | None = None) -> int:
         """Raise the human_needed event (shown in notebooks, dashboards and webhooks)."""
         exp = self.experiment(ref)
-        return self.store.add_event(exp["id"], "human_needed", {"reason": reason, "context": context or {}})
+        event_id = self.store.add_event(exp["id"], "human_needed", {"reason": reason, "context": context or {}})
+        self._events_raised()
+        return event_id

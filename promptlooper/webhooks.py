@@ -1,18 +1,29 @@
-"""Webhook deliveries: JSON POSTs of events, with retries and backoff, never in the sweep's way.
+"""Webhook deliveries: JSON POSTs of events from a durable outbox in the store.
 
-The dispatcher reads events from the store (so it delivers exactly what was recorded, in order,
-with their ids), one ordered queue per webhook, in its own task with its own HTTP session. Every
-delivery attempt is recorded in ``webhook_deliveries``. Header values that hold secrets are never
-stored: a webhook stores ``{"Authorization": "ENV_VAR_NAME"}`` and the value is read from the
-environment at send time.
+Every event of a subscribed type is queued in an outbox in the store (see
+:mod:`promptlooper.store.outbox`), whichever process raised it: a sweep, a CLI verb, the MCP server.
+A :class:`Courier` in any process holding the store queues new events and sends due rows: each attempt has a timeout, a
+failed one is tried again with jittered exponential backoff until it succeeds or its retry budget
+(``MAX_ATTEMPTS``) is spent, and every attempt is recorded. The courier runs in a thread of its own
+(:class:`CourierThread`), with its own loop, connection and HTTP session, so a slow or failing
+receiver never touches a sweep's loop. Events go out in id order while the receiver accepts them;
+an event being retried does not hold back later ones (each body carries the event id).
+
+Header values that hold secrets are never stored: a webhook stores ``{"Authorization": "ENV_VAR_NAME"}``
+and the value is read from the environment at send time, and only for the origin the operator
+granted that variable to (see :mod:`promptlooper.keys`); such a request follows no redirect, which
+would carry the value elsewhere. Bodies are redacted of every configured key value.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
+import re
+import threading
+import time
+from itertools import groupby
 from typing import Any
 
 import aiohttp
@@ -20,144 +31,207 @@ import aiohttp
 from .engine.limits import backoff_delay
 from .errors import EndpointError
 from .keys import KeyGrants, key_value, redact
-from .store import Store, now_iso
-from .store.store import new_id
+from .store import Store
+from .store import outbox as _outbox
+from .store.outbox import Claimed, deliveries, outbox, pending_summary, webhooks
 
-MAX_ATTEMPTS = 5
+# The default retry budget of one event at one webhook: MAX_ATTEMPTS attempts, with full-jitter
+# exponential backoff from BACKOFF seconds (doubling, at most BACKOFF_CAP) between them: a receiver
+# may be down for a few minutes and still get every event. Each webhook may set its own.
+MAX_ATTEMPTS = 8
+BACKOFF = 1.0
+BACKOFF_CAP = 300.0
+TIMEOUT = 5.0  # seconds one attempt may take (connect, send, answer)
+LEASE = 3 * TIMEOUT  # a claimed row is someone else's to retry if its claimer is gone this long
+BATCH = 64  # rows claimed at once
+POLL_EVERY = 0.25  # seconds between looks at the outbox while nothing is due
+DRAIN_ON_CLOSE = 2.0  # seconds a closing workbench keeps delivering what is due; the rest stays queued
 
 
-def add_webhook(store: Store, event_type: str, url: str, headers_env: dict[str, str] | None = None) -> str:
-    """Register ``url`` for ``event_type`` ('*' for every event, 'run.*' for a family)."""
-    import re
-
+def add_webhook(store: Store, event_type: str, url: str, headers_env: dict[str, str] | None = None, *,
+                max_attempts: int = MAX_ATTEMPTS, backoff: float = BACKOFF) -> str:
+    """Register ``url`` for ``event_type`` ('*' for every event, 'run.*' for a family), each event
+    tried up to ``max_attempts`` times, ``backoff`` seconds (doubling, jittered) apart."""
     if not re.match(r"^https?://", url):
         raise ValueError("webhook url must start with http:// or https://")
     for header, env in (headers_env or {}).items():
         if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", env):
             raise ValueError(f"header {header!r}: give the NAME of an environment variable holding its value, not the value")
-    wid = new_id()
-    with store.cx.write() as c:
-        c.execute("INSERT INTO webhooks (id, event_type, url, headers_env, is_active, created_at) VALUES (?,?,?,?,1,?)",
-                  (wid, event_type, url, json.dumps(headers_env or {}), now_iso()))
-    return wid
-
-
-def webhooks(store: Store) -> list[dict[str, Any]]:
-    rows = list(store.db.query("SELECT * FROM webhooks ORDER BY created_at"))
-    for r in rows:
-        r["headers_env"] = json.loads(r["headers_env"] or "{}")
-    return rows
+    if not 1 <= max_attempts <= 100:
+        raise ValueError(f"max_attempts must be 1..100 (got {max_attempts})")
+    if not 0.01 <= backoff <= 3600:
+        raise ValueError(f"backoff must be 0.01..3600 seconds (got {backoff})")
+    return _outbox.add_webhook(store, event_type, url, headers_env or {}, max_attempts, backoff)
 
 
 def remove_webhook(store: Store, webhook_id: str) -> None:
-    with store.cx.write() as c:
-        c.execute("DELETE FROM webhooks WHERE id LIKE ?", (webhook_id + "%",))
+    _outbox.remove_webhook(store, webhook_id)
 
 
-def deliveries(store: Store, webhook_id: str | None = None) -> list[dict[str, Any]]:
-    sql = "SELECT * FROM webhook_deliveries" + (" WHERE webhook_id = ?" if webhook_id else "") + " ORDER BY id"
-    return list(store.db.query(sql, [webhook_id] if webhook_id else []))
+def body_of(event: dict[str, Any]) -> dict[str, Any]:
+    # Events are redacted when written; this also covers those written before a key was known.
+    return redact({"event": event["type"], "id": event["id"], "ts": event["ts"], "experiment_id": event["experiment_id"],
+                   "experiment": event["experiment"], "data": event["payload"]})
 
 
-def _matches(pattern: str, etype: str) -> bool:
-    return pattern in ("*", etype) or (pattern.endswith("*") and etype.startswith(pattern[:-1]))
+class Courier:
+    """Sends the due outbox rows of one store (call from one event loop)."""
 
-
-class Dispatcher:
-    """Delivers the events of one experiment to every matching active webhook."""
-
-    def __init__(self, store_path: str, experiment_id: str, experiment_key: str):
-        self.store_path = store_path
-        self.experiment_id = experiment_id
-        self.experiment_key = experiment_key
-        self._last_id = 0
-        self._queues: dict[str, asyncio.Queue[dict[str, Any] | None]] = {}
-        self._tasks: list[asyncio.Task[None]] = []
+    def __init__(self, store: Store):
+        self.store = store
+        self._grants = KeyGrants(store)
         self._session: aiohttp.ClientSession | None = None
-        self._hooks: list[dict[str, Any]] = []
-        self.store: Store | None = None
-        self._grants: KeyGrants | None = None
 
-    async def start(self) -> bool:
-        self.store = Store(self.store_path)
-        self._grants = KeyGrants(self.store)
-        self._hooks = [h for h in await asyncio.to_thread(webhooks, self.store) if h["is_active"]]
-        if not self._hooks:
-            return False
-        with self.store.cx.read() as c:
-            self._last_id = c.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
-        for hook in self._hooks:
-            q: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-            self._queues[hook["id"]] = q
-            self._tasks.append(asyncio.ensure_future(self._deliver_loop(hook, q)))
-        return True
+    async def deliver_due(self) -> int:
+        """Claim due rows and try each once; returns how many were tried."""
+        rows = await asyncio.to_thread(_outbox.claim_due, self.store, limit=BATCH, lease=LEASE)
+        if not rows:
+            return 0
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT))
+        # One receiver's rows in order, receivers side by side: a slow one delays only itself.
+        by_hook = [list(group) for _, group in groupby(sorted(rows, key=lambda r: (r.webhook_id, r.id)), key=lambda r: r.webhook_id)]
+        await asyncio.gather(*(self._send_in_order(group) for group in by_hook))
+        return len(rows)
 
-    async def pump(self) -> None:
-        """Queue the events recorded since the last pump (called after each store batch)."""
-        if not self._hooks or self.store is None:
-            return
-        events = await asyncio.to_thread(self.store.events, self.experiment_id, None, self._last_id)
-        for event in events:
-            self._last_id = max(self._last_id, event["id"])
-            for hook in self._hooks:
-                if _matches(hook["event_type"], event["type"]):
-                    self._queues[hook["id"]].put_nowait(event)
+    async def _send_in_order(self, rows: list[Claimed]) -> None:
+        for row in rows:
+            await self._send(row)
 
-    async def close(self, drain_timeout: float = 10.0) -> None:
-        if self._hooks:
-            await self.pump()
-            for q in self._queues.values():
-                q.put_nowait(None)
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.gather(*self._tasks, return_exceptions=True), drain_timeout)
-            for t in self._tasks:
-                t.cancel()
-        if self._session is not None:
-            await self._session.close()
-        if self.store is not None:
-            self.store.close()
-
-    async def _deliver_loop(self, hook: dict[str, Any], q: asyncio.Queue[dict[str, Any] | None]) -> None:
-        while True:
-            event = await q.get()
-            if event is None:
-                return
-            await self._deliver(hook, event)
-
-    async def _deliver(self, hook: dict[str, Any], event: dict[str, Any]) -> None:
-        assert self._session is not None and self.store is not None
-        # Events are redacted when written; this also covers those written before a key was known.
-        body = redact({"event": event["type"], "id": event["id"], "ts": event["ts"], "experiment_id": self.experiment_id,
-                       "experiment": self.experiment_key, "data": event["payload"]})
+    async def _send(self, row: Claimed) -> None:
+        assert self._session is not None
         headers = {"Content-Type": "application/json"}
-        for name, env in hook["headers_env"].items():
+        status: int | None = None
+        error: str | None = None
+        refused = False
+        for name, env in row.headers_env.items():
             if not os.environ.get(env):
                 continue  # unset: delivered without that header, as always
             try:  # a header variable goes only to the origin the operator granted it to
-                headers[name] = key_value(env, hook["url"], self._grants, f"webhook {hook['url']} header {name}")
+                headers[name] = key_value(env, row.url, self._grants, f"webhook {row.url} header {name}")
             except EndpointError as exc:
-                await asyncio.to_thread(self._record, hook["id"], event["id"], 1, None, str(exc))
-                return
-        for attempt in range(1, MAX_ATTEMPTS + 1):
-            status: int | None = None
-            error: str | None = None
+                error, refused = str(exc), True
+                break
+        if error is None:
             try:
                 # A redirect would carry the header values to an origin they were not granted to.
-                async with self._session.post(hook["url"], json=body, headers=headers, allow_redirects=len(headers) == 1) as resp:
+                async with self._session.post(row.url, json=body_of(row.event), headers=headers,
+                                              allow_redirects=len(headers) == 1) as resp:
                     status = resp.status
                     await resp.read()
             except (TimeoutError, aiohttp.ClientError) as exc:
-                error = f"{type(exc).__name__}: {exc}"
-            ok = status is not None and 200 <= status < 300
-            await asyncio.to_thread(self._record, hook["id"], event["id"], attempt, status, error)
+                error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            if status is not None and not 200 <= status < 300:
+                error = f"HTTP {status}"
             # A redirect not followed (secret headers) or a 4xx would answer the same again.
-            if ok or (status is not None and 300 <= status < 500 and status != 429):
-                return
-            await asyncio.sleep(backoff_delay(attempt - 1, base=0.2, cap=5.0))
+            refused = status is not None and 300 <= status < 500 and status not in (408, 429)
+        attempts = row.attempts + 1
+        if error is None:
+            state, next_attempt = "delivered", None
+        elif refused or attempts >= row.max_attempts:
+            state, next_attempt = "failed", None
+        else:
+            state, next_attempt = "pending", time.time() + backoff_delay(attempts - 1, base=row.backoff, cap=BACKOFF_CAP)
+        await asyncio.to_thread(_outbox.record_attempt, self.store, row, status=status, error=error, state=state,
+                                next_attempt=next_attempt)
 
-    def _record(self, webhook_id: str, event_id: int, attempt: int, status: int | None, error: str | None) -> None:
-        assert self.store is not None
-        with self.store.cx.write() as c:
-            c.execute("INSERT INTO webhook_deliveries (webhook_id, event_id, attempt, status, error, ts) VALUES (?,?,?,?,?,?)",
-                      (webhook_id, event_id, attempt, status, error, now_iso()))
+    async def deliver_until(self, deadline: float, *, stop_when_idle: bool = True) -> dict[str, Any]:
+        """Deliver until nothing is pending (or due before ``deadline``, a ``time.monotonic()``)."""
+        while True:
+            if await self.deliver_due():
+                continue
+            summary = await asyncio.to_thread(pending_summary, self.store)
+            left = deadline - time.monotonic()
+            if left <= 0 or (stop_when_idle and not summary["pending"]):
+                return summary
+            if summary["next_due"] is not None and summary["next_due"] - time.time() > left:
+                return summary  # the next retry falls after the deadline: it stays queued
+            await asyncio.sleep(min(POLL_EVERY, left))
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+class CourierThread:
+    """A :class:`Courier` on a daemon thread of its own, for one workbench.
+
+    It runs while something holds it (a sweep of this process, an MCP server) or rows are pending,
+    and ends when the outbox is empty; :meth:`wake` starts it again. :meth:`close` lets it deliver
+    what is due for a moment, and leaves the rest queued for whichever process comes next.
+    """
+
+    def __init__(self, store_path: str):
+        self.store_path = store_path
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._holds = 0
+        self._wake = threading.Event()
+        self._closing_until: float | None = None  # time.monotonic() deadline once closing
+
+    def hold(self) -> None:
+        with self._lock:
+            self._holds += 1
+        self.wake()
+
+    def release(self) -> None:
+        with self._lock:
+            self._holds = max(0, self._holds - 1)
+        self._wake.set()
+
+    def wake(self) -> None:
+        """Look at the outbox now (start the thread if it ended)."""
+        with self._lock:
+            if self._closing_until is not None:
+                return
+            self._wake.set()
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._main, name="promptlooper-webhooks", daemon=True)
+                self._thread.start()
+
+    def close(self, drain: float = DRAIN_ON_CLOSE) -> None:
+        with self._lock:
+            self._closing_until = time.monotonic() + drain
+            thread = self._thread
+        self._wake.set()
+        if thread is not None:
+            # Not longer: an attempt still under way then is abandoned with its process, and its
+            # claim's lease runs out, so the next process holding the store sends it again.
+            thread.join(drain + 1.0)
+
+    def _main(self) -> None:
+        asyncio.run(self._run())
+
+    async def _run(self) -> None:
+        store = Store(self.store_path)
+        courier = Courier(store)
+        try:
+            while True:
+                self._wake.clear()
+                if await courier.deliver_due():
+                    continue
+                with self._lock:
+                    closing, holds = self._closing_until, self._holds
+                if closing is not None:
+                    await courier.deliver_until(closing)
+                    return
+                if not holds:
+                    summary = await asyncio.to_thread(pending_summary, store)
+                    with self._lock:
+                        if not summary["pending"] and not self._holds and not self._wake.is_set():
+                            self._thread = None  # the next wake starts a new thread
+                            return
+                await self._sleep(POLL_EVERY)
+        finally:
+            await courier.aclose()
+            with contextlib.suppress(Exception):
+                store.close()
+
+    async def _sleep(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while not self._wake.is_set() and time.monotonic() < end:
+            await asyncio.sleep(0.02)
+
+
+__all__ = ["MAX_ATTEMPTS", "Courier", "CourierThread", "add_webhook", "deliveries", "outbox", "remove_webhook", "webhooks"]

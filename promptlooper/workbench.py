@@ -44,7 +44,7 @@ from .store.batchwriter import wait_for_writers
 from .sweeps.guided import guided_defaults
 from .sweeps.space import build_configuration, grid_points, grid_size, random_points, values_of
 from .validation import ensure_valid, load_samples, validate
-from .webhooks import Dispatcher
+from .webhooks import CourierThread
 
 DEFAULT_RANDOM_CONFIGS = 20
 
@@ -64,6 +64,7 @@ class Workbench(SteeringVerbs, OutsideDriver):
         self._handles: dict[str, SweepHandle] = {}
         self._specs: dict[str, Experiment] = {}  # experiments seen in this process (with their callables)
         self._lock = threading.Lock()
+        self._courier: CourierThread | None = None  # webhook deliveries of this process, started on need
 
     @property
     def store(self) -> Store:
@@ -72,6 +73,12 @@ class Workbench(SteeringVerbs, OutsideDriver):
         return self._store
 
     def close(self) -> None:
+        if self._store is not None and not self.readonly:
+            self._webhook_courier()  # events this process raised, if any webhook wants them
+        with self._lock:
+            courier, self._courier = self._courier, None
+        if courier is not None:
+            courier.close()  # what is due goes out now; retries stay queued for the next process
         if self._store is not None:
             # Sweeps return once their results are committed; their writer processes may still be
             # checkpointing the file. After close, nothing of this workbench touches it any more.
@@ -315,22 +322,15 @@ class Workbench(SteeringVerbs, OutsideDriver):
         return await self._drive(sweep, exp.key)
 
     async def _drive(self, sweep: Sweep, key: str) -> Progress:
-        """Run a sweep with its webhook dispatcher beside it (deliveries never block the sweep)."""
-        dispatcher = Dispatcher(self.db_path, sweep.plan.experiment_id, key)
-        pump: asyncio.Task[None] | None = None
-        if await dispatcher.start():
-            async def pumping() -> None:
-                while True:
-                    await asyncio.sleep(0.1)
-                    await dispatcher.pump()
-
-            pump = asyncio.ensure_future(pumping())
+        """Run a sweep with webhook deliveries beside it, on their own thread (never in its way)."""
+        courier = self._webhook_courier()
+        if courier is not None:
+            courier.hold()
         try:
             return await sweep.run()
         finally:
-            if pump is not None:
-                pump.cancel()
-            await asyncio.shield(dispatcher.close())
+            if courier is not None:
+                courier.release()
 
     def run(self, exp: Experiment, **options: Any) -> Progress:
         """Sync form (scripts, CLI): blocks until the sweep ends."""
@@ -341,7 +341,12 @@ class Workbench(SteeringVerbs, OutsideDriver):
         return self.store.experiment(ref.key if isinstance(ref, Experiment) else ref)
 
     def experiments(self, project: str | None = None) -> list[dict[str, Any]]:
-        return self.store.experiments(project)
+        rows = self.store.experiments(project)
+        for row in rows:  # each one's state as status() tells it: its latest sweep's
+            sweep = self.store.settle_sweep(self.store.latest_sweep(row["id"]))
+            if sweep:
+                row["status"] = sweep["status"]
+        return rows
 
     def leaderboard(self, ref: str | Experiment, *, sort: str | None = None, top: int | None = None,
                     include_rejected: bool = False, interval: str = "t", definition: int | None = None,
@@ -402,11 +407,13 @@ class Workbench(SteeringVerbs, OutsideDriver):
         return calibration(self, ref.key if isinstance(ref, Experiment) else ref, scorers=scorers)
 
     def status(self, ref: str | Experiment) -> dict[str, Any]:
+        """The experiment's state, its run counts and its latest sweep. The state is the latest
+        sweep's (running, paused, completed, stopped, or interrupted when its process is gone)."""
         exp = self.experiment(ref)
-        sweep = self.store.latest_sweep(exp["id"])
+        sweep = self.store.settle_sweep(self.store.latest_sweep(exp["id"]))
         counts = {status: n for status, n in self.store.db.execute(
             "SELECT status, COUNT(*) FROM runs WHERE experiment_id = ? GROUP BY status", [exp["id"]]).fetchall()}
-        return {"experiment": f"{exp['project']}/{exp['name']}", "id": exp["id"], "status": exp["status"],
+        return {"experiment": f"{exp['project']}/{exp['name']}", "id": exp["id"], "status": sweep["status"] if sweep else exp["status"],
                 "runs": counts, "sweep": sweep}
 
     def run_detail(self, run_ref: str) -> dict[str, Any]:
@@ -449,10 +456,14 @@ class Workbench(SteeringVerbs, OutsideDriver):
         return _export(self.store, exp, board, format)
 
     # ------------------------------------------------------------------ webhooks
-    def add_webhook(self, event_type: str, url: str, headers_env: dict[str, str] | None = None) -> str:
-        from .webhooks import add_webhook
+    def add_webhook(self, event_type: str, url: str, headers_env: dict[str, str] | None = None, *,
+                    max_attempts: int | None = None, backoff: float | None = None) -> str:
+        """POST events of ``event_type`` ('*', 'run.*', an exact type) to ``url``; each event is
+        tried up to ``max_attempts`` times (default 8), ``backoff`` seconds (default 1, doubling) apart."""
+        from .webhooks import BACKOFF, MAX_ATTEMPTS, add_webhook
 
-        webhook_id = add_webhook(self.store, event_type, url, headers_env)
+        webhook_id = add_webhook(self.store, event_type, url, headers_env, max_attempts=max_attempts or MAX_ATTEMPTS,
+                                 backoff=backoff or BACKOFF)
         for var in (headers_env or {}).values():
             keys.grant(self.store, var, url)
         return webhook_id
@@ -471,6 +482,55 @@ class Workbench(SteeringVerbs, OutsideDriver):
         from .webhooks import deliveries
 
         return deliveries(self.store, webhook_id)
+
+    def webhook_outbox(self, state: str | None = None) -> list[dict[str, Any]]:
+        """Every queued delivery (pending, delivered or failed) with its attempts and last error."""
+        from .webhooks import outbox
+
+        return outbox(self.store, state)
+
+    def deliver_webhooks(self, wait: float = 30.0) -> dict[str, Any]:
+        """Deliver the queued webhook events now, in this process, until none is pending or ``wait``
+        seconds pass (retries due later stay queued); returns the outbox's counts by state."""
+        import time
+
+        from .webhooks import Courier
+
+        async def go() -> dict[str, Any]:
+            courier = Courier(self.store)
+            try:
+                return await courier.deliver_until(time.monotonic() + wait)
+            finally:
+                await courier.aclose()
+
+        return run_sync(go())  # type: ignore[no-any-return]
+
+    def keep_delivering_webhooks(self) -> None:
+        """Deliver webhook events in the background for as long as this workbench is open (a server)."""
+        if self.readonly:
+            return
+        with self._lock:
+            if self._courier is None:
+                self._courier = CourierThread(self.db_path)
+            courier = self._courier
+        courier.hold()
+
+    def _webhook_courier(self) -> CourierThread | None:
+        """This process's courier, woken, if any webhook is active (else None: nothing to deliver)."""
+        from .store.outbox import has_active_webhooks
+
+        if self.readonly or not has_active_webhooks(self.store):
+            return None
+        with self._lock:  # a script's sweep runs on a thread of its own: one courier between them
+            if self._courier is None:
+                self._courier = CourierThread(self.db_path)
+            courier = self._courier
+        courier.wake()
+        return courier
+
+    def _events_raised(self) -> None:
+        """After a verb recorded events outside a sweep: deliver them (in the background)."""
+        self._webhook_courier()
 
     # ------------------------------------------------------------------ cache
     def explain_cache(self, run_ref: str) -> list[dict[str, Any]]:

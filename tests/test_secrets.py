@@ -8,6 +8,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from promptlooper.errors import SpecError
 from promptlooper.mcp_server import build_server
 from promptlooper.scorers import ScorerError, build
 from promptlooper.validation import parse_experiment
-from promptlooper.webhooks import Dispatcher
+from promptlooper.webhooks import Courier
 
 KEY = "sk-echoed-4c1f7e2a99"
 HOOK = "hook-echoed-8d2b61f0"
@@ -111,13 +112,14 @@ def test_webhook_bodies_are_redacted_when_sent(db, monkeypatch):
         wb.add_webhook("*", receiver.base_url + "/events")
         exp_id = wb.register(_exp("hooked", "proxy/m1", []))
 
+        with sqlite3.connect(db) as cx:  # written around the store, so not redacted on the way in
+            cx.execute("INSERT INTO events (ts, experiment_id, type, payload) VALUES ('t', ?, 'run.failed', ?)",
+                       (exp_id, json.dumps({"error": f"HTTP 401: bad key {KEY}"})))
+
         async def deliver() -> None:
-            dispatcher = Dispatcher(db, exp_id, "echo/hooked")
-            assert await dispatcher.start()
-            with sqlite3.connect(db) as cx:
-                cx.execute("INSERT INTO events (ts, experiment_id, type, payload) VALUES ('t', ?, 'run.failed', ?)",
-                           (exp_id, json.dumps({"error": f"HTTP 401: bad key {KEY}"})))
-            await dispatcher.close()
+            courier = Courier(wb.store)
+            await courier.deliver_until(time.monotonic() + 10)
+            await courier.aclose()
 
         asyncio.run(deliver())
         wb.close()

@@ -141,6 +141,7 @@ class Sweep:
         self._writer_failed = False
         self._config_stats: dict[str, list[float]] = {}
         self._priced: dict[str, bool] = {}  # endpoint/model -> has a price (see _spent)
+        self._scorer_stats: dict[str, dict[str, list[float]]] = {}  # config -> scorer -> [sum, n]
         self._expected_per_config = len(plan.samples) * plan.repeat
         self.event_listeners: list[Callable[[str, dict[str, Any]], None]] = []
         # Redirect: given the new space (from the store), the configurations that remain to run.
@@ -305,7 +306,16 @@ class Sweep:
         return self._stopping
 
     def _open(self) -> bool:
-        return self._gate.is_set() and not self._stopping
+        """May a call that just got its slot go out? Not while paused or stopping, nor for a run
+        whose configuration a redirect dropped while it queued for the slot (it is abandoned at
+        the gate, unstarted, instead of spending a call on a configuration no longer wanted)."""
+        if not self._gate.is_set() or self._stopping:
+            return False
+        allowed = self._allowed
+        if allowed is None:
+            return True
+        current = _current_config.get()
+        return current is None or current in allowed
 
     async def _worker(self, runner: Runner) -> None:
         streak = 0
@@ -322,20 +332,20 @@ class Sweep:
                 item = next(self._items, None)  # re-read: a redirect swaps the iterator
             if item is None:
                 return
+            self._inflight[item.run_id] = item.config.id  # taken: a redirect must not queue it again
             while len(self._full) >= MAX_BACKLOG and not self._writer_failed:
                 self._flushed.clear()  # the writer is behind: let it catch up before starting more runs
                 await self._flushed.wait()
-            self._inflight[item.run_id] = item.config.id
             _current_config.set(item.config.id)  # per worker task: what a redirect may have dropped
             try:
-                record = await runner.execute(item, _Started(self, item))
-            except RunAbandoned:
-                if self._stopping:
-                    return
-                continue  # its configuration was redirected away before its first call
+                record = await self._execute(runner, item)
             finally:
                 self._inflight.pop(item.run_id, None)
                 _current_config.set(None)
+            if record is None:
+                if self._stopping:
+                    return
+                continue  # its configuration was redirected away before its first call
             self._record(record, item)
             for listener in self.run_listeners:
                 listener(record, item)
@@ -345,6 +355,20 @@ class Sweep:
             if streak >= yield_every:
                 streak = 0
                 await asyncio.sleep(0)
+
+    async def _execute(self, runner: Runner, item: RunItem) -> RunRecord | None:
+        """``item``'s record, or None if the sweep stopped or a redirect dropped its configuration
+        before its first call."""
+        started = _Started(self, item)  # one run.started, however many times it is tried
+        while True:
+            try:
+                return await runner.execute(item, started)
+            except RunAbandoned:
+                if self._stopping or (self._allowed is not None and item.config.id not in self._allowed):
+                    return None
+                # Still wanted: it waited for a call that an identical, dropped run owned and gave
+                # up with it (configurations that differ only in a later stage share the first
+                # stage's calls). Run it again: it makes the call itself now.
 
     def _looking_ahead(self, items: Iterator[RunItem]) -> Iterator[RunItem]:
         """``items``, prepared LOOKAHEAD at a time (see :meth:`Runner.prepare`)."""
@@ -374,7 +398,7 @@ class Sweep:
             self.emit(f"run.{record.status}", {"run_id": record.id, "config_id": record.config_id, "score": record.score},
                       record.completed_at)
             if record.score is not None:
-                self._update_best(record.config_id, record.score, item.config.varied)
+                self._update_best(record, item)
         self._batch.add_run(record, replace=record.id in self._unfinished)
         if len(self._batch.run_ids) >= FLUSH_MAX:
             self._full.append(self._batch)
@@ -409,23 +433,37 @@ class Sweep:
                 stats = self._config_stats.setdefault(config_id, [0.0, 0.0])
                 stats[0] += score
                 stats[1] += 1
+        self._scorer_stats = store.scorer_sums(self.plan.experiment_id)
         for config_id, (total, n) in self._config_stats.items():
             if n >= self._expected_per_config:
                 mean = total / n
                 if self.progress.best_score is None or mean > self.progress.best_score:
                     self.progress.best_score, self.progress.best_config_id = mean, config_id
 
-    def _update_best(self, config_id: str, score: float, varied: dict[str, Any]) -> None:
+    def _update_best(self, record: RunRecord, item: RunItem) -> None:
+        config_id = record.config_id
+        assert record.score is not None
         stats = self._config_stats.setdefault(config_id, [0.0, 0.0])
-        stats[0] += score
+        stats[0] += record.score
         stats[1] += 1
+        per_scorer = self._scorer_stats.setdefault(config_id, {})
+        for label, value, *_ in record.scores:
+            sums = per_scorer.setdefault(label, [0.0, 0.0])
+            sums[0] += value
+            sums[1] += 1
         # A configuration is a candidate only once all its samples are in: never a lucky first run.
         if stats[1] == self._expected_per_config:
             mean = stats[0] / stats[1]
             p = self.progress
             if p.best_score is None or mean > p.best_score:
                 p.best_score, p.best_config_id = mean, config_id
-                self.emit("new_best_found", {"config_id": config_id, "score": round(mean, 6), "n": int(stats[1]), "varied": varied})
+                # What a receiver needs to act on it without reading the store: the run that
+                # completed the configuration, the mean of each scorer over its runs, and the
+                # configuration itself (every stage's prompt, model and parameters).
+                self.emit("new_best_found", {
+                    "config_id": config_id, "run_id": record.id, "score": round(mean, 6), "n": int(stats[1]),
+                    "scores": {label: round(total / n, 6) for label, (total, n) in per_scorer.items() if n},
+                    "varied": item.config.varied, "configuration": item.config.as_record()})
 
     def _check_budget(self) -> None:
         max_tokens = self.budget.get("max_tokens")
@@ -521,8 +559,15 @@ class Sweep:
             self.emit("experiment.redirect_failed", {"error": str(exc), "space": space})
             return
         store.add_configurations(self.plan.experiment_id, ((c.id, c.as_record(), c.varied) for c in configs))
-        pending = {rid for batch in (*self._writing, *self._full, self._batch) for rid in batch.run_ids}
-        done_now = pending | await asyncio.to_thread(store.finished_run_ids, self.plan.experiment_id)
+
+        def pending() -> set[str]:
+            return {rid for batch in (*self._writing, *self._full, self._batch) for rid in batch.run_ids}
+
+        # Recorded but not committed, before and after the store is read: a batch committed during
+        # the read is in the first, a run finished during it in the second (else it ran twice).
+        before = pending()
+        stored = await asyncio.to_thread(store.finished_run_ids, self.plan.experiment_id)
+        done_now = before | stored | pending()
         self.plan.configurations = configs
         keep = {c.id for c in configs}
         self._allowed = keep
@@ -562,6 +607,9 @@ class Sweep:
             p.stop_reason = reason or "requested"
             self._gate.set()  # paused workers wake up to see they must stop
         await asyncio.to_thread(store.update_sweep, self.sweep_id, status=p.status)
+        if verb in ("pause", "resume") and p.status in ("paused", "running"):
+            # The experiment's row says it too, for readers that list experiments.
+            await asyncio.to_thread(store.set_experiment_status, self.plan.experiment_id, p.status)
         self._poke.clear()
 
 

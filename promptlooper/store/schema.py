@@ -149,3 +149,37 @@ def m004_definitions(db: Database) -> None:
         );
         """
     )
+
+
+@migrations()
+def m005_webhook_outbox(db: Database) -> None:
+    # Webhooks as a durable outbox. Each webhook keeps a cursor (the last event id it has queued);
+    # whichever process delivers (see promptlooper/webhooks.py) first queues, in one write
+    # transaction, the events past each cursor that match, then claims due rows for a lease (so two
+    # processes never send the same row at once; a process that dies mid-delivery leaves its claim
+    # to expire). Event ids are given in commit order (every write is BEGIN IMMEDIATE), so a cursor
+    # never skips one; and recording an event costs the sweep nothing more than the event row.
+    db.executescript(
+        """
+        CREATE TABLE webhook_outbox (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            webhook_id TEXT NOT NULL REFERENCES webhooks(id) ON DELETE CASCADE,
+            event_id INTEGER NOT NULL,
+            state TEXT NOT NULL DEFAULT 'pending',
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt REAL NOT NULL,
+            claimed_until REAL,
+            last_status INTEGER,
+            last_error TEXT,
+            created_at TEXT NOT NULL,
+            finished_at TEXT,
+            UNIQUE (webhook_id, event_id)
+        );
+        CREATE INDEX webhook_outbox_due ON webhook_outbox (state, next_attempt);
+        -- Each webhook's retry budget: attempts per event, and the backoff's base (seconds, doubling).
+        ALTER TABLE webhooks ADD COLUMN max_attempts INTEGER NOT NULL DEFAULT 8;
+        ALTER TABLE webhooks ADD COLUMN backoff REAL NOT NULL DEFAULT 1.0;
+        ALTER TABLE webhooks ADD COLUMN last_event_id INTEGER NOT NULL DEFAULT 0;
+        UPDATE webhooks SET last_event_id = (SELECT COALESCE(MAX(id), 0) FROM events);
+        """
+    )

@@ -339,6 +339,17 @@ class Store:
                 "SELECT id FROM runs WHERE experiment_id = ? AND status IN ('completed', 'cached')", (experiment_id,)
             )}
 
+    def scorer_sums(self, experiment_id: str) -> dict[str, dict[str, list[float]]]:
+        """Per configuration and scorer, [sum, count] of the automatic scores of finished runs."""
+        out: dict[str, dict[str, list[float]]] = {}
+        with self.cx.read() as c:
+            for config_id, scorer, total, n in c.execute(
+                "SELECT r.config_id, s.scorer, SUM(s.value), COUNT(*) FROM scores s JOIN runs r ON r.id = s.run_id"
+                " WHERE r.experiment_id = ? AND r.status IN ('completed', 'cached') AND s.source = 'auto'"
+                " GROUP BY r.config_id, s.scorer", (experiment_id,)):
+                out.setdefault(config_id, {})[scorer] = [float(total), float(n)]
+        return out
+
     def unfinished_run_ids(self, experiment_id: str) -> set[str]:
         """Runs stored but not done (failed, or written by a sweep that died mid-write)."""
         with self.cx.read() as c:
@@ -606,6 +617,21 @@ class Store:
         ))
         return rows[0] if rows else None
 
+    def settle_sweep(self, sweep: dict[str, Any] | None) -> dict[str, Any] | None:
+        """``sweep`` as it really is: a running or paused sweep whose process is gone reads
+        ``interrupted`` (and is recorded so, unless this store is read-only), without waiting for a
+        new sweep to take the lease."""
+        if not sweep or sweep["status"] not in ("running", "paused") or sweep_owner_alive(sweep):
+            return sweep
+        settled = {**sweep, "status": "interrupted", "stop_reason": "owner process gone", "finished_at": sweep.get("finished_at") or now_iso()}
+        if not self.readonly:
+            with self.cx.write() as c:
+                c.execute("UPDATE sweeps SET status = 'interrupted', stop_reason = 'owner process gone', finished_at = ?"
+                          " WHERE id = ? AND status IN ('running', 'paused')", (settled["finished_at"], sweep["id"]))
+                c.execute("UPDATE experiments SET status = 'interrupted', updated_at = ? WHERE id = ? AND status IN ('running', 'paused')",
+                          (now_iso(), sweep["experiment_id"]))
+        return settled
+
     def request_steering(self, experiment_id: str, request: str) -> dict[str, Any] | None:
         """Queue a steering request (pause / resume / stop / redirect) for the experiment's live sweep."""
         with self.cx.write() as c:
@@ -650,6 +676,27 @@ def _request_queue(raw: str | None) -> list[str]:
     except ValueError:
         return [raw]
     return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+
+
+READER_STALE_AFTER = 30.0  # seconds without a heartbeat after which a reader deems a sweep's process gone
+
+
+def sweep_owner_alive(sweep: dict[str, Any], stale_after: float = READER_STALE_AFTER) -> bool:
+    """Whether the process running ``sweep`` is still there, as a reader (any process) can tell.
+
+    On the same host, another process is asked directly (``os.kill(pid, 0)``); this process, or a
+    sweep on another host, by its heartbeat (written at least every 2 s, paused or not).
+    """
+    pid, host, beat = sweep.get("owner_pid"), sweep.get("owner_host"), sweep.get("heartbeat")
+    if pid is not None and host == socket.gethostname() and pid != os.getpid():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return beat is not None and time.time() - float(beat) < stale_after
 
 
 def _owner_alive(pid: int | None, owner_host: str | None, beat: float | None, host: str, stale_after: float) -> bool:
