@@ -448,6 +448,8 @@ class Sweep:
         stats[1] += 1
         per_scorer = self._scorer_stats.setdefault(config_id, {})
         for label, value, *_ in record.scores:
+            if value is None:
+                continue  # a missing score says nothing about the configuration
             sums = per_scorer.setdefault(label, [0.0, 0.0])
             sums[0] += value
             sums[1] += 1
