@@ -1,7 +1,9 @@
 """The ``promptlooper`` command: thin, every command calls the Workbench facade.
 
 Exit status: 0 ok, 1 an operation failed (message on stderr), 2 the input is invalid (every
-problem listed with its field path and what to do).
+problem listed with its field path and what to do). ``run`` / ``rerun`` (and ``quickstart``,
+``fork --run``) exit 1 unless every run of the sweep completed, and with ``--fail-under`` unless
+the best (or approved) configuration scores at least that: see :mod:`promptlooper.ci`.
 """
 
 from __future__ import annotations
@@ -102,10 +104,12 @@ def cmd_validate(wb: Workbench, args: argparse.Namespace) -> int:
 
 
 def _run(wb: Workbench, exp: Experiment, args: argparse.Namespace) -> int:
+    from . import ci
+
     bar = _Bar(args.quiet)
     try:
         progress = wb.run(exp, strategy=args.strategy, max_configs=args.max_configs, seed=args.seed,
-                          concurrency=args.concurrency, listeners=[bar])
+                          concurrency=args.concurrency, listeners=[bar], unhealthy_timeout=args.unhealthy_timeout)
     except KeyboardInterrupt:
         bar.close()
         print("interrupted: finished runs are saved; run the same command again to resume", file=sys.stderr)
@@ -118,7 +122,23 @@ def _run(wb: Workbench, exp: Experiment, args: argparse.Namespace) -> int:
           f"cache hit rate {progress.cache_hit_rate:.0%}, {progress.elapsed:.1f}s")
     print()
     _print_leaderboard(wb, exp.key, args.top, None, False)
-    return 0
+    status = 0
+    problems = ci.failure_lines(progress)
+    if problems:
+        status = 1
+        print("\n✗ not every run completed:", file=sys.stderr)
+        for line in problems:
+            print(f"  {line}", file=sys.stderr)
+    threshold = None
+    if args.fail_under is not None:
+        threshold = ci.check_fail_under(wb.leaderboard(exp.key), args.fail_under)
+        print(("✓ " if threshold.ok else "✗ ") + threshold.message, file=sys.stderr)
+        if not threshold.ok:
+            status = 1
+    if args.junit:
+        ci.write_junit(wb, exp.key, progress, args.junit, threshold)
+        print(f"wrote {args.junit}", file=sys.stderr)
+    return status
 
 
 def cmd_run(wb: Workbench, args: argparse.Namespace) -> int:
@@ -410,6 +430,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--concurrency", type=int)
         p.add_argument("--top", type=int, default=10, help="leaderboard rows to print")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
+        p.add_argument("--fail-under", type=float, metavar="SCORE",
+                       help="exit 1 if the best configuration (the approved one, if any) scores below SCORE (0..1)")
+        p.add_argument("--junit", metavar="FILE", help="write a JUnit XML report (one test case per configuration)")
+        p.add_argument("--unhealthy-timeout", type=float, default=120.0, metavar="SECONDS",
+                       help="stop the sweep when an endpoint stays unhealthy (its circuit breaker open) this long;"
+                            " 0 stops at once (default 120)")
 
     p = add("run", cmd_run, "Validate, then sweep an experiment file with a live progress bar; prints the leaderboard.")
     p.add_argument("file")

@@ -1,9 +1,10 @@
 """Concurrency that adapts to the endpoint, and retry delays.
 
 Each endpoint gets an :class:`AdaptiveLimit`: it starts at the endpoint's concurrency, halves on
-every 429 (at most once per cool-down, so a burst of 429s from one overload counts once), and
-grows back by one slot after a run of successes. Backoff is exponential with full jitter, and a
-server's ``Retry-After`` is honoured as a floor.
+every sign of overload (a 429, a 5xx, a timeout; at most once per cool-down, so a burst from one
+overload counts once), and grows back by one slot after a run of successes. Backoff is exponential
+with full jitter, and a server's ``Retry-After`` is honoured as a floor, up to a cap (a server
+asking for ten minutes would otherwise hold a sweep, and its ``stop``, that long).
 """
 
 from __future__ import annotations
@@ -51,12 +52,14 @@ class AdaptiveLimit:
                 self.in_use += 1
                 fut.set_result(None)
 
-    def on_rate_limited(self) -> None:
+    def on_overloaded(self) -> None:
         now = time.monotonic()
         self._successes = 0
         if now - self._last_cut >= self.cooldown:
             self._last_cut = now
             self.limit = max(1, self.limit // 2)
+
+    on_rate_limited = on_overloaded
 
     def on_success(self) -> None:
         if self.limit < self.max:
@@ -74,9 +77,14 @@ class AdaptiveLimit:
         self.release()
 
 
-def backoff_delay(attempt: int, *, base: float = 0.25, cap: float = 20.0, retry_after: float | None = None) -> float:
-    """Full-jitter exponential backoff; never shorter than the server's Retry-After."""
+RETRY_AFTER_MAX = 60.0  # seconds: the default cap on a server's Retry-After (EndpointSpec.retry_after_max)
+
+
+def backoff_delay(attempt: int, *, base: float = 0.25, cap: float = 20.0, retry_after: float | None = None,
+                  retry_after_max: float = RETRY_AFTER_MAX) -> float:
+    """Full-jitter exponential backoff; never shorter than the server's Retry-After, itself capped
+    at ``retry_after_max``."""
     delay = random.uniform(0, min(cap, base * (2 ** attempt)))
     if retry_after is not None:
-        delay = max(delay, retry_after)
+        delay = max(delay, min(retry_after, retry_after_max))
     return delay
