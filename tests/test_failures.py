@@ -221,3 +221,16 @@ def test_killed_writer_process_loses_nothing(wb, db):
         slow.reset()
         again = wb.run(exp)
         assert again.skipped == 210 and slow.stats()["requests"] == 0  # nothing is called twice
+
+
+# ---------------------------------------------------------------------- the fake server's slots
+def test_a_fake_server_with_one_slot_serves_one_request_at_a_time(wb):
+    """The shape of llama.cpp's server (one slot): the rest wait inside the server, their exchange
+    growing with the queue ahead of them."""
+    with FakeServer(latency=0.05, slots=1) as serial:
+        exp = fake_experiment(serial.base_url, name="serial", space={"answer.temperature": [0.0, 0.5]},
+                              concurrency=4, endpoints=endpoint(serial))
+        progress = wb.run(exp)
+        assert progress.completed == 6 and serial.stats()["in_flight_max"] == 1
+    latencies = sorted(r["latency_ms"] for r in wb.runs(exp.key))
+    assert latencies[0] >= 45 and latencies[-1] >= 100  # the last of 4 sent at once waited for the others

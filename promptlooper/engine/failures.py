@@ -80,6 +80,9 @@ class FailureWatch:
             calls = getattr(self.sweep, "calls", None)
             for breaker in (calls.breakers.values() if calls is not None else ()):
                 breaker.close()
+            for task in self._probes.values():
+                task.cancel()  # if the endpoint fails again, its breaker opens afresh, with a probe of its own
+            self._probes.clear()
 
     # ------------------------------------------------------------------ circuit breaker
     def endpoint_unhealthy(self, breaker: Breaker, provider: Provider, request: ChatRequest) -> None:
