@@ -410,6 +410,20 @@ def cmd_mcp(wb: Workbench, args: argparse.Namespace) -> int:
         wb.close()
 
 
+def _score(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not a score: scores are normalised to 0..1, e.g. --fail-under 0.8")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text}: give 0 (stop at once) or a number of seconds")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="promptlooper", description="Find the best prompt × model × parameters by measuring.")
     parser.add_argument("--db", help="database file (default ./promptlooper.db or $PROMPTLOOPER_DB)")
@@ -430,10 +444,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--concurrency", type=int)
         p.add_argument("--top", type=int, default=10, help="leaderboard rows to print")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
-        p.add_argument("--fail-under", type=float, metavar="SCORE",
+        p.add_argument("--fail-under", type=_score, metavar="SCORE",
                        help="exit 1 if the best configuration (the approved one, if any) scores below SCORE (0..1)")
         p.add_argument("--junit", metavar="FILE", help="write a JUnit XML report (one test case per configuration)")
-        p.add_argument("--unhealthy-timeout", type=float, default=120.0, metavar="SECONDS",
+        p.add_argument("--unhealthy-timeout", type=_seconds, default=120.0, metavar="SECONDS",
                        help="stop the sweep when an endpoint stays unhealthy (its circuit breaker open) this long;"
                             " 0 stops at once (default 120)")
 
