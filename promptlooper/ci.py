@@ -76,8 +76,10 @@ def write_junit(wb: Workbench, key: str, progress: Progress, path: str | Path, t
     configs = wb.store.configurations(exp["id"])
     errors: dict[str, Counter[str]] = {}
     runs: Counter[str] = Counter()
+    seconds: Counter[str] = Counter()  # the configuration's runs, end to end, summed
     for run in wb.store.runs(exp["id"]):
         runs[run["config_id"]] += 1
+        seconds[run["config_id"]] += (run["duration_ms"] or 0.0) / 1000
         if run["status"] == "failed":
             errors.setdefault(run["config_id"], Counter())[failure_reason(run["error"])] += 1
     suite = ET.Element("testsuite", name=key, timestamp=_now(), time=f"{progress.elapsed:.3f}")
@@ -91,7 +93,7 @@ def write_junit(wb: Workbench, key: str, progress: Progress, path: str | Path, t
         cid = config["id"]
         varied = config.get("varied") or {}
         label = ", ".join(f"{k}={v}" for k, v in varied.items()) or cid[:12]
-        case = ET.SubElement(suite, "testcase", classname=key, name=f"{label} [{cid[:12]}]", time="0")
+        case = ET.SubElement(suite, "testcase", classname=key, name=f"{label} [{cid[:12]}]", time=f"{seconds[cid]:.3f}")
         row = scored.get(cid)
         out = [f"config_id: {cid}", f"runs: {runs.get(cid, 0)}"]
         if row is not None:
