@@ -234,3 +234,34 @@ def test_a_fake_server_with_one_slot_serves_one_request_at_a_time(wb):
         assert progress.completed == 6 and serial.stats()["in_flight_max"] == 1
     latencies = sorted(r["latency_ms"] for r in wb.runs(exp.key))
     assert latencies[0] >= 45 and latencies[-1] >= 100  # the last of 4 sent at once waited for the others
+
+
+# ---------------------------------------------------------------------- latency: the exchange, not a queue
+def test_latency_recorded_against_a_one_slot_server_is_its_service_time(wb):
+    with FakeServer(latency=0.05, slots=1) as serial:
+        exp = fake_experiment(serial.base_url, name="oneslot", space={"answer.temperature": [i / 100 for i in range(16)]},
+                              concurrency=8, endpoints=endpoint(serial, max_concurrency=8))
+        handle = wb.start(exp)
+        progress = handle.wait(60)
+    assert progress.completed == 48
+    assert handle.sweep.calls.limits["fake"].limit == 1  # the server's one slot, found from the first calls
+    latencies = sorted(r["latency_ms"] for r in wb.runs(exp.key, limit=100))
+    # 50 ms of service; 8 calls queued in the server made it ~400 ms (the first calls still do).
+    assert latencies[len(latencies) // 2] < 125
+
+
+def test_a_server_serving_every_call_at_once_keeps_the_full_concurrency(wb):
+    from promptlooper.engine.limits import AdaptiveLimit
+
+    with FakeServer(latency=0.05) as parallel:
+        exp = fake_experiment(parallel.base_url, name="parallel", space={"answer.temperature": [i / 100 for i in range(16)]},
+                              concurrency=8, endpoints=endpoint(parallel, max_concurrency=8))
+        handle = wb.start(exp)
+        handle.wait(60)
+    assert handle.sweep.calls.limits["fake"].limit == 8
+    # A burst of 64 replies handled one after another in a busy client: latency rises a little with
+    # each call in flight, in a straight line, but far less than a queue in the server would make it.
+    limit = AdaptiveLimit(64)
+    for n in [*range(1, 65), *[64] * 64]:
+        limit.observe(n, 100.0 + 1.0 * n if n < 64 else 100.0)
+    assert not limit.calibrating and limit.limit == 64

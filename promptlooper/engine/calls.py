@@ -232,6 +232,7 @@ class CallExecutor:
                 async with limit:
                     if not self.is_open():
                         continue  # paused while queued for a slot: hand it back, wait at the gate
+                    in_flight = limit.in_use
                     try:
                         self.calls += 1
                         resp = await provider.chat(request)
@@ -239,6 +240,8 @@ class CallExecutor:
                         error = exc
                     else:
                         limit.on_success()
+                        if limit.calibrating:
+                            limit.observe(in_flight, resp.latency_ms)
                         if breaker.failures and breaker.on_success() and self.on_healthy is not None:
                             self.on_healthy(breaker)
                         return resp
