@@ -38,7 +38,7 @@ class SlotEstimate:
 
     def add(self, in_flight: int, latency_ms: float) -> bool:
         """One answered call (``in_flight``: calls out when it was sent, itself included); True once
-        enough are in for :meth:`slots`."""
+        enough are in for :meth:`slope`."""
         self.n += 1
         self.sx += in_flight
         self.sy += latency_ms
