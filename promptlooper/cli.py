@@ -1,7 +1,9 @@
 """The ``promptlooper`` command: thin, every command calls the Workbench facade.
 
 Exit status: 0 ok, 1 an operation failed (message on stderr), 2 the input is invalid (every
-problem listed with its field path and what to do).
+problem listed with its field path and what to do). ``run`` / ``rerun`` (and ``quickstart``,
+``fork --run``) exit 1 unless every run of the sweep completed, and with ``--fail-under`` unless
+the best (or approved) configuration scores at least that: see :mod:`promptlooper.ci`.
 """
 
 from __future__ import annotations
@@ -128,12 +130,14 @@ def _confirmed(wb: Workbench, exp: Experiment, args: argparse.Namespace) -> bool
 
 
 def _run(wb: Workbench, exp: Experiment, args: argparse.Namespace) -> int:
+    from . import ci
+
     if not _confirmed(wb, exp, args):
         return 2
     bar = _Bar(args.quiet)
     try:
         progress = wb.run(exp, strategy=args.strategy, max_configs=args.max_configs, seed=args.seed,
-                          concurrency=args.concurrency, listeners=[bar])
+                          concurrency=args.concurrency, listeners=[bar], unhealthy_timeout=args.unhealthy_timeout)
     except KeyboardInterrupt:
         bar.close()
         print("interrupted: finished runs are saved; run the same command again to resume", file=sys.stderr)
@@ -147,7 +151,23 @@ def _run(wb: Workbench, exp: Experiment, args: argparse.Namespace) -> int:
     _print_unpriced(progress.unpriced)
     print()
     _print_leaderboard(wb, exp.key, args.top, None, False)
-    return 0
+    status = 0
+    problems = ci.failure_lines(progress)
+    if problems:
+        status = 1
+        print("\n✗ not every run completed:", file=sys.stderr)
+        for line in problems:
+            print(f"  {line}", file=sys.stderr)
+    threshold = None
+    if args.fail_under is not None:
+        threshold = ci.check_fail_under(wb.leaderboard(exp.key), args.fail_under)
+        print(("✓ " if threshold.ok else "✗ ") + threshold.message, file=sys.stderr)
+        if not threshold.ok:
+            status = 1
+    if args.junit:
+        ci.write_junit(wb, exp.key, progress, args.junit, threshold)
+        print(f"wrote {args.junit}", file=sys.stderr)
+    return status
 
 
 def cmd_run(wb: Workbench, args: argparse.Namespace) -> int:
@@ -476,6 +496,20 @@ def cmd_mcp(wb: Workbench, args: argparse.Namespace) -> int:
         wb.close()
 
 
+def _score(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not a score: scores are normalised to 0..1, e.g. --fail-under 0.8")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text}: give 0 (stop at once) or a number of seconds")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="promptlooper", description="Find the best prompt × model × parameters by measuring.")
     parser.add_argument("--db", help="database file (default ./promptlooper.db or $PROMPTLOOPER_DB)")
@@ -498,6 +532,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--quiet", action="store_true", help="no progress bar")
         p.add_argument("--yes", "-y", action="store_true",
                        help="start a sweep past the confirmation limits ($PROMPTLOOPER_CONFIRM_CALLS / _COST) without asking")
+        p.add_argument("--fail-under", type=_score, metavar="SCORE",
+                       help="exit 1 if the best configuration (the approved one, if any) scores below SCORE (0..1)")
+        p.add_argument("--junit", metavar="FILE", help="write a JUnit XML report (one test case per configuration)")
+        p.add_argument("--unhealthy-timeout", type=_seconds, default=120.0, metavar="SECONDS",
+                       help="stop the sweep when an endpoint stays unhealthy (its circuit breaker open) this long;"
+                            " 0 stops at once (default 120)")
 
     p = add("run", cmd_run, "Validate, then sweep an experiment file with a live progress bar; prints the leaderboard.")
     p.add_argument("file")

@@ -72,12 +72,14 @@ class ProviderError(PromptLooperError):
         status: int | None = None,
         retry_after: float | None = None,
         rate_limited: bool = False,
+        timed_out: bool = False,
     ):
         super().__init__(message)
         self.retryable = retryable
         self.status = status
         self.retry_after = retry_after
         self.rate_limited = rate_limited
+        self.timed_out = timed_out
 
 
 class SweepConflictError(PromptLooperError):

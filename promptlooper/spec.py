@@ -256,6 +256,11 @@ class EndpointSpec(BaseModel):
     max_concurrency: int = Field(16, ge=1, le=4096)
     timeout: float = Field(60.0, gt=0)
     max_retries: int = Field(6, ge=0, le=50)
+    retry_after_max: float = Field(60.0, gt=0, description="Longest Retry-After honoured (seconds); longer waits are cut to it.")
+    breaker_failures: int = Field(5, ge=1, le=1000, description="Consecutive 5xx / connection errors / timeouts that "
+                                  "open the endpoint's circuit breaker (the sweep pauses).")
+    breaker_cooldown: float = Field(30.0, gt=0, description="Seconds before the first probe of an unhealthy endpoint; "
+                                    "doubled after each failed probe.")
     prices: dict[str, tuple[float, float]] = Field(
         default_factory=dict, description="model -> (USD per 1M input tokens, per 1M output tokens)"
     )

@@ -319,6 +319,9 @@ class Workbench(SteeringVerbs, OutsideDriver):
                                  seed=options.get("seed"), concurrency=options.get("concurrency"))
         for listener in options.get("listeners", []):
             sweep.listeners.append(listener)
+        # Seconds an endpoint may stay unhealthy (its breaker open) before the sweep stops; None: it
+        # waits, paused, for a probe to be answered or a resume (a notebook); the CLI sets it.
+        sweep.failures.unhealthy_timeout = options.get("unhealthy_timeout")
         return await self._drive(sweep, exp.key)
 
     async def _drive(self, sweep: Sweep, key: str) -> Progress:

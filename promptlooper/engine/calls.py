@@ -12,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
 from ..errors import ProviderError
 from ..hashing import canonical_json, canonical_text, digest
 from ..providers.base import ChatRequest, ChatResponse, Provider
 from ..store import CacheEntry, Store
+from .breaker import Breaker
 from .limits import AdaptiveLimit, backoff_delay
 
 
@@ -107,6 +108,9 @@ class CallExecutor:
         is_open: Callable[[], bool] = lambda: True,
         recent_size: int = 8192,
         on_spent: Callable[[str, str, int, int], None] | None = None,
+        backoff: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        on_unhealthy: Callable[[Breaker, Provider, ChatRequest], None] | None = None,
+        on_healthy: Callable[[Breaker], None] | None = None,
     ):
         self.reader = reader
         self.on_cache_entry = on_cache_entry
@@ -117,7 +121,12 @@ class CallExecutor:
         # lands: what a sweep spends and checks its budget against. Cache hits and calls that
         # waited for an identical one in flight spend nothing.
         self.on_spent = on_spent
+        # A retry's wait: the sweep's wakes up at once on pause / stop (asyncio.sleep outside one).
+        self.backoff = backoff
+        self.on_unhealthy = on_unhealthy  # an endpoint's breaker just opened
+        self.on_healthy = on_healthy  # an open breaker closed: a call was answered
         self.limits: dict[str, AdaptiveLimit] = {}
+        self.breakers: dict[str, Breaker] = {}
         self._recent: collections.OrderedDict[str, tuple[str, int, int, float]] = collections.OrderedDict()
         self._recent_size = recent_size
         self._inflight: dict[str, asyncio.Future[ChatResponse]] = {}
@@ -132,6 +141,13 @@ class CallExecutor:
         if lim is None:
             lim = self.limits[provider.name] = AdaptiveLimit(provider.max_concurrency)
         return lim
+
+    def breaker(self, provider: Provider) -> Breaker:
+        found = self.breakers.get(provider.name)
+        if found is None:
+            found = self.breakers[provider.name] = Breaker(
+                provider.name, threshold=provider.breaker_failures, cooldown=provider.breaker_cooldown)
+        return found
 
     def prefetch(self, keys: list[str]) -> None:
         """Look ``keys`` up in the store now (one query, on the loop), for calls about to be made."""
@@ -221,6 +237,7 @@ class CallExecutor:
 
     async def _call_with_retries(self, provider: Provider, request: ChatRequest) -> ChatResponse:
         limit = self._limit(provider)
+        breaker = self.breaker(provider)
         attempt = 0
         while True:
             await self.gate()
@@ -228,6 +245,7 @@ class CallExecutor:
                 async with limit:
                     if not self.is_open():
                         continue  # paused while queued for a slot: hand it back, wait at the gate
+                    in_flight = limit.in_use
                     try:
                         self.calls += 1
                         resp = await provider.chat(request)
@@ -235,13 +253,25 @@ class CallExecutor:
                         error = exc
                     else:
                         limit.on_success()
+                        if limit.calibrating:
+                            limit.observe(in_flight, resp.latency_ms)
+                        if breaker.failures and breaker.on_success() and self.on_healthy is not None:
+                            self.on_healthy(breaker)
                         return resp
-            if error.rate_limited:
-                limit.on_rate_limited()
+            self._failed(provider, request, limit, breaker, error)
             if not error.retryable or attempt >= provider.max_retries:
                 suffix = f" (after {attempt + 1} attempts)" if attempt else ""
                 raise ProviderError(f"{error}{suffix}", retryable=False, status=error.status) from error
             self.retries += 1
-            await asyncio.sleep(backoff_delay(attempt, retry_after=error.retry_after))
+            await self.backoff(backoff_delay(attempt, retry_after=error.retry_after, retry_after_max=provider.retry_after_max))
             attempt += 1
+
+    def _failed(self, provider: Provider, request: ChatRequest, limit: AdaptiveLimit, breaker: Breaker,
+                error: ProviderError) -> None:
+        """A failed attempt's lessons: fewer calls at once if the endpoint is overloaded, and its
+        breaker told (which may pause the sweep)."""
+        if error.rate_limited or error.timed_out or (error.status is not None and error.status >= 500):
+            limit.on_overloaded()
+        if breaker.on_failure(error) and self.on_unhealthy is not None:
+            self.on_unhealthy(breaker, provider, request)
 

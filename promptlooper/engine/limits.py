@@ -1,9 +1,12 @@
 """Concurrency that adapts to the endpoint, and retry delays.
 
 Each endpoint gets an :class:`AdaptiveLimit`: it starts at the endpoint's concurrency, halves on
-every 429 (at most once per cool-down, so a burst of 429s from one overload counts once), and
-grows back by one slot after a run of successes. Backoff is exponential with full jitter, and a
-server's ``Retry-After`` is honoured as a floor.
+every sign of overload (a 429, a 5xx, a timeout; at most once per cool-down, so a burst from one
+overload counts once), and grows back by one slot after a run of successes. Its first calls also
+tell how many the server really serves at once (:mod:`.slots`); a server that queues the rest
+inside itself gets no more than that. Backoff is exponential
+with full jitter, and a server's ``Retry-After`` is honoured as a floor, up to a cap (a server
+asking for ten minutes would otherwise hold a sweep, and its ``stop``, that long).
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import asyncio
 import collections
 import random
 import time
+
+from .slots import ALONE_CALLS, SlotEstimate, slots_for
 
 
 class AdaptiveLimit:
@@ -24,6 +29,12 @@ class AdaptiveLimit:
         self._successes = 0
         self._last_cut = 0.0
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        # The first 2 * max answers (up to 128) are fitted for the server's slots; see observe().
+        self.calibrating = self.max >= 4
+        self._estimate = SlotEstimate(min(128, 2 * self.max))
+        self._slope: float | None = None  # S / K, once the first calls said the server queues
+        self._before = self.max  # the limit before the calls sent alone
+        self._alone: list[float] = []
 
     async def acquire(self) -> None:
         if self.in_use < self.limit and not self._waiters:
@@ -51,12 +62,43 @@ class AdaptiveLimit:
                 self.in_use += 1
                 fut.set_result(None)
 
-    def on_rate_limited(self) -> None:
+    def on_overloaded(self) -> None:
         now = time.monotonic()
         self._successes = 0
         if now - self._last_cut >= self.cooldown:
             self._last_cut = now
             self.limit = max(1, self.limit // 2)
+
+    on_rate_limited = on_overloaded
+
+    def observe(self, in_flight: int, latency_ms: float) -> None:
+        """An answered call while calibrating: ``in_flight`` calls were out when it was sent (see
+        :mod:`.slots`)."""
+        if self._slope is None:  # fitting the first calls
+            if not self._estimate.add(in_flight, latency_ms):
+                return
+            slope = self._estimate.slope()
+            # The fastest call bounds the service time from above, so fastest / slope bounds the
+            # slots: above the limit, the rise is not queueing in the server (a client's own
+            # turn, handling a burst of replies, also adds a little per call) and nothing changes.
+            if slope is None or self.limit < 2 or self._estimate.fastest / slope > self.limit:
+                self.calibrating = False
+                return
+            self._slope, self._before = slope, self.limit
+            self.limit = 1  # the next calls go alone: their exchange is the service time
+            return
+        if in_flight != 1:
+            return  # sent before the limit fell to 1
+        self._alone.append(latency_ms)
+        if len(self._alone) < ALONE_CALLS:
+            return
+        self.calibrating = False
+        slots = slots_for(min(self._alone), self._slope)
+        if slots <= self._before // 2:
+            self.max = self.limit = slots  # and it never grows back past what the server serves
+        else:
+            self.limit = self._before
+        self._wake()
 
     def on_success(self) -> None:
         if self.limit < self.max:
@@ -74,9 +116,14 @@ class AdaptiveLimit:
         self.release()
 
 
-def backoff_delay(attempt: int, *, base: float = 0.25, cap: float = 20.0, retry_after: float | None = None) -> float:
-    """Full-jitter exponential backoff; never shorter than the server's Retry-After."""
+RETRY_AFTER_MAX = 60.0  # seconds: the default cap on a server's Retry-After (EndpointSpec.retry_after_max)
+
+
+def backoff_delay(attempt: int, *, base: float = 0.25, cap: float = 20.0, retry_after: float | None = None,
+                  retry_after_max: float = RETRY_AFTER_MAX) -> float:
+    """Full-jitter exponential backoff; never shorter than the server's Retry-After, itself capped
+    at ``retry_after_max``."""
     delay = random.uniform(0, min(cap, base * (2 ** attempt)))
     if retry_after is not None:
-        delay = max(delay, retry_after)
+        delay = max(delay, min(retry_after, retry_after_max))
     return delay

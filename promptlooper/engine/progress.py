@@ -26,6 +26,7 @@ class Progress:
     best_score: float | None = None
     started: float = field(default_factory=time.monotonic)
     stop_reason: str | None = None
+    failure_reasons: dict[str, int] = field(default_factory=dict)  # why runs failed in this sweep: reason -> runs
 
     @property
     def cache_hit_rate(self) -> float:

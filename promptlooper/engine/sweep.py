@@ -30,10 +30,11 @@ from ..errors import SweepConflictError
 from ..hashing import canonical_text
 from ..providers.pricing import cost
 from ..store import CacheEntry, RunRecord, Store, now_iso
-from ..store.batchwriter import WriterProcess
+from ..store.batchwriter import WriterError, WriterProcess
 from ..store.store import ResultBatch
 from ..sweeps.space import Configuration
 from .calls import CacheReader, CallExecutor
+from .failures import FailureWatch
 from .heap import older_objects_frozen
 from .progress import Progress
 from .runner import BoundScorer, RunItem, Runner, run_id, run_id_from, run_id_head
@@ -158,6 +159,8 @@ class Sweep:
         self._allowed: set[str] | None = None  # after a redirect: the configurations still wanted
         self.runner: Runner | None = None
         self._writer_process: WriterProcess | None = None
+        # Failures: open breakers, retry waits that pause / stop cut short, a lost writer process.
+        self.failures = FailureWatch(self)
 
     # ------------------------------------------------------------------ public steering (in-process)
     def request(self, what: str) -> None:
@@ -187,6 +190,7 @@ class Sweep:
         wstore = Store(self.store_path)
         rstore = Store(self.store_path)
         plan = self.plan
+        self.failures.started()
         # Every write, and finally the close, runs on this one thread, in order: a cancelled flush
         # cannot be stopped in its thread, and the connection must outlive it.
         self._write_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="promptlooper-writer")
@@ -216,6 +220,8 @@ class Sweep:
                 CacheReader(rstore), self._add_cache_entry,
                 global_limit=asyncio.Semaphore(self.concurrency), gate=self._wait_gate, is_open=self._open,
                 on_spent=self._spent,
+                backoff=self.failures.backoff, on_unhealthy=self.failures.endpoint_unhealthy,
+                on_healthy=self.failures.endpoint_healthy,
             )
             self.calls = calls
             runner = self.runner = Runner(plan.experiment_id, self.sweep_id, self.pool, calls, self.scorers, self.functions)
@@ -245,6 +251,7 @@ class Sweep:
                 poller.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await poller
+                await self.failures.aclose()
                 self._finish_status()
                 writer.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -389,6 +396,7 @@ class Sweep:
         p.cache_hits = self.calls.hits
         if record.status == "failed":
             p.failed += 1
+            self.failures.run_failed(record.error)
             self.emit("run.failed", {"run_id": record.id, "config_id": record.config_id, "error": record.error})
         else:
             if record.status == "cached":
@@ -513,7 +521,12 @@ class Sweep:
         # One transaction per batch; an empty one still writes the progress row (the heartbeat).
         for batch in batches or [ResultBatch()]:
             if self._writer_process is not None:
-                self._writer_process.write(batch.rows(), self._sweep_row())
+                try:
+                    self._writer_process.write(batch.rows(), self._sweep_row())
+                except WriterError as exc:
+                    if not self.failures.writer_lost(exc, store):
+                        raise
+                    store.write_batch(batch, self._sweep_row())  # the batch it did not confirm, here
             else:
                 store.write_batch(batch, self._sweep_row())
             if batch in self._writing:
@@ -533,9 +546,10 @@ class Sweep:
                 if self._full or not self._batch.empty or time.monotonic() - last_beat > 2.0:
                     last_beat = time.monotonic()
                     await self._flush(store)
-        except Exception:
+        except Exception as exc:
             self._writer_failed = True  # workers must not wait for it; the final flush reports the error
             self._flushed.set()
+            self.failures.writer_failed(exc)
             raise
 
     async def _poller(self, store: Store) -> None:
@@ -608,6 +622,7 @@ class Sweep:
             self._stopping = True
             p.stop_reason = reason or "requested"
             self._gate.set()  # paused workers wake up to see they must stop
+        self.failures.steered(verb)
         await asyncio.to_thread(store.update_sweep, self.sweep_id, status=p.status)
         if verb in ("pause", "resume") and p.status in ("paused", "running"):
             # The experiment's row says it too, for readers that list experiments.

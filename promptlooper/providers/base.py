@@ -32,6 +32,12 @@ class Provider(ABC):
     max_concurrency: int = 8
     max_retries: int = 6
     timeout: float = 60.0
+    #: the longest a server's Retry-After is honoured (seconds)
+    retry_after_max: float = 60.0
+    #: consecutive 5xx / connection errors / timeouts that open the endpoint's circuit breaker
+    breaker_failures: int = 5
+    #: seconds before the first probe of an endpoint whose breaker opened
+    breaker_cooldown: float = 30.0
 
     @abstractmethod
     async def chat(self, request: ChatRequest) -> ChatResponse: ...

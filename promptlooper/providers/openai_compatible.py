@@ -64,6 +64,9 @@ class OpenAICompatible(Provider):
         timeout: float = 60.0,
         max_retries: int = 6,
         grants: KeyGrants | None = None,
+        retry_after_max: float = 60.0,
+        breaker_failures: int = 5,
+        breaker_cooldown: float = 30.0,
     ):
         self.name = name
         self.base_url = base_url.rstrip("/")
@@ -73,6 +76,9 @@ class OpenAICompatible(Provider):
         self.max_concurrency = max_concurrency
         self.timeout = timeout
         self.max_retries = max_retries
+        self.retry_after_max = retry_after_max
+        self.breaker_failures = breaker_failures
+        self.breaker_cooldown = breaker_cooldown
         self._headers = {"Content-Type": "application/json"}
         if api_key_env:
             # Refused unless the operator granted the variable to this base URL's origin.
@@ -103,7 +109,7 @@ class OpenAICompatible(Provider):
                 status = resp.status
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"))
         except TimeoutError as exc:
-            raise ProviderError(f"timed out after {self.timeout:g}s", retryable=True) from exc
+            raise ProviderError(f"timed out after {self.timeout:g}s", retryable=True, timed_out=True) from exc
         except aiohttp.ClientError as exc:
             raise ProviderError(f"connection failed: {type(exc).__name__}: {exc}", retryable=True) from exc
         latency_ms = (time.perf_counter() - started) * 1000

@@ -76,6 +76,7 @@ class EndpointPool:
                 name, cfg["base_url"], api_key_env=cfg.get("api_key_env"),
                 max_concurrency=int(cfg.get("max_concurrency", 16)), timeout=float(cfg.get("timeout", 60.0)),
                 max_retries=int(cfg.get("max_retries", 6)), grants=self.grants,
+                **{k: cfg[k] for k in ("retry_after_max", "breaker_failures", "breaker_cooldown") if cfg.get(k) is not None},
             )
         else:
             known = ", ".join(self.names())

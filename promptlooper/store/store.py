@@ -394,6 +394,12 @@ class Store:
         with self.cx.lock:
             self.cx.conn.execute("PRAGMA wal_autocheckpoint=0")
 
+    def resume_checkpoints(self) -> None:
+        """Automatic WAL checkpoints again (undoes :meth:`defer_checkpoints`): this connection now
+        writes the sweep's batches itself, its writer process gone."""
+        with self.cx.lock:
+            self.cx.conn.execute("PRAGMA wal_autocheckpoint=1000")
+
     def write_batch(self, batch: ResultBatch, sweep_update: dict[str, Any] | None = None) -> list[int]:
         """Write ``batch`` (and the sweep's progress row) in one transaction; returns the event ids."""
         with self.cx.write() as c:

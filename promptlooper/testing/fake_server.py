@@ -6,6 +6,8 @@ would against a hosted API, but replies are instant (or have a configurable
 latency), deterministic and free. A latency of L means an answer L after the
 request reached the handler, as from a remote API: the server's own work on the
 reply happens meanwhile, not on top (it shares the cores with the client).
+With ``slots=N`` it serves at most N completions at once and the rest wait inside
+the server, as on llama.cpp's server (one slot unless told otherwise).
 
 Three ways to run it:
 
@@ -234,9 +236,14 @@ class FakeServer:
         port: int = 0,
         embedding_latency: float = 0.0,
         embeddings: str = "pooled",
+        slots: int | None = None,
     ) -> None:
         self.latency = latency
         self.embedding_latency = embedding_latency  # seconds before an embeddings reply
+        # At most this many completions served at once, the rest waiting their turn inside the
+        # server (llama.cpp's server has one slot unless told otherwise); None: no limit.
+        self.slots = slots
+        self._slots: asyncio.Semaphore | None = None
         self.models = list(models) if models is not None else list(DEFAULT_MODELS)
         self.seed = seed
         self.api_key = api_key
@@ -297,6 +304,7 @@ class FakeServer:
         if self._runner is not None:
             raise RuntimeError("FakeServer already started")
         self._loop = asyncio.get_running_loop()
+        self._slots = asyncio.Semaphore(self.slots) if self.slots else None
         runner = web.AppRunner(
             self._make_app(),
             access_log=None,
@@ -382,7 +390,7 @@ class FakeServer:
     def _make_app(self) -> web.Application:
         # Generous body limit: sweeps may send long prompts.
         app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_post("/v1/chat/completions", self._chat_completions)
+        app.router.add_post("/v1/chat/completions", self._chat_completions if self._slots is None else self._slotted_completions)
         app.router.add_get("/v1/models", self._list_models)
         app.router.add_post("/v1/embeddings", self._embeddings)
         app.router.add_get("/_stats", self._get_stats)
@@ -432,6 +440,11 @@ class FakeServer:
                 return kind
             r -= p
         return None
+
+    async def _slotted_completions(self, request: web.Request) -> web.StreamResponse:
+        assert self._slots is not None
+        async with self._slots:  # queued inside the server, as on a server with few slots
+            return await self._chat_completions(request)
 
     async def _chat_completions(self, request: web.Request) -> web.StreamResponse:
         # The latency runs from here, the earliest point a handler sees, not from whenever this
@@ -713,6 +726,7 @@ def spawn_fake_server(
     seed: int = 0,
     models: list[str] | None = None,
     usage: bool = True,
+    slots: int | None = None,
     startup_timeout: float = 20.0,
 ) -> tuple[subprocess.Popen[str], str]:
     """Start the CLI server in a child process; returns ``(process, base_url)``.
@@ -740,6 +754,8 @@ def spawn_fake_server(
         cmd += ["--models", ",".join(models)]
     if not usage:
         cmd.append("--no-usage")
+    if slots:
+        cmd += ["--slots", str(slots)]
     env = dict(os.environ)
     # The package may be importable only via sys.path tweaks in the parent
     # (e.g. pytest rootdir); make sure the child finds the same code.
@@ -806,6 +822,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--models", default=None, help="comma-separated model names")
     parser.add_argument("--no-usage", action="store_true")
+    parser.add_argument("--slots", type=int, default=None, help="completions served at once (default: no limit)")
     return parser.parse_args(argv)
 
 
@@ -819,6 +836,7 @@ async def _serve(args: argparse.Namespace) -> None:
         usage=not args.no_usage,
         host=args.host,
         port=args.port,
+        slots=args.slots,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
