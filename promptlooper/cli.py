@@ -250,7 +250,11 @@ def cmd_rerun(wb: Workbench, args: argparse.Namespace) -> int:
 
 
 def cmd_redirect(wb: Workbench, args: argparse.Namespace) -> int:
-    space = json.loads(args.space) if args.space else _parse_assignments(args.set or [])
+    if args.space:
+        space = json.loads(args.space)
+    else:
+        # --set changes the keys it names; the others keep their values, as with fork's --set.
+        space = {**wb.load(args.experiment).model_dump(mode="json")["space"], **_parse_assignments(args.set or [])}
     out = wb.redirect(args.experiment, space)
     print(f"{out['experiment']}: space now {json.dumps(out['space'])} ({out['configurations']} configurations)"
           + (" — applied to the running sweep" if out["live"] else " — used by the next run"))
@@ -507,7 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep_options(p)
     p = add("redirect", cmd_redirect, "Change the remaining space of a (running) sweep; runs already done stay.")
     p.add_argument("experiment")
-    p.add_argument("--set", action="append", help="KEY=VALUES (YAML list or range); repeatable")
+    p.add_argument("--set", action="append", help="KEY=VALUES (YAML list or range): that key's new values, the others kept; repeatable")
     p.add_argument("--space", help="the whole new space as JSON")
     p = add("budget", cmd_budget, "Set or raise the budget of a running or paused sweep.")
     p.add_argument("experiment")
