@@ -151,7 +151,10 @@ def webhook_sink() -> Iterator[str]:
 
 
 def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
-    code = main(argv)
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # --version, --help: argparse exits after printing
+        code = exc.code
     out, err = capsys.readouterr()
     assert code == 0, f"`promptlooper {shlex.join(argv)}` exited {code}:\n{err}"
     assert "Traceback" not in err
@@ -168,11 +171,13 @@ def _stop(proc: subprocess.Popen[Any]) -> None:
 
 
 # --------------------------------------------------------------------------- the tests
+@pytest.mark.slow  # three servers start, and two sweeps run beside the commands
 def test_every_readme_command_runs(scratch, server, webhook_sink, capsys, monkeypatch):
     (scratch / "exp.yaml").write_text(yaml.safe_dump(on_fake(readme_experiment(), server.base_url)))
     monkeypatch.setenv("HOOK_AUTH", "Bearer hook-secret")
     ran: list[str] = []
-    background: subprocess.Popen[Any] | None = None  # a sweep another process runs, to steer
+    background: threading.Thread | None = None  # a sweep running beside the commands, to steer
+    errors: list[BaseException] = []
     db = str(scratch / "promptlooper.db")
 
     def substitute(argv: list[str]) -> list[str]:
@@ -195,23 +200,37 @@ def test_every_readme_command_runs(scratch, server, webhook_sink, capsys, monkey
         finally:
             wb.close()
 
-    def sweep_in_background(**over: Any) -> subprocess.Popen[Any]:
-        """A sweep of quickstart/capitals in another process (as in a notebook kernel), on a slowed server."""
+    def sweep_in_background(**over: Any) -> threading.Thread:
+        """A sweep of quickstart/capitals on its own Workbench and event loop (as in a notebook kernel),
+        on a slowed server: the README's commands steer it through the store."""
         server.latency = 0.3
         slow = on_fake(readme_experiment(), server.base_url)
         slow["space"]["answer.temperature"] = [round(0.025 * i, 3) for i in range(40)]
-        (scratch / "slow.yaml").write_text(yaml.safe_dump({**slow, **over}))
-        return subprocess.Popen([sys.executable, "-m", "promptlooper.cli", "run", "slow.yaml", "--quiet"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        exp = pl.Experiment.model_validate({**slow, **over})
 
-    def finished(proc: subprocess.Popen[Any]) -> None:
-        assert proc.wait(timeout=60) == 0, proc.stderr.read() if proc.stderr else ""
+        def sweep() -> None:
+            wb = pl.Workbench(db)
+            try:
+                wb.run(exp)
+            except BaseException as exc:  # noqa: BLE001 - reported by finished()
+                errors.append(exc)
+            finally:
+                wb.close()
+
+        thread = threading.Thread(target=sweep, daemon=True)
+        thread.start()
+        return thread
+
+    def finished(thread: threading.Thread) -> None:
+        thread.join(timeout=60)
+        assert not thread.is_alive(), "the steered sweep did not end"
+        assert not errors, errors
         server.latency = 0.0
 
     for argv in [*readme_commands(), *prose_commands()]:
         command = argv[0]
         if command in RUN_ELSEWHERE:
-            build_parser().parse_args(argv)  # still a valid command line
+            build_parser().parse_args(argv)  # still a valid command line (a bad one exits 2 here)
             continue
         if command == "pause":  # "pauses a sweep running in a notebook kernel"
             background = sweep_in_background()
@@ -220,6 +239,8 @@ def test_every_readme_command_runs(scratch, server, webhook_sink, capsys, monkey
             background = sweep_in_background(budget={"max_tokens": 1})
             wait(lambda: sweep_status(db) == "paused", timeout=60)
         if command in ("dashboard", "mcp"):
+            if any(r.startswith(shlex.join(argv) + " ") for r in ran):
+                continue  # `[--host …] [--port …]` left out: the same server, already started with them
             with capsys.disabled():  # the stdio client hands its child sys.stderr, which needs a file descriptor
                 serve_and_stop(argv, scratch)
             ran.append(shlex.join(argv))
@@ -390,4 +411,7 @@ def test_the_command_list_is_read_from_the_readme():
     # Every documented command line parses (a renamed option fails here even where a run is skipped).
     parser = build_parser()
     for argv in commands + prose_commands():
-        parser.parse_args(argv)
+        try:
+            parser.parse_args(argv)
+        except SystemExit as exc:  # --version prints and exits 0; a bad command line exits 2
+            assert exc.code == 0, argv
