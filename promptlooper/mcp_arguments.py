@@ -30,7 +30,7 @@ def unknown_arguments(tool: str, given: Iterable[str], accepted: list[str]) -> s
     return f"unknown argument{'s' if len(unknown) > 1 else ''} {', '.join(named)}; {tool} takes: {takes}"
 
 
-class StrictServer(MCPServer):  # type: ignore[misc]
+class StrictServer(MCPServer[Any]):
     """An MCPServer whose tools answer a tool error for any argument they do not take."""
 
     def __init__(self, *args: Any, **kwargs: Any):
