@@ -271,6 +271,8 @@ def test_every_readme_command_runs(scratch, server, webhook_sink, capsys, monkey
         assert {e["name"] for e in wb.endpoints()} >= {"local", "ollama", "openai"}
     finally:
         wb.close()
+    for path in scratch.glob("promptlooper.db*"):  # the webhook header's value is read from $HOOK_AUTH when sent
+        assert b"hook-secret" not in path.read_bytes(), path
     for needed in ("validate exp.yaml", "run exp.yaml", "rescore quickstart/capitals", "dashboard --db promptlooper.db", "mcp"):
         assert needed in ran, f"{needed!r} is no longer in the README, or no longer ran"
     assert len(ran) >= 40
