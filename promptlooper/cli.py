@@ -1,9 +1,15 @@
 """The ``promptlooper`` command: thin, every command calls the Workbench facade.
 
 Exit status: 0 ok, 1 an operation failed (message on stderr), 2 the input is invalid (every
-problem listed with its field path and what to do). ``run`` / ``rerun`` (and ``quickstart``,
-``fork --run``) exit 1 unless every run of the sweep completed, and with ``--fail-under`` unless
-the best (or approved) configuration scores at least that: see :mod:`promptlooper.ci`.
+problem listed with its field path and what to do), 130 interrupted, 141 the reader of the output
+went away (``| head``), as a shell reports a process ended by SIGPIPE. ``run`` / ``rerun`` (and
+``quickstart``, ``fork --run``) exit 1 unless every run of the sweep completed, and with
+``--fail-under`` unless the best (or approved) configuration scores at least that: see
+:mod:`promptlooper.ci`.
+
+``--db FILE`` is accepted before or after any command. Commands about stored experiments never
+create a database: on a file that does not exist they say so and exit 1; ``validate``, ``plan`` and
+listing endpoints or webhooks work without one (an empty store in memory, nothing written).
 """
 
 from __future__ import annotations
@@ -11,15 +17,18 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from . import __version__
 from .bounds import shown
 from .errors import Problem, PromptLooperError, SpecError
 from .spec import Experiment
+from .store import default_path
 from .workbench import Workbench
 
 
@@ -487,9 +496,6 @@ def cmd_prices(wb: Workbench, args: argparse.Namespace) -> int:
 def cmd_mcp(wb: Workbench, args: argparse.Namespace) -> int:
     from .mcp_server import serve
 
-    if args.mcp_db:
-        wb.close()
-        wb = Workbench(args.mcp_db)
     try:
         return serve(wb, transport=args.transport, host=args.host, port=args.port)
     finally:
@@ -510,9 +516,37 @@ def _seconds(text: str) -> float:
     return value
 
 
+class _Parser(argparse.ArgumentParser):
+    """Every (sub)command parser takes ``--db``, so it works wherever a user puts it.
+
+    A subcommand's ``--db`` is SUPPRESSed unless given, so it never overwrites one given before the
+    command. ``add_subparsers`` makes its parsers of this class too, commands added later included.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.add_argument("--db", metavar="FILE", default=argparse.SUPPRESS,
+                          help="database file (default ./promptlooper.db or $PROMPTLOOPER_DB)")
+
+
+# Which commands may create the database file, and which need none at all (everything else is about
+# stored experiments or runs, so a missing file is a mistake worth naming, not an empty store to make).
+_CREATE_DB = {"run", "quickstart", "mcp", "endpoints add", "endpoints remove", "webhooks add", "webhooks remove", "prices set"}
+_NO_DB_NEEDED = {"validate", "plan", "endpoints", "endpoints list", "endpoints test", "webhooks", "webhooks list"}
+
+
+def _workbench(args: argparse.Namespace) -> Workbench:
+    """The Workbench a command runs on, without creating a database a read-only command would leave behind."""
+    db = getattr(args, "db", None) or default_path()
+    command = " ".join(str(c) for c in (args.command, getattr(args, "action", None)) if c)
+    if command in _NO_DB_NEEDED and not Path(db).exists():
+        return Workbench(":memory:")  # nothing registered, nothing cached: what a missing file means
+    return Workbench(db, create=command in _CREATE_DB)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="promptlooper", description="Find the best prompt × model × parameters by measuring.")
-    parser.add_argument("--db", help="database file (default ./promptlooper.db or $PROMPTLOOPER_DB)")
+    parser = _Parser(prog="promptlooper", description="Find the best prompt × model × parameters by measuring.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add(name: str, fn: Any, help: str) -> argparse.ArgumentParser:
@@ -608,7 +642,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep_options(p)
     p = add("redirect", cmd_redirect, "Change the remaining space of a (running) sweep; runs already done stay.")
     p.add_argument("experiment")
-    p.add_argument("--set", action="append", help="KEY=VALUES (YAML list or range); repeatable")
+    p.add_argument("--set", action="append", help="KEY=VALUES (YAML list or range): that key's new values, the others kept; repeatable")
     p.add_argument("--space", help="the whole new space as JSON")
     p = add("budget", cmd_budget, "Set or raise the budget of a running or paused sweep.")
     p.add_argument("experiment")
@@ -694,15 +728,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--transport", choices=["stdio", "http"], default="stdio")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8401)
-    p.add_argument("--db", dest="mcp_db", metavar="FILE", help="database file (same as the global --db)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        try:
+            return _main(argv)
+        finally:
+            sys.stdout.flush()  # a reader that went away shows here, not as noise at interpreter exit
+    except BrokenPipeError:
+        # `promptlooper … | head`: the reader has what it wanted. Point stdout at /dev/null so the
+        # interpreter's final flush cannot fail again, and exit as for SIGPIPE.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 141
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        wb = Workbench(args.db)
+        wb = _workbench(args)
     except PromptLooperError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

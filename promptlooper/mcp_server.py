@@ -31,12 +31,12 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag, ValidationError, WithJsonSchema
 from pydantic.json_schema import SkipJsonSchema
 
-from . import keys, mcp_grants
+from . import __version__, keys, mcp_grants
 from .bounds import shown
 from .errors import NotFoundError, Problem, PromptLooperError, SpecError
 from .functions import registered_functions
@@ -196,13 +196,14 @@ def _truncate(text: Any, full: bool) -> Any:
 # --------------------------------------------------------------------------- the server
 def build_server(wb: Workbench | None = None, *, db: str | None = None, **server_options: Any) -> Any:
     """An MCPServer whose tools drive ``wb`` (default: a Workbench on ``db`` or $PROMPTLOOPER_DB)."""
-    from mcp.server import MCPServer
     from mcp.server.mcpserver.exceptions import ToolError
+
+    from .mcp_arguments import StrictServer
 
     wb = wb or Workbench(db)
     wb.store  # noqa: B018 - open (and migrate) the store once, before tools run on worker threads
     wb.keep_delivering_webhooks()  # the server holds the store: it delivers queued webhook events
-    server = MCPServer(SERVER_NAME, instructions=INSTRUCTIONS, **server_options)
+    server = StrictServer(SERVER_NAME, instructions=INSTRUCTIONS, version=__version__, **server_options)
     server.workbench = wb  # type: ignore[attr-defined]
 
     def tool(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -505,7 +506,8 @@ def build_server(wb: Workbench | None = None, *, db: str | None = None, **server
     @tool
     def export_best_config(
         experiment: ExperimentRef,
-        format: Annotated[str, Field(pattern="^(json|yaml|env|report)$", description="json, yaml, env (a .env snippet) or report (markdown).")] = "json",
+        format: Annotated[Literal["json", "yaml", "env", "report"],
+                          Field(description="json, yaml, env (a .env snippet) or report (markdown).")] = "json",
     ) -> dict[str, Any]:
         """The best configuration (the approved one, else the top of the leaderboard) in a drop-in format.
         Never contains key values."""
@@ -597,7 +599,7 @@ def build_server(wb: Workbench | None = None, *, db: str | None = None, **server
     @tool
     def add_human_score(
         run_id: RunRef,
-        thumbs: Annotated[str | None, Field(pattern="^(up|down)$", description="'up' or 'down'.")] = None,
+        thumbs: Annotated[Literal["up", "down"] | None, Field(description="'up' or 'down'.")] = None,
         stars: Annotated[int | None, Field(ge=1, le=5, description="1 to 5 stars.")] = None,
         comment: Annotated[str, Field(description="Why.")] = "",
         by: By = "agent",

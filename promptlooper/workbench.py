@@ -57,9 +57,10 @@ class Workbench(SteeringVerbs, OutsideDriver):
     both are mixed in here so that every front end sees one facade.
     """
 
-    def __init__(self, db: str | os.PathLike[str] | None = None, *, readonly: bool = False):
+    def __init__(self, db: str | os.PathLike[str] | None = None, *, readonly: bool = False, create: bool = True):
         self.db_path = str(db or default_path())
         self.readonly = readonly
+        self.create = create  # False: a missing database file is an error, not a new empty one
         self._store: Store | None = None
         self._handles: dict[str, SweepHandle] = {}
         self._specs: dict[str, Experiment] = {}  # experiments seen in this process (with their callables)
@@ -69,7 +70,7 @@ class Workbench(SteeringVerbs, OutsideDriver):
     @property
     def store(self) -> Store:
         if self._store is None:
-            self._store = Store(self.db_path, readonly=self.readonly)
+            self._store = Store(self.db_path, readonly=self.readonly, create=self.create)
         return self._store
 
     def close(self) -> None:

@@ -153,12 +153,17 @@ def test_cli_refusals_are_messages_not_tracebacks(tmp_path, argv, needle):
     assert needle in out.stderr
 
 
-@pytest.mark.parametrize("db", ["/", "/nonexistent-folder/x.db"])
-def test_an_unopenable_database_is_a_message(db):
-    out = subprocess.run([sys.executable, "-m", "promptlooper.cli", "--db", db, "experiments"],
+@pytest.mark.parametrize("db, argv, needle", [
+    ("/", ["experiments"], "cannot open the database /"),                       # a folder
+    ("/nonexistent-folder/x.db", ["experiments"], "no PromptLooper database"),   # reading: nothing created
+    ("/nonexistent-folder/x.db", ["endpoints", "add", "e", "--base-url", "http://127.0.0.1:9/v1"],
+     "cannot open the database /nonexistent-folder/x.db"),                      # writing: no such folder
+])
+def test_an_unopenable_database_is_a_message(db, argv, needle):
+    out = subprocess.run([sys.executable, "-m", "promptlooper.cli", "--db", db, *argv],
                          capture_output=True, text=True, timeout=60)
-    assert out.returncode == 1 and "Traceback" not in out.stderr
-    assert f"cannot open the database {db}" in out.stderr
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert needle in out.stderr
 
 
 def test_export_into_a_missing_folder_is_a_message(tmp_path, wb, make_exp, db):

@@ -525,3 +525,47 @@ def test_every_tool_is_exercised_by_these_tests():
     source = Path(__file__).read_text()
     called = set(re.findall(r'(?:call|fails)\(c, "([a-z_]+)"', source)) | set(re.findall(r'anyio\.run\(go, "([a-z_]+)"\)', source))
     assert TOOLS <= called, f"never called: {sorted(TOOLS - called)}"
+
+
+# --------------------------------------------------------------------------- strict arguments, enums, version
+def test_unknown_arguments_are_a_tool_error_naming_them(mcp_server, server, db):
+    mcp_server.workbench.run(fake_experiment(server.base_url))  # a best configuration to fork from
+
+    async def go():
+        async with Client(mcp_server) as c:
+            # Misspelled: this reported success and forked nothing.
+            text = await fails(c, "fork_experiment", {"experiment": "tests/fake-exp", "chnages": {"answer.temperature": 0.3},
+                                                      "strat": True})
+            assert "chnages" in text and "strat" in text and "did you mean 'changes'" in text, text
+            assert "fork_experiment takes: experiment, changes, config_id, name, start" in text
+            listed = await call(c, "list_experiments")
+            assert [e["experiment"] for e in listed["experiments"]] == ["tests/fake-exp"]  # nothing was forked
+            assert "top_n" in await fails(c, "get_leaderboard", {"experiment": "tests/fake-exp", "top_n": 3})
+            assert "extra" in await fails(c, "list_models", {"extra": 1})
+            # Known arguments still work.
+            assert (await call(c, "get_experiment_status", {"experiment": "tests/fake-exp"}))["experiment"] == "tests/fake-exp"
+
+    anyio.run(go)
+
+
+def test_closed_sets_are_enums_in_the_schemas(mcp_server):
+    async def go():
+        async with Client(mcp_server) as c:
+            return {t.name: t.input_schema for t in (await c.list_tools()).tools}
+
+    schemas = anyio.run(go)
+    fmt = schemas["export_best_config"]["properties"]["format"]
+    assert fmt["enum"] == ["json", "yaml", "env", "report"] and fmt["default"] == "json"
+    thumbs = json.dumps(schemas["add_human_score"]["properties"]["thumbs"])
+    assert '"enum": ["up", "down"]' in thumbs
+
+
+def test_the_server_reports_the_package_version(db):
+    params = StdioServerParameters(command=sys.executable, args=["-m", "promptlooper.cli", "mcp", "--db", db], env=dict(os.environ))
+
+    async def go():
+        async with Client(params) as c:
+            return c.server_info
+
+    info = anyio.run(go)
+    assert info is not None and info.name == "promptlooper" and info.version == pl.__version__

@@ -151,11 +151,15 @@ class ResultBatch:
 class Store:
     """One SQLite file. ``readonly=True`` opens it so that nothing can be written."""
 
-    def __init__(self, path: str | Path | None = None, *, readonly: bool = False):
+    def __init__(self, path: str | Path | None = None, *, readonly: bool = False, create: bool = True):
         self.path = str(path or default_path())
         self.readonly = readonly
         if readonly and not Path(self.path).exists():
             raise NotFoundError(f"no PromptLooper database at {self.path}")
+        if not create and self.path != ":memory:" and not Path(self.path).exists():
+            # sqlite3.connect would create an empty file, and a typo in --db would look like "no experiments".
+            raise NotFoundError(f"no PromptLooper database at {Path(self.path).resolve()}; run an experiment first "
+                                "(promptlooper run FILE), or point --db / $PROMPTLOOPER_DB at an existing database")
         try:
             self.cx = Connection(connect(self.path, readonly=readonly), readonly=readonly)
             self.db = Database(self.cx.conn)
