@@ -146,7 +146,8 @@ def _run(wb: Workbench, exp: Experiment, args: argparse.Namespace) -> int:
     bar = _Bar(args.quiet)
     try:
         progress = wb.run(exp, strategy=args.strategy, max_configs=args.max_configs, seed=args.seed,
-                          concurrency=args.concurrency, listeners=[bar], unhealthy_timeout=args.unhealthy_timeout)
+                          concurrency=args.concurrency, listeners=[bar], unhealthy_timeout=args.unhealthy_timeout,
+                          stop_on_budget=True)
     except KeyboardInterrupt:
         bar.close()
         print("interrupted: finished runs are saved; run the same command again to resume", file=sys.stderr)

@@ -323,6 +323,7 @@ class Workbench(SteeringVerbs, OutsideDriver):
         # Seconds an endpoint may stay unhealthy (its breaker open) before the sweep stops; None: it
         # waits, paused, for a probe to be answered or a resume (a notebook); the CLI sets it.
         sweep.failures.unhealthy_timeout = options.get("unhealthy_timeout")
+        sweep.stop_on_budget = bool(options.get("stop_on_budget"))
         return await self._drive(sweep, exp.key)
 
     async def _drive(self, sweep: Sweep, key: str) -> Progress:

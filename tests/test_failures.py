@@ -265,3 +265,18 @@ def test_a_server_serving_every_call_at_once_keeps_the_full_concurrency(wb):
     for n in [*range(1, 65), *[64] * 64]:
         limit.observe(n, 100.0 + 1.0 * n if n < 64 else 100.0)
     assert not limit.calibrating and limit.limit == 64
+
+
+def test_cli_run_stops_on_its_budget_instead_of_waiting_for_a_resume(db, tmp_path, server):
+    # Nobody is there to raise a CLI sweep's budget and resume it: it ends (exit 1, resumable) instead
+    # of hanging paused, which would block a CI job for ever.
+    exp = fake_experiment(server.base_url, name="budgeted", concurrency=1, budget={"max_tokens": 40})
+    res = cli(db, "run", str(write_experiment(tmp_path / "b.yaml", exp)), "--quiet", timeout=120)
+    assert res.returncode == 1, (res.stdout, res.stderr)
+    assert "budget exhausted" in res.stderr
+    wb = pl.Workbench(db)
+    try:
+        assert "budget.exhausted" in event_types(wb, "tests/budgeted")
+        assert runs_done(db) < 12
+    finally:
+        wb.close()

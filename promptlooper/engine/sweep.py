@@ -126,6 +126,9 @@ class Sweep:
         self.scorers = scorers
         self.concurrency = concurrency
         self.budget = dict(budget or {})
+        # Reaching the budget pauses the sweep for someone to raise it and resume (a notebook, an
+        # agent); a process nobody steers (the CLI) sets this to stop instead: rerun resumes.
+        self.stop_on_budget = False
         self.functions = functions or {}
         self.progress = Progress(total=plan.total)
         self.sweep_id: str | None = None
@@ -486,6 +489,8 @@ class Sweep:
             p.stop_reason = "budget"
             self.emit("budget.exhausted", {"token_count": p.tokens, "cost": round(p.cost, 6), "budget": self.budget})
             self.emit("experiment.paused", {"reason": "budget exhausted", "sweep_id": self.sweep_id})
+            if self.stop_on_budget:  # nobody is there to raise it and resume (the CLI): end, resumable
+                self.failures.stop("budget exhausted")
 
     # ------------------------------------------------------------------ writer & poller
     def _sweep_row(self) -> dict[str, Any]:
