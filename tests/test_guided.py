@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import subprocess
 import sys
@@ -117,3 +118,40 @@ def test_ask_evaluate_tell_loop_reaches_the_best(wb, landscape):
         wb.evaluate(exp, [{"answer.temperature": 7.0}])
     with pytest.raises(ValueError):
         wb.tell(exp, mine["config_id"][:10], 1.5)
+
+
+def _lucky_leader_reply():
+    """A leader whose mean (0.6) is more than it has surely earned, and a late best whose first
+    rung of samples happens to be poor: the first five requests for "late" score about 0.52 (95%
+    upper bound 0.554), every later one 0.9, so over all twelve samples it is the best (0.742)."""
+    late_calls = itertools.count()  # the server answers on one event loop: no lock needed
+
+    def reply(body):
+        persona = body["messages"][0]["content"]
+        i = int(body["messages"][-1]["content"].rsplit(" ", 1)[1])
+        if persona == "lead":
+            v = 0.5 if i % 2 == 0 else 0.7  # mean 0.6, 95% interval 0.534..0.666 over 12 samples
+        else:
+            k = next(late_calls)
+            v = [0.5, 0.55, 0.5, 0.55, 0.5][k] if k < 5 else 0.9
+        return f"value={v:.4f}"
+
+    return reply
+
+
+def test_early_dropping_does_not_trust_a_lucky_leader(wb):
+    with FakeServer(reply=_lucky_leader_reply()) as srv:
+        exp = _exp(srv.base_url, name="lucky", samples=[{"q": f"question {i}"} for i in range(12)],
+                   space={"persona": ["lead", "late"]}, guided={"startup": 1, "batch": 1})
+        [lead] = wb.evaluate(exp, [{"persona": "lead"}])  # the leader: measured on every sample first
+        assert lead["n"] == 12 and lead["score"] == pytest.approx(0.6)
+        progress = wb.run(exp)
+    # The first rung (5 samples) of "late" ends below the leader's mean but not below what the
+    # leader has surely earned (its interval's lower bound), so it must get every sample.
+    board = wb.leaderboard(exp.key)
+    top = board.iloc[0]
+    assert top["persona"] == "late", board[["persona", "score", "n"]].to_string()
+    assert top["n"] == 12 and top["score"] == pytest.approx(0.7417, abs=1e-3)
+    [event] = wb.events(exp.key, ["guided.finished"])
+    assert event["payload"]["best_config_id"] == top["full_config_id"]
+    assert progress.stop_reason in ("space exhausted", "max_configs reached")

@@ -7,8 +7,9 @@ mean score, plus values an outside driver *told* — so the store stays the only
 sweep resumes after a crash by running it again.
 
 Successive halving with intervals: each proposed configuration runs on the first rung of samples;
-it gets the next rung only while its 95% interval's upper bound still reaches the mean of the best
-fully evaluated configuration. The driver stops at the configuration / call / token budget, when
+it gets the next rung only while its 95% interval's upper bound still reaches what the leader has
+surely earned (the highest lower bound of a fully evaluated configuration; the leader's mean is
+biased upward by its selection as the leader, so it would drop true bests that started badly). The driver stops at the configuration / call / token budget, when
 the space is exhausted, or when the best's interval lies above every other configuration's.
 """
 
@@ -199,6 +200,16 @@ class GuidedDriver:
         cand.rung = len(self.rung_sizes) - 1 if cand.full else 0
         self.candidates[config_id] = cand
 
+    def earned(self, besides: Candidate | None = None) -> float | None:
+        """What the leader has surely earned: the highest lower bound of a fully evaluated candidate.
+
+        Not the leader's mean: the leader is the one whose samples came out best so far, so its
+        mean is biased upward by that selection, and a candidate dropped against it may be the
+        true best that had a poor first rung."""
+        lows = [interval(c.values(), self.options.confidence)[1] for c in self.candidates.values()
+                if c.full and c is not besides and c.values()]
+        return max(lows, default=None)
+
     def best(self) -> Candidate | None:
         full = [c for c in self.candidates.values() if c.full and c.values()]
         return max(full, key=lambda c: float(np.mean(c.values())), default=None)
@@ -297,11 +308,9 @@ class GuidedDriver:
             if size >= len(self.samples):
                 cand.full = True
                 return
-            best = self.best()
-            if best is not None and best is not cand:
-                _, _, high = interval(cand.values(), self.options.confidence)
-                if high < float(np.mean(best.values())):
-                    return  # cannot reach the best: no more samples for it
+            floor = self.earned(besides=cand)
+            if floor is not None and interval(cand.values(), self.options.confidence)[2] < floor:
+                return  # cannot reach what the leader has surely earned: no more samples for it
 
     async def _run_samples(self, cand: Candidate, todo: list[tuple[int, str, dict[str, Any]]], sweep: Any) -> None:
         loop = asyncio.get_running_loop()
