@@ -4,8 +4,8 @@ Each landscape defines a configuration's *true quality* (its expected score) and
 (configuration, sample) score from it, deterministically per draw: the fake loopback server
 replies ``value=X`` and a ``value`` scorer reads X back. Landscapes:
 
-* ``passfail``: 10 prompt variants × 11 temperatures, 30 samples, a pass/fail scorer whose pass
-  rate depends on both (one prompt peaks at 0.62; the others at 0.20–0.48);
+* ``passfail``, ``passfail-broad``: 10 prompt variants × 11 temperatures, 30 samples, a pass/fail
+  scorer whose pass rate depends on both (one prompt peaks at 0.62; the others at 0.20–0.48);
 * ``smooth``, ``rugged``, ``needle``: persona × model × temperature × top_p (150 configurations),
   20 samples, Gaussian noise 0.06 around the true quality;
 * ``noisy``: ``rugged`` with noise 0.20 (clipped to 0..1, the truth is the clipped expectation).
@@ -70,19 +70,26 @@ class Landscape:
 PROMPTS = [f"P{i}" for i in range(10)]
 TEMPS11 = [round(0.1 * i, 1) for i in range(11)]
 # Each prompt's best pass rate, the temperature it is reached at, and how fast it falls away from it.
-PEAKS = {"P0": (0.30, 0.2, 0.5), "P1": (0.48, 0.7, 0.5), "P2": (0.40, 0.0, 0.5), "P3": (0.62, 0.4, 0.2),
-         "P4": (0.25, 1.0, 0.5), "P5": (0.45, 0.9, 0.5), "P6": (0.35, 0.5, 0.5), "P7": (0.42, 0.2, 0.5),
-         "P8": (0.20, 0.6, 0.5), "P9": (0.38, 0.3, 0.5)}
+# ``passfail``: one prompt is clearly best (0.62, its neighbours 0.57), the runners-up peak at 0.48 and
+# 0.45 on a single temperature; ``passfail-broad``: the best prompt is good at every temperature.
+PEAKS = {"P0": (0.30, 0.2, 1.0), "P1": (0.48, 0.7, 1.0), "P2": (0.40, 0.0, 1.0), "P3": (0.62, 0.4, 0.5),
+         "P4": (0.25, 1.0, 1.0), "P5": (0.45, 0.9, 1.0), "P6": (0.35, 0.5, 1.0), "P7": (0.42, 0.2, 1.0),
+         "P8": (0.20, 0.6, 1.0), "P9": (0.38, 0.3, 1.0)}
+BROAD_PEAKS = {"P0": (0.30, 0.2, 0.5), "P1": (0.48, 0.7, 0.5), "P2": (0.40, 0.0, 0.5), "P3": (0.62, 0.4, 0.2),
+               "P4": (0.25, 1.0, 0.5), "P5": (0.45, 0.9, 0.5), "P6": (0.35, 0.5, 0.5), "P7": (0.42, 0.2, 0.5),
+               "P8": (0.20, 0.6, 0.5), "P9": (0.38, 0.3, 0.5)}
 
 
-def pass_rate(point: tuple[Any, ...]) -> float:
-    prompt, t = point
-    peak, at, slope = PEAKS[prompt]
-    return max(0.05, peak - slope * abs(t - at))
+def pass_fail(name: str, peaks: dict[str, tuple[float, float, float]]) -> Landscape:
+    def quality(point: tuple[Any, ...]) -> float:
+        prompt, t = point
+        peak, at, slope = peaks[prompt]
+        return max(0.05, peak - slope * abs(t - at))
 
+    def score(point: tuple[Any, ...], sample: int, draw: int) -> float:
+        return 1.0 if _uniform(name, *point, sample, draw) < quality(point) else 0.0
 
-def pass_fail(point: tuple[Any, ...], sample: int, draw: int) -> float:
-    return 1.0 if _uniform("passfail", *point, sample, draw) < pass_rate(point) else 0.0
+    return Landscape({"prompt": PROMPTS, "answer.temperature": TEMPS11}, 30, quality, score, "{{ prompt }}")
 
 
 # ---------------------------------------------------------------- continuous landscapes
@@ -129,7 +136,8 @@ def gaussian(name: str, fn: Callable[..., float], noise: float) -> Landscape:
 
 
 LANDSCAPES = {
-    "passfail": Landscape({"prompt": PROMPTS, "answer.temperature": TEMPS11}, 30, pass_rate, pass_fail, "{{ prompt }}"),
+    "passfail": pass_fail("passfail", PEAKS),
+    "passfail-broad": pass_fail("passfail-broad", BROAD_PEAKS),
     "smooth": gaussian("smooth", smooth, 0.06),
     "rugged": gaussian("rugged", rugged, 0.06),
     "needle": gaussian("needle", needle, 0.06),

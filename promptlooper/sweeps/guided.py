@@ -39,6 +39,21 @@ def guided_defaults(exp: Experiment, max_configs: int | None = None) -> Any:
     return opts.model_copy(update={"max_configs": n_max, "min_configs": min(n_min, n_max)})
 
 
+GRID_SHARE = 0.25  # of a finite space's grid calls: what a guided search spends at most by default
+
+
+def default_max_calls(exp: Experiment, runs_per_config: int) -> int | None:
+    """A quarter of the grid's calls for a finite space (None for a continuous one).
+
+    Early dropping only stops candidates that surely cannot reach the leader, so on noisy scores
+    (pass/fail at a few dozen samples) most candidates earn every sample; the budget, not the
+    dropping, is then what keeps the search cheaper than the grid."""
+    if not all(isinstance(v, list) or v.step is not None for v in exp.space.values()):
+        return None
+    calls_per_run = sum(1 for stage in exp.stages if stage.kind == "prompt") or 1
+    return max(1, math.ceil(GRID_SHARE * grid_size(exp) * runs_per_config * calls_per_run))
+
+
 def distributions(exp: Experiment) -> dict[str, Any]:
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
@@ -138,6 +153,7 @@ class GuidedDriver:
         n = len(order)
         self.rung_sizes = sorted({min(n, max(options.min_samples, math.ceil(f * n))) for f in options.rungs})
         self.seed = seed
+        self.max_calls = options.max_calls or default_max_calls(exp, n * repeat)
         self.queue: asyncio.Queue[RunItem | None] = asyncio.Queue()
         self.pending: dict[str, asyncio.Future[RunRecord]] = {}
         self.candidates: dict[str, Candidate] = {}
@@ -288,7 +304,7 @@ class GuidedDriver:
 
     def _budget_reason(self, sweep: Any) -> str | None:
         p = sweep.progress
-        if self.options.max_calls and p.calls >= self.options.max_calls:
+        if self.max_calls and p.calls >= self.max_calls:
             return "max_calls reached"
         if p.status == "paused" and p.stop_reason == "budget":
             return "token/cost budget reached"
