@@ -42,16 +42,17 @@ def guided_defaults(exp: Experiment, max_configs: int | None = None) -> Any:
 GRID_SHARE = 0.25  # of a finite space's grid calls: what a guided search spends at most by default
 
 
-def default_max_calls(exp: Experiment, runs_per_config: int) -> int | None:
-    """A quarter of the grid's calls for a finite space (None for a continuous one).
+def default_max_calls(exp: Experiment, options: GuidedOptions, runs_per_config: int) -> int | None:
+    """A quarter of the grid's calls for a finite space (None for a continuous one), and at least
+    what ``min_configs`` configurations cost on every sample, so a small space is still explored.
 
     Early dropping only stops candidates that surely cannot reach the leader, so on noisy scores
     (pass/fail at a few dozen samples) most candidates earn every sample; the budget, not the
     dropping, is then what keeps the search cheaper than the grid."""
     if not all(isinstance(v, list) or v.step is not None for v in exp.space.values()):
         return None
-    calls_per_run = sum(1 for stage in exp.stages if stage.kind == "prompt") or 1
-    return max(1, math.ceil(GRID_SHARE * grid_size(exp) * runs_per_config * calls_per_run))
+    per_config = runs_per_config * (sum(1 for stage in exp.stages if stage.kind == "prompt") or 1)
+    return max(math.ceil(GRID_SHARE * grid_size(exp) * per_config), (options.min_configs or 1) * per_config)
 
 
 def distributions(exp: Experiment) -> dict[str, Any]:
@@ -153,7 +154,7 @@ class GuidedDriver:
         n = len(order)
         self.rung_sizes = sorted({min(n, max(options.min_samples, math.ceil(f * n))) for f in options.rungs})
         self.seed = seed
-        self.max_calls = options.max_calls or default_max_calls(exp, n * repeat)
+        self.max_calls = options.max_calls or default_max_calls(exp, options, n * repeat)
         self.queue: asyncio.Queue[RunItem | None] = asyncio.Queue()
         self.pending: dict[str, asyncio.Future[RunRecord]] = {}
         self.candidates: dict[str, Candidate] = {}
