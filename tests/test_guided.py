@@ -155,3 +155,32 @@ def test_early_dropping_does_not_trust_a_lucky_leader(wb):
     [event] = wb.events(exp.key, ["guided.finished"])
     assert event["payload"]["best_config_id"] == top["full_config_id"]
     assert progress.stop_reason in ("space exhausted", "max_configs reached", "max_calls reached")
+
+
+def test_a_leading_candidate_left_without_samples_gets_them_before_a_winner(wb):
+    """The first sweep's calls for "late" beyond its first rung fail (endpoint down, no retries);
+    run again, the search completes it before declaring a winner, instead of leaving a candidate
+    whose interval still reaches the leader on 5 of 12 samples."""
+    reply = _lucky_leader_reply()
+    down = {"late": True}
+
+    def flaky(body):
+        text = reply(body)
+        if body["messages"][0]["content"] == "late" and down["late"] and "0.9" in text:
+            raise RuntimeError("endpoint down")  # the fake server answers 500
+        return text
+
+    with FakeServer(reply=flaky) as srv:
+        exp = _exp(srv.base_url, name="resumed", samples=[{"q": f"question {i}"} for i in range(12)],
+                   space={"persona": ["lead", "late"]}, guided={"startup": 1, "batch": 1},
+                   endpoints={"fake": {"base_url": srv.base_url, "max_retries": 0}})
+        wb.evaluate(exp, [{"persona": "lead"}])
+        wb.run(exp)
+        ns = dict(zip(wb.leaderboard(exp.key)["persona"], wb.leaderboard(exp.key)["n"], strict=True))
+        assert ns == {"lead": 12, "late": 5}
+        down["late"] = False
+        wb.run(exp)  # the same search again: it resumes from the store
+    top = wb.leaderboard(exp.key).iloc[0]
+    assert (top["persona"], top["n"]) == ("late", 12) and top["score"] == pytest.approx(0.7417, abs=1e-3)
+    finished = wb.events(exp.key, ["guided.finished"])
+    assert finished[-1]["payload"]["best_config_id"] == top["full_config_id"]

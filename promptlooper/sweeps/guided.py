@@ -185,12 +185,12 @@ class GuidedDriver:
             sampler = optuna.samplers.RandomSampler(seed=self.seed)
         study = optuna.create_study(direction="maximize", sampler=sampler)
         dists = distributions(self.exp)
-        for config_id, (point, values) in self._measured(store).items():
+        for config_id, (point, scores) in self._measured(store).items():
             params = point_to_params(self.exp, point)
-            if params is None or not values:
+            if params is None or not scores:
                 continue
-            study.add_trial(create_trial(params=params, distributions=dists, value=float(np.mean(values))))
-            self._remember(config_id, point, values)
+            study.add_trial(create_trial(params=params, distributions=dists, value=float(np.mean(list(scores.values())))))
+            self._remember(config_id, point, scores)
         told = store.told_values(self.experiment_id)
         for row in store.configurations(self.experiment_id):
             if row["id"] in told and row["id"] not in self.candidates:
@@ -199,21 +199,25 @@ class GuidedDriver:
                     study.add_trial(create_trial(params=params, distributions=dists, value=told[row["id"]]))
         return study
 
-    def _measured(self, store: Store) -> dict[str, tuple[dict[str, Any], list[float]]]:
+    def _measured(self, store: Store) -> dict[str, tuple[dict[str, Any], dict[str, float]]]:
+        """Configurations in the store: their point and weighted score per sample id."""
         from ..leaderboard import per_sample_scores
 
         configs = {c["id"]: c["varied"] for c in store.configurations(self.experiment_id)}
         per_sample = per_sample_scores(store, self.experiment_id, self.weights)
-        out: dict[str, tuple[dict[str, Any], list[float]]] = {}
+        out: dict[str, tuple[dict[str, Any], dict[str, float]]] = {}
         for config_id, group in per_sample.groupby("config_id") if len(per_sample) else []:
             if config_id in configs:
-                out[str(config_id)] = (configs[str(config_id)], [float(x) for x in group["score"].dropna()])
+                scored = group.dropna(subset=["score"])
+                out[str(config_id)] = (configs[str(config_id)], dict(zip(scored["sample_id"].astype(str),
+                                                                         scored["score"].astype(float), strict=True)))
         return out
 
-    def _remember(self, config_id: str, point: dict[str, Any], values: list[float]) -> None:
+    def _remember(self, config_id: str, point: dict[str, Any], scores: dict[str, float]) -> None:
         config = build_configuration(self.exp, point)
-        cand = Candidate(config, scores={str(i): [v] for i, v in enumerate(values)})
-        cand.full = len(values) >= len(self.samples)
+        # Keyed by sample id, so that evaluating it further runs only the samples it lacks.
+        cand = Candidate(config, scores={sid: [v] for sid, v in scores.items()})
+        cand.full = all(sid in scores for sid, _ in self.samples)
         cand.rung = len(self.rung_sizes) - 1 if cand.full else 0
         self.candidates[config_id] = cand
 
@@ -226,6 +230,15 @@ class GuidedDriver:
         lows = [interval(c.values(), self.options.confidence)[1] for c in self.candidates.values()
                 if c.full and c is not besides and c.values()]
         return max(lows, default=None)
+
+    def contenders(self) -> list[Candidate]:
+        """Candidates lacking samples that may still reach what the leader has surely earned.
+
+        A search leaves none behind by itself; an earlier sweep of the same search that was
+        interrupted, or whose runs failed, does. They get every sample before a winner is declared."""
+        floor = self.earned()
+        return [c for c in self.candidates.values() if not c.full and c.values()
+                and (floor is None or interval(c.values(), self.options.confidence)[2] >= floor)]
 
     def best(self) -> Candidate | None:
         full = [c for c in self.candidates.values() if c.full and c.values()]
@@ -287,6 +300,9 @@ class GuidedDriver:
                 if (self.options.stop_when_separated and self.tried >= self.options.min_configs
                         and stable >= self.options.patience and self._covered() and self._separated()):
                     self.stop_reason = "best separated from the rest"
+            # Before declaring a winner: the leading candidates get every sample (even past max_calls).
+            while not sweep.stopping and (contenders := self.contenders()):
+                await asyncio.gather(*(self._evaluate(c, sweep) for c in contenders))
             if sweep.stopping and self.stop_reason is None:
                 self.stop_reason = "stopped"
         finally:
