@@ -184,3 +184,24 @@ def test_a_leading_candidate_left_without_samples_gets_them_before_a_winner(wb):
     assert (top["persona"], top["n"]) == ("late", 12) and top["score"] == pytest.approx(0.7417, abs=1e-3)
     finished = wb.events(exp.key, ["guided.finished"])
     assert finished[-1]["payload"]["best_config_id"] == top["full_config_id"]
+
+
+def test_a_pass_fail_candidate_that_failed_its_first_rung_is_not_surely_below(wb):
+    """Pass/fail scores: "late" fails its first five samples, then passes every other one (7 of 12
+    overall); the leader passes 6 of 12. Five failures in a row bound the pass rate below 0.44 at
+    95%, not at 0 (Student's t interval collapses to a point when every value is the same)."""
+    late_calls = itertools.count()
+
+    def reply(body):
+        i = int(body["messages"][-1]["content"].rsplit(" ", 1)[1])
+        if body["messages"][0]["content"] == "lead":
+            return "value=1" if i % 2 == 0 else "value=0"
+        return "value=0" if next(late_calls) < 5 else "value=1"
+
+    with FakeServer(reply=reply) as srv:
+        exp = _exp(srv.base_url, name="passfail", samples=[{"q": f"question {i}"} for i in range(12)],
+                   space={"persona": ["lead", "late"]}, guided={"startup": 1, "batch": 1})
+        wb.evaluate(exp, [{"persona": "lead"}])
+        wb.run(exp)
+    top = wb.leaderboard(exp.key).iloc[0]
+    assert (top["persona"], top["n"]) == ("late", 12) and top["score"] == pytest.approx(7 / 12)

@@ -114,14 +114,23 @@ def json_key(value: Any) -> str:
 
 
 def interval(values: list[float], confidence: float) -> tuple[float, float, float]:
-    """(mean, low, high) with a Student-t interval; infinite bounds for a single value."""
+    """(mean, low, high): Wilson's interval for pass/fail scores, else Student's t; infinite
+    bounds for a single value.
+
+    Student's t collapses to a point when every value is the same, and 0 passes out of 5 is no
+    proof of a pass rate of 0: Wilson's interval bounds it below 0.44 (95%) instead."""
     arr = np.asarray(values, dtype=float)
-    mean = float(arr.mean())
-    if len(arr) < 2:
+    mean, n = float(arr.mean()), len(arr)
+    if n < 2:
         return mean, -math.inf, math.inf
     from scipy import stats
 
-    half = float(stats.t.ppf(0.5 + confidence / 2, len(arr) - 1)) * float(arr.std(ddof=1)) / math.sqrt(len(arr))
+    if np.isin(arr, (0.0, 1.0)).all():
+        z2 = float(stats.norm.ppf(0.5 + confidence / 2)) ** 2
+        center = (mean + z2 / (2 * n)) / (1 + z2 / n)
+        half = math.sqrt(z2 * (mean * (1 - mean) / n + z2 / (4 * n * n))) / (1 + z2 / n)
+        return mean, center - half, center + half
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * float(arr.std(ddof=1)) / math.sqrt(n)
     return mean, mean - half, mean + half
 
 
