@@ -9,8 +9,10 @@ sweep resumes after a crash by running it again.
 Successive halving with intervals: each proposed configuration runs on the first rung of samples;
 it gets the next rung only while its 95% interval's upper bound still reaches what the leader has
 surely earned (the highest lower bound of a fully evaluated configuration; the leader's mean is
-biased upward by its selection as the leader, so it would drop true bests that started badly). The driver stops at the configuration / call / token budget, when
-the space is exhausted, or when the best's interval lies above every other configuration's.
+biased upward by its selection as the leader, so it would drop true bests that started badly).
+The driver stops at the configuration / call / token budget (by default a quarter of a finite
+space's grid calls), when the space is exhausted, or when the best's interval lies above every
+other configuration's; candidates still short of samples that may lead get them all first.
 """
 
 from __future__ import annotations
