@@ -187,7 +187,7 @@ def test_a_leading_candidate_left_without_samples_gets_them_before_a_winner(wb):
 
 
 def test_a_pass_fail_candidate_that_failed_its_first_rung_is_not_surely_below(wb):
-    """Pass/fail scores: "late" fails its first five samples, then passes every other one (7 of 12
+    """Pass/fail scores: "late" fails its first five samples, then passes all the rest (7 of 12
     overall); the leader passes 6 of 12. Five failures in a row bound the pass rate below 0.44 at
     95%, not at 0 (Student's t interval collapses to a point when every value is the same)."""
     late_calls = itertools.count()
