@@ -188,7 +188,8 @@ def experiment(name: str, land: Landscape, base_url: str, **over: Any) -> pl.Exp
 
 def picked_point(wb: pl.Workbench, key: str, land: Landscape) -> tuple[tuple[Any, ...], int]:
     top = wb.leaderboard(key).iloc[0]
-    return tuple(top[k] for k in land.space), int(top["n"])
+    # Plain Python values (pandas gives numpy scalars), so the results can be written as JSON.
+    return tuple(top[k].item() if hasattr(top[k], "item") else top[k] for k in land.space), int(top["n"])
 
 
 def grid_pick(land: Landscape, draw: int) -> tuple[float, float, list[tuple[Any, ...]]]:
@@ -230,11 +231,11 @@ def main() -> int:
                 g = wb.run(experiment("guided", land, srv.base_url, strategy="guided", seed=seed))
                 point, n = picked_point(wb, "bench/guided", land)
                 wb.close()
-            quality = land.quality(point)
+            quality = float(land.quality(point))
             rows.append({"landscape": lname, "seed": seed, "grid_calls": grid_calls, "guided_calls": g.calls,
                          "share": round(g.calls / grid_calls, 4), "best_quality": round(best_true, 4),
                          "grid_quality": round(grid_quality, 4), "guided_quality": round(quality, 4),
-                         "within": quality >= grid_quality - TOLERANCE, "picked": list(point), "picked_n": n,
+                         "within": bool(quality >= grid_quality - TOLERANCE), "picked": list(point), "picked_n": n,
                          "stop": g.stop_reason, "seconds": round(time.perf_counter() - t0, 2)})
             r = rows[-1]
             print(f"{lname:8} seed {seed:2}: {r['guided_calls']:4} / {grid_calls} calls = {r['share']:.0%}  "
