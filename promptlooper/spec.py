@@ -212,16 +212,18 @@ class GuidedOptions(BaseModel):
     """Guided search: a model-based sampler proposes configurations, losers are dropped early.
 
     Every configuration is first run on a fraction of the samples (``rungs[0]``); it gets the
-    rest only while its 95% interval still reaches the best configuration's mean. The search
-    stops at ``max_configs`` / ``max_calls`` / the token and cost budget, when the space is
-    exhausted, or when the best is separated from every other configuration with ``confidence``.
+    rest unless its 95% interval lies below what the leader has surely earned (the lower bound of
+    the best fully evaluated configuration). The search stops at ``max_configs`` / ``max_calls``
+    (default: a quarter of a finite space's grid calls) / the token and cost budget, when the
+    space is exhausted, or when the best is separated from every other configuration with
+    ``confidence``.
     """
 
     model_config = ConfigDict(extra="forbid")
 
     sampler: Literal["tpe", "random"] = "tpe"
     max_configs: int | None = Field(None, ge=1, description="Configurations to try at most (default: half of a finite space, at least 20).")
-    max_calls: int | None = Field(None, ge=1, description="Model calls to spend at most.")
+    max_calls: int | None = Field(None, ge=1, description="Model calls to spend at most (default: a quarter of a finite space's grid calls, at least min_configs configurations on every sample).")
     startup: int = Field(6, ge=1, description="Random configurations before the model-based sampler takes over.")
     batch: int = Field(4, ge=1, le=256, description="Configurations evaluated in parallel.")
     rungs: list[float] = Field(default_factory=lambda: [0.34, 1.0], description="Sample fractions per rung (successive halving).")

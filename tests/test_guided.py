@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import subprocess
 import sys
@@ -117,3 +118,90 @@ def test_ask_evaluate_tell_loop_reaches_the_best(wb, landscape):
         wb.evaluate(exp, [{"answer.temperature": 7.0}])
     with pytest.raises(ValueError):
         wb.tell(exp, mine["config_id"][:10], 1.5)
+
+
+def _lucky_leader_reply():
+    """A leader whose mean (0.6) is more than it has surely earned, and a late best whose first
+    rung of samples happens to be poor: the first five requests for "late" score about 0.52 (95%
+    upper bound 0.554), every later one 0.9, so over all twelve samples it is the best (0.742)."""
+    late_calls = itertools.count()  # the server answers on one event loop: no lock needed
+
+    def reply(body):
+        persona = body["messages"][0]["content"]
+        i = int(body["messages"][-1]["content"].rsplit(" ", 1)[1])
+        if persona == "lead":
+            v = 0.5 if i % 2 == 0 else 0.7  # mean 0.6, 95% interval 0.534..0.666 over 12 samples
+        else:
+            k = next(late_calls)
+            v = [0.5, 0.55, 0.5, 0.55, 0.5][k] if k < 5 else 0.9
+        return f"value={v:.4f}"
+
+    return reply
+
+
+def test_early_dropping_does_not_trust_a_lucky_leader(wb):
+    with FakeServer(reply=_lucky_leader_reply()) as srv:
+        exp = _exp(srv.base_url, name="lucky", samples=[{"q": f"question {i}"} for i in range(12)],
+                   space={"persona": ["lead", "late"]}, guided={"startup": 1, "batch": 1})
+        [lead] = wb.evaluate(exp, [{"persona": "lead"}])  # the leader: measured on every sample first
+        assert lead["n"] == 12 and lead["score"] == pytest.approx(0.6)
+        progress = wb.run(exp)
+    # The first rung (5 samples) of "late" ends below the leader's mean but not below what the
+    # leader has surely earned (its interval's lower bound), so it must get every sample.
+    board = wb.leaderboard(exp.key)
+    top = board.iloc[0]
+    assert top["persona"] == "late", board[["persona", "score", "n"]].to_string()
+    assert top["n"] == 12 and top["score"] == pytest.approx(0.7417, abs=1e-3)
+    [event] = wb.events(exp.key, ["guided.finished"])
+    assert event["payload"]["best_config_id"] == top["full_config_id"]
+    assert progress.stop_reason in ("space exhausted", "max_configs reached", "max_calls reached")
+
+
+def test_a_leading_candidate_left_without_samples_gets_them_before_a_winner(wb):
+    """The first sweep's calls for "late" beyond its first rung fail (endpoint down, no retries);
+    run again, the search completes it before declaring a winner, instead of leaving a candidate
+    whose interval still reaches the leader on 5 of 12 samples."""
+    reply = _lucky_leader_reply()
+    down = {"late": True}
+
+    def flaky(body):
+        text = reply(body)
+        if body["messages"][0]["content"] == "late" and down["late"] and "0.9" in text:
+            raise RuntimeError("endpoint down")  # the fake server answers 500
+        return text
+
+    with FakeServer(reply=flaky) as srv:
+        exp = _exp(srv.base_url, name="resumed", samples=[{"q": f"question {i}"} for i in range(12)],
+                   space={"persona": ["lead", "late"]}, guided={"startup": 1, "batch": 1},
+                   endpoints={"fake": {"base_url": srv.base_url, "max_retries": 0}})
+        wb.evaluate(exp, [{"persona": "lead"}])
+        wb.run(exp)
+        ns = dict(zip(wb.leaderboard(exp.key)["persona"], wb.leaderboard(exp.key)["n"], strict=True))
+        assert ns == {"lead": 12, "late": 5}
+        down["late"] = False
+        wb.run(exp)  # the same search again: it resumes from the store
+    top = wb.leaderboard(exp.key).iloc[0]
+    assert (top["persona"], top["n"]) == ("late", 12) and top["score"] == pytest.approx(0.7417, abs=1e-3)
+    finished = wb.events(exp.key, ["guided.finished"])
+    assert finished[-1]["payload"]["best_config_id"] == top["full_config_id"]
+
+
+def test_a_pass_fail_candidate_that_failed_its_first_rung_is_not_surely_below(wb):
+    """Pass/fail scores: "late" fails its first five samples, then passes all the rest (7 of 12
+    overall); the leader passes 6 of 12. Five failures in a row bound the pass rate below 0.44 at
+    95%, not at 0 (Student's t interval collapses to a point when every value is the same)."""
+    late_calls = itertools.count()
+
+    def reply(body):
+        i = int(body["messages"][-1]["content"].rsplit(" ", 1)[1])
+        if body["messages"][0]["content"] == "lead":
+            return "value=1" if i % 2 == 0 else "value=0"
+        return "value=0" if next(late_calls) < 5 else "value=1"
+
+    with FakeServer(reply=reply) as srv:
+        exp = _exp(srv.base_url, name="passfail", samples=[{"q": f"question {i}"} for i in range(12)],
+                   space={"persona": ["lead", "late"]}, guided={"startup": 1, "batch": 1})
+        wb.evaluate(exp, [{"persona": "lead"}])
+        wb.run(exp)
+    top = wb.leaderboard(exp.key).iloc[0]
+    assert (top["persona"], top["n"]) == ("late", 12) and top["score"] == pytest.approx(7 / 12)

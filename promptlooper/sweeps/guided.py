@@ -7,9 +7,12 @@ mean score, plus values an outside driver *told* — so the store stays the only
 sweep resumes after a crash by running it again.
 
 Successive halving with intervals: each proposed configuration runs on the first rung of samples;
-it gets the next rung only while its 95% interval's upper bound still reaches the mean of the best
-fully evaluated configuration. The driver stops at the configuration / call / token budget, when
-the space is exhausted, or when the best's interval lies above every other configuration's.
+it gets the next rung only while its 95% interval's upper bound still reaches what the leader has
+surely earned (the highest lower bound of a fully evaluated configuration; the leader's mean is
+biased upward by its selection as the leader, so it would drop true bests that started badly).
+The driver stops at the configuration / call / token budget (by default a quarter of a finite
+space's grid calls), when the space is exhausted, or when the best's interval lies above every
+other configuration's; candidates still short of samples that may lead get them all first.
 """
 
 from __future__ import annotations
@@ -36,6 +39,22 @@ def guided_defaults(exp: Experiment, max_configs: int | None = None) -> Any:
     n_max = max_configs or opts.max_configs or (min(size, max(20, math.ceil(0.5 * size))) if size else 60)
     n_min = opts.min_configs or (min(n_max, max(12, math.ceil(0.2 * size))) if size else 20)
     return opts.model_copy(update={"max_configs": n_max, "min_configs": min(n_min, n_max)})
+
+
+GRID_SHARE = 0.25  # of a finite space's grid calls: what a guided search spends at most by default
+
+
+def default_max_calls(exp: Experiment, options: GuidedOptions, runs_per_config: int) -> int | None:
+    """A quarter of the grid's calls for a finite space (None for a continuous one), and at least
+    what ``min_configs`` configurations cost on every sample, so a small space is still explored.
+
+    Early dropping only stops candidates that surely cannot reach the leader, so on noisy scores
+    (pass/fail at a few dozen samples) most candidates earn every sample; the budget, not the
+    dropping, is then what keeps the search cheaper than the grid."""
+    if not all(isinstance(v, list) or v.step is not None for v in exp.space.values()):
+        return None
+    per_config = runs_per_config * (sum(1 for stage in exp.stages if stage.kind == "prompt") or 1)
+    return max(math.ceil(GRID_SHARE * grid_size(exp) * per_config), (options.min_configs or 1) * per_config)
 
 
 def distributions(exp: Experiment) -> dict[str, Any]:
@@ -97,14 +116,23 @@ def json_key(value: Any) -> str:
 
 
 def interval(values: list[float], confidence: float) -> tuple[float, float, float]:
-    """(mean, low, high) with a Student-t interval; infinite bounds for a single value."""
+    """(mean, low, high): Wilson's interval for pass/fail scores, else Student's t; infinite
+    bounds for a single value.
+
+    Student's t collapses to a point when every value is the same, and 0 passes out of 5 is no
+    proof of a pass rate of 0: Wilson's interval bounds it below 0.44 (95%) instead."""
     arr = np.asarray(values, dtype=float)
-    mean = float(arr.mean())
-    if len(arr) < 2:
+    mean, n = float(arr.mean()), len(arr)
+    if n < 2:
         return mean, -math.inf, math.inf
     from scipy import stats
 
-    half = float(stats.t.ppf(0.5 + confidence / 2, len(arr) - 1)) * float(arr.std(ddof=1)) / math.sqrt(len(arr))
+    if np.isin(arr, (0.0, 1.0)).all():
+        z2 = float(stats.norm.ppf(0.5 + confidence / 2)) ** 2
+        center = (mean + z2 / (2 * n)) / (1 + z2 / n)
+        half = math.sqrt(z2 * (mean * (1 - mean) / n + z2 / (4 * n * n))) / (1 + z2 / n)
+        return mean, center - half, center + half
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * float(arr.std(ddof=1)) / math.sqrt(n)
     return mean, mean - half, mean + half
 
 
@@ -137,6 +165,7 @@ class GuidedDriver:
         n = len(order)
         self.rung_sizes = sorted({min(n, max(options.min_samples, math.ceil(f * n))) for f in options.rungs})
         self.seed = seed
+        self.max_calls = options.max_calls or default_max_calls(exp, options, n * repeat)
         self.queue: asyncio.Queue[RunItem | None] = asyncio.Queue()
         self.pending: dict[str, asyncio.Future[RunRecord]] = {}
         self.candidates: dict[str, Candidate] = {}
@@ -167,12 +196,12 @@ class GuidedDriver:
             sampler = optuna.samplers.RandomSampler(seed=self.seed)
         study = optuna.create_study(direction="maximize", sampler=sampler)
         dists = distributions(self.exp)
-        for config_id, (point, values) in self._measured(store).items():
+        for config_id, (point, scores) in self._measured(store).items():
             params = point_to_params(self.exp, point)
-            if params is None or not values:
+            if params is None or not scores:
                 continue
-            study.add_trial(create_trial(params=params, distributions=dists, value=float(np.mean(values))))
-            self._remember(config_id, point, values)
+            study.add_trial(create_trial(params=params, distributions=dists, value=float(np.mean(list(scores.values())))))
+            self._remember(config_id, point, scores)
         told = store.told_values(self.experiment_id)
         for row in store.configurations(self.experiment_id):
             if row["id"] in told and row["id"] not in self.candidates:
@@ -181,23 +210,46 @@ class GuidedDriver:
                     study.add_trial(create_trial(params=params, distributions=dists, value=told[row["id"]]))
         return study
 
-    def _measured(self, store: Store) -> dict[str, tuple[dict[str, Any], list[float]]]:
+    def _measured(self, store: Store) -> dict[str, tuple[dict[str, Any], dict[str, float]]]:
+        """Configurations in the store: their point and weighted score per sample id."""
         from ..leaderboard import per_sample_scores
 
         configs = {c["id"]: c["varied"] for c in store.configurations(self.experiment_id)}
         per_sample = per_sample_scores(store, self.experiment_id, self.weights)
-        out: dict[str, tuple[dict[str, Any], list[float]]] = {}
+        out: dict[str, tuple[dict[str, Any], dict[str, float]]] = {}
         for config_id, group in per_sample.groupby("config_id") if len(per_sample) else []:
             if config_id in configs:
-                out[str(config_id)] = (configs[str(config_id)], [float(x) for x in group["score"].dropna()])
+                scored = group.dropna(subset=["score"])
+                out[str(config_id)] = (configs[str(config_id)], dict(zip(scored["sample_id"].astype(str),
+                                                                         scored["score"].astype(float), strict=True)))
         return out
 
-    def _remember(self, config_id: str, point: dict[str, Any], values: list[float]) -> None:
+    def _remember(self, config_id: str, point: dict[str, Any], scores: dict[str, float]) -> None:
         config = build_configuration(self.exp, point)
-        cand = Candidate(config, scores={str(i): [v] for i, v in enumerate(values)})
-        cand.full = len(values) >= len(self.samples)
+        # Keyed by sample id, so that evaluating it further runs only the samples it lacks.
+        cand = Candidate(config, scores={sid: [v] for sid, v in scores.items()})
+        cand.full = all(sid in scores for sid, _ in self.samples)
         cand.rung = len(self.rung_sizes) - 1 if cand.full else 0
         self.candidates[config_id] = cand
+
+    def earned(self, besides: Candidate | None = None) -> float | None:
+        """What the leader has surely earned: the highest lower bound of a fully evaluated candidate.
+
+        Not the leader's mean: the leader is the one whose samples came out best so far, so its
+        mean is biased upward by that selection, and a candidate dropped against it may be the
+        true best that had a poor first rung."""
+        lows = [interval(c.values(), self.options.confidence)[1] for c in self.candidates.values()
+                if c.full and c is not besides and c.values()]
+        return max(lows, default=None)
+
+    def contenders(self) -> list[Candidate]:
+        """Candidates lacking samples that may still reach what the leader has surely earned.
+
+        A search leaves none behind by itself; an earlier sweep of the same search that was
+        interrupted, or whose runs failed, does. They get every sample before a winner is declared."""
+        floor = self.earned()
+        return [c for c in self.candidates.values() if not c.full and c.values()
+                and (floor is None or interval(c.values(), self.options.confidence)[2] >= floor)]
 
     def best(self) -> Candidate | None:
         full = [c for c in self.candidates.values() if c.full and c.values()]
@@ -259,6 +311,9 @@ class GuidedDriver:
                 if (self.options.stop_when_separated and self.tried >= self.options.min_configs
                         and stable >= self.options.patience and self._covered() and self._separated()):
                     self.stop_reason = "best separated from the rest"
+            # Before declaring a winner: the leading candidates get every sample (even past max_calls).
+            while not sweep.stopping and (contenders := self.contenders()):
+                await asyncio.gather(*(self._evaluate(c, sweep) for c in contenders))
             if sweep.stopping and self.stop_reason is None:
                 self.stop_reason = "stopped"
         finally:
@@ -277,7 +332,7 @@ class GuidedDriver:
 
     def _budget_reason(self, sweep: Any) -> str | None:
         p = sweep.progress
-        if self.options.max_calls and p.calls >= self.options.max_calls:
+        if self.max_calls and p.calls >= self.max_calls:
             return "max_calls reached"
         if p.status == "paused" and p.stop_reason == "budget":
             return "token/cost budget reached"
@@ -297,11 +352,9 @@ class GuidedDriver:
             if size >= len(self.samples):
                 cand.full = True
                 return
-            best = self.best()
-            if best is not None and best is not cand:
-                _, _, high = interval(cand.values(), self.options.confidence)
-                if high < float(np.mean(best.values())):
-                    return  # cannot reach the best: no more samples for it
+            floor = self.earned(besides=cand)
+            if floor is not None and interval(cand.values(), self.options.confidence)[2] < floor:
+                return  # cannot reach what the leader has surely earned: no more samples for it
 
     async def _run_samples(self, cand: Candidate, todo: list[tuple[int, str, dict[str, Any]]], sweep: Any) -> None:
         loop = asyncio.get_running_loop()
