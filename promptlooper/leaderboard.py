@@ -90,8 +90,11 @@ def leaderboard(
         per_sample = per_sample[per_sample.config_id.isin(wanted) & per_sample.sample_id.isin(samples)]
         runs = runs[runs.config_id.isin(wanted) & runs.sample_id.isin(samples)]
         failures = failures[failures.config_id.isin(wanted) & failures.sample_id.isin(samples)]
-        per_sample = per_sample.drop(columns=[c for c in per_sample.columns
-                                              if c not in ("config_id", "sample_id", "score") and c not in weights])
+        # Scorers that other definitions had and this one dropped go. Human ratings stay, and so do
+        # scores `rescore` added for a scorer no definition names (an extra column, not weighted).
+        dropped = {(s.get("label") or s["name"]) for d in store.definitions(experiment["id"])
+                   for s in d["spec"].get("scorers", [])} - set(weights)
+        per_sample = per_sample.drop(columns=[c for c in per_sample.columns if c in dropped])
     if not include_rejected:
         rejected = {cid for cid, c in configs.items() if c.get("decision") == "rejected"}
         per_sample = per_sample[~per_sample.config_id.isin(rejected)]

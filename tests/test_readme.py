@@ -47,7 +47,8 @@ RUN_ELSEWHERE = {
     "quickstart": "runs the embedded model (minutes here); tests/test_packaging.py runs it from a fresh install",
 }
 # `code spans` in the prose that name a command without being one.
-PROSE_ONLY = {"promptlooper endpoints add", "promptlooper rerun", "promptlooper pause EXPERIMENT"}
+PROSE_ONLY = {"promptlooper endpoints add", "promptlooper rerun", "promptlooper pause EXPERIMENT", "promptlooper prices set",
+              "promptlooper resume"}
 
 
 # --------------------------------------------------------------------------- reading the README
@@ -150,13 +151,13 @@ def webhook_sink() -> Iterator[str]:
     srv.shutdown()
 
 
-def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str], expect: int = 0) -> str:
     try:
         code = main(argv)
     except SystemExit as exc:  # --version, --help: argparse exits after printing
         code = exc.code
     out, err = capsys.readouterr()
-    assert code == 0, f"`promptlooper {shlex.join(argv)}` exited {code}:\n{err}"
+    assert code == expect, f"`promptlooper {shlex.join(argv)}` exited {code}:\n{err}"
     assert "Traceback" not in err
     return out
 
@@ -245,7 +246,11 @@ def test_every_readme_command_runs(scratch, server, webhook_sink, capsys, monkey
                 serve_and_stop(argv, scratch)
             ran.append(shlex.join(argv))
             continue
-        out = run_cli(substitute(argv), capsys)
+        # The fake model does not reach the README's --fail-under 0.8: the command must say so and exit 1.
+        fails_under = "--fail-under" in argv
+        out = run_cli(substitute(argv), capsys, expect=1 if fails_under else 0)
+        if fails_under:
+            assert "--junit" not in argv or (scratch / argv[argv.index("--junit") + 1]).read_text().startswith("<?xml")
         ran.append(shlex.join(argv))
         if command == "pause":
             wait(lambda: sweep_status(db) == "paused", timeout=30)
@@ -285,11 +290,18 @@ def serve_and_stop(argv: list[str], cwd: Path) -> None:
     if argv[0] == "dashboard":
         proc = subprocess.Popen([str(PROMPTLOOPER), *argv, "--port", port, "--no-preheat"], cwd=cwd,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        said: list[str] = []  # what it prints: a shared address prints its token URL once
+        threading.Thread(target=lambda: said.extend(proc.stderr or []), daemon=True).start()
         try:
             def page() -> bool:
-                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                assert proc.poll() is None, "".join(said)
+                token = next((m.group(1) for line in said for m in [re.search(r"\?token=(\S+)", line)] if m), None)
                 try:
-                    return httpx.get(f"http://127.0.0.1:{port}/", timeout=5).status_code == 200
+                    plain = httpx.get(f"http://127.0.0.1:{port}/", timeout=5).status_code
+                    if token is None:
+                        return plain == 200 and ("--host" not in argv or "--guest" in argv)
+                    assert plain != 200, "a shared dashboard answered without its token"
+                    return httpx.get(f"http://127.0.0.1:{port}/?token={token}", timeout=5).status_code == 200
                 except httpx.HTTPError:
                     return False
 
@@ -384,7 +396,8 @@ def _scorer_examples() -> list[tuple[str, str]]:
 
 
 @pytest.mark.parametrize("name,example", _scorer_examples())
-def test_every_scorer_example_validates(name, example, scratch):
+def test_every_scorer_example_validates(name, example, scratch, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-not-a-real-key")  # validation checks the key variable is set
     exp = readme_experiment()
     exp["scorers"] = [yaml.safe_load(example)]
     field = exp["scorers"][0].get("field")
@@ -404,7 +417,7 @@ def test_the_command_list_is_read_from_the_readme():
     commands = readme_commands()
     assert ["export", "quickstart/capitals", "--format", "report"] in commands
     assert ["cache", "invalidate", "--experiment", "quickstart/capitals"] in commands
-    assert ["leaderboard", "quickstart/capitals", "--json", "--sort", "contains", "--top", "5"] in commands
+    assert ["leaderboard", "quickstart/capitals", "--json", "--sort", "contains", "--top", "5", "--all"] in commands
     assert ["leaderboard", "quickstart/capitals"] in commands
     assert ["mcp", "--transport", "http", "--host", "127.0.0.1", "--port", "8401"] in prose_commands()
     # Every documented command line parses (a renamed option fails here even where a run is skipped).
