@@ -15,7 +15,8 @@ parameters, score, 95% interval and n); details come on request (``get_run_detai
 Bad arguments give a tool error naming the argument, never a traceback. Input schemas come from
 the same pydantic models the Python API validates with (``create_experiment`` takes an
 :class:`~promptlooper.spec.Experiment` as JSON, where function stages and ``python`` scorers may
-only name a function registered with :func:`promptlooper.register_function`).
+name a registered function, an installed plugin, or an import path the operator allows: see
+:mod:`promptlooper.functions`).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from pydantic.json_schema import SkipJsonSchema
 from . import keys, mcp_grants
 from .bounds import shown
 from .errors import NotFoundError, Problem, PromptLooperError, SpecError
-from .functions import registered_functions
+from .functions import ALLOW_IMPORTS, function_problem, registered_functions
 from .spec import EndpointSpec, Experiment, FunctionStage, PromptStage, _stage_kind
 from .workbench import Workbench
 
@@ -61,10 +62,12 @@ reject_configuration. Guided search by the agent: ask_configurations -> evaluate
 
 # --------------------------------------------------------------------------- input schemas
 class _NamedFunctionStage(FunctionStage):
-    """A stage that runs a Python function registered (register_function) in the server process, by name."""
+    """A stage that runs a Python function of the server process, by name."""
 
     function: str = Field(  # type: ignore[assignment]
-        description="The name of a function registered with register_function in the server process."
+        description="A function registered in the server process, an installed plugin (entry point group "
+                    "'promptlooper.functions'), or 'module:function' for a module the operator allows "
+                    "($PROMPTLOOPER_ALLOW_IMPORTS)."
     )
 
 
@@ -75,7 +78,7 @@ _McpStage = Annotated[
 
 
 class _McpExperiment(Experiment):
-    """The Experiment schema as JSON: function stages only by registered name."""
+    """The Experiment schema as JSON: function stages by name (registered, plugin, or an allowed import path)."""
 
     stages: list[_McpStage] = Field(min_length=1, description=Experiment.model_fields["stages"].description)  # type: ignore[assignment]
     base_dir: SkipJsonSchema[str | None] = Field(None, exclude=True)
@@ -104,8 +107,8 @@ EXPERIMENT_SCHEMA = _inline_refs(_McpExperiment.model_json_schema())
 EXPERIMENT_SCHEMA["description"] = (
     "An experiment, with the same fields as pl.Experiment / an experiment YAML file: samples, 1..N stages, "
     "space (what to vary: 'stage.field', a bare stage field or a template variable -> list of values or "
-    "{min,max,step}), weighted scorers, strategy, budget... Function stages and python scorers only by "
-    "registered name."
+    "{min,max,step}), weighted scorers, strategy, budget... Function stages and python scorers name a "
+    "registered function, an installed plugin, or module:function for a module the operator allows."
 )
 
 
@@ -704,20 +707,23 @@ def _other(problems: list[Problem], seen: list[Problem]) -> list[Problem]:
 
 
 def _named_only(data: dict[str, Any]) -> list[Problem]:
-    """Over MCP, function stages and python scorers may only name a registered function."""
+    """Over MCP, function stages and python scorers name a registered function, an installed plugin, or an
+    import path the operator allowed (:mod:`promptlooper.functions`); a refused module is never imported."""
     problems = []
-    known = registered_functions()
-    hint = f"registered: {', '.join(sorted(known)) or 'none'}; register functions with pl.register_function in the server process"
+    hint = (f"registered: {', '.join(sorted(registered_functions())) or 'none'}; the operator registers functions in the "
+            f"server process, installs a plugin, or allows a module with {ALLOW_IMPORTS}")
     for i, stage in enumerate(data.get("stages") or []):
         if isinstance(stage, dict) and (stage.get("kind") == "function" or "function" in stage):
             fn = stage.get("function")
-            if not isinstance(fn, str) or fn not in known:
-                problems.append(Problem(f"stages[{i}].function", f"{fn!r} is not a registered function name", hint))
+            problem = function_problem(fn) if isinstance(fn, str) else f"{fn!r} is not a function name"
+            if problem:
+                problems.append(Problem(f"stages[{i}].function", problem, hint))
     for i, sc in enumerate(data.get("scorers") or []):
         if isinstance(sc, dict) and sc.get("name") == "python":
             fn = sc.get("function", (sc.get("args") or {}).get("function"))
-            if not isinstance(fn, str) or fn not in known:
-                problems.append(Problem(f"scorers[{i}].function", f"{fn!r} is not a registered function name", hint))
+            problem = function_problem(fn) if isinstance(fn, str) else f"{fn!r} is not a function name"
+            if problem:
+                problems.append(Problem(f"scorers[{i}].function", problem, hint))
     return problems
 
 

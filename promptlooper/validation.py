@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from . import bounds, templates
 from .errors import Problem, SpecError
-from .functions import resolve_function
+from .functions import add_search_dir, resolve_function
 from .providers.registry import LOCAL, EndpointPool, split_model
 from .ratings import LABELS as RATING_LABELS
 from .sample_checks import duplicate_samples, trial_render
@@ -110,6 +110,7 @@ def load_file(path: str | Path) -> Experiment:
     if not isinstance(data, dict):
         raise SpecError([Problem(p.name, "the file must hold a mapping (name:, samples:, stages:, ...)")])
     data.setdefault("base_dir", str(p.resolve().parent))
+    add_search_dir(data["base_dir"])  # the operator's file: its functions may come from modules next to it
     return parse_experiment(data)
 
 

@@ -32,6 +32,7 @@ from .engine.progress import Progress
 from .engine.runner import BoundScorer
 from .engine.sweep import Sweep, SweepPlan
 from .errors import EndpointError, NotFoundError, Problem, SpecError
+from .functions import resolve_function
 from .hashing import canonical_json, content_hash
 from .providers.pricing import cost
 from .providers.registry import LOCAL, EndpointPool, split_model
@@ -238,7 +239,8 @@ class Workbench(SteeringVerbs, OutsideDriver):
             strategy=strategy or exp.strategy,
             options={"max_configs": max_configs, "seed": exp.seed if seed is None else seed},
         )
-        functions = {s.name: s.function for s in exp.stages if isinstance(s, FunctionStage) and callable(s.function)}
+        # Resolved here, once, by whoever starts the sweep (an MCP client's imports are checked here).
+        functions = {s.name: resolve_function(s.function) for s in exp.stages if isinstance(s, FunctionStage)}
         budget = exp.budget.model_dump(exclude_none=True)
         if "max_tokens" not in budget and os.environ.get("MAX_TOKENS_PER_SWEEP", "0") not in ("", "0"):
             budget["max_tokens"] = int(os.environ["MAX_TOKENS_PER_SWEEP"])
