@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from . import bounds, templates
 from .errors import Problem, SpecError
 from .functions import add_search_dir, resolve_function
+from .prompt_files import inline_prompt_files
 from .providers.registry import LOCAL, EndpointPool, split_model
 from .ratings import LABELS as RATING_LABELS
 from .sample_checks import duplicate_samples, trial_render
@@ -141,11 +142,19 @@ def parse_experiment(data: dict[str, Any]) -> Experiment:
     """
     import copy
 
+    data = copy.deepcopy(data)
+    file_problems = inline_prompt_files(data)  # {file: ...} templates become the files' text
     try:
-        return Experiment.model_validate(data)
+        exp = Experiment.model_validate(data)
     except ValidationError as exc:
-        problems = problems_from_validation_error(exc)
+        problems = file_problems + problems_from_validation_error(exc)
         first = exc
+    else:
+        if not file_problems:
+            return exp
+        error = SpecError(file_problems)
+        error.partial = exp  # type: ignore[attr-defined]
+        raise error
     trial = copy.deepcopy(data)
     partial = None
     for _ in range(20):

@@ -92,23 +92,19 @@ def test_function_stage_and_python_scorer_from_modules_next_to_the_file(server, 
     elsewhere.mkdir()
     db = str(tmp_path / "pl.db")
 
-    res = cli("validate", str(folder / "fn.yaml"), cwd=elsewhere, db=db)
-    assert res.returncode == 0, res.stderr
     res = cli("run", str(folder / "fn.yaml"), "--quiet", cwd=elsewhere, db=db)
     assert res.returncode == 0, res.stderr
-    board = pl.Workbench(db).leaderboard("files/fn-from-file")
+    wb = pl.Workbench(db)
+    board = wb.leaderboard("files/fn-from-file")
     assert list(board["loud"]) == [1.0, 1.0] and list(board["n"]) == [2, 2]
 
     # A wrong name says what was tried and what to write.
     data["scorers"] = [{"name": "python", "function": "loudness:is_quiet"}]
-    write(folder / "bad.yaml", data)
-    res = cli("validate", str(folder / "bad.yaml"), cwd=elsewhere, db=db)
-    assert res.returncode == 2 and "scorers[0]" in res.stderr and "has no 'is_quiet'" in res.stderr and "is_loud" in res.stderr
-    data["scorers"] = [{"name": "length", "max_words": 20}]
     data["stages"][1]["function"] = "nosuchmodule:shout"
-    write(folder / "bad.yaml", data)
-    res = cli("validate", str(folder / "bad.yaml"), cwd=elsewhere, db=db)
-    assert res.returncode == 2 and "stages[1].function" in res.stderr and "cannot import 'nosuchmodule'" in res.stderr
+    problems = {p.path: f"{p.message} {p.hint}" for p in wb.validate(write(folder / "bad.yaml", data))}
+    wb.close()
+    assert "has no 'is_quiet'" in problems["scorers[0]"] and "is_loud" in problems["scorers[0]"]
+    assert "cannot import 'nosuchmodule'" in problems["stages[1].function"]
 
 
 def _install_plugin(site: Path) -> None:
@@ -129,21 +125,28 @@ def _install_plugin(site: Path) -> None:
     write(dist / "RECORD", "")
 
 
-def test_plugins_registered_through_entry_points(server, tmp_path):
+def test_plugins_registered_through_entry_points(server, tmp_path, wb, monkeypatch):
     site = tmp_path / "site"
     _install_plugin(site)
     data = experiment_yaml(server.base_url, "plugins")
     data["stages"].append({"name": "loud", "function": "shout"})
     data["scorers"] = [{"name": "bang", "max_chars": 400}]
     exp = write(tmp_path / "plugins.yaml", data)
+    # Without the package installed, the file names what is missing.
+    problems = "\n".join(str(p) for p in wb.validate(exp))
+    assert "no function 'shout'" in problems and "unknown scorer 'bang'" in problems
     db = str(tmp_path / "pl.db")
     res = cli("run", str(exp), "--quiet", cwd=tmp_path, db=db, pythonpath=[site])
     assert res.returncode == 0, res.stderr
-    board = pl.Workbench(db).leaderboard("files/plugins")
-    assert list(board["bang"]) == [1.0, 1.0]
-    # Without the package installed, the same file names what is missing.
-    res = cli("validate", str(exp), cwd=tmp_path, db=db)
-    assert res.returncode == 2 and "no function 'shout'" in res.stderr and "unknown scorer 'bang'" in res.stderr
+    assert list(pl.Workbench(db).leaderboard("files/plugins")["bang"]) == [1.0, 1.0]
+    monkeypatch.syspath_prepend(str(site))  # installed here too: an MCP server may use plugins (the operator installed them)
+
+    async def over_mcp() -> dict[str, Any]:
+        async with Client(build_server(wb)) as c:
+            await call(c, "create_experiment", {"experiment": {**data, "name": "plugins-mcp"}})
+            return await call(c, "run_single", {"experiment": "files/plugins-mcp", "point": {"answer.temperature": 0.0}})
+
+    assert anyio.run(over_mcp)["score"] == 1.0
 
 
 def test_mcp_imports_only_what_the_operator_allows(server, tmp_path, monkeypatch):
@@ -176,3 +179,91 @@ def test_mcp_imports_only_what_the_operator_allows(server, tmp_path, monkeypatch
     out = anyio.run(allowed)
     wb.close()
     assert out["n"] == 2 and all(r["output"] == r["output"].upper() and r["status"] == "completed" for r in out["runs"])
+
+
+# --------------------------------------------------------------------------- samples and prompts from files
+ROWS = [{"id": 1, "question": "capital of France", "reference": "paris", "tags": ["eu"]},
+        {"id": 2, "question": "capital of Japan", "reference": "tokyo", "tags": ["asia"]},
+        {"id": 3, "question": "capital of Italy", "reference": "rome", "tags": []}]
+
+
+def _save_to_disk(folder: Path, rows: list[dict[str, Any]], split: str = "test") -> Path:
+    """The files ``datasets.Dataset.save_to_disk`` writes: Arrow IPC streams listed in state.json."""
+    import pyarrow as pa
+
+    folder.mkdir(parents=True)
+    table = pa.Table.from_pylist(rows)
+    names = ["data-00000-of-00002.arrow", "data-00001-of-00002.arrow"]
+    for name, part in zip(names, (table.slice(0, 2), table.slice(2)), strict=True):
+        with pa.OSFile(str(folder / name), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(part)
+    (folder / "state.json").write_text(json.dumps({"_data_files": [{"filename": n} for n in names], "_fingerprint": "f00d",
+                                                   "_format_columns": None, "_format_kwargs": {}, "_format_type": None,
+                                                   "_output_all_columns": False, "_split": split}))
+    (folder / "dataset_info.json").write_text(json.dumps({"features": {k: {"dtype": "string", "_type": "Value"} for k in rows[0]}}))
+    return folder
+
+
+def test_samples_from_json_yaml_parquet_and_a_saved_dataset(server, tmp_path, wb):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "s.json").write_text(json.dumps(ROWS))
+    (tmp_path / "s.txt").write_text("capital of France")
+    write(tmp_path / "s.yaml", {"samples": ROWS})
+    pq.write_table(pa.Table.from_pylist(ROWS), tmp_path / "s.parquet")
+    (tmp_path / "hf").mkdir()
+    (tmp_path / "hf" / "dataset_dict.json").write_text(json.dumps({"splits": ["test"]}))
+    _save_to_disk(tmp_path / "hf" / "test", ROWS)
+    for source in ("s.json", "s.yaml", "s.parquet", "hf/test"):
+        data = experiment_yaml(server.base_url, "formats", samples=source, space={"answer.temperature": [0.0]})
+        exp = pl.Experiment.from_yaml(write(tmp_path / "formats.yaml", data))
+        assert wb.validate(exp) == [], source
+        wb.run(exp)
+        runs = wb.runs(exp.key)
+        assert sorted(r["sample_index"] for r in runs) == [0, 1, 2] and all(r["status"] in ("completed", "cached") for r in runs), source
+    assert server.stats()["completions"] == 3  # the same samples (ids and content) whatever the file: all cached after the first
+
+    # Problems name the file and say what to do.
+    pq.write_table(pa.Table.from_pylist([ROWS[0], ROWS[0]]), tmp_path / "dup.parquet")
+    (tmp_path / "bad.json").write_text(json.dumps([ROWS[0], "not an object"]))
+    db = str(tmp_path / "cli.db")
+    for source, expected in (("dup.parquet", "samples[1].id"), ("bad.json", "bad.json) [1]"), ("hf", "name the split's folder, e.g. samples: hf/test"),
+                             ("s.txt", ".parquet or a saved dataset folder")):
+        write(tmp_path / "bad.yaml", experiment_yaml(server.base_url, "bad", samples=source))
+        problems = wb.validate(tmp_path / "bad.yaml")
+        assert any(expected in f"{p.path}: {p.message} {p.hint}" for p in problems), (source, problems)
+    write(tmp_path / "hf.yaml", experiment_yaml(server.base_url, "hf", samples="hf/test"))
+    res = cli("run", str(tmp_path / "hf.yaml"), "--quiet", cwd=tmp_path / "hf", db=db)
+    assert res.returncode == 0, res.stderr
+    assert pl.Workbench(db).leaderboard("files/hf")["n"].tolist() == [3, 3]
+
+
+def test_prompt_templates_from_files_and_their_content_in_the_cache_key(server, tmp_path):
+    folder = tmp_path / "exp"
+    write(folder / "prompts" / "answer.j2", "Answer briefly.\nQ: {{ question }}\n")
+    write(folder / "prompts" / "terse.j2", "You are terse.")
+    data = experiment_yaml(server.base_url, "prompt-files", space={"answer.system": [{"file": "prompts/terse.j2"}, "Be kind."]})
+    data["stages"][0]["user"] = {"file": "prompts/answer.j2"}
+    write(folder / "exp.yaml", data)
+    db = str(tmp_path / "pl.db")
+    res = cli("run", str(folder / "exp.yaml"), "--quiet", cwd=tmp_path, db=db)
+    assert res.returncode == 0, res.stderr
+    assert server.stats()["completions"] == 4
+    sent = [m for body in server.stats()["bodies"] for m in body["messages"]]
+    assert any(m["content"] == "Answer briefly.\nQ: capital of France" for m in sent)
+    assert any(m["content"] == "You are terse." for m in sent)
+
+    wb = pl.Workbench(db)
+    wb.run(pl.Experiment.from_yaml(folder / "exp.yaml"))
+    assert server.stats()["completions"] == 4  # unchanged files: every call from the cache
+    write(folder / "prompts" / "answer.j2", "Answer in one word.\nQ: {{ question }}\n")
+    wb.run(pl.Experiment.from_yaml(folder / "exp.yaml"))
+    assert server.stats()["completions"] == 8  # the file's content is in the key: every call made again
+    assert wb.leaderboard("files/prompt-files")["n"].tolist() == [2, 2]  # the edited template's runs only
+    assert len(wb.definitions("files/prompt-files")) == 2
+
+    data["stages"][0]["user"] = {"file": "prompts/missing.j2"}
+    problems = [str(p) for p in wb.validate(write(folder / "bad.yaml", data))]
+    wb.close()
+    assert any("stages[0].user: template file" in p and "missing.j2" in p for p in problems), problems
