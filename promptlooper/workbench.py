@@ -27,6 +27,7 @@ from .asyncutil import run_sync
 from .bounds import SweepSize, confirm_limits
 from .definitions import definition_of
 from .engine.calls import cache_key_material
+from .env_files import load_env_files
 from .engine.handle import SweepHandle
 from .engine.progress import Progress
 from .engine.runner import BoundScorer
@@ -82,6 +83,8 @@ class Workbench(SteeringVerbs, OutsideDriver):
 
     # ------------------------------------------------------------------ endpoints
     def pool(self, exp: Experiment | None = None) -> EndpointPool:
+        # Keys may come from a .env next to the experiment or in the working folder (never stored).
+        load_env_files(exp.base_dir if exp else None, os.getcwd())
         prices = {k: tuple(v) for k, v in (self.store.get_setting("prices", {}) or {}).items()}
         return EndpointPool(self.store.endpoints(), exp.endpoints if exp else None, prices,  # type: ignore[arg-type]
                             grants=keys.KeyGrants(self.store))

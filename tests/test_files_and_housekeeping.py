@@ -267,3 +267,40 @@ def test_prompt_templates_from_files_and_their_content_in_the_cache_key(server, 
     problems = [str(p) for p in wb.validate(write(folder / "bad.yaml", data))]
     wb.close()
     assert any("stages[0].user: template file" in p and "missing.j2" in p for p in problems), problems
+
+
+# --------------------------------------------------------------------------- keys from a .env file
+SECRET = "sk-dotenv-0123456789-secret"
+
+
+def _store_bytes(db: str) -> bytes:
+    return b"".join(p.read_bytes() for p in Path(db).parent.glob(Path(db).name + "*"))
+
+
+def test_keys_from_a_dotenv_file_are_used_and_never_stored(tmp_path):
+    from promptlooper.testing import FakeServer
+
+    with FakeServer(api_key=SECRET) as keyed:
+        folder = tmp_path / "exp"
+        data = experiment_yaml(keyed.base_url, "dotenv")
+        data["endpoints"]["fake"]["api_key_env"] = "PL_TEST_DOTENV_KEY"
+        write(folder / "exp.yaml", data)
+        write(folder / ".env", f"# the key, kept out of the shell\nPL_TEST_DOTENV_KEY={SECRET}\nPROMPTLOOPER_ALLOW_IMPORTS=*\n")
+        elsewhere = tmp_path / "work"
+        elsewhere.mkdir()
+        db = str(tmp_path / "pl.db")
+        env = {"PL_TEST_DOTENV_KEY": ""}  # unset in the shell: the file next to the experiment gives it
+        res = cli("run", str(folder / "exp.yaml"), "--quiet", cwd=elsewhere, db=db, env=env)
+        assert res.returncode == 0, res.stderr
+        assert keyed.stats()["completions"] == 4 and SECRET not in res.stdout + res.stderr
+
+        # In the working folder instead, for an experiment file elsewhere.
+        (folder / ".env").rename(elsewhere / ".env")
+        write(folder / "exp.yaml", {**data, "name": "dotenv-cwd", "space": {"answer.temperature": [0.9]}})
+        res = cli("run", str(folder / "exp.yaml"), "--quiet", cwd=elsewhere, db=db, env=env)
+        assert res.returncode == 0, res.stderr
+        assert keyed.stats()["completions"] == 6
+        res = cli("validate", str(folder / "exp.yaml"), cwd=tmp_path, db=db, env=env)  # no .env anywhere: said so
+        assert res.returncode == 2 and "$PL_TEST_DOTENV_KEY, which is not set" in res.stderr
+    assert SECRET.encode() not in _store_bytes(db)
+    assert b"PL_TEST_DOTENV_KEY" in _store_bytes(db)  # the name is stored, the value never
