@@ -135,6 +135,8 @@ MaxCalls = Annotated[int | None, Field(ge=1, description=(
 Full = Annotated[bool, Field(description="Return long texts (prompts, responses) in full instead of truncated.")]
 By = Annotated[str, Field(description="Who decides (recorded in the event).")]
 Reason = Annotated[str, Field(description="Why (recorded in the event).")]
+Confirm = Annotated[bool, Field(description="Must be true: deleting cannot be undone (archive hides instead).")]
+ProjectName = Annotated[str, Field(min_length=1, description="A project's name.")]
 
 
 # --------------------------------------------------------------------------- errors
@@ -329,13 +331,69 @@ def build_server(wb: Workbench | None = None, *, db: str | None = None, **server
 
     @tool
     def list_experiments(
-        project: Annotated[str | None, Field(description="Only this project's experiments.")] = None,
+        project: Annotated[str | None, Field(description="Only this project's experiments (and its notes).")] = None,
+        include_archived: Annotated[bool, Field(description="Archived experiments too.")] = False,
     ) -> dict[str, Any]:
-        """Experiments in the store, with status and run counts."""
-        rows = wb.experiments(project)
-        return {"experiments": [{"experiment": f"{r['project']}/{r['name']}", "status": r["status"], "runs": r["runs"],
-                                 "updated_at": r["updated_at"], **({"parent_id": r["parent_id"]} if r.get("parent_id") else {})}
-                                for r in rows]}
+        """Experiments in the store, with status and run counts (archived ones only if asked); with a
+        project, its notes too."""
+        rows = wb.experiments(project, include_archived=include_archived)
+        out: dict[str, Any] = {"experiments": [
+            {"experiment": f"{r['project']}/{r['name']}", "status": r["status"], "runs": r["runs"], "updated_at": r["updated_at"],
+             **({"parent_id": r["parent_id"]} if r.get("parent_id") else {}), **({"archived": True} if r.get("archived_at") else {})}
+            for r in rows]}
+        if project and rows:
+            out["notes"] = [{"ts": n["created_at"], "text": n["text"], "by": n["by"]} for n in wb.notes(project)]
+        return out
+
+    # ------------------------------------------------------------------ housekeeping
+    def confirmed(confirm: bool) -> None:
+        if not confirm:
+            raise _ArgError("confirm", "deleting cannot be undone: pass confirm=true, or archive instead to hide it")
+
+    @tool
+    def delete_experiment(experiment: ExperimentRef, confirm: Confirm = False) -> dict[str, Any]:
+        """Delete an experiment with its runs, scores, sweeps and events (cached responses stay). Refused
+        while a sweep of it runs or is paused: stop_sweep first."""
+        confirmed(confirm)
+        row = experiment_row(experiment)
+        with _arg("experiment"):
+            return wb.delete_experiment(row["id"])
+
+    @tool
+    def archive_experiment(
+        experiment: ExperimentRef,
+        archived: Annotated[bool, Field(description="false brings an archived experiment back.")] = True,
+    ) -> dict[str, Any]:
+        """Hide an experiment from list_experiments (its runs are kept; it stays reachable by name)."""
+        row = experiment_row(experiment)
+        with _arg("experiment"):
+            return wb.archive_experiment(row["id"], archived)
+
+    @tool
+    def delete_project(project: ProjectName, confirm: Confirm = False) -> dict[str, Any]:
+        """Delete a project, every experiment in it and its notes. Refused while one of its experiments is swept."""
+        confirmed(confirm)
+        with _arg("project"):
+            return wb.delete_project(project)
+
+    @tool
+    def archive_project(
+        project: ProjectName,
+        archived: Annotated[bool, Field(description="false brings an archived project back.")] = True,
+    ) -> dict[str, Any]:
+        """Hide a project and its experiments from lists (kept, reachable by name)."""
+        with _arg("project"):
+            return wb.archive_project(project, archived)
+
+    @tool
+    def add_project_note(
+        project: ProjectName,
+        text: Annotated[str, Field(min_length=1, max_length=10_000, description="The note: what was tried, found or decided.")],
+        by: By = "agent",
+    ) -> dict[str, Any]:
+        """Leave a dated note on a project (listed with its experiments, in status and list_experiments)."""
+        with _arg("project"):
+            return wb.add_note(project, text, by=by)
 
     @tool
     def configure_endpoint(

@@ -27,14 +27,15 @@ from .asyncutil import run_sync
 from .bounds import SweepSize, confirm_limits
 from .definitions import definition_of
 from .engine.calls import cache_key_material
-from .env_files import load_env_files
 from .engine.handle import SweepHandle
 from .engine.progress import Progress
 from .engine.runner import BoundScorer
 from .engine.sweep import Sweep, SweepPlan
+from .env_files import load_env_files
 from .errors import EndpointError, NotFoundError, Problem, SpecError
 from .functions import resolve_function
 from .hashing import canonical_json, content_hash
+from .housekeeping import HousekeepingVerbs
 from .providers.pricing import cost
 from .providers.registry import LOCAL, EndpointPool, split_model
 from .samples import sample_id
@@ -51,7 +52,7 @@ from .webhooks import Dispatcher
 DEFAULT_RANDOM_CONFIGS = 20
 
 
-class Workbench(SteeringVerbs, OutsideDriver):
+class Workbench(SteeringVerbs, OutsideDriver, HousekeepingVerbs):
     """PromptLooper on one database file (default ``./promptlooper.db`` or ``$PROMPTLOOPER_DB``).
 
     The steering verbs (pause, resume, stop, redirect, fork, approve, reject, budgets) live in
@@ -128,9 +129,6 @@ class Workbench(SteeringVerbs, OutsideDriver):
     def create_project(self, name: str, description: str = "") -> str:
         """A workspace grouping experiments (created on first use by an experiment anyway)."""
         return self.store.upsert_project(name, description)
-
-    def projects(self) -> list[dict[str, Any]]:
-        return self.store.projects()
 
     def validate(self, exp: Experiment | str | os.PathLike[str]) -> list[Problem]:
         """Every problem of an experiment (or experiment file), with field paths; [] if runnable."""
@@ -345,8 +343,9 @@ class Workbench(SteeringVerbs, OutsideDriver):
     def experiment(self, ref: str | Experiment) -> dict[str, Any]:
         return self.store.experiment(ref.key if isinstance(ref, Experiment) else ref)
 
-    def experiments(self, project: str | None = None) -> list[dict[str, Any]]:
-        return self.store.experiments(project)
+    def experiments(self, project: str | None = None, *, include_archived: bool = False) -> list[dict[str, Any]]:
+        """Experiments (of one project), without archived ones unless ``include_archived``."""
+        return self.store.experiments(project, include_archived)
 
     def leaderboard(self, ref: str | Experiment, *, sort: str | None = None, top: int | None = None,
                     include_rejected: bool = False, interval: str = "t", definition: int | None = None,
@@ -412,7 +411,8 @@ class Workbench(SteeringVerbs, OutsideDriver):
         counts = {status: n for status, n in self.store.db.execute(
             "SELECT status, COUNT(*) FROM runs WHERE experiment_id = ? GROUP BY status", [exp["id"]]).fetchall()}
         return {"experiment": f"{exp['project']}/{exp['name']}", "id": exp["id"], "status": exp["status"],
-                "runs": counts, "sweep": sweep}
+                "archived": bool(exp.get("archived_at")), "runs": counts, "sweep": sweep,
+                "notes": [f"{n['created_at']}  {n['text']}" for n in self.store.notes(exp["project_id"])]}
 
     def run_detail(self, run_ref: str) -> dict[str, Any]:
         return self.store.run(run_ref)

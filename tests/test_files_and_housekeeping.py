@@ -304,3 +304,95 @@ def test_keys_from_a_dotenv_file_are_used_and_never_stored(tmp_path):
         assert res.returncode == 2 and "$PL_TEST_DOTENV_KEY, which is not set" in res.stderr
     assert SECRET.encode() not in _store_bytes(db)
     assert b"PL_TEST_DOTENV_KEY" in _store_bytes(db)  # the name is stored, the value never
+
+
+# --------------------------------------------------------------------------- housekeeping
+def _sweep_running(db: str, name: str) -> bool:
+    import sqlite3
+
+    try:
+        with sqlite3.connect(db) as c:
+            row = c.execute("SELECT s.status FROM sweeps s JOIN experiments e ON e.id = s.experiment_id WHERE e.name = ?",
+                            (name,)).fetchone()
+    except sqlite3.OperationalError:
+        return False
+    return bool(row and row[0] == "running")
+
+
+def test_delete_archive_notes_and_prices_refused_while_a_sweep_runs(tmp_path):
+    from helpers import wait
+
+    from promptlooper.testing import FakeServer
+
+    db = str(tmp_path / "pl.db")
+    with FakeServer(latency=0.4) as slow:
+        wb = pl.Workbench(db)
+        for name in ("keep", "old", "gone"):
+            wb.run(pl.Experiment.model_validate(experiment_yaml(slow.base_url, name, concurrency=4)))
+        busy = experiment_yaml(slow.base_url, "busy", concurrency=1, space={"answer.temperature": [i / 100 for i in range(40)]})
+        proc = subprocess.Popen([*CLI, "--db", db, "run", str(write(tmp_path / "busy.yaml", busy)), "--quiet", "--yes"],
+                                env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            wait(lambda: _sweep_running(db, "busy") or proc.poll() is not None, timeout=60)
+            assert proc.poll() is None, proc.communicate()[1]
+            # Refused everywhere while another process sweeps it: the CLI, Python and MCP.
+            res = cli("experiments", "delete", "files/busy", "--yes", cwd=tmp_path, db=db)
+            assert res.returncode == 1 and "running sweep" in res.stderr and "promptlooper stop files/busy" in res.stderr
+            with pytest.raises(pl.SweepConflictError):
+                wb.archive_experiment("files/busy")
+            with pytest.raises(pl.SweepConflictError):
+                wb.delete_project("files")
+
+            async def refused() -> str:
+                async with Client(build_server(wb)) as c:
+                    return await fails(c, "delete_experiment", {"experiment": "files/busy", "confirm": True})
+
+            assert "stop it first" in anyio.run(refused)
+            wb.stop("files/busy")
+            proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert wb.delete_experiment("files/busy")["deleted"] == "files/busy"  # stopped: now it goes
+
+    # Archive hides, --all shows; notes are listed with the project's experiments; prices list.
+    wb.archive_experiment("files/old")
+    res = cli("notes", "add", "files", "temperature 0 wins on capitals", "--by", "ana", cwd=tmp_path, db=db)
+    assert res.returncode == 0, res.stderr
+    res = cli("experiments", "--project", "files", cwd=tmp_path, db=db)
+    assert res.returncode == 0 and "keep" in res.stdout and "old" not in res.stdout.split("notes on")[0]
+    assert "temperature 0 wins on capitals  (ana)" in res.stdout
+    assert [r["name"] for r in wb.experiments("files", include_archived=True)] == ["keep", "old", "gone"]
+    assert wb.status("files/keep")["notes"][0].endswith("temperature 0 wins on capitals")
+    wb.set_price("fake-small", 0.5, 1.5)
+    res = cli("prices", "list", "--json", cwd=tmp_path, db=db)
+    prices = {r["model"]: r for r in json.loads(res.stdout)}
+    assert prices["fake-small"] == {"model": "fake-small", "input": 0.5, "output": 1.5, "source": "user"}
+    assert prices["gpt-4o-mini*"]["source"] == "default"
+
+    async def over_mcp() -> dict[str, Any]:
+        async with Client(build_server(wb)) as c:
+            assert "confirm=true" in await fails(c, "delete_experiment", {"experiment": "files/gone"})
+            await call(c, "delete_experiment", {"experiment": "files/gone", "confirm": True})
+            await call(c, "archive_experiment", {"experiment": "files/old", "archived": False})
+            await call(c, "add_project_note", {"project": "files", "text": "the agent agrees"})
+            listed = await call(c, "list_experiments", {"project": "files"})
+            await call(c, "archive_project", {"project": "files"})
+            hidden = await call(c, "list_experiments", {})
+            await call(c, "create_project", {"name": "scratch"})
+            await call(c, "delete_project", {"project": "scratch", "confirm": True})
+            assert "no project 'scratch'" in await fails(c, "archive_project", {"project": "scratch"})
+            return {"listed": listed, "hidden": hidden}
+
+    out = anyio.run(over_mcp)
+    assert [e["experiment"] for e in out["listed"]["experiments"]] == ["files/keep", "files/old"]
+    assert [n["text"] for n in out["listed"]["notes"]] == ["temperature 0 wins on capitals", "the agent agrees"]
+    assert out["hidden"]["experiments"] == []
+    with pytest.raises(pl.NotFoundError):
+        wb.experiment("files/gone")
+    assert wb.runs("files/keep")  # the others' runs are untouched
+    wb.archive_project("files", archived=False)
+    assert wb.delete_project("files") == {"deleted": "files", "experiments": 2, "runs": 8, "notes": 2}
+    assert wb.store.db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 0
+    assert wb.store.db.execute("SELECT COUNT(*) FROM response_cache").fetchone()[0] > 0  # the cache is shared by content
+    wb.close()
