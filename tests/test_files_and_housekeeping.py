@@ -396,3 +396,32 @@ def test_delete_archive_notes_and_prices_refused_while_a_sweep_runs(tmp_path):
     assert wb.store.db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 0
     assert wb.store.db.execute("SELECT COUNT(*) FROM response_cache").fetchone()[0] > 0  # the cache is shared by content
     wb.close()
+
+
+# --------------------------------------------------------------------------- the README's example
+def test_the_readmes_pipelines_from_files_example_runs(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from promptlooper.testing import FakeServer
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("### Pipelines from files", 1)[1]
+    example = yaml.safe_load(section.split("```yaml", 1)[1].split("```", 1)[0])
+    with FakeServer(api_key=SECRET) as api:
+        example["endpoints"]["myapi"]["base_url"] = api.base_url
+        write(tmp_path / "exp.yaml", example)
+        (tmp_path / "data").mkdir()
+        pq.write_table(pa.Table.from_pylist(ROWS[:2]), tmp_path / "data" / "questions.parquet")
+        write(tmp_path / "prompts" / "system.j2", "You are terse.\n")
+        write(tmp_path / "prompts" / "answer.j2", "Q: {{ question }}\n")
+        write(tmp_path / "textops.py", "def tidy(answer):\n    return answer.strip().lower()\n")
+        write(tmp_path / "checks.py", "def mentions_reference(output, sample):\n    return sample['reference'] in output or 0.5\n")
+        write(tmp_path / ".env", f"MYAPI_KEY={SECRET}\n")
+        db = str(tmp_path / "pl.db")
+        res = cli("run", str(tmp_path / "exp.yaml"), "--quiet", cwd=tmp_path, db=db, env={"MYAPI_KEY": ""})
+        assert res.returncode == 0, res.stderr
+        assert api.stats()["completions"] == 4
+    board = pl.Workbench(db).leaderboard("files/readme-example")
+    assert board["n"].tolist() == [2, 2] and board["score"].tolist() == [0.5, 0.5]
+    assert SECRET.encode() not in _store_bytes(db)
