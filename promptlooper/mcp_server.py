@@ -770,15 +770,17 @@ def _named_only(data: dict[str, Any]) -> list[Problem]:
     problems = []
     hint = (f"registered: {', '.join(sorted(registered_functions())) or 'none'}; the operator registers functions in the "
             f"server process, installs a plugin, or allows a module with {ALLOW_IMPORTS}")
-    for i, stage in enumerate(data.get("stages") or []):
+    stages, scorers = data.get("stages"), data.get("scorers")
+    for i, stage in enumerate(stages if isinstance(stages, list) else []):
         if isinstance(stage, dict) and (stage.get("kind") == "function" or "function" in stage):
             fn = stage.get("function")
             problem = function_problem(fn) if isinstance(fn, str) else f"{fn!r} is not a function name"
             if problem:
                 problems.append(Problem(f"stages[{i}].function", problem, hint))
-    for i, sc in enumerate(data.get("scorers") or []):
+    for i, sc in enumerate(scorers if isinstance(scorers, list) else []):
         if isinstance(sc, dict) and sc.get("name") == "python":
-            fn = sc.get("function", (sc.get("args") or {}).get("function"))
+            args = sc.get("args") if isinstance(sc.get("args"), dict) else {}
+            fn = sc.get("function", args.get("function"))
             problem = function_problem(fn) if isinstance(fn, str) else f"{fn!r} is not a function name"
             if problem:
                 problems.append(Problem(f"scorers[{i}].function", problem, hint))

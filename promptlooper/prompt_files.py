@@ -32,12 +32,15 @@ def inline_prompt_files(data: dict[str, Any]) -> list[Problem]:
     """
     problems: list[Problem] = []
     base = data.get("base_dir")
-    for i, stage in enumerate(data.get("stages") or []):
+    stages, space = data.get("stages"), data.get("space")
+    # Any shape may arrive here (a hostile file): only well-formed places are looked at, the
+    # schema reports the rest.
+    for i, stage in enumerate(stages if isinstance(stages, list) else []):
         if isinstance(stage, dict):
             for field in FIELDS:
                 if _is_ref(stage.get(field)):
                     stage[field] = _read(stage[field], base, f"stages[{i}].{field}", problems)
-    for key, values in (data.get("space") or {}).items():
+    for key, values in (space if isinstance(space, dict) else {}).items():
         if isinstance(key, str) and key.rsplit(".", 1)[-1] in FIELDS and isinstance(values, list):
             for j, value in enumerate(values):
                 if _is_ref(value):
