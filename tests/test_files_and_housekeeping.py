@@ -425,3 +425,31 @@ def test_the_readmes_pipelines_from_files_example_runs(tmp_path):
     board = pl.Workbench(db).leaderboard("files/readme-example")
     assert board["n"].tolist() == [2, 2] and board["score"].tolist() == [0.5, 0.5]
     assert SECRET.encode() not in _store_bytes(db)
+
+
+def test_mcp_template_and_sample_files_come_only_from_the_data_folder(server, tmp_path, monkeypatch):
+    data_dir = tmp_path / "data"
+    write(data_dir / "answer.j2", "From the data folder: {{ question }}")
+    (data_dir / "qa.json").write_text(json.dumps(ROWS[:2]))
+    write(tmp_path / "secret.j2", "the server's own file")
+    data = experiment_yaml(server.base_url, "mcp-files", samples="qa.json")
+    wb = pl.Workbench(str(tmp_path / "pl.db"))
+
+    async def create(user: Any) -> Any:
+        async with Client(build_server(wb)) as c:
+            exp = {**data, "stages": [{**data["stages"][0], "user": user}]}
+            res = await c.call_tool("create_experiment", {"experiment": exp})
+            if res.is_error:
+                return res.content[0].text
+            return await call(c, "run_single", {"experiment": "files/mcp-files", "point": {"answer.temperature": 0.0}, "full": True})
+
+    monkeypatch.delenv("PROMPTLOOPER_MCP_DATA_DIR", raising=False)
+    text = anyio.run(create, {"file": str(tmp_path / "secret.j2")})
+    assert "stages[0].user" in text and "cannot read files of the server" in text
+    monkeypatch.setenv("PROMPTLOOPER_MCP_DATA_DIR", str(data_dir))
+    assert "outside the data folder" in anyio.run(create, {"file": "../secret.j2"})
+    out = anyio.run(create, {"file": "answer.j2"})
+    wb.close()
+    assert out["n"] == 2
+    sent = [m["content"] for body in server.stats()["bodies"] for m in body["messages"]]
+    assert "From the data folder: capital of France" in sent and not any("server's own" in s for s in sent)
