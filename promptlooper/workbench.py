@@ -33,7 +33,7 @@ from .engine.runner import BoundScorer
 from .engine.sweep import Sweep, SweepPlan
 from .env_files import load_env_files
 from .errors import EndpointError, NotFoundError, Problem, SpecError
-from .functions import resolve_function
+from .functions import add_search_dir, resolve_function
 from .hashing import canonical_json, content_hash
 from .housekeeping import HousekeepingVerbs
 from .providers.pricing import cost
@@ -216,7 +216,10 @@ class Workbench(SteeringVerbs, OutsideDriver, HousekeepingVerbs):
     def register(self, exp: Experiment, *, parent_id: str | None = None) -> str:
         """Store (or update) the experiment's description; returns its id."""
         keys.grant_experiment(self.store, exp)
-        return self.store.upsert_experiment(exp.project, exp.name, exp.to_record(), exp.description, parent_id)
+        experiment_id = self.store.upsert_experiment(exp.project, exp.name, exp.to_record(), exp.description, parent_id)
+        # The operator's folder, for running it again from the store; an MCP client's experiment has none.
+        self.store.set_experiment_folder(experiment_id, None if keys.acting_for_client() else exp.base_dir)
+        return experiment_id
 
     def _prepare(self, exp: Experiment, *, strategy: str | None, max_configs: int | None, seed: int | None,
                  concurrency: int | None, points: list[dict[str, Any]] | None = None) -> tuple[Sweep, str]:
@@ -429,7 +432,10 @@ class Workbench(SteeringVerbs, OutsideDriver, HousekeepingVerbs):
         """The Experiment behind a stored row: this process's object if known (it holds callables)."""
         if row["id"] in self._specs:
             return self._specs[row["id"]]
-        return Experiment.model_validate(row["spec"])
+        folder = row.get("folder")
+        if folder and not keys.acting_for_client():
+            add_search_dir(folder)  # its modules, as when the operator ran the file
+        return Experiment.model_validate({**row["spec"], "base_dir": folder})
 
     def load(self, ref: str) -> Experiment:
         """An experiment from the store as an Experiment object (function stages by registered name)."""

@@ -94,9 +94,12 @@ def test_function_stage_and_python_scorer_from_modules_next_to_the_file(server, 
 
     res = cli("run", str(folder / "fn.yaml"), "--quiet", cwd=elsewhere, db=db)
     assert res.returncode == 0, res.stderr
+    res = cli("rerun", "files/fn-from-file", "--quiet", cwd=elsewhere, db=db)  # a new process, from the store
+    assert res.returncode == 0, res.stderr
     wb = pl.Workbench(db)
     board = wb.leaderboard("files/fn-from-file")
     assert list(board["loud"]) == [1.0, 1.0] and list(board["n"]) == [2, 2]
+    assert server.stats()["completions"] == 4  # the rerun's calls all came from the cache
 
     # A wrong name says what was tried and what to write.
     data["scorers"] = [{"name": "python", "function": "loudness:is_quiet"}]

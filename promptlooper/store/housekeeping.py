@@ -85,6 +85,11 @@ class Housekeeping:
                 self._refuse_live(c, [experiment_id], "archive it")
             c.execute("UPDATE experiments SET archived_at = ? WHERE id = ?", (now_iso() if archived else None, experiment_id))
 
+    def set_experiment_folder(self, experiment_id: str, folder: str | None) -> None:
+        """Where the experiment's file is (its relative sample, template and module paths start there)."""
+        with self.cx.write() as c:
+            c.execute("UPDATE experiments SET folder = ? WHERE id = ?", (folder, experiment_id))
+
     # ------------------------------------------------------------------ projects
     def project(self, name: str) -> dict[str, Any]:
         rows = list(self.db.query("SELECT * FROM projects WHERE name = ?", [name]))

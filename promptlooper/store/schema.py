@@ -154,10 +154,12 @@ def m004_definitions(db: Database) -> None:
 @migrations()
 def m005_archive_and_notes(db: Database) -> None:
     # Housekeeping: archived experiments and projects are hidden from lists (kept, and reachable
-    # by name); notes are dated lines a person or an agent leaves on a project.
+    # by name); notes are dated lines a person or an agent leaves on a project. An experiment's
+    # folder (where the operator's file was) resolves its relative files when it is run again.
     db.executescript(
         """
         ALTER TABLE experiments ADD COLUMN archived_at TEXT;
+        ALTER TABLE experiments ADD COLUMN folder TEXT;
         ALTER TABLE projects ADD COLUMN archived_at TEXT;
         CREATE TABLE project_notes (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
