@@ -393,6 +393,7 @@ class Workbench(SteeringVerbs, OutsideDriver, HousekeepingVerbs):
         key = ref.key if isinstance(ref, Experiment) else ref
         if isinstance(ref, Experiment):
             self.register(ref)  # the experiment's current scorers are what to score with
+        self._search_folder(self.experiment(key))
         return rescore(self, key, scorers, model_calls=model_calls)
 
     def compare(self, ref: str | Experiment, config_a: str | int, config_b: str | int, *,
@@ -432,10 +433,15 @@ class Workbench(SteeringVerbs, OutsideDriver, HousekeepingVerbs):
         """The Experiment behind a stored row: this process's object if known (it holds callables)."""
         if row["id"] in self._specs:
             return self._specs[row["id"]]
-        folder = row.get("folder")
-        if folder and not keys.acting_for_client():
-            add_search_dir(folder)  # its modules, as when the operator ran the file
-        return Experiment.model_validate({**row["spec"], "base_dir": folder})
+        self._search_folder(row)
+        return Experiment.model_validate({**row["spec"], "base_dir": row.get("folder")})
+
+    @staticmethod
+    def _search_folder(row: dict[str, Any]) -> None:
+        """Import paths of a stored experiment find the modules next to its file, as when the
+        operator ran the file (never for an MCP client: see promptlooper.functions)."""
+        if row.get("folder") and not keys.acting_for_client():
+            add_search_dir(row["folder"])
 
     def load(self, ref: str) -> Experiment:
         """An experiment from the store as an Experiment object (function stages by registered name)."""

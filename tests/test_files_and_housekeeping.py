@@ -94,8 +94,9 @@ def test_function_stage_and_python_scorer_from_modules_next_to_the_file(server, 
 
     res = cli("run", str(folder / "fn.yaml"), "--quiet", cwd=elsewhere, db=db)
     assert res.returncode == 0, res.stderr
-    res = cli("rerun", "files/fn-from-file", "--quiet", cwd=elsewhere, db=db)  # a new process, from the store
-    assert res.returncode == 0, res.stderr
+    for again in (("rerun", "files/fn-from-file", "--quiet"), ("rescore", "files/fn-from-file")):  # new processes, from the store
+        res = cli(*again, cwd=elsewhere, db=db)
+        assert res.returncode == 0, res.stderr
     wb = pl.Workbench(db)
     board = wb.leaderboard("files/fn-from-file")
     assert list(board["loud"]) == [1.0, 1.0] and list(board["n"]) == [2, 2]
