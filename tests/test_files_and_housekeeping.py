@@ -26,11 +26,30 @@ ROOT = Path(pl.__file__).resolve().parents[1]  # the subprocesses run the packag
 CLI = [sys.executable, "-m", "promptlooper.cli"]
 
 
-def cli(*args: str, cwd: Path, db: str, env: dict[str, str] | None = None, pythonpath: list[Path] = ()) -> subprocess.CompletedProcess[str]:
+def _start(*args: str, cwd: Path, db: str, env: dict[str, str] | None = None, pythonpath: list[Path] = ()) -> subprocess.Popen[str]:
     full = {k: v for k, v in os.environ.items() if not k.startswith("PROMPTLOOPER_ALLOW")}
     full["PYTHONPATH"] = os.pathsep.join([str(ROOT), *map(str, pythonpath)])
     full.update(env or {})
-    return subprocess.run([*CLI, "--db", db, *args], cwd=cwd, capture_output=True, text=True, timeout=120, env=full)
+    return subprocess.Popen([*CLI, "--db", db, *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full)
+
+
+def _finish(proc: subprocess.Popen[str]) -> subprocess.CompletedProcess[str]:
+    try:
+        out, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def cli(*args: str, **options: Any) -> subprocess.CompletedProcess[str]:
+    """The ``promptlooper`` command in a subprocess, running the package these tests import."""
+    return _finish(_start(*args, **options))
+
+
+def cli_together(*calls: tuple[tuple[str, ...], dict[str, Any]]) -> list[subprocess.CompletedProcess[str]]:
+    """Independent commands at once (each CLI start-up costs seconds on a loaded machine)."""
+    return [_finish(p) for p in [_start(*args, **options) for args, options in calls]]
 
 
 def experiment_yaml(base_url: str, name: str, **over: Any) -> dict[str, Any]:
@@ -298,14 +317,14 @@ def test_keys_from_a_dotenv_file_are_used_and_never_stored(tmp_path):
         assert res.returncode == 0, res.stderr
         assert keyed.stats()["completions"] == 4 and SECRET not in res.stdout + res.stderr
 
-        # In the working folder instead, for an experiment file elsewhere.
+        # In the working folder instead, for an experiment file elsewhere; with no .env anywhere, said so.
         (folder / ".env").rename(elsewhere / ".env")
         write(folder / "exp.yaml", {**data, "name": "dotenv-cwd", "space": {"answer.temperature": [0.9]}})
-        res = cli("run", str(folder / "exp.yaml"), "--quiet", cwd=elsewhere, db=db, env=env)
-        assert res.returncode == 0, res.stderr
+        ran, checked = cli_together((("run", str(folder / "exp.yaml"), "--quiet"), {"cwd": elsewhere, "db": db, "env": env}),
+                                    (("validate", str(folder / "exp.yaml")), {"cwd": tmp_path, "db": str(tmp_path / "v.db"), "env": env}))
+        assert ran.returncode == 0, ran.stderr
         assert keyed.stats()["completions"] == 6
-        res = cli("validate", str(folder / "exp.yaml"), cwd=tmp_path, db=db, env=env)  # no .env anywhere: said so
-        assert res.returncode == 2 and "$PL_TEST_DOTENV_KEY, which is not set" in res.stderr
+        assert checked.returncode == 2 and "$PL_TEST_DOTENV_KEY, which is not set" in checked.stderr
     assert SECRET.encode() not in _store_bytes(db)
     assert b"PL_TEST_DOTENV_KEY" in _store_bytes(db)  # the name is stored, the value never
 
@@ -361,18 +380,18 @@ def test_delete_archive_notes_and_prices_refused_while_a_sweep_runs(tmp_path):
 
     # Archive hides, --all shows; notes are listed with the project's experiments; prices list.
     wb.archive_experiment("files/old")
-    res = cli("notes", "add", "files", "temperature 0 wins on capitals", "--by", "ana", cwd=tmp_path, db=db)
-    assert res.returncode == 0, res.stderr
+    wb.set_price("fake-small", 0.5, 1.5)
+    noted, priced = cli_together((("notes", "add", "files", "temperature 0 wins on capitals", "--by", "ana"), {"cwd": tmp_path, "db": db}),
+                                 (("prices", "list", "--json"), {"cwd": tmp_path, "db": db}))
+    assert noted.returncode == 0, noted.stderr
+    prices = {r["model"]: r for r in json.loads(priced.stdout)}
+    assert prices["fake-small"] == {"model": "fake-small", "input": 0.5, "output": 1.5, "source": "user"}
+    assert prices["gpt-4o-mini*"]["source"] == "default"
     res = cli("experiments", "--project", "files", cwd=tmp_path, db=db)
     assert res.returncode == 0 and "keep" in res.stdout and "old" not in res.stdout.split("notes on")[0]
     assert "temperature 0 wins on capitals  (ana)" in res.stdout
     assert [r["name"] for r in wb.experiments("files", include_archived=True)] == ["keep", "old", "gone"]
     assert wb.status("files/keep")["notes"][0].endswith("temperature 0 wins on capitals")
-    wb.set_price("fake-small", 0.5, 1.5)
-    res = cli("prices", "list", "--json", cwd=tmp_path, db=db)
-    prices = {r["model"]: r for r in json.loads(res.stdout)}
-    assert prices["fake-small"] == {"model": "fake-small", "input": 0.5, "output": 1.5, "source": "user"}
-    assert prices["gpt-4o-mini*"]["source"] == "default"
 
     async def over_mcp() -> dict[str, Any]:
         async with Client(build_server(wb)) as c:

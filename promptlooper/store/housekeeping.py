@@ -99,7 +99,7 @@ class Housekeeping:
         return rows[0]
 
     def project_list(self, include_archived: bool = False) -> list[dict[str, Any]]:
-        sql = ("SELECT p.name, p.description, p.archived_at, p.created_at,"
+        sql = ("SELECT p.name, p.description, p.archived_at, p.created_at, p.id,"
                " (SELECT COUNT(*) FROM experiments e WHERE e.project_id = p.id) AS experiments,"
                " (SELECT COUNT(*) FROM project_notes n WHERE n.project_id = p.id) AS notes FROM projects p")
         return list(self.db.query(sql + ("" if include_archived else " WHERE p.archived_at IS NULL") + " ORDER BY p.name"))
