@@ -381,9 +381,12 @@ def test_delete_archive_notes_and_prices_refused_while_a_sweep_runs(tmp_path):
     # Archive hides, --all shows; notes are listed with the project's experiments; prices list.
     wb.archive_experiment("files/old")
     wb.set_price("fake-small", 0.5, 1.5)
-    noted, priced = cli_together((("notes", "add", "files", "temperature 0 wins on capitals", "--by", "ana"), {"cwd": tmp_path, "db": db}),
-                                 (("prices", "list", "--json"), {"cwd": tmp_path, "db": db}))
+    noted, priced, unsure = cli_together(
+        (("notes", "add", "files", "temperature 0 wins on capitals", "--by", "ana"), {"cwd": tmp_path, "db": db}),
+        (("prices", "list", "--json"), {"cwd": tmp_path, "db": db}),
+        (("experiments", "delete", "files/keep"), {"cwd": tmp_path, "db": db}))  # not at a terminal: needs --yes
     assert noted.returncode == 0, noted.stderr
+    assert unsure.returncode == 2 and "add --yes" in unsure.stderr
     prices = {r["model"]: r for r in json.loads(priced.stdout)}
     assert prices["fake-small"] == {"model": "fake-small", "input": 0.5, "output": 1.5, "source": "user"}
     assert prices["gpt-4o-mini*"]["source"] == "default"
