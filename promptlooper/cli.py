@@ -26,6 +26,8 @@ from typing import Any
 
 from . import __version__
 from .bounds import shown
+from .cli_housekeeping import add_parsers as add_housekeeping
+from .cli_housekeeping import cmd_prices_list
 from .errors import Problem, PromptLooperError, SpecError
 from .spec import Experiment
 from .store import default_path
@@ -212,12 +214,6 @@ def cmd_definitions(wb: Workbench, args: argparse.Namespace) -> int:
         print(f"    space: {json.dumps(r['space'], ensure_ascii=False)}")
     if not rows:
         print("(no definition recorded yet: the experiment has not run since definitions are kept)")
-    return 0
-
-
-def cmd_experiments(wb: Workbench, args: argparse.Namespace) -> int:
-    rows = wb.experiments(args.project)
-    print(json.dumps(rows, indent=2) if args.json else _table(rows, ["project", "name", "status", "runs", "updated_at", "id"]))
     return 0
 
 
@@ -489,6 +485,8 @@ def cmd_cache(wb: Workbench, args: argparse.Namespace) -> int:
 
 
 def cmd_prices(wb: Workbench, args: argparse.Namespace) -> int:
+    if args.action == "list":
+        return cmd_prices_list(wb, args, _table)
     wb.set_price(args.model, args.input, args.output)
     print(f"price of {args.model}: ${args.input}/M input, ${args.output}/M output tokens")
     return 0
@@ -592,9 +590,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("experiment")
     p.add_argument("--json", action="store_true")
 
-    p = add("experiments", cmd_experiments, "List experiments.")
-    p.add_argument("--project")
-    p.add_argument("--json", action="store_true")
+    add_housekeeping(sub, lambda fn: lambda wb, args: fn(wb, args, _table))  # experiments, projects, notes
     p = add("status", cmd_status, "An experiment's status, run counts and latest sweep.")
     p.add_argument("experiment")
     p = add("runs", cmd_runs, "List an experiment's runs.")
@@ -718,8 +714,10 @@ def build_parser() -> argparse.ArgumentParser:
     ip.add_argument("--run")
     ip.add_argument("--experiment")
 
-    p = add("prices", cmd_prices, "Set a model's price (USD per million input / output tokens).")
+    p = add("prices", cmd_prices, "Set or list models' prices (USD per million input / output tokens).")
     psub = p.add_subparsers(dest="action", required=True)
+    lp = psub.add_parser("list", help="Every known price and where it comes from (user, endpoint, default).")
+    lp.add_argument("--json", action="store_true")
     sp = psub.add_parser("set")
     sp.add_argument("model")
     sp.add_argument("input", type=float)

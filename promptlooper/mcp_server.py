@@ -15,7 +15,8 @@ parameters, score, 95% interval and n); details come on request (``get_run_detai
 Bad arguments give a tool error naming the argument, never a traceback. Input schemas come from
 the same pydantic models the Python API validates with (``create_experiment`` takes an
 :class:`~promptlooper.spec.Experiment` as JSON, where function stages and ``python`` scorers may
-only name a function registered with :func:`promptlooper.register_function`).
+name a registered function, an installed plugin, or an import path the operator allows: see
+:mod:`promptlooper.functions`).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from pydantic.json_schema import SkipJsonSchema
 from . import __version__, keys, mcp_grants
 from .bounds import shown
 from .errors import NotFoundError, Problem, PromptLooperError, SpecError
-from .functions import registered_functions
+from .functions import ALLOW_IMPORTS, function_problem, registered_functions
 from .spec import EndpointSpec, Experiment, FunctionStage, PromptStage, _stage_kind
 from .workbench import Workbench
 
@@ -61,10 +62,12 @@ reject_configuration. Guided search by the agent: ask_configurations -> evaluate
 
 # --------------------------------------------------------------------------- input schemas
 class _NamedFunctionStage(FunctionStage):
-    """A stage that runs a Python function registered (register_function) in the server process, by name."""
+    """A stage that runs a Python function of the server process, by name."""
 
     function: str = Field(  # type: ignore[assignment]
-        description="The name of a function registered with register_function in the server process."
+        description="A function registered in the server process, an installed plugin (entry point group "
+                    "'promptlooper.functions'), or 'module:function' for a module the operator allows "
+                    "($PROMPTLOOPER_ALLOW_IMPORTS)."
     )
 
 
@@ -75,7 +78,7 @@ _McpStage = Annotated[
 
 
 class _McpExperiment(Experiment):
-    """The Experiment schema as JSON: function stages only by registered name."""
+    """The Experiment schema as JSON: function stages by name (registered, plugin, or an allowed import path)."""
 
     stages: list[_McpStage] = Field(min_length=1, description=Experiment.model_fields["stages"].description)  # type: ignore[assignment]
     base_dir: SkipJsonSchema[str | None] = Field(None, exclude=True)
@@ -104,8 +107,8 @@ EXPERIMENT_SCHEMA = _inline_refs(_McpExperiment.model_json_schema())
 EXPERIMENT_SCHEMA["description"] = (
     "An experiment, with the same fields as pl.Experiment / an experiment YAML file: samples, 1..N stages, "
     "space (what to vary: 'stage.field', a bare stage field or a template variable -> list of values or "
-    "{min,max,step}), weighted scorers, strategy, budget... Function stages and python scorers only by "
-    "registered name."
+    "{min,max,step}), weighted scorers, strategy, budget... Function stages and python scorers name a "
+    "registered function, an installed plugin, or module:function for a module the operator allows."
 )
 
 
@@ -132,6 +135,8 @@ MaxCalls = Annotated[int | None, Field(ge=1, description=(
 Full = Annotated[bool, Field(description="Return long texts (prompts, responses) in full instead of truncated.")]
 By = Annotated[str, Field(description="Who decides (recorded in the event).")]
 Reason = Annotated[str, Field(description="Why (recorded in the event).")]
+Confirm = Annotated[bool, Field(description="Must be true: deleting cannot be undone (archive hides instead).")]
+ProjectName = Annotated[str, Field(min_length=1, description="A project's name.")]
 
 
 # --------------------------------------------------------------------------- errors
@@ -328,13 +333,69 @@ def build_server(wb: Workbench | None = None, *, db: str | None = None, **server
 
     @tool
     def list_experiments(
-        project: Annotated[str | None, Field(description="Only this project's experiments.")] = None,
+        project: Annotated[str | None, Field(description="Only this project's experiments (and its notes).")] = None,
+        include_archived: Annotated[bool, Field(description="Archived experiments too.")] = False,
     ) -> dict[str, Any]:
-        """Experiments in the store, with status and run counts."""
-        rows = wb.experiments(project)
-        return {"experiments": [{"experiment": f"{r['project']}/{r['name']}", "status": r["status"], "runs": r["runs"],
-                                 "updated_at": r["updated_at"], **({"parent_id": r["parent_id"]} if r.get("parent_id") else {})}
-                                for r in rows]}
+        """Experiments in the store, with status and run counts (archived ones only if asked); with a
+        project, its notes too."""
+        rows = wb.experiments(project, include_archived=include_archived)
+        out: dict[str, Any] = {"experiments": [
+            {"experiment": f"{r['project']}/{r['name']}", "status": r["status"], "runs": r["runs"], "updated_at": r["updated_at"],
+             **({"parent_id": r["parent_id"]} if r.get("parent_id") else {}), **({"archived": True} if r.get("archived_at") else {})}
+            for r in rows]}
+        if project and rows:
+            out["notes"] = [{"ts": n["created_at"], "text": n["text"], "by": n["by"]} for n in wb.notes(project)]
+        return out
+
+    # ------------------------------------------------------------------ housekeeping
+    def confirmed(confirm: bool) -> None:
+        if not confirm:
+            raise _ArgError("confirm", "deleting cannot be undone: pass confirm=true, or archive instead to hide it")
+
+    @tool
+    def delete_experiment(experiment: ExperimentRef, confirm: Confirm = False) -> dict[str, Any]:
+        """Delete an experiment with its runs, scores, sweeps and events (cached responses stay). Refused
+        while a sweep of it runs or is paused: stop_sweep first."""
+        confirmed(confirm)
+        row = experiment_row(experiment)
+        with _arg("experiment"):
+            return wb.delete_experiment(row["id"])
+
+    @tool
+    def archive_experiment(
+        experiment: ExperimentRef,
+        archived: Annotated[bool, Field(description="false brings an archived experiment back.")] = True,
+    ) -> dict[str, Any]:
+        """Hide an experiment from list_experiments (its runs are kept; it stays reachable by name)."""
+        row = experiment_row(experiment)
+        with _arg("experiment"):
+            return wb.archive_experiment(row["id"], archived)
+
+    @tool
+    def delete_project(project: ProjectName, confirm: Confirm = False) -> dict[str, Any]:
+        """Delete a project, every experiment in it and its notes. Refused while one of its experiments is swept."""
+        confirmed(confirm)
+        with _arg("project"):
+            return wb.delete_project(project)
+
+    @tool
+    def archive_project(
+        project: ProjectName,
+        archived: Annotated[bool, Field(description="false brings an archived project back.")] = True,
+    ) -> dict[str, Any]:
+        """Hide a project and its experiments from lists (kept, reachable by name)."""
+        with _arg("project"):
+            return wb.archive_project(project, archived)
+
+    @tool
+    def add_project_note(
+        project: ProjectName,
+        text: Annotated[str, Field(min_length=1, max_length=10_000, description="The note: what was tried, found or decided.")],
+        by: By = "agent",
+    ) -> dict[str, Any]:
+        """Leave a dated note on a project (listed with its experiments, in status and list_experiments)."""
+        with _arg("project"):
+            return wb.add_note(project, text, by=by)
 
     @tool
     def configure_endpoint(
@@ -707,20 +768,25 @@ def _other(problems: list[Problem], seen: list[Problem]) -> list[Problem]:
 
 
 def _named_only(data: dict[str, Any]) -> list[Problem]:
-    """Over MCP, function stages and python scorers may only name a registered function."""
+    """Over MCP, function stages and python scorers name a registered function, an installed plugin, or an
+    import path the operator allowed (:mod:`promptlooper.functions`); a refused module is never imported."""
     problems = []
-    known = registered_functions()
-    hint = f"registered: {', '.join(sorted(known)) or 'none'}; register functions with pl.register_function in the server process"
-    for i, stage in enumerate(data.get("stages") or []):
+    hint = (f"registered: {', '.join(sorted(registered_functions())) or 'none'}; the operator registers functions in the "
+            f"server process, installs a plugin, or allows a module with {ALLOW_IMPORTS}")
+    stages, scorers = data.get("stages"), data.get("scorers")
+    for i, stage in enumerate(stages if isinstance(stages, list) else []):
         if isinstance(stage, dict) and (stage.get("kind") == "function" or "function" in stage):
             fn = stage.get("function")
-            if not isinstance(fn, str) or fn not in known:
-                problems.append(Problem(f"stages[{i}].function", f"{fn!r} is not a registered function name", hint))
-    for i, sc in enumerate(data.get("scorers") or []):
+            problem = function_problem(fn) if isinstance(fn, str) else f"{fn!r} is not a function name"
+            if problem:
+                problems.append(Problem(f"stages[{i}].function", problem, hint))
+    for i, sc in enumerate(scorers if isinstance(scorers, list) else []):
         if isinstance(sc, dict) and sc.get("name") == "python":
-            fn = sc.get("function", (sc.get("args") or {}).get("function"))
-            if not isinstance(fn, str) or fn not in known:
-                problems.append(Problem(f"scorers[{i}].function", f"{fn!r} is not a registered function name", hint))
+            args = sc.get("args") if isinstance(sc.get("args"), dict) else {}
+            fn = sc.get("function", args.get("function"))
+            problem = function_problem(fn) if isinstance(fn, str) else f"{fn!r} is not a function name"
+            if problem:
+                problems.append(Problem(f"scorers[{i}].function", problem, hint))
     return problems
 
 

@@ -1,4 +1,5 @@
-"""Loading samples: inline objects, a .jsonl file or a .csv file.
+"""Loading samples: inline objects, or a file: .jsonl, .csv, .json (an array), .yaml, .parquet, or a
+folder a Hugging Face dataset was saved to (:mod:`promptlooper.sample_files`).
 
 A sample's identity is its ``id`` field when it has one, else the hash of its content, so that
 reordering a file keeps every finished run and editing one sample re-runs only that sample.
@@ -13,8 +14,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .errors import Problem
+from .bounds import load_yaml
+from .errors import Problem, SpecError
 from .hashing import content_hash
+from .sample_files import read_dataset_folder, read_parquet
 
 
 def read_samples(path: Path) -> tuple[list[dict[str, Any]], list[Problem]]:
@@ -23,6 +26,10 @@ def read_samples(path: Path) -> tuple[list[dict[str, Any]], list[Problem]]:
     if not path.exists():
         return [], [Problem(where, f"samples file {path} does not exist", "check the path (relative paths are resolved next to the experiment file)")]
     suffix = path.suffix.lower()
+    if path.is_dir():
+        return read_dataset_folder(path)
+    if suffix == ".parquet":
+        return read_parquet(path)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -45,7 +52,31 @@ def read_samples(path: Path) -> tuple[list[dict[str, Any]], list[Problem]]:
         return rows, problems
     if suffix == ".csv":
         return _numeric_columns([dict(r) for r in csv.DictReader(text.splitlines())]), []
-    return [], [Problem(where, f"unsupported samples file type {suffix!r}", "use .jsonl or .csv, or list the samples inline")]
+    if suffix in (".json", ".yaml", ".yml"):
+        return _document(text, path)
+    return [], [Problem(where, f"unsupported samples file type {suffix!r}",
+                        "use .jsonl, .csv, .json, .yaml, .parquet or a saved dataset folder, or list the samples inline")]
+
+
+def _document(text: str, path: Path) -> tuple[list[dict[str, Any]], list[Problem]]:
+    """A .json or .yaml file holding one list of objects (YAML read with the experiment file's bounds)."""
+    where = f"samples ({path.name})"
+    try:
+        data = json.loads(text) if path.suffix.lower() == ".json" else load_yaml(text, path.name)
+    except json.JSONDecodeError as exc:
+        return [], [Problem(f"{where} line {exc.lineno}", f"invalid JSON: {exc.msg}", "the file must hold one JSON array of objects")]
+    except SpecError as exc:
+        return [], exc.problems
+    if isinstance(data, dict) and len(data) == 1 and isinstance(next(iter(data.values())), list):
+        data = next(iter(data.values()))  # {"samples": [...]} / {"data": [...]}, as many exports are
+    if not isinstance(data, list):
+        return [], [Problem(where, f"the file holds a {type(data).__name__}, not a list of samples",
+                            "write a list of objects: [{question: ..., reference: ...}, ...]")]
+    bad = [i for i, row in enumerate(data) if not isinstance(row, dict)]
+    if bad:
+        return [], [Problem(f"{where} [{bad[0]}]", f"{len(bad)} item(s) are not objects (the first: {data[bad[0]]!r:.60})",
+                            'each sample is an object such as {"question": "..."}')]
+    return data, []
 
 
 # A number as a person writes one in a spreadsheet; "007" (a code, not a count), "nan" and "inf"

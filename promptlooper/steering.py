@@ -159,7 +159,7 @@ class SteeringVerbs:
         data["stages"] = parent.stages
         data["base_dir"] = parent.base_dir
         data["space"] = {**{k: [v] for k, v in point.items()}, **space}
-        existing = {e["name"] for e in self.store.experiments(parent.project)}
+        existing = {e["name"] for e in self.store.experiments(parent.project, include_archived=True)}
         if name is None:
             n = 1
             while f"{parent.name}-fork{n}" in existing:

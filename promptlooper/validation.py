@@ -19,7 +19,8 @@ from pydantic import ValidationError
 
 from . import bounds, templates
 from .errors import Problem, SpecError
-from .functions import resolve_function
+from .functions import add_search_dir, resolve_function
+from .prompt_files import inline_prompt_files
 from .providers.registry import LOCAL, EndpointPool, split_model
 from .ratings import LABELS as RATING_LABELS
 from .sample_checks import duplicate_samples, trial_render
@@ -110,6 +111,7 @@ def load_file(path: str | Path) -> Experiment:
     if not isinstance(data, dict):
         raise SpecError([Problem(p.name, "the file must hold a mapping (name:, samples:, stages:, ...)")])
     data.setdefault("base_dir", str(p.resolve().parent))
+    add_search_dir(data["base_dir"])  # the operator's file: its functions may come from modules next to it
     return parse_experiment(data)
 
 
@@ -140,11 +142,19 @@ def parse_experiment(data: dict[str, Any]) -> Experiment:
     """
     import copy
 
+    data = copy.deepcopy(data)
+    file_problems = inline_prompt_files(data)  # {file: ...} templates become the files' text
     try:
-        return Experiment.model_validate(data)
+        exp = Experiment.model_validate(data)
     except ValidationError as exc:
-        problems = problems_from_validation_error(exc)
+        problems = file_problems + problems_from_validation_error(exc)
         first = exc
+    else:
+        if not file_problems:
+            return exp
+        error = SpecError(file_problems)
+        error.partial = exp  # type: ignore[attr-defined]
+        raise error
     trial = copy.deepcopy(data)
     partial = None
     for _ in range(20):

@@ -31,8 +31,11 @@ from .engine.handle import SweepHandle
 from .engine.progress import Progress
 from .engine.runner import BoundScorer
 from .engine.sweep import Sweep, SweepPlan
+from .env_files import load_env_files
 from .errors import EndpointError, NotFoundError, Problem, SpecError
+from .functions import add_search_dir, resolve_function
 from .hashing import canonical_json, content_hash
+from .housekeeping import HousekeepingVerbs
 from .providers.pricing import cost
 from .providers.registry import LOCAL, EndpointPool, split_model
 from .samples import sample_id
@@ -49,7 +52,7 @@ from .webhooks import CourierThread
 DEFAULT_RANDOM_CONFIGS = 20
 
 
-class Workbench(SteeringVerbs, OutsideDriver):
+class Workbench(SteeringVerbs, OutsideDriver, HousekeepingVerbs):
     """PromptLooper on one database file (default ``./promptlooper.db`` or ``$PROMPTLOOPER_DB``).
 
     The steering verbs (pause, resume, stop, redirect, fork, approve, reject, budgets) live in
@@ -89,6 +92,8 @@ class Workbench(SteeringVerbs, OutsideDriver):
 
     # ------------------------------------------------------------------ endpoints
     def pool(self, exp: Experiment | None = None) -> EndpointPool:
+        # Keys may come from a .env next to the experiment or in the working folder (never stored).
+        load_env_files(exp.base_dir if exp else None, os.getcwd())
         prices = {k: tuple(v) for k, v in (self.store.get_setting("prices", {}) or {}).items()}
         return EndpointPool(self.store.endpoints(), exp.endpoints if exp else None, prices,  # type: ignore[arg-type]
                             grants=keys.KeyGrants(self.store))
@@ -132,9 +137,6 @@ class Workbench(SteeringVerbs, OutsideDriver):
     def create_project(self, name: str, description: str = "") -> str:
         """A workspace grouping experiments (created on first use by an experiment anyway)."""
         return self.store.upsert_project(name, description)
-
-    def projects(self) -> list[dict[str, Any]]:
-        return self.store.projects()
 
     def validate(self, exp: Experiment | str | os.PathLike[str]) -> list[Problem]:
         """Every problem of an experiment (or experiment file), with field paths; [] if runnable."""
@@ -222,7 +224,10 @@ class Workbench(SteeringVerbs, OutsideDriver):
     def register(self, exp: Experiment, *, parent_id: str | None = None) -> str:
         """Store (or update) the experiment's description; returns its id."""
         keys.grant_experiment(self.store, exp)
-        return self.store.upsert_experiment(exp.project, exp.name, exp.to_record(), exp.description, parent_id)
+        experiment_id = self.store.upsert_experiment(exp.project, exp.name, exp.to_record(), exp.description, parent_id)
+        # The operator's folder, for running it again from the store; an MCP client's experiment has none.
+        self.store.set_experiment_folder(experiment_id, None if keys.acting_for_client() else exp.base_dir)
+        return experiment_id
 
     def _prepare(self, exp: Experiment, *, strategy: str | None, max_configs: int | None, seed: int | None,
                  concurrency: int | None, points: list[dict[str, Any]] | None = None) -> tuple[Sweep, str]:
@@ -246,7 +251,8 @@ class Workbench(SteeringVerbs, OutsideDriver):
             strategy=strategy or exp.strategy,
             options={"max_configs": max_configs, "seed": exp.seed if seed is None else seed},
         )
-        functions = {s.name: s.function for s in exp.stages if isinstance(s, FunctionStage) and callable(s.function)}
+        # Resolved here, once, by whoever starts the sweep (an MCP client's imports are checked here).
+        functions = {s.name: resolve_function(s.function) for s in exp.stages if isinstance(s, FunctionStage)}
         budget = exp.budget.model_dump(exclude_none=True)
         if "max_tokens" not in budget and os.environ.get("MAX_TOKENS_PER_SWEEP", "0") not in ("", "0"):
             budget["max_tokens"] = int(os.environ["MAX_TOKENS_PER_SWEEP"])
@@ -345,9 +351,11 @@ class Workbench(SteeringVerbs, OutsideDriver):
     def experiment(self, ref: str | Experiment) -> dict[str, Any]:
         return self.store.experiment(ref.key if isinstance(ref, Experiment) else ref)
 
-    def experiments(self, project: str | None = None) -> list[dict[str, Any]]:
-        rows = self.store.experiments(project)
-        for row in rows:  # each one's state as status() tells it: its latest sweep's
+    def experiments(self, project: str | None = None, *, include_archived: bool = False) -> list[dict[str, Any]]:
+        """Experiments (of one project), without archived ones unless ``include_archived``; each
+        one's state as status() tells it: its latest sweep's."""
+        rows = self.store.experiments(project, include_archived)
+        for row in rows:
             sweep = self.store.settle_sweep(self.store.latest_sweep(row["id"]))
             if sweep:
                 row["status"] = sweep["status"]
@@ -396,6 +404,7 @@ class Workbench(SteeringVerbs, OutsideDriver):
         key = ref.key if isinstance(ref, Experiment) else ref
         if isinstance(ref, Experiment):
             self.register(ref)  # the experiment's current scorers are what to score with
+        self._search_folder(self.experiment(key))
         return rescore(self, key, scorers, model_calls=model_calls)
 
     def compare(self, ref: str | Experiment, config_a: str | int, config_b: str | int, *,
@@ -419,7 +428,8 @@ class Workbench(SteeringVerbs, OutsideDriver):
         counts = {status: n for status, n in self.store.db.execute(
             "SELECT status, COUNT(*) FROM runs WHERE experiment_id = ? GROUP BY status", [exp["id"]]).fetchall()}
         return {"experiment": f"{exp['project']}/{exp['name']}", "id": exp["id"], "status": sweep["status"] if sweep else exp["status"],
-                "runs": counts, "sweep": sweep}
+                "archived": bool(exp.get("archived_at")), "runs": counts, "sweep": sweep,
+                "notes": [f"{n['created_at']}  {n['text']}" for n in self.store.notes(exp["project_id"])]}
 
     def run_detail(self, run_ref: str) -> dict[str, Any]:
         return self.store.run(run_ref)
@@ -436,7 +446,15 @@ class Workbench(SteeringVerbs, OutsideDriver):
         """The Experiment behind a stored row: this process's object if known (it holds callables)."""
         if row["id"] in self._specs:
             return self._specs[row["id"]]
-        return Experiment.model_validate(row["spec"])
+        self._search_folder(row)
+        return Experiment.model_validate({**row["spec"], "base_dir": row.get("folder")})
+
+    @staticmethod
+    def _search_folder(row: dict[str, Any]) -> None:
+        """Import paths of a stored experiment find the modules next to its file, as when the
+        operator ran the file (never for an MCP client: see promptlooper.functions)."""
+        if row.get("folder") and not keys.acting_for_client():
+            add_search_dir(row["folder"])
 
     def load(self, ref: str) -> Experiment:
         """An experiment from the store as an Experiment object (function stages by registered name)."""

@@ -33,7 +33,7 @@ TOOLS = {
     "fork_experiment", "approve_configuration", "reject_configuration", "add_human_score", "compare_configurations",
     "plan", "get_experiment_status", "list_models", "request_human", "list_experiments", "get_events",
     "ask_configurations", "tell_result", "evaluate_configurations",
-}
+} | {"delete_experiment", "archive_experiment", "delete_project", "archive_project", "add_project_note"}  # test_files_and_housekeeping
 HAS_ASK_TELL = all(hasattr(pl.Workbench, m) for m in ("ask", "tell", "evaluate"))
 needs_ask_tell = pytest.mark.xfail(not HAS_ASK_TELL, strict=False,
                                    reason="Workbench.ask / tell / evaluate are not in this checkout yet (the lead adds them)")
@@ -522,7 +522,7 @@ def test_http_generates_a_key_and_prints_it_once(db):
 
 
 def test_every_tool_is_exercised_by_these_tests():
-    source = Path(__file__).read_text()
+    source = Path(__file__).read_text() + (Path(__file__).parent / "test_files_and_housekeeping.py").read_text()
     called = set(re.findall(r'(?:call|fails)\(c, "([a-z_]+)"', source)) | set(re.findall(r'anyio\.run\(go, "([a-z_]+)"\)', source))
     assert TOOLS <= called, f"never called: {sorted(TOOLS - called)}"
 

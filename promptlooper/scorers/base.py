@@ -146,17 +146,42 @@ def scorer(
 
 
 def registered() -> dict[str, ScorerInfo]:
+    """Every scorer known now (plugins once used; their names are in the installed packages' metadata)."""
     _load_builtins()
     return dict(_REGISTRY)
 
 
 def get(name: str) -> ScorerInfo:
     _load_builtins()
+    if name not in _REGISTRY:
+        _load_plugin(name)
     try:
         return _REGISTRY[name]
     except KeyError:
         known = ", ".join(sorted(_REGISTRY))
         raise ScorerError(f"unknown scorer {name!r}; known scorers: {known}") from None
+
+
+PLUGIN_GROUP = "promptlooper.scorers"
+
+
+def _load_plugin(name: str) -> None:
+    """A scorer of an installed package: an entry point ``name`` in the group ``promptlooper.scorers``
+    naming a factory (decorated with :func:`scorer` or not), as simonw/llm finds its plugins.
+    Installing the package is the operator's choice, so MCP clients may use it too."""
+    from importlib import metadata
+
+    found = {ep.name: ep for ep in metadata.entry_points(group=PLUGIN_GROUP)}.get(name)
+    if found is None:
+        return
+    try:
+        factory = found.load()
+    except Exception as exc:  # noqa: BLE001 - a broken plugin is reported by name
+        raise ScorerError(f"scorer plugin {name!r} ({found.value}) failed to load: {type(exc).__name__}: {exc}") from exc
+    if name not in _REGISTRY:  # a factory decorated with @scorer(name) registered itself on import
+        if not callable(factory):
+            raise ScorerError(f"scorer plugin {name!r} ({found.value}) is a {type(factory).__name__}, not a scorer factory")
+        scorer(name)(factory)
 
 
 def check_args(name: str, args: dict[str, Any]) -> list[tuple[str, str]]:

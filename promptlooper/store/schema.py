@@ -183,3 +183,23 @@ def m005_webhook_outbox(db: Database) -> None:
         UPDATE webhooks SET last_event_id = (SELECT COALESCE(MAX(id), 0) FROM events);
         """
     )
+
+
+@migrations()
+def m006_archive_and_notes(db: Database) -> None:
+    # Housekeeping: archived experiments and projects are hidden from lists (kept, and reachable
+    # by name); notes are dated lines a person or an agent leaves on a project. An experiment's
+    # folder (where the operator's file was) resolves its relative files when it is run again.
+    db.executescript(
+        """
+        ALTER TABLE experiments ADD COLUMN archived_at TEXT;
+        ALTER TABLE experiments ADD COLUMN folder TEXT;
+        ALTER TABLE projects ADD COLUMN archived_at TEXT;
+        CREATE TABLE project_notes (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+            text TEXT NOT NULL, by TEXT DEFAULT '', created_at TEXT NOT NULL
+        );
+        CREATE INDEX project_notes_project ON project_notes (project_id, id);
+        """
+    )

@@ -31,6 +31,7 @@ from ..keys import redact
 from . import batchwriter
 from .batchwriter import Rows, now_iso
 from .db import Connection, connect, default_path
+from .housekeeping import Housekeeping
 from .schema import migrations
 
 
@@ -148,7 +149,7 @@ class ResultBatch:
         self.events.append((ts, experiment_id, etype, _dumps(payload)))
 
 
-class Store:
+class Store(Housekeeping):
     """One SQLite file. ``readonly=True`` opens it so that nothing can be written."""
 
     def __init__(self, path: str | Path | None = None, *, readonly: bool = False, create: bool = True):
@@ -231,14 +232,18 @@ class Store:
         row["spec"] = json.loads(row["spec"])
         return row
 
-    def experiments(self, project: str | None = None) -> list[dict[str, Any]]:
+    def experiments(self, project: str | None = None, include_archived: bool = False) -> list[dict[str, Any]]:
+        """Experiments, archived ones (or those of an archived project) only with ``include_archived``."""
         sql = (
             "SELECT e.id, p.name AS project, e.name, e.status, e.parent_id, e.created_at, e.updated_at,"
+            " COALESCE(e.archived_at, p.archived_at) AS archived_at,"
             " (SELECT COUNT(*) FROM runs r WHERE r.experiment_id = e.id) AS runs"
-            " FROM experiments e JOIN projects p ON p.id = e.project_id"
+            " FROM experiments e JOIN projects p ON p.id = e.project_id WHERE 1"
         )
+        if not include_archived:
+            sql += " AND e.archived_at IS NULL AND p.archived_at IS NULL"
         if project:
-            return list(self.db.query(sql + " WHERE p.name = ? ORDER BY e.created_at", [project]))
+            return list(self.db.query(sql + " AND p.name = ? ORDER BY e.created_at", [project]))
         return list(self.db.query(sql + " ORDER BY p.name, e.created_at"))
 
     def set_experiment_status(self, experiment_id: str, status: str) -> None:
