@@ -17,7 +17,7 @@ from . import templates
 from .errors import Problem
 from .samples import sample_id
 from .spec import Experiment, FunctionStage, PromptStage
-from .sweeps.space import resolve_key, values_of
+from .sweeps.space import flat_axes, resolve_key, values_of
 
 TRIAL_SAMPLES = 3  # the first samples every template is rendered with
 
@@ -43,7 +43,7 @@ def duplicate_samples(samples: list[dict[str, Any]]) -> list[Problem]:
 def _space_values(exp: Experiment) -> dict[str, Any]:
     """The first value of every space variable (``{{ persona }}``), as the first configuration has it."""
     out: dict[str, Any] = {}
-    for key, value in exp.space.items():
+    for _, key, value in flat_axes(exp):
         target = resolve_key(exp, key)
         if target.kind == "var":
             values = values_of(value)

@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from . import bounds, templates
+from .engine import chat
 from .errors import Problem, SpecError
 from .functions import resolve_function
 from .providers.registry import LOCAL, EndpointPool, split_model
@@ -25,8 +26,16 @@ from .ratings import LABELS as RATING_LABELS
 from .sample_checks import duplicate_samples, trial_render
 from .samples import read_samples
 from .scorers import base as scorer_registry
-from .spec import STAGE_TEXT_FIELDS, Experiment, FunctionStage, ModelParams, PromptStage, Range
-from .sweeps.space import PARAM_FIELDS, resolve_key, values_of
+from .spec import (
+    STAGE_TEXT_FIELDS,
+    Experiment,
+    FunctionStage,
+    MessageTemplate,
+    ModelParams,
+    PromptStage,
+    Range,
+)
+from .sweeps.space import PARAM_FIELDS, flat_axes, resolve_key, values_of
 
 ALWAYS_AVAILABLE = {"sample", "loop", "range", "dict", "lipsum", "cycler", "joiner", "namespace"}
 
@@ -187,9 +196,9 @@ def validate(exp: Experiment, pool: EndpointPool, samples: list[dict[str, Any]] 
     # -- space keys
     space_vars: set[str] = set()
     varied_fields: dict[tuple[str, str], list[Any]] = {}
+    varied_paths: dict[tuple[str, str], str] = {}  # where the space sets a stage field (a linked bundle's key too)
     stage_names = [s.name for s in exp.stages]
-    for key, value in exp.space.items():
-        path = f"space.{key}"
+    for path, key, value in flat_axes(exp):
         values = values_of(value)
         if isinstance(value, list) and not value:
             problems.append(Problem(path, "empty list of values", "list at least one value, or remove the key"))
@@ -221,6 +230,7 @@ def validate(exp: Experiment, pool: EndpointPool, samples: list[dict[str, Any]] 
                         except ValidationError as exc:
                             problems.append(Problem(path, f"value {v!r}: {exc.errors()[0]['msg']}", "use values inside the parameter's range"))
                 varied_fields[(stage_name, target.field)] = values
+                varied_paths[(stage_name, target.field)] = path
 
     # -- stages
     seen: set[str] = set()
@@ -238,13 +248,13 @@ def validate(exp: Experiment, pool: EndpointPool, samples: list[dict[str, Any]] 
             continue
         models = varied_fields.get((stage.name, "model"), [stage.model])
         for model in models:
-            problems += _check_model(model, pool, f"space.{stage.name}.model" if len(models) > 1 else f"{where}.model")
+            problems += _check_model(model, pool, varied_paths.get((stage.name, "model"), f"{where}.model"))
         for field in ("system", "user"):
             sources = varied_fields.get((stage.name, field), [getattr(stage, field)])
             for j, src in enumerate(sources):
                 if src is None:
                     continue
-                path = f"{where}.{field}" if (stage.name, field) not in varied_fields else f"space.{stage.name}.{field}[{j}]"
+                path = f"{where}.{field}" if (stage.name, field) not in varied_fields else f"{varied_paths[(stage.name, field)]}[{j}]"
                 error = templates.check_syntax(str(src))
                 if error:
                     problems.append(Problem(path, error, "fix the Jinja2 syntax"))
@@ -257,12 +267,15 @@ def validate(exp: Experiment, pool: EndpointPool, samples: list[dict[str, Any]] 
                     else:
                         problems.append(Problem(path, f"unknown template variable {var!r}", _unknown(var, available)))
 
+        problems += _check_turns(stage, where, samples, available)
+
     problems += trial_render(exp, samples, varied_fields, ALWAYS_AVAILABLE)
 
     used_vars: set[str] = set()
     for stage in exp.stages:
         if isinstance(stage, PromptStage):
-            for src in (stage.system, stage.user):
+            turns = [m.content for m in stage.messages or [] if isinstance(m, MessageTemplate)]
+            for src in (stage.system, stage.user, *turns):
                 if src and not templates.check_syntax(src):
                     used_vars |= templates.variables(src)
     for (_, field), values in varied_fields.items():
@@ -360,7 +373,7 @@ def _called_models(exp: Experiment, varied_fields: dict[tuple[str, str], list[An
 def cost_budget_problems(exp: Experiment, pool: EndpointPool) -> list[Problem]:
     """What :func:`validate` says of a ``max_cost`` budget on ``exp``: for one set on a live sweep."""
     varied: dict[tuple[str, str], list[Any]] = {}
-    for key, value in exp.space.items():
+    for _, key, value in flat_axes(exp):
         target = resolve_key(exp, key)
         if target.kind != "var" and target.field == "model":
             for stage_name in target.stages:
@@ -379,7 +392,39 @@ def _check_cost_budget(exp: Experiment, pool: EndpointPool, varied_fields: dict[
                     f"Workbench.set_price in Python), or budget max_tokens instead")]
 
 
+def _check_turns(stage: PromptStage, where: str, samples: list[dict[str, Any]], available: set[str]) -> list[Problem]:
+    """A stage's ``messages``: each template's syntax and variables, each conversation field in every sample."""
+    problems: list[Problem] = []
+    for j, turn in enumerate(stage.messages or []):
+        path = f"{where}.messages[{j}]"
+        if isinstance(turn, MessageTemplate):
+            error = templates.check_syntax(turn.content)
+            if error:
+                problems.append(Problem(f"{path}.content", error, "fix the Jinja2 syntax"))
+                continue
+            for var in sorted(templates.variables(turn.content) - available - ALWAYS_AVAILABLE):
+                problems.append(Problem(f"{path}.content", f"unknown template variable {var!r}", _unknown(var, available)))
+            continue
+        field = turn.from_field
+        missing = [k for k, s in enumerate(samples) if field not in s]
+        if missing:
+            problems.append(Problem(f"{path}.from_field", f"sample field {field!r} is missing from sample(s) {missing[:5]}",
+                                    "give every sample this field: a list of {role, content} messages"))
+            continue
+        for k, sample in enumerate(samples):
+            problem = chat.conversation_problem(sample[field])
+            if problem:
+                problems.append(Problem(f"{path}.from_field", f"samples[{k}].{field}: {problem}",
+                                        "a conversation is a list of {role: user|assistant|system, content: text}"))
+                break
+    return problems
+
+
 def _check_model(model: str, pool: EndpointPool, path: str) -> list[Problem]:
+    if "{{" in model:
+        return [Problem(path, f"model {model!r} is a template; a model is chosen by the space, not rendered",
+                        "vary it with the space (answer.model: [...]), or with the values that go with it as a linked "
+                        "axis: space: {combo: {linked: [{answer.model: e/a, answer.system: ...}, ...]}}")]
     try:
         endpoint, name = split_model(model)
     except Exception as exc:  # EndpointError
