@@ -410,7 +410,14 @@ class Workbench(SteeringVerbs, OutsideDriver):
                 "runs": counts, "sweep": sweep}
 
     def run_detail(self, run_ref: str) -> dict[str, Any]:
-        return self.store.run(run_ref)
+        from .providers.tool_calls import parse
+
+        run = self.store.run(run_ref)
+        for stage in run["stages"]:  # a reply that called tools: its calls, readable (show RUN, MCP)
+            reply = parse(stage.get("response_raw"))
+            if reply is not None:
+                stage["tool_calls"] = reply["tool_calls"]
+        return run
 
     def runs(self, ref: str | Experiment, config: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
         return self.store.runs(self.experiment(ref)["id"], config, limit)
