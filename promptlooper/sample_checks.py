@@ -92,6 +92,9 @@ def trial_render(exp: Experiment, samples: list[dict[str, Any]], variants: dict[
                             problems.append(Problem(path, f"rendering with samples[{k}] fails: {_reason(exc)}",
                                                     "fix the template or the sample values (a CSV column of numbers is read as numbers)"))
                         break
+        if stage.tools:  # its output may be the reply's tool calls (an object): no faithful stand-in either
+            function_outputs |= {stage.name, "previous"}
+            continue
         stand_in = f"(output of stage {stage.name})"
         outputs[stage.name] = stand_in
         outputs["previous"] = stand_in
