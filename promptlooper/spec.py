@@ -247,7 +247,18 @@ class Linked(BaseModel):
         return list(self.linked)
 
 
-SpaceValue = list[Any] | Range | Linked
+def _space_kind(value: Any) -> str:
+    # Tagged, so a mapping is read as a range or a linked axis and its errors say which it was
+    # meant to be (an untagged union reported a bad bundle as "min: field required").
+    if isinstance(value, Linked) or (isinstance(value, dict) and "linked" in value):
+        return "Linked"
+    return "Range" if isinstance(value, dict | Range) else "list"
+
+
+SpaceValue = Annotated[
+    Annotated[list[Any], Tag("list")] | Annotated[Range, Tag("Range")] | Annotated[Linked, Tag("Linked")],
+    Discriminator(_space_kind),
+]
 
 
 class ScorerSpec(BaseModel):

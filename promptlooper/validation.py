@@ -58,7 +58,7 @@ def _union_tag(part: Any) -> bool:
     return isinstance(part, str) and ("[" in part or part in _TYPE_TAGS)
 
 
-_TYPE_TAGS = {"str", "int", "float", "bool", "dict", "list", "none", "Range", "is-instance[Path]"}
+_TYPE_TAGS = {"str", "int", "float", "bool", "dict", "list", "none", "Range", "Linked", "is-instance[Path]"}
 
 
 def _readable(errors: list[Any]) -> list[Any]:
