@@ -369,6 +369,45 @@ class EndpointSpec(BaseModel):
         return v
 
 
+class EndpointGroupSpec(BaseModel):
+    """One model served by several endpoints: ``{group: [a, b], fallback: c}``.
+
+    Each call goes to the member with the most free slots (its ``max_concurrency`` less its calls
+    in flight); a member that fails hands the call to the next one, and when every member has
+    failed, to ``fallback`` (an endpoint, or ``endpoint/model`` for another model). The stage
+    result records the endpoint (and model) that answered.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    group: list[str] = Field(min_length=1, max_length=64, description="Names of the endpoints serving the model.")
+    fallback: str | None = Field(None, description="Endpoint (or endpoint/model) called when every member failed.")
+
+    @field_validator("group")
+    @classmethod
+    def _distinct(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("a group lists each endpoint once")
+        return v
+
+
+def _endpoint_kind(value: Any) -> str:
+    if isinstance(value, EndpointGroupSpec) or (isinstance(value, dict) and "group" in value):
+        return "group"
+    return "endpoint"
+
+
+EndpointEntry = Annotated[
+    Annotated[EndpointSpec, Tag("endpoint")] | Annotated[EndpointGroupSpec, Tag("group")],
+    Discriminator(_endpoint_kind),
+]
+
+
+def parse_endpoint(value: Any) -> EndpointSpec | EndpointGroupSpec:
+    """A stored experiment's endpoint entry as its spec (an endpoint or a group)."""
+    return EndpointGroupSpec.model_validate(value) if _endpoint_kind(value) == "group" else EndpointSpec.model_validate(value)
+
+
 class Experiment(BaseModel):
     """An experiment description. Build it in Python or load it with :meth:`from_yaml`."""
 
@@ -391,8 +430,8 @@ class Experiment(BaseModel):
     budget: Budget = Field(default_factory=Budget)
     seed: int = 0
     repeat: int = Field(1, ge=1, le=1000, description="Calls per (configuration, sample); distinct cache keys.")
-    endpoints: dict[str, EndpointSpec] = Field(
-        default_factory=dict, description="Endpoints defined inline (added to the store's)."
+    endpoints: dict[str, EndpointEntry] = Field(
+        default_factory=dict, description="Endpoints defined inline (added to the store's), and endpoint groups {group: [...], fallback: ...}."
     )
     # Where a YAML file came from, so relative sample paths resolve next to it.
     base_dir: str | None = Field(None, exclude=True)

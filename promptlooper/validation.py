@@ -21,13 +21,14 @@ from . import bounds, templates
 from .engine import chat
 from .errors import Problem, SpecError
 from .functions import resolve_function
-from .providers.registry import LOCAL, EndpointPool, split_model
+from .providers.registry import LOCAL, EndpointPool, split_fallback, split_model
 from .ratings import LABELS as RATING_LABELS
 from .sample_checks import duplicate_samples, trial_render
 from .samples import read_samples
 from .scorers import base as scorer_registry
 from .spec import (
     STAGE_TEXT_FIELDS,
+    EndpointGroupSpec,
     Experiment,
     FunctionStage,
     MessageTemplate,
@@ -287,6 +288,8 @@ def validate(exp: Experiment, pool: EndpointPool, samples: list[dict[str, Any]] 
         problems.append(Problem(f"space.{var}", f"space variable {var!r} is not used by any template",
                                 "use it as {{ " + var + " }} in a template, or write stage.field to vary a stage setting"))
 
+    problems += _check_groups(exp, pool)
+
     # -- scorers
     if not exp.scorers:
         problems.append(Problem("scorers", "no scorers", "add at least one scorer (e.g. {name: contains, field: reference}) so configurations can be ranked"))
@@ -390,6 +393,29 @@ def _check_cost_budget(exp: Experiment, pool: EndpointPool, varied_fields: dict[
     return [Problem("budget.max_cost", f"max_cost cannot hold over a model with no price (its calls count as $0): {names}",
                     f"set one with `promptlooper prices set {unpriced[0][1]} INPUT OUTPUT` (USD per million tokens; "
                     f"Workbench.set_price in Python), or budget max_tokens instead")]
+
+
+def _check_groups(exp: Experiment, pool: EndpointPool) -> list[Problem]:
+    """Each endpoint group's members and fallback: configured endpoints (not groups), keys set."""
+    problems: list[Problem] = []
+    for name, spec in exp.endpoints.items():
+        if not isinstance(spec, EndpointGroupSpec):
+            continue
+        refs = [(f"endpoints.{name}.group[{i}]", m) for i, m in enumerate(spec.group)]
+        if spec.fallback:
+            refs.append((f"endpoints.{name}.fallback", split_fallback(spec.fallback)[0]))
+        for path, member in refs:
+            if member in pool.groups:
+                problems.append(Problem(path, f"{member!r} is an endpoint group; a group lists endpoints only",
+                                        "list that group's endpoints here instead"))
+            elif not pool.has(member):
+                problems.append(Problem(path, f"endpoint {member!r} is not configured", _unknown(member, set(pool.names()))))
+            else:
+                env = pool.describe(member).get("api_key_env")
+                if env and not os.environ.get(env):
+                    problems.append(Problem(path, f"endpoint {member!r} reads its API key from ${env}, which is not set",
+                                            f"export {env}=... first"))
+    return problems
 
 
 def _check_turns(stage: PromptStage, where: str, samples: list[dict[str, Any]], available: set[str]) -> list[Problem]:

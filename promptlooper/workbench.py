@@ -37,7 +37,7 @@ from .providers.pricing import cost
 from .providers.registry import LOCAL, EndpointPool, split_model
 from .samples import sample_id
 from .scorers.base import computed
-from .spec import EndpointSpec, Experiment, FunctionStage
+from .spec import EndpointSpec, Experiment, FunctionStage, parse_endpoint
 from .steering import SteeringVerbs
 from .store import Store, default_path
 from .store.batchwriter import wait_for_writers
@@ -484,7 +484,7 @@ class Workbench(SteeringVerbs, OutsideDriver):
         """For each model call of a run: its cache key and exactly what went into it."""
         run = self.store.run(run_ref)
         spec = self.store.experiment(run["experiment_id"])["spec"]
-        inline = {k: EndpointSpec.model_validate(v) for k, v in (spec.get("endpoints") or {}).items()}
+        inline = {k: parse_endpoint(v) for k, v in (spec.get("endpoints") or {}).items()}
         pool = EndpointPool(self.store.endpoints(), inline, grants=keys.KeyGrants(self.store))
         out = []
         for stage in run["stages"]:

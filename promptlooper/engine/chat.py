@@ -54,6 +54,19 @@ def render(stage: dict[str, Any], ctx: dict[str, Any]) -> list[dict[str, Any]]:
     return messages
 
 
+def call_params(stage: dict[str, Any], repeat: int) -> dict[str, Any]:
+    """The body parameters of a prompt stage's call (what its cache key holds besides the messages)."""
+    params = dict(stage["params"])
+    if repeat:
+        # Each repeat is a distinct sample of the model: a distinct seed and cache key.
+        params["seed"] = int(params.get("seed", 0)) + repeat
+    if "tools" in stage:  # sent in the body, so in the call's cache key and stored parameters
+        params["tools"] = stage["tools"]
+        if "tool_choice" in stage:
+            params["tool_choice"] = stage["tool_choice"]
+    return params
+
+
 def last_user_text(messages: list[dict[str, Any]]) -> str:
     """What scorers see as the stage's input: the last user message's text."""
     for message in reversed(messages):

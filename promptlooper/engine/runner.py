@@ -173,7 +173,7 @@ def _prompt_record(index: int, stage: dict[str, Any], call: _StageCall, messages
     resp = result.response
     return StageRecord(
         stage_index=index, stage_name=stage["name"], kind="prompt", prompt_sent=messages, response_raw=resp.text,
-        model_used=call.model, endpoint=call.endpoint, parameters=call.params, tokens_in=resp.tokens_in,
+        model_used=resp.model or call.model, endpoint=resp.endpoint or call.endpoint, parameters=call.params, tokens_in=resp.tokens_in,
         tokens_out=resp.tokens_out, latency_ms=resp.latency_ms, cached=result.cached, cache_key=result.key,
         prompt_json=result.messages_json, parameters_json=call.params_json,
     )
@@ -365,14 +365,7 @@ class Runner:
         key = (config_id, index, repeat)
         found = self._stage_calls.get(key)
         if found is None:
-            params = dict(stage["params"])
-            if "tools" in stage:  # sent in the body, so in the call's cache key and stored parameters
-                params["tools"] = stage["tools"]
-                if "tool_choice" in stage:
-                    params["tool_choice"] = stage["tool_choice"]
-            if repeat:
-                # Each repeat is a distinct sample of the model: a distinct seed and cache key.
-                params["seed"] = int(params.get("seed", 0)) + repeat
+            params = chat.call_params(stage, repeat)
             endpoint, model = split_model(stage["model"])
             if len(self._stage_calls) >= 65536:  # bounded, whatever the number of configurations
                 self._stage_calls.clear()

@@ -1,0 +1,92 @@
+"""Endpoint groups: one model served by several endpoints, with a fallback.
+
+A group is a provider of its own to the engine (one adaptive limit, one cache identity), whose
+calls go to its members: each call to the member with the most free slots (its
+``max_concurrency`` less the group's calls in flight on it), so members fill in proportion to
+their limits. A member that fails (an error, a timeout, a refused key) hands the call to the next
+member, in the same order; when every member has failed, the fallback (another endpoint, or
+``endpoint/model``) gets it. If that fails too, the last error goes back to the engine, which
+retries the group as it would one endpoint. Members that failed last are tried after the others,
+until they answer again.
+
+The reply says who answered (``ChatResponse.endpoint`` / ``.model``), which the stage result
+records. Every member serves the same model, so a reply is cached under the group's identity;
+a reply of a fallback *model* is cached there too (it answered the request).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from ..errors import ProviderError
+from .base import ChatRequest, ChatResponse, Provider
+
+
+class GroupProvider(Provider):
+    def __init__(self, name: str, members: list[Provider], fallback: Provider | None = None,
+                 fallback_model: str | None = None):
+        if not members:
+            raise ValueError(f"endpoint group {name!r} has no members")
+        self.name = name
+        self.members = members
+        self.fallback = fallback
+        self.fallback_model = fallback_model
+        # The members' identities in order: the same group of servers shares its cache entries.
+        self.identity = "group:" + ",".join(m.identity for m in members)
+        self.max_concurrency = sum(m.max_concurrency for m in members)
+        self.max_retries = max(m.max_retries for m in members)
+        self.timeout = max(m.timeout for m in members)
+        self.in_flight: dict[str, int] = {m.name: 0 for m in members}
+        self.failing: dict[str, int] = {m.name: 0 for m in members}  # failures in a row
+        self.answered: dict[str, int] = {m.name: 0 for m in members}  # replies per member (and fallback)
+
+    def order(self) -> list[Provider]:
+        """Members in the order a call tries them: healthy first, then most free slots."""
+        return sorted(self.members, key=lambda m: (self.failing[m.name] > 0, self.in_flight[m.name] - m.max_concurrency,
+                                                   self.in_flight[m.name]))
+
+    async def chat(self, request: ChatRequest) -> ChatResponse:
+        error: ProviderError | None = None
+        tried: list[str] = []
+        for member in self.order():
+            self.in_flight[member.name] += 1
+            try:
+                resp = await member.chat(request)
+            except ProviderError as exc:
+                self.failing[member.name] += 1
+                error = exc
+                tried.append(f"{member.name}: {exc}")
+                continue
+            finally:
+                self.in_flight[member.name] -= 1
+            self.failing[member.name] = 0
+            return self._answered(resp, member.name, None)
+        if self.fallback is not None:
+            model = self.fallback_model or request.model
+            try:
+                resp = await self.fallback.chat(replace(request, model=model))
+            except ProviderError as exc:
+                error = exc
+                tried.append(f"fallback {self.fallback.name}: {exc}")
+            else:
+                return self._answered(resp, self.fallback.name, model if model != request.model else None)
+        assert error is not None
+        raise ProviderError(f"every endpoint of group {self.name!r} failed ({'; '.join(tried)})", retryable=error.retryable,
+                            status=error.status, retry_after=error.retry_after, rate_limited=error.rate_limited)
+
+    def _answered(self, resp: ChatResponse, endpoint: str, model: str | None) -> ChatResponse:
+        self.answered[endpoint] = self.answered.get(endpoint, 0) + 1
+        return resp._replace(endpoint=endpoint, model=model)
+
+    async def list_models(self) -> list[str]:
+        models: set[str] = set()
+        for member in self.members:
+            models |= set(await member.list_models())
+        return sorted(models)
+
+    async def aclose(self) -> None:
+        pass  # the members are the pool's providers: it closes them
+
+    def describe(self) -> dict[str, Any]:
+        return {"members": [m.name for m in self.members], "fallback": self.fallback.name if self.fallback else None}
