@@ -10,8 +10,9 @@ retries the group as it would one endpoint. Members that failed last are tried a
 until they answer again.
 
 The reply says who answered (``ChatResponse.endpoint`` / ``.model``), which the stage result
-records. Every member serves the same model, so a reply is cached under the group's identity;
-a reply of a fallback *model* is cached there too (it answered the request).
+records. Every member serves the same model, so a reply is cached under the group's identity
+(its members' and its fallback's): a reply of a fallback *model* is cached there too, as the
+answer that group gave; a cache hit records the group's name as its endpoint.
 """
 
 from __future__ import annotations
@@ -32,8 +33,10 @@ class GroupProvider(Provider):
         self.members = members
         self.fallback = fallback
         self.fallback_model = fallback_model
-        # The members' identities in order: the same group of servers shares its cache entries.
-        self.identity = "group:" + ",".join(m.identity for m in members)
+        # The members' identities in order, and the fallback's: a group with another fallback (which
+        # may answer with another model) keeps cache entries of its own.
+        self.identity = "group:" + ",".join(m.identity for m in members) + (
+            f"|fallback:{fallback.identity}/{fallback_model or ''}" if fallback is not None else "")
         self.max_concurrency = sum(m.max_concurrency for m in members)
         self.max_retries = max(m.max_retries for m in members)
         self.timeout = max(m.timeout for m in members)
