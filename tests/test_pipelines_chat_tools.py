@@ -193,3 +193,79 @@ def test_tool_validation_and_show_prints_tool_calls(server, wb, tmp_path):
     assert res.returncode == 0, res.stderr
     shown = json.loads(res.stdout)
     assert shown["stages"][0]["tool_calls"][0]["name"] == "get_weather"
+
+
+# --------------------------------------------------------------------------- a real llama.cpp server
+def _llama_python() -> str | None:
+    """An interpreter with llama-cpp-python's server: $PROMPTLOOPER_LLAMA_SERVER_PYTHON, or this one."""
+    import os
+    import shutil
+
+    for candidate in (os.environ.get("PROMPTLOOPER_LLAMA_SERVER_PYTHON"), sys.executable):
+        if candidate and shutil.which(candidate):
+            probe = subprocess.run([candidate, "-c", "import llama_cpp.server.app, uvicorn"], capture_output=True, timeout=60)
+            if probe.returncode == 0:
+                return candidate
+    return None
+
+
+@pytest.fixture(scope="module")
+def llama_server():
+    from helpers import free_port, wait
+
+    from promptlooper.providers.embedded import gguf_path
+
+    python = _llama_python()
+    if python is None:
+        pytest.skip("llama-cpp-python[server] is not installed (set PROMPTLOOPER_LLAMA_SERVER_PYTHON to a venv's python)")
+    try:
+        gguf = gguf_path()
+    except Exception as exc:  # noqa: BLE001 - the model file is part of the `local` extra
+        pytest.skip(f"no SmolLM2 GGUF file: {exc}")
+    port = free_port()
+    proc = subprocess.Popen([python, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1", "--port", str(port),
+                             "--n_ctx", "2048", "--model_alias", "smollm2", "--n_threads", "1",
+                             "--chat_format", "chatml-function-calling"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base_url = f"http://127.0.0.1:{port}/v1"
+
+    def up() -> bool:
+        import urllib.request
+
+        if proc.poll() is not None:
+            pytest.fail(f"the llama.cpp server exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"{base_url}/models", timeout=2) as resp:  # noqa: S310 - loopback
+                return resp.status == 200
+        except OSError:
+            return False
+
+    try:
+        wait(up, timeout=90, every=0.5)
+        yield base_url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_chat_and_a_forced_tool_call_on_a_real_llama_cpp_server(llama_server, wb):
+    exp = pl.Experiment.model_validate({
+        "project": "tests", "name": "llama-tools",
+        "samples": [{"city": "Paris", "history": HISTORY}],
+        "stages": [{"name": "answer", "model": "llama/smollm2", "system": "You call tools.",
+                    "messages": [{"from_field": "history"}], "user": "What is the weather in {{ city }}?",
+                    "tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+                    "params": {"max_tokens": 40, "temperature": 0, "seed": 1}}],
+        "scorers": [{"name": "tool_call", "tool": "get_weather"}],
+        "endpoints": {"llama": {"base_url": llama_server, "max_concurrency": 1, "timeout": 120}},
+    })
+    progress = wb.run(exp)
+    assert progress.completed == 1, wb.runs(exp.key)[0]["error"]
+    detail = wb.run_detail(wb.runs(exp.key)[0]["id"])
+    stage = detail["stages"][0]
+    assert [m["role"] for m in stage["prompt_sent"]] == ["system", "user", "assistant", "user"]
+    assert stage["tool_calls"][0]["name"] == "get_weather" and isinstance(stage["tool_calls"][0]["arguments"], dict)
+    assert detail["score"] == 1.0
+    assert stage["tokens_in"] > 10  # the server's own usage block, history included
