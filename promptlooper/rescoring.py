@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .engine.chat import last_user_text
 from .engine.runner import BoundScorer, weighted
 from .errors import Problem, PromptLooperError, SpecError
 from .keys import KeyGrants
@@ -104,7 +105,7 @@ def _contexts(run: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str], dict
         texts[name] = response or ""
         if kind == "prompt" and prompt_sent:
             messages = json.loads(prompt_sent)
-            inputs[name] = messages[-1]["content"] if messages else ""
+            inputs[name] = last_user_text(messages) if messages else ""  # as the runner gives scorers
         last = name
     if last and run["output"] is not None:
         texts[last] = run["output"]

@@ -269,3 +269,40 @@ def test_chat_and_a_forced_tool_call_on_a_real_llama_cpp_server(llama_server, wb
     assert stage["tool_calls"][0]["name"] == "get_weather" and isinstance(stage["tool_calls"][0]["arguments"], dict)
     assert detail["score"] == 1.0
     assert stage["tokens_in"] > 10  # the server's own usage block, history included
+
+
+def test_cli_validate_and_mcp_take_chat_and_tool_stages(server, db, tmp_path):
+    import anyio
+    import yaml
+    from mcp import Client
+
+    from promptlooper.mcp_server import build_server
+
+    exp = _tool_exp(server.base_url, name="cli-tools", messages=[{"role": "user", "content": "{{ question }}"}, {"from_field": "history"}])
+    data = exp.model_dump(mode="json", exclude_none=True)
+    data["samples"] = [{"question": "weather in paris", "history": HISTORY}]
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(data))
+    cli = [sys.executable, "-m", "promptlooper.cli", "--db", db, "validate", str(path)]
+    ok = subprocess.run(cli, capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    data["stages"][0]["messages"][1] = {"from_field": "transcript"}
+    path.write_text(yaml.safe_dump(data))
+    bad = subprocess.run(cli, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "stages[0].messages[1].from_field" in bad.stdout + bad.stderr
+    data["stages"][0]["messages"][1] = {"from_field": "history"}
+    data["name"] = "mcp-tools"
+    w = pl.Workbench(db)
+
+    async def go() -> tuple[Any, Any]:
+        async with Client(build_server(w)) as c:
+            tools = {t.name: t for t in (await c.list_tools()).tools}
+            return tools, await c.call_tool("create_experiment", {"experiment": data})
+
+    try:
+        tools, created = anyio.run(go)
+    finally:
+        w.close()
+    schema = json.dumps(tools["create_experiment"].input_schema)
+    assert "from_field" in schema and "tool_choice" in schema
+    assert not created.is_error, created.content[0].text
