@@ -123,3 +123,17 @@ def test_mcp_schema_and_run_detail_show_groups(server, db):
         w.close()
     assert "fallback" in str(tools["create_experiment"].input_schema["properties"]["experiment"]["properties"]["endpoints"])
     assert not detail.is_error and detail.structured_content["stages"][0]["endpoint"] == "a"
+
+
+def test_cli_validate_reports_a_group_member_by_path(server, db, tmp_path):
+    import subprocess
+    import sys
+
+    import yaml
+
+    exp = _exp({"a": {"base_url": server.base_url}, "pool": {"group": ["a", "b"]}}, n=2)
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(exp.model_dump(mode="json", exclude_none=True)))
+    res = subprocess.run([sys.executable, "-m", "promptlooper.cli", "--db", db, "validate", str(path)],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and "endpoints.pool.group[1]" in res.stdout + res.stderr

@@ -120,3 +120,20 @@ def test_mcp_creates_and_evaluates_a_linked_space(server, db):
     assert not created.is_error and created.structured_content["configurations"] == 4
     assert not evaluated.is_error, evaluated.content[0].text
     assert {b["model"] for b in server.stats()["bodies"]} == {"fake-large"}
+
+
+def test_cli_validate_reports_a_bundle_by_path(server, db, tmp_path):
+    import subprocess
+    import sys
+
+    import yaml
+
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(_data(server.base_url, space={"combo": {"linked": [
+        {"answer.model": "fake/fake-small", "answer.top_p": 0.5}, {"answer.model": "fake/fake-large", "answer.top_p": 3}]}})))
+    cli = [sys.executable, "-m", "promptlooper.cli", "--db", db, "validate", str(path)]
+    res = subprocess.run(cli, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and "space.combo.linked.answer.top_p" in res.stdout + res.stderr
+    path.write_text(yaml.safe_dump(_data(server.base_url, space={"combo": {"linked": BUNDLES}, "tone": ["be kind"]})))
+    res = subprocess.run(cli, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr
