@@ -199,8 +199,14 @@ def validate(exp: Experiment, pool: EndpointPool, samples: list[dict[str, Any]] 
     varied_fields: dict[tuple[str, str], list[Any]] = {}
     varied_paths: dict[tuple[str, str], str] = {}  # where the space sets a stage field (a linked bundle's key too)
     stage_names = [s.name for s in exp.stages]
+    set_by: dict[str, str] = {}  # space key -> the path of the axis that sets it
     for path, key, value in flat_axes(exp):
         values = values_of(value)
+        if key in set_by:
+            problems.append(Problem(path, f"{key!r} is also set by {set_by[key]}; one axis per key",
+                                    "remove it from one of them (a linked bundle sets its keys together)"))
+            continue
+        set_by[key] = path
         if isinstance(value, list) and not value:
             problems.append(Problem(path, "empty list of values", "list at least one value, or remove the key"))
             continue

@@ -84,6 +84,10 @@ def test_bundles_are_validated_with_field_paths(server, wb):
     problems = {p.path: p.message for p in validate(exp, wb.pool(exp))}
     assert "no stage named 'answr'" in problems["space.combo.linked.answr.model"]
     assert "value 9" in problems["space.combo.linked.answer.temperature"]
+    exp = pl.Experiment.model_validate(_data(server.base_url, space={"combo": {"linked": BUNDLES}, "tone": ["x"],
+                                                                     "answer.max_tokens": [4, 8]}))
+    problems = {p.path: p.message for p in validate(exp, wb.pool(exp))}
+    assert "'answer.max_tokens' is also set by space.combo.linked.answer.max_tokens" in problems["space.answer.max_tokens"]
     exp = pl.Experiment.model_validate(_data(server.base_url, space={"combo": {"linked": [
         {"answer.model": "nowhere/m"}, {"answer.model": "fake/fake-large"}]}}))
     problems = {p.path: p.message for p in validate(exp, wb.pool(exp))}
