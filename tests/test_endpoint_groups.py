@@ -137,3 +137,15 @@ def test_cli_validate_reports_a_group_member_by_path(server, db, tmp_path):
     res = subprocess.run([sys.executable, "-m", "promptlooper.cli", "--db", db, "validate", str(path)],
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 2 and "endpoints.pool.group[1]" in res.stdout + res.stderr
+
+
+def test_a_member_that_failed_gets_calls_again_after_its_pause(wb):
+    # One sweep, one call at a time: a fails its first call, b (0.25 s a call) answers while a's
+    # 0.5 s pause runs, then a (more free slots) is first again.
+    with FakeServer(faults=Faults(fail_first=1)) as flaky, FakeServer(latency=0.25) as steady:
+        endpoints = {"a": {"base_url": flaky.base_url, "max_retries": 0, "max_concurrency": 8},
+                     "b": {"base_url": steady.base_url, "max_concurrency": 1}, "pool": {"group": ["a", "b"]}}
+        exp = _exp(endpoints, n=10, concurrency=1)
+        assert wb.run(exp).completed == 10
+        answered = _answered_by(wb, exp)
+        assert answered[("b", "fake-small")] >= 2 and answered[("a", "fake-small")] >= 1, answered

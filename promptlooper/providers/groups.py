@@ -6,8 +6,9 @@ calls go to its members: each call to the member with the most free slots (its
 their limits. A member that fails (an error, a timeout, a refused key) hands the call to the next
 member, in the same order; when every member has failed, the fallback (another endpoint, or
 ``endpoint/model``) gets it. If that fails too, the last error goes back to the engine, which
-retries the group as it would one endpoint. Members that failed last are tried after the others,
-until they answer again.
+retries the group as it would one endpoint. A member that failed is tried after the others for a
+pause that doubles with each failure in a row (0.5 s to 30 s), then first again if it has the
+most free slots.
 
 The reply says who answered (``ChatResponse.endpoint`` / ``.model``), which the stage result
 records. Every member serves the same model, so a reply is cached under the group's identity
@@ -17,11 +18,15 @@ answer that group gave; a cache hit records the group's name as its endpoint.
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from typing import Any
 
 from ..errors import ProviderError
 from .base import ChatRequest, ChatResponse, Provider
+
+FIRST_PAUSE = 0.5  # seconds a member that just failed is tried after the others
+MAX_PAUSE = 30.0
 
 
 class GroupProvider(Provider):
@@ -42,11 +47,15 @@ class GroupProvider(Provider):
         self.timeout = max(m.timeout for m in members)
         self.in_flight: dict[str, int] = {m.name: 0 for m in members}
         self.failing: dict[str, int] = {m.name: 0 for m in members}  # failures in a row
+        # A member that failed goes to the back of the order until then (0.5 s, doubling per failure
+        # in a row, at most 30 s), and is tried first again afterwards: it may have recovered.
+        self.down_until: dict[str, float] = {m.name: 0.0 for m in members}
         self.answered: dict[str, int] = {m.name: 0 for m in members}  # replies per member (and fallback)
 
     def order(self) -> list[Provider]:
         """Members in the order a call tries them: healthy first, then most free slots."""
-        return sorted(self.members, key=lambda m: (self.failing[m.name] > 0, self.in_flight[m.name] - m.max_concurrency,
+        now = time.monotonic()
+        return sorted(self.members, key=lambda m: (self.down_until[m.name] > now, self.in_flight[m.name] - m.max_concurrency,
                                                    self.in_flight[m.name]))
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
@@ -58,12 +67,15 @@ class GroupProvider(Provider):
                 resp = await member.chat(request)
             except ProviderError as exc:
                 self.failing[member.name] += 1
+                pause = min(MAX_PAUSE, FIRST_PAUSE * 2 ** (self.failing[member.name] - 1))
+                self.down_until[member.name] = time.monotonic() + pause
                 error = exc
                 tried.append(f"{member.name}: {exc}")
                 continue
             finally:
                 self.in_flight[member.name] -= 1
             self.failing[member.name] = 0
+            self.down_until[member.name] = 0.0
             return self._answered(resp, member.name, None)
         if self.fallback is not None:
             model = self.fallback_model or request.model
