@@ -256,6 +256,10 @@ def validate(exp: Experiment, pool: EndpointPool, samples: list[dict[str, Any]] 
         models = varied_fields.get((stage.name, "model"), [stage.model])
         for model in models:
             problems += _check_model(model, pool, varied_paths.get((stage.name, "model"), f"{where}.model"))
+        if stage.tools and any(str(m).partition("/")[0] == LOCAL and LOCAL not in pool.configs for m in models):
+            problems.append(Problem(f"{where}.tools", "the embedded local model cannot call tools (they would not be sent)",
+                                    "use an OpenAI-compatible endpoint that offers tools, e.g. llama.cpp's server "
+                                    "with --chat_format chatml-function-calling"))
         for field in ("system", "user"):
             sources = varied_fields.get((stage.name, field), [getattr(stage, field)])
             for j, src in enumerate(sources):

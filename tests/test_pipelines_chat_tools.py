@@ -185,6 +185,8 @@ def test_tool_validation_and_show_prints_tool_calls(server, wb, tmp_path):
         parse_experiment({"name": "x", "samples": [{"a": 1}], "stages": [
             {"name": "s", "model": "fake/m", "user": "hi", "tool_choice": "auto"}]})
     assert "tool_choice needs tools" in str(err.value)
+    local = _tool_exp(server.base_url, name="local-tools", model="local/smollm2-135m")
+    assert "cannot call tools" in {p.path: p.message for p in validate(local, wb.pool(local))}["stages[0].tools"]
     exp = _tool_exp(server.base_url, name="show")
     wb.run(exp)
     run_id = wb.runs(exp.key)[0]["id"]
