@@ -421,7 +421,9 @@ class Experiment(BaseModel):
         description="Inline list of objects, or a path to a .jsonl / .csv file."
     )
     stages: list[Stage] = Field(min_length=1)
-    space: dict[str, SpaceValue] = Field(default_factory=dict)
+    space: dict[str, SpaceValue] = Field(default_factory=dict, description=(
+        "Space key (stage.field, a bare stage field or a template variable) -> a list of values, a range "
+        "{min, max, step}, or a linked axis {linked: [{key: value, ...}, ...]} whose bundles set their keys together."))
     scorers: list[ScorerSpec] = Field(default_factory=list)
     strategy: Literal["grid", "random", "guided"] = "grid"
     guided: GuidedOptions = Field(default_factory=lambda: GuidedOptions())

@@ -141,3 +141,17 @@ def test_cli_validate_reports_a_bundle_by_path(server, db, tmp_path):
     path.write_text(yaml.safe_dump(_data(server.base_url, space={"combo": {"linked": BUNDLES}, "tone": ["be kind"]})))
     res = subprocess.run(cli, capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_a_fork_keeps_the_bundle_of_its_configuration(server, wb):
+    bundles = [{**BUNDLES[0]}, {**BUNDLES[1], "answer.system": "Large model."}]
+    exp = pl.Experiment.model_validate(_data(server.base_url, name="linked-fork", space={
+        "combo": {"linked": bundles}, "answer.temperature": [0.0, 0.5]}))
+    wb.run(exp)
+    n = server.stats()["completions"]
+    child = wb.fork(exp.key, changes={"answer.temperature": 0.0})  # the best's bundle stays as it was
+    assert isinstance(child.space["combo"], pl.spec.Linked) and len(child.space["combo"].linked) == 1
+    assert wb.run(child).cached == 4 and server.stats()["completions"] == n  # same configuration: same calls
+    other = wb.fork(exp.key, changes={"combo": bundles[1], "answer.temperature": 0.5}, name="linked-fork-b")
+    assert other.space["combo"].linked == [bundles[1]]
+    assert wb.run(other).cached == 4
