@@ -193,7 +193,8 @@ class Workbench(SteeringVerbs, OutsideDriver):
             per_run_calls += 1
             models = [m for m in values_of(exp.space[f"{stage.name}.model"])] if f"{stage.name}.model" in exp.space \
                 else [stage.model]
-            tokens_in = 1.3 * (words + len(f"{stage.system or ''} {stage.user}".split()))
+            turns = " ".join(getattr(m, "content", "") for m in stage.messages or [])  # a chat stage's templated turns
+            tokens_in = 1.3 * (words + len(f"{stage.system or ''} {turns} {stage.user or ''}".split()))
             tokens_out = float(stage.params.as_dict().get("max_tokens") or 128)
             prices = []
             for model in models:
