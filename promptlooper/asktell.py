@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from .asyncutil import run_sync
 from .samples import sample_id
-from .spec import Experiment
+from .spec import Experiment, Linked
 from .sweeps.guided import guided_defaults
 from .sweeps.space import build_configuration
 from .validation import load_samples
@@ -75,7 +75,8 @@ class OutsideDriver:
     async def aevaluate(self: Workbench, ref: str | Experiment, points: list[dict[str, Any]], **options: Any) -> list[dict[str, Any]]:
         exp = ref if isinstance(ref, Experiment) else self.load(ref)
         for point in points:  # an agent's own proposals are checked like any space
-            self._with_space(exp, {k: [v] for k, v in point.items()})
+            # a linked axis's value is one of its bundles: checked as a linked axis of that bundle
+            self._with_space(exp, {k: {"linked": [v]} if isinstance(exp.space.get(k), Linked) else [v] for k, v in point.items()})
         sweep, experiment_id = self._prepare(exp, strategy="evaluate", max_configs=None, seed=None,
                                              concurrency=options.get("concurrency"), points=points)
         await self._drive(sweep, exp.key)

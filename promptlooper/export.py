@@ -24,8 +24,8 @@ FORMATS = ("json", "yaml", "env", "report")
 
 def _endpoint_url(store: Store, spec: dict[str, Any], endpoint: str) -> str:
     inline = (spec.get("endpoints") or {}).get(endpoint)
-    if inline:
-        return str(inline["base_url"])
+    if inline:  # an endpoint group has members, not a URL of its own
+        return str(inline["base_url"]) if "base_url" in inline else "group: " + ", ".join(inline["group"])
     stored = store.endpoints().get(endpoint)
     if stored:
         return str(stored["base_url"])
@@ -61,13 +61,16 @@ def _clean(v: Any) -> Any:
 
 def _prompt_stage(store: Store, spec: dict[str, Any], st: dict[str, Any], variables: dict[str, Any]) -> dict[str, Any]:
     endpoint, _, model = st["model"].partition("/")
-    system, user = st.get("system"), st["user"]
+    system, user = st.get("system"), st.get("user")
     out: dict[str, Any] = {"name": st["name"], "kind": "prompt", "model": model, "endpoint": _endpoint_url(store, spec, endpoint),
                            "parameters": dict(st["params"])}
     # The texts as the winner sent them, but for what only a sample (or an earlier stage) supplies.
     out["system_prompt"] = templates.substitute(system, variables) if system else None
-    out["user_prompt"] = templates.substitute(user, variables)
+    out["user_prompt"] = templates.substitute(user, variables) if user is not None else None
     out["system_template"], out["user_template"] = system, user
+    for extra in ("messages", "tools", "tool_choice"):  # a chat stage's turns and the tools it offers
+        if extra in st:
+            out[extra] = st[extra]
     return out
 
 

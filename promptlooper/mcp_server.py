@@ -41,7 +41,7 @@ from . import __version__, keys, mcp_grants
 from .bounds import shown
 from .errors import NotFoundError, Problem, PromptLooperError, SpecError
 from .functions import ALLOW_IMPORTS, function_problem, registered_functions
-from .spec import EndpointSpec, Experiment, FunctionStage, PromptStage, _stage_kind
+from .spec import EndpointSpec, Experiment, FunctionStage, Linked, PromptStage, _stage_kind
 from .workbench import Workbench
 
 log = logging.getLogger("promptlooper.mcp")
@@ -253,10 +253,11 @@ def build_server(wb: Workbench | None = None, *, db: str | None = None, **server
         return fn  # type: ignore[no-any-return]
 
     def check_point(row: dict[str, Any], point: dict[str, Any], arg: str) -> None:
+        axes = load(row["id"]).space
         for k, v in point.items():
-            if isinstance(v, list | dict):
+            if isinstance(v, list | dict) and not (isinstance(v, dict) and isinstance(axes.get(k), Linked)):  # a bundle is one value
                 raise _ArgError(f"{arg}.{k}", "give one value, not a list or range (run_sweep / fork_experiment sweep several)")
-        space = list(load(row["id"]).space)
+        space = list(axes)
         unknown = [k for k in point if k not in space]
         missing = [k for k in space if k not in point]
         if unknown or missing:
@@ -547,7 +548,8 @@ def build_server(wb: Workbench | None = None, *, db: str | None = None, **server
                         "parameters": s.get("parameters"), "cached": bool(s.get("cached")),
                         "prompt": [{**m, "content": _truncate(m.get("content"), full)} for m in s["prompt_sent"]]
                         if isinstance(s.get("prompt_sent"), list) else _truncate(s.get("prompt_sent"), full),
-                        "response": _truncate(s.get("response_raw"), full)} for s in run["stages"]],
+                        "response": _truncate(s.get("response_raw"), full), "endpoint": s.get("endpoint"),
+                        **({"tool_calls": s["tool_calls"]} if "tool_calls" in s else {})} for s in run["stages"]],
         }
 
     @tool

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import templates
+from .engine import chat
 from .engine.calls import call_key
 from .engine.runner import run_id
 from .hashing import canonical_json
@@ -54,10 +55,12 @@ class _Tally:
 
 
 def _words(messages: list[dict[str, str]]) -> int:
-    return sum(len(str(m["content"]).split()) for m in messages)
+    return sum(len(str(m.get("content") or "").split()) for m in messages)
 
 
-def _messages(stage: dict[str, Any], ctx: dict[str, Any]) -> list[dict[str, str]]:
+def _messages(stage: dict[str, Any], ctx: dict[str, Any]) -> list[dict[str, Any]]:
+    if "messages" in stage:  # a chat stage: rendered as the runner renders it
+        return chat.render(stage, ctx)
     messages = []
     if stage.get("system"):
         messages.append({"role": "system", "content": templates.render(stage["system"], ctx)})
@@ -113,9 +116,7 @@ class _Planner:
                     continue
                 endpoint, model = split_model(stage["model"])
                 self.note_model(endpoint, model)
-                params = dict(stage["params"])
-                if run.repeat:
-                    params["seed"] = int(params.get("seed", 0)) + run.repeat
+                params = chat.call_params(stage, run.repeat)
                 out = self.out_tokens(model, params)
                 self.tally.calls += 1
                 if run.known:
@@ -124,7 +125,7 @@ class _Planner:
                     wanted.append((run, endpoint, model, params, messages, key))
                     run.last_out = out
                     continue
-                in_tokens = TOKENS_PER_WORD * (len(str(stage["user"]).split()) + len(str(stage.get("system") or "").split()))
+                in_tokens = TOKENS_PER_WORD * (len(str(stage.get("user") or "").split()) + len(str(stage.get("system") or "").split()))
                 self.spend(endpoint, model, in_tokens + run.last_out, out)
                 run.last_out = out
             hits = self.store.cache_get_many([w[-1] for w in wanted]) if wanted else {}

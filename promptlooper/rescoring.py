@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .engine.chat import last_user_text
 from .engine.runner import BoundScorer, weighted
 from .errors import Problem, PromptLooperError, SpecError
 from .keys import KeyGrants
@@ -29,7 +30,7 @@ from .ratings import refresh_human_scores
 from .samples import read_samples, sample_id
 from .scorers.base import ScoreContext, check_args, computed, get
 from .scorers.env import ScoringEnv, using
-from .spec import EndpointSpec, ScorerSpec
+from .spec import ScorerSpec, parse_endpoint
 from .store import now_iso
 
 if TYPE_CHECKING:
@@ -104,7 +105,7 @@ def _contexts(run: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str], dict
         texts[name] = response or ""
         if kind == "prompt" and prompt_sent:
             messages = json.loads(prompt_sent)
-            inputs[name] = messages[-1]["content"] if messages else ""
+            inputs[name] = last_user_text(messages) if messages else ""  # as the runner gives scorers
         last = name
     if last and run["output"] is not None:
         texts[last] = run["output"]
@@ -127,7 +128,7 @@ async def arescore(wb: Workbench, experiment_ref: str, scorers: Sequence[ScorerS
     # The experiment's weights, as the leaderboard uses: extra scorers are columns, not part of the score.
     weights = {(s.get("label") or s["name"]): float(s.get("weight", 1.0)) for s in spec.get("scorers", [])}
     labels = [b.spec.column for b in bound]
-    inline = {k: EndpointSpec.model_validate(v) for k, v in (spec.get("endpoints") or {}).items()}
+    inline = {k: parse_endpoint(v) for k, v in (spec.get("endpoints") or {}).items()}
     env = ScoringEnv(store=wb.store, pool=EndpointPool(wb.store.endpoints(), inline, grants=KeyGrants(wb.store)), concurrency=concurrency, flush_every=64)
     limit = asyncio.Semaphore(concurrency)
     summary: dict[str, Any] = {"experiment": f"{experiment['project']}/{experiment['name']}", "runs": 0, "scores": 0,

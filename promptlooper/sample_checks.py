@@ -17,7 +17,7 @@ from . import templates
 from .errors import Problem
 from .samples import sample_id
 from .spec import Experiment, FunctionStage, PromptStage
-from .sweeps.space import resolve_key, values_of
+from .sweeps.space import flat_axes, resolve_key, values_of
 
 TRIAL_SAMPLES = 3  # the first samples every template is rendered with
 
@@ -43,7 +43,7 @@ def duplicate_samples(samples: list[dict[str, Any]]) -> list[Problem]:
 def _space_values(exp: Experiment) -> dict[str, Any]:
     """The first value of every space variable (``{{ persona }}``), as the first configuration has it."""
     out: dict[str, Any] = {}
-    for key, value in exp.space.items():
+    for _, key, value in flat_axes(exp):
         target = resolve_key(exp, key)
         if target.kind == "var":
             values = values_of(value)
@@ -92,6 +92,9 @@ def trial_render(exp: Experiment, samples: list[dict[str, Any]], variants: dict[
                             problems.append(Problem(path, f"rendering with samples[{k}] fails: {_reason(exc)}",
                                                     "fix the template or the sample values (a CSV column of numbers is read as numbers)"))
                         break
+        if stage.tools:  # its output may be the reply's tool calls (an object): no faithful stand-in either
+            function_outputs |= {stage.name, "previous"}
+            continue
         stand_in = f"(output of stage {stage.name})"
         outputs[stage.name] = stand_in
         outputs["previous"] = stand_in

@@ -89,8 +89,32 @@ class ModelParams(BaseModel):
         return {k: v for k, v in self.model_dump().items() if v is not None}
 
 
+class MessageTemplate(BaseModel):
+    """One turn of a stage's conversation; its content is a Jinja2 template."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["system", "user", "assistant"]
+    content: str = Field(description="Message template (Jinja2).")
+
+
+class FromField(BaseModel):
+    """Turns taken from a sample field holding a conversation (a list of {role, content})."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    from_field: str = Field(pattern=NAME_PATTERN, description="Sample field holding a list of {role, content} messages.")
+
+
+MessageEntry = MessageTemplate | FromField
+
+
 class PromptStage(BaseModel):
-    """A stage that renders a system + user template and calls a model."""
+    """A stage that renders its messages and calls a model.
+
+    The call's messages are, in order: ``system`` (if any), ``messages`` (templated turns and
+    conversations from sample fields), then ``user`` (if any). ``system`` + ``user`` is the short form.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -98,8 +122,24 @@ class PromptStage(BaseModel):
     name: str = Field(pattern=NAME_PATTERN, description="Stage name; later stages use it as a variable.")
     model: str = Field(DEFAULT_MODEL, description="'endpoint/model', e.g. local/smollm2-135m.")
     system: str | None = Field(None, description="System message template (Jinja2).")
-    user: str = Field(description="User message template (Jinja2).")
+    user: str | None = Field(None, description="User message template (Jinja2); sent last. Needed unless messages is given.")
+    messages: list[MessageEntry] | None = Field(
+        None, description="Turns sent after system and before user: {role, content} templates and/or {from_field: NAME}.")
+    tools: list[dict[str, Any]] | None = Field(None, description="OpenAI tools schema: [{type: function, function: {name, parameters}}].")
+    tool_choice: str | dict[str, Any] | None = Field(None, description="'auto', 'none', 'required' or {type: function, function: {name}}.")
     params: ModelParams = Field(default_factory=ModelParams)
+
+    @model_validator(mode="after")
+    def _something_to_send(self) -> PromptStage:
+        if self.user is None and not self.messages:
+            raise ValueError("a prompt stage needs user: (a template) or messages: (a list of turns)")
+        if self.tool_choice is not None and not self.tools:
+            raise ValueError("tool_choice needs tools: (the tools the model may call)")
+        for i, tool in enumerate(self.tools or []):
+            fn = tool.get("function")
+            if tool.get("type") != "function" or not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+                raise ValueError(f"tools[{i}] must be {{type: function, function: {{name: ..., parameters: {{...}}}}}}")
+        return self
 
 
 class FunctionStage(BaseModel):
@@ -174,7 +214,51 @@ class Range(BaseModel):
         return out
 
 
-SpaceValue = list[Any] | Range
+class Linked(BaseModel):
+    """Values that vary together: a list of bundles, each mapping space keys to one value.
+
+    ``space: {combo: {linked: [{answer.model: fake/a, answer.system: "..."}, {answer.model: fake/b, ...}]}}``
+    is one axis of two values; every key of a bundle (``stage.field``, a bare stage field or a
+    template variable) is set from the bundle chosen, so the values never mix across bundles.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    linked: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_AXIS_VALUES,
+                                         description="Bundles: each maps space keys to the values they take together.")
+
+    @field_validator("linked")
+    @classmethod
+    def _bundles(cls, v: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for i, bundle in enumerate(v):
+            if not bundle:
+                raise ValueError(f"bundle {i} is empty; give it at least one key, e.g. {{answer.model: fake/a}}")
+            for key in bundle:
+                if not isinstance(key, str) or not key:
+                    raise ValueError(f"bundle {i}: key {key!r} must be a space key such as answer.model")
+        keys = set(v[0])
+        for i, bundle in enumerate(v[1:], 1):
+            if set(bundle) != keys:
+                raise ValueError(f"bundle {i} sets {sorted(bundle)} but bundle 0 sets {sorted(keys)}; "
+                                 "every bundle must set the same keys")
+        return v
+
+    def grid(self) -> list[dict[str, Any]]:
+        return list(self.linked)
+
+
+def _space_kind(value: Any) -> str:
+    # Tagged, so a mapping is read as a range or a linked axis and its errors say which it was
+    # meant to be (an untagged union reported a bad bundle as "min: field required").
+    if isinstance(value, Linked) or (isinstance(value, dict) and "linked" in value):
+        return "Linked"
+    return "Range" if isinstance(value, dict | Range) else "list"
+
+
+SpaceValue = Annotated[
+    Annotated[list[Any], Tag("list")] | Annotated[Range, Tag("Range")] | Annotated[Linked, Tag("Linked")],
+    Discriminator(_space_kind),
+]
 
 
 class ScorerSpec(BaseModel):
@@ -292,6 +376,45 @@ class EndpointSpec(BaseModel):
         return v
 
 
+class EndpointGroupSpec(BaseModel):
+    """One model served by several endpoints: ``{group: [a, b], fallback: c}``.
+
+    Each call goes to the member with the most free slots (its ``max_concurrency`` less its calls
+    in flight); a member that fails hands the call to the next one, and when every member has
+    failed, to ``fallback`` (an endpoint, or ``endpoint/model`` for another model). The stage
+    result records the endpoint (and model) that answered.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    group: list[str] = Field(min_length=1, max_length=64, description="Names of the endpoints serving the model.")
+    fallback: str | None = Field(None, description="Endpoint (or endpoint/model) called when every member failed.")
+
+    @field_validator("group")
+    @classmethod
+    def _distinct(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("a group lists each endpoint once")
+        return v
+
+
+def _endpoint_kind(value: Any) -> str:
+    if isinstance(value, EndpointGroupSpec) or (isinstance(value, dict) and "group" in value):
+        return "group"
+    return "endpoint"
+
+
+EndpointEntry = Annotated[
+    Annotated[EndpointSpec, Tag("endpoint")] | Annotated[EndpointGroupSpec, Tag("group")],
+    Discriminator(_endpoint_kind),
+]
+
+
+def parse_endpoint(value: Any) -> EndpointSpec | EndpointGroupSpec:
+    """A stored experiment's endpoint entry as its spec (an endpoint or a group)."""
+    return EndpointGroupSpec.model_validate(value) if _endpoint_kind(value) == "group" else EndpointSpec.model_validate(value)
+
+
 class Experiment(BaseModel):
     """An experiment description. Build it in Python or load it with :meth:`from_yaml`."""
 
@@ -305,7 +428,9 @@ class Experiment(BaseModel):
         description="Inline list of objects, or a path to a .jsonl / .csv file."
     )
     stages: list[Stage] = Field(min_length=1)
-    space: dict[str, SpaceValue] = Field(default_factory=dict)
+    space: dict[str, SpaceValue] = Field(default_factory=dict, description=(
+        "Space key (stage.field, a bare stage field or a template variable) -> a list of values, a range "
+        "{min, max, step}, or a linked axis {linked: [{key: value, ...}, ...]} whose bundles set their keys together."))
     scorers: list[ScorerSpec] = Field(default_factory=list)
     strategy: Literal["grid", "random", "guided"] = "grid"
     guided: GuidedOptions = Field(default_factory=lambda: GuidedOptions())
@@ -314,8 +439,8 @@ class Experiment(BaseModel):
     budget: Budget = Field(default_factory=Budget)
     seed: int = 0
     repeat: int = Field(1, ge=1, le=1000, description="Calls per (configuration, sample); distinct cache keys.")
-    endpoints: dict[str, EndpointSpec] = Field(
-        default_factory=dict, description="Endpoints defined inline (added to the store's)."
+    endpoints: dict[str, EndpointEntry] = Field(
+        default_factory=dict, description="Endpoints defined inline (added to the store's), and endpoint groups {group: [...], fallback: ...}."
     )
     # Where a YAML file came from, so relative sample paths resolve next to it.
     base_dir: str | None = Field(None, exclude=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .errors import NotFoundError, Problem, SpecError, SweepInterruptedError
-from .spec import Experiment
+from .spec import Experiment, Linked
 
 if TYPE_CHECKING:
     from .workbench import Workbench
@@ -148,8 +148,11 @@ class SteeringVerbs:
             config = self.store.configuration(parent_row["id"], config_id)
         point = dict(config["varied"])
         space: dict[str, Any] = {}
+        linked = {k for k, v in parent.space.items() if isinstance(v, Linked)}
         for key, value in (changes or {}).items():
-            if isinstance(value, list | dict):
+            if key in linked and isinstance(value, dict) and "linked" not in value:
+                point[key] = value  # one bundle of a linked axis: a fixed value
+            elif isinstance(value, list | dict):
                 space[key] = value
                 point.pop(key, None)
             else:
@@ -158,7 +161,8 @@ class SteeringVerbs:
         data = parent.model_dump(exclude={"stages", "space", "name"})
         data["stages"] = parent.stages
         data["base_dir"] = parent.base_dir
-        data["space"] = {**{k: [v] for k, v in point.items()}, **space}
+        # (a linked axis's fixed bundle stays a linked axis of one bundle, so it still sets its keys)
+        data["space"] = {**{k: {"linked": [v]} if k in linked else [v] for k, v in point.items()}, **space}
         existing = {e["name"] for e in self.store.experiments(parent.project, include_archived=True)}
         if name is None:
             n = 1

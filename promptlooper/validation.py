@@ -18,16 +18,26 @@ from typing import Any
 from pydantic import ValidationError
 
 from . import bounds, templates
+from .engine import chat
 from .errors import Problem, SpecError
 from .functions import add_search_dir, resolve_function
 from .prompt_files import inline_prompt_files
-from .providers.registry import LOCAL, EndpointPool, split_model
+from .providers.registry import LOCAL, EndpointPool, split_fallback, split_model
 from .ratings import LABELS as RATING_LABELS
 from .sample_checks import duplicate_samples, trial_render
 from .samples import read_samples
 from .scorers import base as scorer_registry
-from .spec import STAGE_TEXT_FIELDS, Experiment, FunctionStage, ModelParams, PromptStage, Range
-from .sweeps.space import PARAM_FIELDS, resolve_key, values_of
+from .spec import (
+    STAGE_TEXT_FIELDS,
+    EndpointGroupSpec,
+    Experiment,
+    FunctionStage,
+    MessageTemplate,
+    ModelParams,
+    PromptStage,
+    Range,
+)
+from .sweeps.space import PARAM_FIELDS, flat_axes, resolve_key, values_of
 
 ALWAYS_AVAILABLE = {"sample", "loop", "range", "dict", "lipsum", "cycler", "joiner", "namespace"}
 
@@ -50,7 +60,7 @@ def _union_tag(part: Any) -> bool:
     return isinstance(part, str) and ("[" in part or part in _TYPE_TAGS)
 
 
-_TYPE_TAGS = {"str", "int", "float", "bool", "dict", "list", "none", "Range", "is-instance[Path]"}
+_TYPE_TAGS = {"str", "int", "float", "bool", "dict", "list", "none", "Range", "Linked", "is-instance[Path]"}
 
 
 def _readable(errors: list[Any]) -> list[Any]:
@@ -197,10 +207,16 @@ def validate(exp: Experiment, pool: EndpointPool, samples: list[dict[str, Any]] 
     # -- space keys
     space_vars: set[str] = set()
     varied_fields: dict[tuple[str, str], list[Any]] = {}
+    varied_paths: dict[tuple[str, str], str] = {}  # where the space sets a stage field (a linked bundle's key too)
     stage_names = [s.name for s in exp.stages]
-    for key, value in exp.space.items():
-        path = f"space.{key}"
+    set_by: dict[str, str] = {}  # space key -> the path of the axis that sets it
+    for path, key, value in flat_axes(exp):
         values = values_of(value)
+        if key in set_by:
+            problems.append(Problem(path, f"{key!r} is also set by {set_by[key]}; one axis per key",
+                                    "remove it from one of them (a linked bundle sets its keys together)"))
+            continue
+        set_by[key] = path
         if isinstance(value, list) and not value:
             problems.append(Problem(path, "empty list of values", "list at least one value, or remove the key"))
             continue
@@ -231,6 +247,7 @@ def validate(exp: Experiment, pool: EndpointPool, samples: list[dict[str, Any]] 
                         except ValidationError as exc:
                             problems.append(Problem(path, f"value {v!r}: {exc.errors()[0]['msg']}", "use values inside the parameter's range"))
                 varied_fields[(stage_name, target.field)] = values
+                varied_paths[(stage_name, target.field)] = path
 
     # -- stages
     seen: set[str] = set()
@@ -248,13 +265,17 @@ def validate(exp: Experiment, pool: EndpointPool, samples: list[dict[str, Any]] 
             continue
         models = varied_fields.get((stage.name, "model"), [stage.model])
         for model in models:
-            problems += _check_model(model, pool, f"space.{stage.name}.model" if len(models) > 1 else f"{where}.model")
+            problems += _check_model(model, pool, varied_paths.get((stage.name, "model"), f"{where}.model"))
+        if stage.tools and any(str(m).partition("/")[0] == LOCAL and LOCAL not in pool.configs for m in models):
+            problems.append(Problem(f"{where}.tools", "the embedded local model cannot call tools (they would not be sent)",
+                                    "use an OpenAI-compatible endpoint that offers tools, e.g. llama.cpp's server "
+                                    "with --chat_format chatml-function-calling"))
         for field in ("system", "user"):
             sources = varied_fields.get((stage.name, field), [getattr(stage, field)])
             for j, src in enumerate(sources):
                 if src is None:
                     continue
-                path = f"{where}.{field}" if (stage.name, field) not in varied_fields else f"space.{stage.name}.{field}[{j}]"
+                path = f"{where}.{field}" if (stage.name, field) not in varied_fields else f"{varied_paths[(stage.name, field)]}[{j}]"
                 error = templates.check_syntax(str(src))
                 if error:
                     problems.append(Problem(path, error, "fix the Jinja2 syntax"))
@@ -267,12 +288,15 @@ def validate(exp: Experiment, pool: EndpointPool, samples: list[dict[str, Any]] 
                     else:
                         problems.append(Problem(path, f"unknown template variable {var!r}", _unknown(var, available)))
 
+        problems += _check_turns(stage, where, samples, available)
+
     problems += trial_render(exp, samples, varied_fields, ALWAYS_AVAILABLE)
 
     used_vars: set[str] = set()
     for stage in exp.stages:
         if isinstance(stage, PromptStage):
-            for src in (stage.system, stage.user):
+            turns = [m.content for m in stage.messages or [] if isinstance(m, MessageTemplate)]
+            for src in (stage.system, stage.user, *turns):
                 if src and not templates.check_syntax(src):
                     used_vars |= templates.variables(src)
     for (_, field), values in varied_fields.items():
@@ -283,6 +307,8 @@ def validate(exp: Experiment, pool: EndpointPool, samples: list[dict[str, Any]] 
     for var in sorted(space_vars - used_vars):
         problems.append(Problem(f"space.{var}", f"space variable {var!r} is not used by any template",
                                 "use it as {{ " + var + " }} in a template, or write stage.field to vary a stage setting"))
+
+    problems += _check_groups(exp, pool)
 
     # -- scorers
     if not exp.scorers:
@@ -370,7 +396,7 @@ def _called_models(exp: Experiment, varied_fields: dict[tuple[str, str], list[An
 def cost_budget_problems(exp: Experiment, pool: EndpointPool) -> list[Problem]:
     """What :func:`validate` says of a ``max_cost`` budget on ``exp``: for one set on a live sweep."""
     varied: dict[tuple[str, str], list[Any]] = {}
-    for key, value in exp.space.items():
+    for _, key, value in flat_axes(exp):
         target = resolve_key(exp, key)
         if target.kind != "var" and target.field == "model":
             for stage_name in target.stages:
@@ -389,7 +415,62 @@ def _check_cost_budget(exp: Experiment, pool: EndpointPool, varied_fields: dict[
                     f"Workbench.set_price in Python), or budget max_tokens instead")]
 
 
+def _check_groups(exp: Experiment, pool: EndpointPool) -> list[Problem]:
+    """Each endpoint group's members and fallback: configured endpoints (not groups), keys set."""
+    problems: list[Problem] = []
+    for name, spec in exp.endpoints.items():
+        if not isinstance(spec, EndpointGroupSpec):
+            continue
+        refs = [(f"endpoints.{name}.group[{i}]", m) for i, m in enumerate(spec.group)]
+        if spec.fallback:
+            refs.append((f"endpoints.{name}.fallback", split_fallback(spec.fallback)[0]))
+        for path, member in refs:
+            if member in pool.groups:
+                problems.append(Problem(path, f"{member!r} is an endpoint group; a group lists endpoints only",
+                                        "list that group's endpoints here instead"))
+            elif not pool.has(member):
+                problems.append(Problem(path, f"endpoint {member!r} is not configured", _unknown(member, set(pool.names()))))
+            else:
+                env = pool.describe(member).get("api_key_env")
+                if env and not os.environ.get(env):
+                    problems.append(Problem(path, f"endpoint {member!r} reads its API key from ${env}, which is not set",
+                                            f"export {env}=... first"))
+    return problems
+
+
+def _check_turns(stage: PromptStage, where: str, samples: list[dict[str, Any]], available: set[str]) -> list[Problem]:
+    """A stage's ``messages``: each template's syntax and variables, each conversation field in every sample."""
+    problems: list[Problem] = []
+    for j, turn in enumerate(stage.messages or []):
+        path = f"{where}.messages[{j}]"
+        if isinstance(turn, MessageTemplate):
+            error = templates.check_syntax(turn.content)
+            if error:
+                problems.append(Problem(f"{path}.content", error, "fix the Jinja2 syntax"))
+                continue
+            for var in sorted(templates.variables(turn.content) - available - ALWAYS_AVAILABLE):
+                problems.append(Problem(f"{path}.content", f"unknown template variable {var!r}", _unknown(var, available)))
+            continue
+        field = turn.from_field
+        missing = [k for k, s in enumerate(samples) if field not in s]
+        if missing:
+            problems.append(Problem(f"{path}.from_field", f"sample field {field!r} is missing from sample(s) {missing[:5]}",
+                                    "give every sample this field: a list of {role, content} messages"))
+            continue
+        for k, sample in enumerate(samples):
+            problem = chat.conversation_problem(sample[field])
+            if problem:
+                problems.append(Problem(f"{path}.from_field", f"samples[{k}].{field}: {problem}",
+                                        "a conversation is a list of {role: user|assistant|system, content: text}"))
+                break
+    return problems
+
+
 def _check_model(model: str, pool: EndpointPool, path: str) -> list[Problem]:
+    if "{{" in model:
+        return [Problem(path, f"model {model!r} is a template; a model is chosen by the space, not rendered",
+                        "vary it with the space (answer.model: [...]), or with the values that go with it as a linked "
+                        "axis: space: {combo: {linked: [{answer.model: e/a, answer.system: ...}, ...]}}")]
     try:
         endpoint, name = split_model(model)
     except Exception as exc:  # EndpointError

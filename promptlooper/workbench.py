@@ -40,7 +40,7 @@ from .providers.pricing import cost
 from .providers.registry import LOCAL, EndpointPool, split_model
 from .samples import sample_id
 from .scorers.base import computed
-from .spec import EndpointSpec, Experiment, FunctionStage
+from .spec import EndpointSpec, Experiment, FunctionStage, parse_endpoint
 from .steering import SteeringVerbs
 from .store import Store, default_path
 from .store.batchwriter import wait_for_writers
@@ -203,7 +203,8 @@ class Workbench(SteeringVerbs, OutsideDriver, HousekeepingVerbs):
             per_run_calls += 1
             models = [m for m in values_of(exp.space[f"{stage.name}.model"])] if f"{stage.name}.model" in exp.space \
                 else [stage.model]
-            tokens_in = 1.3 * (words + len(f"{stage.system or ''} {stage.user}".split()))
+            turns = " ".join(getattr(m, "content", "") for m in stage.messages or [])  # a chat stage's templated turns
+            tokens_in = 1.3 * (words + len(f"{stage.system or ''} {turns} {stage.user or ''}".split()))
             tokens_out = float(stage.params.as_dict().get("max_tokens") or 128)
             prices = []
             for model in models:
@@ -432,7 +433,14 @@ class Workbench(SteeringVerbs, OutsideDriver, HousekeepingVerbs):
                 "notes": [f"{n['created_at']}  {n['text']}" for n in self.store.notes(exp["project_id"])]}
 
     def run_detail(self, run_ref: str) -> dict[str, Any]:
-        return self.store.run(run_ref)
+        from .providers.tool_calls import parse
+
+        run = self.store.run(run_ref)
+        for stage in run["stages"]:  # a reply that called tools: its calls, readable (show RUN, MCP)
+            reply = parse(stage.get("response_raw"))
+            if reply is not None:
+                stage["tool_calls"] = reply["tool_calls"]
+        return run
 
     def runs(self, ref: str | Experiment, config: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
         return self.store.runs(self.experiment(ref)["id"], config, limit)
@@ -560,7 +568,7 @@ class Workbench(SteeringVerbs, OutsideDriver, HousekeepingVerbs):
         """For each model call of a run: its cache key and exactly what went into it."""
         run = self.store.run(run_ref)
         spec = self.store.experiment(run["experiment_id"])["spec"]
-        inline = {k: EndpointSpec.model_validate(v) for k, v in (spec.get("endpoints") or {}).items()}
+        inline = {k: parse_endpoint(v) for k, v in (spec.get("endpoints") or {}).items()}
         pool = EndpointPool(self.store.endpoints(), inline, grants=keys.KeyGrants(self.store))
         out = []
         for stage in run["stages"]:

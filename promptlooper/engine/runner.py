@@ -19,6 +19,7 @@ from ..errors import EndpointError, PromptLooperError, ProviderError
 from ..functions import resolve_function
 from ..hashing import canonical_json, canonical_text, digest, json_encoder
 from ..keys import redact
+from ..providers import tool_calls
 from ..providers.base import Provider
 from ..providers.pricing import cost
 from ..providers.registry import EndpointPool, split_model
@@ -26,6 +27,7 @@ from ..scorers.base import ScoreContext, ScoreResult, build
 from ..spec import ScorerSpec
 from ..store import RunRecord, StageRecord, now_iso
 from ..sweeps.space import Configuration
+from . import chat
 from .calls import CallExecutor, CallResult, call_key
 
 
@@ -150,7 +152,10 @@ class _StageCall(NamedTuple):
     params_json: str  # as stored with the stage result
 
 
-def _messages(stage: dict[str, Any], ctx: dict[str, Any]) -> list[dict[str, str]]:
+def _messages(stage: dict[str, Any], ctx: dict[str, Any]) -> list[dict[str, Any]]:
+    if "messages" in stage:
+        return chat.render(stage, ctx)
+    # The short form, on the hot path: [system?, user].
     messages = []
     if stage.get("system"):
         messages.append({"role": "system", "content": templates.render(stage["system"], ctx)})
@@ -158,11 +163,17 @@ def _messages(stage: dict[str, Any], ctx: dict[str, Any]) -> list[dict[str, str]
     return messages
 
 
+def _messages_json(stage: dict[str, Any], messages: list[dict[str, Any]]) -> str:
+    # Rendered templates are strings, which canonical JSON leaves as they are; a conversation from
+    # a sample may hold anything, and is normalised like any other value.
+    return canonical_json(messages) if "messages" in stage else canonical_text(messages)
+
+
 def _prompt_record(index: int, stage: dict[str, Any], call: _StageCall, messages: list[dict[str, str]], result: CallResult) -> StageRecord:
     resp = result.response
     return StageRecord(
         stage_index=index, stage_name=stage["name"], kind="prompt", prompt_sent=messages, response_raw=resp.text,
-        model_used=call.model, endpoint=call.endpoint, parameters=call.params, tokens_in=resp.tokens_in,
+        model_used=resp.model or call.model, endpoint=resp.endpoint or call.endpoint, parameters=call.params, tokens_in=resp.tokens_in,
         tokens_out=resp.tokens_out, latency_ms=resp.latency_ms, cached=result.cached, cache_key=result.key,
         prompt_json=result.messages_json, parameters_json=call.params_json,
     )
@@ -252,15 +263,16 @@ class Runner:
                         messages, messages_json, key = prepared.messages, prepared.messages_json, prepared.key
                     else:
                         messages = _messages(stage, ctx)
-                        # Rendered templates are strings, which canonical JSON leaves as they are.
-                        messages_json, key = canonical_text(messages), None
+                        messages_json, key = _messages_json(stage, messages), None
                     result = await self.calls.call(call.provider, call.model, messages, call.params, call.params_key,
                                                    on_start, messages_json, key)
                     stage_rec = _prompt_record(index, stage, call, messages, result)
                     all_cached &= result.cached
                     any_prompt = True
                     output: Any = result.response.text
-                    inputs[stage["name"]] = messages[-1]["content"]
+                    if "tools" in stage:  # later stages' templates read {{ answer.tool_calls[0].arguments }}
+                        output = tool_calls.parse(output) or output
+                    inputs[stage["name"]] = messages[-1]["content"] if "messages" not in stage else chat.last_user_text(messages)
                 else:
                     on_start()
                     stage_rec, output = await self._function_stage(index, stage, ctx)
@@ -342,7 +354,7 @@ class Runner:
                 messages = _messages(stage, ctx)
             except Exception:  # noqa: BLE001, S112 - execute() renders again and reports it
                 continue
-            messages_json = canonical_text(messages)
+            messages_json = _messages_json(stage, messages)
             key, _ = call_key(call.provider.identity, call.model, messages, call.params_key, messages_json)
             item.prepared = _Prepared(ctx, messages, messages_json, key)
             keys.append(key)
@@ -353,10 +365,7 @@ class Runner:
         key = (config_id, index, repeat)
         found = self._stage_calls.get(key)
         if found is None:
-            params = dict(stage["params"])
-            if repeat:
-                # Each repeat is a distinct sample of the model: a distinct seed and cache key.
-                params["seed"] = int(params.get("seed", 0)) + repeat
+            params = chat.call_params(stage, repeat)
             endpoint, model = split_model(stage["model"])
             if len(self._stage_calls) >= 65536:  # bounded, whatever the number of configurations
                 self._stage_calls.clear()

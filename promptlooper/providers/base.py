@@ -20,6 +20,10 @@ class ChatResponse(NamedTuple):
     tokens_in: int
     tokens_out: int
     latency_ms: float
+    # Who answered, when it is not the endpoint and model asked (a member or the fallback of an
+    # endpoint group); None otherwise, and for replies served from the cache.
+    endpoint: str | None = None
+    model: str | None = None
 
 
 class Provider(ABC):

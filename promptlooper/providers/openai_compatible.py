@@ -24,6 +24,7 @@ from ..hashing import json_encoder
 from ..keys import KeyGrants, key_value, redact
 from .base import ChatRequest, ChatResponse, Provider
 from .eager_body import REQUEST_CLASS
+from .tool_calls import envelope
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -121,14 +122,18 @@ class OpenAICompatible(Provider):
             raise ProviderError(message, retryable=status >= 500 or status in (408, 409), status=status, retry_after=retry_after)
         try:
             data = json.loads(raw)
-            text = data["choices"][0]["message"]["content"] or ""
+            message = data["choices"][0]["message"]
+            text = message["content"] or ""
+            calls = message.get("tool_calls")
+            if calls:  # the model asked for tools: its output is what it asked for
+                text = envelope(text, calls)
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             raise ProviderError(redact(f"malformed reply: {raw[:120]!r}"), retryable=True, status=status) from exc
         usage = data.get("usage") or {}
         tokens_in = int(usage.get("prompt_tokens") or 0)
         tokens_out = int(usage.get("completion_tokens") or 0)
         if not usage:  # some servers omit usage: estimate so budgets still work
-            tokens_in = sum(len(m.get("content", "").split()) for m in request.messages)
+            tokens_in = sum(len(str(m.get("content") or "").split()) for m in request.messages)
             tokens_out = len(text.split())
         return ChatResponse(text=text, tokens_in=tokens_in, tokens_out=tokens_out, latency_ms=latency_ms)
 

@@ -225,4 +225,4 @@ def _load_builtins() -> None:
     global _loaded
     if not _loaded:
         _loaded = True
-        from . import custom, formats, human, judge, semantic, text  # noqa: F401 - registering is the import's effect
+        from . import custom, formats, human, judge, semantic, text, tools  # noqa: F401 - registering is the import's effect

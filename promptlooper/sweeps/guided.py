@@ -26,14 +26,14 @@ from typing import Any
 import numpy as np
 
 from ..engine.runner import RunItem, run_id
-from ..spec import Experiment, GuidedOptions, Range
+from ..spec import Experiment, GuidedOptions, Linked, Range
 from ..store import RunRecord, Store
 from .space import Configuration, build_configuration, grid_size
 
 
 def guided_defaults(exp: Experiment, max_configs: int | None = None) -> Any:
     """Guided options with the space-relative defaults filled in."""
-    finite = all(isinstance(v, list) or v.step is not None for v in exp.space.values())
+    finite = all(isinstance(v, list | Linked) or v.step is not None for v in exp.space.values())
     size = grid_size(exp) if finite else None
     opts = exp.guided
     n_max = max_configs or opts.max_configs or (min(size, max(20, math.ceil(0.5 * size))) if size else 60)
@@ -68,6 +68,8 @@ def distributions(exp: Experiment) -> dict[str, Any]:
             out[key] = IntDistribution(0, len(value) - 1)
         elif isinstance(value, list):
             out[key] = CategoricalDistribution(list(range(len(value))))
+        elif isinstance(value, Linked):  # bundles are unordered choices, like prompts
+            out[key] = CategoricalDistribution(list(range(len(value.linked))))
         elif value.integer:
             out[key] = IntDistribution(int(value.min), int(value.max), log=value.log, step=int(value.step or 1) if not value.log else 1)
         else:
@@ -79,7 +81,10 @@ def params_to_point(exp: Experiment, params: dict[str, Any]) -> dict[str, Any]:
     point = {}
     for key, value in exp.space.items():
         raw = params[key]
-        point[key] = value[int(raw)] if isinstance(value, list) else (int(raw) if value.integer else round(float(raw), 6))
+        if isinstance(value, Linked):
+            point[key] = value.linked[int(raw)]
+        else:
+            point[key] = value[int(raw)] if isinstance(value, list) else (int(raw) if value.integer else round(float(raw), 6))
     return point
 
 
@@ -90,8 +95,9 @@ def point_to_params(exp: Experiment, point: dict[str, Any]) -> dict[str, Any] | 
         if key not in point:
             return None
         v = point[key]
-        if isinstance(value, list):
-            matches = [i for i, x in enumerate(value) if x == v]
+        if isinstance(value, list | Linked):
+            choices = value.linked if isinstance(value, Linked) else value
+            matches = [i for i, x in enumerate(choices) if x == v]
             if not matches:
                 return None
             params[key] = matches[0]
@@ -378,9 +384,10 @@ class GuidedDriver:
     def _covered(self) -> bool:
         """Every choice of every unordered key (prompt, model…) was tried at least once."""
         for key, value in self.exp.space.items():
-            if isinstance(value, list) and not isinstance(distributions(self.exp)[key], _IntDist()):
+            choices = value.linked if isinstance(value, Linked) else value
+            if isinstance(choices, list) and not isinstance(distributions(self.exp)[key], _IntDist()):
                 tried = {json_key(c.config.varied.get(key)) for c in self.candidates.values() if c.values()}
-                if any(json_key(v) not in tried for v in value):
+                if any(json_key(v) not in tried for v in choices):
                     return False
         return True
 

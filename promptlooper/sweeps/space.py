@@ -22,6 +22,7 @@ from ..spec import (
     STAGE_TEXT_FIELDS,
     Experiment,
     FunctionStage,
+    Linked,
     ModelParams,
     PromptStage,
     Range,
@@ -53,8 +54,24 @@ def resolve_key(exp: Experiment, key: str) -> Target:
     return Target("var", (), key)
 
 
-def values_of(value: list[Any] | Range) -> list[Any]:
+def values_of(value: list[Any] | Range | Linked) -> list[Any]:
     return list(value) if isinstance(value, list) else value.grid()
+
+
+def flat_axes(exp: Experiment) -> list[tuple[str, str, Any]]:
+    """``(path, space key, its values)`` per key a point can set, linked bundles' keys included.
+
+    A linked axis ``combo`` contributes each key its bundles set, with the values in bundle order,
+    at the path ``space.combo.linked.KEY``: what validation checks key by key.
+    """
+    out: list[tuple[str, str, Any]] = []
+    for key, value in exp.space.items():
+        if isinstance(value, Linked):
+            for inner in value.linked[0]:
+                out.append((f"space.{key}.linked.{inner}", inner, [b.get(inner) for b in value.linked]))
+        else:
+            out.append((f"space.{key}", key, value))
+    return out
 
 
 @dataclass(frozen=True)
@@ -70,20 +87,41 @@ class Configuration:
         return {"stages": list(self.stages), "vars": self.vars}
 
 
+def _assignments(exp: Experiment, point: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The point's (space key, value) pairs, a linked axis's bundle spread into its keys."""
+    out: list[tuple[str, Any]] = []
+    for key, value in point.items():
+        if isinstance(exp.space.get(key), Linked) and isinstance(value, dict):
+            out.extend(value.items())
+        else:
+            out.append((key, value))
+    return out
+
+
+def _prompt_record(stage: PromptStage) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "name": stage.name,
+        "kind": "prompt",
+        "model": stage.model,
+        "system": stage.system,
+        "user": stage.user,
+        "params": stage.params.as_dict(),
+    }
+    # Only when set: a stage without them keeps the configuration id it always had.
+    if stage.messages:
+        record["messages"] = [m.model_dump() for m in stage.messages]
+    if stage.tools:
+        record["tools"] = stage.tools
+    if stage.tool_choice is not None:
+        record["tool_choice"] = stage.tool_choice
+    return record
+
+
 def build_configuration(exp: Experiment, point: dict[str, Any]) -> Configuration:
     stages: list[dict[str, Any]] = []
     for stage in exp.stages:
         if isinstance(stage, PromptStage):
-            stages.append(
-                {
-                    "name": stage.name,
-                    "kind": "prompt",
-                    "model": stage.model,
-                    "system": stage.system,
-                    "user": stage.user,
-                    "params": stage.params.as_dict(),
-                }
-            )
+            stages.append(_prompt_record(stage))
         else:
             assert isinstance(stage, FunctionStage)
             stages.append(
@@ -96,7 +134,7 @@ def build_configuration(exp: Experiment, point: dict[str, Any]) -> Configuration
             )
     by_name = {s["name"]: s for s in stages}
     variables: dict[str, Any] = {}
-    for key, value in point.items():
+    for key, value in _assignments(exp, point):
         target = resolve_key(exp, key)
         if target.kind == "var":
             variables[target.field] = value
@@ -130,9 +168,11 @@ def grid_points(exp: Experiment) -> Iterator[dict[str, Any]]:
         yield dict(zip(keys, combo, strict=True))
 
 
-def _draw(value: list[Any] | Range, rng: random.Random) -> Any:
+def _draw(value: list[Any] | Range | Linked, rng: random.Random) -> Any:
     if isinstance(value, list):
         return rng.choice(value)
+    if isinstance(value, Linked):
+        return rng.choice(value.linked)
     if value.step is not None:
         return rng.choice(value.grid())
     if value.log:

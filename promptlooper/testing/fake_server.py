@@ -184,6 +184,24 @@ def default_reply(body: dict[str, Any]) -> str:
     return " ".join(rng.choice(_WORDS) for _ in range(n_words))
 
 
+def default_tool_calls(body: dict[str, Any]) -> list[tuple[str, dict[str, Any]]] | None:
+    """The tool a request asks for (``tool_choice``) or else its first tool, called with one
+    argument per required parameter: the last word of the last user message, title-cased
+    ("weather in paris" -> ``{"city": "Paris"}``). Deterministic, so cache tests hold."""
+    tools = [t.get("function") or {} for t in body.get("tools") or [] if isinstance(t, dict)]
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict):
+        wanted = (choice.get("function") or {}).get("name")
+        tools = [t for t in tools if t.get("name") == wanted] or tools
+    if not tools:
+        return None
+    users = [_content_text(m.get("content")) for m in body.get("messages") or [] if isinstance(m, dict) and m.get("role") == "user"]
+    words = _TOKEN_RE.findall(users[-1]) if users else []
+    value = words[-1].title() if words else ""
+    required = (tools[0].get("parameters") or {}).get("required") or []
+    return [(str(tools[0].get("name")), {str(name): value for name in required})]
+
+
 def _max_tokens(body: dict[str, Any]) -> int | None:
     for name in ("max_tokens", "max_completion_tokens"):
         value = body.get(name)
@@ -237,6 +255,7 @@ class FakeServer:
         embedding_latency: float = 0.0,
         embeddings: str = "pooled",
         slots: int | None = None,
+        tool_calls: Callable[[dict[str, Any]], list[tuple[str, dict[str, Any]]] | None] | None = None,
     ) -> None:
         self.latency = latency
         self.embedding_latency = embedding_latency  # seconds before an embeddings reply
@@ -248,6 +267,9 @@ class FakeServer:
         self.seed = seed
         self.api_key = api_key
         self.reply = reply or default_reply
+        # (tool name, arguments) pairs a request offering tools is answered with (None: a text
+        # reply); default: the first tool offered, called with default_tool_arguments.
+        self.tool_calls = tool_calls or default_tool_calls
         self.usage = usage
         if embeddings not in ("pooled", "tokens"):
             raise ValueError(f"embeddings must be 'pooled' or 'tokens', not {embeddings!r}")
@@ -540,6 +562,13 @@ class FakeServer:
         if body.get("stream") is True:
             response = await self._stream(request, ident, created, model, text, finish, usage, body)
         else:
+            message: dict[str, Any] = {"role": "assistant", "content": text}
+            calls = self.tool_calls(body) if body.get("tools") and body.get("tool_choice") != "none" else None
+            if calls:
+                message = {"role": "assistant", "content": None, "tool_calls": [
+                    {"id": f"call_{uuid.uuid4().hex[:12]}", "type": "function",
+                     "function": {"name": name, "arguments": json.dumps(args)}} for name, args in calls]}
+                finish = "tool_calls"
             payload: dict[str, Any] = {
                 "id": ident,
                 "object": "chat.completion",
@@ -548,7 +577,7 @@ class FakeServer:
                 "choices": [
                     {
                         "index": 0,
-                        "message": {"role": "assistant", "content": text},
+                        "message": message,
                         "finish_reason": finish,
                     }
                 ],
