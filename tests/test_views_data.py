@@ -1,0 +1,119 @@
+"""The data side of the views (issue 17): the tidy runs table and its export, the output matrix,
+group by any variable, comparing experiments (forks, configurations of two experiments), and the
+sweep-analysis figures, on real sweeps against the loopback fake server and through the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+import promptlooper as pl
+from promptlooper.testing import FakeServer
+
+CLI = [sys.executable, "-m", "promptlooper.cli"]
+CAPITALS = {"France": "paris", "Japan": "tokyo", "Italy": "rome"}
+
+
+def _reply(body: dict[str, Any]) -> str:
+    """Terse answers right; verbose answers are long, and wrong for Japan; Italy is the same for all."""
+    system = next((m["content"] for m in body["messages"] if m["role"] == "system"), "")
+    user = body["messages"][-1]["content"]
+    country = next(c for c in CAPITALS if c in user)
+    if country == "Italy":
+        return "rome"
+    if "terse" in system:
+        return CAPITALS[country]
+    hot = "warmly " if body.get("temperature", 0) > 0.2 else ""
+    return f"well {hot}I would say it is {'osaka' if country == 'Japan' else 'paris'} of course"
+
+
+def _experiment(base_url: str, name: str = "views", **over: Any) -> pl.Experiment:
+    data: dict[str, Any] = {
+        "project": "views", "name": name,
+        "samples": [{"question": f"capital of {c}", "reference": r} for c, r in CAPITALS.items()],
+        "stages": [{"name": "answer", "model": "fake/fake-small", "system": "{{ persona }}", "user": "Q: {{ question }}",
+                    "params": {"max_tokens": 16}}],
+        "space": {"answer.temperature": [0.0, 0.5], "persona": ["terse", "verbose"]},
+        "scorers": [{"name": "contains", "field": "reference"}, {"name": "length", "max_words": 3}],
+        "endpoints": {"fake": {"base_url": base_url, "prices": {"fake-small": [1.0, 2.0]}}},
+        "concurrency": 8,
+    }
+    data.update(over)
+    return pl.Experiment.model_validate(data)
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory: pytest.TempPathFactory):
+    """One real sweep (2 temperatures x 2 personas x 3 samples), its workbench, server and database."""
+    db = str(tmp_path_factory.mktemp("views") / "views.db")
+    with FakeServer(reply=_reply) as srv:
+        wb = pl.Workbench(db)
+        exp = _experiment(srv.base_url)
+        wb.run(exp)
+        yield wb, exp, srv, db
+        wb.close()
+
+
+def _cli(db: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, "--db", db, *args], capture_output=True, text=True, timeout=120)
+
+
+# --------------------------------------------------------------------------- the data taken out
+def test_runs_as_a_tidy_frame_with_clean_dtypes_that_parquet_takes(swept, tmp_path):
+    wb, exp, _, _ = swept
+    df = wb.runs(exp.key, as_frame=True)
+    assert len(df) == 12 and df["run_id"].is_unique
+    for col in ("answer.temperature", "persona", "score", "contains", "length", "tokens_in", "tokens_out", "tokens",
+                "cost", "latency_ms", "status", "error", "output"):
+        assert col in df.columns, col
+    assert df["answer.temperature"].dtype == float and str(df["persona"].dtype) == "string"
+    assert df["contains"].dtype == float and (df["cost"] > 0).all()
+    assert set(df.loc[df.persona == "terse", "contains"]) == {1.0}
+    path = tmp_path / "runs.parquet"
+    df.to_parquet(path)
+    back = pd.read_parquet(path)
+    assert list(back.columns) == list(df.columns) and len(back) == 12
+    # The list form every other caller uses is unchanged.
+    assert isinstance(wb.runs(exp.key), list)
+
+
+@pytest.fixture(scope="module")
+def many(tmp_path_factory: pytest.TempPathFactory):
+    """A sweep of 60 runs (20 temperatures x 3 samples): past the list's default of 50 rows."""
+    db = str(tmp_path_factory.mktemp("many") / "many.db")
+    with FakeServer(reply=_reply) as srv:
+        wb = pl.Workbench(db)
+        exp = _experiment(srv.base_url, name="many", space={"answer.temperature": {"min": 0.0, "max": 0.95, "step": 0.05},
+                                                             "persona": ["terse"]})
+        wb.run(exp)
+        wb.close()
+    return db, exp
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+def test_cli_runs_exports_every_run_in_each_format(many, tmp_path, fmt):
+    db, exp = many
+    out = tmp_path / f"runs.{fmt}"
+    res = _cli(db, "runs", exp.key, "--format", fmt, "-o", str(out))
+    assert res.returncode == 0, res.stderr
+    df = {"csv": pd.read_csv, "parquet": pd.read_parquet,
+          "jsonl": lambda p: pd.read_json(p, lines=True)}[fmt](out)
+    assert len(df) == 60 and {"answer.temperature", "persona", "score", "cost", "status"} <= set(df.columns)
+    assert "60 runs" in res.stderr
+
+
+def test_cli_runs_to_stdout_and_clear_errors(many, tmp_path):
+    db, exp = many
+    res = _cli(db, "runs", exp.key, "--format", "jsonl")
+    assert res.returncode == 0, res.stderr
+    assert len([json.loads(line) for line in res.stdout.splitlines()]) == 60
+    res = _cli(db, "runs", exp.key, "--format", "parquet")
+    assert res.returncode == 1 and "-o FILE" in res.stderr  # binary never goes to a terminal
+    res = _cli(db, "runs", exp.key, "--format", "csv", "-o", str(tmp_path / "missing" / "x.csv"))
+    assert res.returncode == 2 and "folder" in res.stderr and "Traceback" not in res.stderr
