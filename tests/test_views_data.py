@@ -117,3 +117,87 @@ def test_cli_runs_to_stdout_and_clear_errors(many, tmp_path):
     assert res.returncode == 1 and "-o FILE" in res.stderr  # binary never goes to a terminal
     res = _cli(db, "runs", exp.key, "--format", "csv", "-o", str(tmp_path / "missing" / "x.csv"))
     assert res.returncode == 2 and "folder" in res.stderr and "Traceback" not in res.stderr
+
+
+# --------------------------------------------------------------------------- the output matrix
+def test_matrix_samples_by_configurations_with_scores_and_pass_fail(swept):
+    wb, exp, _, _ = swept
+    m = wb.matrix(exp.key)
+    assert m.outputs.shape == (3, 4) and m.scores.shape == (3, 4) and len(m.cells) == 12
+    assert m.scorers == ["contains", "length"]
+    italy = m.cells[m.cells.output == "rome"]
+    assert len(italy) == 4 and all(p == {"contains": True, "length": True} for p in italy.passed)
+    wrong = m.cells[m.cells.output.str.contains("osaka")]
+    assert len(wrong) == 2 and set(wrong.failed_scorers) == {"contains length"}
+    # Across the values of a variable instead: two columns, each holding both temperatures' runs.
+    by_persona = wb.matrix(exp.key, by="persona")
+    assert by_persona.columns == ["terse", "verbose"] and by_persona.outputs.shape == (3, 2)
+    assert by_persona.cells.groupby("column").size().to_dict() == {"terse": 6, "verbose": 6}
+
+
+def test_matrix_filters(swept):
+    wb, exp, _, _ = swept
+    questions = {"France": None, "Japan": None, "Italy": None}
+    all_cells = wb.matrix(exp.key).cells
+    for country in questions:
+        questions[country] = all_cells[all_cells.sample_index == list(CAPITALS).index(country)].sample_id.iloc[0]
+    differ = wb.matrix(exp.key, differ=True)
+    assert set(differ.samples) == {questions["France"], questions["Japan"]}  # Italy is "rome" everywhere
+    failing = wb.matrix(exp.key, failures=True)
+    assert set(failing.samples) == {questions["France"], questions["Japan"]}  # verbose answers are too long
+    terse = wb.matrix(exp.key, where={"persona": "terse"})
+    assert len(terse.cells) == 6 and set(terse.cells.output) == {"paris", "tokyo", "rome"}
+    cold = wb.matrix(exp.key, where={"answer.temperature": [0.0], "persona": ["verbose"]})
+    assert len(cold.cells) == 3
+    low = wb.matrix(exp.key, score=(0.0, 0.4))
+    assert len(low.cells) and (low.cells.score <= 0.4).all() and not low.cells.output.isin(["rome"]).any()
+    warm = wb.matrix(exp.key, search="WARMLY")  # in outputs, case-insensitive
+    assert len(warm.cells) == 2 and warm.cells.output.str.contains("warmly").all()
+    japan = wb.matrix(exp.key, search="capital of japan")  # in the prompts sent
+    assert set(japan.samples) == {questions["Japan"]} and len(japan.cells) == 4
+    assert len(wb.matrix(exp.key, search="no such text anywhere").cells) == 0
+
+
+def test_matrix_bad_filters_say_what_to_use(swept):
+    wb, exp, _, _ = swept
+    with pytest.raises(pl.errors.NotFoundError, match="persona"):
+        wb.matrix(exp.key, by="personality")
+    with pytest.raises(pl.errors.NotFoundError, match="not a varied parameter"):
+        wb.matrix(exp.key, where={"temperature": 0.5})
+    with pytest.raises(ValueError, match="low <= high"):
+        wb.matrix(exp.key, score=(0.9, 0.1))
+
+
+# --------------------------------------------------------------------------- group by any variable
+def test_group_by_one_variable_and_a_pair(swept):
+    wb, exp, _, _ = swept
+    runs = wb.runs(exp.key, as_frame=True)
+    g = wb.group_by(exp.key, "persona")
+    assert list(g.persona) == ["terse", "verbose"] and list(g.n) == [6, 6]
+    terse = runs[runs.persona == "terse"].score
+    assert g.loc[0, "mean"] == pytest.approx(terse.mean())
+    from scipy import stats
+
+    half = stats.t.ppf(0.975, 5) * terse.std(ddof=1) / 6 ** 0.5
+    assert g.loc[0, "ci_low"] == pytest.approx(max(0.0, terse.mean() - half))
+    assert g.loc[0, "ci_high"] == pytest.approx(min(1.0, terse.mean() + half))
+    pair = wb.group_by(exp.key, ["persona", "answer.temperature"])
+    assert len(pair) == 4 and set(pair.n) == {3} and {"configurations", "samples"} <= set(pair.columns)
+    table = pl.grouping.pivot(pair)
+    assert table.shape == (2, 2) and table.loc["terse", 0.0] == pytest.approx(1.0)
+    cost = wb.group_by(exp.key, "persona", metric="cost")
+    assert (cost["mean"] > 0).all()
+    with pytest.raises(pl.errors.NotFoundError, match="persona"):
+        wb.group_by(exp.key, "nope")
+    with pytest.raises(pl.errors.NotFoundError, match="contains"):
+        wb.group_by(exp.key, "persona", metric="accuracy")
+
+
+def test_cli_group(swept):
+    _, exp, _, db = swept
+    res = _cli(db, "group", exp.key, "persona", "answer.temperature", "--json")
+    assert res.returncode == 0, res.stderr
+    rows = json.loads(res.stdout)
+    assert len(rows) == 4 and {"persona", "answer.temperature", "n", "mean", "ci_low", "ci_high"} <= set(rows[0])
+    res = _cli(db, "group", exp.key, "colour")
+    assert res.returncode == 1 and "cannot group by 'colour'" in res.stderr
