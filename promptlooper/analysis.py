@@ -108,8 +108,12 @@ def _choice(v: Any) -> Any:
 def importance(configs: pd.DataFrame, evaluator: str = "fanova", seed: int = 0) -> pd.DataFrame:
     """Each varied parameter's importance for the score (shares summing to 1), most important
     first; empty when fewer than two configurations are scored or no parameter varies."""
-    from optuna.importance import (FanovaImportanceEvaluator, MeanDecreaseImpurityImportanceEvaluator,
-                                   PedAnovaImportanceEvaluator, get_param_importances)
+    from optuna.importance import (
+        FanovaImportanceEvaluator,
+        MeanDecreaseImpurityImportanceEvaluator,
+        PedAnovaImportanceEvaluator,
+        get_param_importances,
+    )
 
     if evaluator not in IMPORTANCE_EVALUATORS:
         raise ValueError(f"evaluator must be one of {', '.join(IMPORTANCE_EVALUATORS)}, not {evaluator!r}")

@@ -24,8 +24,8 @@ from . import keys
 from . import leaderboard as _leaderboard
 from .asktell import OutsideDriver
 from .asyncutil import run_sync
-from .data_views import DataViews
 from .bounds import SweepSize, confirm_limits
+from .data_views import DataViews
 from .definitions import definition_of
 from .engine.calls import cache_key_material
 from .engine.handle import SweepHandle

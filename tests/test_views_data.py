@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -61,7 +60,15 @@ def swept(tmp_path_factory: pytest.TempPathFactory):
 
 
 def _cli(db: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, "--db", db, *args], capture_output=True, text=True, timeout=120)
+    """The command in a real process (exit codes, stdout / stderr as a shell sees them)."""
+    return subprocess.run([*CLI, "--db", db, *args], capture_output=True, text=True, timeout=180)
+
+
+def _main(db: str, *args: str) -> int:
+    """The same command in this process (the machine is shared: each interpreter start costs seconds)."""
+    from promptlooper.cli import main
+
+    return main(["--db", db, *args])
 
 
 # --------------------------------------------------------------------------- the data taken out
@@ -96,16 +103,20 @@ def many(tmp_path_factory: pytest.TempPathFactory):
     return db, exp
 
 
-@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
-def test_cli_runs_exports_every_run_in_each_format(many, tmp_path, fmt):
+def test_cli_runs_exports_every_run_in_each_format(many, tmp_path):
     db, exp = many
-    out = tmp_path / f"runs.{fmt}"
-    res = _cli(db, "runs", exp.key, "--format", fmt, "-o", str(out))
+    out = tmp_path / "runs.parquet"
+    res = _cli(db, "runs", exp.key, "--format", "parquet", "-o", str(out))
     assert res.returncode == 0, res.stderr
-    df = {"csv": pd.read_csv, "parquet": pd.read_parquet,
-          "jsonl": lambda p: pd.read_json(p, lines=True)}[fmt](out)
-    assert len(df) == 60 and {"answer.temperature", "persona", "score", "cost", "status"} <= set(df.columns)
     assert "60 runs" in res.stderr
+    readers = {"csv": pd.read_csv, "parquet": pd.read_parquet, "jsonl": lambda p: pd.read_json(p, lines=True)}
+    for fmt, read in readers.items():
+        path = tmp_path / f"runs.{fmt}"
+        if fmt != "parquet":
+            assert _main(db, "runs", exp.key, "--format", fmt, "-o", str(path)) == 0
+        df = read(path)
+        assert len(df) == 60 and {"answer.temperature", "persona", "score", "cost", "status"} <= set(df.columns), fmt
+    assert len(json.loads(_cli(db, "runs", exp.key, "--json").stdout)) == 60  # --json: every run too
 
 
 def test_cli_runs_to_stdout_and_clear_errors(many, tmp_path):
@@ -115,8 +126,7 @@ def test_cli_runs_to_stdout_and_clear_errors(many, tmp_path):
     assert len([json.loads(line) for line in res.stdout.splitlines()]) == 60
     res = _cli(db, "runs", exp.key, "--format", "parquet")
     assert res.returncode == 1 and "-o FILE" in res.stderr  # binary never goes to a terminal
-    res = _cli(db, "runs", exp.key, "--format", "csv", "-o", str(tmp_path / "missing" / "x.csv"))
-    assert res.returncode == 2 and "folder" in res.stderr and "Traceback" not in res.stderr
+    assert _main(db, "runs", exp.key, "--format", "csv", "-o", str(tmp_path / "missing" / "x.csv")) == 2
 
 
 # --------------------------------------------------------------------------- the output matrix
@@ -183,7 +193,9 @@ def test_group_by_one_variable_and_a_pair(swept):
     assert g.loc[0, "ci_high"] == pytest.approx(min(1.0, terse.mean() + half))
     pair = wb.group_by(exp.key, ["persona", "answer.temperature"])
     assert len(pair) == 4 and set(pair.n) == {3} and {"configurations", "samples"} <= set(pair.columns)
-    table = pl.grouping.pivot(pair)
+    from promptlooper.grouping import pivot
+
+    table = pivot(pair)
     assert table.shape == (2, 2) and table.loc["terse", 0.0] == pytest.approx(1.0)
     cost = wb.group_by(exp.key, "persona", metric="cost")
     assert (cost["mean"] > 0).all()
@@ -199,5 +211,85 @@ def test_cli_group(swept):
     assert res.returncode == 0, res.stderr
     rows = json.loads(res.stdout)
     assert len(rows) == 4 and {"persona", "answer.temperature", "n", "mean", "ci_low", "ci_high"} <= set(rows[0])
-    res = _cli(db, "group", exp.key, "colour")
-    assert res.returncode == 1 and "cannot group by 'colour'" in res.stderr
+    assert _main(db, "group", exp.key, "colour") == 1
+
+
+# --------------------------------------------------------------------------- comparing experiments
+@pytest.fixture(scope="module")
+def forked(swept):
+    """The sweep, a fork of it (verbose persona at two new temperatures) run, and a second
+    experiment on two of the three samples."""
+    wb, exp, srv, db = swept
+    fork = wb.fork(exp.key, changes={"persona": ["terse", "verbose"], "answer.temperature": [0.0, 0.9]}, name="views-fork")
+    wb.run(fork)
+    other = _experiment(srv.base_url, name="other", space={"persona": ["verbose", "terse"]},
+                        samples=[{"question": f"capital of {c}", "reference": CAPITALS[c]} for c in ("Japan", "France")])
+    wb.run(other)
+    return wb, exp, fork, other, db
+
+
+def test_forks_are_listed_and_linked(forked):
+    wb, exp, fork, other, _ = forked
+    assert [f"{f['project']}/{f['name']}" for f in wb.forks(exp.key)] == [fork.key]
+    assert wb.status(exp.key)["forks"] == [fork.key] and wb.status(exp.key)["parent"] is None
+    assert wb.status(fork.key)["parent"] == exp.key and wb.status(fork.key)["forks"] == []
+    assert wb.forks(other.key) == []
+
+
+def test_compare_experiments_side_by_side_over_shared_samples(forked):
+    wb, exp, fork, other, _ = forked
+    board = wb.compare_experiments(exp.key, fork.key)
+    assert board.attrs["shared_samples"] == 3 and board.attrs["only_a"] == board.attrs["only_b"] == 0
+    assert set(board.experiment) == {exp.key, fork.key}
+    parent_rows, fork_rows = board[board.experiment == exp.key], board[board.experiment == fork.key]
+    assert len(parent_rows) == 4 and len(fork_rows) == 4 and list(parent_rows["rank"]) == [1, 2, 3, 4]
+    # The fork re-ran two of the parent's configurations (same hash): marked on both sides, same score.
+    both = fork_rows[fork_rows.in_both]
+    assert len(both) == 2
+    for _, row in both.iterrows():
+        twin = parent_rows[parent_rows.full_config_id == row.full_config_id].iloc[0]
+        assert twin.score == pytest.approx(row.score) and twin.in_both
+    # Over two experiments sharing two of three samples, only those two count.
+    partial = wb.compare_experiments(exp.key, other.key)
+    assert partial.attrs["shared_samples"] == 2 and partial.attrs["only_a"] == 1 and partial.attrs["only_b"] == 0
+    assert set(partial.n) == {2}
+    from promptlooper.comparing import side_by_side
+
+    wide = side_by_side(partial)
+    assert list(wide.columns.get_level_values(0).unique()) == [exp.key, other.key]
+
+
+def test_paired_comparison_of_configurations_from_two_experiments(forked):
+    wb, exp, _, other, _ = forked
+    out = wb.compare_across(f"{exp.key}:best", f"{other.key}:2")
+    assert out["experiment_a"] == exp.key and out["experiment_b"] == other.key
+    assert out["n"] == 2 and out["only_a"] == 1 and out["only_b"] == 0
+    runs_a, runs_b = wb.runs(exp.key, as_frame=True), wb.runs(other.key, as_frame=True)
+    a = runs_a[runs_a.config_id == out["config_a"]].set_index("sample_id").score
+    b = runs_b[runs_b.config_id == out["config_b"]].set_index("sample_id").score
+    shared = sorted(set(a.index) & set(b.index))
+    assert out["mean_diff"] == pytest.approx((a[shared] - b[shared]).mean())
+    with pytest.raises(pl.errors.NotFoundError, match="EXPERIMENT:CONFIG"):
+        wb.compare_across("best", f"{other.key}:1")
+
+
+def test_cli_compare_accepts_a_configuration_of_another_experiment(forked):
+    _, exp, _, other, db = forked
+    res = _cli(db, "compare", f"{exp.key}:best", f"{other.key}:1", "--json")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["experiment_a"] == exp.key and out["experiment_b"] == other.key and out["n"] == 2
+
+
+def test_cli_compare_forms_and_compare_experiments(forked, capsys):
+    _, exp, _, other, db = forked
+    assert _main(db, "compare", exp.key, "best", f"{other.key}:1") == 0  # the three-argument form, B elsewhere
+    out = capsys.readouterr().out
+    assert f"B {other.key}:" in out and "over n=2 shared samples" in out
+    assert _main(db, "compare", f"{exp.key}:best", "1") == 1
+    assert "EXPERIMENT:CONFIG" in capsys.readouterr().err
+    assert _main(db, "compare", exp.key, "1", "2") == 0
+    assert "over n=3 shared samples" in capsys.readouterr().out
+    assert _main(db, "compare-experiments", exp.key, other.key) == 0
+    out = capsys.readouterr().out
+    assert "over 2 shared samples" in out and other.key in out
