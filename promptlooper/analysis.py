@@ -2,7 +2,8 @@
 guided): one row per configuration in the order the sweep finished them, the best score so far,
 and the importance of each varied parameter.
 
-Importance reuses Optuna's evaluators (fANOVA by default, as Optuna Dashboard): the stored
+Importance reuses Optuna's evaluators (PED-ANOVA by default: it needs nothing beyond Optuna;
+fANOVA, Optuna Dashboard's default, and mean decrease impurity need scikit-learn): the stored
 configurations become the completed trials of an in-memory Optuna study (each parameter a
 distribution over the values the sweep tried, each trial's value the configuration's mean score),
 so nothing is written anywhere and any sweep can be analysed, not only a guided one.
@@ -20,7 +21,7 @@ import pandas as pd
 
 from .hashing import short
 
-IMPORTANCE_EVALUATORS = ("fanova", "mean_decrease_impurity", "ped_anova")
+IMPORTANCE_EVALUATORS = ("ped_anova", "fanova", "mean_decrease_impurity")
 
 
 def configuration_table(runs: pd.DataFrame) -> pd.DataFrame:
@@ -105,7 +106,7 @@ def _choice(v: Any) -> Any:
     return json.dumps(v, sort_keys=True, default=str)
 
 
-def importance(configs: pd.DataFrame, evaluator: str = "fanova", seed: int = 0) -> pd.DataFrame:
+def importance(configs: pd.DataFrame, evaluator: str = "ped_anova", seed: int = 0) -> pd.DataFrame:
     """Each varied parameter's importance for the score (shares summing to 1), most important
     first; empty when fewer than two configurations are scored or no parameter varies."""
     from optuna.importance import (
@@ -127,9 +128,13 @@ def importance(configs: pd.DataFrame, evaluator: str = "fanova", seed: int = 0) 
     chosen = {"fanova": lambda: FanovaImportanceEvaluator(seed=seed),
               "mean_decrease_impurity": lambda: MeanDecreaseImpurityImportanceEvaluator(seed=seed),
               "ped_anova": lambda: PedAnovaImportanceEvaluator()}[evaluator]()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # Optuna marks some evaluators experimental
-        values = get_param_importances(study, evaluator=chosen, normalize=True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Optuna marks some evaluators experimental
+            values = get_param_importances(study, evaluator=chosen, normalize=True)
+    except ImportError as exc:
+        raise ValueError(f"the {evaluator} evaluator needs scikit-learn (pip install scikit-learn); "
+                         "the default, ped_anova, needs nothing more") from exc
     return pd.DataFrame({"parameter": list(values), "importance": [float(v) for v in values.values()]})
 
 

@@ -293,3 +293,38 @@ def test_cli_compare_forms_and_compare_experiments(forked, capsys):
     assert _main(db, "compare-experiments", exp.key, other.key) == 0
     out = capsys.readouterr().out
     assert "over 2 shared samples" in out and other.key in out
+
+
+# --------------------------------------------------------------------------- sweep analysis
+def test_sweep_analysis_configurations_best_so_far_and_importance(swept):
+    wb, exp, _, _ = swept
+    data = wb.sweep_analysis(exp.key)
+    configs, imp = data["configurations"], data["importance"]
+    assert len(configs) == 4 and list(configs["order"]) == [1, 2, 3, 4]
+    assert configs["best_so_far"].is_monotonic_increasing
+    assert configs["best_so_far"].iloc[-1] == pytest.approx(configs["score"].max())
+    assert (configs["cost"] > 0).all() and set(configs["n"]) == {3}
+    # Only the persona decides the score here (terse 1.0, verbose low at both temperatures).
+    assert list(imp["parameter"])[0] == "persona" and imp["importance"].sum() == pytest.approx(1.0)
+    assert imp.set_index("parameter").loc["persona", "importance"] > 0.8
+    with pytest.raises(ValueError, match="ped_anova"):
+        wb.sweep_analysis(exp.key, evaluator="gini")
+
+
+def test_sweep_plots_are_plotly_figures_of_the_real_data(swept):
+    wb, exp, _, _ = swept
+    figs = wb.sweep_plots(exp.key)
+    assert set(figs) == {"history", "importance", "parallel", "contour", "slices", "cost"}
+    history = figs["history"]
+    assert [t.name for t in history.data] == ["configuration", "best so far"] and len(history.data[0].y) == 4
+    assert list(figs["importance"].data[0].y)[-1] == "persona"  # most important on top
+    dims = {d.label: d for d in figs["parallel"].data[0].dimensions}
+    assert set(dims) == {"answer.temperature", "persona", "score"} and list(dims["persona"].ticktext) == ["terse", "verbose"]
+    heat = figs["contour"].data[0]
+    assert list(heat.x) == ["0.0", "0.5"] and list(heat.y) == ["terse", "verbose"]
+    assert heat.z[0][0] == pytest.approx(1.0)  # terse at 0.0: every answer right and short
+    assert len(figs["slices"].data) == 2
+    cost = figs["cost"]
+    assert cost.layout.xaxis.tickprefix == "$" and "USD" in cost.layout.xaxis.title.text
+    front = cost.data[1]
+    assert front.name == "Pareto front" and max(front.y) == pytest.approx(1.0)

@@ -44,7 +44,7 @@ def importance(table: pd.DataFrame) -> Any:
     ordered = table.iloc[::-1]
     fig = go.Figure(go.Bar(x=ordered["importance"], y=ordered["parameter"], orientation="h",
                            text=[f"{v:.2f}" for v in ordered["importance"]], textposition="auto"))
-    fig.update_layout(title="Parameter importance (fANOVA over the configurations)" if len(table) else
+    fig.update_layout(title="Parameter importance (Optuna's evaluator over the configurations)" if len(table) else
                       "Parameter importance: needs two scored configurations and a varied parameter",
                       xaxis_title="importance (share, sums to 1)", xaxis_range=[0, 1], height=120 + 40 * max(1, len(table)),
                       margin=MARGIN)
