@@ -682,6 +682,10 @@ def build_server(wb: Workbench | None = None, *, db: str | None = None, **server
         return {"experiment": key(row), "results": [{"config_id": str(r["config_id"])[:12], "point": r.get("point"), "score": r.get("score"),
                                                       "ci": r.get("ci"), "n": r.get("n")} for r in results]}
 
+    # ------------------------------------------------------------------ data views (export_runs, group_by, compare_experiments)
+    from .mcp_views import register as register_view_tools
+
+    register_view_tools(tool, wb, experiment_row, _arg, _truncate)
     return server
 
 
