@@ -24,10 +24,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from scenarios import experiment  # noqa: E402
+
 import promptlooper as pl  # noqa: E402
 from promptlooper.runs_table import encode  # noqa: E402
 from promptlooper.testing import fake_server_process  # noqa: E402
-from scenarios import experiment  # noqa: E402
 
 TARGET_S = 2.0
 

@@ -31,7 +31,7 @@ from .hashing import short
 from .store import Store
 
 CELL_COLUMNS = ["sample_index", "sample_id", "column", "run_id", "config_id", "repeat", "status", "output", "score",
-                "passed", "failed_scorers", "error"]
+                "failed_scorers", "error"]  # then one "passed:<scorer>" column per scorer
 
 
 @dataclass
@@ -81,9 +81,12 @@ def matrix(store: Store, experiment: dict[str, Any], runs: pd.DataFrame, *, by: 
     if search:
         needle = search.lower()
         hit = df["output"].fillna("").str.lower().str.contains(needle, regex=False)
-        prompts = dict(store.run_prompts(experiment["id"]))
-        texts = pd.Series([_prompt_text(prompts.get(r)) for r in df["run_id"]], index=df.index, dtype="string")
-        df = df[hit | texts.str.lower().str.contains(needle, regex=False)]
+        # The store narrows the prompts to those whose JSON holds the text (SQLite's lower() folds
+        # ASCII only, and JSON escapes quotes and backslashes: other needles are searched in full).
+        plain = needle.isascii() and not any(ch in needle for ch in '"\\') and needle.isprintable()
+        prompts = store.run_prompts(experiment["id"], needle if plain else None)
+        found = {run_id for run_id, raw in prompts if needle in _prompt_text(raw).lower()}
+        df = df[hit | df["run_id"].isin(found)]
     if score is not None:
         low, high = (float(score[0]), float(score[1])) if len(score) == 2 else (float("nan"), float("nan"))
         if not low <= high:
@@ -96,12 +99,13 @@ def matrix(store: Store, experiment: dict[str, Any], runs: pd.DataFrame, *, by: 
     failed_names = np.full(len(df), "", dtype=object)
     for s, mask in fails.items():
         failed_names = np.where(mask, failed_names + (s + " "), failed_names)
-    passed = [{s: bool(not fails[s][i]) for s in scorers} for i in range(len(df))]
     cells = pd.DataFrame({
         "sample_index": df["sample_index"], "sample_id": df["sample_id"], "column": column, "run_id": df["run_id"],
         "config_id": df["config_id"], "repeat": df["repeat"], "status": df["status"], "output": df["output"],
-        "score": df["score"], "passed": passed, "failed_scorers": pd.Series(failed_names, index=df.index).str.strip(),
+        "score": df["score"], "failed_scorers": pd.Series(failed_names, index=df.index).str.strip(),
         "error": df["error"],
+        # One boolean column per scorer ("passed:<label>"): a badge each, vectorised.
+        **{f"passed:{s}": pd.Series(~mask, index=df.index) for s, mask in fails.items()},
     })
     any_fail = cells["failed_scorers"].ne("") | cells["status"].eq("failed")
     if failures:

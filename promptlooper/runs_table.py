@@ -56,8 +56,8 @@ def runs_frame(store: Store, experiment: dict[str, Any], *, with_output: bool = 
     out["score"] = pd.to_numeric(runs["score"], errors="coerce").astype(float)
     if len(scores):
         scores["value"] = pd.to_numeric(scores["value"], errors="coerce")
-        wide = scores.pivot_table(index="run_id", columns="scorer", values="value", aggfunc="mean", dropna=False)
-        wide = wide.reindex(out["run_id"])
+        # (run_id, scorer) is the scores table's key: a plain unstack, no aggregation needed.
+        wide = scores.set_index(["run_id", "scorer"])["value"].unstack("scorer").reindex(out["run_id"])
     else:
         wide = pd.DataFrame(index=out["run_id"])
     for label, col in score_cols.items():

@@ -136,9 +136,11 @@ def test_matrix_samples_by_configurations_with_scores_and_pass_fail(swept):
     assert m.outputs.shape == (3, 4) and m.scores.shape == (3, 4) and len(m.cells) == 12
     assert m.scorers == ["contains", "length"]
     italy = m.cells[m.cells.output == "rome"]
-    assert len(italy) == 4 and all(p == {"contains": True, "length": True} for p in italy.passed)
+    assert len(italy) == 4 and italy["passed:contains"].all() and italy["passed:length"].all()
     wrong = m.cells[m.cells.output.str.contains("osaka")]
-    assert len(wrong) == 2 and set(wrong.failed_scorers) == {"contains length"}
+    assert len(wrong) == 2 and set(wrong.failed_scorers) == {"contains length"} and not wrong["passed:contains"].any()
+    verbose_paris = m.cells[m.cells.output.str.contains("paris") & (m.cells.output != "paris")]
+    assert verbose_paris["passed:contains"].all() and not verbose_paris["passed:length"].any()
     # Across the values of a variable instead: two columns, each holding both temperatures' runs.
     by_persona = wb.matrix(exp.key, by="persona")
     assert by_persona.columns == ["terse", "verbose"] and by_persona.outputs.shape == (3, 2)

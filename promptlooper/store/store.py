@@ -451,12 +451,19 @@ class Store:
             return c.execute("SELECT s.run_id, s.scorer, s.value FROM scores s JOIN runs r ON r.id = s.run_id"
                              " WHERE r.experiment_id = ?", (experiment_id,)).fetchall()
 
-    def run_prompts(self, experiment_id: str) -> list[tuple[str, str]]:
-        """(run_id, the prompts its stages sent, as JSON text joined by newlines), for full-text search."""
+    def run_prompts(self, experiment_id: str, containing: str | None = None) -> list[tuple[str, str]]:
+        """(run_id, the prompts its stages sent, as JSON text joined by newlines), for full-text search.
+
+        ``containing``: only runs whose stored JSON contains this text, compared in lower case (the
+        caller confirms on the decoded text: the JSON has keys and escapes of its own)."""
+        sql = ("SELECT s.run_id, group_concat(s.prompt_sent, char(10)) FROM stage_results s"
+               " JOIN runs r ON r.id = s.run_id WHERE r.experiment_id = ?")
+        args: list[Any] = [experiment_id]
+        if containing is not None:
+            sql += " AND instr(lower(s.prompt_sent), ?) > 0"
+            args.append(containing.lower())
         with self.cx.read() as c:
-            return c.execute("SELECT s.run_id, group_concat(s.prompt_sent, char(10)) FROM stage_results s"
-                             " JOIN runs r ON r.id = s.run_id WHERE r.experiment_id = ? GROUP BY s.run_id",
-                             (experiment_id,)).fetchall()
+            return c.execute(sql + " GROUP BY s.run_id", args).fetchall()
 
     def forks(self, experiment_id: str) -> list[dict[str, Any]]:
         """The experiments forked from this one, oldest first, with their run counts."""
