@@ -69,10 +69,10 @@ class DataViews:
         """The experiments forked from this one (``promptlooper fork``), oldest first."""
         return self.store.forks(self.experiment(ref)["id"])
 
-    def sweep_analysis(self: Workbench, ref: str | Experiment, *, evaluator: str = "ped_anova") -> dict[str, pd.DataFrame]:
+    def sweep_analysis(self: Workbench, ref: str | Experiment, *, evaluator: str = "auto") -> dict[str, pd.DataFrame]:
         """``configurations`` (one row each, in the order finished, with the best so far) and
-        ``importance`` (each varied parameter's, from Optuna's evaluator: ped_anova, or fanova /
-        mean_decrease_impurity with scikit-learn installed) of the experiment's sweep."""
+        ``importance`` (each varied parameter's, from Optuna's evaluator: fanova with scikit-learn
+        installed, else ped_anova; or name one) of the experiment's sweep."""
         from .analysis import configuration_table, importance
         from .runs_table import runs_frame
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .errors import PromptLooperError
 from .store import Store
 
 ID_COLUMNS = ["run_id", "config_id", "sample_id", "sample_index", "repeat"]
@@ -111,7 +112,10 @@ def encode(df: pd.DataFrame, fmt: str) -> bytes:
         import io
 
         buf = io.BytesIO()
-        df.to_parquet(buf, index=False)
+        try:
+            df.to_parquet(buf, index=False)
+        except ImportError as exc:
+            raise PromptLooperError("parquet needs pyarrow: pip install 'promptlooper[analysis]'") from exc
         return buf.getvalue()
     raise ValueError(f"format must be one of {', '.join(EXPORT_FORMATS)}, not {fmt!r}")
 

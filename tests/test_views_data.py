@@ -309,7 +309,11 @@ def test_sweep_analysis_configurations_best_so_far_and_importance(swept):
     # Only the persona decides the score here (terse 1.0, verbose low at both temperatures).
     assert list(imp["parameter"])[0] == "persona" and imp["importance"].sum() == pytest.approx(1.0)
     assert imp.set_index("parameter").loc["persona", "importance"] > 0.8
-    with pytest.raises(ValueError, match="ped_anova"):
+    from promptlooper.analysis import default_evaluator
+
+    assert imp.attrs["evaluator"] == default_evaluator() == "fanova"  # scikit-learn: the analysis extra
+    assert wb.sweep_analysis(exp.key, evaluator="ped_anova")["importance"]["parameter"].iloc[0] == "persona"
+    with pytest.raises(ValueError, match="fanova"):
         wb.sweep_analysis(exp.key, evaluator="gini")
 
 

@@ -44,7 +44,9 @@ def importance(table: pd.DataFrame) -> Any:
     ordered = table.iloc[::-1]
     fig = go.Figure(go.Bar(x=ordered["importance"], y=ordered["parameter"], orientation="h",
                            text=[f"{v:.2f}" for v in ordered["importance"]], textposition="auto"))
-    fig.update_layout(title="Parameter importance (Optuna's evaluator over the configurations)" if len(table) else
+    evaluator = {"fanova": "fANOVA", "ped_anova": "PED-ANOVA", "mean_decrease_impurity": "mean decrease impurity"}.get(
+        table.attrs.get("evaluator", ""), "Optuna")
+    fig.update_layout(title=f"Parameter importance ({evaluator} over the configurations)" if len(table) else
                       "Parameter importance: needs two scored configurations and a varied parameter",
                       xaxis_title="importance (share, sums to 1)", xaxis_range=[0, 1], height=120 + 40 * max(1, len(table)),
                       margin=MARGIN)
