@@ -332,5 +332,6 @@ def test_sweep_plots_are_plotly_figures_of_the_real_data(swept):
     assert len(figs["slices"].data) == 2
     cost = figs["cost"]
     assert cost.layout.xaxis.tickprefix == "$" and "USD" in cost.layout.xaxis.title.text
+    assert cost.layout.xaxis.tickformat.endswith("~f")  # decimals, never an SI prefix such as $20µ
     front = cost.data[1]
     assert front.name == "Pareto front" and max(front.y) == pytest.approx(1.0)

@@ -9,6 +9,7 @@ all for an experiment. Costs are in US dollars, and labelled so.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pandas as pd
@@ -111,7 +112,9 @@ def slices(configs: pd.DataFrame) -> Any:
     for i, p in enumerate(params, start=1):
         xs = configs[p] if _numeric(configs[p]) else configs[p].astype("string").fillna("–")
         fig.add_trace(go.Scatter(x=xs.tolist(), y=configs["score"].tolist(), mode="markers", name=p, showlegend=False,
-                                 marker={"color": configs["order"].tolist(), "colorscale": "Blues", "size": 8},
+                                 # Blues from a mid tone: the first configurations stay visible on white.
+                                 marker={"color": configs["order"].tolist(), "colorscale": "Blues", "size": 8,
+                                         "cmin": -0.5 * len(configs), "cmax": max(1, len(configs))},
                                  text=configs["config_id"].tolist(),
                                  hovertemplate=f"{p}=%{{x}}<br>score %{{y:.3f}}<br>config %{{text}}<extra></extra>"),
                       row=1, col=i)
@@ -134,8 +137,16 @@ def score_vs_cost(configs: pd.DataFrame) -> Any:
                              text=front["config_id"], hovertemplate="config %{text}: $%{x:.4f}, %{y:.3f}<extra></extra>"))
     fig.update_layout(title="Score vs cost (Pareto front: nothing is both cheaper and better)",
                       xaxis_title="cost (USD, all runs of the configuration)", xaxis_tickprefix="$",
+                      xaxis_tickformat=_dollars(configs["cost"]),
                       yaxis_title="weighted score", yaxis_range=SCORE_RANGE, height=360, margin=MARGIN)
     return fig
+
+
+def _dollars(costs: pd.Series) -> str:
+    """A d3 tick format showing dollars as decimals (plotly's default writes $20µ for 0.00002)."""
+    top = float(costs.abs().max()) if len(costs) and costs.notna().any() else 0.0
+    decimals = 2 if top >= 1 or top == 0 else min(8, 2 - math.floor(math.log10(top)))
+    return f",.{decimals}~f"
 
 
 def all_figures(configs: pd.DataFrame, importances: pd.DataFrame) -> dict[str, Any]:
