@@ -139,6 +139,9 @@ def importance(configs: pd.DataFrame, evaluator: str = "auto", seed: int = 0) ->
     params = [p for p in configs.attrs.get("params", []) if configs[p].nunique(dropna=True) > 1]
     if len(configs.dropna(subset=["score"])) < 2 or not params:
         return empty
+    if configs["score"].dropna().nunique() < 2:
+        # Every configuration scored the same: no parameter explains anything (fANOVA would raise).
+        return _with_evaluator(pd.DataFrame({"parameter": params, "importance": [0.0] * len(params)}), evaluator)
     narrowed = configs[[c for c in configs.columns if c not in configs.attrs.get("params", []) or c in params]]
     narrowed.attrs["params"] = params
     study = optuna_study(narrowed)
@@ -155,6 +158,11 @@ def importance(configs: pd.DataFrame, evaluator: str = "auto", seed: int = 0) ->
     out = pd.DataFrame({"parameter": list(values), "importance": [float(v) for v in values.values()]})
     out.attrs["evaluator"] = evaluator
     return out
+
+
+def _with_evaluator(df: pd.DataFrame, evaluator: str) -> pd.DataFrame:
+    df.attrs["evaluator"] = evaluator
+    return df
 
 
 def pareto_front(configs: pd.DataFrame) -> pd.DataFrame:

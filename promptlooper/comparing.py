@@ -1,8 +1,9 @@
 """Comparing experiments: a fork against its parent, or any two experiments over their shared
 samples (samples are identified by content, so the same question in two experiments is one sample).
 
-* :func:`compare_experiments`: both leaderboards side by side, each configuration ranked in its own
-  experiment by its mean over the SHARED samples only (so neither side wins on easier samples),
+* :func:`compare_experiments`: both leaderboards side by side (each experiment's current
+  definition), each configuration ranked by its mean over the SHARED samples only (so neither side
+  wins on easier samples),
   with n and its 95% interval, and whether the same configuration ran in both.
 * :func:`compare_configurations`: a paired comparison of two configurations that may belong to
   different experiments (``EXP:CONFIG`` references), over the samples both finished.
@@ -76,6 +77,14 @@ def compare_configurations(wb: Workbench, a: str, b: str, *, experiment: str | N
     }
 
 
+def _current(wb: Workbench, experiment: dict[str, Any], table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the experiment's current definition, as its leaderboard ranks them."""
+    members = wb.store.definition(experiment["id"])
+    if members is None:
+        return table
+    return table[table.config_id.isin(members["configurations"]) & table.sample_id.isin(members["sample_ids"])]
+
+
 BOARD_COLUMNS = ["experiment", "rank", "config_id", "score", "ci_low", "ci_high", "n", "in_both", "full_config_id"]
 
 
@@ -86,7 +95,7 @@ def compare_experiments(wb: Workbench, a: str, b: str, *, scorer: str | None = N
     ``attrs``: ``shared_samples``, ``only_a``, ``only_b`` (sample counts) and both names."""
     row_a, row_b = wb.experiment(a), wb.experiment(b)
     metric = scorer or "score"
-    table_a, table_b = _scores(wb, row_a, metric), _scores(wb, row_b, metric)
+    table_a, table_b = _current(wb, row_a, _scores(wb, row_a, metric)), _current(wb, row_b, _scores(wb, row_b, metric))
     samples_a, samples_b = set(table_a.sample_id), set(table_b.sample_id)
     shared = samples_a & samples_b
     names = [f"{r['project']}/{r['name']}" for r in (row_a, row_b)]

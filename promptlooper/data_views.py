@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 
 class DataViews:
+    """Each view reads the runs of the experiment's current definition, as the leaderboard ranks."""
+
     def matrix(self: Workbench, ref: str | Experiment, *, by: str = "config", differ: bool = False, failures: bool = False,
                where: dict[str, Any] | None = None, score: Sequence[float] | None = None, search: str | None = None,
                threshold: float = 0.5) -> Matrix:
@@ -32,10 +34,10 @@ class DataViews:
         under ``threshold``), ``where`` (parameter values), ``score`` ((low, high) of the weighted
         score), ``search`` (text in the output or the prompts sent, case-insensitive)."""
         from .matrix import matrix
-        from .runs_table import runs_frame
+        from .runs_table import current_runs
 
         row = self.experiment(ref)
-        return matrix(self.store, row, runs_frame(self.store, row), by=by, differ=differ, failures=failures, where=where,
+        return matrix(self.store, row, current_runs(self.store, row), by=by, differ=differ, failures=failures, where=where,
                       score=score, search=search, threshold=threshold)
 
     def group_by(self: Workbench, ref: str | Experiment, by: str | list[str], *, metric: str = "score") -> pd.DataFrame:
@@ -46,9 +48,9 @@ class DataViews:
 
         ``metric``: the weighted score (default), a scorer, cost, tokens or latency_ms."""
         from .grouping import group_by
-        from .runs_table import runs_frame
+        from .runs_table import current_runs
 
-        return group_by(runs_frame(self.store, self.experiment(ref), with_output=False), by, metric)
+        return group_by(current_runs(self.store, self.experiment(ref), with_output=False), by, metric)
 
     def compare_experiments(self: Workbench, a: str | Experiment, b: str | Experiment, *,
                             scorer: str | None = None) -> pd.DataFrame:
@@ -74,9 +76,9 @@ class DataViews:
         ``importance`` (each varied parameter's, from Optuna's evaluator: fanova with scikit-learn
         installed, else ped_anova; or name one) of the experiment's sweep."""
         from .analysis import configuration_table, importance
-        from .runs_table import runs_frame
+        from .runs_table import current_runs
 
-        configs = configuration_table(runs_frame(self.store, self.experiment(ref), with_output=False))
+        configs = configuration_table(current_runs(self.store, self.experiment(ref), with_output=False))
         return {"configurations": configs, "importance": importance(configs, evaluator)}
 
     def sweep_plots(self: Workbench, ref: str | Experiment) -> dict[str, Any]:

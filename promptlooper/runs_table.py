@@ -6,7 +6,9 @@ latency, status and error, times and the output. Columns have one clean dtype ea
 floats or nullable integers, text as strings, times as UTC timestamps, a parameter whose values
 mix types or are lists as JSON text), so ``df.to_parquet`` and ``df.to_csv`` work as they are.
 
-A scorer whose label is also a parameter name gets the column ``scorer:<label>``.
+A scorer whose label is also a parameter name gets the column ``scorer:<label>``. The ``current``
+column says whether the run belongs to the experiment's current definition (its configurations and
+samples: what the leaderboard ranks); the data views read those runs, the export has them all.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from .store import Store
 
 ID_COLUMNS = ["run_id", "config_id", "sample_id", "sample_index", "repeat"]
 TAIL_COLUMNS = ["tokens_in", "tokens_out", "tokens", "cost", "latency_ms", "duration_ms", "status", "error",
-                "started_at", "completed_at", "output"]
+                "current", "started_at", "completed_at", "output"]
 FINISHED = ("completed", "cached")
 
 
@@ -70,6 +72,11 @@ def runs_frame(store: Store, experiment: dict[str, Any], *, with_output: bool = 
         out[col] = pd.to_numeric(runs[col], errors="coerce").astype(float)
     out["status"] = runs["status"].astype("string")
     out["error"] = runs["error"].astype("string")
+    members = store.definition(experiment["id"])
+    if members is None:  # stored before definitions were kept: the whole experiment is current
+        out["current"] = True
+    else:
+        out["current"] = runs["config_id"].isin(members["configurations"]) & runs["sample_id"].isin(members["sample_ids"])
     for col in ("started_at", "completed_at"):
         out[col] = pd.to_datetime(runs[col], utc=True, errors="coerce", format="ISO8601")
     if with_output:
@@ -79,6 +86,18 @@ def runs_frame(store: Store, experiment: dict[str, Any], *, with_output: bool = 
     out.attrs["params"] = params
     out.attrs["scorers"] = list(score_cols.values())
     return out
+
+
+def current_runs(store: Store, experiment: dict[str, Any], *, with_output: bool = True,
+                 all_definitions: bool = False) -> pd.DataFrame:
+    """:func:`runs_frame` narrowed to the current definition (what the leaderboard ranks), unless
+    ``all_definitions``."""
+    df = runs_frame(store, experiment, with_output=with_output)
+    if all_definitions or bool(df["current"].all()):
+        return df
+    kept = df[df["current"]].reset_index(drop=True)
+    kept.attrs.update(df.attrs)
+    return kept
 
 
 def _param_column(values: list[Any]) -> pd.Series:
@@ -120,4 +139,4 @@ def encode(df: pd.DataFrame, fmt: str) -> bytes:
     raise ValueError(f"format must be one of {', '.join(EXPORT_FORMATS)}, not {fmt!r}")
 
 
-__all__ = ["EXPORT_FORMATS", "encode", "runs_frame", "scorer_labels"]
+__all__ = ["EXPORT_FORMATS", "current_runs", "encode", "runs_frame", "scorer_labels"]

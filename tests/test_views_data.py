@@ -335,3 +335,24 @@ def test_sweep_plots_are_plotly_figures_of_the_real_data(swept):
     assert cost.layout.xaxis.tickformat.endswith("~f")  # decimals, never an SI prefix such as $20µ
     front = cost.data[1]
     assert front.name == "Pareto front" and max(front.y) == pytest.approx(1.0)
+
+
+def test_views_read_the_current_definition_and_the_export_has_every_run(tmp_path):
+    with FakeServer(reply=_reply) as srv:
+        wb = pl.Workbench(str(tmp_path / "defs.db"))
+        first = _experiment(srv.base_url, name="defs")
+        wb.run(first)
+        # The same experiment redefined: one sample dropped, one persona only.
+        second = _experiment(srv.base_url, name="defs", space={"answer.temperature": [0.0, 0.5], "persona": ["terse"]},
+                             samples=[{"question": f"capital of {c}", "reference": CAPITALS[c]} for c in ("France", "Japan")])
+        wb.run(second)
+        runs = wb.runs(second.key, as_frame=True)
+        assert len(runs) == 12 and int(runs["current"].sum()) == 4
+        g = wb.group_by(second.key, "persona")
+        assert list(g.persona) == ["terse"] and list(g.n) == [4]
+        assert len(wb.matrix(second.key).cells) == 4
+        analysis = wb.sweep_analysis(second.key)  # both score 1.0: nothing to attribute, no error
+        assert len(analysis["configurations"]) == 2 and list(analysis["importance"].importance) == [0.0]
+        board = wb.leaderboard(second.key)
+        assert set(board.n) == {2} and len(board) == 2  # the same runs as the views
+        wb.close()
