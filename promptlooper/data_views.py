@@ -73,8 +73,8 @@ class DataViews:
 
     def sweep_analysis(self: Workbench, ref: str | Experiment, *, evaluator: str = "auto") -> dict[str, pd.DataFrame]:
         """``configurations`` (one row each, in the order finished, with the best so far) and
-        ``importance`` (each varied parameter's, from Optuna's evaluator: fanova with scikit-learn
-        installed, else ped_anova; or name one) of the experiment's sweep."""
+        ``importance`` (each varied parameter's, from Optuna's evaluator: mean_decrease_impurity with
+        scikit-learn installed, else ped_anova; or name one, fanova included) of the experiment's sweep."""
         from .analysis import configuration_table, importance
         from .runs_table import current_runs
 

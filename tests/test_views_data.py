@@ -311,8 +311,9 @@ def test_sweep_analysis_configurations_best_so_far_and_importance(swept):
     assert imp.set_index("parameter").loc["persona", "importance"] > 0.8
     from promptlooper.analysis import default_evaluator
 
-    assert imp.attrs["evaluator"] == default_evaluator() == "fanova"  # scikit-learn: the analysis extra
-    assert wb.sweep_analysis(exp.key, evaluator="ped_anova")["importance"]["parameter"].iloc[0] == "persona"
+    assert imp.attrs["evaluator"] == default_evaluator() == "mean_decrease_impurity"  # the analysis extra
+    for evaluator in ("ped_anova", "fanova"):
+        assert wb.sweep_analysis(exp.key, evaluator=evaluator)["importance"]["parameter"].iloc[0] == "persona"
     with pytest.raises(ValueError, match="fanova"):
         wb.sweep_analysis(exp.key, evaluator="gini")
 
