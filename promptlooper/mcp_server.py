@@ -449,10 +449,12 @@ def build_server(wb: Workbench | None = None, *, db: str | None = None, **server
 
     @tool
     def get_experiment_status(experiment: ExperimentRef) -> dict[str, Any]:
-        """An experiment's status, run counts by status and its latest sweep (progress, best so far)."""
+        """An experiment's status, run counts by status, its latest sweep (progress, best so far), the
+        experiment it was forked from (parent) and its forks."""
         with _arg("experiment"):
             st = wb.status(experiment)
-        return {"experiment": st["experiment"], "status": st["status"], "runs": st["runs"], "sweep": sweep_summary(st["sweep"])}
+        return {"experiment": st["experiment"], "status": st["status"], "runs": st["runs"], "sweep": sweep_summary(st["sweep"]),
+                "parent": st.get("parent"), "forks": st.get("forks", [])}
 
     @tool
     def get_leaderboard(

@@ -406,8 +406,7 @@ class Workbench(SteeringVerbs, OutsideDriver, DataViews):
     def status(self, ref: str | Experiment) -> dict[str, Any]:
         exp = self.experiment(ref)
         sweep = self.store.latest_sweep(exp["id"])
-        counts = {status: n for status, n in self.store.db.execute(
-            "SELECT status, COUNT(*) FROM runs WHERE experiment_id = ? GROUP BY status", [exp["id"]]).fetchall()}
+        counts = self.store.run_counts(exp["id"])
         parent = None
         if exp.get("parent_id"):
             try:

@@ -525,6 +525,7 @@ def test_runs_export_group_by_and_compare_experiments(mcp_server, server, db):
     wb = pl.Workbench(db)
     wb.run(fake_experiment(server.base_url))
     wb.run(fake_experiment(server.base_url, name="fewer", samples=[{"question": "capital of Japan", "reference": "tokyo"}]))
+    wb.fork("tests/fake-exp", changes={"persona": ["terse"]}, name="fake-fork")
     wb.close()
 
     async def go():
@@ -549,6 +550,9 @@ def test_runs_export_group_by_and_compare_experiments(mcp_server, server, db):
             assert [len(v) for v in both["leaderboards"].values()] == [4, 4]
             assert "experiment_b" in await fails(c, "compare_experiments", {"experiment_a": "tests/fake-exp",
                                                                            "experiment_b": "tests/nope"})
+            status = await call(c, "get_experiment_status", {"experiment": "tests/fake-exp"})
+            assert status["forks"] == ["tests/fake-fork"] and status["parent"] is None
+            assert (await call(c, "get_experiment_status", {"experiment": "tests/fake-fork"}))["parent"] == "tests/fake-exp"
 
     anyio.run(go)
 
