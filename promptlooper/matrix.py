@@ -30,12 +30,13 @@ from .errors import NotFoundError
 from .hashing import short
 from .store import Store
 
-CELL_COLUMNS = ["sample_index", "sample_id", "column", "run_id", "config_id", "repeat", "status", "output", "score",
-                "failed_scorers", "error"]  # then one "passed:<scorer>" column per scorer
-
 
 @dataclass
 class Matrix:
+    """``cells``: one row per run kept: sample_index, sample_id, column (its configuration's short id,
+    or its value of ``by``), run_id, config_id, repeat, status, output, score, failed_scorers, error
+    and one boolean ``passed:<scorer>`` per scorer. ``columns`` and ``samples`` are in display order."""
+
     cells: pd.DataFrame
     by: str
     columns: list[str]

@@ -23,11 +23,6 @@ import pandas as pd
 from .errors import PromptLooperError
 from .store import Store
 
-ID_COLUMNS = ["run_id", "config_id", "sample_id", "sample_index", "repeat"]
-TAIL_COLUMNS = ["tokens_in", "tokens_out", "tokens", "cost", "latency_ms", "duration_ms", "status", "error",
-                "current", "started_at", "completed_at", "output"]
-FINISHED = ("completed", "cached")
-
 
 def scorer_labels(experiment: dict[str, Any]) -> list[str]:
     return [(s.get("label") or s["name"]) for s in experiment["spec"].get("scorers", [])]
