@@ -616,8 +616,10 @@ def build_server(wb: Workbench | None = None, *, db: str | None = None, **server
     @tool
     def compare_configurations(
         experiment: ExperimentRef,
-        config_a: Annotated[str | int, Field(description="A configuration id prefix, 'best', or a leaderboard rank (1 = best).")],
-        config_b: Annotated[str | int, Field(description="A configuration id prefix, 'best', or a leaderboard rank.")],
+        config_a: Annotated[str | int, Field(description="A configuration id prefix, 'best', or a leaderboard rank (1 = best); "
+                                                         "'OTHER_EXPERIMENT:CONFIG' for one of another experiment.")],
+        config_b: Annotated[str | int, Field(description="A configuration id prefix, 'best', or a leaderboard rank; "
+                                                         "'OTHER_EXPERIMENT:CONFIG' for one of another experiment.")],
         scorer: Annotated[str | None, Field(description="Compare one scorer's column instead of the weighted score.")] = None,
     ) -> dict[str, Any]:
         """Paired comparison of two configurations over the samples both finished: mean difference (a - b),
@@ -627,6 +629,10 @@ def build_server(wb: Workbench | None = None, *, db: str | None = None, **server
         except ImportError:
             raise PromptLooperError("compare_configurations needs promptlooper.stats, which this version does not have") from None
         row = experiment_row(experiment)
+        if any(isinstance(ref, str) and ":" in ref for ref in (config_a, config_b)):
+            from .mcp_views import compare_across
+
+            return compare_across(wb, key(row), {"config_a": config_a, "config_b": config_b}, scorer)
         for arg, ref in (("config_a", config_a), ("config_b", config_b)):
             if isinstance(ref, str) and ref != "best":
                 resolve_config(row, ref, arg)

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 # Imported by build_server once mcp_server is loaded: the argument types are shared with its tools.
+from .errors import PromptLooperError
 from .mcp_server import ExperimentRef, Full
 from .runs_table import encode
 from .workbench import Workbench
@@ -93,4 +94,28 @@ def register(tool: Callable[..., Any], wb: Workbench, experiment_row: Callable[.
                 "leaderboards": sides}
 
 
-__all__ = ["MAX_ROWS", "register"]
+def compare_across(wb: Workbench, experiment: str, refs: dict[str, str | int], scorer: str | None) -> dict[str, Any]:
+    """compare_configurations when a side is OTHER_EXPERIMENT:CONFIG: each side resolved on its own,
+    so an error names the argument it is about."""
+    from .comparing import split_ref
+    from .mcp_server import _ArgError, _message
+    from .stats import _resolve_config
+
+    qualified = {}
+    for arg, ref in refs.items():
+        exp_ref, config = split_ref(ref if isinstance(ref, str) else str(ref), experiment)
+        try:
+            row = wb.experiment(exp_ref)
+            config_id = _resolve_config(wb, row, int(config) if config.isdigit() and len(config) < 6 else config)
+        except (PromptLooperError, KeyError, ValueError, LookupError) as exc:
+            raise _ArgError(arg, _message(exc)) from exc
+        qualified[arg] = f"{row['id']}:{config_id}"
+    try:
+        out = wb.compare_across(qualified["config_a"], qualified["config_b"], scorer=scorer)
+    except (PromptLooperError, KeyError) as exc:
+        raise _ArgError("scorer", _message(exc)) from exc
+    out["config_a"], out["config_b"] = out["config_a"][:12], out["config_b"][:12]
+    return out
+
+
+__all__ = ["MAX_ROWS", "compare_across", "register"]

@@ -550,6 +550,11 @@ def test_runs_export_group_by_and_compare_experiments(mcp_server, server, db):
             assert [len(v) for v in both["leaderboards"].values()] == [4, 4]
             assert "experiment_b" in await fails(c, "compare_experiments", {"experiment_a": "tests/fake-exp",
                                                                            "experiment_b": "tests/nope"})
+            across = await call(c, "compare_configurations", {"experiment": "tests/fake-exp", "config_a": "best",
+                                                              "config_b": "tests/fewer:1"})
+            assert across["experiment_b"] == "tests/fewer" and across["n"] == 1 and across["only_a"] == 2
+            assert "config_b" in await fails(c, "compare_configurations", {"experiment": "tests/fake-exp", "config_a": "best",
+                                                                          "config_b": "tests/nope:1"})
             status = await call(c, "get_experiment_status", {"experiment": "tests/fake-exp"})
             assert status["forks"] == ["tests/fake-fork"] and status["parent"] is None
             assert (await call(c, "get_experiment_status", {"experiment": "tests/fake-fork"}))["parent"] == "tests/fake-exp"
