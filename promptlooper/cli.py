@@ -223,12 +223,22 @@ def cmd_status(wb: Workbench, args: argparse.Namespace) -> int:
 
 
 def cmd_runs(wb: Workbench, args: argparse.Namespace) -> int:
-    rows = wb.runs(args.experiment, args.config, args.limit)
-    if args.json:
-        print(json.dumps(rows, indent=2))
-    else:
-        print(_table(rows, ["id", "config_id", "sample_index", "repeat", "status", "score", "tokens_in", "tokens_out", "output", "error"]))
+    from .cli_views import runs_export
+
+    if args.format not in ("table", "json"):
+        return runs_export(wb, args)
+    if args.format == "json" or args.json:  # every run unless --limit: an export, not a screenful
+        print(json.dumps(wb.runs(args.experiment, args.config, args.limit), indent=2))
+        return 0
+    shown_limit = args.limit or RUNS_SHOWN
+    rows = wb.runs(args.experiment, args.config, shown_limit + 1)
+    print(_table(rows[:shown_limit], ["id", "config_id", "sample_index", "repeat", "status", "score", "tokens_in", "tokens_out", "output", "error"]))
+    if len(rows) > shown_limit and not args.limit:
+        print(f"(the first {shown_limit}; every run: --format csv|jsonl|parquet -o FILE, or --limit N)", file=sys.stderr)
     return 0
+
+
+RUNS_SHOWN = 50
 
 
 def cmd_show(wb: Workbench, args: argparse.Namespace) -> int:
@@ -399,11 +409,14 @@ def cmd_rescore(wb: Workbench, args: argparse.Namespace) -> int:
 
 
 def cmd_compare(wb: Workbench, args: argparse.Namespace) -> int:
-    out = wb.compare(args.experiment, _rank_or_id(args.a), _rank_or_id(args.b), scorer=args.scorer)
+    from .cli_views import compare
+
+    out = compare(wb, args, _rank_or_id)
     if args.json:
         print(json.dumps(out, indent=2, default=str))
         return 0
-    print(f"A {str(out.get('config_a', args.a))[:12]}: {out['mean_a']:.3f}   B {str(out.get('config_b', args.b))[:12]}: {out['mean_b']:.3f}"
+    a, b = (f"{out[f'experiment_{x}']}:" if f"experiment_{x}" in out else "" for x in "ab")
+    print(f"A {a}{str(out.get('config_a', args.a))[:12]}: {out['mean_a']:.3f}   B {b}{str(out.get('config_b', args.b))[:12]}: {out['mean_b']:.3f}"
           f"   over n={out['n']} shared samples")
     print(f"difference A-B {out['mean_diff']:+.3f}, 95% interval [{out['ci_low']:+.3f}, {out['ci_high']:+.3f}], p = {out['p_value']:.4g}"
           f" → {'significant' if out['significant'] else 'not distinguishable'}")
@@ -593,11 +606,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_housekeeping(sub, lambda fn: lambda wb, args: fn(wb, args, _table))  # experiments, projects, notes
     p = add("status", cmd_status, "An experiment's status, run counts and latest sweep.")
     p.add_argument("experiment")
-    p = add("runs", cmd_runs, "List an experiment's runs.")
+    p = add("runs", cmd_runs, "List an experiment's runs (the first 50), or export them all: --format csv|jsonl|parquet -o FILE.")
     p.add_argument("experiment")
     p.add_argument("--config", help="configuration id prefix")
-    p.add_argument("--limit", type=int, default=50)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--limit", type=int, help="at most N runs (default: 50 in the table, every run in an export)")
+    p.add_argument("--format", choices=["table", "json", "csv", "jsonl", "parquet"], default="table",
+                   help="csv / jsonl / parquet: one row per run with every varied parameter and scorer as columns")
+    p.add_argument("--output", "-o", help="file to write (default: stdout; parquet needs a file)")
+    p.add_argument("--json", action="store_true", help="same as --format json")
     p = add("show", cmd_show, "One run in full: prompts sent, responses, scores.")
     p.add_argument("run")
     for verb, text in (("pause", "Pause a running sweep (from any process): calls in flight finish, no new ones start."),
@@ -666,12 +682,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("experiment", nargs="?", help="experiment to re-score with its stored scorers")
     p.add_argument("--file", help="an experiment file whose scorers to apply (same project/name)")
     p.add_argument("--no-model-calls", action="store_true", help="skip judges that would need a call not in the cache")
-    p = add("compare", cmd_compare, "A vs B: paired comparison of two configurations over their shared samples.")
-    p.add_argument("experiment")
-    p.add_argument("a", help="configuration id prefix, 'best', or a leaderboard rank")
-    p.add_argument("b")
+    p = add("compare", cmd_compare, "A vs B: paired comparison of two configurations over their shared samples "
+                                    "(of one experiment, or of two: EXPERIMENT:CONFIG).")
+    p.add_argument("experiment", help="the experiment of A and B, or A itself as EXPERIMENT:CONFIG")
+    p.add_argument("a", help="configuration id prefix, 'best', a leaderboard rank, or OTHER_EXPERIMENT:CONFIG")
+    p.add_argument("b", nargs="?", help="the same (omitted when the first two are EXPERIMENT:CONFIG each)")
     p.add_argument("--scorer", help="compare one scorer instead of the weighted score")
     p.add_argument("--json", action="store_true")
+    from .cli_views import add_parsers as add_view_parsers
+
+    add_view_parsers(add)
     p = add("rate", cmd_rate, "Rate a run: thumbs up/down and/or 1-5 stars, with a comment (stored as human scores).")
     p.add_argument("run")
     p.add_argument("--thumbs", choices=["up", "down"])

@@ -513,10 +513,12 @@ def build_server(wb: Workbench | None = None, *, db: str | None = None, **server
 
     @tool
     def get_experiment_status(experiment: ExperimentRef) -> dict[str, Any]:
-        """An experiment's status, run counts by status and its latest sweep (progress, best so far)."""
+        """An experiment's status, run counts by status, its latest sweep (progress, best so far), the
+        experiment it was forked from (parent) and its forks."""
         with _arg("experiment"):
             st = wb.status(experiment)
-        return {"experiment": st["experiment"], "status": st["status"], "runs": st["runs"], "sweep": sweep_summary(st["sweep"])}
+        return {"experiment": st["experiment"], "status": st["status"], "runs": st["runs"], "sweep": sweep_summary(st["sweep"]),
+                "parent": st.get("parent"), "forks": st.get("forks", [])}
 
     @tool
     def get_leaderboard(
@@ -680,8 +682,10 @@ def build_server(wb: Workbench | None = None, *, db: str | None = None, **server
     @tool
     def compare_configurations(
         experiment: ExperimentRef,
-        config_a: Annotated[str | int, Field(description="A configuration id prefix, 'best', or a leaderboard rank (1 = best).")],
-        config_b: Annotated[str | int, Field(description="A configuration id prefix, 'best', or a leaderboard rank.")],
+        config_a: Annotated[str | int, Field(description="A configuration id prefix, 'best', or a leaderboard rank (1 = best); "
+                                                         "'OTHER_EXPERIMENT:CONFIG' for one of another experiment.")],
+        config_b: Annotated[str | int, Field(description="A configuration id prefix, 'best', or a leaderboard rank; "
+                                                         "'OTHER_EXPERIMENT:CONFIG' for one of another experiment.")],
         scorer: Annotated[str | None, Field(description="Compare one scorer's column instead of the weighted score.")] = None,
     ) -> dict[str, Any]:
         """Paired comparison of two configurations over the samples both finished: mean difference (a - b),
@@ -691,6 +695,10 @@ def build_server(wb: Workbench | None = None, *, db: str | None = None, **server
         except ImportError:
             raise PromptLooperError("compare_configurations needs promptlooper.stats, which this version does not have") from None
         row = experiment_row(experiment)
+        if any(isinstance(ref, str) and ":" in ref for ref in (config_a, config_b)):
+            from .mcp_views import compare_across
+
+            return compare_across(wb, key(row), {"config_a": config_a, "config_b": config_b}, scorer)
         for arg, ref in (("config_a", config_a), ("config_b", config_b)):
             if isinstance(ref, str) and ref != "best":
                 resolve_config(row, ref, arg)
@@ -748,6 +756,10 @@ def build_server(wb: Workbench | None = None, *, db: str | None = None, **server
         return {"experiment": key(row), "results": [{"config_id": str(r["config_id"])[:12], "point": r.get("point"), "score": r.get("score"),
                                                       "ci": r.get("ci"), "n": r.get("n")} for r in results]}
 
+    # ------------------------------------------------------------------ data views (export_runs, group_by, compare_experiments)
+    from .mcp_views import register as register_view_tools
+
+    register_view_tools(tool, wb, experiment_row, _arg, _truncate)
     return server
 
 

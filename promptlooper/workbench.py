@@ -25,6 +25,7 @@ from . import leaderboard as _leaderboard
 from .asktell import OutsideDriver
 from .asyncutil import run_sync
 from .bounds import SweepSize, confirm_limits
+from .data_views import DataViews
 from .definitions import definition_of
 from .engine.calls import cache_key_material
 from .engine.handle import SweepHandle
@@ -52,12 +53,13 @@ from .webhooks import CourierThread
 DEFAULT_RANDOM_CONFIGS = 20
 
 
-class Workbench(SteeringVerbs, OutsideDriver, HousekeepingVerbs):
+class Workbench(SteeringVerbs, OutsideDriver, HousekeepingVerbs, DataViews):
     """PromptLooper on one database file (default ``./promptlooper.db`` or ``$PROMPTLOOPER_DB``).
 
     The steering verbs (pause, resume, stop, redirect, fork, approve, reject, budgets) live in
-    :mod:`promptlooper.steering`, the ask / tell / evaluate loop in :mod:`promptlooper.asktell`;
-    both are mixed in here so that every front end sees one facade.
+    :mod:`promptlooper.steering`, the ask / tell / evaluate loop in :mod:`promptlooper.asktell`,
+    the data views (matrix, group by, comparing experiments, sweep analysis) in
+    :mod:`promptlooper.data_views`; all are mixed in here so that every front end sees one facade.
     """
 
     def __init__(self, db: str | os.PathLike[str] | None = None, *, readonly: bool = False, create: bool = True):
@@ -426,10 +428,17 @@ class Workbench(SteeringVerbs, OutsideDriver, HousekeepingVerbs):
         sweep's (running, paused, completed, stopped, or interrupted when its process is gone)."""
         exp = self.experiment(ref)
         sweep = self.store.settle_sweep(self.store.latest_sweep(exp["id"]))
-        counts = {status: n for status, n in self.store.db.execute(
-            "SELECT status, COUNT(*) FROM runs WHERE experiment_id = ? GROUP BY status", [exp["id"]]).fetchall()}
+        counts = self.store.run_counts(exp["id"])
+        parent = None
+        if exp.get("parent_id"):
+            try:
+                p = self.store.experiment(exp["parent_id"])
+                parent = f"{p['project']}/{p['name']}"
+            except NotFoundError:
+                parent = exp["parent_id"]  # the parent was deleted: its id is all there is
+        forks = [f"{f['project']}/{f['name']}" for f in self.store.forks(exp["id"])]
         return {"experiment": f"{exp['project']}/{exp['name']}", "id": exp["id"], "status": sweep["status"] if sweep else exp["status"],
-                "archived": bool(exp.get("archived_at")), "runs": counts, "sweep": sweep,
+                "archived": bool(exp.get("archived_at")), "runs": counts, "sweep": sweep, "parent": parent, "forks": forks,
                 "notes": [f"{n['created_at']}  {n['text']}" for n in self.store.notes(exp["project_id"])]}
 
     def run_detail(self, run_ref: str) -> dict[str, Any]:
@@ -442,7 +451,20 @@ class Workbench(SteeringVerbs, OutsideDriver, HousekeepingVerbs):
                 stage["tool_calls"] = reply["tool_calls"]
         return run
 
-    def runs(self, ref: str | Experiment, config: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+    def runs(self, ref: str | Experiment, config: str | None = None, limit: int | None = None, *,
+             as_frame: bool = False) -> Any:
+        """The experiment's runs as dicts (``config``: an id prefix; ``limit``: the first N).
+
+        ``as_frame=True``: ALL runs as one tidy DataFrame, one row per run with every varied
+        parameter, every scorer, tokens, cost, latency, status and error as columns, in dtypes
+        that ``to_parquet`` / ``to_csv`` take (see :mod:`promptlooper.runs_table`)."""
+        if as_frame:
+            from .runs_table import runs_frame
+
+            df = runs_frame(self.store, self.experiment(ref))
+            if config:
+                df = df[df["config_id"].str.startswith(config)].reset_index(drop=True)
+            return df.head(limit) if limit else df
         return self.store.runs(self.experiment(ref)["id"], config, limit)
 
     def events(self, ref: str | Experiment | None = None, types: list[str] | None = None, after_id: int = 0,

@@ -11,7 +11,7 @@ WITH_TEST=0
 
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-extras="local,notebook,dashboard,mcp,guided,embed"
+extras="local,notebook,dashboard,mcp,guided,analysis,data,embed"
 [ "$WITH_TEST" = 1 ] && extras="$extras,dev"
 # Lean, portable llama.cpp build (no LLaVA, no -march=native): half the compile time, same speed.
 CMAKE_ARGS="-DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF" .venv/bin/python -m pip install -q -e ".[$extras]"

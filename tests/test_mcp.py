@@ -32,7 +32,7 @@ TOOLS = {
     "get_run_detail", "export_best_config", "pause_sweep", "resume_sweep", "stop_sweep", "redirect_sweep",
     "fork_experiment", "approve_configuration", "reject_configuration", "add_human_score", "compare_configurations",
     "plan", "get_experiment_status", "list_models", "request_human", "list_experiments", "get_events",
-    "ask_configurations", "tell_result", "evaluate_configurations",
+    "ask_configurations", "tell_result", "evaluate_configurations", "export_runs", "group_by", "compare_experiments",
 } | {"delete_experiment", "archive_experiment", "delete_project", "archive_project", "add_project_note"}  # test_files_and_housekeeping
 HAS_ASK_TELL = all(hasattr(pl.Workbench, m) for m in ("ask", "tell", "evaluate"))
 needs_ask_tell = pytest.mark.xfail(not HAS_ASK_TELL, strict=False,
@@ -519,6 +519,47 @@ def test_http_generates_a_key_and_prints_it_once(db):
     assert key not in err  # printed once (the line read above), nowhere else
     with sqlite3.connect(db) as c:
         assert key not in "\n".join(c.iterdump())
+
+
+def test_runs_export_group_by_and_compare_experiments(mcp_server, server, db):
+    wb = pl.Workbench(db)
+    wb.run(fake_experiment(server.base_url))
+    wb.run(fake_experiment(server.base_url, name="fewer", samples=[{"question": "capital of Japan", "reference": "tokyo"}]))
+    wb.fork("tests/fake-exp", changes={"persona": ["terse"]}, name="fake-fork")
+    wb.close()
+
+    async def go():
+        async with Client(mcp_server) as c:
+            tools = {t.name: t for t in (await c.list_tools()).tools}
+            assert tools["export_runs"].input_schema["properties"]["format"]["enum"] == ["records", "csv", "jsonl"]
+            assert tools["export_runs"].input_schema["properties"]["limit"]["maximum"] == 1000
+            page = await call(c, "export_runs", {"experiment": "tests/fake-exp", "limit": 5})
+            assert page["total"] == 12 and page["returned"] == 5 and page["next_offset"] == 5
+            assert {"persona", "answer.temperature", "length", "keyword", "cost", "status"} <= set(page["rows"][0])
+            last = await call(c, "export_runs", {"experiment": "tests/fake-exp", "format": "jsonl", "offset": 10, "limit": 5})
+            assert last["returned"] == 2 and "next_offset" not in last and len(last["text"].splitlines()) == 2
+            csv = await call(c, "export_runs", {"experiment": "tests/fake-exp", "format": "csv", "limit": 12})
+            assert len(csv["text"].splitlines()) == 13 and csv["text"].startswith("run_id,")
+            assert "format" in await fails(c, "export_runs", {"experiment": "tests/fake-exp", "format": "xlsx"})
+            assert "limit" in await fails(c, "export_runs", {"experiment": "tests/fake-exp", "limit": 5000})
+            groups = await call(c, "group_by", {"experiment": "tests/fake-exp", "by": ["persona", "answer.temperature"]})
+            assert len(groups["groups"]) == 4 and all(g["n"] == 3 for g in groups["groups"])
+            assert "by: cannot group by 'mood'" in await fails(c, "group_by", {"experiment": "tests/fake-exp", "by": ["mood"]})
+            both = await call(c, "compare_experiments", {"experiment_a": "tests/fake-exp", "experiment_b": "tests/fewer"})
+            assert both["shared_samples"] == 1 and both["only_a"] == 2 and both["only_b"] == 0
+            assert [len(v) for v in both["leaderboards"].values()] == [4, 4]
+            assert "experiment_b" in await fails(c, "compare_experiments", {"experiment_a": "tests/fake-exp",
+                                                                           "experiment_b": "tests/nope"})
+            across = await call(c, "compare_configurations", {"experiment": "tests/fake-exp", "config_a": "best",
+                                                              "config_b": "tests/fewer:1"})
+            assert across["experiment_b"] == "tests/fewer" and across["n"] == 1 and across["only_a"] == 2
+            assert "config_b" in await fails(c, "compare_configurations", {"experiment": "tests/fake-exp", "config_a": "best",
+                                                                          "config_b": "tests/nope:1"})
+            status = await call(c, "get_experiment_status", {"experiment": "tests/fake-exp"})
+            assert status["forks"] == ["tests/fake-fork"] and status["parent"] is None
+            assert (await call(c, "get_experiment_status", {"experiment": "tests/fake-fork"}))["parent"] == "tests/fake-exp"
+
+    anyio.run(go)
 
 
 def test_every_tool_is_exercised_by_these_tests():

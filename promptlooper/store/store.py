@@ -458,6 +458,53 @@ class Store(Housekeeping):
                 (experiment_id,),
             ).fetchall()
 
+    # Read models of the data views (promptlooper.runs_table, .matrix, .grouping, .comparing).
+    RUN_TABLE_COLUMNS = ("run_id", "config_id", "sample_id", "sample_index", "repeat", "status", "error", "score",
+                         "tokens_in", "tokens_out", "cost", "latency_ms", "duration_ms", "started_at", "completed_at",
+                         "output")
+
+    def run_table_rows(self, experiment_id: str) -> list[tuple[Any, ...]]:
+        """Every run of the experiment (any status), as :attr:`RUN_TABLE_COLUMNS`, in sample order."""
+        with self.cx.read() as c:
+            return c.execute(
+                "SELECT id, config_id, sample_id, sample_index, repeat, status, error, score, tokens_in, tokens_out, cost,"
+                " latency_ms, duration_ms, started_at, completed_at, output FROM runs WHERE experiment_id = ?"
+                " ORDER BY sample_index, config_id, repeat", (experiment_id,)).fetchall()
+
+    def run_score_values(self, experiment_id: str) -> list[tuple[Any, ...]]:
+        """(run_id, scorer, value) of every score of every run of the experiment (missing scores: NULL)."""
+        with self.cx.read() as c:
+            return c.execute("SELECT s.run_id, s.scorer, s.value FROM scores s JOIN runs r ON r.id = s.run_id"
+                             " WHERE r.experiment_id = ?", (experiment_id,)).fetchall()
+
+    def run_prompts(self, experiment_id: str, containing: str | None = None) -> list[tuple[str, str]]:
+        """(run_id, the prompts its stages sent, as JSON text joined by newlines), for full-text search.
+
+        ``containing``: only runs whose stored JSON contains this text, compared in lower case (the
+        caller confirms on the decoded text: the JSON has keys and escapes of its own)."""
+        sql = ("SELECT s.run_id, group_concat(s.prompt_sent, char(10)) FROM stage_results s"
+               " JOIN runs r ON r.id = s.run_id WHERE r.experiment_id = ?")
+        args: list[Any] = [experiment_id]
+        if containing is not None:
+            sql += " AND instr(lower(s.prompt_sent), ?) > 0"
+            args.append(containing.lower())
+        with self.cx.read() as c:
+            return c.execute(sql + " GROUP BY s.run_id", args).fetchall()
+
+    def forks(self, experiment_id: str) -> list[dict[str, Any]]:
+        """The experiments forked from this one, oldest first, with their run counts."""
+        return list(self.db.query(
+            "SELECT e.id, p.name AS project, e.name, e.status, e.created_at,"
+            " (SELECT COUNT(*) FROM runs r WHERE r.experiment_id = e.id) AS runs"
+            " FROM experiments e JOIN projects p ON p.id = e.project_id WHERE e.parent_id = ? ORDER BY e.created_at",
+            [experiment_id]))
+
+    def run_counts(self, experiment_id: str) -> dict[str, int]:
+        """How many runs of the experiment are in each status."""
+        with self.cx.read() as c:
+            return {status: int(n) for status, n in c.execute(
+                "SELECT status, COUNT(*) FROM runs WHERE experiment_id = ? GROUP BY status", (experiment_id,))}
+
     def failed_runs(self, experiment_id: str) -> list[tuple[Any, ...]]:
         """(config_id, sample_id, error) of every failed run, for the leaderboard's failure column."""
         with self.cx.read() as c:
