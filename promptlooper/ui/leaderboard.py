@@ -94,7 +94,21 @@ def build_rows(frame: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         cells["failed"] = f"{failed} · {values.get('failure')}" if failed and values.get("failure") else (str(failed) if failed else "")
         rows.append({"id": str(values.get("full_config_id", "")), "cells": cells, "values": values,
                      "decision": cells["decision"], "failed": failed})
+    mark_few_samples(rows)
     return column_specs(varied, scorers, info, failures=any(r["failed"] for r in rows)), rows
+
+
+def mark_few_samples(rows: list[dict[str, Any]]) -> None:
+    """Flag configurations scored on fewer samples than the best-sampled one (``few``).
+
+    Mid-sweep, a configuration with two lucky samples can outrank one scored on all of them;
+    the view marks such rows so nobody approves a rank that is not yet earned.
+    """
+    counts = [int(r["values"].get("n") or 0) for r in rows]
+    most = max(counts, default=0)
+    for r, n in zip(rows, counts, strict=True):
+        r["few"] = n < most
+        r["n_of"] = f"scored on {n} of {most} samples so far" if n < most else ""
 
 
 def sort_rows(rows: list[dict[str, Any]], key: str, descending: bool) -> list[dict[str, Any]]:

@@ -11,6 +11,9 @@ function h(tag, props = {}, ...children) {
   return el;
 }
 
+// replaceChildren() prints a null child as the text "null": optional parts are dropped instead
+const put = (node, ...kids) => node.replaceChildren(...kids.filter((k) => k != null && k !== false));
+
 function stat(label, value, cls) {
   return h("div", { class: `pl-stat ${cls || ""}` },
     h("div", { class: "pl-stat-label", text: label }),
@@ -25,7 +28,7 @@ export default {
       const d = s.display || {};
       const pct = Math.max(0, Math.min(100, 100 * (Number(s.fraction) || 0)));
       const status = String(s.status || "unknown");
-      el.replaceChildren(
+      put(el, 
         h("div", { class: "pl-live-head" },
           h("span", { class: "pl-live-exp", text: s.experiment || "" }),
           h("span", { class: `pl-badge pl-status-${status.replace(/[^a-z]/g, "")}`, text: d.status || status })),

@@ -14,6 +14,9 @@ function h(tag, props = {}, ...children) {
   return el;
 }
 
+// replaceChildren() prints a null child as the text "null": optional parts are dropped instead
+const put = (node, ...kids) => node.replaceChildren(...kids.filter((k) => k != null && k !== false));
+
 function drawStatus(badge, statusText, st) {
   badge.textContent = st.state || "";
   badge.className = `pl-badge pl-state-${String(st.state || "").replace(/[^a-z]/g, "")}`;
@@ -23,7 +26,7 @@ function drawStatus(badge, statusText, st) {
 function renderStatusOnly({ model, el }) {
   const badge = h("span", { class: "pl-badge" });
   const statusText = h("span", { class: "pl-status-text" });
-  el.replaceChildren(h("div", { class: "pl-steer-status" }, badge, statusText,
+  put(el, h("div", { class: "pl-steer-status" }, badge, statusText,
     h("span", { class: "pl-readonly", text: "read-only view" })));
   const draw = () => drawStatus(badge, statusText, model.get("status") || {});
   draw();
@@ -83,7 +86,7 @@ export default {
       h("div", { class: "pl-row-buttons" }, pause, resume, stop, reason),
       h("div", { class: "pl-selected" }, h("span", { class: "pl-label", text: "selected configuration: " }), selText, approve, reject),
       forkBox, redirectBox);
-    el.replaceChildren(h("div", { class: "pl-steer-status" }, badge, statusText), controls, notice, error);
+    put(el, h("div", { class: "pl-steer-status" }, badge, statusText), controls, notice, error);
 
     const show = (node, on) => { node.style.display = on ? "" : "none"; };
     const draw = () => {

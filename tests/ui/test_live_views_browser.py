@@ -1,0 +1,123 @@
+"""Live views hold still under the user's hand: the dashboard in real JupyterLab + Chromium
+while a sweep updates it about once a second.
+
+- a row element marked before 10 s of updates is the same element after them, and the
+  table's scroll position is unchanged;
+- 50 human-speed clicks on row checkboxes and sort headers reach the kernel 50 times (the
+  notebook records every message the leaderboard receives, through ipywidgets' ``on_msg``);
+- no text node of any view reads ``null``, ``None`` or ``undefined``.
+
+Uses the JupyterLab server and Chromium page fixtures of test_browser.py.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from test_browser import ARTIFACTS, CHROMIUM, Lab, lab, open_and_run_all, page, sweep_state  # noqa: F401 - fixtures
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(CHROMIUM is None, reason="needs chromium (apt-get install chromium)")]
+
+NOTEBOOK = r'''
+import json
+import promptlooper as pl
+import promptlooper.ui as plui
+from promptlooper.testing import FakeServer
+
+server = FakeServer(latency=0.15).start()
+wb = pl.Workbench({db!r})
+exp = pl.Experiment(
+    project="browser", name="still",
+    samples=[{{"question": f"q{{i}}", "reference": "alpha"}} for i in range(4)],
+    stages=[pl.PromptStage(name="answer", model="fake/fake-small", user="{{{{ question }}}}", params={{"max_tokens": 8}})],
+    space={{"answer.temperature": [round(i * 0.01, 2) for i in range(150)]}},
+    scorers=[{{"name": "keyword", "words": ["alpha"]}}],
+    endpoints={{"fake": {{"base_url": server.base_url}}}},
+    concurrency=2,
+)
+handle = wb.start(exp)
+view = plui.workbench(wb, exp, handle)
+clicks = open({clicks!r}, "a")
+view.leaderboard.on_msg(lambda _w, content, _b: (clicks.write(json.dumps(content) + "\n"), clicks.flush()))
+view
+'''
+
+MARK = """() => {
+  const rows = [...document.querySelectorAll('.pl-leaderboard tr.pl-row')].slice(0, 8);
+  window.__marked = rows;
+  return rows.map((r) => r.dataset.id);
+}"""
+SAME = """() => window.__marked.every((el) => el.isConnected
+  && document.querySelector(`.pl-leaderboard tr.pl-row[data-id="${el.dataset.id}"]`) === el)"""
+BAD_TEXT = """() => {
+  const bad = [];
+  for (const root of document.querySelectorAll('.pl-root')) {
+    const walk = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+    for (let n = walk.nextNode(); n; n = walk.nextNode()) {
+      if (/\\b(null|None|undefined|NaN)\\b/.test(n.textContent)) bad.push(n.textContent.slice(0, 80));
+    }
+  }
+  return bad;
+}"""
+PROGRESS = "() => document.querySelector('.pl-live .pl-stat.pl-progress .pl-stat-value').textContent"
+
+
+def test_views_hold_still_during_a_live_sweep(lab: Lab, page) -> None:  # noqa: F811 - fixtures
+    import nbformat
+
+    db, clicks = lab.root / "still.db", lab.root / "still-clicks.jsonl"
+    nb = nbformat.v4.new_notebook()
+    nb.metadata = {"kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}}
+    nb.cells = [nbformat.v4.new_code_cell(NOTEBOOK.format(db=str(db), clicks=str(clicks)).strip())]
+    nbformat.write(nb, lab.root / "still.ipynb")
+
+    open_and_run_all(page, lab, "still.ipynb")
+    try:
+        page.wait_for_function("document.querySelectorAll('.pl-leaderboard tr.pl-row').length >= 24", timeout=120_000)
+    finally:
+        page.screenshot(path=str(ARTIFACTS / "live-views-running.png"), full_page=True)
+    assert sweep_state(db)[0] == "running"
+
+    # 1. ten seconds of updates with the pointer away: same row elements, same scroll position
+    page.mouse.move(5, 5)
+    marked = page.evaluate(MARK)
+    scroller = page.locator(".pl-leaderboard .pl-scroll")
+    scroller.evaluate("(el) => { el.scrollTop = 60; }")
+    top = scroller.evaluate("(el) => el.scrollTop")
+    assert top > 0, "the table should scroll (more rows than its height)"
+    before = page.evaluate(PROGRESS)
+    page.wait_for_timeout(10_000)
+    assert page.evaluate(PROGRESS) != before, "the sweep should have updated the views meanwhile"
+    assert sweep_state(db)[0] == "running"
+    assert page.evaluate(SAME), "row elements were replaced by an update"
+    assert scroller.evaluate("(el) => el.scrollTop") == top
+    assert page.evaluate(BAD_TEXT) == []
+
+    # 2. fifty clicks at human speed on checkboxes and sort headers, all received by the kernel
+    scroller.evaluate("(el) => { el.scrollTop = 0; }")
+    headers = ["score", "n", "config_id", "score", "latency_ms"]
+    sent = 0
+    for i in range(50):
+        if i % 2:
+            page.locator(f".pl-leaderboard th[data-key='{headers[(i // 2) % len(headers)]}']").click()
+        else:
+            page.locator(f".pl-leaderboard tr.pl-row[data-id='{marked[(i // 2) % 4]}'] td.pl-sel input").click()
+        sent += 1
+        page.wait_for_timeout(180)
+    assert sweep_state(db)[0] == "running", "the clicks should land during the sweep"
+    deadline = time.monotonic() + 30
+    got: list[dict] = []
+    while time.monotonic() < deadline:
+        got = [json.loads(line) for line in Path(clicks).read_text().splitlines() if line.strip()]
+        if len(got) >= sent:
+            break
+        time.sleep(0.2)
+    assert len(got) == sent == 50, got
+    assert [m["action"] for m in got].count("select") == 25
+    assert [m["action"] for m in got].count("sort") == 25
+    page.wait_for_timeout(1500)
+    assert page.evaluate(BAD_TEXT) == []
+    page.screenshot(path=str(ARTIFACTS / "live-views-after-clicks.png"), full_page=True)
