@@ -2,8 +2,8 @@
 distribution of each configuration, and score vs cost with the Pareto front marked.
 
 The figure builders are plain functions of the leaderboard (and of the runs), returning
-``plotly.graph_objects.Figure``; :class:`Charts` shows them as ``FigureWidget`` tabs and
-refreshes them in place while a sweep runs.
+``plotly.graph_objects.Figure``; :class:`Charts` shows them as :class:`PlotlyChart` tabs (plotly.js
+sent once per page, only when a chart is shown) and refreshes them in place while a sweep runs.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def score_vs_params(board: Any) -> Any:
                 error_y={"type": "data", "symmetric": False,
                          "array": [(m["ci_high"] - m["score"]) if m.get("ci_high") is not None else 0 for m in members],
                          "arrayminus": [(m["score"] - m["ci_low"]) if m.get("ci_low") is not None else 0 for m in members]},
-                mode="markers", name=label, legendgroup=label, showlegend=col == 1,
+                mode="markers", name=label, legendgroup=label, showlegend=col == 1 and len(groups) > 1,
                 marker={"size": 9, "color": _colour(g)},
                 text=[f"config {m.get('config_id')} · n={m.get('n')}" for m in members], hoverinfo="x+y+text",
             ), row=1, col=col)
@@ -110,6 +110,8 @@ def score_vs_cost(board: Any) -> Any:
     fig.update_layout(title=f"Score vs {key} (Pareto front: nothing is both cheaper and better)", xaxis_title=label,
                       yaxis_title="weighted score", yaxis_range=[-0.02, 1.02], height=360,
                       margin={"t": 60, "l": 50, "r": 20, "b": 40})
+    if use_cost:  # dollars, not SI prefixes ("150µ")
+        fig.update_xaxes(tickprefix="$", tickformat=",.6~f", exponentformat="none", hoverformat="$,.6~f")
     return fig
 
 
@@ -159,7 +161,8 @@ class Charts:
     def __init__(self, wb: Any, experiment: Any, *, live: bool = True, interval: float = 2.0, slot: str = "",
                  source: Any = None):
         import ipywidgets
-        import plotly.graph_objects as go
+
+        from .plotly_chart import PlotlyChart
 
         self.wb = wb
         self.experiment = experiment_key(experiment)
@@ -170,8 +173,12 @@ class Charts:
         self._wake = asyncio.Event()
         self.updates = 0
         board = source.frame if source is not None and source.frame is not None else wb.leaderboard(self.experiment)
-        figs = figures(board, wb.runs(self.experiment))
-        self.figures = {name: go.FigureWidget(fig) for name, fig in figs.items()}
+        # Following a live view, the first figures are drawn by the loop, after the cell has
+        # shown the page: reading every run and building three figures (~0.7 s) would delay the
+        # leaderboard's first paint for charts that sit in a hidden tab.
+        deferred = live and source is not None
+        figs = figures(board.iloc[0:0] if deferred else board, [] if deferred else wb.runs(self.experiment))
+        self.figures = {name: PlotlyChart(fig) for name, fig in figs.items()}
         self.widget = ipywidgets.Tab(children=list(self.figures.values()))
         for i, name in enumerate(self.figures):
             self.widget.set_title(i, name)
@@ -180,6 +187,7 @@ class Charts:
             key = ("Charts", wb.db_path, self.experiment, slot)
             if source is not None:
                 source.on_frame(self._offer)
+                self._offer(board)
                 self._task = replace_loop(key, self._follow())
             else:
                 self._task = replace_loop(key, every(interval, self._tick))
@@ -193,14 +201,9 @@ class Charts:
         self.update(figures(self.wb.leaderboard(self.experiment), self.wb.runs(self.experiment)))
 
     def update(self, figs: dict[str, Any]) -> None:
-        """Show new figures in the same FigureWidgets (the views stay where they are)."""
+        """Show new figures in the same chart widgets (the page redraws them with Plotly.react)."""
         for name, fig in figs.items():
-            fw = self.figures[name]
-            if not patch(fw, fig):
-                with fw.batch_update():
-                    fw.data = ()
-                    fw.add_traces(list(fig.data))
-                    fw.layout = fig.layout
+            self.figures[name].update(fig)
         self.updates += 1
 
     async def _redraw(self, board: Any) -> None:

@@ -1,0 +1,42 @@
+"""Charts carry figures, not plotly.js: the library is sent on request, gzipped, as one buffer."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pandas as pd
+
+from promptlooper.ui.charts import score_vs_cost, score_vs_params
+from promptlooper.ui.plotly_chart import PlotlyChart
+
+
+def board(cost: float = 0.00015) -> pd.DataFrame:
+    return pd.DataFrame([
+        {"rank": 1, "config_id": "aaa", "answer.temperature": 0.0, "score": 0.8, "ci_low": 0.6, "ci_high": 1.0, "n": 3,
+         "tokens": 30, "cost": cost, "latency_ms": 10.0, "full_config_id": "aaa" * 8},
+        {"rank": 2, "config_id": "bbb", "answer.temperature": 0.5, "score": 0.5, "ci_low": 0.3, "ci_high": 0.7, "n": 3,
+         "tokens": 20, "cost": cost / 2, "latency_ms": 12.0, "full_config_id": "bbb" * 8},
+    ])
+
+
+def test_chart_state_is_the_figure_and_the_library_comes_on_request():
+    chart = PlotlyChart(score_vs_cost(board()))
+    state = chart.get_state()
+    size = len(json.dumps(state["figure"])) + len(str(state["_esm"])) + len(str(state["_css"]))
+    assert size < 50_000  # plotly's FigureWidget carries 4.96 MB in every instance
+    sent: list[tuple[dict, list]] = []
+    chart.send = lambda content, buffers=None: sent.append((content, buffers))  # the comm's outbox
+    assert chart.handle_message({"action": "plotly_library"})
+    (content, buffers), = sent
+    assert content == {"plotly": "gzip"} and len(buffers) == 1
+    assert 1_000_000 < len(buffers[0]) < 2_000_000
+    assert b"plotly" in gzip.decompress(buffers[0])[:2000].lower()
+    chart.close()
+
+
+def test_cost_axis_is_in_dollars_and_one_group_has_no_legend():
+    fig = score_vs_cost(board())
+    assert fig.layout.xaxis.tickprefix == "$" and fig.layout.xaxis.exponentformat == "none"
+    params = score_vs_params(board())
+    assert not any(t.showlegend for t in params.data)  # one colour: no meaningless "all" legend
