@@ -13,6 +13,7 @@ Uses the JupyterLab server and Chromium page fixtures of test_browser.py.
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -121,3 +122,25 @@ def test_views_hold_still_during_a_live_sweep(lab: Lab, page) -> None:  # noqa: 
     page.wait_for_timeout(1500)
     assert page.evaluate(BAD_TEXT) == []
     page.screenshot(path=str(ARTIFACTS / "live-views-after-clicks.png"), full_page=True)
+
+    # 3. charts (plotly.js once for the page) follow the theme, light then dark
+    page.locator(".lm-TabBar-tab:has-text('Charts')").first.click()
+    page.wait_for_selector(".pl-chart .main-svg", timeout=60_000)
+    page.screenshot(path=str(ARTIFACTS / "live-views-charts-light.png"), full_page=True)
+    light = page.evaluate(CHART_TEXT)
+    page.evaluate("window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Dark'})")
+    page.wait_for_function("document.body.dataset.jpThemeLight === 'false'", timeout=30_000)
+    page.wait_for_function(f"({CHART_TEXT})() !== {json.dumps(light)}", timeout=30_000)
+    rgb = lambda css: re.findall(r"\d+", css)[:3]  # noqa: E731 - plotly moves the alpha to fill-opacity
+    assert rgb(page.evaluate(CHART_TEXT)) == rgb(page.evaluate(FONT_COLOR)), "chart text should take the theme's font colour"
+    page.screenshot(path=str(ARTIFACTS / "live-views-charts-dark.png"), full_page=True)
+    page.locator(".lm-TabBar-tab:has-text('Leaderboard')").first.click()
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(ARTIFACTS / "live-views-dark.png"), full_page=True)
+    assert page.evaluate(BAD_TEXT) == []
+    page.evaluate("window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Light'})")
+
+
+CHART_TEXT = "() => getComputedStyle(document.querySelector('.pl-chart .gtitle')).fill"
+FONT_COLOR = """() => { const probe = document.createElement('span'); probe.style.color = 'var(--jp-ui-font-color1)';
+  document.body.append(probe); const c = getComputedStyle(probe).color; probe.remove(); return c; }"""
