@@ -121,6 +121,7 @@ def test_views_hold_still_during_a_live_sweep(lab: Lab, page) -> None:  # noqa: 
     assert [m["action"] for m in got].count("sort") == 25
     page.wait_for_timeout(1500)
     assert page.evaluate(BAD_TEXT) == []
+    assert page.evaluate(ACTIONS_VISIBLE), "approve / reject must be visible without scrolling sideways"
     page.screenshot(path=str(ARTIFACTS / "live-views-after-clicks.png"), full_page=True)
 
     # 3. charts (plotly.js once for the page) follow the theme, light then dark
@@ -144,3 +145,6 @@ def test_views_hold_still_during_a_live_sweep(lab: Lab, page) -> None:  # noqa: 
 CHART_TEXT = "() => getComputedStyle(document.querySelector('.pl-chart .gtitle')).fill"
 FONT_COLOR = """() => { const probe = document.createElement('span'); probe.style.color = 'var(--jp-ui-font-color1)';
   document.body.append(probe); const c = getComputedStyle(probe).color; probe.remove(); return c; }"""
+ACTIONS_VISIBLE = """() => { const s = document.querySelector('.pl-leaderboard .pl-scroll').getBoundingClientRect();
+  const a = document.querySelector('.pl-leaderboard tr.pl-row td.pl-actions').getBoundingClientRect();
+  return a.width > 0 && a.right <= s.right + 1 && a.left >= s.left; }"""

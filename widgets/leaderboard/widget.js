@@ -72,13 +72,19 @@ export default {
       title: "The ranking changed while the pointer was over the table; rows hold still until you apply it.",
       onclick: () => place(true) });
     const roBadge = h("span", { class: "pl-readonly", text: "read-only", hidden: true });
+    // the column chooser: hidden columns are this view's choice (kept while the board updates)
+    const hiddenCols = new Set();
+    const chooserList = h("div", { class: "pl-chooser-list" });
+    const chooser = h("details", { class: "pl-chooser" }, h("summary", { text: "columns" }), chooserList);
     const notice = h("span", { class: "pl-notice" });
     const error = h("span", { class: "pl-error" });
     const headRow = h("tr");
     const tbody = h("tbody");
     const scroll = h("div", { class: "pl-scroll" }, h("table", { class: "pl-table" }, h("thead", {}, headRow), tbody));
     const empty = h("div", { class: "pl-empty", text: "No scored configuration yet." });
-    el.append(h("div", { class: "pl-toolbar" }, count, refresh, resort, roBadge, notice, error), scroll, empty);
+    el.append(h("div", { class: "pl-toolbar" }, count, refresh, resort, chooser, roBadge, notice, error), scroll, empty);
+    // the expanded runs stay within the visible width of the table's scroller
+    new ResizeObserver(() => el.style.setProperty("--pl-view-width", `${scroll.clientWidth}px`)).observe(scroll);
 
     let hovering = false;
     let sortedAt = 0;
@@ -95,6 +101,9 @@ export default {
       const sig = JSON.stringify([cols.map((c) => [c.key, c.label, c.kind]), readonly]);
       if (sig === headSig) return false;
       headSig = sig;
+      chooserList.replaceChildren(...cols.filter((c) => c.key !== "rank" && c.key !== "config_id").map((c) =>
+        h("label", {}, h("input", { type: "checkbox", checked: !hiddenCols.has(c.key),
+          onchange: (e) => { if (e.target.checked) hiddenCols.delete(c.key); else hiddenCols.add(c.key); showCols(); } }), ` ${c.label}`)));
       headRow.replaceChildren(
         h("th", { class: "pl-sel", title: "select: steer / compare two" }),
         ...cols.map((c) => h("th", {
@@ -103,6 +112,10 @@ export default {
         }, h("span", { class: "pl-label", text: c.label }), h("span", { class: "pl-arrow" }))),
         readonly ? null : h("th", { class: "pl-actions-head", text: "" }));
       return true;
+    }
+
+    function showCols() {
+      for (const cell of el.querySelectorAll("[data-key]")) cell.classList.toggle("pl-col-hidden", hiddenCols.has(cell.dataset.key));
     }
 
     function makeEntry(id) {
@@ -124,7 +137,10 @@ export default {
     function layCells(entry, readonly) {
       // columns changed: the row element stays, its cells follow the new header
       const keep = new Map();
-      for (const c of cols) keep.set(c.key, entry.tds.get(c.key) || h("td", { "data-key": c.key }));
+      for (const c of cols) {
+        keep.set(c.key, entry.tds.get(c.key) || h("td", { "data-key": c.key }));
+        keep.get(c.key).classList.toggle("pl-col-hidden", hiddenCols.has(c.key));
+      }
       entry.tds = keep;
       entry.tr.replaceChildren(entry.sel, ...keep.values(), ...(readonly ? [] : [entry.actions]));
     }
@@ -137,7 +153,7 @@ export default {
       if (entry.box.checked !== on) entry.box.checked = on;
       for (const c of cols) {
         const td = entry.tds.get(c.key);
-        setClass(td, `pl-kind-${c.kind}`);
+        setClass(td, `pl-kind-${c.kind}${hiddenCols.has(c.key) ? " pl-col-hidden" : ""}`);
         const t = text(cells[c.key]);
         setText(td, t);
         // truncated text (long prompts, parameters, reasons) reads in full on hover
@@ -212,6 +228,7 @@ export default {
       const sort = model.get("sort") || {};
       const state = { expanded: model.get("expanded") || "", selected: model.get("selected") || [], picked: model.get("picked_runs") || [] };
       const relaid = drawHead(readonly);
+      if (relaid) showCols();
       for (const th of headRow.querySelectorAll("th[data-key]")) {
         const on = th.dataset.key === sort.key;
         th.classList.toggle("pl-sorted", on);
