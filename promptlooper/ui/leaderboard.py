@@ -333,6 +333,12 @@ class Leaderboard(PLWidget):
         row = next(r for r in self._all if r["id"] == config_id)
         return {c["key"]: row["values"].get(c["key"]) for c in self.columns if c["kind"] == "param"}
 
+    def best_id(self) -> str | None:
+        """The configuration ranked first (rejected ones are not ranked), or None on an empty board."""
+        ranked = [r for r in self._all if r["values"].get("rank") is not None and r["decision"] != "rejected"]
+        top = min(ranked, key=lambda r: r["values"]["rank"], default=None)
+        return top["id"] if top else None
+
     def _known(self, config_id: str) -> None:
         if config_id not in {r["id"] for r in self._all}:
             raise ValueError(f"configuration {short(config_id)!r} is not on this leaderboard")

@@ -124,7 +124,17 @@ def test_views_hold_still_during_a_live_sweep(lab: Lab, page) -> None:  # noqa: 
     assert page.evaluate(ACTIONS_VISIBLE), "approve / reject must be visible without scrolling sideways"
     page.screenshot(path=str(ARTIFACTS / "live-views-after-clicks.png"), full_page=True)
 
-    # 3. charts (plotly.js once for the page) follow the theme, light then dark
+    # 3. a typo in the redirect editor: the text stays, the error is in words
+    page.locator(".pl-steering details.pl-redirect summary").click()
+    typo = '{"answer.temperature": [0.1, 0.2}'
+    page.locator(".pl-steering .pl-space-text").fill(typo)
+    page.locator(".pl-steering .pl-redirect-btn").click()
+    page.wait_for_function("document.querySelector('.pl-steering .pl-error').textContent.includes('line 1')", timeout=30_000)
+    page.wait_for_timeout(2500)  # a few more updates of every view
+    assert page.locator(".pl-steering .pl-space-text").input_value() == typo
+    assert "ValueError" not in page.inner_text(".pl-steering .pl-error")
+
+    # 4. charts (plotly.js once for the page) follow the theme, light then dark
     page.locator(".lm-TabBar-tab:has-text('Charts')").first.click()
     page.wait_for_selector(".pl-chart .main-svg", timeout=60_000)
     page.screenshot(path=str(ARTIFACTS / "live-views-charts-light.png"), full_page=True)
