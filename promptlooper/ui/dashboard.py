@@ -55,6 +55,7 @@ class Dashboard(ipywidgets.VBox):  # type: ignore[misc]
             self.diff.compare_configs(*config_ids, board=self.leaderboard.frame)
 
     def _offer_best(self, _frame: Any) -> None:
+        self.rating.follow()  # the Rate tab fills itself once the sweep has runs
         top = self.leaderboard.best_id()
         self.steering.offer_best(top, self.leaderboard.varied_of(top) if top else None)
 
