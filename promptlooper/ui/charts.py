@@ -207,8 +207,17 @@ class Charts:
         self.updates += 1
 
     async def _redraw(self, board: Any) -> None:
+        from .plotly_chart import figure_json
+
         runs = await self._reader.call("runs", self.experiment)
-        self.update(await asyncio.to_thread(figures, board, runs))
+
+        def build() -> dict[str, tuple[Any, dict[str, Any]]]:
+            # figures and their JSON are built off the kernel's loop: cells stay responsive
+            return {name: (fig, figure_json(fig)) for name, fig in figures(board, runs).items()}
+
+        for name, (fig, shown) in (await asyncio.to_thread(build)).items():
+            self.figures[name].update(fig, shown)
+        self.updates += 1
 
     async def _tick(self) -> bool:
         status = await self._reader.call("status", self.experiment)

@@ -46,9 +46,10 @@ class PlotlyChart(PLWidget):
         super().__init__(**kwargs)
         self.update(fig)
 
-    def update(self, fig: Any) -> None:
+    def update(self, fig: Any, shown: dict[str, Any] | None = None) -> None:
+        """Show ``fig``; ``shown`` is its JSON when already made (in a worker thread)."""
         self.fig = fig
-        shown = figure_json(fig)
+        shown = figure_json(fig) if shown is None else shown
         if shown != self.figure:
             self.figure = shown
 
