@@ -49,9 +49,10 @@ view
 MARK = """() => {
   const rows = [...document.querySelectorAll('.pl-leaderboard tr.pl-row')].slice(0, 8);
   window.__marked = rows;
+  window.__progress = document.querySelector('.pl-live .pl-stat.pl-progress .pl-stat-value');
   return rows.map((r) => r.dataset.id);
 }"""
-SAME = """() => window.__marked.every((el) => el.isConnected
+SAME = """() => window.__progress.isConnected && window.__marked.every((el) => el.isConnected
   && document.querySelector(`.pl-leaderboard tr.pl-row[data-id="${el.dataset.id}"]`) === el)"""
 BAD_TEXT = """() => {
   const bad = [];
