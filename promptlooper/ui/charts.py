@@ -115,6 +115,9 @@ def score_vs_cost(board: Any) -> Any:
     return fig
 
 
+NAMES = ("Score vs parameters", "Distribution", "Score vs cost")
+
+
 def figures(board: Any, runs: list[dict[str, Any]]) -> dict[str, Any]:
     return {"Score vs parameters": score_vs_params(board), "Distribution": score_distribution(board, runs),
             "Score vs cost": score_vs_cost(board)}
@@ -177,7 +180,12 @@ class Charts:
         # shown the page: reading every run and building three figures (~0.7 s) would delay the
         # leaderboard's first paint for charts that sit in a hidden tab.
         deferred = live and source is not None
-        figs = figures(board.iloc[0:0] if deferred else board, [] if deferred else wb.runs(self.experiment))
+        if deferred:
+            import plotly.graph_objects as go
+
+            figs = {name: go.Figure() for name in NAMES}
+        else:
+            figs = figures(board, wb.runs(self.experiment))
         self.figures = {name: PlotlyChart(fig) for name, fig in figs.items()}
         self.widget = ipywidgets.Tab(children=list(self.figures.values()))
         for i, name in enumerate(self.figures):
