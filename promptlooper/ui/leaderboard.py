@@ -169,6 +169,12 @@ def run_view(detail: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def rows_for_page(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows as the page receives them: without the raw ``values`` (Python sorts, the page only
+    draws ``cells``), which halves each update sent while a sweep runs."""
+    return [{k: v for k, v in r.items() if k != "values"} for r in rows]
+
+
 class Leaderboard(PLWidget):
     """The experiment's leaderboard; ``live=True`` refreshes it while the sweep adds runs.
 
@@ -180,7 +186,7 @@ class Leaderboard(PLWidget):
     _css = asset("leaderboard", "widget.css")
 
     columns = traitlets.List().tag(sync=True)
-    rows = traitlets.List().tag(sync=True)
+    rows = traitlets.List().tag(sync=True, to_json=lambda rows, _widget: rows_for_page(rows))
     sort = traitlets.Dict({"key": "score", "desc": True}).tag(sync=True)
     expanded = traitlets.Unicode("").tag(sync=True)  # full config id
     runs = traitlets.List().tag(sync=True)  # run_view() of the expanded configuration

@@ -44,14 +44,30 @@ class PlotlyChart(PLWidget):
 
     def __init__(self, fig: Any, **kwargs: Any):
         super().__init__(**kwargs)
+        self._in_view = False
+        self._pending: dict[str, Any] | None = None
         self.update(fig)
+        self.figure, self._pending = self._pending or {}, None
 
     def update(self, fig: Any, shown: dict[str, Any] | None = None) -> None:
-        """Show ``fig``; ``shown`` is its JSON when already made (in a worker thread)."""
+        """Show ``fig``; ``shown`` is its JSON when already made (in a worker thread).
+
+        While no page shows the chart (a hidden tab), the figure waits here: a live sweep would
+        otherwise push every redraw of every hidden chart through the websocket."""
         self.fig = fig
-        shown = figure_json(fig) if shown is None else shown
-        if shown != self.figure:
-            self.figure = shown
+        self._pending = figure_json(fig) if shown is None else shown
+        if self._in_view:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending is not None and self._pending != self.figure:
+            self.figure = self._pending
+        self._pending = None
+
+    def _on_visible(self, on: bool) -> None:
+        self._in_view = bool(on)
+        if self._in_view:
+            self._flush()
 
     @property
     def data(self) -> Any:

@@ -40,3 +40,27 @@ def test_cost_axis_is_in_dollars_and_one_group_has_no_legend():
     assert fig.layout.xaxis.tickprefix == "$" and fig.layout.xaxis.exponentformat == "none"
     params = score_vs_params(board())
     assert not any(t.showlegend for t in params.data)  # one colour: no meaningless "all" legend
+
+
+def test_leaderboard_rows_reach_the_page_without_raw_values(done):
+    from promptlooper.ui.leaderboard import Leaderboard
+
+    wb, exp = done
+    board = Leaderboard(wb, exp, live=False, readonly=False)
+    sent = board.get_state(key="rows")["rows"]
+    assert len(sent) == 4 and all("values" not in r and r["cells"] for r in sent)
+    assert all("values" in r for r in board.rows)  # Python still sorts by them
+    board.close()
+
+
+def test_hidden_charts_hold_their_updates_until_shown():
+    chart = PlotlyChart(score_vs_cost(board()))
+    first = chart.figure
+    assert first["data"]  # the state a page (or a saved notebook) starts from
+    chart.update(score_vs_cost(board(cost=0.5)))
+    assert chart.figure == first  # not shown anywhere: nothing sent
+    assert chart.handle_message({"action": "visible", "on": True})
+    assert chart.figure != first and chart.figure["data"][0]["x"][0] == 0.5
+    chart.update(score_vs_cost(board(cost=0.7)))
+    assert chart.figure["data"][0]["x"][0] == 0.7  # shown: sent at once
+    chart.close()

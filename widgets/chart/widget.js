@@ -79,7 +79,13 @@ export default {
     };
     let started = false;
     // load and draw only when visible: a hidden tab costs nothing
-    const seen = new IntersectionObserver((entries) => { if (entries.some((e) => e.isIntersecting)) start(); });
+    // the kernel holds back figure updates of charts no page shows (hidden tabs)
+    let inView = null;
+    const seen = new IntersectionObserver((entries) => {
+      const on = entries.some((e) => e.isIntersecting);
+      if (on) start();
+      if (on !== inView) { inView = on; model.send({ action: "visible", on }); }
+    });
     seen.observe(el);
     const resized = new ResizeObserver(() => { if (Plotly && plot.offsetWidth) Plotly.Plots.resize(plot); });
     resized.observe(el);
