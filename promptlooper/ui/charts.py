@@ -58,7 +58,7 @@ def score_vs_params(board: Any) -> Any:
         for g, (label, members) in enumerate(sorted(groups.items())):
             members = [m for m in members if m.get("score") is not None]
             fig.add_trace(go.Scatter(
-                x=[fmt_value(m.get(p)) if not isinstance(m.get(p), int | float) else m.get(p) for m in members],
+                x=[_label(m.get(p)) if not isinstance(m.get(p), int | float) else m.get(p) for m in members],
                 y=[m["score"] for m in members],
                 error_y={"type": "data", "symmetric": False,
                          "array": [(m["ci_high"] - m["score"]) if m.get("ci_high") is not None else 0 for m in members],
@@ -71,6 +71,15 @@ def score_vs_params(board: Any) -> Any:
     fig.update_layout(title="Score vs each varied parameter" + (f" (colour: {', '.join(models)})" if models else ""),
                       height=360, margin={"t": 60, "l": 50, "r": 20, "b": 40}, legend_title_text=", ".join(models) or None)
     return fig
+
+
+LABEL_CHARS = 28
+
+
+def _label(value: Any) -> str:
+    """A category label that fits under its axis: long prompts are cut (the hover shows the config)."""
+    text = " ".join(fmt_value(value).split())
+    return text if len(text) <= LABEL_CHARS else text[: LABEL_CHARS - 1] + "…"
 
 
 def score_distribution(board: Any, runs: list[dict[str, Any]]) -> Any:

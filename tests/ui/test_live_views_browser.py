@@ -135,7 +135,8 @@ def test_views_hold_still_during_a_live_sweep(lab: Lab, page) -> None:  # noqa: 
     assert page.locator(".pl-steering .pl-space-text").input_value() == typo
     assert "ValueError" not in page.inner_text(".pl-steering .pl-error")
 
-    # 4. charts (plotly.js once for the page) follow the theme, light then dark
+    # 4. every view, light then dark (screenshots to look at); charts follow the theme
+    shoot_tabs(page, "light")
     page.locator(".lm-TabBar-tab:has-text('Charts')").first.click()
     page.wait_for_selector(".pl-chart .main-svg", timeout=60_000)
     page.screenshot(path=str(ARTIFACTS / "live-views-charts-light.png"), full_page=True)
@@ -146,11 +147,16 @@ def test_views_hold_still_during_a_live_sweep(lab: Lab, page) -> None:  # noqa: 
     rgb = lambda css: re.findall(r"\d+", css)[:3]  # noqa: E731 - plotly moves the alpha to fill-opacity
     assert rgb(page.evaluate(CHART_TEXT)) == rgb(page.evaluate(FONT_COLOR)), "chart text should take the theme's font colour"
     page.screenshot(path=str(ARTIFACTS / "live-views-charts-dark.png"), full_page=True)
-    page.locator(".lm-TabBar-tab:has-text('Leaderboard')").first.click()
-    page.wait_for_timeout(500)
-    page.screenshot(path=str(ARTIFACTS / "live-views-dark.png"), full_page=True)
+    shoot_tabs(page, "dark")
     assert page.evaluate(BAD_TEXT) == []
     page.evaluate("window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Light'})")
+
+
+def shoot_tabs(page, theme: str) -> None:  # noqa: F811 - the page fixture, passed in
+    for tab in ("Diff", "Rate", "Timeline", "Leaderboard"):
+        page.locator(f".lm-TabBar-tab:has-text('{tab}')").first.click()
+        page.wait_for_timeout(400)
+        page.screenshot(path=str(ARTIFACTS / f"live-views-{tab.lower()}-{theme}.png"), full_page=True)
 
 
 CHART_TEXT = "() => getComputedStyle(document.querySelector('.pl-chart .gtitle')).fill"

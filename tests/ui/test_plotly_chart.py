@@ -64,3 +64,10 @@ def test_hidden_charts_hold_their_updates_until_shown():
     chart.update(score_vs_cost(board(cost=0.7)))
     assert chart.figure["data"][0]["x"][0] == 0.7  # shown: sent at once
     chart.close()
+
+
+def test_long_prompt_labels_are_cut_to_fit():
+    frame = board()
+    frame.insert(2, "persona", ["You are a meticulous assistant who always answers in full sentences", "terse"])
+    labels = [x for t in score_vs_params(frame).data for x in t.x if isinstance(x, str)]
+    assert labels and all(len(x) <= 28 for x in labels) and any(x.endswith("…") for x in labels)
