@@ -98,7 +98,18 @@ def test_views_hold_still_during_a_live_sweep(lab: Lab, page) -> None:  # noqa: 
     assert scroller.evaluate("(el) => el.scrollTop") == top
     assert page.evaluate(BAD_TEXT) == []
 
-    # 2. fifty clicks at human speed on checkboxes and sort headers, all received by the kernel
+    # 2. with the pointer over the table the rows hold their order; leaving it applies the ranking
+    scroller.evaluate("(el) => { el.scrollTop = 0; }")
+    page.locator(".pl-leaderboard tr.pl-row td[data-key='score']").nth(3).hover()
+    held = page.evaluate(ORDER)
+    page.wait_for_timeout(4000)
+    assert [i for i in page.evaluate(ORDER) if i in held] == held, "rows moved under the pointer"
+    page.mouse.move(5, 5)
+    page.wait_for_timeout(1500)
+    ranks = page.evaluate(RANKS)
+    assert ranks == sorted(ranks), "leaving the table should apply the current ranking"
+
+    # 3. fifty clicks at human speed on checkboxes and sort headers, all received by the kernel
     scroller.evaluate("(el) => { el.scrollTop = 0; }")
     headers = ["score", "n", "config_id", "score", "latency_ms"]
     sent = 0
@@ -125,7 +136,7 @@ def test_views_hold_still_during_a_live_sweep(lab: Lab, page) -> None:  # noqa: 
     assert page.evaluate(ACTIONS_VISIBLE), "approve / reject must be visible without scrolling sideways"
     page.screenshot(path=str(ARTIFACTS / "live-views-after-clicks.png"), full_page=True)
 
-    # 3. a typo in the redirect editor: the text stays, the error is in words
+    # 4. a typo in the redirect editor: the text stays, the error is in words
     page.locator(".pl-steering details.pl-redirect summary").click()
     typo = '{"answer.temperature": [0.1, 0.2}'
     page.locator(".pl-steering .pl-space-text").fill(typo)
@@ -135,7 +146,7 @@ def test_views_hold_still_during_a_live_sweep(lab: Lab, page) -> None:  # noqa: 
     assert page.locator(".pl-steering .pl-space-text").input_value() == typo
     assert "ValueError" not in page.inner_text(".pl-steering .pl-error")
 
-    # 4. every view, light then dark (screenshots to look at); charts follow the theme
+    # 5. every view, light then dark (screenshots to look at); charts follow the theme
     shoot_tabs(page, "light")
     page.locator(".lm-TabBar-tab:has-text('Charts')").first.click()
     page.wait_for_selector(".pl-chart .main-svg", timeout=60_000)
@@ -159,6 +170,9 @@ def shoot_tabs(page, theme: str) -> None:  # noqa: F811 - the page fixture, pass
         page.screenshot(path=str(ARTIFACTS / f"live-views-{tab.lower()}-{theme}.png"), full_page=True)
 
 
+ORDER = "() => [...document.querySelectorAll('.pl-leaderboard tr.pl-row')].map((r) => r.dataset.id)"
+RANKS = """() => [...document.querySelectorAll('.pl-leaderboard tr.pl-row td[data-key="rank"]')]
+  .map((td) => Number(td.textContent)).filter((n) => n > 0)"""
 CHART_TEXT = "() => getComputedStyle(document.querySelector('.pl-chart .gtitle')).fill"
 FONT_COLOR = """() => { const probe = document.createElement('span'); probe.style.color = 'var(--jp-ui-font-color1)';
   document.body.append(probe); const c = getComputedStyle(probe).color; probe.remove(); return c; }"""
