@@ -58,5 +58,9 @@ def test_front_page_is_the_overview_and_unknown_experiments_are_explained(dashbo
         assert "There was an error" not in text and "Traceback" not in text
         assert page.locator(".pl-notfound a.pl-link").get_attribute("href") == "overview.ipynb"
         page.screenshot(path=str(ARTIFACTS / "voila-unknown-experiment.png"), full_page=True)
+        page.goto(f"{base}/voila/render/experiment.ipynb?experiment=tests/live&theme=dark", timeout=90_000)
+        page.wait_for_selector(".pl-table tbody tr", timeout=90_000)
+        assert page.evaluate(BAD_TEXT) == []
+        page.screenshot(path=str(ARTIFACTS / "voila-dashboard-dark.png"), full_page=True)
         ctx.close()
     assert outside == [], outside

@@ -110,7 +110,7 @@ export default {
           class: `pl-sortable pl-kind-${c.kind}`, "data-key": c.key, title: `sort by ${c.label}`,
           onclick: () => { sortedAt = Date.now(); send({ action: "sort", key: c.key }); },
         }, h("span", { class: "pl-label", text: c.label }), h("span", { class: "pl-arrow" }))),
-        readonly ? null : h("th", { class: "pl-actions-head", text: "" }));
+        ...(readonly ? [] : [h("th", { class: "pl-actions-head", text: "" })]));
       return true;
     }
 
