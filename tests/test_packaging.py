@@ -25,13 +25,16 @@ def wheel(tmp_path_factory) -> Path:
 
 def test_wheel_ships_widget_assets_dashboards_and_data(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
-    for widget in ("leaderboard", "live", "steering", "diff", "rating", "timeline"):
+    for widget in ("leaderboard", "live", "steering", "diff", "rating", "timeline", "chart", "overview"):
         assert f"promptlooper/_widgets/{widget}/widget.js" in names
         assert f"promptlooper/_widgets/{widget}/widget.css" in names
     assert "promptlooper/_notebooks/dashboards/experiment.ipynb" in names
     assert "promptlooper/_notebooks/dashboards/overview.ipynb" in names
     assert "promptlooper/jupyter_data/voila/templates/promptlooper/index.html.j2" in names
     assert "promptlooper/examples/quickstart.yaml" in names
+    assert "promptlooper/jupyter_data/voila/templates/promptlooper/tree-lab.html" in names  # / is the overview
+    # JupyterLab setting defaults: widget state saved with the notebook
+    assert any(n.endswith(".data/data/share/jupyter/lab/settings/overrides.d/promptlooper.json") for n in names)
     assert any(n.startswith("promptlooper/data/") and n.endswith("tokenizer.json") for n in names)
     assert not [n for n in names if n.split("/")[0] in ("widgets", "notebooks", "tests")]  # nothing outside the package
 

@@ -192,6 +192,9 @@ class PLWidget(anywidget.AnyWidget):  # type: ignore[misc]
         self.error = self.notice = ""
         try:
             handler(**args)
+        except ValueError as exc:  # bad input: its message is written for the user
+            self.error = str(exc)
+            return False
         except Exception as exc:  # noqa: BLE001 - shown in the widget, the kernel keeps going
             self.error = f"{type(exc).__name__}: {exc}"
             return False

@@ -108,10 +108,19 @@ def parse_mapping(text: str, what: str) -> dict[str, Any]:
         try:
             value = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise ValueError(f"{what}: not valid JSON or YAML ({exc})") from exc
+            raise ValueError(f"{what}: {yaml_problem(exc)}. Write JSON such as {{\"answer.temperature\": [0.0, 0.5]}} "
+                             "or YAML such as 'answer.temperature: [0.0, 0.5]'.") from exc
     if not isinstance(value, dict):
         raise ValueError(f"{what}: expected a mapping like {{\"answer.temperature\": [0.0, 0.5]}}")
     return value
+
+
+def yaml_problem(exc: Exception) -> str:
+    """A parser error in words: where (line, column) and what, without the parser's internals."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = str(getattr(exc, "problem", "") or "the text cannot be read").strip()
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return f"{where}{problem} (not valid JSON or YAML)"
 
 
 def dump_mapping(value: dict[str, Any]) -> str:

@@ -2,8 +2,8 @@
 distribution of each configuration, and score vs cost with the Pareto front marked.
 
 The figure builders are plain functions of the leaderboard (and of the runs), returning
-``plotly.graph_objects.Figure``; :class:`Charts` shows them as ``FigureWidget`` tabs and
-refreshes them in place while a sweep runs.
+``plotly.graph_objects.Figure``; :class:`Charts` shows them as :class:`PlotlyChart` tabs (plotly.js
+sent once per page, only when a chart is shown) and refreshes them in place while a sweep runs.
 """
 
 from __future__ import annotations
@@ -58,12 +58,12 @@ def score_vs_params(board: Any) -> Any:
         for g, (label, members) in enumerate(sorted(groups.items())):
             members = [m for m in members if m.get("score") is not None]
             fig.add_trace(go.Scatter(
-                x=[fmt_value(m.get(p)) if not isinstance(m.get(p), int | float) else m.get(p) for m in members],
+                x=[_label(m.get(p)) if not isinstance(m.get(p), int | float) else m.get(p) for m in members],
                 y=[m["score"] for m in members],
                 error_y={"type": "data", "symmetric": False,
                          "array": [(m["ci_high"] - m["score"]) if m.get("ci_high") is not None else 0 for m in members],
                          "arrayminus": [(m["score"] - m["ci_low"]) if m.get("ci_low") is not None else 0 for m in members]},
-                mode="markers", name=label, legendgroup=label, showlegend=col == 1,
+                mode="markers", name=label, legendgroup=label, showlegend=col == 1 and len(groups) > 1,
                 marker={"size": 9, "color": _colour(g)},
                 text=[f"config {m.get('config_id')} · n={m.get('n')}" for m in members], hoverinfo="x+y+text",
             ), row=1, col=col)
@@ -71,6 +71,15 @@ def score_vs_params(board: Any) -> Any:
     fig.update_layout(title="Score vs each varied parameter" + (f" (colour: {', '.join(models)})" if models else ""),
                       height=360, margin={"t": 60, "l": 50, "r": 20, "b": 40}, legend_title_text=", ".join(models) or None)
     return fig
+
+
+LABEL_CHARS = 28
+
+
+def _label(value: Any) -> str:
+    """A category label that fits under its axis: long prompts are cut (the hover shows the config)."""
+    text = " ".join(fmt_value(value).split())
+    return text if len(text) <= LABEL_CHARS else text[: LABEL_CHARS - 1] + "…"
 
 
 def score_distribution(board: Any, runs: list[dict[str, Any]]) -> Any:
@@ -110,7 +119,12 @@ def score_vs_cost(board: Any) -> Any:
     fig.update_layout(title=f"Score vs {key} (Pareto front: nothing is both cheaper and better)", xaxis_title=label,
                       yaxis_title="weighted score", yaxis_range=[-0.02, 1.02], height=360,
                       margin={"t": 60, "l": 50, "r": 20, "b": 40})
+    if use_cost:  # dollars, not SI prefixes ("150µ")
+        fig.update_xaxes(tickprefix="$", tickformat=",.6~f", exponentformat="none", hoverformat="$,.6~f")
     return fig
+
+
+NAMES = ("Score vs parameters", "Distribution", "Score vs cost")
 
 
 def figures(board: Any, runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -159,7 +173,8 @@ class Charts:
     def __init__(self, wb: Any, experiment: Any, *, live: bool = True, interval: float = 2.0, slot: str = "",
                  source: Any = None):
         import ipywidgets
-        import plotly.graph_objects as go
+
+        from .plotly_chart import PlotlyChart
 
         self.wb = wb
         self.experiment = experiment_key(experiment)
@@ -170,8 +185,17 @@ class Charts:
         self._wake = asyncio.Event()
         self.updates = 0
         board = source.frame if source is not None and source.frame is not None else wb.leaderboard(self.experiment)
-        figs = figures(board, wb.runs(self.experiment))
-        self.figures = {name: go.FigureWidget(fig) for name, fig in figs.items()}
+        # Following a live view, the first figures are drawn by the loop, after the cell has
+        # shown the page: reading every run and building three figures (~0.7 s) would delay the
+        # leaderboard's first paint for charts that sit in a hidden tab.
+        deferred = live and source is not None
+        if deferred:
+            import plotly.graph_objects as go
+
+            figs = {name: go.Figure() for name in NAMES}
+        else:
+            figs = figures(board, wb.runs(self.experiment))
+        self.figures = {name: PlotlyChart(fig) for name, fig in figs.items()}
         self.widget = ipywidgets.Tab(children=list(self.figures.values()))
         for i, name in enumerate(self.figures):
             self.widget.set_title(i, name)
@@ -180,6 +204,7 @@ class Charts:
             key = ("Charts", wb.db_path, self.experiment, slot)
             if source is not None:
                 source.on_frame(self._offer)
+                self._offer(board)
                 self._task = replace_loop(key, self._follow())
             else:
                 self._task = replace_loop(key, every(interval, self._tick))
@@ -193,19 +218,23 @@ class Charts:
         self.update(figures(self.wb.leaderboard(self.experiment), self.wb.runs(self.experiment)))
 
     def update(self, figs: dict[str, Any]) -> None:
-        """Show new figures in the same FigureWidgets (the views stay where they are)."""
+        """Show new figures in the same chart widgets (the page redraws them with Plotly.react)."""
         for name, fig in figs.items():
-            fw = self.figures[name]
-            if not patch(fw, fig):
-                with fw.batch_update():
-                    fw.data = ()
-                    fw.add_traces(list(fig.data))
-                    fw.layout = fig.layout
+            self.figures[name].update(fig)
         self.updates += 1
 
     async def _redraw(self, board: Any) -> None:
+        from .plotly_chart import figure_json
+
         runs = await self._reader.call("runs", self.experiment)
-        self.update(await asyncio.to_thread(figures, board, runs))
+
+        def build() -> dict[str, tuple[Any, dict[str, Any]]]:
+            # figures and their JSON are built off the kernel's loop: cells stay responsive
+            return {name: (fig, figure_json(fig)) for name, fig in figures(board, runs).items()}
+
+        for name, (fig, shown) in (await asyncio.to_thread(build)).items():
+            self.figures[name].update(fig, shown)
+        self.updates += 1
 
     async def _tick(self) -> bool:
         status = await self._reader.call("status", self.experiment)

@@ -34,6 +34,8 @@ class Dashboard(ipywidgets.VBox):  # type: ignore[misc]
         self.timeline = Timeline(wb, key, readonly=ro, live=live, slot=slot)
         self.charts = Charts(wb, key, live=live, slot=slot, source=self.leaderboard)
         self.leaderboard.on_select(self._selected)
+        self.leaderboard.on_frame(self._offer_best)
+        self._offer_best(self.leaderboard.frame)
         self.leaderboard.on_pick_runs(self._picked)
         tabs = ipywidgets.Tab(children=[
             ipywidgets.VBox([self.leaderboard, self.steering]), self.diff, self.rating, self.timeline, self.charts.widget,
@@ -46,11 +48,16 @@ class Dashboard(ipywidgets.VBox):  # type: ignore[misc]
     def _selected(self, config_ids: list[str]) -> None:
         # the leaderboard's last frame: a big board is not computed again on the kernel's loop
         if config_ids:
-            self.steering.select(config_ids[-1], self.leaderboard.varied_of(config_ids[-1]))
+            self.steering.select(config_ids[-1], self.leaderboard.varied_of(config_ids[-1]), ticked=len(config_ids))
         else:
             self.steering.select(None)
         if len(config_ids) == 2:
             self.diff.compare_configs(*config_ids, board=self.leaderboard.frame)
+
+    def _offer_best(self, _frame: Any) -> None:
+        self.rating.follow()  # the Rate tab fills itself once the sweep has runs
+        top = self.leaderboard.best_id()
+        self.steering.offer_best(top, self.leaderboard.varied_of(top) if top else None)
 
     def _picked(self, run_ids: list[str]) -> None:
         if run_ids:

@@ -94,7 +94,21 @@ def build_rows(frame: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         cells["failed"] = f"{failed} · {values.get('failure')}" if failed and values.get("failure") else (str(failed) if failed else "")
         rows.append({"id": str(values.get("full_config_id", "")), "cells": cells, "values": values,
                      "decision": cells["decision"], "failed": failed})
+    mark_few_samples(rows)
     return column_specs(varied, scorers, info, failures=any(r["failed"] for r in rows)), rows
+
+
+def mark_few_samples(rows: list[dict[str, Any]]) -> None:
+    """Flag configurations scored on fewer samples than the best-sampled one (``few``).
+
+    Mid-sweep, a configuration with two lucky samples can outrank one scored on all of them;
+    the view marks such rows so nobody approves a rank that is not yet earned.
+    """
+    counts = [int(r["values"].get("n") or 0) for r in rows]
+    most = max(counts, default=0)
+    for r, n in zip(rows, counts, strict=True):
+        r["few"] = n < most
+        r["n_of"] = f"scored on {n} of {most} samples so far" if n < most else ""
 
 
 def sort_rows(rows: list[dict[str, Any]], key: str, descending: bool) -> list[dict[str, Any]]:
@@ -155,6 +169,12 @@ def run_view(detail: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def rows_for_page(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows as the page receives them: without the raw ``values`` (Python sorts, the page only
+    draws ``cells``), which halves each update sent while a sweep runs."""
+    return [{k: v for k, v in r.items() if k != "values"} for r in rows]
+
+
 class Leaderboard(PLWidget):
     """The experiment's leaderboard; ``live=True`` refreshes it while the sweep adds runs.
 
@@ -166,7 +186,7 @@ class Leaderboard(PLWidget):
     _css = asset("leaderboard", "widget.css")
 
     columns = traitlets.List().tag(sync=True)
-    rows = traitlets.List().tag(sync=True)
+    rows = traitlets.List().tag(sync=True, to_json=lambda rows, _widget: rows_for_page(rows))
     sort = traitlets.Dict({"key": "score", "desc": True}).tag(sync=True)
     expanded = traitlets.Unicode("").tag(sync=True)  # full config id
     runs = traitlets.List().tag(sync=True)  # run_view() of the expanded configuration
@@ -318,6 +338,12 @@ class Leaderboard(PLWidget):
         """The varied parameter values of a configuration on this board (no store read)."""
         row = next(r for r in self._all if r["id"] == config_id)
         return {c["key"]: row["values"].get(c["key"]) for c in self.columns if c["kind"] == "param"}
+
+    def best_id(self) -> str | None:
+        """The configuration ranked first (rejected ones are not ranked), or None on an empty board."""
+        ranked = [r for r in self._all if r["values"].get("rank") is not None and r["decision"] != "rejected"]
+        top = min(ranked, key=lambda r: r["values"]["rank"], default=None)
+        return top["id"] if top else None
 
     def _known(self, config_id: str) -> None:
         if config_id not in {r["id"] for r in self._all}:

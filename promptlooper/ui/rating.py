@@ -47,6 +47,17 @@ def check_rating(thumbs: Any, stars: Any, comment: Any) -> tuple[str | None, int
     return thumbs, stars, comment
 
 
+def human_value(score: dict[str, Any]) -> str:
+    """A human score as the person gave it: "★★★★☆ 4/5" or "thumbs up", not the stored 0.750."""
+    meta = score.get("metadata") if isinstance(score.get("metadata"), dict) else {}
+    raw, value = meta.get("raw"), score.get("value")
+    if score.get("scorer") == "human_stars" and isinstance(raw, int) and 1 <= raw <= 5:
+        return "★" * raw + "☆" * (5 - raw) + f" {raw}/5"
+    if score.get("scorer") == "human_thumbs" and value is not None:
+        return "thumbs up" if float(value) >= 0.5 else "thumbs down"
+    return fmt_score(value)
+
+
 def rated_run(detail: dict[str, Any]) -> dict[str, Any]:
     """The run as the rating view shows it: output, automatic score, existing human scores."""
     human = [s for s in detail.get("scores") or [] if s.get("source") == "human"]
@@ -54,7 +65,7 @@ def rated_run(detail: dict[str, Any]) -> dict[str, Any]:
         "id": detail.get("id", ""), "short": short(detail.get("id"), 8), "config": short(detail.get("config_id")),
         "sample_index": detail.get("sample_index"), "status": detail.get("status", ""),
         "output": detail.get("output") or detail.get("error") or "", "score": fmt_score(detail.get("score")),
-        "human": [{"scorer": s.get("scorer", ""), "value": fmt_score(s.get("value")),
+        "human": [{"scorer": s.get("scorer", ""), "value": human_value(s),
                    "comment": str((s.get("metadata") or {}).get("comment", "")) if isinstance(s.get("metadata"), dict) else ""}
                   for s in human],
     }
@@ -89,6 +100,13 @@ class Rating(PLWidget):
             self.show(run_id)
         elif self.choices:
             self.show(self.choices[0]["id"])
+
+    def follow(self) -> None:
+        """Called as the sweep adds runs: a view that had nothing to rate shows the first run."""
+        if not self.run:
+            self.reload_choices()
+            if self.choices:
+                self.show(self.choices[0]["id"])
 
     def reload_choices(self) -> None:
         self.choices = [run_choice(r) for r in self.wb.runs(self.experiment, limit=MAX_CHOICES)]

@@ -58,6 +58,7 @@ class Steering(PLWidget):
     fork_text = traitlets.Unicode("").tag(sync=True)  # prefill: the selected configuration's values
     space_text = traitlets.Unicode("").tag(sync=True)  # prefill: the experiment's current space
     forks = traitlets.List().tag(sync=True)
+    best = traitlets.Dict().tag(sync=True)  # {id, short, params}: what a fork starts from when nothing is ticked
 
     STEERING = frozenset({"pause", "resume", "stop", "fork", "redirect", "approve", "reject"})
 
@@ -93,10 +94,22 @@ class Steering(PLWidget):
             self._space = space
             self.space_text = dump_mapping(space)
 
-    def select(self, config_id: str | None, varied: dict[str, Any] | None = None) -> None:
-        """The configuration that fork / approve / reject act on (the dashboard's selected row)."""
+    def offer_best(self, config_id: str | None, varied: dict[str, Any] | None = None) -> None:
+        """The leaderboard's best configuration: the fork box shows its values while no row is ticked
+        (the fork then starts from it), so the box never reads empty under "fork uses the best"."""
+        self._best = (config_id, dict(varied or {})) if config_id else None
+        self.best = {"id": config_id, "short": short(config_id),
+                     "params": ", ".join(f"{k} = {fmt_value(v)}" for k, v in (varied or {}).items())} if config_id else {}
+        if not self.selected:
+            self.fork_text = dump_mapping(dict(varied or {})) if config_id else ""
+
+    def select(self, config_id: str | None, varied: dict[str, Any] | None = None, *, ticked: int = 1) -> None:
+        """The configuration that fork / approve / reject act on (the dashboard's selected row);
+        ``ticked`` says how many rows are ticked, so the view can say which one it acts on."""
         if not config_id:
-            self.selected, self.fork_text, self._selected_varied = {}, "", {}
+            best = getattr(self, "_best", None)
+            self.selected, self._selected_varied = {}, {}
+            self.fork_text = dump_mapping(best[1]) if best else ""
             return
         if varied is None:
             board = self.wb.leaderboard(self.experiment, include_rejected=True)
@@ -105,7 +118,7 @@ class Steering(PLWidget):
             if row is None:
                 raise ValueError(f"configuration {short(config_id)} is not on the leaderboard")
             config_id, varied = str(row["full_config_id"]), {k: row[k] for k in cols}
-        self.selected = {"id": config_id, "short": short(config_id),
+        self.selected = {"id": config_id, "short": short(config_id), "ticked": ticked,
                          "params": ", ".join(f"{k} = {fmt_value(v)}" for k, v in varied.items())}
         self._selected_varied = dict(varied)
         self.fork_text = dump_mapping(varied)

@@ -21,7 +21,7 @@ def test_rated_run_lists_human_scores_with_comments():
                       "scores": [{"scorer": "length", "value": 1.0, "source": "auto"},
                                  {"scorer": "human_stars", "value": 0.75, "source": "human", "metadata": {"comment": "ok", "raw": 4}}]})
     assert view["output"] == "Paris" and view["config"] == "c" * 12
-    assert view["human"] == [{"scorer": "human_stars", "value": "0.750", "comment": "ok"}]
+    assert view["human"] == [{"scorer": "human_stars", "value": "★★★★☆ 4/5", "comment": "ok"}]  # as given, not 0.750
 
 
 @needs_ratings
@@ -34,7 +34,8 @@ def test_rate_a_run_through_the_widget(done):
     assert view.handle_message({"action": "rate", "thumbs": "up", "stars": 5, "comment": "spot on"}), view.error
     assert view.notice == f"rated run {target[:8]}"
     human = {h["scorer"]: h for h in view.run["human"]}
-    assert human["human_thumbs"]["value"] == "1.000" and human["human_stars"]["comment"] == "spot on"
+    assert human["human_thumbs"]["value"] == "thumbs up" and human["human_stars"]["comment"] == "spot on"
+    assert human["human_stars"]["value"] == "★★★★★ 5/5"
     scores = {s["scorer"]: s for s in wb.run_detail(target)["scores"] if s["source"] == "human"}
     assert scores["human_stars"]["value"] == 1.0
     assert not view.handle_message({"action": "rate", "stars": 9}) and "1 to 5" in view.error

@@ -12,6 +12,9 @@ function h(tag, props = {}, ...children) {
   return el;
 }
 
+// replaceChildren() prints a null child as the text "null": optional parts are dropped instead
+const put = (node, ...kids) => node.replaceChildren(...kids.filter((k) => k != null && k !== false));
+
 const OP_CLASS = { equal: "pl-eq", del: "pl-del", ins: "pl-ins" };
 
 function side(s) {
@@ -38,13 +41,13 @@ export default {
       const hint = model.get("hint");
       const error = model.get("error");
       if (!sections.length) {
-        el.replaceChildren(h("div", { class: "pl-hint", text: hint || "Nothing to compare." }),
+        put(el, h("div", { class: "pl-hint", text: hint || "Nothing to compare." }),
           error ? h("div", { class: "pl-error", text: error }) : null);
         return;
       }
       const picker = samples.length > 1 ? h("select", { class: "pl-sample", onchange: (e) => send({ action: "sample", index: Number(e.target.value) }) },
         ...samples.map((s) => h("option", { value: String(s.index), selected: s.index === model.get("sample"), text: s.label }))) : null;
-      el.replaceChildren(
+      put(el, 
         h("div", { class: "pl-toolbar" }, picker,
           h("button", { class: "pl-btn pl-swap", text: "⇄ swap", onclick: () => send({ action: "swap" }) }),
           h("label", {}, h("input", { type: "checkbox", class: "pl-only-diff", checked: el.classList.contains("pl-hide-same"), onchange: (e) => el.classList.toggle("pl-hide-same", e.target.checked) }), " only differences"),

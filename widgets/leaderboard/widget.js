@@ -1,6 +1,13 @@
 // Leaderboard: draws rows sorted and built in Python (promptlooper/ui/leaderboard.py).
 // Header click -> {action: "sort"}; row click -> "expand"; checkbox -> "select";
 // run button -> "pick_run"; approve / reject / undo -> "approve" / "reject" / "clear".
+//
+// The DOM is built once and patched in place: rows are keyed by configuration id and a row
+// element lives as long as its configuration is on the board. A sweep updates the board about
+// once a second; rebuilding it would reset scrolling, drop clicks that land on a replaced
+// element and lose focus. While the pointer is over the table the rows hold their order (the
+// cells still update) and a "re-sort" button offers the new ranking; a header click re-sorts
+// at once, since the user asked for it.
 function h(tag, props = {}, ...children) {
   const el = document.createElement(tag);
   for (const [k, v] of Object.entries(props)) {
@@ -10,95 +17,246 @@ function h(tag, props = {}, ...children) {
     else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
     else el.setAttribute(k, v === true ? "" : v);
   }
-  for (const c of children) if (c != null) el.append(c);
+  for (const c of children) if (c != null && c !== false) el.append(c);
   return el;
 }
 
-function runDetail(run, picked, send) {
-  const isPicked = picked.includes(run.id);
+const text = (v) => (v == null ? "" : String(v));
+
+function setText(el, value) {
+  const t = text(value);
+  if (el.textContent !== t) el.textContent = t;
+}
+
+function setAttr(el, name, value) {
+  const v = text(value);
+  if (!v) { if (el.hasAttribute(name)) el.removeAttribute(name); } else if (el.getAttribute(name) !== v) el.setAttribute(name, v);
+}
+
+function setClass(el, cls) {
+  if (el.className !== cls) el.className = cls;
+}
+
+function runDetail(run, isPicked, send) {
   const stages = (run.stages || []).map((s) =>
     h("div", { class: "pl-stage" },
-      h("div", { class: "pl-stage-head", text: `${s.name} (${s.kind}${s.model ? " · " + s.model : ""}${s.cached ? " · cached" : ""})` }),
+      h("div", { class: "pl-stage-head", text: `${text(s.name)} (${text(s.kind)}${s.model ? " · " + s.model : ""}${s.cached ? " · cached" : ""})` }),
       s.params ? h("div", { class: "pl-params", text: s.params }) : null,
       ...(s.messages || []).map((m) =>
-        h("div", { class: "pl-msg" }, h("span", { class: "pl-role", text: m.role }), h("span", { class: "pl-content", text: m.content }))),
-      h("div", { class: "pl-response" }, h("span", { class: "pl-role", text: "response" }), h("span", { class: "pl-content", text: s.response }))));
-  return h("div", { class: `pl-run ${isPicked ? "pl-picked" : ""}` },
+        h("div", { class: "pl-msg" }, h("span", { class: "pl-role", text: text(m.role) }), h("span", { class: "pl-content", text: text(m.content) }))),
+      h("div", { class: "pl-response" }, h("span", { class: "pl-role", text: "response" }), h("span", { class: "pl-content", text: text(s.response) }))));
+  return h("div", { class: `pl-run ${isPicked ? "pl-picked" : ""}`, "data-run": run.id },
     h("div", { class: "pl-run-head" },
-      h("span", { text: `sample #${run.sample_index}${run.repeat ? " · repeat " + run.repeat : ""} · run ${run.short} · ${run.status}` }),
-      h("span", { class: "pl-run-score", text: `score ${run.score}` }),
+      h("span", { text: `sample #${text(run.sample_index)}${run.repeat ? " · repeat " + run.repeat : ""} · run ${text(run.short)} · ${text(run.status)}` }),
+      h("span", { class: "pl-run-score", text: run.score ? `score ${run.score}` : "not scored" }),
       h("button", { class: "pl-btn pl-pick", title: "pick for diff / rating (two: compare)",
         onclick: (e) => { e.stopPropagation(); send({ action: "pick_run", run_id: run.id }); },
         text: isPicked ? "picked ✓" : "pick" })),
     run.error ? h("div", { class: "pl-error", text: run.error }) : null,
     ...stages,
     h("div", { class: "pl-scores" }, ...(run.scores || []).map((sc) =>
-      h("span", { class: `pl-chip pl-src-${sc.source}`, text: `${sc.scorer} ${sc.value}${sc.source !== "auto" ? " (" + sc.source + ")" : ""}` }))));
+      h("span", { class: `pl-chip pl-src-${sc.source}`, text: `${text(sc.scorer)} ${text(sc.value)}${sc.source !== "auto" ? " (" + sc.source + ")" : ""}` }))));
 }
+
+const SORT_GRACE_MS = 3000; // rows that arrive this soon after a header click follow it at once
 
 export default {
   render({ model, el }) {
     el.classList.add("pl-root", "pl-leaderboard");
     const send = (msg) => model.send(msg);
-    const draw = () => {
-      const cols = model.get("columns") || [];
-      const rows = model.get("rows") || [];
-      const sort = model.get("sort") || {};
-      const expanded = model.get("expanded");
-      const selected = model.get("selected") || [];
-      const picked = model.get("picked_runs") || [];
-      const readonly = model.get("readonly");
-      const head = h("tr", {},
+
+    // -- the skeleton, built once
+    const count = h("span", { class: "pl-count" });
+    const refresh = h("button", { class: "pl-btn pl-refresh", text: "refresh", onclick: () => send({ action: "refresh" }) });
+    const resort = h("button", { class: "pl-btn pl-resort", hidden: true,
+      title: "The ranking changed while the pointer was over the table; rows hold still until you apply it.",
+      onclick: () => place(true) });
+    const roBadge = h("span", { class: "pl-readonly", text: "read-only", hidden: true });
+    // the column chooser: hidden columns are this view's choice (kept while the board updates)
+    const hiddenCols = new Set();
+    const chooserList = h("div", { class: "pl-chooser-list" });
+    const chooser = h("details", { class: "pl-chooser" }, h("summary", { text: "columns" }), chooserList);
+    const notice = h("span", { class: "pl-notice" });
+    const error = h("span", { class: "pl-error" });
+    const headRow = h("tr");
+    const tbody = h("tbody");
+    const scroll = h("div", { class: "pl-scroll" }, h("table", { class: "pl-table" }, h("thead", {}, headRow), tbody));
+    const empty = h("div", { class: "pl-empty", text: "No scored configuration yet." });
+    el.append(h("div", { class: "pl-toolbar" }, count, refresh, resort, chooser, roBadge, notice, error), scroll, empty);
+    // the expanded runs stay within the visible width of the table's scroller
+    new ResizeObserver(() => el.style.setProperty("--pl-view-width", `${scroll.clientWidth}px`)).observe(scroll);
+
+    let hovering = false;
+    let sortedAt = 0;
+    scroll.addEventListener("pointerenter", () => { hovering = true; });
+    scroll.addEventListener("pointerleave", () => { hovering = false; place(false); });
+
+    const entries = new Map(); // config id -> {tr, box, tds: Map(column key -> td), undo, approve, reject}
+    const detail = h("tr", { class: "pl-detail" }, h("td"));
+    const runEls = new Map(); // run id -> [json, element]
+    let headSig = "";
+    let cols = [];
+
+    function drawHead(readonly) {
+      const sig = JSON.stringify([cols.map((c) => [c.key, c.label, c.kind]), readonly]);
+      if (sig === headSig) return false;
+      headSig = sig;
+      chooserList.replaceChildren(...cols.filter((c) => c.key !== "rank" && c.key !== "config_id").map((c) =>
+        h("label", {}, h("input", { type: "checkbox", checked: !hiddenCols.has(c.key),
+          onchange: (e) => { if (e.target.checked) hiddenCols.delete(c.key); else hiddenCols.add(c.key); showCols(); } }), ` ${c.label}`)));
+      headRow.replaceChildren(
         h("th", { class: "pl-sel", title: "select: steer / compare two" }),
         ...cols.map((c) => h("th", {
-          class: `pl-sortable pl-kind-${c.kind} ${sort.key === c.key ? "pl-sorted" : ""}`, "data-key": c.key,
-          title: `sort by ${c.label}`, onclick: () => send({ action: "sort", key: c.key }),
-          text: c.label + (sort.key === c.key ? (sort.desc ? " ▼" : " ▲") : ""),
-        })),
-        readonly ? null : h("th", { text: "" }));
-      const body = [];
-      for (const r of rows) {
-        const cells = r.cells || {};
-        const tr = h("tr", {
-          class: `pl-row pl-decision-${r.decision || "none"} ${r.failed ? "pl-has-failed" : ""} ${expanded === r.id ? "pl-expanded" : ""}`,
-          "data-id": r.id,
-          onclick: () => send({ action: "expand", config_id: r.id }),
-        },
-          h("td", { class: "pl-sel" }, h("input", { type: "checkbox", checked: selected.includes(r.id), title: "select",
-            onclick: (e) => { e.stopPropagation(); send({ action: "select", config_id: r.id }); } })),
-          ...cols.map((c) => h("td", { class: `pl-kind-${c.kind}`, text: cells[c.key] ?? "" })),
-          readonly ? null : h("td", { class: "pl-actions" },
-            r.decision
-              ? h("button", { class: "pl-btn pl-clear", text: "undo", onclick: (e) => { e.stopPropagation(); send({ action: "clear", config_id: r.id }); } })
-              : null,
-            r.decision === "approved" ? null : h("button", { class: "pl-btn pl-approve", title: "approve", text: "✓",
-              onclick: (e) => { e.stopPropagation(); send({ action: "approve", config_id: r.id }); } }),
-            r.decision === "rejected" ? null : h("button", { class: "pl-btn pl-reject", title: "reject", text: "✗",
-              onclick: (e) => { e.stopPropagation(); send({ action: "reject", config_id: r.id }); } })));
-        body.push(tr);
-        if (expanded === r.id) {
-          const runs = model.get("runs") || [];
-          body.push(h("tr", { class: "pl-detail" }, h("td", { colspan: String(cols.length + 2) },
-            runs.length ? h("div", { class: "pl-runs" }, ...runs.map((run) => runDetail(run, picked, send)))
-              : h("div", { class: "pl-empty", text: "no runs yet" }))));
-        }
+          class: `pl-sortable pl-kind-${c.kind}`, "data-key": c.key, title: `sort by ${c.label}`,
+          onclick: () => { sortedAt = Date.now(); send({ action: "sort", key: c.key }); },
+        }, h("span", { class: "pl-label", text: c.label }), h("span", { class: "pl-arrow" }))),
+        ...(readonly ? [] : [h("th", { class: "pl-actions-head", text: "" })]));
+      return true;
+    }
+
+    function showCols() {
+      for (const cell of el.querySelectorAll("[data-key]")) cell.classList.toggle("pl-col-hidden", hiddenCols.has(cell.dataset.key));
+    }
+
+    function makeEntry(id) {
+      const tr = h("tr", { "data-id": id, onclick: () => send({ action: "expand", config_id: id }) });
+      const box = h("input", { type: "checkbox", title: "select",
+        onclick: (e) => { e.stopPropagation(); send({ action: "select", config_id: id }); } });
+      const act = (cls, title, label, action) => h("button", { class: `pl-btn ${cls}`, title, text: label,
+        onclick: (e) => { e.stopPropagation(); send({ action, config_id: id }); } });
+      const entry = { tr, box, sel: h("td", { class: "pl-sel" }, box), tds: new Map(),
+        actions: h("td", { class: "pl-actions" }),
+        undo: act("pl-clear", "undo the decision", "undo", "clear"),
+        approve: act("pl-approve", "approve", "✓", "approve"),
+        reject: act("pl-reject", "reject", "✗", "reject") };
+      entry.actions.append(entry.undo, entry.approve, entry.reject);
+      tr.append(entry.sel);
+      return entry;
+    }
+
+    function layCells(entry, readonly) {
+      // columns changed: the row element stays, its cells follow the new header
+      const keep = new Map();
+      for (const c of cols) {
+        keep.set(c.key, entry.tds.get(c.key) || h("td", { "data-key": c.key }));
+        keep.get(c.key).classList.toggle("pl-col-hidden", hiddenCols.has(c.key));
       }
-      const error = model.get("error");
-      const notice = model.get("notice");
-      el.replaceChildren(
-        h("div", { class: "pl-toolbar" },
-          h("span", { class: "pl-count", text: `${rows.length} configurations` }),
-          h("button", { class: "pl-btn pl-refresh", text: "refresh", onclick: () => send({ action: "refresh" }) }),
-          readonly ? h("span", { class: "pl-readonly", text: "read-only" }) : null,
-          notice ? h("span", { class: "pl-notice", text: notice }) : null,
-          error ? h("span", { class: "pl-error", text: error }) : null),
-        h("div", { class: "pl-scroll" },
-          h("table", { class: "pl-table" }, h("thead", {}, head), h("tbody", {}, ...body))),
-        rows.length ? null : h("div", { class: "pl-empty", text: "No scored configuration yet." }));
-    };
+      entry.tds = keep;
+      entry.tr.replaceChildren(entry.sel, ...keep.values(), ...(readonly ? [] : [entry.actions]));
+    }
+
+    function patchRow(entry, r, state) {
+      const cells = r.cells || {};
+      setClass(entry.tr, ["pl-row", `pl-decision-${r.decision || "none"}`, r.failed ? "pl-has-failed" : "",
+        r.few ? "pl-few" : "", state.expanded === r.id ? "pl-expanded" : ""].filter(Boolean).join(" "));
+      const on = state.selected.includes(r.id);
+      if (entry.box.checked !== on) entry.box.checked = on;
+      for (const c of cols) {
+        const td = entry.tds.get(c.key);
+        setClass(td, `pl-kind-${c.kind}${hiddenCols.has(c.key) ? " pl-col-hidden" : ""}`);
+        const t = text(cells[c.key]);
+        setText(td, t);
+        // truncated text (long prompts, parameters, reasons) reads in full on hover
+        setAttr(td, "title", c.key === "n" ? r.n_of : (c.kind === "param" || c.kind === "failure" || c.kind === "id") ? t : "");
+      }
+      entry.undo.hidden = !r.decision;
+      entry.approve.hidden = r.decision === "approved";
+      entry.reject.hidden = r.decision === "rejected";
+    }
+
+    function drawDetail(state) {
+      const td = detail.firstChild;
+      td.colSpan = cols.length + 2;
+      const runs = model.get("runs") || [];
+      const seen = new Set();
+      const els = runs.map((run) => {
+        seen.add(run.id);
+        const sig = JSON.stringify([run, state.picked.includes(run.id)]);
+        const old = runEls.get(run.id);
+        if (old && old[0] === sig) return old[1];
+        const fresh = runDetail(run, state.picked.includes(run.id), send);
+        if (old) old[1].replaceWith(fresh);
+        runEls.set(run.id, [sig, fresh]);
+        return fresh;
+      });
+      for (const id of [...runEls.keys()]) if (!seen.has(id)) { runEls.get(id)[1].remove(); runEls.delete(id); }
+      let box = td.firstChild;
+      if (!runs.length) {
+        if (!box || !box.classList.contains("pl-empty")) td.replaceChildren(h("div", { class: "pl-empty", text: "no runs yet" }));
+        return;
+      }
+      if (!box || !box.classList.contains("pl-runs")) { box = h("div", { class: "pl-runs" }); td.replaceChildren(box); }
+      els.forEach((node, i) => { if (box.children[i] !== node) box.insertBefore(node, box.children[i] || null); });
+    }
+
+    // Put the rows in the model's order, moving only rows that are out of place (a moved
+    // element loses focus and hover). Held while the pointer is over the table.
+    function place(force) {
+      const rows = model.get("rows") || [];
+      const expanded = model.get("expanded") || "";
+      const order = [];
+      for (const r of rows) {
+        const e = entries.get(r.id);
+        if (!e) continue;
+        order.push(e.tr);
+        if (r.id === expanded) order.push(detail);
+      }
+      if (!expanded && detail.parentNode) detail.remove();
+      const current = [...tbody.children];
+      const same = current.length === order.length && current.every((node, i) => node === order[i]);
+      if (same) { resort.hidden = true; return; }
+      const held = hovering && !force && Date.now() - sortedAt > SORT_GRACE_MS;
+      if (held) {
+        // new rows still appear (at the end), the expanded detail stays under its row, nothing else moves
+        for (const node of order) if (node !== detail && !node.parentNode) tbody.append(node);
+        const row = expanded && entries.get(expanded);
+        if (row && row.tr.parentNode && row.tr.nextSibling !== detail) row.tr.after(detail);
+        const moved = [...tbody.children].filter((n) => n !== detail).some((n, i) => n !== order.filter((o) => o !== detail)[i]);
+        resort.hidden = !moved;
+        setText(resort, "re-sort");
+        return;
+      }
+      order.forEach((node, i) => { if (tbody.children[i] !== node) tbody.insertBefore(node, tbody.children[i] || null); });
+      resort.hidden = true;
+    }
+
+    function draw() {
+      scheduled = false;
+      cols = model.get("columns") || [];
+      const rows = model.get("rows") || [];
+      const readonly = !!model.get("readonly");
+      const sort = model.get("sort") || {};
+      const state = { expanded: model.get("expanded") || "", selected: model.get("selected") || [], picked: model.get("picked_runs") || [] };
+      const relaid = drawHead(readonly);
+      if (relaid) showCols();
+      for (const th of headRow.querySelectorAll("th[data-key]")) {
+        const on = th.dataset.key === sort.key;
+        th.classList.toggle("pl-sorted", on);
+        setText(th.querySelector(".pl-arrow"), on ? (sort.desc ? " ▼" : " ▲") : "");
+      }
+      const live = new Set();
+      for (const r of rows) {
+        live.add(r.id);
+        let e = entries.get(r.id);
+        if (!e) { e = makeEntry(r.id); entries.set(r.id, e); layCells(e, readonly); } else if (relaid) layCells(e, readonly);
+        patchRow(e, r, state);
+      }
+      for (const [id, e] of entries) if (!live.has(id)) { e.tr.remove(); entries.delete(id); }
+      if (state.expanded) drawDetail(state);
+      place(false);
+      setText(count, `${rows.length} configurations`);
+      roBadge.hidden = !readonly;
+      setText(notice, model.get("notice"));
+      setText(error, model.get("error"));
+      empty.hidden = rows.length > 0;
+    }
+
+    // several traits change together (rows, then runs...): draw once for the batch
+    let scheduled = false;
+    const later = () => { if (!scheduled) { scheduled = true; Promise.resolve().then(draw); } };
     draw();
     const keys = ["columns", "rows", "sort", "expanded", "runs", "selected", "picked_runs", "readonly", "error", "notice"];
-    for (const k of keys) model.on(`change:${k}`, draw);
-    return () => { for (const k of keys) model.off(`change:${k}`, draw); };
+    for (const k of keys) model.on(`change:${k}`, later);
+    return () => { for (const k of keys) model.off(`change:${k}`, later); };
   },
 };

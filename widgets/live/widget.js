@@ -11,37 +11,47 @@ function h(tag, props = {}, ...children) {
   return el;
 }
 
-function stat(label, value, cls) {
-  return h("div", { class: `pl-stat ${cls || ""}` },
-    h("div", { class: "pl-stat-label", text: label }),
-    h("div", { class: "pl-stat-value", text: value ?? "–" }));
+// replaceChildren() prints a null child as the text "null": optional parts are dropped instead
+const put = (node, ...kids) => node.replaceChildren(...kids.filter((k) => k != null && k !== false));
+
+// Built once and patched: the numbers change about once a second during a sweep, and a rebuilt
+// panel would flicker, drop a text selection and reset any tooltip being read.
+const STATS = [["progress", "progress", "pl-progress"], ["tokens", "tokens"], ["cost", "cost"], ["cache", "cache hits"],
+  ["rate", "rate"], ["eta", "ETA", "pl-eta"], ["failed", "failed"], ["best", "current best", "pl-best"]];
+
+function set(node, text) {
+  const t = text == null ? "" : String(text);
+  if (node.textContent !== t) node.textContent = t;
 }
 
 export default {
   render({ model, el }) {
     el.classList.add("pl-root", "pl-live");
+    const exp = h("span", { class: "pl-live-exp" });
+    const badge = h("span", { class: "pl-badge" });
+    const fill = h("div", { class: "pl-bar-fill" });
+    const bar = h("div", { class: "pl-bar", role: "progressbar" }, fill);
+    const values = {};
+    const stats = h("div", { class: "pl-stats" }, ...STATS.map(([key, label, cls]) => {
+      values[key] = h("div", { class: "pl-stat-value" });
+      return h("div", { class: `pl-stat ${cls || ""}` }, h("div", { class: "pl-stat-label", text: label }), values[key]);
+    }));
+    const bestParams = h("div", { class: "pl-best-params" });
+    put(el, h("div", { class: "pl-live-head" }, exp, badge), bar, stats, bestParams);
     const draw = () => {
       const s = model.get("state") || {};
       const d = s.display || {};
       const pct = Math.max(0, Math.min(100, 100 * (Number(s.fraction) || 0)));
       const status = String(s.status || "unknown");
-      el.replaceChildren(
-        h("div", { class: "pl-live-head" },
-          h("span", { class: "pl-live-exp", text: s.experiment || "" }),
-          h("span", { class: `pl-badge pl-status-${status.replace(/[^a-z]/g, "")}`, text: d.status || status })),
-        h("div", { class: "pl-bar", role: "progressbar", "aria-valuenow": pct.toFixed(0) },
-          h("div", { class: "pl-bar-fill", style: `width: ${pct.toFixed(1)}%` })),
-        h("div", { class: "pl-stats" },
-          stat("progress", d.progress, "pl-progress"),
-          stat("tokens", d.tokens),
-          stat("cost", d.cost),
-          stat("cache hits", d.cache),
-          stat("rate", d.rate),
-          stat("ETA", d.eta, "pl-eta"),
-          stat("failed", d.failed),
-          stat("current best", d.best, "pl-best")),
-        d.best_params ? h("div", { class: "pl-best-params", text: d.best_params }) : null,
-      );
+      set(exp, s.experiment);
+      const cls = `pl-badge pl-status-${status.replace(/[^a-z]/g, "")}`;
+      if (badge.className !== cls) badge.className = cls;
+      set(badge, d.status || status);
+      bar.setAttribute("aria-valuenow", pct.toFixed(0));
+      fill.style.width = `${pct.toFixed(1)}%`;
+      for (const [key] of STATS) set(values[key], d[key] ?? "–");
+      set(bestParams, d.best_params);
+      bestParams.hidden = !d.best_params;
     };
     draw();
     model.on("change:state", draw);

@@ -13,6 +13,9 @@ function h(tag, props = {}, ...children) {
   return el;
 }
 
+// replaceChildren() prints a null child as the text "null": optional parts are dropped instead
+const put = (node, ...kids) => node.replaceChildren(...kids.filter((k) => k != null && k !== false));
+
 export default {
   render({ model, el }) {
     el.classList.add("pl-root", "pl-rating");
@@ -41,7 +44,7 @@ export default {
           comment,
           h("button", { class: "pl-btn pl-save", text: "Save rating", disabled: !run.id,
             onclick: () => send({ action: "rate", thumbs, stars, comment: comment.value }) }));
-      el.replaceChildren(
+      put(el, 
         h("div", { class: "pl-toolbar" }, picker, h("button", { class: "pl-btn pl-refresh", text: "refresh", onclick: () => send({ action: "refresh" }) })),
         run.id ? h("div", { class: "pl-run-card" },
           h("div", { class: "pl-run-meta", text: `run ${run.short} · sample #${run.sample_index} · config ${run.config} · ${run.status} · score ${run.score}` }),

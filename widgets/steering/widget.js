@@ -14,6 +14,9 @@ function h(tag, props = {}, ...children) {
   return el;
 }
 
+// replaceChildren() prints a null child as the text "null": optional parts are dropped instead
+const put = (node, ...kids) => node.replaceChildren(...kids.filter((k) => k != null && k !== false));
+
 function drawStatus(badge, statusText, st) {
   badge.textContent = st.state || "";
   badge.className = `pl-badge pl-state-${String(st.state || "").replace(/[^a-z]/g, "")}`;
@@ -23,7 +26,7 @@ function drawStatus(badge, statusText, st) {
 function renderStatusOnly({ model, el }) {
   const badge = h("span", { class: "pl-badge" });
   const statusText = h("span", { class: "pl-status-text" });
-  el.replaceChildren(h("div", { class: "pl-steer-status" }, badge, statusText,
+  put(el, h("div", { class: "pl-steer-status" }, badge, statusText,
     h("span", { class: "pl-readonly", text: "read-only view" })));
   const draw = () => drawStatus(badge, statusText, model.get("status") || {});
   draw();
@@ -46,6 +49,9 @@ export default {
     const forkStrategy = h("select", { class: "pl-fork-strategy", title: "how to sweep the fork's space" },
       ...["grid", "random", "guided"].map((v) => h("option", { value: v, text: v })));
     const dirty = new Set(); // editors the user typed in: Python's prefill no longer overwrites them
+    // The text typed stays until the action it was sent with succeeds: a typo gets an error in
+    // words next to the user's own text, never a reset editor.
+    let pending = null;
     forkText.addEventListener("input", () => dirty.add("fork_text"));
     spaceText.addEventListener("input", () => dirty.add("space_text"));
 
@@ -57,11 +63,11 @@ export default {
     const reject = btn("pl-reject", "✗ Reject", () => send({ action: "reject", reason: reason.value }));
     const fork = btn("pl-fork-btn", "Fork", () => {
       send({ action: "fork", changes: forkText.value, name: forkName.value, start: forkStart.checked, strategy: forkStrategy.value });
-      dirty.delete("fork_text");
+      pending = "fork_text";
     });
     const redirect = btn("pl-redirect-btn", "Redirect", () => {
       send({ action: "redirect", space: spaceText.value });
-      dirty.delete("space_text");
+      pending = "space_text";
     });
 
     const badge = h("span", { class: "pl-badge" });
@@ -83,7 +89,7 @@ export default {
       h("div", { class: "pl-row-buttons" }, pause, resume, stop, reason),
       h("div", { class: "pl-selected" }, h("span", { class: "pl-label", text: "selected configuration: " }), selText, approve, reject),
       forkBox, redirectBox);
-    el.replaceChildren(h("div", { class: "pl-steer-status" }, badge, statusText), controls, notice, error);
+    put(el, h("div", { class: "pl-steer-status" }, badge, statusText), controls, notice, error);
 
     const show = (node, on) => { node.style.display = on ? "" : "none"; };
     const draw = () => {
@@ -95,8 +101,10 @@ export default {
       pause.disabled = !can.pause;
       resume.disabled = !can.resume;
       stop.disabled = !can.stop;
-      selText.textContent = sel.short ? `${sel.short} (${sel.params || "no varied parameters"})`
-        : "none (tick a leaderboard row; fork uses the best)";
+      const best = model.get("best") || {};
+      selText.textContent = sel.short
+        ? `${sel.short} (${sel.params || "no varied parameters"})` + (sel.ticked > 1 ? ` — the later of ${sel.ticked} ticked rows; untick it to act on the other` : "")
+        : `none ticked — fork starts from the best: ${best.short ? `${best.short} (${best.params || "no varied parameters"})` : "none yet"}`;
       show(approve, av.approve); show(reject, av.reject);
       approve.disabled = reject.disabled = !sel.id;
       show(forkBox, av.fork); show(redirectBox, av.redirect);
@@ -104,11 +112,14 @@ export default {
       if (!dirty.has("space_text")) spaceText.value = model.get("space_text") || "";
       const fl = model.get("forks") || [];
       forks.textContent = fl.length ? "forks: " + fl.join(", ") : "";
+      if (pending && model.get("notice") && !model.get("error")) { dirty.delete(pending); pending = null; }
+      if (!dirty.has("fork_text")) forkText.value = model.get("fork_text") || "";
+      if (!dirty.has("space_text")) spaceText.value = model.get("space_text") || "";
       notice.textContent = model.get("notice") || "";
       error.textContent = model.get("error") || "";
     };
     draw();
-    const keys = ["status", "available", "selected", "fork_text", "space_text", "forks", "error", "notice"];
+    const keys = ["status", "available", "selected", "best", "fork_text", "space_text", "forks", "error", "notice"];
     for (const k of keys) model.on(`change:${k}`, draw);
     return () => { for (const k of keys) model.off(`change:${k}`, draw); };
   },
