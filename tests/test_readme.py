@@ -108,7 +108,8 @@ def prose_commands() -> list[list[str]]:
 
 
 def readme_experiment() -> dict[str, Any]:
-    [exp] = [yaml.safe_load(b) for b in fenced("yaml") if "stages:" in b]
+    # The README's first full experiment ("An experiment"); later ones are tested where their features are.
+    exp = next(yaml.safe_load(b) for b in fenced("yaml") if "stages:" in b)
     return exp  # type: ignore[no-any-return]
 
 
@@ -246,6 +247,18 @@ def test_every_readme_command_runs(scratch, server, webhook_sink, capsys, monkey
                 serve_and_stop(argv, scratch)
             ran.append(shlex.join(argv))
             continue
+        if argv[1:2] == ["delete"]:
+            # Deleting is run on a copy made for it, so that the README's later commands still find
+            # quickstart/capitals; the copy must then be gone.
+            target = "quickstart/capitals" if argv[0] == "experiments" else "quickstart"
+            copy = {**yaml.safe_load((scratch / "exp.yaml").read_text()), "project": "throwaway", "name": "copy"}
+            (scratch / "copy.yaml").write_text(yaml.safe_dump(copy))
+            run_cli(["run", "copy.yaml", "--quiet"], capsys)
+            argv = [("throwaway/copy" if argv[0] == "experiments" else "throwaway") if w == target else w for w in argv]
+            run_cli(argv, capsys)
+            assert "throwaway/copy" not in run_cli(["experiments", "--all"], capsys)
+            ran.append(shlex.join(argv))
+            continue
         # The fake model does not reach the README's --fail-under 0.8: the command must say so and exit 1.
         fails_under = "--fail-under" in argv
         out = run_cli(substitute(argv), capsys, expect=1 if fails_under else 0)
@@ -272,7 +285,8 @@ def test_every_readme_command_runs(scratch, server, webhook_sink, capsys, monkey
         events = {e["type"] for e in wb.events("quickstart/capitals")}
         assert {"experiment.paused", "experiment.resumed", "experiment.stopped", "experiment.redirected",
                 "configuration.approved", "configuration.rejected", "human_needed"} <= events, events
-        assert {r["name"] for r in wb.experiments("quickstart")} == {"capitals", "capitals-fork1"}
+        assert {r["name"] for r in wb.experiments("quickstart", include_archived=True)} == {"capitals", "capitals-fork1"}
+        assert {r["name"] for r in wb.experiments("quickstart")} == {"capitals-fork1"}  # `experiments archive` hid it
         assert {e["name"] for e in wb.endpoints()} >= {"local", "ollama", "openai"}
     finally:
         wb.close()
@@ -389,6 +403,24 @@ def test_the_guided_example_validates_and_runs(scratch, server, capsys):
     assert "search stopped:" in out
 
 
+def test_the_chat_tools_linked_groups_example_runs(scratch, server, capsys, monkeypatch):
+    """The README's chat / tools / linked / endpoint-group fragment, as written, on samples that
+    have the fields it reads: every member endpoint is the fake server (the README's addresses are
+    examples), so the whole fragment runs: the group, the linked axis, the tool call and its scorer."""
+    [fragment] = [yaml.safe_load(b) for b in fenced("yaml") if "linked:" in b]
+    monkeypatch.setenv("C_KEY", "sk-example")
+    for name in ("a", "b", "c"):
+        fragment["endpoints"][name]["base_url"] = server.base_url
+    exp = {"project": "readme", "name": "chat", **fragment,
+           "samples": [{"city": "Paris", "history": [{"role": "user", "content": "Hello"}]},
+                       {"city": "Oslo", "history": [{"role": "user", "content": "Hi"}]}]}
+    (scratch / "chat.yaml").write_text(yaml.safe_dump(exp))
+    run_cli(["validate", "chat.yaml"], capsys)
+    run_cli(["run", "chat.yaml", "--quiet"], capsys)
+    board = pl.Workbench(str(scratch / "promptlooper.db")).leaderboard("readme/chat")
+    assert len(board) == 2 and set(board["n"]) == {2}  # both bundles, both samples
+
+
 def _scorer_examples() -> list[tuple[str, str]]:
     rows = re.findall(r"^\| `([a-z_]+)` \|.*\| `(\{name: .*\})` \|$", README, re.M)
     assert len(rows) >= 12, rows
@@ -403,11 +435,14 @@ def test_every_scorer_example_validates(name, example, scratch, monkeypatch):
     field = exp["scorers"][0].get("field")
     for sample in exp["samples"]:  # an example may name a field of its own data (`exact`'s label)
         sample.setdefault(field or "reference", sample["reference"])
+    # The python example names a module next to the experiment (checks.py, function exact).
+    (scratch / "checks.py").write_text("def exact(output, sample):\n    return float(output.strip() == sample['reference'])\n")
     wb = pl.Workbench(str(scratch / "promptlooper.db"))
     try:
         wb.add_endpoint("openai", "https://api.openai.com/v1", api_key_env="OPENAI_API_KEY")  # as the README adds it
         pl.register_function("my_check", lambda output: 1.0)
-        problems = wb.validate(pl.Experiment.model_validate({**exp, "base_dir": str(scratch)}))
+        (scratch / "example.yaml").write_text(yaml.safe_dump(exp))  # as a file: its folder is searched for modules
+        problems = wb.validate(str(scratch / "example.yaml"))
     finally:
         wb.close()
     assert problems == [], f"the README's {name} example: {problems}"

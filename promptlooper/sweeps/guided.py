@@ -51,8 +51,8 @@ def default_max_calls(exp: Experiment, options: GuidedOptions, runs_per_config: 
     Early dropping only stops candidates that surely cannot reach the leader, so on noisy scores
     (pass/fail at a few dozen samples) most candidates earn every sample; the budget, not the
     dropping, is then what keeps the search cheaper than the grid."""
-    if not all(isinstance(v, list) or v.step is not None for v in exp.space.values()):
-        return None
+    if any(isinstance(v, Range) and v.step is None for v in exp.space.values()):
+        return None  # a continuous range: no grid to take a share of
     per_config = runs_per_config * (sum(1 for stage in exp.stages if stage.kind == "prompt") or 1)
     return max(math.ceil(GRID_SHARE * grid_size(exp) * per_config), (options.min_configs or 1) * per_config)
 

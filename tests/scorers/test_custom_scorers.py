@@ -54,7 +54,7 @@ def test_python_scorer_async_callable_and_ctx():
 
 
 def test_python_scorer_errors_are_clear():
-    with pytest.raises(ScorerError, match="no function registered as 'nope'"):
+    with pytest.raises(ScorerError, match="no function 'nope': not registered"):
         build("python", {"function": "nope"})
     with pytest.raises(ScorerError, match="needs argument 'banana'"):
         build("python", {"function": lambda banana: 1.0})
