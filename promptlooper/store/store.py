@@ -751,14 +751,19 @@ def sweep_owner_alive(sweep: dict[str, Any], stale_after: float = READER_STALE_A
     """
     pid, host, beat = sweep.get("owner_pid"), sweep.get("owner_host"), sweep.get("heartbeat")
     if pid is not None and host == socket.gethostname() and pid != os.getpid():
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+        return _pid_alive(pid)
     return beat is not None and time.time() - float(beat) < stale_after
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether a process of this host is there (signal 0 only asks; another user's process counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _owner_alive(pid: int | None, owner_host: str | None, beat: float | None, host: str, stale_after: float) -> bool:
@@ -767,11 +772,5 @@ def _owner_alive(pid: int | None, owner_host: str | None, beat: float | None, ho
     if owner_host == host:
         if pid == os.getpid():
             return False  # our own earlier sweep (its task is gone or being replaced)
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+        return _pid_alive(pid)
     return beat is not None and time.time() - beat < stale_after
