@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import templates
 from .engine import chat
 from .engine.calls import call_key
 from .engine.runner import run_id
@@ -56,16 +55,6 @@ class _Tally:
 
 def _words(messages: list[dict[str, str]]) -> int:
     return sum(len(str(m.get("content") or "").split()) for m in messages)
-
-
-def _messages(stage: dict[str, Any], ctx: dict[str, Any]) -> list[dict[str, Any]]:
-    if "messages" in stage:  # a chat stage: rendered as the runner renders it
-        return chat.render(stage, ctx)
-    messages = []
-    if stage.get("system"):
-        messages.append({"role": "system", "content": templates.render(stage["system"], ctx)})
-    messages.append({"role": "user", "content": templates.render(stage["user"], ctx)})
-    return messages
 
 
 class _Planner:
@@ -120,7 +109,7 @@ class _Planner:
                 out = self.out_tokens(model, params)
                 self.tally.calls += 1
                 if run.known:
-                    messages = _messages(stage, run.ctx)
+                    messages = chat.messages_for(stage, run.ctx)
                     key, _ = call_key(self.pool.provider(endpoint).identity, model, messages, canonical_json(params))
                     wanted.append((run, endpoint, model, params, messages, key))
                     run.last_out = out

@@ -30,6 +30,18 @@ def conversation_problem(value: Any) -> str | None:
     return None
 
 
+def messages_for(stage: dict[str, Any], ctx: dict[str, Any]) -> list[dict[str, Any]]:
+    """What a call of ``stage`` sends: the runner's and ``plan``'s one way of building it."""
+    if "messages" in stage:
+        return render(stage, ctx)
+    # The short form, on the hot path: [system?, user].
+    messages = []
+    if stage.get("system"):
+        messages.append({"role": "system", "content": templates.render(stage["system"], ctx)})
+    messages.append({"role": "user", "content": templates.render(stage["user"], ctx)})
+    return messages
+
+
 def render(stage: dict[str, Any], ctx: dict[str, Any]) -> list[dict[str, Any]]:
     """The messages one call of ``stage`` sends, rendered with ``ctx`` (the run's template context)."""
     messages: list[dict[str, Any]] = []

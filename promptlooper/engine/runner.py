@@ -152,17 +152,6 @@ class _StageCall(NamedTuple):
     params_json: str  # as stored with the stage result
 
 
-def _messages(stage: dict[str, Any], ctx: dict[str, Any]) -> list[dict[str, Any]]:
-    if "messages" in stage:
-        return chat.render(stage, ctx)
-    # The short form, on the hot path: [system?, user].
-    messages = []
-    if stage.get("system"):
-        messages.append({"role": "system", "content": templates.render(stage["system"], ctx)})
-    messages.append({"role": "user", "content": templates.render(stage["user"], ctx)})
-    return messages
-
-
 def _messages_json(stage: dict[str, Any], messages: list[dict[str, Any]]) -> str:
     # Rendered templates are strings, which canonical JSON leaves as they are; a conversation from
     # a sample may hold anything, and is normalised like any other value.
@@ -262,7 +251,7 @@ class Runner:
                     if index == 0 and prepared is not None:
                         messages, messages_json, key = prepared.messages, prepared.messages_json, prepared.key
                     else:
-                        messages = _messages(stage, ctx)
+                        messages = chat.messages_for(stage, ctx)
                         messages_json, key = _messages_json(stage, messages), None
                     result = await self.calls.call(call.provider, call.model, messages, call.params, call.params_key,
                                                    on_start, messages_json, key)
@@ -351,7 +340,7 @@ class Runner:
             try:
                 ctx = self._context(item)
                 call = self._stage_call(item.config.id, 0, stage, item.repeat)
-                messages = _messages(stage, ctx)
+                messages = chat.messages_for(stage, ctx)
             except Exception:  # noqa: BLE001, S112 - execute() renders again and reports it
                 continue
             messages_json = _messages_json(stage, messages)
