@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from .hashing import short
+from .scoring import weights_of
 from .stats import interval as _interval
 from .stats import t_interval, versus_best  # noqa: F401 - t_interval: re-exported (it lived here)
 from .store import Store
@@ -78,7 +79,7 @@ def leaderboard(
     members = None if all_definitions else store.definition(experiment["id"], definition)
     if members is not None and definition is not None:
         spec = members["spec"]  # a past definition is ranked with its own scorers
-    weights = {(s.get("label") or s["name"]): float(s.get("weight", 1.0)) for s in spec.get("scorers", [])}
+    weights = weights_of(spec.get("scorers", []))
     configs = {c["id"]: c for c in store.configurations(experiment["id"])}
     per_sample = per_sample_scores(store, experiment["id"], weights)
     missing = per_sample.attrs.get("missing", {})  # before filtering: attrs do not always follow

@@ -17,6 +17,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from .errors import PromptLooperError
+from .scoring import weighted_score, weights_of
 from .store import now_iso
 
 if TYPE_CHECKING:
@@ -89,14 +90,13 @@ def unrate(wb: Workbench, run_id: str, *, thumbs: bool = True, stars: bool = Tru
 def refresh_human_scores(wb: Workbench, experiment_id: str, run_ids: list[str]) -> None:
     """Write the columns of the experiment's ``human`` scorers from the runs' ratings, and the runs'
     weighted scores with them; nothing when the experiment has no ``human`` scorer."""
-    from .engine.runner import weighted
     from .scorers.human import human_value
 
     scorers = wb.store.experiment(experiment_id)["spec"].get("scorers", [])
     humans = [s for s in scorers if s["name"] == "human"]
     if not humans or not run_ids:
         return
-    weights = {(s.get("label") or s["name"]): float(s.get("weight", 1.0)) for s in scorers}
+    weights = weights_of(scorers)
     ts = now_iso()
     with wb.store.cx.write() as c:
         for run_id in run_ids:
@@ -112,7 +112,7 @@ def refresh_human_scores(wb: Workbench, experiment_id: str, run_ids: list[str]) 
                           " created_at) VALUES (?,?,?,?,'human',?,'human',?)",
                           (run_id, column, value, json.dumps({"from": sorted(given)}), json.dumps(args), ts))
             rows = c.execute("SELECT scorer, value FROM scores WHERE run_id = ?", (run_id,)).fetchall()
-            c.execute("UPDATE runs SET score = ? WHERE id = ?", (weighted(rows, weights), run_id))
+            c.execute("UPDATE runs SET score = ? WHERE id = ?", (weighted_score(rows, weights), run_id))
 
 
 def ratings(wb: Workbench, run_id: str) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .engine.chat import last_user_text
-from .engine.runner import BoundScorer, weighted
+from .engine.runner import BoundScorer
 from .errors import Problem, PromptLooperError, SpecError
 from .keys import KeyGrants
 from .providers.registry import EndpointPool
@@ -30,6 +30,7 @@ from .ratings import refresh_human_scores
 from .samples import read_samples, sample_id
 from .scorers.base import ScoreContext, check_args, computed, get
 from .scorers.env import ScoringEnv, using
+from .scoring import weighted_score, weights_of
 from .spec import ScorerSpec, parse_endpoint
 from .store import now_iso
 
@@ -126,7 +127,7 @@ async def arescore(wb: Workbench, experiment_ref: str, scorers: Sequence[ScorerS
     by_id = _samples(spec, samples)
     runs = _load_runs(wb, experiment["id"])
     # The experiment's weights, as the leaderboard uses: extra scorers are columns, not part of the score.
-    weights = {(s.get("label") or s["name"]): float(s.get("weight", 1.0)) for s in spec.get("scorers", [])}
+    weights = weights_of(spec.get("scorers", []))
     labels = [b.spec.column for b in bound]
     inline = {k: parse_endpoint(v) for k, v in (spec.get("endpoints") or {}).items()}
     env = ScoringEnv(store=wb.store, pool=EndpointPool(wb.store.endpoints(), inline, grants=KeyGrants(wb.store)), concurrency=concurrency, flush_every=64)
@@ -205,7 +206,7 @@ def _write(wb: Workbench, results: list[tuple[str, list[tuple[str, float | None,
             # every source: the experiment may weigh people's ratings in (a `human` scorer)
             current = [(label, value) for label, value in c.execute(
                 "SELECT scorer, value FROM scores WHERE run_id = ?", (run_id,))]
-            c.execute("UPDATE runs SET score = ? WHERE id = ?", (weighted(current, weights), run_id))  # type: ignore[arg-type]
+            c.execute("UPDATE runs SET score = ? WHERE id = ?", (weighted_score(current, weights), run_id))  # type: ignore[arg-type]
     return written, kept
 
 

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import NotFoundError
+from .scoring import weights_of
 
 if TYPE_CHECKING:
     from .workbench import Workbench
@@ -109,7 +110,7 @@ def paired(a: np.ndarray, b: np.ndarray, confidence: float = 0.95) -> Paired:
 
 
 def _weights(experiment: dict[str, Any]) -> dict[str, float]:
-    return {(s.get("label") or s["name"]): float(s.get("weight", 1.0)) for s in experiment["spec"].get("scorers", [])}
+    return weights_of(experiment["spec"].get("scorers", []))
 
 
 def _resolve_config(wb: Workbench, experiment: dict[str, Any], ref: str | int) -> str:

@@ -41,6 +41,7 @@ from .providers.pricing import cost
 from .providers.registry import LOCAL, EndpointPool, split_model
 from .samples import sample_id
 from .scorers.base import computed
+from .scoring import weights_of
 from .spec import EndpointSpec, Experiment, FunctionStage, parse_endpoint
 from .steering import SteeringVerbs
 from .store import Store, default_path
@@ -273,7 +274,7 @@ class Workbench(SteeringVerbs, OutsideDriver, HousekeepingVerbs, DataViews):
 
             options = guided_defaults(exp, max_configs)
             driver = GuidedDriver(exp, options, plan.samples, exp.repeat, exp.seed if seed is None else seed,
-                                  self.db_path, experiment_id, {s.column: s.weight for s in exp.scorers})
+                                  self.db_path, experiment_id, weights_of(exp.scorers))
             sweep.source = driver.source
             sweep.run_listeners.append(driver.on_run)
             sweep.driver = driver.run

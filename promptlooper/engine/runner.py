@@ -24,6 +24,7 @@ from ..providers.base import Provider
 from ..providers.pricing import cost
 from ..providers.registry import EndpointPool, split_model
 from ..scorers.base import ScoreContext, ScoreResult, build
+from ..scoring import weighted_score
 from ..spec import ScorerSpec
 from ..store import RunRecord, StageRecord, now_iso
 from ..sweeps.space import Configuration
@@ -125,15 +126,6 @@ def _clamped(value: Any) -> tuple[float | None, dict[str, Any] | None]:
     if math.isnan(value):
         return None, {"error": "scorer returned NaN"}
     return min(1.0, max(0.0, value)), detail
-
-
-def weighted(scores: list[tuple[str, float | None, Any, str, Any]], weights: dict[str, float]) -> float | None:
-    """The weighted mean of a run's scores; missing scores (None) are left out, not counted as 0."""
-    present = [(label, value) for label, value, *_ in scores if value is not None]
-    total = sum(weights.get(label, 0.0) for label, _ in present)
-    if not present or total <= 0:
-        return None
-    return sum(weights.get(label, 0.0) * value for label, value in present) / total
 
 
 class _Prepared(NamedTuple):
@@ -303,7 +295,7 @@ class Runner:
                 record.tokens_out += tokens_out
                 record.cost += cost(tokens_in, tokens_out, self.price(endpoint, model))
         # The formula re-scoring uses too: a sweep and a re-score must agree to the last digit.
-        record.score = weighted(record.scores, self.weights)
+        record.score = weighted_score(record.scores, self.weights)
         record.completed_at = now_iso()
         record.duration_ms = (time.perf_counter() - t0) * 1000
         return record
