@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .batchwriter import now_iso
-from .store import Store, new_id
+from .records import new_id
+from .store import Store
 
 
 @dataclass(frozen=True)
