@@ -523,9 +523,7 @@ class Workbench(SteeringVerbs, OutsideDriver, HousekeepingVerbs, DataViews):
         return webhook_id
 
     def webhooks(self) -> list[dict[str, Any]]:
-        from .webhooks import webhooks
-
-        return webhooks(self.store)
+        return self.store.webhooks()
 
     def remove_webhook(self, webhook_id: str) -> None:
         from .webhooks import remove_webhook
@@ -533,15 +531,11 @@ class Workbench(SteeringVerbs, OutsideDriver, HousekeepingVerbs, DataViews):
         remove_webhook(self.store, webhook_id)
 
     def webhook_deliveries(self, webhook_id: str | None = None) -> list[dict[str, Any]]:
-        from .webhooks import deliveries
-
-        return deliveries(self.store, webhook_id)
+        return self.store.webhook_deliveries(webhook_id)
 
     def webhook_outbox(self, state: str | None = None) -> list[dict[str, Any]]:
         """Every queued delivery (pending, delivered or failed) with its attempts and last error."""
-        from .webhooks import outbox
-
-        return outbox(self.store, state)
+        return self.store.webhook_outbox(state)
 
     def deliver_webhooks(self, wait: float = 30.0) -> dict[str, Any]:
         """Deliver the queued webhook events now, in this process, until none is pending or ``wait``
@@ -571,9 +565,7 @@ class Workbench(SteeringVerbs, OutsideDriver, HousekeepingVerbs, DataViews):
 
     def _webhook_courier(self) -> CourierThread | None:
         """This process's courier, woken, if any webhook is active (else None: nothing to deliver)."""
-        from .store.outbox import has_active_webhooks
-
-        if self.readonly or not has_active_webhooks(self.store):
+        if self.readonly or not self.store.has_active_webhooks():
             return None
         with self._lock:  # a script's sweep runs on a thread of its own: one courier between them
             if self._courier is None:

@@ -9,7 +9,8 @@ Transactions
     Every method is one transaction: a write commits all its rows or none, and a reader sees the
     store before it or after it, never half. Read-then-write methods decide inside their write
     transaction (``begin_sweep``'s lease, ``take_steering``, ``refresh_human_columns``,
-    ``replace_auto_scores``' weighted scores, ``delete_experiment``'s live-sweep check), so two
+    ``replace_auto_scores``' weighted scores, ``delete_experiment``'s live-sweep check,
+    ``claim_due_deliveries``' lease on webhook rows), so two
     processes doing the same never both win. SQLite gets this from ``BEGIN IMMEDIATE`` (writers
     queue on a 30 s busy timeout); PostgreSQL would take row locks (``SELECT … FOR UPDATE``).
 
@@ -31,10 +32,8 @@ Bulk writes
     ``write_batch``; SQLite may hand them to a writer process (``batchwriter.WriterProcess``), a
     PostgreSQL backend would COPY or pipeline them.
 
-Not yet behind this interface (SQLite-only modules of this package, which a second backend
-replaces module by module): the webhook outbox (:mod:`.outbox`, functions taking a store) and
-the sweep writer process (:mod:`.batchwriter`). Issue 18's leased chunks and workers add methods
-here.
+Not yet behind this interface: the sweep writer process (:mod:`.batchwriter`, SQLite-only, which
+the engine starts itself). Issue 18's leased chunks and workers add methods here.
 """
 
 from __future__ import annotations
@@ -42,6 +41,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
+from .outbox import Claimed
 from .records import CacheEntry, ResultBatch, RunRecord
 from .scores import HumanColumns, ScoreRow
 
@@ -148,6 +148,18 @@ class StoreBackend(Protocol):
     def request_steering(self, experiment_id: str, request: str) -> dict[str, Any] | None: ...
     def add_steering(self, sweep_id: str, request: str) -> None: ...
     def take_steering(self, sweep_id: str) -> list[str]: ...
+
+    # ------------------------------------------------------------------ webhooks: subscriptions, outbox, deliveries
+    def add_webhook(self, event_type: str, url: str, headers_env: dict[str, str], max_attempts: int, backoff: float) -> str: ...
+    def webhooks(self) -> list[dict[str, Any]]: ...
+    def has_active_webhooks(self) -> bool: ...
+    def remove_webhook(self, webhook_id: str) -> int: ...
+    def webhook_deliveries(self, webhook_id: str | None = None) -> list[dict[str, Any]]: ...
+    def webhook_outbox(self, state: str | None = None) -> list[dict[str, Any]]: ...
+    def claim_due_deliveries(self, *, limit: int, lease: float) -> list[Claimed]: ...
+    def record_delivery_attempt(self, row: Claimed, *, status: int | None, error: str | None, state: str,
+                                next_attempt: float | None = None) -> None: ...
+    def webhook_summary(self) -> dict[str, Any]: ...
 
 
 __all__ = ["StoreBackend"]

@@ -10,7 +10,7 @@ Hot paths use plain sqlite3: cache look-ups, and result batches (multi-row state
 ``batchwriter.py``, which a sweep runs in a writer process); everything else goes through sqlite-utils.
 
 :class:`Store` is composed of one class per noun (experiments, runs, scores, cache, events,
-sweeps, housekeeping), each a module of its own over the same :class:`~.db.Connection`; together
+sweeps, housekeeping, webhooks' outbox), each a module of its own over the same :class:`~.db.Connection`; together
 they implement :class:`~promptlooper.store.backend.StoreBackend`, the interface a second backend
 (PostgreSQL) implements too. No code outside this package reaches the connection
 (``tests/test_architecture_sql.py``).
@@ -34,6 +34,7 @@ from .events import Events
 from .experiments import Experiments
 from .housekeeping import Housekeeping
 from .liveness import READER_STALE_AFTER, sweep_owner_alive
+from .outbox import Outbox
 from .records import CacheEntry, ResultBatch, RunRecord, StageRecord, new_id
 from .runs import Runs
 from .schema import migrations
@@ -41,7 +42,7 @@ from .scores import Scores
 from .sweeps import Sweeps
 
 
-class Store(Experiments, Runs, Scores, Cache, Events, Sweeps, Housekeeping):
+class Store(Experiments, Runs, Scores, Cache, Events, Sweeps, Housekeeping, Outbox):
     """One SQLite file. ``readonly=True`` opens it so that nothing can be written."""
 
     def __init__(self, path: str | Path | None = None, *, readonly: bool = False, create: bool = True):

@@ -217,3 +217,22 @@ def test_events_filter_by_family_and_cursor(store: StoreBackend) -> None:
     ids = [store.add_event(eid, t, {"n": i}) for i, t in enumerate(["run.completed", "run.failed", "sweep.paused"])]
     assert [e["type"] for e in store.events(eid, types=["run.*"])] == ["run.completed", "run.failed"]
     assert [e["payload"] for e in store.events(eid, after_id=ids[1])] == [{"n": 2}]
+
+
+# --------------------------------------------------------------------------- webhooks
+def test_webhook_rows_are_queued_claimed_once_and_recorded(store: StoreBackend) -> None:
+    eid = _experiment(store)
+    store.add_event(eid, "run.completed", {"before": True})  # before the webhook: never sent
+    wid = store.add_webhook("run.*", "http://127.0.0.1:9/hook", {"X-Token": "HOOK_TOKEN"}, 3, 0.5)
+    assert store.has_active_webhooks() and store.webhooks()[0]["headers_env"] == {"X-Token": "HOOK_TOKEN"}
+    store.add_event(eid, "run.failed", {"n": 1})
+    store.add_event(eid, "sweep.paused", {})  # not of the family
+    assert store.webhook_summary()["pending"] >= 1
+    claimed = store.claim_due_deliveries(limit=10, lease=60.0)
+    assert [(c.event["type"], c.event["experiment"], c.max_attempts) for c in claimed] == [("run.failed", "proj/exp", 3)]
+    assert store.claim_due_deliveries(limit=10, lease=60.0) == []  # leased to the first claimer
+    store.record_delivery_attempt(claimed[0], status=200, error=None, state="delivered")
+    assert [r["state"] for r in store.webhook_outbox()] == ["delivered"]
+    assert [(d["attempt"], d["status"]) for d in store.webhook_deliveries(wid)] == [(1, 200)]
+    assert store.webhook_summary() == {"pending": 0, "delivered": 1, "failed": 0, "next_due": None}
+    assert store.remove_webhook(wid[:8]) == 1 and not store.has_active_webhooks()
