@@ -12,9 +12,9 @@ Backends
     per-token vectors of a llama.cpp server are mean-pooled).
 
 Caching
-    A process-wide LRU keyed by (backend identity, text), then a persistent ``embedding_cache``
-    table in the store (see :meth:`~promptlooper.store.Store.embedding_vectors`; key = ``content_hash("embedding", …)``, vector
-    as little-endian float32 bytes), so re-scoring a finished experiment embeds nothing twice and
+    A process-wide LRU keyed by (backend identity, text), then the store's persistent embedding
+    cache (:meth:`~promptlooper.store.Store.embedding_vectors`; key = ``content_hash("embedding", …)``,
+    vector as little-endian float32 bytes), so re-scoring a finished experiment embeds nothing twice and
     a paid endpoint is never asked for the same text again.
 
 Batching
