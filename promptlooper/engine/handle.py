@@ -27,6 +27,9 @@ class SweepHandle:
         self._task: asyncio.Task[Progress] | None = None
         self._future: concurrent.futures.Future[Progress] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Set when the sweep holds its lease (experiment.started) or has ended: started() waits on it.
+        self._begun = threading.Event()
+        sweep.event_listeners.append(self._on_event)
 
     # ------------------------------------------------------------------ starting
     def _start(self, coro_factory: Callable[[], Coroutine[Any, Any, Progress]]) -> SweepHandle:
@@ -37,6 +40,7 @@ class SweepHandle:
         if loop is not None:
             self._loop = loop
             self._task = loop.create_task(coro_factory(), name=f"promptlooper-sweep:{self.experiment}")
+            self._task.add_done_callback(lambda _: self._begun.set())
         else:
             self._future = concurrent.futures.Future()
             ready = threading.Event()
@@ -49,6 +53,8 @@ class SweepHandle:
                         self._future.set_result(await coro_factory())  # type: ignore[union-attr]
                     except BaseException as exc:  # noqa: BLE001 - handed to whoever waits
                         self._future.set_exception(exc)  # type: ignore[union-attr]
+                    finally:
+                        self._begun.set()
 
                 asyncio.run(go())
 
@@ -111,6 +117,22 @@ class SweepHandle:
             return self._task.__await__()
         assert self._future is not None
         return asyncio.wrap_future(self._future).__await__()
+
+    def _on_event(self, etype: str, payload: dict[str, Any]) -> None:
+        if etype == "experiment.started":
+            self._begun.set()
+
+    def started(self, timeout: float | None = None) -> bool:
+        """Block until the sweep holds its lease (``sweep_id`` is known) or has ended, at most
+        ``timeout`` seconds; False if neither happened by then. A sweep that ended with an error
+        raises it here, so a caller starting one hears at once why it could not run (scripts, the
+        MCP server's worker threads; on the notebook's loop read ``handle.sweep_id`` after a cell)."""
+        if self._task is not None:
+            raise RuntimeError("this sweep runs on the notebook's event loop: blocking here would freeze it")
+        begun = self._begun.wait(timeout)
+        if self._future is not None and self._future.done():
+            self._future.result()  # raises the sweep's exception, if it ended with one
+        return begun
 
     def wait(self, timeout: float | None = None) -> Progress:
         """Block until the sweep ends (scripts). In a notebook use ``await handle`` instead."""
