@@ -126,3 +126,23 @@ def test_the_package_runs_as_a_module_as_promptlooper_mcp_does():
     out = subprocess.run([sys.executable, "-m", "promptlooper.mcp_server", "--help"], capture_output=True, text=True,
                          timeout=120, check=True)
     assert "usage: promptlooper mcp" in out.stdout and "--transport" in out.stdout
+
+
+def test_the_boundary_turns_facade_errors_into_tool_errors_naming_the_argument(monkeypatch, caplog):
+    from mcp.server.mcpserver.exceptions import ToolError
+
+    from promptlooper.errors import NotFoundError, Problem, SpecError
+    from promptlooper.mcp_server.boundary import ArgumentError, argument, tool_error
+
+    with pytest.raises(ArgumentError) as about_run, argument("run_id"):
+        raise NotFoundError("no run 'abc'")
+    assert str(tool_error(about_run.value)) == "run_id: no run 'abc'"
+    with pytest.raises(SpecError) as spec, argument("experiment"):  # a SpecError keeps its own field paths
+        raise SpecError([Problem("stages[0].model", "unknown model", "")])
+    assert "stages[0].model" in str(tool_error(spec.value)) and "experiment:" not in str(tool_error(spec.value))
+    assert isinstance(tool_error(KeyError("no scorer 'x'")), ToolError)
+    monkeypatch.setenv("PROMPTLOOPER_MCP_KEY", "bearer-key-value")
+    with caplog.at_level("ERROR", logger="promptlooper.mcp"):
+        unexpected = str(tool_error(RuntimeError("boom near bearer-key-value"), "some_tool"))
+    assert unexpected == "RuntimeError: boom near [redacted $PROMPTLOOPER_MCP_KEY]"
+    assert "some_tool" in caplog.text  # the traceback goes to the log, not to the client
