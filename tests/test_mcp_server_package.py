@@ -1,11 +1,12 @@
 """The MCP server as a package: light to import, and waiting on a sweep's start by event.
 
-A function stage that blocks on a ``threading.Event`` holds every run of a sweep, so "the sweep
+A function stage that waits on a ``threading.Event`` holds every run of a sweep, so "the sweep
 has started but not ended" is a state the test controls, not a matter of timing.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sqlite3
@@ -33,8 +34,9 @@ def gate() -> Iterator[threading.Event]:
     """An event every run of a gated experiment waits on (opened at the end, whatever happened)."""
     event = threading.Event()
 
-    def gated(question: str) -> str:
-        event.wait(60)  # bounded: a failing test must not hang the suite
+    async def gated(question: str) -> str:
+        # Waits off the sweep's loop (which goes on writing progress); bounded, so a failing test cannot hang.
+        await asyncio.to_thread(event.wait, 60)
         return f"answer to {question}"
 
     register_function("gated", gated)

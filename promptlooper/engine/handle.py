@@ -27,9 +27,10 @@ class SweepHandle:
         self._task: asyncio.Task[Progress] | None = None
         self._future: concurrent.futures.Future[Progress] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        # Set when the sweep holds its lease (experiment.started) or has ended: started() waits on it.
+        # Set after the sweep's first write (it holds its lease; experiment.started is in the store)
+        # or when it has ended: started() waits on it.
         self._begun = threading.Event()
-        sweep.event_listeners.append(self._on_event)
+        sweep.listeners.append(lambda _: self._begun.set())
 
     # ------------------------------------------------------------------ starting
     def _start(self, coro_factory: Callable[[], Coroutine[Any, Any, Progress]]) -> SweepHandle:
@@ -118,13 +119,10 @@ class SweepHandle:
         assert self._future is not None
         return asyncio.wrap_future(self._future).__await__()
 
-    def _on_event(self, etype: str, payload: dict[str, Any]) -> None:
-        if etype == "experiment.started":
-            self._begun.set()
-
     def started(self, timeout: float | None = None) -> bool:
-        """Block until the sweep holds its lease (``sweep_id`` is known) or has ended, at most
-        ``timeout`` seconds; False if neither happened by then. A sweep that ended with an error
+        """Block until the sweep has written its first progress (it holds its lease, ``sweep_id``
+        is known, its experiment.started event is in the store) or has ended, at most ``timeout``
+        seconds; False if neither happened by then. A sweep that ended with an error
         raises it here, so a caller starting one hears at once why it could not run (scripts, the
         MCP server's worker threads; on the notebook's loop read ``handle.sweep_id`` after a cell)."""
         if self._task is not None:
