@@ -161,6 +161,17 @@ class SweepSize:
     def needs_confirmation(self) -> bool:
         return self.calls > self.confirm_calls or self.estimated_cost > self.confirm_cost
 
+    def refusal(self, max_calls: int | None) -> str | None:
+        """Why a sweep may not start when its caller accepts at most ``max_calls`` calls (None:
+        it may): over that number, or over the confirmation limits with no number given."""
+        if max_calls is not None and self.calls > max_calls:
+            return (f"the sweep would make up to {self.calls:,} calls, over your max_calls ({max_calls:,}); "
+                    "narrow it with max_configs or strategy 'random'")
+        if max_calls is None and self.needs_confirmation:
+            return (f"{self.describe()}; pass max_calls (at least {self.calls}) to confirm, "
+                    "or narrow it with max_configs or strategy 'random'")
+        return None
+
     def describe(self) -> str:
         cost = f", about ${self.estimated_cost:,.2f}" if self.estimated_cost else ""
         return (f"{self.configurations:,} configuration(s), {self.runs:,} runs, up to {self.calls:,} model calls{cost} "

@@ -355,6 +355,13 @@ class Workbench(SteeringVerbs, OutsideDriver, HousekeepingVerbs, DataViews):
     def experiment(self, ref: str | Experiment) -> dict[str, Any]:
         return self.store.experiment(ref.key if isinstance(ref, Experiment) else ref)
 
+    def config_id(self, ref: str | Experiment, config: str | int) -> str:
+        """The full id of one of the experiment's configurations: an id prefix, 'best', or a
+        leaderboard rank (1 = best). NotFoundError says what there is instead."""
+        from .stats import _resolve_config
+
+        return _resolve_config(self, self.experiment(ref), config)
+
     def experiments(self, project: str | None = None, *, include_archived: bool = False) -> list[dict[str, Any]]:
         """Experiments (of one project), without archived ones unless ``include_archived``; each
         one's state as status() tells it: its latest sweep's."""

@@ -27,6 +27,10 @@ class SweepHandle:
         self._task: asyncio.Task[Progress] | None = None
         self._future: concurrent.futures.Future[Progress] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Set after the sweep's first write (it holds its lease; experiment.started is in the store)
+        # or when it has ended: started() waits on it.
+        self._begun = threading.Event()
+        sweep.listeners.append(lambda _: self._begun.set())
 
     # ------------------------------------------------------------------ starting
     def _start(self, coro_factory: Callable[[], Coroutine[Any, Any, Progress]]) -> SweepHandle:
@@ -37,6 +41,7 @@ class SweepHandle:
         if loop is not None:
             self._loop = loop
             self._task = loop.create_task(coro_factory(), name=f"promptlooper-sweep:{self.experiment}")
+            self._task.add_done_callback(lambda _: self._begun.set())
         else:
             self._future = concurrent.futures.Future()
             ready = threading.Event()
@@ -49,6 +54,8 @@ class SweepHandle:
                         self._future.set_result(await coro_factory())  # type: ignore[union-attr]
                     except BaseException as exc:  # noqa: BLE001 - handed to whoever waits
                         self._future.set_exception(exc)  # type: ignore[union-attr]
+                    finally:
+                        self._begun.set()
 
                 asyncio.run(go())
 
@@ -111,6 +118,19 @@ class SweepHandle:
             return self._task.__await__()
         assert self._future is not None
         return asyncio.wrap_future(self._future).__await__()
+
+    def started(self, timeout: float | None = None) -> bool:
+        """Block until the sweep has written its first progress (it holds its lease, ``sweep_id``
+        is known, its experiment.started event is in the store) or has ended, at most ``timeout``
+        seconds; False if neither happened by then. A sweep that ended with an error
+        raises it here, so a caller starting one hears at once why it could not run (scripts, the
+        MCP server's worker threads; on the notebook's loop read ``handle.sweep_id`` after a cell)."""
+        if self._task is not None:
+            raise RuntimeError("this sweep runs on the notebook's event loop: blocking here would freeze it")
+        begun = self._begun.wait(timeout)
+        if self._future is not None and self._future.done():
+            self._future.result()  # raises the sweep's exception, if it ended with one
+        return begun
 
     def wait(self, timeout: float | None = None) -> Progress:
         """Block until the sweep ends (scripts). In a notebook use ``await handle`` instead."""

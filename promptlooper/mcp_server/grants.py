@@ -1,4 +1,5 @@
-"""What an MCP client may reach: key variables the operator allowed, sample files in one folder.
+"""What an MCP client may reach: key variables the operator allowed, sample files in one folder,
+functions by name only. The agent-specific security rules of the MCP server, all in this module.
 
 An MCP client is not the operator: it must not make the server send a key where it chooses (see
 :mod:`promptlooper.keys`) nor read the server's files. The operator decides, in the server's
@@ -7,7 +8,12 @@ environment:
 * ``PROMPTLOOPER_MCP_KEY_VARS=OPENAI_API_KEY,...``: the key variables a client may name, and then
   only for an origin the operator granted them to (never ``PROMPTLOOPER_*`` or ``JUPYTER_*``);
 * ``PROMPTLOOPER_MCP_DATA_DIR=/srv/data``: the folder sample files may come from (paths resolved,
-  symlinks included, and kept inside it). Without it, samples over MCP are inline only.
+  symlinks included, and kept inside it). Without it, samples over MCP are inline only;
+* function stages and ``python`` scorers name a registered function, an installed plugin, or an
+  import path the operator allowed (``$PROMPTLOOPER_ALLOW_IMPORTS``); a refused module is never imported.
+
+Replies never carry a key value: :func:`endpoint_key_vars` names the variables whose values are
+redacted besides the ones :mod:`promptlooper.keys` knows.
 """
 
 from __future__ import annotations
@@ -17,11 +23,12 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import EndpointError, Problem
-from .keys import KeyGrants, client_problem, key_references
+from ..errors import EndpointError, Problem
+from ..functions import ALLOW_IMPORTS, function_problem, registered_functions
+from ..keys import KeyGrants, client_problem, key_references
 
 if TYPE_CHECKING:
-    from .workbench import Workbench
+    from ..workbench import Workbench
 
 DATA_DIR = "PROMPTLOOPER_MCP_DATA_DIR"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -76,4 +83,31 @@ def experiment_problems(wb: Workbench, data: dict[str, Any]) -> list[Problem]:
     return problems
 
 
-__all__ = ["DATA_DIR", "data_file", "experiment_problems", "key_problem"]
+def named_only(data: dict[str, Any]) -> list[Problem]:
+    """Function stages and python scorers of a client's experiment that name no allowed function."""
+    problems = []
+    hint = (f"registered: {', '.join(sorted(registered_functions())) or 'none'}; the operator registers functions in the "
+            f"server process, installs a plugin, or allows a module with {ALLOW_IMPORTS}")
+    stages, scorers = data.get("stages"), data.get("scorers")
+    for i, stage in enumerate(stages if isinstance(stages, list) else []):
+        if isinstance(stage, dict) and (stage.get("kind") == "function" or "function" in stage):
+            fn = stage.get("function")
+            problem = function_problem(fn) if isinstance(fn, str) else f"{fn!r} is not a function name"
+            if problem:
+                problems.append(Problem(f"stages[{i}].function", problem, hint))
+    for i, sc in enumerate(scorers if isinstance(scorers, list) else []):
+        if isinstance(sc, dict) and sc.get("name") == "python":
+            args = sc.get("args") if isinstance(sc.get("args"), dict) else {}
+            fn = sc.get("function", args.get("function"))
+            problem = function_problem(fn) if isinstance(fn, str) else f"{fn!r} is not a function name"
+            if problem:
+                problems.append(Problem(f"scorers[{i}].function", problem, hint))
+    return problems
+
+
+def endpoint_key_vars(wb: Workbench) -> list[str]:
+    """Key variables the stored endpoints name: their values are redacted from replies too."""
+    return [str(e["api_key_env"]) for e in wb.store.endpoints().values() if e.get("api_key_env")]
+
+
+__all__ = ["DATA_DIR", "data_file", "endpoint_key_vars", "experiment_problems", "key_problem", "named_only"]
