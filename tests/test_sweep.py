@@ -135,7 +135,8 @@ def test_fault_mix_ends_with_every_run_completed_or_failed_with_reason(wb, db):
 
 
 def test_retry_after_is_honoured_and_concurrency_halves_on_429():
-    from promptlooper.engine.limits import AdaptiveLimit, backoff_delay
+    from promptlooper.engine.limits import AdaptiveLimit
+    from promptlooper.retrying import Retry
 
     lim = AdaptiveLimit(16, cooldown=0.0)
     lim.on_rate_limited()
@@ -145,7 +146,7 @@ def test_retry_after_is_honoured_and_concurrency_halves_on_429():
     for _ in range(lim.recover_after):
         lim.on_success()
     assert lim.limit == 5
-    assert backoff_delay(0, retry_after=2.5) >= 2.5
+    assert Retry().delay(0, retry_after=2.5) >= 2.5
 
 
 def test_rate_limited_sweep_recovers(wb):
