@@ -23,7 +23,6 @@ from ..hashing import json_encoder
 from ..keys import KeyGrants, key_value, redact
 from ..retrying import parse_retry_after, retryable_status
 from .base import ChatRequest, ChatResponse, Provider
-from .eager_body import REQUEST_CLASS
 from .tool_calls import envelope
 
 
@@ -84,7 +83,6 @@ class OpenAICompatible(Provider):
                 connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
                 timeout=aiohttp.ClientTimeout(total=self.timeout, sock_connect=min(10.0, self.timeout)),
                 json_serialize=_json_dumps,
-                request_class=REQUEST_CLASS,
             )
         return self._session
 
