@@ -67,8 +67,6 @@ class AdaptiveLimit:
             self._last_cut = now
             self.limit = max(1, self.limit // 2)
 
-    on_rate_limited = on_overloaded
-
     def observe(self, in_flight: int, latency_ms: float) -> None:
         """An answered call while calibrating: ``in_flight`` calls were out when it was sent (see
         :mod:`.slots`)."""
