@@ -51,7 +51,7 @@ async def serving(*script: tuple[int, dict[str, str], float], timeout: float = 5
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = runner.addresses[0][1]
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
             yield scripted, f"http://127.0.0.1:{port}/hook", session

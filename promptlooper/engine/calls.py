@@ -4,7 +4,9 @@ A call is looked up, in order: among the entries this sweep wrote recently (not 
 committed), among those a sweep looked up ahead for its next runs (:meth:`CallExecutor.prefetch`,
 one query for many), among identical calls in flight right now (single-flight: a second caller
 awaits the first), then in the store, where look-ups that arrive in the same event-loop turn are
-coalesced into one ``SELECT … IN`` on the loop itself. Only a miss reaches the endpoint.
+coalesced into one ``SELECT … IN`` on the loop itself (:mod:`promptlooper.coalescing`). Only a
+miss reaches the endpoint, tried again as :mod:`promptlooper.retrying` says; each failed try also
+tells the endpoint's adaptive limit and circuit breaker, which are the engine's.
 """
 
 from __future__ import annotations
