@@ -133,7 +133,7 @@ async def retrying(
     ``on_failure(error, attempt, wait)`` hears of every failed try (``attempt`` counts from 0) and
     the wait before the next, or ``None`` when there is none.
     """
-    started = time.monotonic()
+    started = time.monotonic() if policy.deadline is not None else 0.0
     tried = 0
     while True:
         try:
