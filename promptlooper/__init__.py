@@ -12,7 +12,6 @@ The facade a notebook needs::
 from .engine.handle import SweepHandle
 from .engine.progress import Progress
 from .errors import (
-    BudgetExhausted,
     EndpointError,
     NotFoundError,
     Problem,
@@ -39,7 +38,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Budget",
-    "BudgetExhausted",
     "EndpointError",
     "EndpointSpec",
     "Experiment",

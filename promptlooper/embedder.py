@@ -19,7 +19,8 @@ Caching
 
 Batching
     :meth:`EmbeddingService.vectors` coalesces the texts asked for in one event-loop turn (a
-    sweep scores many runs at once) into one backend call, sorted by length to limit padding.
+    sweep scores many runs at once) into one backend call (:mod:`promptlooper.coalescing`),
+    sorted by length to limit padding.
 
 Similarity is mapped to 0..1 as ``max(0, cosine)``: with this model unrelated texts sit near 0
 (0.04 for "The cat sat on the mat." vs "Stock markets fell sharply today.") and negative cosines
@@ -31,13 +32,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextvars
 import hashlib
 import importlib.util
 import json
 import os
 import threading
-import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -45,9 +44,11 @@ from typing import Any
 
 import numpy as np
 
+from .coalescing import Coalescer
 from .errors import PromptLooperError
 from .hashing import content_hash
 from .keys import KeyGrants, key_value, redact
+from .retrying import Retry, post
 from .store import Store
 
 MODEL_NAME = "all-MiniLM-L6-v2-onnx-int8"
@@ -202,40 +203,32 @@ class EndpointEmbedder:
         import aiohttp
 
         from .endpoint_vectors import VectorsError, read_vectors
-        from .engine.limits import backoff_delay
 
         rows: list[np.ndarray] = []
         tokens = 0
+        policy = Retry(attempts=self.retries + 1)
         timeout = aiohttp.ClientTimeout(total=self.timeout)
         async with aiohttp.ClientSession(headers=self.headers, timeout=timeout) as session:
             for start in range(0, len(texts), 256):
                 chunk = list(texts[start : start + 256])
-                for attempt in range(self.retries + 1):
-                    try:
-                        async with session.post(f"{self.base_url}/embeddings", json={"model": self.model, "input": chunk}) as resp:
-                            raw = await resp.read()
-                            status = resp.status
-                    except (TimeoutError, aiohttp.ClientError) as exc:
-                        error = f"{type(exc).__name__}: {exc}"
-                        status = 0
-                    else:
-                        if status == 200:
-                            try:
-                                body = json.loads(raw)
-                                vectors = read_vectors(body, len(chunk))
-                                usage = (body.get("usage") if isinstance(body, dict) else None) or {}
-                                served = usage.get("prompt_tokens", usage.get("total_tokens"))
-                                tokens += int(served) if served is not None else sum(len(t.split()) for t in chunk)
-                            except VectorsError as exc:
-                                raise EmbedderError(redact(f"{self.base_url}/embeddings (model {self.model!r}): {exc}")) from exc
-                            except (ValueError, TypeError) as exc:
-                                raise EmbedderError(redact(f"{self.base_url}/embeddings returned an unexpected body: {raw[:120]!r}")) from exc
-                            rows.extend(vectors)
-                            break
-                        error = f"HTTP {status}: {raw[:200].decode('utf-8', 'replace')}"
-                    if attempt >= self.retries or (status and status < 500 and status != 429):
-                        raise EmbedderError(redact(f"{self.base_url}/embeddings failed: {error}"))
-                    await asyncio.sleep(backoff_delay(attempt))
+                try:
+                    reply = await post(session, f"{self.base_url}/embeddings", policy, json={"model": self.model, "input": chunk})
+                except (TimeoutError, aiohttp.ClientError) as exc:
+                    raise EmbedderError(redact(f"{self.base_url}/embeddings failed: {type(exc).__name__}: {exc}")) from exc
+                if reply.status != 200:
+                    error = f"HTTP {reply.status}: {reply.body[:200].decode('utf-8', 'replace')}"
+                    raise EmbedderError(redact(f"{self.base_url}/embeddings failed: {error}"))
+                try:
+                    body = json.loads(reply.body)
+                    vectors = read_vectors(body, len(chunk))
+                    usage = (body.get("usage") if isinstance(body, dict) else None) or {}
+                    served = usage.get("prompt_tokens", usage.get("total_tokens"))
+                    tokens += int(served) if served is not None else sum(len(t.split()) for t in chunk)
+                except VectorsError as exc:
+                    raise EmbedderError(redact(f"{self.base_url}/embeddings (model {self.model!r}): {exc}")) from exc
+                except (ValueError, TypeError) as exc:
+                    raise EmbedderError(redact(f"{self.base_url}/embeddings returned an unexpected body: {reply.body[:120]!r}")) from exc
+                rows.extend(vectors)
         if len(rows) != len(texts):
             raise EmbedderError(f"{self.base_url}/embeddings returned {len(rows)} vectors for {len(texts)} texts")
         return _normalise(np.asarray(rows, dtype=np.float32)), tokens
@@ -299,10 +292,9 @@ class EmbeddingService:
         self.store = store
         self.admit = admit
         self.spend = spend
-        # Per loop: text -> (vector, tokens of its share of the request that embedded it; 0 if cached).
-        self._pending: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Future[tuple[np.ndarray, int]]]] = weakref.WeakKeyDictionary()
-        self._inflight: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Future[tuple[np.ndarray, int]]]] = weakref.WeakKeyDictionary()
-        self._tasks: set[asyncio.Task[None]] = set()
+        # Texts asked for in one loop turn go out in one request; a text already out waits for it.
+        # Each maps to (vector, tokens of its share of the request that embedded it; 0 if cached).
+        self._batches: Coalescer[str, tuple[np.ndarray, int]] = Coalescer(self._compute)
         self.computed = 0  # texts the backend embedded (cache misses), for tests and benchmarks
 
     async def vectors(self, texts: Sequence[str], usage: Any = None) -> np.ndarray:
@@ -310,57 +302,14 @@ class EmbeddingService:
         :class:`~promptlooper.scorers.base.ScorerUsage`), each text's share of its request."""
         identity = self.backend.identity
         result: list[np.ndarray | None] = [_LRU_CACHE.get((identity, t)) for t in texts]
-        waits = {t: self._request(t) for t, v in zip(texts, result, strict=True) if v is None}
+        waits = {t: self._batches.get(t) for t, v in zip(texts, result, strict=True) if v is None}
         if waits:
-            # Shielded: a future may be shared with other waiters, whom a cancelled caller must not cancel.
-            got = dict(zip(waits, await asyncio.gather(*map(asyncio.shield, waits.values())), strict=True))
+            got: dict[str, Any] = dict(zip(waits, await asyncio.gather(*waits.values()), strict=True))
             result = [v if v is not None else got[t][0] for t, v in zip(texts, result, strict=True)]
             tokens = sum(share for _, share in got.values())
             if usage is not None and tokens and isinstance(self.backend, EndpointEmbedder):
                 usage.add(self.backend.endpoint, self.backend.model, tokens)
         return np.stack(result) if result else np.zeros((0, 0), dtype=np.float32)  # type: ignore[arg-type]
-
-    def _request(self, text: str) -> asyncio.Future[tuple[np.ndarray, int]]:
-        loop = asyncio.get_running_loop()
-        inflight = self._inflight.get(loop)
-        if inflight is not None and text in inflight:
-            return inflight[text]
-        pending = self._pending.get(loop)
-        if pending is None:
-            pending = self._pending[loop] = {}
-            loop.call_soon(self._flush, loop)
-        fut = pending.get(text)
-        if fut is None:
-            fut = pending[text] = loop.create_future()
-        return fut
-
-    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
-        batch = self._pending.pop(loop, {})
-        if batch:
-            self._inflight.setdefault(loop, {}).update(batch)
-            # In a context of its own: a request serves many runs, and must not carry that of the
-            # run that asked first (a sweep's gate abandons a run whose configuration was dropped).
-            task = loop.create_task(self._resolve(loop, batch), context=contextvars.Context())
-            self._tasks.add(task)  # held until done: the loop keeps only a weak reference
-            task.add_done_callback(self._tasks.discard)
-
-    async def _resolve(self, loop: asyncio.AbstractEventLoop, batch: dict[str, asyncio.Future[tuple[np.ndarray, int]]]) -> None:
-        try:
-            vecs = await self._compute(list(batch))
-        except BaseException as exc:  # noqa: BLE001 - every waiter gets the failure
-            for f in batch.values():
-                if not f.done():
-                    f.set_exception(exc)
-                    f.exception()  # retrieved: a waiter that went away must not log it
-            return
-        finally:
-            inflight = self._inflight.get(loop, {})
-            for text, f in batch.items():
-                if inflight.get(text) is f:
-                    del inflight[text]
-        for text, f in batch.items():
-            if not f.done():
-                f.set_result(vecs[text])
 
     async def _compute(self, texts: list[str]) -> dict[str, tuple[np.ndarray, int]]:
         identity = self.backend.identity

@@ -2,13 +2,20 @@
 
     PromptLooperError
     ├── SpecError             an experiment description is invalid (carries every Problem)
-    ├── NotFoundError         an experiment, run, configuration or endpoint does not exist
+    ├── NotFoundError         an experiment, run, configuration or endpoint does not exist (also a LookupError)
     ├── EndpointError         an endpoint is unknown, misconfigured or unreachable
     ├── ProviderError         one model call failed (retryable or not; status, retry_after)
     ├── SweepConflictError    another live process is already sweeping this experiment
     ├── StoreError            the database cannot be opened (a folder, a missing parent, no permission)
     ├── SweepInterruptedError the sweep to steer is gone (its process died); rerun resumes it
-    └── BudgetExhausted       a token or cost budget was reached (the sweep pauses)
+    ├── ReadOnlyError         a write through a read-only store (promptlooper.store.db)
+    ├── TemplateError         a prompt template failed to compile or render (promptlooper.templates)
+    ├── ScorerError           a scorer could not be built or failed (promptlooper.scorers.base)
+    ├── EmbedderError         the embedder cannot run, or an embeddings endpoint failed (promptlooper.embedder)
+    └── RatingError           a rating is invalid (promptlooper.ratings; also a ValueError)
+
+The classes drawn with a module live there, next to the code that raises them; the others here.
+A budget running out is not an error: the sweep pauses and its progress says why.
 
 Foreign exceptions (aiohttp, sqlite3, jinja2, pydantic) are mapped to these at the boundary
 with ``raise ... from exc`` so callers only ever catch PromptLooper errors.
@@ -84,10 +91,6 @@ class ProviderError(PromptLooperError):
 
 class SweepConflictError(PromptLooperError):
     """Another live process holds the sweep lease of this experiment."""
-
-
-class BudgetExhausted(PromptLooperError):
-    """A token or cost budget was reached; the sweep is paused, not lost."""
 
 
 class StoreError(PromptLooperError):

@@ -3,8 +3,9 @@
 Every event of a subscribed type is queued in an outbox in the store (see
 :mod:`promptlooper.store.outbox`), whichever process raised it: a sweep, a CLI verb, the MCP server.
 A :class:`Courier` in any process holding the store queues new events and sends due rows: each attempt has a timeout, a
-failed one is tried again with jittered exponential backoff until it succeeds or its retry budget
-(``MAX_ATTEMPTS``) is spent, and every attempt is recorded. The courier runs in a thread of its own
+failed one is tried again after the wait :mod:`promptlooper.retrying` gives (jittered exponential
+backoff, a ``Retry-After`` honoured) until it succeeds or its retry budget (``MAX_ATTEMPTS``) is
+spent, and every attempt is recorded. The courier runs in a thread of its own
 (:class:`CourierThread`), with its own loop, connection and HTTP session, so a slow or failing
 receiver never touches a sweep's loop. Events go out in id order while the receiver accepts them;
 an event being retried does not hold back later ones (each body carries the event id).
@@ -28,9 +29,9 @@ from typing import Any
 
 import aiohttp
 
-from .engine.limits import backoff_delay
 from .errors import EndpointError
 from .keys import KeyGrants, key_value, redact
+from .retrying import Retry, parse_retry_after, retryable_status
 from .store import Store
 from .store.outbox import Claimed
 
@@ -101,6 +102,7 @@ class Courier:
         assert self._session is not None
         headers = {"Content-Type": "application/json"}
         status: int | None = None
+        retry_after: float | None = None
         error: str | None = None
         refused = False
         for name, env in row.headers_env.items():
@@ -117,20 +119,23 @@ class Courier:
                 async with self._session.post(row.url, json=body_of(row.event), headers=headers,
                                               allow_redirects=len(headers) == 1) as resp:
                     status = resp.status
+                    retry_after = parse_retry_after(resp.headers.get("Retry-After"))
                     await resp.read()
             except (TimeoutError, aiohttp.ClientError) as exc:
                 error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             if status is not None and not 200 <= status < 300:
                 error = f"HTTP {status}"
-            # A redirect not followed (secret headers) or a 4xx would answer the same again.
-            refused = status is not None and 300 <= status < 500 and status not in (408, 429)
+                # A redirect not followed (secret headers) or a 4xx would answer the same again.
+                refused = not retryable_status(status)
         attempts = row.attempts + 1
+        # The retry waits as an outbox row due later, not in this loop: the policy gives the time.
+        policy = Retry(attempts=row.max_attempts, base=row.backoff, cap=BACKOFF_CAP)
         if error is None:
             state, next_attempt = "delivered", None
-        elif refused or attempts >= row.max_attempts:
+        elif refused or attempts >= policy.attempts:
             state, next_attempt = "failed", None
         else:
-            state, next_attempt = "pending", time.time() + backoff_delay(attempts - 1, base=row.backoff, cap=BACKOFF_CAP)
+            state, next_attempt = "pending", time.time() + policy.delay(attempts - 1, retry_after)
         await asyncio.to_thread(self.store.record_delivery_attempt, row, status=status, error=error, state=state,
                                 next_attempt=next_attempt)
 

@@ -15,12 +15,25 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> Path:
+def built(tmp_path_factory) -> tuple[Path, str]:
+    """The wheel, and what pip and the build backend printed while building it (not quieted: a
+    quiet pip hides the backend's warnings)."""
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "-q", "-w", str(out)],
-                   check=True, timeout=600, capture_output=True)
+    res = subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "-w", str(out)],
+                         check=True, timeout=600, capture_output=True, text=True,
+                         env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
     [whl] = out.glob("promptlooper-*.whl")
-    return whl
+    return whl, res.stdout + res.stderr
+
+
+@pytest.fixture(scope="module")
+def wheel(built) -> Path:
+    return built[0]
+
+
+def test_the_wheel_builds_without_a_warning(built):
+    _, output = built
+    assert [line for line in output.splitlines() if "warn" in line.lower()] == []
 
 
 def test_wheel_ships_widget_assets_dashboards_and_data(wheel):
@@ -38,6 +51,9 @@ def test_wheel_ships_widget_assets_dashboards_and_data(wheel):
     assert any(n.endswith(".data/data/share/jupyter/lab/settings/overrides.d/promptlooper.json") for n in names)
     assert any(n.startswith("promptlooper/data/") and n.endswith("tokenizer.json") for n in names)
     assert not [n for n in names if n.split("/")[0] in ("widgets", "notebooks", "tests")]  # nothing outside the package
+    # Every package of the source tree, found (not listed by hand): a new subpackage ships too.
+    for init in (ROOT / "promptlooper").rglob("__init__.py"):
+        assert init.relative_to(ROOT).as_posix() in names
 
 
 def test_wheel_installs_in_a_fresh_venv_and_runs_the_quickstart(wheel, tmp_path):

@@ -31,6 +31,7 @@ class Receiver:
 
     def __init__(self) -> None:
         self.status = 200
+        self.retry_after: str | None = None  # sent as Retry-After when set
         self.hits: list[dict[str, Any]] = []  # {"id", "event", "answered", "body", "headers"}
         self.lock = threading.Lock()
         outer = self
@@ -43,6 +44,8 @@ class Receiver:
                     outer.hits.append({"id": body["id"], "event": body["event"], "answered": answered, "body": body,
                                        "headers": dict(self.headers)})
                 self.send_response(answered)
+                if outer.retry_after is not None:
+                    self.send_header("Retry-After", outer.retry_after)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -107,6 +110,20 @@ def test_a_receiver_answering_500_never_slows_the_sweep_and_every_event_is_tried
     assert {row["state"] for row in outbox} == {"failed"} and len(outbox) == len(events)
     assert all(row["attempts"] == 4 and "500" in (row["last_error"] or str(row["last_status"])) for row in outbox)
     wb.close()
+
+
+def test_a_receivers_retry_after_sets_when_an_event_is_tried_again(db, receiver):
+    receiver.status, receiver.retry_after = 429, "30"
+    started = time.time()
+    with FakeServer() as srv:
+        wb = pl.Workbench(db)
+        wb.add_webhook("*", receiver.url, backoff=0.05)  # its own backoff alone would retry within 0.05 s
+        wb.run(fake_experiment(srv.base_url, name="slow-down"))
+        wb.close()
+    tried = [row for row in pl.Workbench(db).webhook_outbox() if row["attempts"]]
+    assert tried and {row["state"] for row in tried} == {"pending"}
+    assert {row["attempts"] for row in tried} == {1}  # not again before the 30 s the receiver asked for
+    assert min(row["next_attempt"] for row in tried) >= started + 29
 
 
 def test_events_left_by_a_down_receiver_are_delivered_once_it_is_back(db, receiver):

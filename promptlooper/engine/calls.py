@@ -4,7 +4,9 @@ A call is looked up, in order: among the entries this sweep wrote recently (not 
 committed), among those a sweep looked up ahead for its next runs (:meth:`CallExecutor.prefetch`,
 one query for many), among identical calls in flight right now (single-flight: a second caller
 awaits the first), then in the store, where look-ups that arrive in the same event-loop turn are
-coalesced into one ``SELECT … IN`` on the loop itself. Only a miss reaches the endpoint.
+coalesced into one ``SELECT … IN`` on the loop itself (:mod:`promptlooper.coalescing`). Only a
+miss reaches the endpoint, tried again as :mod:`promptlooper.retrying` says; each failed try also
+tells the endpoint's adaptive limit and circuit breaker, which are the engine's.
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
+from ..coalescing import Coalescer
 from ..errors import ProviderError
 from ..hashing import canonical_json, canonical_text, digest
 from ..providers.base import ChatRequest, ChatResponse, Provider
+from ..retrying import Retry, Verdict, retrying, verdict
 from ..store import CacheEntry, Store
 from .breaker import Breaker
-from .limits import AdaptiveLimit, backoff_delay
+from .limits import AdaptiveLimit
 
 
 def cache_key_material(provider: Provider, model: str, messages: list[dict[str, str]], params: dict[str, Any]) -> dict[str, Any]:
@@ -50,6 +54,11 @@ def _key_parts(identity: str, model: str) -> tuple[str, str]:
     return f'{{"endpoint":{canonical_text(identity)},"messages":', f',"model":{canonical_text(model)},"params":'
 
 
+def _provider_verdict(error: BaseException) -> Verdict | None:
+    """Only a ProviderError is a failed call; anything else is a bug, raised at once."""
+    return verdict(error) if isinstance(error, ProviderError) else None
+
+
 class CallResult(NamedTuple):
     response: ChatResponse
     cached: bool
@@ -57,8 +66,8 @@ class CallResult(NamedTuple):
     messages_json: str | None = None  # canonical JSON of the messages (what the stage stores as prompt_sent)
 
 
-class CacheReader:
-    """Coalesces concurrent look-ups into one query per event-loop turn, run on the loop.
+class CacheReader(Coalescer[str, tuple[str, int, int, float]]):
+    """The store's call cache, with the look-ups of one event-loop turn in one query, on the loop.
 
     Not in a worker thread: a keyed read in WAL mode never waits for the writer and takes well
     under a millisecond for a turn's keys, while a thread hop per turn cost more than the read, and
@@ -67,34 +76,8 @@ class CacheReader:
     """
 
     def __init__(self, store: Store):
+        super().__init__(store.cache_get_many)
         self.store = store
-        self._pending: dict[str, list[asyncio.Future[Any]]] = {}
-        self._scheduled = False
-
-    def get(self, key: str) -> asyncio.Future[tuple[str, int, int, float] | None]:
-        """A future of the cached reply (or None); a plain function, so awaiting it adds no coroutine."""
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Any] = loop.create_future()
-        self._pending.setdefault(key, []).append(fut)
-        if not self._scheduled:
-            self._scheduled = True
-            loop.call_soon(self._flush)
-        return fut
-
-    def _flush(self) -> None:
-        batch, self._pending, self._scheduled = self._pending, {}, False
-        try:
-            found = self.store.cache_get_many(list(batch))
-        except Exception as exc:  # noqa: BLE001 - hand the failure to every waiter
-            for futs in batch.values():
-                for f in futs:
-                    if not f.done():
-                        f.set_exception(exc)
-            return
-        for key, futs in batch.items():
-            for f in futs:
-                if not f.done():
-                    f.set_result(found.get(key))
 
 
 class CallExecutor:
@@ -127,6 +110,7 @@ class CallExecutor:
         self.on_healthy = on_healthy  # an open breaker closed: a call was answered
         self.limits: dict[str, AdaptiveLimit] = {}
         self.breakers: dict[str, Breaker] = {}
+        self.policies: dict[str, Retry] = {}
         self._recent: collections.OrderedDict[str, tuple[str, int, int, float]] = collections.OrderedDict()
         self._recent_size = recent_size
         self._inflight: dict[str, asyncio.Future[ChatResponse]] = {}
@@ -238,7 +222,34 @@ class CallExecutor:
     async def _call_with_retries(self, provider: Provider, request: ChatRequest) -> ChatResponse:
         limit = self._limit(provider)
         breaker = self.breaker(provider)
-        attempt = 0
+        policy = self._policy(provider)
+        tries = 0
+
+        def failed(error: Exception, attempt: int, wait: float | None) -> None:
+            nonlocal tries
+            tries = attempt + 1
+            assert isinstance(error, ProviderError)  # _provider_verdict lets nothing else through
+            self._failed(provider, request, limit, breaker, error)
+            if wait is not None:
+                self.retries += 1
+
+        try:
+            return await retrying(functools.partial(self._attempt, provider, request, limit, breaker), policy,
+                                  sleep=self.backoff, on_failure=failed, classify=_provider_verdict)
+        except ProviderError as error:
+            suffix = f" (after {tries} attempts)" if tries > 1 else ""
+            raise ProviderError(f"{error}{suffix}", retryable=False, status=error.status) from error
+
+    def _policy(self, provider: Provider) -> Retry:
+        found = self.policies.get(provider.name)
+        if found is None:
+            found = self.policies[provider.name] = Retry(attempts=provider.max_retries + 1,
+                                                         retry_after_max=provider.retry_after_max)
+        return found
+
+    async def _attempt(self, provider: Provider, request: ChatRequest, limit: AdaptiveLimit, breaker: Breaker) -> ChatResponse:
+        """One try, once the sweep is open and a slot is free; a failure is the caller's to count
+        (after the slot is released)."""
         while True:
             await self.gate()
             async with self.global_limit:
@@ -246,25 +257,14 @@ class CallExecutor:
                     if not self.is_open():
                         continue  # paused while queued for a slot: hand it back, wait at the gate
                     in_flight = limit.in_use
-                    try:
-                        self.calls += 1
-                        resp = await provider.chat(request)
-                    except ProviderError as exc:
-                        error = exc
-                    else:
-                        limit.on_success()
-                        if limit.calibrating:
-                            limit.observe(in_flight, resp.latency_ms)
-                        if breaker.failures and breaker.on_success() and self.on_healthy is not None:
-                            self.on_healthy(breaker)
-                        return resp
-            self._failed(provider, request, limit, breaker, error)
-            if not error.retryable or attempt >= provider.max_retries:
-                suffix = f" (after {attempt + 1} attempts)" if attempt else ""
-                raise ProviderError(f"{error}{suffix}", retryable=False, status=error.status) from error
-            self.retries += 1
-            await self.backoff(backoff_delay(attempt, retry_after=error.retry_after, retry_after_max=provider.retry_after_max))
-            attempt += 1
+                    self.calls += 1
+                    resp = await provider.chat(request)
+                    limit.on_success()
+                    if limit.calibrating:
+                        limit.observe(in_flight, resp.latency_ms)
+                    if breaker.failures and breaker.on_success() and self.on_healthy is not None:
+                        self.on_healthy(breaker)
+                    return resp
 
     def _failed(self, provider: Provider, request: ChatRequest, limit: AdaptiveLimit, breaker: Breaker,
                 error: ProviderError) -> None:

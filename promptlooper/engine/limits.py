@@ -1,19 +1,17 @@
-"""Concurrency that adapts to the endpoint, and retry delays.
+"""Concurrency that adapts to the endpoint.
 
 Each endpoint gets an :class:`AdaptiveLimit`: it starts at the endpoint's concurrency, halves on
 every sign of overload (a 429, a 5xx, a timeout; at most once per cool-down, so a burst from one
 overload counts once), and grows back by one slot after a run of successes. Its first calls also
 tell how many the server really serves at once (:mod:`.slots`); a server that queues the rest
-inside itself gets no more than that. Backoff is exponential
-with full jitter, and a server's ``Retry-After`` is honoured as a floor, up to a cap (a server
-asking for ten minutes would otherwise hold a sweep, and its ``stop``, that long).
+inside itself gets no more than that. How long a retry waits is :mod:`promptlooper.retrying`'s
+business; the engine calls :meth:`AdaptiveLimit.on_overloaded` from that policy's failure hook.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import random
 import time
 
 from .slots import ALONE_CALLS, SlotEstimate, slots_for
@@ -69,8 +67,6 @@ class AdaptiveLimit:
             self._last_cut = now
             self.limit = max(1, self.limit // 2)
 
-    on_rate_limited = on_overloaded
-
     def observe(self, in_flight: int, latency_ms: float) -> None:
         """An answered call while calibrating: ``in_flight`` calls were out when it was sent (see
         :mod:`.slots`)."""
@@ -114,16 +110,3 @@ class AdaptiveLimit:
 
     async def __aexit__(self, *exc: object) -> None:
         self.release()
-
-
-RETRY_AFTER_MAX = 60.0  # seconds: the default cap on a server's Retry-After (EndpointSpec.retry_after_max)
-
-
-def backoff_delay(attempt: int, *, base: float = 0.25, cap: float = 20.0, retry_after: float | None = None,
-                  retry_after_max: float = RETRY_AFTER_MAX) -> float:
-    """Full-jitter exponential backoff; never shorter than the server's Retry-After, itself capped
-    at ``retry_after_max``."""
-    delay = random.uniform(0, min(cap, base * (2 ** attempt)))
-    if retry_after is not None:
-        delay = max(delay, min(retry_after, retry_after_max))
-    return delay

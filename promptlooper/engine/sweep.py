@@ -35,7 +35,6 @@ from ..store.store import ResultBatch
 from ..sweeps.space import Configuration
 from .calls import CacheReader, CallExecutor
 from .failures import FailureWatch
-from .heap import older_objects_frozen
 from .progress import Progress
 from .runner import BoundScorer, RunItem, Runner, run_id, run_id_from, run_id_head
 
@@ -186,8 +185,7 @@ class Sweep:
 
     # ------------------------------------------------------------------ main
     async def run(self) -> Progress:
-        with older_objects_frozen():
-            return await self._run()
+        return await self._run()
 
     async def _run(self) -> Progress:
         wstore = Store(self.store_path)

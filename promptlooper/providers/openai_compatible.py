@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
@@ -22,22 +21,9 @@ from yarl import URL
 from ..errors import EndpointError, ProviderError
 from ..hashing import json_encoder
 from ..keys import KeyGrants, key_value, redact
+from ..retrying import parse_retry_after, retryable_status
 from .base import ChatRequest, ChatResponse, Provider
-from .eager_body import REQUEST_CLASS
 from .tool_calls import envelope
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
 
 
 def _error_message(body: str) -> str:
@@ -97,7 +83,6 @@ class OpenAICompatible(Provider):
                 connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
                 timeout=aiohttp.ClientTimeout(total=self.timeout, sock_connect=min(10.0, self.timeout)),
                 json_serialize=_json_dumps,
-                request_class=REQUEST_CLASS,
             )
         return self._session
 
@@ -119,7 +104,7 @@ class OpenAICompatible(Provider):
             message = redact(f"HTTP {status}: {_error_message(text)}")  # some proxies echo the key
             if status == 429:
                 raise ProviderError(message, retryable=True, status=status, retry_after=retry_after, rate_limited=True)
-            raise ProviderError(message, retryable=status >= 500 or status in (408, 409), status=status, retry_after=retry_after)
+            raise ProviderError(message, retryable=retryable_status(status), status=status, retry_after=retry_after)
         try:
             data = json.loads(raw)
             message = data["choices"][0]["message"]

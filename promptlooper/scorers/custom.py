@@ -17,7 +17,6 @@ Both may return (or answer) a number, a bool, ``{"score": x, ...}``, a ScoreResu
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import json
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from typing import Any
 from ..errors import EndpointError
 from ..functions import resolve_function
 from ..keys import key_value, redact
+from ..retrying import Retry, post
 from .base import ScoreContext, ScoreFn, ScoreResult, scorer
 
 _GIVEN = ("input", "output", "sample", "run", "outputs", "ctx")
@@ -111,28 +111,21 @@ def webhook(url: str, timeout: float = 10.0, headers_env: dict[str, str] = {}, r
                 return ScoreResult(0.0, {"error": str(exc)})
         body = json.dumps({"input": ctx.input, "output": ctx.output, "sample": ctx.sample, "run": ctx.run,
                            "outputs": ctx.outputs}, ensure_ascii=False, default=str)
-        error = ""
+        policy = Retry(attempts=retries + 1, base=0.2)
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
-            for attempt in range(retries + 1):
-                try:
-                    # A redirect would carry the header values to an origin they were not granted to.
-                    async with session.post(url, data=body, headers=headers, allow_redirects=not headers_env) as resp:
-                        raw = await resp.read()
-                        status = resp.status
-                except (TimeoutError, aiohttp.ClientError) as exc:
-                    timed_out = isinstance(exc, TimeoutError)
-                    error = f"timed out after {timeout:g}s" if timed_out else f"{type(exc).__name__}: {exc}"
-                else:
-                    if status == 200:
-                        try:
-                            return to_result(json.loads(raw), "the webhook")
-                        except ValueError as exc:
-                            return ScoreResult(0.0, redact({"error": f"bad webhook answer: {exc}", "body": raw[:200].decode("utf-8", "replace")}))
-                    error = redact(f"HTTP {status}: {raw[:200].decode('utf-8', 'replace')}")
-                    if status < 500 and status != 429:
-                        break
-                if attempt < retries:
-                    await asyncio.sleep(0.2 * (attempt + 1))
+            try:
+                # A redirect would carry the header values to an origin they were not granted to.
+                reply = await post(session, url, policy, data=body, headers=headers, allow_redirects=not headers_env)
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                timed_out = isinstance(exc, TimeoutError)
+                error = f"timed out after {timeout:g}s" if timed_out else f"{type(exc).__name__}: {exc}"
+                return ScoreResult(0.0, {"error": f"webhook {url} failed: {error}"})
+        if reply.status == 200:
+            try:
+                return to_result(json.loads(reply.body), "the webhook")
+            except ValueError as exc:
+                return ScoreResult(0.0, redact({"error": f"bad webhook answer: {exc}", "body": reply.body[:200].decode("utf-8", "replace")}))
+        error = redact(f"HTTP {reply.status}: {reply.body[:200].decode('utf-8', 'replace')}")
         return ScoreResult(0.0, {"error": f"webhook {url} failed: {error}"})
 
     return score
