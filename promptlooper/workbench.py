@@ -2,7 +2,7 @@
 
     >>> import promptlooper as pl
     >>> wb = pl.Workbench("promptlooper.db")
-    >>> exp = pl.Experiment.from_yaml("examples/quickstart.yaml")
+    >>> exp = pl.load_experiment("examples/quickstart.yaml")
     >>> wb.run(exp)                      # scripts: blocks until done
     >>> handle = wb.start(exp)           # notebooks: runs on the kernel loop; `await handle`
     >>> wb.leaderboard(exp.key)          # a pandas DataFrame
@@ -48,7 +48,7 @@ from .store import Store, default_path
 from .store.batchwriter import wait_for_writers
 from .sweeps.guided import guided_defaults
 from .sweeps.space import build_configuration, grid_points, grid_size, random_points, values_of
-from .validation import ensure_valid, load_samples, validate
+from .validation import ensure_valid, load_file, load_samples, validate
 from .webhooks import CourierThread
 
 DEFAULT_RANDOM_CONFIGS = 20
@@ -144,8 +144,6 @@ class Workbench(SteeringVerbs, OutsideDriver, HousekeepingVerbs, DataViews):
     def validate(self, exp: Experiment | str | os.PathLike[str]) -> list[Problem]:
         """Every problem of an experiment (or experiment file), with field paths; [] if runnable."""
         if not isinstance(exp, Experiment):
-            from .validation import load_file
-
             try:
                 exp = load_file(exp)
             except SpecError as exc:
@@ -377,6 +375,12 @@ class Workbench(SteeringVerbs, OutsideDriver, HousekeepingVerbs, DataViews):
         return _leaderboard.leaderboard(self.store, self.experiment(ref), sort=sort, top=top,
                                         include_rejected=include_rejected, interval=interval,
                                         definition=definition, all_definitions=all_definitions)
+
+    def dashboard(self, ref: str | Experiment, handle: SweepHandle | None = None, **options: Any) -> Any:
+        """Every live view of the experiment in one widget (notebooks); see :mod:`promptlooper.ui`."""
+        from . import ui  # anywidget and ipywidgets: imported when a notebook asks (start-up time)
+
+        return ui.workbench(self, ref.key if isinstance(ref, Experiment) else ref, handle, **options)
 
     def definitions(self, ref: str | Experiment) -> list[dict[str, Any]]:
         """The experiment's definitions, oldest first: each time it ran with changed samples,
