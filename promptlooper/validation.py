@@ -192,8 +192,12 @@ def _unknown(name: str, available: set[str]) -> str:
     return (f"did you mean {close[0]!r}? " if close else "") + f"available: {listing}"
 
 
-def validate(exp: Experiment, pool: EndpointPool, samples: list[dict[str, Any]] | None = None) -> list[Problem]:
-    """Every problem of ``exp``; an empty list means it is safe to run."""
+def validate(exp: Experiment, pool: EndpointPool, samples: list[dict[str, Any]] | None = None, *,
+             built: dict[int, Any] | None = None) -> list[Problem]:
+    """Every problem of ``exp``; an empty list means it is safe to run.
+
+    Each scorer is built to check its arguments; ``built`` (scorer index -> function) keeps what was
+    built, so that whoever runs the experiment does not build it again (see promptlooper.compiled)."""
     problems: list[Problem] = []
     if samples is None:
         samples, sample_problems = load_samples(exp)
@@ -329,7 +333,9 @@ def validate(exp: Experiment, pool: EndpointPool, samples: list[dict[str, Any]] 
             problems.append(Problem(f"{where}.{arg_path}", msg, f"see the {sc.name!r} scorer's arguments in the README"))
         if not problems or not any(p.path.startswith(where) for p in problems):
             try:
-                scorer_registry.build(sc.name, sc.args)
+                fn = scorer_registry.build(sc.name, sc.args)
+                if built is not None:
+                    built[i] = fn
             except scorer_registry.ScorerError as exc:
                 problems.append(Problem(where, str(exc)))
         if info.needs_fields and not any(p.path.startswith(where) for p in problems):  # args of the right types

@@ -20,38 +20,34 @@ from typing import Any
 
 import pandas as pd
 
-from . import keys
+from . import compiled, keys
 from . import leaderboard as _leaderboard
 from .asktell import OutsideDriver
 from .asyncutil import run_sync
 from .bounds import SweepSize, confirm_limits
+from .compiled import CompiledExperiment, compile_experiment, problems_of
 from .data_views import DataViews
 from .definitions import definition_of
 from .engine.calls import cache_key_material
 from .engine.handle import SweepHandle
 from .engine.progress import Progress
-from .engine.runner import BoundScorer
-from .engine.sweep import Sweep, SweepPlan
+from .engine.sweep import Sweep, SweepOptions
 from .env_files import load_env_files
 from .errors import EndpointError, NotFoundError, Problem, SpecError
-from .functions import add_search_dir, resolve_function
+from .functions import add_search_dir
 from .hashing import canonical_json, content_hash
 from .housekeeping import HousekeepingVerbs
 from .providers.pricing import cost
 from .providers.registry import LOCAL, EndpointPool, split_model
-from .samples import sample_id
-from .scorers.base import computed
 from .scoring import weights_of
 from .spec import EndpointSpec, Experiment, FunctionStage, parse_endpoint
 from .steering import SteeringVerbs
 from .store import Store, default_path
 from .store.batchwriter import wait_for_writers
-from .sweeps.guided import guided_defaults
-from .sweeps.space import build_configuration, grid_points, grid_size, random_points, values_of
-from .validation import ensure_valid, load_file, load_samples, validate
+from .sweeps.guided import GuidedDriver, guided_defaults
+from .sweeps.space import values_of
+from .validation import load_file, load_samples, validate
 from .webhooks import CourierThread
-
-DEFAULT_RANDOM_CONFIGS = 20
 
 
 class Workbench(SteeringVerbs, OutsideDriver, HousekeepingVerbs, DataViews):
@@ -151,37 +147,16 @@ class Workbench(SteeringVerbs, OutsideDriver, HousekeepingVerbs, DataViews):
                 seen = {(p.path, p.message) for p in exc.problems}
                 more = [p for p in self.validate(partial) if (p.path, p.message) not in seen] if partial else []
                 return exc.problems + more
-        samples, problems = load_samples(exp)
-        return problems + validate(exp, self.pool(exp), samples)
+        return problems_of(exp, self.pool(exp))[1]
 
     def configurations(self, exp: Experiment, *, strategy: str | None = None, max_configs: int | None = None,
                        seed: int | None = None) -> list[Any]:
-        strategy = strategy or exp.strategy
-        if strategy == "guided":
-            # Decided as the search goes; for planning, as many random points as it may try.
-            n = guided_defaults(exp, max_configs).max_configs or 20
-            return [build_configuration(exp, p) for p in random_points(exp, n, exp.seed if seed is None else seed)]
-        if strategy == "random":
-            n = max_configs or exp.max_configs or min(DEFAULT_RANDOM_CONFIGS, grid_size(exp))
-            points = random_points(exp, n, exp.seed if seed is None else seed)
-        else:
-            points = list(grid_points(exp))
-            if max_configs:
-                points = points[:max_configs]
-        return [build_configuration(exp, p) for p in points]
+        return compiled.configurations(exp, strategy=strategy, max_configs=max_configs, seed=seed)
 
     def configuration_count(self, exp: Experiment, *, strategy: str | None = None,
                             max_configs: int | None = None) -> int:
         """How many configurations :meth:`configurations` gives, counted without building them."""
-        strategy = strategy or exp.strategy
-        size = grid_size(exp)
-        if strategy == "guided":
-            return guided_defaults(exp, max_configs).max_configs or 20
-        if strategy == "random":
-            n = max_configs or exp.max_configs or min(DEFAULT_RANDOM_CONFIGS, size)
-            continuous = any(getattr(v, "step", 0) is None for v in exp.space.values())
-            return n if continuous else min(n, size)
-        return min(size, max_configs) if max_configs else size
+        return compiled.configuration_count(exp, strategy=strategy, max_configs=max_configs)
 
     def sweep_size(self, exp: Experiment, *, strategy: str | None = None,
                    max_configs: int | None = None) -> SweepSize:
@@ -231,62 +206,40 @@ class Workbench(SteeringVerbs, OutsideDriver, HousekeepingVerbs, DataViews):
         self.store.set_experiment_folder(experiment_id, None if keys.acting_for_client() else exp.base_dir)
         return experiment_id
 
+    def compile(self, exp: Experiment, **options: Any) -> CompiledExperiment:
+        """``exp`` validated and prepared once for this workbench's endpoints (SpecError before any
+        call); ``options``: strategy, max_configs, seed, concurrency, points."""
+        return compile_experiment(exp, self.pool(exp), **options)
+
     def _prepare(self, exp: Experiment, *, strategy: str | None, max_configs: int | None, seed: int | None,
-                 concurrency: int | None, points: list[dict[str, Any]] | None = None) -> tuple[Sweep, str]:
-        pool = self.pool(exp)
-        samples = ensure_valid(exp, pool)  # raises SpecError before any call
+                 concurrency: int | None, points: list[dict[str, Any]] | None = None,
+                 options: SweepOptions | None = None) -> tuple[Sweep, str]:
+        ready = self.compile(exp, strategy=strategy, max_configs=max_configs, seed=seed, concurrency=concurrency,
+                             points=points)
         experiment_id = self.register(exp)
-        definition_id, definition = definition_of(exp, [sample_id(s) for s in samples])
-        self.store.record_definition(experiment_id, definition_id, definition, [sample_id(s) for s in samples])
-        strategy = strategy or exp.strategy
-        guided = strategy == "guided" and points is None
-        if points is not None:
-            configs = [build_configuration(exp, p) for p in points]
-        elif guided:
-            configs = []
-        else:
-            configs = self.configurations(exp, strategy=strategy, max_configs=max_configs, seed=seed)
-        self.store.add_configurations(experiment_id, ((c.id, c.as_record(), c.varied) for c in configs))
-        plan = SweepPlan(
-            experiment_id=experiment_id, configurations=configs,
-            samples=[(sample_id(s), s) for s in samples], repeat=exp.repeat,
-            strategy=strategy or exp.strategy,
-            options={"max_configs": max_configs, "seed": exp.seed if seed is None else seed},
-        )
-        # Resolved here, once, by whoever starts the sweep (an MCP client's imports are checked here).
-        functions = {s.name: resolve_function(s.function) for s in exp.stages if isinstance(s, FunctionStage)}
-        budget = exp.budget.model_dump(exclude_none=True)
-        if "max_tokens" not in budget and os.environ.get("MAX_TOKENS_PER_SWEEP", "0") not in ("", "0"):
-            budget["max_tokens"] = int(os.environ["MAX_TOKENS_PER_SWEEP"])
-        sweep = Sweep(self.db_path, plan, pool, [BoundScorer(s) for s in computed(exp.scorers)],
-                      concurrency=concurrency or exp.concurrency, budget=budget, functions=functions)
+        sample_ids = [sid for sid, _ in ready.samples]
+        definition_id, definition = definition_of(exp, sample_ids)
+        self.store.record_definition(experiment_id, definition_id, definition, sample_ids)
+        self.store.add_configurations(experiment_id, ((c.id, c.as_record(), c.varied) for c in ready.configurations))
         self._specs[experiment_id] = exp
 
         def replan(space: dict[str, Any]) -> list[Any]:
-            redirected = self._with_space(exp, space)
-            return self.configurations(redirected, strategy=strategy, max_configs=max_configs, seed=seed)
+            redirected = self._with_space(exp, space, ready.sample_values)
+            return self.configurations(redirected, strategy=ready.strategy, max_configs=max_configs, seed=seed)
 
-        sweep.replan = replan
-        if guided:
-            from .sweeps.guided import GuidedDriver
-
-            options = guided_defaults(exp, max_configs)
-            driver = GuidedDriver(exp, options, plan.samples, exp.repeat, exp.seed if seed is None else seed,
+        driver = None
+        if ready.guided:
+            driver = GuidedDriver(exp, guided_defaults(exp, max_configs), ready.samples, exp.repeat, ready.seed,
                                   self.db_path, experiment_id, weights_of(exp.scorers))
-            sweep.source = driver.source
-            sweep.run_listeners.append(driver.on_run)
-            sweep.driver = driver.run
-            sweep.progress.total = options.max_configs * len(samples) * exp.repeat  # an upper bound
-            sweep.guided = driver
-        return sweep, experiment_id
+        return Sweep(self.db_path, ready, experiment_id, options, replan=replan, driver=driver), experiment_id
 
-    def _with_space(self, exp: Experiment, space: dict[str, Any]) -> Experiment:
+    def _with_space(self, exp: Experiment, space: dict[str, Any], samples: list[dict[str, Any]] | None = None) -> Experiment:
         data = exp.model_dump(exclude={"stages"})
         data["stages"] = exp.stages
         data["space"] = space
         data["base_dir"] = exp.base_dir
         changed = Experiment.model_validate(data)
-        problems = validate(changed, self.pool(changed))
+        problems = validate(changed, self.pool(changed), samples)
         if problems:
             raise SpecError(problems)
         return changed
@@ -324,14 +277,10 @@ class Workbench(SteeringVerbs, OutsideDriver, HousekeepingVerbs, DataViews):
 
     async def sweep(self, exp: Experiment, **options: Any) -> Progress:
         """Async form: run the sweep on the current loop and return its final progress."""
+        how = SweepOptions(stop_on_budget=bool(options.get("stop_on_budget")), unhealthy_timeout=options.get("unhealthy_timeout"),
+                           listeners=list(options.get("listeners", [])))
         sweep, _ = self._prepare(exp, strategy=options.get("strategy"), max_configs=options.get("max_configs"),
-                                 seed=options.get("seed"), concurrency=options.get("concurrency"))
-        for listener in options.get("listeners", []):
-            sweep.listeners.append(listener)
-        # Seconds an endpoint may stay unhealthy (its breaker open) before the sweep stops; None: it
-        # waits, paused, for a probe to be answered or a resume (a notebook); the CLI sets it.
-        sweep.failures.unhealthy_timeout = options.get("unhealthy_timeout")
-        sweep.stop_on_budget = bool(options.get("stop_on_budget"))
+                                 seed=options.get("seed"), concurrency=options.get("concurrency"), options=how)
         return await self._drive(sweep, exp.key)
 
     async def _drive(self, sweep: Sweep, key: str) -> Progress:
@@ -500,10 +449,10 @@ class Workbench(SteeringVerbs, OutsideDriver, HousekeepingVerbs, DataViews):
              seed: int | None = None) -> dict[str, Any]:
         from .planning import plan as _plan
 
-        pool = self.pool(exp)
-        samples = ensure_valid(exp, pool)
-        configs = self.configurations(exp, strategy=strategy, max_configs=max_configs, seed=seed)
-        return _plan(self.store, exp, configs, samples, pool)
+        # A guided search's configurations are decided as it goes: planned as the random points it may try.
+        ready = self.compile(exp, strategy=strategy, max_configs=max_configs, seed=seed)
+        configs = ready.configurations or self.configurations(exp, strategy=strategy, max_configs=max_configs, seed=seed)
+        return _plan(self.store, ready, configs)
 
     def export(self, ref: str | Experiment, format: str = "json") -> str:
         """The best configuration as json / yaml / env, or a markdown report. Never key values."""

@@ -75,11 +75,12 @@ def _nothing() -> None:
 
 
 class BoundScorer:
-    """A scorer spec with its built function, ready to score many runs."""
+    """A scorer spec with its built function, ready to score many runs (``fn``: the function its
+    factory already built, when validation built it: a factory runs once per compiled experiment)."""
 
-    def __init__(self, spec: ScorerSpec):
+    def __init__(self, spec: ScorerSpec, fn: Any = None):
         self.spec = spec
-        self.fn = build(spec.name, spec.args)
+        self.fn = build(spec.name, spec.args) if fn is None else fn
         self.is_async = inspect.iscoroutinefunction(self.fn)
         self.args_json = _dumps(spec.args)  # stored with every score: encoded once
 

@@ -178,6 +178,7 @@ class GuidedDriver:
         self.stop_reason: str | None = None
         self.tried = 0
         self.added_configs: list[Configuration] = []
+        self.total_bound = options.max_configs * n * repeat  # runs it may ask for at most
 
     # ------------------------------------------------------------------ plumbing with the Sweep
     async def source(self) -> RunItem | None:
