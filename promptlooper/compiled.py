@@ -25,13 +25,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .engine.runner import BoundScorer
 from .errors import SpecError
-from .functions import resolve_function
 from .providers.registry import EndpointPool
 from .samples import sample_id
 from .scorers.base import computed
-from .spec import Experiment, FunctionStage
+from .scorers.bound import BoundScorer
+from .scorers.env import ScoringEnv
+from .spec import Experiment
 from .sweeps.guided import guided_defaults
 from .sweeps.space import Configuration, build_configuration, grid_points, grid_size, random_points
 from .validation import load_samples, validate
@@ -68,11 +68,18 @@ class CompiledExperiment:
     def sample_values(self) -> list[dict[str, Any]]:
         return [s for _, s in self.samples]
 
+    def scoring_env(self, *, store_path: str, pool: EndpointPool, calls: Any) -> ScoringEnv:
+        """What this experiment's judges and embedders reach during a sweep: its store, endpoints
+        and call path (see :mod:`promptlooper.scorers.env`)."""
+        return ScoringEnv(store_path=store_path, pool=pool, calls=calls)
 
-def problems_of(exp: Experiment, pool: EndpointPool, built: dict[int, Any] | None = None) -> tuple[list[dict[str, Any]], list[Any]]:
-    """The samples (read once) and every problem of ``exp``; ``built`` collects the scorers built."""
+
+def problems_of(exp: Experiment, pool: EndpointPool, built: dict[int, Any] | None = None,
+                functions: dict[str, Any] | None = None) -> tuple[list[dict[str, Any]], list[Any]]:
+    """The samples (read once) and every problem of ``exp``; ``built`` collects the scorers built,
+    ``functions`` the function stages resolved."""
     samples, problems = load_samples(exp)
-    return samples, problems + validate(exp, pool, samples, built=built)
+    return samples, problems + validate(exp, pool, samples, built=built, functions=functions)
 
 
 def compile_experiment(exp: Experiment, pool: EndpointPool, *, strategy: str | None = None, max_configs: int | None = None,
@@ -82,7 +89,8 @@ def compile_experiment(exp: Experiment, pool: EndpointPool, *, strategy: str | N
 
     ``points`` (space key -> value) are the configurations to run instead of the strategy's."""
     built: dict[int, Any] = {}
-    samples, problems = problems_of(exp, pool, built)
+    functions: dict[str, Callable[..., Any]] = {}
+    samples, problems = problems_of(exp, pool, built, functions)
     if problems:
         raise SpecError(problems)
     strategy = strategy or exp.strategy
@@ -97,7 +105,7 @@ def compile_experiment(exp: Experiment, pool: EndpointPool, *, strategy: str | N
     return CompiledExperiment(
         experiment=exp, pool=pool, samples=[(sample_id(s), s) for s in samples], built=built,
         scorers=[BoundScorer(spec, built.get(i)) for i, spec in enumerate(exp.scorers) if id(spec) in to_compute],
-        functions={s.name: resolve_function(s.function) for s in exp.stages if isinstance(s, FunctionStage)},
+        functions=functions,
         strategy=strategy, seed=seed, max_configs=max_configs, configurations=configs,
         concurrency=concurrency or exp.concurrency, budget=budget_of(exp),
     )

@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 from .engine import chat
 from .engine.calls import call_key
-from .engine.runner import run_id
 from .hashing import canonical_json
 from .providers.pricing import cost
 from .providers.registry import EndpointPool, split_model
 from .scorers import base as scorer_registry
 from .store import Store
+from .sweeps.runs import run_id
 
 if TYPE_CHECKING:
     from .compiled import CompiledExperiment

@@ -193,11 +193,12 @@ def _unknown(name: str, available: set[str]) -> str:
 
 
 def validate(exp: Experiment, pool: EndpointPool, samples: list[dict[str, Any]] | None = None, *,
-             built: dict[int, Any] | None = None) -> list[Problem]:
+             built: dict[int, Any] | None = None, functions: dict[str, Any] | None = None) -> list[Problem]:
     """Every problem of ``exp``; an empty list means it is safe to run.
 
-    Each scorer is built to check its arguments; ``built`` (scorer index -> function) keeps what was
-    built, so that whoever runs the experiment does not build it again (see promptlooper.compiled)."""
+    Each scorer is built to check its arguments, and each function stage resolved; ``built``
+    (scorer index -> function) and ``functions`` (stage name -> callable) keep them, so that whoever
+    runs the experiment does not build or resolve them again (see promptlooper.compiled)."""
     problems: list[Problem] = []
     if samples is None:
         samples, sample_problems = load_samples(exp)
@@ -263,7 +264,9 @@ def validate(exp: Experiment, pool: EndpointPool, samples: list[dict[str, Any]] 
         seen.add(stage.name)
         if isinstance(stage, FunctionStage):
             try:
-                resolve_function(stage.function)
+                fn = resolve_function(stage.function)
+                if functions is not None:
+                    functions[stage.name] = fn
             except KeyError as exc:
                 problems.append(Problem(f"{where}.function", str(exc.args[0])))
             continue

@@ -32,12 +32,13 @@ from ..providers.pricing import cost
 from ..store import CacheEntry, RunRecord, Store, now_iso
 from ..store.batchwriter import WriterError, WriterProcess
 from ..store.store import ResultBatch
+from ..sweeps.runs import RunItem, run_id, run_id_from, run_id_head
 from ..sweeps.space import Configuration
 from .calls import CacheReader, CallExecutor
 from .failures import FailureWatch
 from .heap import older_objects_frozen
 from .progress import Progress
-from .runner import RunItem, Runner, run_id, run_id_from, run_id_head
+from .runner import Runner
 
 if TYPE_CHECKING:
     from ..compiled import CompiledExperiment  # built above the engine; the engine only reads it
@@ -160,6 +161,7 @@ class Sweep:
             options={"max_configs": compiled.max_configs, "seed": compiled.seed},
         )
         self.store_path = store_path
+        self.compiled = compiled
         self.plan = plan
         self.pool = compiled.pool
         self.scorers = compiled.scorers
@@ -184,6 +186,8 @@ class Sweep:
         self._priced: dict[str, bool] = {}  # endpoint/model -> has a price (see _spent)
         self._scorer_stats: dict[str, dict[str, list[float]]] = {}  # config -> scorer -> [sum, n]
         self._expected_per_config = len(plan.samples) * plan.repeat
+        # In-process observers of each event as it is emitted (the store has them a flush later).
+        self.event_listeners: list[Callable[[str, dict[str, Any]], None]] = []
         # Redirect: given the new space (from the store), the configurations that remain to run.
         self.replan = replan
         self._items: Iterator[RunItem] = iter(())
@@ -214,6 +218,9 @@ class Sweep:
     # ------------------------------------------------------------------ events
     def emit(self, etype: str, payload: dict[str, Any], ts: str | None = None) -> None:
         self._batch.add_event(ts or now_iso(), self.plan.experiment_id, etype, payload)
+        for listener in self.event_listeners:
+            with contextlib.suppress(Exception):
+                listener(etype, payload)
 
     # ------------------------------------------------------------------ main
     async def run(self) -> Progress:
@@ -266,10 +273,8 @@ class Sweep:
             n_workers = self.n_workers = self._workers_needed()
             # Judges and embedders reach the store, endpoints and this sweep's call path through a
             # context variable; tasks copy the context when created, so set it around their creation.
-            from ..scorers.env import ScoringEnv, using
-
-            scoring_env = ScoringEnv(store_path=self.store_path, pool=self.pool, calls=calls)
-            with using(scoring_env):
+            scoring_env = self.compiled.scoring_env(store_path=self.store_path, pool=self.pool, calls=calls)
+            with scoring_env.active():
                 workers = [asyncio.ensure_future(self._worker(runner)) for _ in range(n_workers)]
             if self.driver is not None:
                 workers.append(asyncio.ensure_future(self.driver.run(self)))
