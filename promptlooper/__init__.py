@@ -3,7 +3,7 @@
 The facade a notebook needs::
 
     import promptlooper as pl
-    exp = pl.Experiment.from_yaml("quickstart.yaml")
+    exp = pl.load_experiment("quickstart.yaml")
     wb = pl.Workbench()                  # ./promptlooper.db, or $PROMPTLOOPER_DB
     handle = wb.start(exp)               # background sweep; `await handle` in a notebook
     wb.leaderboard(exp.key)
@@ -22,6 +22,7 @@ from .errors import (
 )
 from .functions import register_function
 from .scorers import ScoreContext, ScoreResult, scorer
+from .shortcuts import load_experiment, run, start
 from .spec import (
     Budget,
     EndpointSpec,
@@ -57,6 +58,9 @@ __all__ = [
     "SweepConflictError",
     "SweepHandle",
     "Workbench",
+    "load_experiment",
     "register_function",
+    "run",
     "scorer",
+    "start",
 ]

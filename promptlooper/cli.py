@@ -31,6 +31,7 @@ from .cli_housekeeping import cmd_prices_list
 from .errors import Problem, PromptLooperError, SpecError
 from .spec import Experiment
 from .store import default_path
+from .validation import load_file
 from .workbench import Workbench
 
 
@@ -119,7 +120,7 @@ def cmd_validate(wb: Workbench, args: argparse.Namespace) -> int:
     problems = wb.validate(args.file)
     if problems:
         return _print_problems(SpecError(problems))
-    exp = Experiment.from_yaml(args.file)
+    exp = load_file(args.file)
     size = wb.sweep_size(exp)
     print(f"✓ {exp.key} is valid: {size.describe()}")
     return 0
@@ -186,13 +187,13 @@ def cmd_run(wb: Workbench, args: argparse.Namespace) -> int:
     problems = wb.validate(args.file)  # every problem at once, before any call
     if problems:
         return _print_problems(SpecError(problems))
-    return _run(wb, Experiment.from_yaml(args.file), args)
+    return _run(wb, load_file(args.file), args)
 
 
 def cmd_quickstart(wb: Workbench, args: argparse.Namespace) -> int:
     path = resources.files("promptlooper") / "examples" / "quickstart.yaml"
     with resources.as_file(path) as p:
-        exp = Experiment.from_yaml(p)
+        exp = load_file(p)
     print(f"quickstart: {exp.key} on the embedded model ({Path(wb.db_path).resolve()})", file=sys.stderr)
     return _run(wb, exp, args)
 
@@ -268,7 +269,7 @@ def cmd_plan(wb: Workbench, args: argparse.Namespace) -> int:
     problems = wb.validate(args.file)
     if problems:
         return _print_problems(SpecError(problems))
-    info = wb.plan(Experiment.from_yaml(args.file), strategy=args.strategy, max_configs=args.max_configs, seed=args.seed)
+    info = wb.plan(load_file(args.file), strategy=args.strategy, max_configs=args.max_configs, seed=args.seed)
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -395,7 +396,7 @@ def cmd_rescore(wb: Workbench, args: argparse.Namespace) -> int:
         print("give an EXPERIMENT or --file FILE", file=sys.stderr)
         return 2
     # With --file, the file's (new or changed) scorers become the experiment's and score its runs.
-    target: Any = Experiment.from_yaml(args.file) if args.file else args.experiment
+    target: Any = load_file(args.file) if args.file else args.experiment
     out = wb.rescore(target, model_calls=not args.no_model_calls)
     print(f"re-scored {out['runs']} run(s): {out['scores']} score(s) written, {out['calls']} model call(s) "
           f"({out['cache_hits']} from the cache)")

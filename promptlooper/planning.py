@@ -13,18 +13,19 @@ length (about 1.3 tokens per word) plus the model's mean output in the cache, el
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .engine import chat
 from .engine.calls import call_key
-from .engine.runner import run_id
 from .hashing import canonical_json
 from .providers.pricing import cost
 from .providers.registry import EndpointPool, split_model
-from .samples import sample_id
 from .scorers import base as scorer_registry
-from .spec import Experiment
 from .store import Store
+from .sweeps.runs import run_id
+
+if TYPE_CHECKING:
+    from .compiled import CompiledExperiment
 
 TOKENS_PER_WORD = 1.3
 DEFAULT_OUT = 128.0
@@ -127,10 +128,11 @@ class _Planner:
                 run.known = False
 
     # ------------------------------------------------------------------ scorers
-    def scorers(self, runs: list[_Run], exp: Experiment, first_sample: dict[str, Any]) -> None:
-        """The calls each scorer makes per run, looked up when the run's outputs are known."""
-        for spec in exp.scorers:
-            fn = scorer_registry.build(spec.name, spec.args)
+    def scorers(self, runs: list[_Run], ready: CompiledExperiment, first_sample: dict[str, Any]) -> None:
+        """The calls each scorer makes per run, looked up when the run's outputs are known (each
+        scorer as the compiled experiment built it: no factory runs again)."""
+        for i, spec in enumerate(ready.experiment.scorers):
+            fn = ready.built[i]
             planned = getattr(fn, "planned_call", None)
             if planned is None:
                 continue
@@ -184,7 +186,9 @@ class _Planner:
                 self.spend(call.endpoint, call.model, in_tokens, out)
 
 
-def plan(store: Store, exp: Experiment, configs: list[Any], samples: list[dict[str, Any]], pool: EndpointPool) -> dict[str, Any]:
+def plan(store: Store, ready: CompiledExperiment, configs: list[Any]) -> dict[str, Any]:
+    """What running ``configs`` of the compiled experiment would cost (see the module docstring)."""
+    exp, samples, pool = ready.experiment, ready.sample_values, ready.pool
     try:
         experiment_id = store.experiment(exp.key)["id"]
         finished = store.finished_run_ids(experiment_id)
@@ -193,7 +197,7 @@ def plan(store: Store, exp: Experiment, configs: list[Any], samples: list[dict[s
     planner = _Planner(store, pool)
     runs: list[_Run] = []
     total = 0
-    sids = [(sample_id(s), s) for s in samples]
+    sids = ready.samples
     for config in configs:
         for sid, sample in sids:
             for rep in range(exp.repeat):
@@ -206,7 +210,7 @@ def plan(store: Store, exp: Experiment, configs: list[Any], samples: list[dict[s
             if st["kind"] == "prompt":
                 planner.note_model(*split_model(st["model"]))
     planner.stages(runs)
-    planner.scorers(runs, exp, samples[0] if samples else {})
+    planner.scorers(runs, ready, samples[0] if samples else {})
     t = planner.tally
     return {
         "experiment": exp.key, "configurations": len(configs), "samples": len(samples), "repeat": exp.repeat,

@@ -22,13 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from .engine.chat import last_user_text
-from .engine.runner import BoundScorer
 from .errors import Problem, PromptLooperError, SpecError
 from .keys import KeyGrants
 from .providers.registry import EndpointPool
 from .ratings import refresh_human_scores
 from .samples import read_samples, sample_id
 from .scorers.base import ScoreContext, check_args, computed, get
+from .scorers.bound import BoundScorer
 from .scorers.env import ScoringEnv, using
 from .scoring import weights_of
 from .spec import ScorerSpec, parse_endpoint

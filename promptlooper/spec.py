@@ -416,7 +416,7 @@ def parse_endpoint(value: Any) -> EndpointSpec | EndpointGroupSpec:
 
 
 class Experiment(BaseModel):
-    """An experiment description. Build it in Python or load it with :meth:`from_yaml`."""
+    """An experiment description. Build it in Python or load a file with :func:`promptlooper.load_experiment`."""
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
@@ -457,13 +457,6 @@ class Experiment(BaseModel):
             p = Path(self.base_dir) / p
         return p
 
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> Experiment:
-        """Load (without validating semantics) an experiment file; see validation.load_file."""
-        from .validation import load_file
-
-        return load_file(path)
-
     def to_record(self) -> dict[str, Any]:
         """JSON-safe form for the store; function stages are kept by name."""
         data = self.model_dump(mode="python", exclude={"base_dir"})
@@ -471,33 +464,6 @@ class Experiment(BaseModel):
             if isinstance(stage, FunctionStage):
                 raw["function"] = function_name(stage.function)
         return data
-
-    # Convenience: an Experiment can run itself against the default workbench.
-    def run(self, **kwargs: Any) -> Any:
-        """Run the sweep synchronously (scripts); see Workbench.run."""
-        from .workbench import default_workbench
-
-        return default_workbench().run(self, **kwargs)
-
-    def start(self, **kwargs: Any) -> Any:
-        """Start the sweep in the background and return a SweepHandle; see Workbench.start."""
-        from .workbench import default_workbench
-
-        return default_workbench().start(self, **kwargs)
-
-    def leaderboard(self, **kwargs: Any) -> Any:
-        from .workbench import default_workbench
-
-        return default_workbench().leaderboard(self.key, **kwargs)
-
-    def dashboard(self, handle: Any = None, *, wb: Any = None, **kwargs: Any) -> Any:
-        """Every live view of this experiment in one widget (notebooks); see promptlooper.ui."""
-        from . import ui
-        from .workbench import Workbench, default_workbench
-
-        if wb is None:
-            wb = Workbench(handle.sweep.store_path) if handle is not None else default_workbench()
-        return ui.workbench(wb, self.key, handle, **kwargs)
 
 
 def function_name(fn: Callable[..., Any] | str) -> str:

@@ -192,8 +192,13 @@ def _unknown(name: str, available: set[str]) -> str:
     return (f"did you mean {close[0]!r}? " if close else "") + f"available: {listing}"
 
 
-def validate(exp: Experiment, pool: EndpointPool, samples: list[dict[str, Any]] | None = None) -> list[Problem]:
-    """Every problem of ``exp``; an empty list means it is safe to run."""
+def validate(exp: Experiment, pool: EndpointPool, samples: list[dict[str, Any]] | None = None, *,
+             built: dict[int, Any] | None = None, functions: dict[str, Any] | None = None) -> list[Problem]:
+    """Every problem of ``exp``; an empty list means it is safe to run.
+
+    Each scorer is built to check its arguments, and each function stage resolved; ``built``
+    (scorer index -> function) and ``functions`` (stage name -> callable) keep them, so that whoever
+    runs the experiment does not build or resolve them again (see promptlooper.compiled)."""
     problems: list[Problem] = []
     if samples is None:
         samples, sample_problems = load_samples(exp)
@@ -259,7 +264,9 @@ def validate(exp: Experiment, pool: EndpointPool, samples: list[dict[str, Any]] 
         seen.add(stage.name)
         if isinstance(stage, FunctionStage):
             try:
-                resolve_function(stage.function)
+                fn = resolve_function(stage.function)
+                if functions is not None:
+                    functions[stage.name] = fn
             except KeyError as exc:
                 problems.append(Problem(f"{where}.function", str(exc.args[0])))
             continue
@@ -329,7 +336,9 @@ def validate(exp: Experiment, pool: EndpointPool, samples: list[dict[str, Any]] 
             problems.append(Problem(f"{where}.{arg_path}", msg, f"see the {sc.name!r} scorer's arguments in the README"))
         if not problems or not any(p.path.startswith(where) for p in problems):
             try:
-                scorer_registry.build(sc.name, sc.args)
+                fn = scorer_registry.build(sc.name, sc.args)
+                if built is not None:
+                    built[i] = fn
             except scorer_registry.ScorerError as exc:
                 problems.append(Problem(where, str(exc)))
         if info.needs_fields and not any(p.path.startswith(where) for p in problems):  # args of the right types

@@ -2,7 +2,7 @@
 
     >>> import promptlooper as pl
     >>> wb = pl.Workbench("promptlooper.db")
-    >>> exp = pl.Experiment.from_yaml("examples/quickstart.yaml")
+    >>> exp = pl.load_experiment("examples/quickstart.yaml")
     >>> wb.run(exp)                      # scripts: blocks until done
     >>> handle = wb.start(exp)           # notebooks: runs on the kernel loop; `await handle`
     >>> wb.leaderboard(exp.key)          # a pandas DataFrame
@@ -15,52 +15,46 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from . import keys
+from . import asktell, cache_explain, compiled, data_views, housekeeping, keys, sizing, steering
 from . import leaderboard as _leaderboard
-from .asktell import OutsideDriver
 from .asyncutil import run_sync
-from .bounds import SweepSize, confirm_limits
-from .data_views import DataViews
+from .bounds import SweepSize
+from .compiled import CompiledExperiment, compile_experiment, problems_of
 from .definitions import definition_of
-from .engine.calls import cache_key_material
 from .engine.handle import SweepHandle
 from .engine.progress import Progress
-from .engine.runner import BoundScorer
-from .engine.sweep import Sweep, SweepPlan
+from .engine.sweep import Sweep, SweepOptions
 from .env_files import load_env_files
 from .errors import EndpointError, NotFoundError, Problem, SpecError
-from .functions import add_search_dir, resolve_function
-from .hashing import canonical_json, content_hash
-from .housekeeping import HousekeepingVerbs
-from .providers.pricing import cost
-from .providers.registry import LOCAL, EndpointPool, split_model
-from .samples import sample_id
-from .scorers.base import computed
+from .export import best_configuration
+from .functions import add_search_dir
+from .providers.registry import LOCAL, EndpointPool
 from .scoring import weights_of
-from .spec import EndpointSpec, Experiment, FunctionStage, parse_endpoint
-from .steering import SteeringVerbs
+from .spec import EndpointSpec, Experiment, parse_endpoint
 from .store import Store, default_path
 from .store.batchwriter import wait_for_writers
-from .sweeps.guided import guided_defaults
-from .sweeps.space import build_configuration, grid_points, grid_size, random_points, values_of
-from .validation import ensure_valid, load_samples, validate
+from .sweeps.guided import GuidedDriver, guided_defaults
+from .validation import load_file, validate
 from .webhooks import CourierThread
 
-DEFAULT_RANDOM_CONFIGS = 20
+if TYPE_CHECKING:
+    from .matrix import Matrix
 
 
-class Workbench(SteeringVerbs, OutsideDriver, HousekeepingVerbs, DataViews):
+class Workbench:
     """PromptLooper on one database file (default ``./promptlooper.db`` or ``$PROMPTLOOPER_DB``).
 
-    The steering verbs (pause, resume, stop, redirect, fork, approve, reject, budgets) live in
-    :mod:`promptlooper.steering`, the ask / tell / evaluate loop in :mod:`promptlooper.asktell`,
-    the data views (matrix, group by, comparing experiments, sweep analysis) in
-    :mod:`promptlooper.data_views`; all are mixed in here so that every front end sees one facade.
+    One class, every front end's API: each method resolves references (an experiment key or
+    object, a run id prefix) and delegates to a module that takes the store, a compiled
+    experiment or plain values, never the facade: :mod:`promptlooper.steering` (pause, resume,
+    stop, redirect, fork, approve, reject, budgets), :mod:`promptlooper.asktell` (ask / tell /
+    evaluate), :mod:`promptlooper.housekeeping`, :mod:`promptlooper.data_views` (matrix, group by,
+    sweep analysis), :mod:`promptlooper.compiled` (what a sweep or a plan runs).
     """
 
     def __init__(self, db: str | os.PathLike[str] | None = None, *, readonly: bool = False, create: bool = True):
@@ -144,8 +138,6 @@ class Workbench(SteeringVerbs, OutsideDriver, HousekeepingVerbs, DataViews):
     def validate(self, exp: Experiment | str | os.PathLike[str]) -> list[Problem]:
         """Every problem of an experiment (or experiment file), with field paths; [] if runnable."""
         if not isinstance(exp, Experiment):
-            from .validation import load_file
-
             try:
                 exp = load_file(exp)
             except SpecError as exc:
@@ -153,77 +145,26 @@ class Workbench(SteeringVerbs, OutsideDriver, HousekeepingVerbs, DataViews):
                 seen = {(p.path, p.message) for p in exc.problems}
                 more = [p for p in self.validate(partial) if (p.path, p.message) not in seen] if partial else []
                 return exc.problems + more
-        samples, problems = load_samples(exp)
-        return problems + validate(exp, self.pool(exp), samples)
+        return problems_of(exp, self.pool(exp))[1]
 
     def configurations(self, exp: Experiment, *, strategy: str | None = None, max_configs: int | None = None,
                        seed: int | None = None) -> list[Any]:
-        strategy = strategy or exp.strategy
-        if strategy == "guided":
-            # Decided as the search goes; for planning, as many random points as it may try.
-            n = guided_defaults(exp, max_configs).max_configs or 20
-            return [build_configuration(exp, p) for p in random_points(exp, n, exp.seed if seed is None else seed)]
-        if strategy == "random":
-            n = max_configs or exp.max_configs or min(DEFAULT_RANDOM_CONFIGS, grid_size(exp))
-            points = random_points(exp, n, exp.seed if seed is None else seed)
-        else:
-            points = list(grid_points(exp))
-            if max_configs:
-                points = points[:max_configs]
-        return [build_configuration(exp, p) for p in points]
+        return compiled.configurations(exp, strategy=strategy, max_configs=max_configs, seed=seed)
 
     def configuration_count(self, exp: Experiment, *, strategy: str | None = None,
                             max_configs: int | None = None) -> int:
         """How many configurations :meth:`configurations` gives, counted without building them."""
-        strategy = strategy or exp.strategy
-        size = grid_size(exp)
-        if strategy == "guided":
-            return guided_defaults(exp, max_configs).max_configs or 20
-        if strategy == "random":
-            n = max_configs or exp.max_configs or min(DEFAULT_RANDOM_CONFIGS, size)
-            continuous = any(getattr(v, "step", 0) is None for v in exp.space.values())
-            return n if continuous else min(n, size)
-        return min(size, max_configs) if max_configs else size
+        return compiled.configuration_count(exp, strategy=strategy, max_configs=max_configs)
 
     def sweep_size(self, exp: Experiment, *, strategy: str | None = None,
                    max_configs: int | None = None) -> SweepSize:
         """The calls and estimated cost a sweep would make, for asking before a large one starts."""
-        from .scorers import base as scorer_registry
-
-        samples, _ = load_samples(exp)
-        configs = self.configuration_count(exp, strategy=strategy, max_configs=max_configs)
-        runs = configs * len(samples) * exp.repeat
         try:
-            runs -= min(runs, len(self.store.finished_run_ids(self.store.experiment(exp.key)["id"])))
+            finished = len(self.store.finished_run_ids(self.store.experiment(exp.key)["id"]))
         except NotFoundError:
-            pass  # a new experiment: nothing finished yet
-        pool = self.pool(exp)
-        words = sum(len(str(v).split()) for v in (samples[0].values() if samples else ()))
-        per_run_calls, per_run_cost = 0, 0.0
-        for stage in exp.stages:
-            if isinstance(stage, FunctionStage):
-                continue
-            per_run_calls += 1
-            models = [m for m in values_of(exp.space[f"{stage.name}.model"])] if f"{stage.name}.model" in exp.space \
-                else [stage.model]
-            turns = " ".join(getattr(m, "content", "") for m in stage.messages or [])  # a chat stage's templated turns
-            tokens_in = 1.3 * (words + len(f"{stage.system or ''} {turns} {stage.user or ''}".split()))
-            tokens_out = float(stage.params.as_dict().get("max_tokens") or 128)
-            prices = []
-            for model in models:
-                try:
-                    prices.append(cost(int(tokens_in), int(tokens_out), pool.price(*split_model(str(model)))))
-                except Exception:  # noqa: BLE001 - an unknown model is validation's to report
-                    prices.append(0.0)
-            per_run_cost += max(prices, default=0.0)
-        for sc in exp.scorers:
-            try:
-                per_run_calls += bool(scorer_registry.get(sc.name).model_calls)
-            except scorer_registry.ScorerError:
-                pass
-        calls_limit, cost_limit = confirm_limits()
-        return SweepSize(configurations=configs, runs=runs, calls=runs * per_run_calls,
-                         estimated_cost=round(runs * per_run_cost, 4), confirm_calls=calls_limit, confirm_cost=cost_limit)
+            finished = 0  # a new experiment: nothing finished yet
+        configs = self.configuration_count(exp, strategy=strategy, max_configs=max_configs)
+        return sizing.sweep_size(exp, self.pool(exp), configs, finished)
 
     def register(self, exp: Experiment, *, parent_id: str | None = None) -> str:
         """Store (or update) the experiment's description; returns its id."""
@@ -233,62 +174,40 @@ class Workbench(SteeringVerbs, OutsideDriver, HousekeepingVerbs, DataViews):
         self.store.set_experiment_folder(experiment_id, None if keys.acting_for_client() else exp.base_dir)
         return experiment_id
 
+    def compile(self, exp: Experiment, **options: Any) -> CompiledExperiment:
+        """``exp`` validated and prepared once for this workbench's endpoints (SpecError before any
+        call); ``options``: strategy, max_configs, seed, concurrency, points."""
+        return compile_experiment(exp, self.pool(exp), **options)
+
     def _prepare(self, exp: Experiment, *, strategy: str | None, max_configs: int | None, seed: int | None,
-                 concurrency: int | None, points: list[dict[str, Any]] | None = None) -> tuple[Sweep, str]:
-        pool = self.pool(exp)
-        samples = ensure_valid(exp, pool)  # raises SpecError before any call
+                 concurrency: int | None, points: list[dict[str, Any]] | None = None,
+                 options: SweepOptions | None = None) -> tuple[Sweep, str]:
+        ready = self.compile(exp, strategy=strategy, max_configs=max_configs, seed=seed, concurrency=concurrency,
+                             points=points)
         experiment_id = self.register(exp)
-        definition_id, definition = definition_of(exp, [sample_id(s) for s in samples])
-        self.store.record_definition(experiment_id, definition_id, definition, [sample_id(s) for s in samples])
-        strategy = strategy or exp.strategy
-        guided = strategy == "guided" and points is None
-        if points is not None:
-            configs = [build_configuration(exp, p) for p in points]
-        elif guided:
-            configs = []
-        else:
-            configs = self.configurations(exp, strategy=strategy, max_configs=max_configs, seed=seed)
-        self.store.add_configurations(experiment_id, ((c.id, c.as_record(), c.varied) for c in configs))
-        plan = SweepPlan(
-            experiment_id=experiment_id, configurations=configs,
-            samples=[(sample_id(s), s) for s in samples], repeat=exp.repeat,
-            strategy=strategy or exp.strategy,
-            options={"max_configs": max_configs, "seed": exp.seed if seed is None else seed},
-        )
-        # Resolved here, once, by whoever starts the sweep (an MCP client's imports are checked here).
-        functions = {s.name: resolve_function(s.function) for s in exp.stages if isinstance(s, FunctionStage)}
-        budget = exp.budget.model_dump(exclude_none=True)
-        if "max_tokens" not in budget and os.environ.get("MAX_TOKENS_PER_SWEEP", "0") not in ("", "0"):
-            budget["max_tokens"] = int(os.environ["MAX_TOKENS_PER_SWEEP"])
-        sweep = Sweep(self.db_path, plan, pool, [BoundScorer(s) for s in computed(exp.scorers)],
-                      concurrency=concurrency or exp.concurrency, budget=budget, functions=functions)
+        sample_ids = [sid for sid, _ in ready.samples]
+        definition_id, definition = definition_of(exp, sample_ids)
+        self.store.record_definition(experiment_id, definition_id, definition, sample_ids)
+        self.store.add_configurations(experiment_id, ((c.id, c.as_record(), c.varied) for c in ready.configurations))
         self._specs[experiment_id] = exp
 
         def replan(space: dict[str, Any]) -> list[Any]:
-            redirected = self._with_space(exp, space)
-            return self.configurations(redirected, strategy=strategy, max_configs=max_configs, seed=seed)
+            redirected = self._with_space(exp, space, ready.sample_values)
+            return self.configurations(redirected, strategy=ready.strategy, max_configs=max_configs, seed=seed)
 
-        sweep.replan = replan
-        if guided:
-            from .sweeps.guided import GuidedDriver
-
-            options = guided_defaults(exp, max_configs)
-            driver = GuidedDriver(exp, options, plan.samples, exp.repeat, exp.seed if seed is None else seed,
+        driver = None
+        if ready.guided:
+            driver = GuidedDriver(exp, guided_defaults(exp, max_configs), ready.samples, exp.repeat, ready.seed,
                                   self.db_path, experiment_id, weights_of(exp.scorers))
-            sweep.source = driver.source
-            sweep.run_listeners.append(driver.on_run)
-            sweep.driver = driver.run
-            sweep.progress.total = options.max_configs * len(samples) * exp.repeat  # an upper bound
-            sweep.guided = driver
-        return sweep, experiment_id
+        return Sweep(self.db_path, ready, experiment_id, options, replan=replan, driver=driver), experiment_id
 
-    def _with_space(self, exp: Experiment, space: dict[str, Any]) -> Experiment:
+    def _with_space(self, exp: Experiment, space: dict[str, Any], samples: list[dict[str, Any]] | None = None) -> Experiment:
         data = exp.model_dump(exclude={"stages"})
         data["stages"] = exp.stages
         data["space"] = space
         data["base_dir"] = exp.base_dir
         changed = Experiment.model_validate(data)
-        problems = validate(changed, self.pool(changed))
+        problems = validate(changed, self.pool(changed), samples)
         if problems:
             raise SpecError(problems)
         return changed
@@ -326,14 +245,10 @@ class Workbench(SteeringVerbs, OutsideDriver, HousekeepingVerbs, DataViews):
 
     async def sweep(self, exp: Experiment, **options: Any) -> Progress:
         """Async form: run the sweep on the current loop and return its final progress."""
+        how = SweepOptions(stop_on_budget=bool(options.get("stop_on_budget")), unhealthy_timeout=options.get("unhealthy_timeout"),
+                           listeners=list(options.get("listeners", [])))
         sweep, _ = self._prepare(exp, strategy=options.get("strategy"), max_configs=options.get("max_configs"),
-                                 seed=options.get("seed"), concurrency=options.get("concurrency"))
-        for listener in options.get("listeners", []):
-            sweep.listeners.append(listener)
-        # Seconds an endpoint may stay unhealthy (its breaker open) before the sweep stops; None: it
-        # waits, paused, for a probe to be answered or a resume (a notebook); the CLI sets it.
-        sweep.failures.unhealthy_timeout = options.get("unhealthy_timeout")
-        sweep.stop_on_budget = bool(options.get("stop_on_budget"))
+                                 seed=options.get("seed"), concurrency=options.get("concurrency"), options=how)
         return await self._drive(sweep, exp.key)
 
     async def _drive(self, sweep: Sweep, key: str) -> Progress:
@@ -384,6 +299,12 @@ class Workbench(SteeringVerbs, OutsideDriver, HousekeepingVerbs, DataViews):
         return _leaderboard.leaderboard(self.store, self.experiment(ref), sort=sort, top=top,
                                         include_rejected=include_rejected, interval=interval,
                                         definition=definition, all_definitions=all_definitions)
+
+    def dashboard(self, ref: str | Experiment, handle: SweepHandle | None = None, **options: Any) -> Any:
+        """Every live view of the experiment in one widget (notebooks); see :mod:`promptlooper.ui`."""
+        from . import ui  # anywidget and ipywidgets: imported when a notebook asks (start-up time)
+
+        return ui.workbench(self, ref.key if isinstance(ref, Experiment) else ref, handle, **options)
 
     def definitions(self, ref: str | Experiment) -> list[dict[str, Any]]:
         """The experiment's definitions, oldest first: each time it ran with changed samples,
@@ -503,10 +424,10 @@ class Workbench(SteeringVerbs, OutsideDriver, HousekeepingVerbs, DataViews):
              seed: int | None = None) -> dict[str, Any]:
         from .planning import plan as _plan
 
-        pool = self.pool(exp)
-        samples = ensure_valid(exp, pool)
-        configs = self.configurations(exp, strategy=strategy, max_configs=max_configs, seed=seed)
-        return _plan(self.store, exp, configs, samples, pool)
+        # A guided search's configurations are decided as it goes: planned as the random points it may try.
+        ready = self.compile(exp, strategy=strategy, max_configs=max_configs, seed=seed)
+        configs = ready.configurations or self.configurations(exp, strategy=strategy, max_configs=max_configs, seed=seed)
+        return _plan(self.store, ready, configs)
 
     def export(self, ref: str | Experiment, format: str = "json") -> str:
         """The best configuration as json / yaml / env, or a markdown report. Never key values."""
@@ -515,6 +436,206 @@ class Workbench(SteeringVerbs, OutsideDriver, HousekeepingVerbs, DataViews):
         exp = self.experiment(ref)
         board = self.leaderboard(exp["id"])
         return _export(self.store, exp, board, format)
+
+    # ------------------------------------------------------------------ steering (promptlooper.steering)
+    def pause(self, ref: str | Experiment, reason: str = "") -> dict[str, Any]:
+        return steering.steer(self.store, self.experiment(ref), "pause", reason)
+
+    def resume(self, ref: str | Experiment) -> dict[str, Any]:
+        return steering.steer(self.store, self.experiment(ref), "resume")
+
+    def stop(self, ref: str | Experiment, reason: str = "") -> dict[str, Any]:
+        return steering.steer(self.store, self.experiment(ref), "stop", reason)
+
+    def redirect(self, ref: str | Experiment, space: dict[str, Any] | None = None, *,
+                 changes: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Change the remaining space of a running sweep (runs already done stay and count).
+
+        ``space`` replaces the whole space; ``changes`` replaces only the axes it names and keeps
+        the others (what ``promptlooper redirect --set KEY=VALUES`` does). The new space is
+        validated against the experiment first; with no live sweep it becomes the experiment's
+        space for the next run.
+        """
+        row = self.experiment(ref)
+        exp = self._experiment_object(row)
+        changed = self._with_space(exp, steering.new_space(exp, space, changes))  # raises SpecError with field paths
+        live = steering.redirect(self.store, row, changed)
+        self._events_raised()
+        return {"experiment": f"{row['project']}/{row['name']}", "space": changed.to_record()["space"],
+                "configurations": len(self.configurations(changed)), "live": live}
+
+    def set_budget(self, ref: str | Experiment, *, max_tokens: int | None = None, max_cost: float | None = None) -> dict[str, Any]:
+        """Raise (or set) the budget of the live sweep; `resume` then continues a budget pause."""
+        row = self.experiment(ref)
+        spec = self._experiment_object(row)
+        budget = steering.set_budget(self.store, row, spec, self.pool(spec), max_tokens=max_tokens, max_cost=max_cost)
+        self._events_raised()
+        return budget
+
+    def approve(self, ref: str | Experiment, config_id: str, *, by: str = "", reason: str = "") -> dict[str, Any]:
+        """Mark a configuration good enough: it becomes the exported best."""
+        return self._decide(ref, config_id, "approved", by, reason)
+
+    def reject(self, ref: str | Experiment, config_id: str, *, by: str = "", reason: str = "") -> dict[str, Any]:
+        """Exclude a configuration from the leaderboard (its runs are kept)."""
+        return self._decide(ref, config_id, "rejected", by, reason)
+
+    def clear_decision(self, ref: str | Experiment, config_id: str, *, by: str = "") -> dict[str, Any]:
+        return self._decide(ref, config_id, None, by, "")
+
+    def _decide(self, ref: str | Experiment, config_id: str, decision: str | None, by: str, reason: str) -> dict[str, Any]:
+        result = steering.decide(self.store, self.experiment(ref), config_id, decision, by, reason)
+        self._events_raised()
+        return result
+
+    def fork(self, ref: str | Experiment, config_id: str | None = None, changes: dict[str, Any] | None = None, *,
+             name: str | None = None) -> Experiment:
+        """A new experiment from a configuration (default: the approved one, else the best) with changed parameters.
+
+        ``changes`` maps space keys to a value (fixed) or a list of values (swept). Every call the
+        fork shares with its parent is served from the cache.
+        """
+        row = self.experiment(ref)
+        if config_id is None:
+            try:  # the same choice as the export: the approved configuration when there is one
+                config, _ = best_configuration(self.store, row, self.leaderboard(row["id"]))
+            except NotFoundError:
+                raise NotFoundError("the experiment has no scored configuration to fork from yet") from None
+        else:
+            config = self.store.configuration(row["id"], config_id)
+        child = steering.fork_of(self.store, self._experiment_object(row), config, changes, name)
+        problems = self.validate(child)
+        if problems:
+            raise SpecError(problems)
+        child_id = self.register(child, parent_id=row["id"])
+        self._specs[child_id] = child
+        steering.record_fork(self.store, row, child, child_id, config["id"], changes)
+        self._events_raised()
+        return child
+
+    def request_human(self, ref: str | Experiment, reason: str, context: dict[str, Any] | None = None) -> int:
+        """Raise the human_needed event (shown in notebooks, dashboards and webhooks)."""
+        event_id = self.store.add_event(self.experiment(ref)["id"], "human_needed", {"reason": reason, "context": context or {}})
+        self._events_raised()
+        return event_id
+
+    # ------------------------------------------------------------------ ask / tell (promptlooper.asktell)
+    def ask(self, ref: str | Experiment, n: int = 1) -> list[dict[str, Any]]:
+        """Configurations a guided search would try next, learned from everything in the store.
+
+        An outside driver (a notebook cell, an agent over MCP) runs them with :meth:`evaluate`,
+        or evaluates them itself and reports with :meth:`tell`.
+        """
+        exp = ref if isinstance(ref, Experiment) else self.load(ref)
+        return asktell.ask(self.store, exp, self.register(exp), self.db_path, n)
+
+    def tell(self, ref: str | Experiment, config: str | dict[str, Any], score: float, *, source: str = "agent") -> dict[str, Any]:
+        """Record a score an outside driver measured for a configuration (id prefix or point)."""
+        if not 0.0 <= float(score) <= 1.0:
+            raise ValueError(f"score must lie in 0..1, got {score}")
+        exp = ref if isinstance(ref, Experiment) else self.load(ref)
+        return asktell.tell(self.store, exp, self.register(exp), config, score, source)
+
+    async def aevaluate(self, ref: str | Experiment, points: list[dict[str, Any]], **options: Any) -> list[dict[str, Any]]:
+        exp = ref if isinstance(ref, Experiment) else self.load(ref)
+        for space in asktell.point_spaces(exp, points):  # an agent's own proposals are checked like any space
+            self._with_space(exp, space)
+        sweep, experiment_id = self._prepare(exp, strategy="evaluate", max_configs=None, seed=None,
+                                             concurrency=options.get("concurrency"), points=points)
+        await self._drive(sweep, exp.key)
+        return asktell.evaluated(sweep.plan.configurations, self.leaderboard(experiment_id))
+
+    def evaluate(self, ref: str | Experiment, points: list[dict[str, Any]], **options: Any) -> list[dict[str, Any]]:
+        """Run the given points (space key -> value) on every sample; their scores, intervals and n."""
+        return run_sync(self.aevaluate(ref, points, **options))  # type: ignore[no-any-return]
+
+    # ------------------------------------------------------------------ housekeeping (promptlooper.housekeeping)
+    def delete_experiment(self, ref: str) -> dict[str, Any]:
+        """Delete an experiment with its runs, scores, sweeps and events (cached responses stay)."""
+        return housekeeping.delete_experiment(self.store, self.experiment(ref))
+
+    def archive_experiment(self, ref: str, archived: bool = True) -> dict[str, Any]:
+        """Hide an experiment from lists (``archived=False`` brings it back); its runs are kept."""
+        return housekeeping.archive_experiment(self.store, self.experiment(ref), archived)
+
+    def projects(self, include_archived: bool = False) -> list[dict[str, Any]]:
+        """Projects with their experiment and note counts (archived ones only with ``include_archived``)."""
+        return self.store.project_list(include_archived)
+
+    def delete_project(self, name: str) -> dict[str, Any]:
+        """Delete a project, every experiment in it and its notes."""
+        return {"deleted": name, **self.store.delete_project(name)}
+
+    def archive_project(self, name: str, archived: bool = True) -> dict[str, Any]:
+        """Hide a project and its experiments from lists (``archived=False`` brings them back)."""
+        self.store.set_project_archived(name, archived)
+        return {"project": name, "archived": archived}
+
+    def add_note(self, project: str, text: str, *, by: str = "") -> dict[str, Any]:
+        """A dated note on a project (what was tried, what was decided), listed with its experiments."""
+        return housekeeping.add_note(self.store, project, text, by)
+
+    def notes(self, project: str) -> list[dict[str, Any]]:
+        return self.store.notes(self.store.project(project)["id"])
+
+    def prices(self) -> list[dict[str, Any]]:
+        """Every price known, USD per million tokens: set with ``prices set`` (``user``), then an
+        endpoint's own table, then the built-in defaults (globs such as ``gpt-4o*``)."""
+        return housekeeping.prices(self.store)
+
+    # ------------------------------------------------------------------ data views (promptlooper.data_views)
+    def matrix(self, ref: str | Experiment, *, by: str = "config", differ: bool = False, failures: bool = False,
+               where: dict[str, Any] | None = None, score: Sequence[float] | None = None, search: str | None = None,
+               threshold: float = 0.5) -> Matrix:
+        """The output matrix: samples x configurations (``by="config"``) or x the values of any
+        varied parameter, each cell a run's output, score and per-scorer pass / fail.
+
+            >>> m = wb.matrix(exp, differ=True, where={"persona": "terse"}, search="paris")
+            >>> m.outputs        # samples x columns of outputs; m.scores, m.cells (one row a run)
+
+        Filters: ``differ`` (outputs not all the same), ``failures`` (a failed run or a scorer
+        under ``threshold``), ``where`` (parameter values), ``score`` ((low, high) of the weighted
+        score), ``search`` (text in the output or the prompts sent, case-insensitive)."""
+        return data_views.matrix(self.store, self.experiment(ref), by=by, differ=differ, failures=failures, where=where,
+                                 score=score, search=search, threshold=threshold)
+
+    def group_by(self, ref: str | Experiment, by: str | list[str], *, metric: str = "score") -> pd.DataFrame:
+        """Mean ± 95% interval with n per value of any variable, or per pair of values:
+
+            >>> wb.group_by(exp, "persona")
+            >>> wb.group_by(exp, ["persona", "answer.temperature"])   # pl.grouping.pivot(...) for a table
+
+        ``metric``: the weighted score (default), a scorer, cost, tokens or latency_ms."""
+        return data_views.group_by(self.store, self.experiment(ref), by, metric)
+
+    def compare_experiments(self, a: str | Experiment, b: str | Experiment, *, scorer: str | None = None) -> pd.DataFrame:
+        """Two experiments' leaderboards side by side over their shared samples (a fork and its
+        parent, or any two); see :func:`promptlooper.comparing.compare_experiments`."""
+        from .comparing import compare_experiments
+
+        return compare_experiments(self, _key(a), _key(b), scorer=scorer)
+
+    def compare_across(self, a: str, b: str, *, scorer: str | None = None) -> dict[str, Any]:
+        """Paired comparison of two configurations of (possibly) different experiments, each
+        ``EXPERIMENT:CONFIG`` (CONFIG: an id prefix, 'best' or a leaderboard rank)."""
+        from .comparing import compare_configurations
+
+        return compare_configurations(self, a, b, scorer=scorer)
+
+    def forks(self, ref: str | Experiment) -> list[dict[str, Any]]:
+        """The experiments forked from this one (``promptlooper fork``), oldest first."""
+        return self.store.forks(self.experiment(ref)["id"])
+
+    def sweep_analysis(self, ref: str | Experiment, *, evaluator: str = "auto") -> dict[str, pd.DataFrame]:
+        """``configurations`` (one row each, in the order finished, with the best so far) and
+        ``importance`` (each varied parameter's, from Optuna's evaluator: mean_decrease_impurity with
+        scikit-learn installed, else ped_anova; or name one, fanova included) of the experiment's sweep."""
+        return data_views.sweep_analysis(self.store, self.experiment(ref), evaluator)
+
+    def sweep_plots(self, ref: str | Experiment) -> dict[str, Any]:
+        """Plotly figures of the sweep: history (best so far), importance, parallel coordinates,
+        contour, slices, and score vs cost (USD) with the Pareto front."""
+        return data_views.sweep_plots(self.sweep_analysis(ref))
 
     # ------------------------------------------------------------------ webhooks
     def add_webhook(self, event_type: str, url: str, headers_env: dict[str, str] | None = None, *,
@@ -592,19 +713,7 @@ class Workbench(SteeringVerbs, OutsideDriver, HousekeepingVerbs, DataViews):
         spec = self.store.experiment(run["experiment_id"])["spec"]
         inline = {k: parse_endpoint(v) for k, v in (spec.get("endpoints") or {}).items()}
         pool = EndpointPool(self.store.endpoints(), inline, grants=keys.KeyGrants(self.store))
-        out = []
-        for stage in run["stages"]:
-            if stage["kind"] != "prompt":
-                out.append({"stage": stage["stage_name"], "kind": "function", "cache_key": None})
-                continue
-            identity = pool.provider(stage["endpoint"]).identity if pool.has(stage["endpoint"]) else stage["endpoint"]
-            material = cache_key_material(_Identity(identity), stage["model_used"], stage["prompt_sent"], stage["parameters"] or {})  # type: ignore[arg-type]
-            key = content_hash("call", material)
-            out.append({"stage": stage["stage_name"], "kind": "prompt", "cache_key": stage["cache_key"],
-                        "recomputed_key": key, "matches": key == stage["cache_key"], "material": material,
-                        "canonical_json": canonical_json(material),
-                        "in_cache": self.store.cache_entry(stage["cache_key"]) is not None})
-        return out
+        return cache_explain.explain(self.store, run, pool)
 
     def invalidate_cache(self, *, run: str | None = None, experiment: str | Experiment | None = None) -> int:
         if run:
@@ -614,9 +723,8 @@ class Workbench(SteeringVerbs, OutsideDriver, HousekeepingVerbs, DataViews):
         raise ValueError("give run= or experiment=")
 
 
-class _Identity:
-    def __init__(self, identity: str):
-        self.identity = identity
+def _key(ref: Any) -> str:
+    return ref.key if isinstance(ref, Experiment) else str(ref)
 
 
 _default: Workbench | None = None

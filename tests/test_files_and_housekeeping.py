@@ -240,7 +240,7 @@ def test_samples_from_json_yaml_parquet_and_a_saved_dataset(server, tmp_path, wb
     _save_to_disk(tmp_path / "hf" / "test", ROWS)
     for source in ("s.json", "s.yaml", "s.parquet", "hf/test"):
         data = experiment_yaml(server.base_url, "formats", samples=source, space={"answer.temperature": [0.0]})
-        exp = pl.Experiment.from_yaml(write(tmp_path / "formats.yaml", data))
+        exp = pl.load_experiment(write(tmp_path / "formats.yaml", data))
         assert wb.validate(exp) == [], source
         wb.run(exp)
         runs = wb.runs(exp.key)
@@ -278,10 +278,10 @@ def test_prompt_templates_from_files_and_their_content_in_the_cache_key(server, 
     assert any(m["content"] == "You are terse." for m in sent)
 
     wb = pl.Workbench(db)
-    wb.run(pl.Experiment.from_yaml(folder / "exp.yaml"))
+    wb.run(pl.load_experiment(folder / "exp.yaml"))
     assert server.stats()["completions"] == 4  # unchanged files: every call from the cache
     write(folder / "prompts" / "answer.j2", "Answer in one word.\nQ: {{ question }}\n")
-    wb.run(pl.Experiment.from_yaml(folder / "exp.yaml"))
+    wb.run(pl.load_experiment(folder / "exp.yaml"))
     assert server.stats()["completions"] == 8  # the file's content is in the key: every call made again
     assert wb.leaderboard("files/prompt-files")["n"].tolist() == [2, 2]  # the edited template's runs only
     assert len(wb.definitions("files/prompt-files")) == 2

@@ -79,7 +79,7 @@ def test_each_invalid_experiment_gets_its_message_and_no_call(tmp_path, server, 
     matching = [p for p in problems if p.path.startswith(path) and message in p.message and hint in p.hint + p.message]
     assert matching, f"{label}: expected {path} / {message!r}, got {_messages(problems)}"
     with pytest.raises(pl.SpecError):
-        wb.run(pl.Experiment.from_yaml(f))
+        wb.run(pl.load_experiment(f))
     assert server.stats()["requests"] == 0
 
 
@@ -109,7 +109,7 @@ def test_cli_validate_exit_status_2_and_lists_paths(tmp_path, server, db):
 
 def test_yaml_and_python_share_one_schema(tmp_path, server):
     data = _base(server)
-    from_yaml = pl.Experiment.from_yaml(_write(tmp_path, data))
+    from_yaml = pl.load_experiment(_write(tmp_path, data))
     from_python = pl.Experiment(
         name="v", samples=data["samples"],
         stages=[pl.PromptStage(name="answer", model="fake/fake-small", user="{{ question }}")],

@@ -25,11 +25,11 @@ from helpers import fake_experiment, runs_done, temperature_sweep, wait, write_e
 import promptlooper as pl
 from promptlooper.engine import sweep as sweep_module
 from promptlooper.engine.calls import cache_key_material, call_key
-from promptlooper.engine.runner import run_id
 from promptlooper.hashing import canonical_json, content_hash
 from promptlooper.store import Store
 from promptlooper.store.batchwriter import WriterError, WriterProcess
 from promptlooper.store.store import ResultBatch
+from promptlooper.sweeps.runs import run_id
 from promptlooper.testing import FakeServer
 
 CLI = [sys.executable, "-m", "promptlooper.cli"]

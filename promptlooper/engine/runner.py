@@ -8,124 +8,35 @@ from __future__ import annotations
 
 import inspect
 import json
-import math
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .. import templates
 from ..errors import EndpointError, PromptLooperError, ProviderError
 from ..functions import resolve_function
-from ..hashing import canonical_json, canonical_text, digest, json_encoder
+from ..hashing import canonical_json, canonical_text, json_encoder
 from ..keys import redact
 from ..providers import tool_calls
 from ..providers.base import Provider
 from ..providers.pricing import cost
 from ..providers.registry import EndpointPool, split_model
-from ..scorers.base import ScoreContext, ScoreResult, build
 from ..scoring import weighted_score
-from ..spec import ScorerSpec
 from ..store import RunRecord, StageRecord, now_iso
-from ..sweeps.space import Configuration
+from ..sweeps.runs import RunItem
 from . import chat
 from .calls import CallExecutor, CallResult, call_key
 
+if TYPE_CHECKING:
+    from ..scorers.bound import (
+        BoundScorer,  # built above the engine (promptlooper.compiled), used as given
+    )
 
-@dataclass(slots=True)  # not frozen: a frozen dataclass sets each field through object.__setattr__
-class RunItem:
-    config: Configuration
-    sample: dict[str, Any]
-    sample_id: str
-    sample_index: int
-    repeat: int
-    # Hashed once (the plan already computes it to skip finished runs), not on every use.
-    run_id: str = ""
-    # The first stage's call, rendered ahead by Runner.prepare (when the first stage is a prompt).
-    prepared: _Prepared | None = None
-
-    def __post_init__(self) -> None:
-        if not self.run_id:
-            raise ValueError("RunItem needs its run_id (see run_id(experiment_id, ...))")
-
-
-def run_id(experiment_id: str, config_id: str, sample_id: str, repeat: int) -> str:
-    # A run belongs to its experiment (a fork runs the same configuration as new runs of its own);
-    # calls are what is shared between experiments, through the cache.
-    return run_id_from(run_id_head(experiment_id, config_id), canonical_text(sample_id), repeat)
-
-
-# run_id() in two parts, for a plan that names thousands of runs of one configuration: its text is
-# the canonical JSON of [experiment, config, sample id, repeat] (ids are str and repeat an int,
-# which canonical JSON leaves as they are), i.e. content_hash("run", [...]) without the copy.
-def run_id_head(experiment_id: str, config_id: str) -> str:
-    return canonical_text([experiment_id, config_id])[:-1] + ","
-
-
-def run_id_from(head: str, sample_json: str, repeat: int) -> str:
-    return digest("run", f"{head}{sample_json},{repeat}]")[:32]
-
-
-_PLAIN_SCORES = (float, int, ScoreResult)
 _dumps = json_encoder(ensure_ascii=False, default=str)  # as the store encodes values
 
 
 def _nothing() -> None:
     pass
-
-
-class BoundScorer:
-    """A scorer spec with its built function, ready to score many runs."""
-
-    def __init__(self, spec: ScorerSpec):
-        self.spec = spec
-        self.fn = build(spec.name, spec.args)
-        self.is_async = inspect.iscoroutinefunction(self.fn)
-        self.args_json = _dumps(spec.args)  # stored with every score: encoded once
-
-    async def score(self, ctx: ScoreContext) -> tuple[float | None, dict[str, Any] | None]:
-        scored = self.score_now(ctx)
-        return scored if type(scored) is tuple else await self.finish(scored)
-
-    def score_now(self, ctx: ScoreContext) -> tuple[float | None, dict[str, Any] | None] | Awaitable[Any]:
-        """The score of a sync scorer at once; otherwise the awaitable it returned (for :meth:`finish`)."""
-        try:
-            value: Any = self.fn(ctx)
-        except Exception as exc:  # noqa: BLE001 - a scorer bug is recorded, not fatal
-            return _failed(exc)
-        # Most scorers are sync and return one of these; isawaitable's ABC check costs more.
-        if type(value) not in _PLAIN_SCORES and inspect.isawaitable(value):
-            return value
-        return _clamped(value)
-
-    async def finish(self, pending: Awaitable[Any]) -> tuple[float | None, dict[str, Any] | None]:
-        try:
-            value = await pending
-        except Exception as exc:  # noqa: BLE001 - a scorer bug is recorded, not fatal
-            return _failed(exc)
-        return _clamped(value)
-
-
-def _failed(exc: Exception) -> tuple[None, dict[str, Any]]:
-    # A scorer that broke has no opinion: a missing score, never a 0 that ranks the output as worthless.
-    return None, {"error": redact(f"{type(exc).__name__}: {exc}")}
-
-
-def _clamped(value: Any) -> tuple[float | None, dict[str, Any] | None]:
-    detail = None
-    if isinstance(value, ScoreResult):
-        value, detail = value.value, value.detail
-    if type(value) is float and 0.0 <= value <= 1.0:  # the common case (NaN fails the comparison)
-        return value, detail
-    if value is None:
-        return None, detail if detail and detail.get("error") else {**(detail or {}), "error": "the scorer gave no score"}
-    try:
-        value = float(value)
-    except (TypeError, ValueError) as exc:
-        return _failed(exc)
-    if math.isnan(value):
-        return None, {"error": "scorer returned NaN"}
-    return min(1.0, max(0.0, value)), detail
 
 
 class _Prepared(NamedTuple):
@@ -277,12 +188,12 @@ class Runner:
         if all_cached and any_prompt:
             record.status = "cached"
         run_info = {"run_id": record.id, "config_id": config.id, "varied": config.varied, "repeat": item.repeat}
-        contexts: dict[str, ScoreContext] = {}  # one per scored stage, shared by its scorers
+        contexts: dict[str, Any] = {}  # one per scored stage, shared by its scorers
         for bound in self.scorers:
             stage_name = bound.spec.stage or last
             ctx_s = contexts.get(stage_name)
             if ctx_s is None:
-                ctx_s = contexts[stage_name] = ScoreContext(
+                ctx_s = contexts[stage_name] = bound.new_context(
                     output=record.output if stage_name == last else _stage_output_text(outputs[stage_name]),
                     sample=item.sample, input=inputs.get(stage_name, ""), outputs=outputs, run=run_info,
                 )

@@ -22,9 +22,9 @@ import contextvars
 import itertools
 import time
 import warnings
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import SweepConflictError
 from ..hashing import canonical_text
@@ -32,11 +32,15 @@ from ..providers.pricing import cost
 from ..store import CacheEntry, RunRecord, Store, now_iso
 from ..store.batchwriter import WriterError, WriterProcess
 from ..store.store import ResultBatch
+from ..sweeps.runs import RunItem, run_id, run_id_from, run_id_head
 from ..sweeps.space import Configuration
 from .calls import CacheReader, CallExecutor
 from .failures import FailureWatch
 from .progress import Progress
-from .runner import BoundScorer, RunItem, Runner, run_id, run_id_from, run_id_head
+from .runner import Runner
+
+if TYPE_CHECKING:
+    from ..compiled import CompiledExperiment  # built above the engine; the engine only reads it
 
 _current_config: contextvars.ContextVar[str | None] = contextvars.ContextVar("promptlooper_run_config", default=None)
 
@@ -107,31 +111,66 @@ class _Started:
             sweep.emit("run.started", {"run_id": item.run_id, "config_id": item.config.id, "sample_id": item.sample_id})
 
 
+@dataclass
+class SweepOptions:
+    """How a sweep runs, beyond what its compiled experiment says."""
+
+    # Reaching the budget pauses the sweep for someone to raise it and resume (a notebook, an
+    # agent); a process nobody steers (the CLI) stops instead: rerun resumes.
+    stop_on_budget: bool = False
+    # Seconds an endpoint may stay unhealthy (its breaker open) before the sweep stops; None: it
+    # waits, paused, for a probe to be answered or a resume (a notebook); the CLI sets it.
+    unhealthy_timeout: float | None = None
+    listeners: list[Callable[[Progress], None]] = field(default_factory=list)  # after each commit
+
+
+class SearchDriver(Protocol):
+    """A search that decides the configurations as it goes (guided search): it hands out run items,
+    hears of every finished run, and runs beside the workers until it has seen enough."""
+
+    total_bound: int  # runs it may ask for at most (the progress bar's total)
+
+    async def source(self) -> RunItem | None: ...
+
+    def on_run(self, record: RunRecord, item: RunItem) -> None: ...
+
+    async def run(self, sweep: Sweep) -> None: ...
+
+
 class Sweep:
+    """One execution of a compiled experiment (see the module docstring).
+
+    ``replan`` gives the configurations of a redirected space; ``driver`` is a search that decides
+    the configurations itself (otherwise the compiled experiment's are run, in order)."""
+
     def __init__(
         self,
         store_path: str,
-        plan: SweepPlan,
-        pool: Any,
-        scorers: list[BoundScorer],
+        compiled: CompiledExperiment,
+        experiment_id: str,
+        options: SweepOptions | None = None,
         *,
-        concurrency: int,
-        budget: dict[str, Any] | None = None,
-        functions: dict[str, Callable[..., Any]] | None = None,
+        replan: Callable[[dict[str, Any]], list[Configuration]] | None = None,
+        driver: SearchDriver | None = None,
     ):
+        options = options or SweepOptions()
+        plan = SweepPlan(
+            experiment_id=experiment_id, configurations=list(compiled.configurations), samples=compiled.samples,
+            repeat=compiled.experiment.repeat, strategy=compiled.strategy,
+            options={"max_configs": compiled.max_configs, "seed": compiled.seed},
+        )
         self.store_path = store_path
+        self.compiled = compiled
         self.plan = plan
-        self.pool = pool
-        self.scorers = scorers
-        self.concurrency = concurrency
-        self.budget = dict(budget or {})
-        # Reaching the budget pauses the sweep for someone to raise it and resume (a notebook, an
-        # agent); a process nobody steers (the CLI) sets this to stop instead: rerun resumes.
-        self.stop_on_budget = False
-        self.functions = functions or {}
-        self.progress = Progress(total=plan.total)
+        self.pool = compiled.pool
+        self.scorers = compiled.scorers
+        self.concurrency = compiled.concurrency
+        self.budget = dict(compiled.budget)
+        self.stop_on_budget = options.stop_on_budget
+        self.functions = compiled.functions
+        self.progress = Progress(total=driver.total_bound if driver is not None else plan.total)
         self.sweep_id: str | None = None
-        self.listeners: list[Callable[[Progress], None]] = []
+        self.listeners: list[Callable[[Progress], None]] = list(options.listeners)
         self._gate = asyncio.Event()
         self._gate.set()
         self._stopping = False
@@ -146,15 +185,13 @@ class Sweep:
         self._priced: dict[str, bool] = {}  # endpoint/model -> has a price (see _spent)
         self._scorer_stats: dict[str, dict[str, list[float]]] = {}  # config -> scorer -> [sum, n]
         self._expected_per_config = len(plan.samples) * plan.repeat
+        # In-process observers of each event as it is emitted (the store has them a flush later).
         self.event_listeners: list[Callable[[str, dict[str, Any]], None]] = []
         # Redirect: given the new space (from the store), the configurations that remain to run.
-        self.replan: Callable[[dict[str, Any]], list[Configuration]] | None = None
+        self.replan = replan
         self._items: Iterator[RunItem] = iter(())
-        # Guided sweeps: an async source of run items (None ends a worker) and per-run callbacks.
-        self.source: Callable[[], Awaitable[RunItem | None]] | None = None
-        self.run_listeners: list[Callable[[RunRecord, RunItem], None]] = []
-        self.driver: Callable[[Sweep], Awaitable[None]] | None = None
-        self.guided: Any = None  # the GuidedDriver of a guided sweep (its stop reason, candidates)
+        # A guided search hands out run items (None ends a worker) and hears of each finished run.
+        self.driver = driver
         self._finished: set[str] = set()
         self._unfinished: set[str] = set()
         self._inflight: dict[str, str] = {}  # run id -> configuration id, for runs being executed
@@ -163,6 +200,7 @@ class Sweep:
         self._writer_process: WriterProcess | None = None
         # Failures: open breakers, retry waits that pause / stop cut short, a lost writer process.
         self.failures = FailureWatch(self)
+        self.failures.unhealthy_timeout = options.unhealthy_timeout
 
     # ------------------------------------------------------------------ public steering (in-process)
     def request(self, what: str) -> None:
@@ -233,13 +271,11 @@ class Sweep:
             n_workers = self.n_workers = self._workers_needed()
             # Judges and embedders reach the store, endpoints and this sweep's call path through a
             # context variable; tasks copy the context when created, so set it around their creation.
-            from ..scorers.env import ScoringEnv, using
-
-            scoring_env = ScoringEnv(store_path=self.store_path, pool=self.pool, calls=calls)
-            with using(scoring_env):
+            scoring_env = self.compiled.scoring_env(store_path=self.store_path, pool=self.pool, calls=calls)
+            with scoring_env.active():
                 workers = [asyncio.ensure_future(self._worker(runner)) for _ in range(n_workers)]
             if self.driver is not None:
-                workers.append(asyncio.ensure_future(self.driver(self)))
+                workers.append(asyncio.ensure_future(self.driver.run(self)))
             try:
                 await asyncio.gather(*workers)
             except BaseException:
@@ -334,8 +370,8 @@ class Sweep:
                     await self._wait_gate()
                 except RunAbandoned:
                     return
-            if self.source is not None:
-                item = await self.source()  # a guided driver hands out items as it decides them
+            if self.driver is not None:
+                item = await self.driver.source()  # a guided search hands out items as it decides them
             else:
                 item = next(self._items, None)  # re-read: a redirect swaps the iterator
             if item is None:
@@ -355,8 +391,8 @@ class Sweep:
                     return
                 continue  # its configuration was redirected away before its first call
             self._record(record, item)
-            for listener in self.run_listeners:
-                listener(record, item)
+            if self.driver is not None:
+                self.driver.on_run(record, item)
             # A cached run (looked up ahead, or made by this sweep) waits for nothing, so workers
             # could go through thousands without giving the loop back: see TURN_RUNS.
             streak = streak + 1 if record.status == "cached" else 0
@@ -629,4 +665,4 @@ class Sweep:
         self._poke.clear()
 
 
-__all__ = ["Sweep", "SweepConflictError", "SweepPlan"]
+__all__ = ["SearchDriver", "Sweep", "SweepConflictError", "SweepOptions", "SweepPlan"]

@@ -26,7 +26,7 @@ from ..errors import EndpointError
 from ..functions import resolve_function
 from ..keys import key_value, redact
 from ..retrying import Retry, post
-from .base import ScoreContext, ScoreFn, ScoreResult, scorer
+from .core import ScoreContext, ScoreFn, ScoreResult, scorer
 
 _GIVEN = ("input", "output", "sample", "run", "outputs", "ctx")
 

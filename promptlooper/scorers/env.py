@@ -32,7 +32,7 @@ from ..store import CacheEntry, Store, default_path
 
 if TYPE_CHECKING:
     from ..embedder import Backend, EmbeddingService
-    from .base import ScorerUsage
+    from .core import ScorerUsage
 
 
 class _NoCache:
@@ -196,6 +196,10 @@ class ScoringEnv:
     def stats(self) -> dict[str, int]:
         executors = [self.calls] if self.calls is not None else list(self._executors.values())
         return {"calls": sum(e.calls for e in executors), "cache_hits": sum(e.hits for e in executors)}
+
+    def active(self) -> contextlib.AbstractContextManager[ScoringEnv]:
+        """This environment as the context's (see :func:`using`)."""
+        return using(self)
 
     async def aclose(self) -> None:
         await self.flush()

@@ -7,7 +7,7 @@ import re
 from functools import lru_cache
 from typing import Any, Literal
 
-from .base import ScoreContext, ScoreFn, ScoreResult, scorer
+from .core import ScoreContext, ScoreFn, ScoreResult, scorer
 
 _FENCE = re.compile(r"^\s*```(?:json)?\s*\n(.*?)\n\s*```\s*$", re.S)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from .base import ScoreContext, ScoreFn, ScoreResult, missing, scorer
+from .core import ScoreContext, ScoreFn, ScoreResult, missing, scorer
 
 
 def human_value(rating: str, thumbs: float | None, stars: float | None) -> float | None:

@@ -22,7 +22,7 @@ from .. import templates
 from ..errors import EndpointError, PromptLooperError, ProviderError
 from ..providers.registry import split_model
 from ..spec import DEFAULT_MODEL, ModelParams
-from .base import PlannedCall, ScoreContext, ScoreFn, ScoreResult, missing, scorer
+from .core import PlannedCall, ScoreContext, ScoreFn, ScoreResult, missing, scorer
 from .env import current
 from .grades import parse_score, read_grade  # noqa: F401 - parse_score: re-exported (it lived here)
 

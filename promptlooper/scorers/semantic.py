@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import templates
-from .base import PlannedCall, ScoreContext, ScoreFn, ScoreResult, missing, scorer
+from .core import PlannedCall, ScoreContext, ScoreFn, ScoreResult, missing, scorer
 from .env import current
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from .base import ScoreContext, ScoreFn, ScoreResult, scorer
+from .core import ScoreContext, ScoreFn, ScoreResult, scorer
 
 
 def _field_needed(args: dict[str, Any]) -> list[str]:

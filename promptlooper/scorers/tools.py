@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..providers.tool_calls import parse
-from .base import ScoreContext, ScoreFn, ScoreResult, scorer
+from .core import ScoreContext, ScoreFn, ScoreResult, scorer
 
 
 def _matches(expected: Any, got: Any, exact: bool) -> bool:

@@ -25,9 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from ..engine.runner import RunItem, run_id
+from ..scoring import weighted_score
 from ..spec import Experiment, GuidedOptions, Linked, Range
 from ..store import RunRecord, Store
+from .runs import RunItem, run_id
 from .space import Configuration, build_configuration, grid_size
 
 
@@ -178,6 +179,7 @@ class GuidedDriver:
         self.stop_reason: str | None = None
         self.tried = 0
         self.added_configs: list[Configuration] = []
+        self.total_bound = options.max_configs * n * repeat  # runs it may ask for at most
 
     # ------------------------------------------------------------------ plumbing with the Sweep
     async def source(self) -> RunItem | None:
@@ -189,7 +191,7 @@ class GuidedDriver:
             fut.set_result(record)
 
     # ------------------------------------------------------------------ the study
-    def _study(self, store: Store) -> Any:
+    def study(self, store: Store) -> Any:
         import optuna
         from optuna.trial import create_trial
 
@@ -217,18 +219,21 @@ class GuidedDriver:
         return study
 
     def _measured(self, store: Store) -> dict[str, tuple[dict[str, Any], dict[str, float]]]:
-        """Configurations in the store: their point and weighted score per sample id."""
-        from ..leaderboard import per_sample_scores
-
+        """Configurations in the store: their point and weighted score per sample id (each run's
+        score by the one formula, :func:`~promptlooper.scoring.weighted_score`; the mean over a
+        sample's repeats; a run with no score present is left out)."""
         configs = {c["id"]: c["varied"] for c in store.configurations(self.experiment_id)}
-        per_sample = per_sample_scores(store, self.experiment_id, self.weights)
-        out: dict[str, tuple[dict[str, Any], dict[str, float]]] = {}
-        for config_id, group in per_sample.groupby("config_id") if len(per_sample) else []:
-            if config_id in configs:
-                scored = group.dropna(subset=["score"])
-                out[str(config_id)] = (configs[str(config_id)], dict(zip(scored["sample_id"].astype(str),
-                                                                         scored["score"].astype(float), strict=True)))
-        return out
+        runs: dict[tuple[str, str, str], list[tuple[str, float | None]]] = {}
+        for config_id, rid, sid, scorer, value in store.score_rows(self.experiment_id):
+            runs.setdefault((str(config_id), str(sid), str(rid)), []).append((scorer, value))
+        per_sample: dict[str, dict[str, list[float]]] = {}
+        for (config_id, sid, _), scores in runs.items():
+            samples = per_sample.setdefault(config_id, {})
+            score = weighted_score(scores, self.weights)
+            if score is not None:
+                samples.setdefault(sid, []).append(score)
+        return {config_id: (configs[config_id], {sid: float(np.mean(v)) for sid, v in samples.items()})
+                for config_id, samples in per_sample.items() if config_id in configs}
 
     def _remember(self, config_id: str, point: dict[str, Any], scores: dict[str, float]) -> None:
         config = build_configuration(self.exp, point)
@@ -267,7 +272,7 @@ class GuidedDriver:
 
         store = Store(self.store_path)
         try:
-            study = await asyncio.to_thread(self._study, store)
+            study = await asyncio.to_thread(self.study, store)
             dists = distributions(self.exp)
             seen = set(self.candidates)
             self.tried = len(self.candidates)  # a resumed search counts what it already measured

@@ -38,9 +38,7 @@ VOILA_ENV = ("VOILA_BASE_URL", "VOILA_SERVER_URL")
 def widgets_dir() -> Path:
     """The folder of ESM/CSS assets: the top-level ``widgets/`` of a checkout (so that
     ``ANYWIDGET_HMR=1`` reloads edits), else its copy ``promptlooper/_widgets`` in a wheel."""
-    import promptlooper
-
-    package = Path(promptlooper.__file__).resolve().parent
+    package = Path(__file__).resolve().parent.parent  # the promptlooper package (ui never imports the facade)
     checkout = package.parent / "widgets"
     return checkout if (checkout / "live" / "widget.js").is_file() else package / "_widgets"
 
@@ -121,9 +119,8 @@ class Reader:
 
     def _open(self) -> Any:
         if self._ro is None:
-            import promptlooper as pl
-
-            self._ro = pl.Workbench(self.wb.db_path, readonly=True)
+            # The caller's own facade class, read-only: the views never import the facade module.
+            self._ro = type(self.wb)(self.wb.db_path, readonly=True)
         return self._ro
 
     def run_sync(self, fn: Callable[[Any], Any]) -> Any:
