@@ -8,7 +8,7 @@ definition and new calls; a stored experiment runs again without the file. The f
 newline is dropped, as Jinja drops it from templates it loads.
 
 An MCP client's files come from the operator's data folder only (``PROMPTLOOPER_MCP_DATA_DIR``),
-as its sample files do (:mod:`promptlooper.mcp_server.grants`). A prompt file is read with the experiment
+as its sample files do (:mod:`promptlooper.data_folder`). A prompt file is read with the experiment
 file's bounds (1 MB of UTF-8).
 """
 
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .bounds import read_text
+from .data_folder import data_file
 from .errors import Problem, SpecError
 from .keys import acting_for_client
 
@@ -60,8 +61,6 @@ def _read(ref: dict[str, Any], base: str | None, path: str, problems: list[Probl
         return ""
     try:
         if acting_for_client():
-            from .mcp_server.grants import data_file
-
             file = data_file(name)
         else:
             file = Path(name).expanduser()

@@ -22,9 +22,7 @@ PACKAGE = "promptlooper"
 # the entry at merge, and the test then holds the whole package to it.
 KNOWN_EDGES_OF_OTHER_PARTS: set[tuple[str, str]] = {
     ("promptlooper.stats", "promptlooper.leaderboard"),  # fast-start: leaderboard <-> stats
-    ("promptlooper.store.housekeeping", "promptlooper.store.store"),  # store-sql: store <-> store.housekeeping
     ("promptlooper.cli_views", "promptlooper.cli"),  # cli: cli <-> cli_views
-    ("promptlooper.mcp_views", "promptlooper.mcp_server"),  # mcp: mcp_server <-> mcp_views
 }
 
 

@@ -18,11 +18,10 @@ redacted besides the ones :mod:`promptlooper.keys` knows.
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..data_folder import DATA_DIR, data_file
 from ..errors import EndpointError, Problem
 from ..functions import ALLOW_IMPORTS, function_problem, registered_functions
 from ..keys import KeyGrants, client_problem, key_references
@@ -30,7 +29,6 @@ from ..keys import KeyGrants, client_problem, key_references
 if TYPE_CHECKING:
     from ..workbench import Workbench
 
-DATA_DIR = "PROMPTLOOPER_MCP_DATA_DIR"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _KEY_HINT = "the operator allows a variable with PROMPTLOOPER_MCP_KEY_VARS and grants it by registering the endpoint"
 
@@ -43,20 +41,6 @@ def key_problem(wb: Workbench, var: str | None, url: str | None) -> str | None:
         return client_problem(var, url, KeyGrants(wb.store))
     except EndpointError as exc:  # a URL yarl (and so aiohttp) cannot parse
         return str(exc)
-
-
-def data_file(value: str) -> Path:
-    """The sample file ``value`` names, inside the operator's data folder (ValueError otherwise)."""
-    root = os.environ.get(DATA_DIR, "").strip()
-    if not root:
-        raise ValueError(f"an MCP client cannot read files of the server; give the samples inline (a list of objects), "
-                         f"or the operator sets {DATA_DIR} to a folder of sample files")
-    base = Path(root).expanduser().resolve()
-    given = Path(value).expanduser()
-    target = (given if given.is_absolute() else base / given).resolve()  # resolve() follows symlinks
-    if not target.is_relative_to(base):
-        raise ValueError(f"{value!r} is outside the data folder; give a path inside it, e.g. a name relative to {DATA_DIR}")
-    return target
 
 
 def experiment_problems(wb: Workbench, data: dict[str, Any]) -> list[Problem]:
