@@ -48,7 +48,7 @@ from .store import Store, default_path
 from .store.batchwriter import wait_for_writers
 from .sweeps.guided import guided_defaults
 from .sweeps.space import build_configuration, grid_points, grid_size, random_points, values_of
-from .validation import ensure_valid, load_samples, validate
+from .validation import ensure_valid, load_file, load_samples, validate
 from .webhooks import CourierThread
 
 DEFAULT_RANDOM_CONFIGS = 20
@@ -144,17 +144,28 @@ class Workbench(SteeringVerbs, OutsideDriver, HousekeepingVerbs, DataViews):
     def validate(self, exp: Experiment | str | os.PathLike[str]) -> list[Problem]:
         """Every problem of an experiment (or experiment file), with field paths; [] if runnable."""
         if not isinstance(exp, Experiment):
-            from .validation import load_file
-
             try:
-                exp = load_file(exp)
+                exp = self.load_file(exp)
             except SpecError as exc:
-                partial = getattr(exc, "partial", None)
-                seen = {(p.path, p.message) for p in exc.problems}
-                more = [p for p in self.validate(partial) if (p.path, p.message) not in seen] if partial else []
-                return exc.problems + more
+                return exc.problems
         samples, problems = load_samples(exp)
         return problems + validate(exp, self.pool(exp), samples)
+
+    def load_file(self, path: str | os.PathLike[str]) -> Experiment:
+        """An experiment file, read and parsed once, for the caller to validate and run as one object.
+
+        A file that does not parse raises SpecError with every problem: those of the parse, and
+        those :meth:`validate` finds in the parts that did parse.
+        """
+        try:
+            return load_file(path)
+        except SpecError as exc:
+            partial = getattr(exc, "partial", None)
+            if partial is None:
+                raise
+            seen = {(p.path, p.message) for p in exc.problems}
+            more = [p for p in self.validate(partial) if (p.path, p.message) not in seen]
+            raise SpecError(exc.problems + more) from exc
 
     def configurations(self, exp: Experiment, *, strategy: str | None = None, max_configs: int | None = None,
                        seed: int | None = None) -> list[Any]:
