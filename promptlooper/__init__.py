@@ -12,6 +12,7 @@ The facade a notebook needs::
 from __future__ import annotations
 
 from importlib import import_module
+from importlib.util import find_spec
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -56,6 +57,9 @@ _WHERE = {
 
 def __getattr__(name: str) -> Any:
     if name not in _WHERE:
+        # `pl.errors.NotFoundError` worked when this file imported everything: submodules still do.
+        if not name.startswith("_") and find_spec(f"{__name__}.{name}") is not None:
+            return import_module(f".{name}", __name__)
         raise AttributeError(f"module 'promptlooper' has no attribute {name!r}")
     value = getattr(import_module(_WHERE[name], __name__), name)
     globals()[name] = value  # once imported, an ordinary attribute

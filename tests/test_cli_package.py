@@ -85,3 +85,13 @@ def test_every_command_states_what_it_needs_of_the_database():
         seen[" ".join(path)] = need
     assert {c for c, n in seen.items() if n == "creates"} == CREATES
     assert {c for c, n in seen.items() if n == "none"} == NONE_NEEDED
+
+
+def test_the_package_names_resolve_on_first_use():
+    # promptlooper/__init__ imports its names lazily (so that --help needs none of them); each still
+    # resolves, and so do submodules as attributes, as when the package imported everything.
+    code = ("import sys, promptlooper as pl; assert 'pandas' not in sys.modules; "
+            "[getattr(pl, n) for n in pl.__all__]; assert pl.errors.NotFoundError is pl.NotFoundError; "
+            "assert not hasattr(pl, 'no_such_thing'); print('ok')")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert res.stdout.strip() == "ok", res.stderr
