@@ -27,12 +27,27 @@ def imported_by(*argv: str) -> set[str]:
     return {line.rsplit("|", 1)[1].strip() for line in res.stderr.splitlines() if line.startswith("import time:")}
 
 
-@pytest.mark.parametrize("argv", [("--help",), ("run", "--help"), ("leaderboard", "--help"), ("endpoints", "add", "--help")])
+@pytest.mark.parametrize("argv", [("--help",), ("run", "--help"), ("endpoints", "add", "--help")])
 def test_help_imports_nothing_heavy(argv):
     modules = imported_by(*argv)
     assert "promptlooper.errors" in modules  # the probe sees the package's own imports
     heavy = sorted({h for h in HEAVY for m in modules if m == h or m.startswith(h + ".")})
     assert not heavy, f"`promptlooper {' '.join(argv)}` imports {heavy}"
+
+
+def test_no_command_help_imports_anything_heavy():
+    # Every command's and action's --help, in one process: the parser is all argparse.
+    code = ("import sys; from promptlooper.cli import build_parser\n"
+            "def walk(p):\n"
+            "    p.format_help()\n"
+            "    for a in p._actions:\n"
+            "        if isinstance(a.choices, dict): [walk(s) for s in a.choices.values()]\n"
+            "walk(build_parser()); print(' '.join(sys.modules))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    modules = res.stdout.split()
+    assert "promptlooper.cli.parser" in modules
+    assert not sorted({h for h in HEAVY for m in modules if m == h or m.startswith(h + ".")})
 
 
 def test_an_experiment_file_is_read_once(tmp_path, server, monkeypatch, capsys):
