@@ -105,11 +105,12 @@ def sweep(wb: Workbench, exp: Experiment, args: argparse.Namespace) -> int:
           f"cache hit rate {progress.cache_hit_rate:.0%}, {progress.elapsed:.1f}s")
     print_unpriced(progress.unpriced)
     print()
-    print_leaderboard(wb.leaderboard(exp.key, top=args.top), as_json=False)
-    return verdict(wb, exp, progress, args)
+    board = wb.leaderboard(exp.key)  # ranked once: printed (its top rows) and judged (--fail-under)
+    print_leaderboard(board.head(args.top) if args.top else board, as_json=False)
+    return verdict(wb, exp, progress, board, args)
 
 
-def verdict(wb: Workbench, exp: Experiment, progress: Any, args: argparse.Namespace) -> int:
+def verdict(wb: Workbench, exp: Experiment, progress: Any, board: Any, args: argparse.Namespace) -> int:
     """0 if every run completed (and the best scores at least --fail-under); the JUnit report if asked."""
     from .. import ci
 
@@ -122,7 +123,7 @@ def verdict(wb: Workbench, exp: Experiment, progress: Any, args: argparse.Namesp
             print(f"  {line}", file=sys.stderr)
     threshold = None
     if args.fail_under is not None:
-        threshold = ci.check_fail_under(wb.leaderboard(exp.key), args.fail_under)
+        threshold = ci.check_fail_under(board, args.fail_under)
         print(("✓ " if threshold.ok else "✗ ") + threshold.message, file=sys.stderr)
         if not threshold.ok:
             status = 1
