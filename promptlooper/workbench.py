@@ -139,13 +139,26 @@ class Workbench:
         """Every problem of an experiment (or experiment file), with field paths; [] if runnable."""
         if not isinstance(exp, Experiment):
             try:
-                exp = load_file(exp)
+                exp = self.load_file(exp)
             except SpecError as exc:
-                partial = getattr(exc, "partial", None)
-                seen = {(p.path, p.message) for p in exc.problems}
-                more = [p for p in self.validate(partial) if (p.path, p.message) not in seen] if partial else []
-                return exc.problems + more
+                return exc.problems
         return problems_of(exp, self.pool(exp))[1]
+
+    def load_file(self, path: str | os.PathLike[str]) -> Experiment:
+        """An experiment file, read and parsed once, for the caller to validate and run as one object.
+
+        A file that does not parse raises SpecError with every problem: those of the parse, and
+        those :meth:`validate` finds in the parts that did parse.
+        """
+        try:
+            return load_file(path)
+        except SpecError as exc:
+            partial = getattr(exc, "partial", None)
+            if partial is None:
+                raise
+            seen = {(p.path, p.message) for p in exc.problems}
+            more = [p for p in self.validate(partial) if (p.path, p.message) not in seen]
+            raise SpecError(exc.problems + more) from exc
 
     def configurations(self, exp: Experiment, *, strategy: str | None = None, max_configs: int | None = None,
                        seed: int | None = None) -> list[Any]:

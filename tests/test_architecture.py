@@ -22,7 +22,6 @@ PACKAGE = "promptlooper"
 # the entry at merge, and the test then holds the whole package to it.
 KNOWN_EDGES_OF_OTHER_PARTS: set[tuple[str, str]] = {
     ("promptlooper.stats", "promptlooper.leaderboard"),  # fast-start: leaderboard <-> stats
-    ("promptlooper.cli_views", "promptlooper.cli"),  # cli: cli <-> cli_views
 }
 
 
@@ -80,7 +79,10 @@ def imported_modules(name: str, path: Path, modules: dict[str, Path]) -> set[str
 
 def module_graph() -> dict[str, set[str]]:
     modules = all_modules()
-    return {name: imported_modules(name, path, modules) for name, path in modules.items()}
+    # A `__main__` module is run (`python -m`), never imported, so it cannot close an import circle:
+    # `python -m promptlooper.mcp_server` may hand over to the CLI that serves the MCP server.
+    return {name: imported_modules(name, path, modules) for name, path in modules.items()
+            if not name.endswith(".__main__")}
 
 
 def package_of(module: str) -> str:
@@ -151,7 +153,7 @@ def test_the_graph_sees_imports_inside_functions_and_skips_type_checking() -> No
     graph = module_graph()
     # workbench.py imports promptlooper.export inside a method; it still counts.
     assert "promptlooper.export" in graph["promptlooper.workbench"]
-    assert "promptlooper.workbench" in graph["promptlooper"]
+    assert "promptlooper.workbench" in graph["promptlooper.shortcuts"]
     assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 

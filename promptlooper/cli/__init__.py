@@ -1,0 +1,87 @@
+"""The ``promptlooper`` command: thin, every command calls the Workbench facade.
+
+One module per command group (:mod:`.run`, :mod:`.results`, :mod:`.views`, :mod:`.scores`,
+:mod:`.steering`, :mod:`.housekeeping`, :mod:`.endpoints`, :mod:`.webhooks`, :mod:`.serve`), each with
+its handlers and an ``add_parser(subparsers)``; :mod:`.parser` puts them together, :mod:`.output`
+prints, :mod:`.commands` declares. Handlers import the facade when they run, so ``--help`` is quick.
+
+Exit status: 0 ok, 1 an operation failed (message on stderr), 2 the input is invalid (every
+problem listed with its field path and what to do), 130 interrupted, 141 the reader of the output
+went away (``| head``), as a shell reports a process ended by SIGPIPE. ``run`` / ``rerun`` (and
+``quickstart``, ``fork --run``) exit 1 unless every run of the sweep completed, and with
+``--fail-under`` unless the best (or approved) configuration scores at least that: see
+:mod:`promptlooper.ci`.
+
+``--db FILE`` is accepted before or after any command. Commands about stored experiments never
+create a database: on a file that does not exist they say so and exit 1; ``validate``, ``plan`` and
+listing endpoints or webhooks work without one (an empty store in memory, nothing written). Each
+command declares which it is (:mod:`.commands`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import PromptLooperError, SpecError
+from .commands import CREATES, NONE_NEEDED
+from .output import print_problems
+from .parser import build_parser
+
+if TYPE_CHECKING:
+    from ..workbench import Workbench
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        try:
+            return _main(argv)
+        finally:
+            sys.stdout.flush()  # a reader that went away shows here, not as noise at interpreter exit
+    except BrokenPipeError:
+        # `promptlooper … | head`: the reader has what it wanted. Point stdout at /dev/null so the
+        # interpreter's final flush cannot fail again, and exit as for SIGPIPE.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 141
+
+
+def workbench(args: argparse.Namespace) -> Workbench:
+    """The Workbench a command runs on, without creating a database a read-only command would leave behind."""
+    # Imported here, when a command runs, and not at the top: the facade pulls in the engine,
+    # pydantic and pandas, which `promptlooper --help` never needs. Every handler does the same.
+    from ..store import default_path
+    from ..workbench import Workbench
+
+    db = getattr(args, "db", None) or default_path()
+    if args.database == NONE_NEEDED and not Path(db).exists():
+        return Workbench(":memory:")  # nothing registered, nothing cached: what a missing file means
+    return Workbench(db, create=args.database == CREATES)
+
+
+def _main(argv: list[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        wb = workbench(args)
+    except PromptLooperError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    try:
+        return int(args.fn(wb, args))
+    except SpecError as exc:
+        return print_problems(exc)
+    except PromptLooperError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyError as exc:
+        print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        return 1
+    finally:
+        wb.close()
+
+
+__all__ = ["build_parser", "main"]

@@ -1,0 +1,173 @@
+"""Commands that check or sweep an experiment: ``validate``, ``plan``, ``run``, ``rerun``, ``quickstart``.
+
+An experiment file is read once (``Workbench.load_file``), and that one object is validated,
+sized and swept. ``run`` / ``rerun`` / ``quickstart`` (and ``fork --run``) exit 1 unless every run
+completed, and with ``--fail-under`` unless the best (or approved) configuration scores at least
+that: see :mod:`promptlooper.ci`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import TYPE_CHECKING, Any
+
+from ..errors import SpecError
+from .commands import CREATES, NONE_NEEDED, command, score, seconds
+from .output import Bar, print_leaderboard, print_unpriced
+
+if TYPE_CHECKING:
+    from ..spec import Experiment
+    from ..workbench import Workbench
+
+
+def loaded(wb: Workbench, path: str) -> Experiment:
+    """The file as one Experiment, with every problem raised (exit 2) before any call."""
+    exp = wb.load_file(path)
+    problems = wb.validate(exp)
+    if problems:
+        raise SpecError(problems)
+    return exp
+
+
+def cmd_validate(wb: Workbench, args: argparse.Namespace) -> int:
+    exp = loaded(wb, args.file)
+    print(f"✓ {exp.key} is valid: {wb.sweep_size(exp).describe()}")
+    return 0
+
+
+def cmd_plan(wb: Workbench, args: argparse.Namespace) -> int:
+    info = wb.plan(loaded(wb, args.file), strategy=args.strategy, max_configs=args.max_configs, seed=args.seed)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"{info['experiment']}: {info['configurations']} configuration(s) × {info['samples']} sample(s) × {info['repeat']} repeat(s)"
+          f" = {info['runs']} runs ({info['finished_runs']} already finished)")
+    scorers = f" (scorers: {info['scorer_calls']}, {info['cached_scorer_calls']} cached)" if info["scorer_calls"] else ""
+    print(f"model calls: {info['calls']} needed, {info['cached_calls']} already cached → {info['calls_to_make']} to make{scorers}")
+    print(f"estimated: {info['estimated_tokens']:,} tokens, ${info['estimated_cost']:.4f}")
+    print_unpriced(info["unpriced_models"])
+    return 0
+
+
+def cmd_run(wb: Workbench, args: argparse.Namespace) -> int:
+    return sweep(wb, loaded(wb, args.file), args)
+
+
+def cmd_rerun(wb: Workbench, args: argparse.Namespace) -> int:
+    return sweep(wb, wb.load(args.experiment), args)
+
+
+def cmd_quickstart(wb: Workbench, args: argparse.Namespace) -> int:
+    from importlib import resources
+    from pathlib import Path
+
+    with resources.as_file(resources.files("promptlooper") / "examples" / "quickstart.yaml") as path:
+        exp = wb.load_file(path)
+    print(f"quickstart: {exp.key} on the embedded model ({Path(wb.db_path).resolve()})", file=sys.stderr)
+    return sweep(wb, exp, args)
+
+
+def confirmed(wb: Workbench, exp: Experiment, args: argparse.Namespace) -> bool:
+    """A sweep past the confirmation limits runs only with --yes, or a "y" typed at a terminal."""
+    size = wb.sweep_size(exp, strategy=args.strategy, max_configs=args.max_configs)
+    if not size.needs_confirmation or getattr(args, "yes", False):
+        return True
+    print(f"{exp.key}: {size.describe()}", file=sys.stderr)
+    if sys.stdin.isatty() and sys.stderr.isatty():
+        sys.stderr.write("start it? [y/N] ")
+        sys.stderr.flush()
+        if sys.stdin.readline().strip().lower() in ("y", "yes"):
+            return True
+    print("not started: add --yes to run it, or narrow the space (--max-configs, --strategy random)", file=sys.stderr)
+    return False
+
+
+def sweep(wb: Workbench, exp: Experiment, args: argparse.Namespace) -> int:
+    """Sweep ``exp`` with a progress bar, print the leaderboard, and judge it for CI (the exit status)."""
+    if not confirmed(wb, exp, args):
+        return 2
+    bar = Bar(args.quiet)
+    try:
+        progress = wb.run(exp, strategy=args.strategy, max_configs=args.max_configs, seed=args.seed,
+                          concurrency=args.concurrency, listeners=[bar], unhealthy_timeout=args.unhealthy_timeout,
+                          stop_on_budget=True)
+    except KeyboardInterrupt:
+        bar.close()
+        print("interrupted: finished runs are saved; run the same command again to resume", file=sys.stderr)
+        return 130
+    bar.close()
+    if progress.stop_reason and progress.status == "completed":
+        print(f"search stopped: {progress.stop_reason}")
+    print(f"{progress.status}: {progress.done}/{progress.total} runs, {progress.failed} failed, "
+          f"{progress.cached} cached, {progress.tokens:,} tokens, ${progress.cost:.4f}, "
+          f"cache hit rate {progress.cache_hit_rate:.0%}, {progress.elapsed:.1f}s")
+    print_unpriced(progress.unpriced)
+    print()
+    board = wb.leaderboard(exp.key)  # ranked once: printed (its top rows) and judged (--fail-under)
+    print_leaderboard(board.head(args.top) if args.top else board, as_json=False)
+    return verdict(wb, exp, progress, board, args)
+
+
+def verdict(wb: Workbench, exp: Experiment, progress: Any, board: Any, args: argparse.Namespace) -> int:
+    """0 if every run completed (and the best scores at least --fail-under); the JUnit report if asked."""
+    from .. import ci
+
+    status = 0
+    problems = ci.failure_lines(progress)
+    if problems:
+        status = 1
+        print("\n✗ not every run completed:", file=sys.stderr)
+        for line in problems:
+            print(f"  {line}", file=sys.stderr)
+    threshold = None
+    if args.fail_under is not None:
+        threshold = ci.check_fail_under(board, args.fail_under)
+        print(("✓ " if threshold.ok else "✗ ") + threshold.message, file=sys.stderr)
+        if not threshold.ok:
+            status = 1
+    if args.junit:
+        ci.write_junit(wb, exp.key, progress, args.junit, threshold)
+        print(f"wrote {args.junit}", file=sys.stderr)
+    return status
+
+
+def sweep_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--strategy", choices=["grid", "random", "guided"])
+    p.add_argument("--max-configs", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--concurrency", type=int)
+    p.add_argument("--top", type=int, default=10, help="leaderboard rows to print")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--yes", "-y", action="store_true",
+                   help="start a sweep past the confirmation limits ($PROMPTLOOPER_CONFIRM_CALLS / _COST) without asking")
+    p.add_argument("--fail-under", type=score, metavar="SCORE",
+                   help="exit 1 if the best configuration (the approved one, if any) scores below SCORE (0..1)")
+    p.add_argument("--junit", metavar="FILE", help="write a JUnit XML report (one test case per configuration)")
+    p.add_argument("--unhealthy-timeout", type=seconds, default=120.0, metavar="SECONDS",
+                   help="stop the sweep when an endpoint stays unhealthy (its circuit breaker open) this long;"
+                        " 0 stops at once (default 120)")
+
+
+def add_parser(sub: Any) -> None:
+    p = command(sub, "validate", cmd_validate, "Check an experiment file; every problem with its field path (exit 2 if any).",
+                database=NONE_NEEDED)
+    p.add_argument("file")
+    p = command(sub, "run", cmd_run, "Validate, then sweep an experiment file with a live progress bar; prints the leaderboard.",
+                database=CREATES)
+    p.add_argument("file")
+    sweep_options(p)
+    p = command(sub, "quickstart", cmd_quickstart, "Run the bundled quickstart experiment on the embedded model.",
+                database=CREATES)
+    sweep_options(p)
+    p = command(sub, "plan", cmd_plan, "Before any call: calls needed, already cached, estimated tokens and cost.",
+                database=NONE_NEEDED)
+    p.add_argument("file")
+    p.add_argument("--strategy", choices=["grid", "random"])
+    p.add_argument("--max-configs", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--json", action="store_true")
+    p = command(sub, "rerun", cmd_rerun, "Run a stored experiment again (resumes; finished runs are skipped).")
+    p.add_argument("experiment")
+    sweep_options(p)
