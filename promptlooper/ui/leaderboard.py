@@ -15,7 +15,8 @@ from typing import Any
 
 import traitlets
 
-from ._base import TERMINAL, PLWidget, Reader, asset, every, experiment_key
+from ._assets import asset, esm
+from ._base import TERMINAL, PLWidget, Reader, every, experiment_key
 from ._format import clean, fmt_cost, fmt_int, fmt_interval, fmt_ms, fmt_score, fmt_value, short
 
 # the fixed columns of promptlooper.leaderboard, around the varied and scorer ones
@@ -182,7 +183,7 @@ class Leaderboard(PLWidget):
     facade's leaderboard, exports and "best" leave them out.
     """
 
-    _esm = asset("leaderboard", "widget.js")
+    _esm = esm("leaderboard")
     _css = asset("leaderboard", "widget.css")
 
     columns = traitlets.List().tag(sync=True)

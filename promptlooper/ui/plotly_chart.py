@@ -17,7 +17,8 @@ from typing import Any
 
 import traitlets
 
-from ._base import PLWidget, asset
+from ._assets import asset, esm
+from ._base import PLWidget
 
 
 @functools.cache
@@ -37,7 +38,7 @@ def figure_json(fig: Any) -> dict[str, Any]:
 class PlotlyChart(PLWidget):
     """A plotly figure drawn in the page; ``chart.update(fig)`` redraws it in place."""
 
-    _esm = asset("chart", "widget.js")
+    _esm = esm("chart")
     _css = asset("chart", "widget.css")
 
     figure = traitlets.Dict().tag(sync=True)

@@ -1,20 +1,4 @@
 // Diff view: paints the word-level segments computed with difflib in promptlooper/ui/diff.py.
-function h(tag, props = {}, ...children) {
-  const el = document.createElement(tag);
-  for (const [k, v] of Object.entries(props)) {
-    if (v == null || v === false) continue;
-    if (k === "class") el.className = v;
-    else if (k === "text") el.textContent = String(v);
-    else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
-    else el.setAttribute(k, v === true ? "" : v);
-  }
-  for (const c of children) if (c != null) el.append(c);
-  return el;
-}
-
-// replaceChildren() prints a null child as the text "null": optional parts are dropped instead
-const put = (node, ...kids) => node.replaceChildren(...kids.filter((k) => k != null && k !== false));
-
 const OP_CLASS = { equal: "pl-eq", del: "pl-del", ins: "pl-ins" };
 
 function side(s) {

@@ -8,35 +8,6 @@
 // element and lose focus. While the pointer is over the table the rows hold their order (the
 // cells still update) and a "re-sort" button offers the new ranking; a header click re-sorts
 // at once, since the user asked for it.
-function h(tag, props = {}, ...children) {
-  const el = document.createElement(tag);
-  for (const [k, v] of Object.entries(props)) {
-    if (v == null || v === false) continue;
-    if (k === "class") el.className = v;
-    else if (k === "text") el.textContent = String(v);
-    else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
-    else el.setAttribute(k, v === true ? "" : v);
-  }
-  for (const c of children) if (c != null && c !== false) el.append(c);
-  return el;
-}
-
-const text = (v) => (v == null ? "" : String(v));
-
-function setText(el, value) {
-  const t = text(value);
-  if (el.textContent !== t) el.textContent = t;
-}
-
-function setAttr(el, name, value) {
-  const v = text(value);
-  if (!v) { if (el.hasAttribute(name)) el.removeAttribute(name); } else if (el.getAttribute(name) !== v) el.setAttribute(name, v);
-}
-
-function setClass(el, cls) {
-  if (el.className !== cls) el.className = cls;
-}
-
 function runDetail(run, isPicked, send) {
   const stages = (run.stages || []).map((s) =>
     h("div", { class: "pl-stage" },

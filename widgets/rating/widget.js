@@ -1,21 +1,5 @@
 // Rating: thumbs, 1-5 stars and a comment on one run; promptlooper/ui/rating.py checks the
 // input and writes it through promptlooper.ratings.rate (refused in read-only mode).
-function h(tag, props = {}, ...children) {
-  const el = document.createElement(tag);
-  for (const [k, v] of Object.entries(props)) {
-    if (v == null || v === false) continue;
-    if (k === "class") el.className = v;
-    else if (k === "text") el.textContent = String(v);
-    else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
-    else el.setAttribute(k, v === true ? "" : v);
-  }
-  for (const c of children) if (c != null) el.append(c);
-  return el;
-}
-
-// replaceChildren() prints a null child as the text "null": optional parts are dropped instead
-const put = (node, ...kids) => node.replaceChildren(...kids.filter((k) => k != null && k !== false));
-
 export default {
   render({ model, el }) {
     el.classList.add("pl-root", "pl-rating");

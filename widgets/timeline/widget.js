@@ -1,18 +1,5 @@
 // Activity timeline: the feed and the type filter are computed in promptlooper/ui/timeline.py;
 // a chip click toggles a type ("toggle"), a double click shows only it ("only").
-function h(tag, props = {}, ...children) {
-  const el = document.createElement(tag);
-  for (const [k, v] of Object.entries(props)) {
-    if (v == null || v === false) continue;
-    if (k === "class") el.className = v;
-    else if (k === "text") el.textContent = String(v);
-    else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
-    else el.setAttribute(k, v === true ? "" : v);
-  }
-  for (const c of children) if (c != null) el.append(c);
-  return el;
-}
-
 export default {
   render({ model, el }) {
     el.classList.add("pl-root", "pl-timeline");
