@@ -18,6 +18,7 @@ import traitlets
 from ._assets import asset, esm
 from ._base import TERMINAL, PLWidget, Reader, every, experiment_key
 from ._format import clean, fmt_cost, fmt_int, fmt_interval, fmt_ms, fmt_score, fmt_value, short
+from .board_sync import BoardSync
 
 # the fixed columns of promptlooper.leaderboard, around the varied and scorer ones
 _HEAD = ("rank", "config_id")
@@ -170,12 +171,6 @@ def run_view(detail: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def rows_for_page(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows as the page receives them: without the raw ``values`` (Python sorts, the page only
-    draws ``cells``), which halves each update sent while a sweep runs."""
-    return [{k: v for k, v in r.items() if k != "values"} for r in rows]
-
-
 class Leaderboard(PLWidget):
     """The experiment's leaderboard; ``live=True`` refreshes it while the sweep adds runs.
 
@@ -187,7 +182,9 @@ class Leaderboard(PLWidget):
     _css = asset("leaderboard", "widget.css")
 
     columns = traitlets.List().tag(sync=True)
-    rows = traitlets.List().tag(sync=True, to_json=lambda rows, _widget: rows_for_page(rows))
+    rows = traitlets.List()  # every row, sorted, with raw values: Python's; the page gets table + delta
+    table = traitlets.Dict().tag(sync=True)  # the whole board, sent when it is rebuilt (see board_sync)
+    delta = traitlets.Dict().tag(sync=True)  # what changed since, keyed
     sort = traitlets.Dict({"key": "score", "desc": True}).tag(sync=True)
     expanded = traitlets.Unicode("").tag(sync=True)  # full config id
     runs = traitlets.List().tag(sync=True)  # run_view() of the expanded configuration
@@ -206,6 +203,7 @@ class Leaderboard(PLWidget):
         self.by = by
         self._reader = Reader(wb)
         self._all: list[dict[str, Any]] = []
+        self._sync = BoardSync()
         self._seen: Any = None
         self.frame: Any = None  # the last leaderboard DataFrame shown
         self._gap = interval  # grows with the cost of a refresh (see _tick)
@@ -241,6 +239,9 @@ class Leaderboard(PLWidget):
         rows = sort_rows(self._all, self.sort.get("key", "score"), bool(self.sort.get("desc", True)))
         if rows != self.rows:
             self.rows = rows
+            message = self._sync.update(rows, self.columns)
+            if message is not None:
+                setattr(self, *message)
 
     async def _tick(self) -> bool:
         marker = await self._change_marker()
