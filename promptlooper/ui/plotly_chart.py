@@ -42,6 +42,9 @@ class PlotlyChart(PLWidget):
     _css = asset("chart", "widget.css")
 
     figure = traitlets.Dict().tag(sync=True)
+    # an SVG data URL of the chart as last drawn, set by the page itself (never sent back here):
+    # saved with the notebook's widget state, it is what a reopened notebook without a kernel shows
+    snapshot = traitlets.Unicode("").tag(sync=True)
 
     def __init__(self, fig: Any, **kwargs: Any):
         super().__init__(**kwargs)
