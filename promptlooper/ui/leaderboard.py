@@ -226,9 +226,11 @@ class Leaderboard(PLWidget):
         """Read the leaderboard now (synchronously)."""
         self.show(self.wb.leaderboard(self.experiment, include_rejected=self._with_rejected))
 
-    def show(self, frame: Any) -> None:
+    def show(self, frame: Any, built: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None) -> None:
+        """Show a leaderboard frame; ``built`` is its ``build_rows(frame)`` when already made (in a
+        worker thread: formatting a few hundred rows would hold the kernel's loop for tens of ms)."""
         self.frame = frame
-        self.columns, self._all = build_rows(frame)
+        self.columns, self._all = build_rows(frame) if built is None else built
         self._resort()
         if self.expanded:
             self._load_runs(self.expanded)
@@ -249,14 +251,19 @@ class Leaderboard(PLWidget):
         final = marker[-1] in TERMINAL if isinstance(marker, tuple) and marker else False
         if marker != self._seen and (now >= self._next or final):
             self._seen = marker
-            frame = await self._reader.call("leaderboard", self.experiment, include_rejected=self._with_rejected)
+            frame, built = await self._reader.run(self._read)
             took = time.monotonic() - now
             # A big leaderboard costs the kernel (its computation holds the GIL in the worker
             # thread): refresh it at most a fifth of the time.
             self._gap = max(self.interval, 4 * took)
             self._next = time.monotonic() + self._gap
-            self.show(frame)
+            self.show(frame, built)
         return self._closed
+
+    def _read(self, ro: Any) -> tuple[Any, tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
+        # runs in the reader's thread: the read and the row building both stay off the loop
+        frame = ro.leaderboard(self.experiment, include_rejected=self._with_rejected)
+        return frame, build_rows(frame)
 
     async def _change_marker(self) -> Any:
         if self.handle is not None:
