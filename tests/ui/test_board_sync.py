@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
+import shutil
+import subprocess
 from typing import Any
 
 import comm
@@ -11,6 +14,7 @@ import pytest
 from comm.base_comm import BaseComm
 
 import promptlooper as pl
+from promptlooper.ui._assets import esm
 from promptlooper.ui.board_sync import BoardSync, page_row
 from promptlooper.ui.leaderboard import Leaderboard
 
@@ -102,3 +106,38 @@ def test_a_live_sweep_of_many_configurations_sends_a_fraction_of_the_board_per_u
     assert sum(deltas) + sum(tables) < sum(full) / 4, (sum(deltas), sum(tables), sum(full))
     print(f"board {board_bytes} B; {len(tables)} table(s) {tables} B; {len(deltas)} deltas, median {sorted(deltas)[len(deltas) // 2]} B; "
           f"all updates {sum(deltas) + sum(tables)} B vs {sum(full)} B sent whole")
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs node")
+def test_the_page_merges_the_deltas_into_the_board_python_shows(tmp_path):
+    # the page's applyDelta (widgets/leaderboard/widget.js), run in node on what BoardSync sends
+    # for a board that grows, re-ranks, loses rows and changes columns: after each message the
+    # page's table is Python's rows, in Python's order
+    rng = random.Random(7)
+    boards, ids = [], [f"{i:064x}" for i in range(40)]
+    live: list[str] = []
+    for step in range(30):
+        live = [i for i in live if rng.random() > 0.05] + [i for i in rng.sample(ids, 3) if i not in live]
+        rng.shuffle(live)
+        cols = COLS if step < 20 else [*COLS, {"key": "failed"}]
+        boards.append(([row(i, rank + 1, f"{rng.random():.3f}", n=rng.randint(1, 3)) for rank, i in enumerate(live)], cols))
+    sync = BoardSync()
+    messages = [sync.update(rows, cols) for rows, cols in boards]
+    module = tmp_path / "board.mjs"
+    module.write_text(str(esm("leaderboard")) + "\nexport { applyDelta };\n")
+    script = tmp_path / "run.mjs"
+    script.write_text(
+        "const { applyDelta } = await import(process.argv[2]);\n"
+        "const messages = JSON.parse(require('fs').readFileSync(process.argv[3], 'utf8'));\n".replace("require('fs')", "(await import('fs'))")
+        + "let table = {}; const out = [];\n"
+        "for (const m of messages) { if (m) { if (m[0] === 'table') table = m[1]; else table = applyDelta(table, m[1]); }\n"
+        "  out.push(table.rows.map(({ k, ...r }) => r)); }\n"
+        "console.log(JSON.stringify(out));\n")
+    data = tmp_path / "messages.json"
+    data.write_text(json.dumps(messages))
+    done = subprocess.run(["node", str(script), module.as_uri(), str(data)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    shown = json.loads(done.stdout)
+    assert any(m and m[0] == "delta" and m[1]["remove"] for m in messages) and sum(m is not None and m[0] == "table" for m in messages) == 2
+    for (rows, _cols), page in zip(boards, shown, strict=True):
+        assert page == [page_row(r) for r in rows]
