@@ -57,7 +57,12 @@ def esm(widget: str) -> str | VirtualFileContents:
     paths = sources(widget)
     if not live_reload(paths[1]):
         return join(*(p.read_text(encoding="utf-8") for p in paths))
-    files = [FileContents(p, start_thread=True) for p in paths]
+    return watched(paths)
+
+
+def watched(paths: tuple[Path, ...], *, watch: bool = True) -> VirtualFileContents:
+    """The joined module, rebuilt whenever one of its files changes (``watch``: in threads)."""
+    files = [FileContents(p, start_thread=watch) for p in paths]
     joined = VirtualFileContents(join(*map(str, files)))
 
     def rebuild(_new: str) -> None:
