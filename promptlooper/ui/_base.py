@@ -22,7 +22,6 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Coroutine
-from pathlib import Path
 from typing import Any, ClassVar
 
 import anywidget
@@ -33,18 +32,6 @@ log = logging.getLogger("promptlooper.ui")
 READONLY_ENV = "PROMPTLOOPER_READONLY"
 TERMINAL = ("completed", "stopped", "interrupted", "failed")  # sweep states that no longer change
 VOILA_ENV = ("VOILA_BASE_URL", "VOILA_SERVER_URL")
-
-
-def widgets_dir() -> Path:
-    """The folder of ESM/CSS assets: the top-level ``widgets/`` of a checkout (so that
-    ``ANYWIDGET_HMR=1`` reloads edits), else its copy ``promptlooper/_widgets`` in a wheel."""
-    package = Path(__file__).resolve().parent.parent  # the promptlooper package (ui never imports the facade)
-    checkout = package.parent / "widgets"
-    return checkout if (checkout / "live" / "widget.js").is_file() else package / "_widgets"
-
-
-def asset(widget: str, name: str) -> Path:
-    return widgets_dir() / widget / name
 
 
 def default_readonly() -> bool:

@@ -13,7 +13,8 @@ from typing import Any
 
 import traitlets
 
-from ._base import PLWidget, asset, experiment_key
+from ._assets import asset, esm
+from ._base import PLWidget, experiment_key
 from ._format import clean, fmt_int, fmt_interval, fmt_score, fmt_value, short
 from .leaderboard import classify_columns
 
@@ -104,7 +105,7 @@ def pair_runs(runs_a: list[dict[str, Any]], runs_b: list[dict[str, Any]]) -> lis
 class DiffView(PLWidget):
     """Side-by-side word-level diff of two runs or two configurations."""
 
-    _esm = asset("diff", "widget.js")
+    _esm = esm("diff")
     _css = asset("diff", "widget.css")
 
     left = traitlets.Dict().tag(sync=True)

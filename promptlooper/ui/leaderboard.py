@@ -15,8 +15,10 @@ from typing import Any
 
 import traitlets
 
-from ._base import TERMINAL, PLWidget, Reader, asset, every, experiment_key
+from ._assets import asset, esm
+from ._base import TERMINAL, PLWidget, Reader, every, experiment_key
 from ._format import clean, fmt_cost, fmt_int, fmt_interval, fmt_ms, fmt_score, fmt_value, short
+from .board_sync import BoardSync
 
 # the fixed columns of promptlooper.leaderboard, around the varied and scorer ones
 _HEAD = ("rank", "config_id")
@@ -169,12 +171,6 @@ def run_view(detail: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def rows_for_page(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows as the page receives them: without the raw ``values`` (Python sorts, the page only
-    draws ``cells``), which halves each update sent while a sweep runs."""
-    return [{k: v for k, v in r.items() if k != "values"} for r in rows]
-
-
 class Leaderboard(PLWidget):
     """The experiment's leaderboard; ``live=True`` refreshes it while the sweep adds runs.
 
@@ -182,11 +178,13 @@ class Leaderboard(PLWidget):
     facade's leaderboard, exports and "best" leave them out.
     """
 
-    _esm = asset("leaderboard", "widget.js")
+    _esm = esm("leaderboard")
     _css = asset("leaderboard", "widget.css")
 
     columns = traitlets.List().tag(sync=True)
-    rows = traitlets.List().tag(sync=True, to_json=lambda rows, _widget: rows_for_page(rows))
+    rows = traitlets.List()  # every row, sorted, with raw values: Python's; the page gets table + delta
+    table = traitlets.Dict().tag(sync=True)  # the whole board, sent when it is rebuilt (see board_sync)
+    delta = traitlets.Dict().tag(sync=True)  # what changed since, keyed
     sort = traitlets.Dict({"key": "score", "desc": True}).tag(sync=True)
     expanded = traitlets.Unicode("").tag(sync=True)  # full config id
     runs = traitlets.List().tag(sync=True)  # run_view() of the expanded configuration
@@ -205,6 +203,7 @@ class Leaderboard(PLWidget):
         self.by = by
         self._reader = Reader(wb)
         self._all: list[dict[str, Any]] = []
+        self._sync = BoardSync()
         self._seen: Any = None
         self.frame: Any = None  # the last leaderboard DataFrame shown
         self._gap = interval  # grows with the cost of a refresh (see _tick)
@@ -227,9 +226,11 @@ class Leaderboard(PLWidget):
         """Read the leaderboard now (synchronously)."""
         self.show(self.wb.leaderboard(self.experiment, include_rejected=self._with_rejected))
 
-    def show(self, frame: Any) -> None:
+    def show(self, frame: Any, built: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None) -> None:
+        """Show a leaderboard frame; ``built`` is its ``build_rows(frame)`` when already made (in a
+        worker thread: formatting a few hundred rows would hold the kernel's loop for tens of ms)."""
         self.frame = frame
-        self.columns, self._all = build_rows(frame)
+        self.columns, self._all = build_rows(frame) if built is None else built
         self._resort()
         if self.expanded:
             self._load_runs(self.expanded)
@@ -240,6 +241,9 @@ class Leaderboard(PLWidget):
         rows = sort_rows(self._all, self.sort.get("key", "score"), bool(self.sort.get("desc", True)))
         if rows != self.rows:
             self.rows = rows
+            message = self._sync.update(rows, self.columns)
+            if message is not None:
+                setattr(self, *message)
 
     async def _tick(self) -> bool:
         marker = await self._change_marker()
@@ -247,14 +251,19 @@ class Leaderboard(PLWidget):
         final = marker[-1] in TERMINAL if isinstance(marker, tuple) and marker else False
         if marker != self._seen and (now >= self._next or final):
             self._seen = marker
-            frame = await self._reader.call("leaderboard", self.experiment, include_rejected=self._with_rejected)
+            frame, built = await self._reader.run(self._read)
             took = time.monotonic() - now
             # A big leaderboard costs the kernel (its computation holds the GIL in the worker
             # thread): refresh it at most a fifth of the time.
             self._gap = max(self.interval, 4 * took)
             self._next = time.monotonic() + self._gap
-            self.show(frame)
+            self.show(frame, built)
         return self._closed
+
+    def _read(self, ro: Any) -> tuple[Any, tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
+        # runs in the reader's thread: the read and the row building both stay off the loop
+        frame = ro.leaderboard(self.experiment, include_rejected=self._with_rejected)
+        return frame, build_rows(frame)
 
     async def _change_marker(self) -> Any:
         if self.handle is not None:

@@ -17,7 +17,8 @@ from typing import Any
 
 import traitlets
 
-from ._base import TERMINAL, PLWidget, Reader, asset, every, experiment_key
+from ._assets import asset, esm
+from ._base import TERMINAL, PLWidget, Reader, every, experiment_key
 from ._format import clean, fmt_cost, fmt_duration, fmt_int, fmt_pct, fmt_score, fmt_value, short
 
 
@@ -95,7 +96,7 @@ def progress_state(experiment: str, numbers: dict[str, Any], best_varied: dict[s
 class LiveSweep(PLWidget):
     """Progress of the experiment's sweep, updated live (≤ 1/interval pushes a second)."""
 
-    _esm = asset("live", "widget.js")
+    _esm = esm("live")
     _css = asset("live", "widget.css")
 
     state = traitlets.Dict().tag(sync=True)

@@ -8,7 +8,8 @@ from typing import Any
 
 import traitlets
 
-from ._base import PLWidget, Reader, asset, every
+from ._assets import asset, esm
+from ._base import PLWidget, Reader, every
 
 
 def overview_rows(wb: Any) -> list[dict[str, Any]]:
@@ -29,7 +30,7 @@ def overview_rows(wb: Any) -> list[dict[str, Any]]:
 class Overview(PLWidget):
     """A styled, sortable, searchable table of experiments; ``link`` is the experiment page."""
 
-    _esm = asset("overview", "widget.js")
+    _esm = esm("overview")
     _css = asset("overview", "widget.css")
 
     rows = traitlets.List().tag(sync=True)

@@ -17,7 +17,8 @@ from typing import Any
 
 import traitlets
 
-from ._base import PLWidget, asset
+from ._assets import asset, esm
+from ._base import PLWidget
 
 
 @functools.cache
@@ -37,10 +38,13 @@ def figure_json(fig: Any) -> dict[str, Any]:
 class PlotlyChart(PLWidget):
     """A plotly figure drawn in the page; ``chart.update(fig)`` redraws it in place."""
 
-    _esm = asset("chart", "widget.js")
+    _esm = esm("chart")
     _css = asset("chart", "widget.css")
 
     figure = traitlets.Dict().tag(sync=True)
+    # an SVG data URL of the chart as last drawn, set by the page itself (never sent back here):
+    # saved with the notebook's widget state, it is what a reopened notebook without a kernel shows
+    snapshot = traitlets.Unicode("").tag(sync=True)
 
     def __init__(self, fig: Any, **kwargs: Any):
         super().__init__(**kwargs)

@@ -11,7 +11,8 @@ from typing import Any
 
 import traitlets
 
-from ._base import PLWidget, asset, experiment_key
+from ._assets import asset, esm
+from ._base import PLWidget, experiment_key
 from ._format import fmt_score, short
 
 MAX_CHOICES = 200
@@ -79,7 +80,7 @@ def run_choice(run: dict[str, Any]) -> dict[str, str]:
 class Rating(PLWidget):
     """Rate any run of the experiment: thumbs, stars, comment."""
 
-    _esm = asset("rating", "widget.js")
+    _esm = esm("rating")
     _css = asset("rating", "widget.css")
 
     run = traitlets.Dict().tag(sync=True)

@@ -11,7 +11,8 @@ from typing import Any
 
 import traitlets
 
-from ._base import PLWidget, Reader, asset, every, experiment_key
+from ._assets import asset, esm
+from ._base import PLWidget, Reader, every, experiment_key
 from ._format import dump_mapping, fmt_int, fmt_value, parse_mapping, short
 from .leaderboard import classify_columns
 
@@ -49,7 +50,7 @@ def fork_changes(edited: dict[str, Any], varied: dict[str, Any]) -> dict[str, An
 class Steering(PLWidget):
     """Buttons and editors that steer the experiment's sweep."""
 
-    _esm = asset("steering", "widget.js")
+    _esm = esm("steering")
     _css = asset("steering", "widget.css")
 
     status = traitlets.Dict().tag(sync=True)

@@ -12,7 +12,8 @@ from typing import Any
 
 import traitlets
 
-from ._base import PLWidget, Reader, asset, every, experiment_key
+from ._assets import asset, esm
+from ._base import PLWidget, Reader, every, experiment_key
 from ._format import fmt_cost, fmt_int, fmt_score, fmt_value, short
 
 KEEP = 2000  # events held in memory for filtering
@@ -68,7 +69,7 @@ def event_row(event: dict[str, Any]) -> dict[str, Any]:
 class Timeline(PLWidget):
     """The event feed; ``hidden`` holds the types filtered out (``run.started`` by default)."""
 
-    _esm = asset("timeline", "widget.js")
+    _esm = esm("timeline")
     _css = asset("timeline", "widget.css")
 
     events = traitlets.List().tag(sync=True)

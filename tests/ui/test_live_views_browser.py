@@ -34,7 +34,7 @@ exp = pl.Experiment(
     project="browser", name="still",
     samples=[{{"question": f"q{{i}}", "reference": "alpha"}} for i in range(4)],
     stages=[pl.PromptStage(name="answer", model="fake/fake-small", user="{{{{ question }}}}", params={{"max_tokens": 8}})],
-    space={{"answer.temperature": [round(i * 0.01, 2) for i in range(150)]}},
+    space={{"answer.temperature": [round(i * 0.005, 3) for i in range(300)]}},  # a sweep that outlasts the test
     scorers=[{{"name": "keyword", "words": ["alpha"]}}],
     endpoints={{"fake": {{"base_url": server.base_url}}}},
     concurrency=2,

@@ -47,7 +47,7 @@ def test_leaderboard_rows_reach_the_page_without_raw_values(done):
 
     wb, exp = done
     board = Leaderboard(wb, exp, live=False, readonly=False)
-    sent = board.get_state(key="rows")["rows"]
+    sent = board.get_state(key="table")["table"]["rows"]
     assert len(sent) == 4 and all("values" not in r and r["cells"] for r in sent)
     assert all("values" in r for r in board.rows)  # Python still sorts by them
     board.close()

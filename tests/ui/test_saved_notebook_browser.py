@@ -1,7 +1,8 @@
 """A saved notebook keeps what it showed: with the project's JupyterLab setting defaults
 (``promptlooper/jupyter_data/lab/overrides.d``, installed under <prefix>/share/jupyter/lab/settings),
 saving stores the widgets' state in the notebook, and reopening it after its kernel is gone
-shows the last leaderboard instead of "Error displaying widget: model not found"."""
+shows the last leaderboard instead of "Error displaying widget: model not found", and its chart
+as last drawn (a picture the page keeps in the chart's saved state: no kernel sends plotly.js)."""
 
 from __future__ import annotations
 
@@ -39,6 +40,9 @@ exp = pl.Experiment(
 wb.run(exp)
 plui.Leaderboard(wb, exp, live=False)
 '''
+CHART = '''from promptlooper.ui.charts import score_vs_params
+from promptlooper.ui.plotly_chart import PlotlyChart
+PlotlyChart(score_vs_params(wb.leaderboard(exp)))'''
 
 
 def test_reopened_notebook_shows_its_last_leaderboard(tmp_path: Path) -> None:
@@ -48,7 +52,7 @@ def test_reopened_notebook_shows_its_last_leaderboard(tmp_path: Path) -> None:
     root.mkdir()
     nb = nbformat.v4.new_notebook()
     nb.metadata = {"kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}}
-    nb.cells = [nbformat.v4.new_code_cell(NOTEBOOK.format(db=str(tmp_path / "saved.db")).strip())]
+    nb.cells = [nbformat.v4.new_code_cell(NOTEBOOK.format(db=str(tmp_path / "saved.db")).strip()), nbformat.v4.new_code_cell(CHART)]
     nbformat.write(nb, root / "saved.ipynb")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER", "VOILA_"))}
     env.update(HOME=str(tmp_path / "home"), JUPYTER_CONFIG_DIR=str(tmp_path / "config"), JUPYTER_RUNTIME_DIR=str(tmp_path / "rt"),
@@ -81,14 +85,19 @@ def test_reopened_notebook_shows_its_last_leaderboard(tmp_path: Path) -> None:
             page.wait_for_function(KERNEL_READY, arg="saved.ipynb", timeout=90_000)
             page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
             page.wait_for_selector(".pl-leaderboard tr.pl-row", timeout=120_000)
+            page.wait_for_selector(".pl-chart .main-svg", timeout=120_000)
+            page.wait_for_timeout(2500)  # the chart keeps a picture of itself once drawn
+            page.screenshot(path=str(ARTIFACTS / "saved-notebook-live.png"), full_page=True)
             page.evaluate("window.jupyterapp.commands.execute('docmanager:save')")
             deadline = time.monotonic() + 30
             while "application/vnd.jupyter.widget-state+json" not in json.loads((root / "saved.ipynb").read_text()).get("metadata", {}).get("widgets", {}):
                 assert time.monotonic() < deadline, "the widget state was not saved with the notebook"
                 time.sleep(0.3)
             state = json.loads((root / "saved.ipynb").read_text())["metadata"]["widgets"]["application/vnd.jupyter.widget-state+json"]
-            boards = [m["state"] for m in state["state"].values() if len(m["state"].get("rows") or []) == 4]
+            boards = [m["state"] for m in state["state"].values() if len((m["state"].get("table") or {}).get("rows") or []) == 4]
             assert boards, "the leaderboard's rows are in the saved state"
+            pictures = [m["state"]["snapshot"] for m in state["state"].values() if m["state"].get("snapshot")]
+            assert len(pictures) == 1 and pictures[0].startswith("data:image/svg+xml"), "the chart's picture is in the saved state"
             # the kernel goes away (a notebook opened tomorrow): shut every session down, open the file again
             page.evaluate("window.jupyterapp.commands.execute('kernelmenu:shutdown')")
             page.wait_for_timeout(1500)
@@ -103,6 +112,9 @@ def test_reopened_notebook_shows_its_last_leaderboard(tmp_path: Path) -> None:
             page.wait_for_selector(".pl-leaderboard tr.pl-row", timeout=60_000)
             page.screenshot(path=str(ARTIFACTS / "saved-notebook-reopened.png"), full_page=True)
             assert page.locator(".pl-leaderboard tr.pl-row").count() == 4
+            page.wait_for_function("(() => { const img = document.querySelector('.pl-chart img.pl-snapshot');"
+                                   " return img && img.complete && img.naturalWidth > 100; })()", timeout=30_000)
+            page.screenshot(path=str(ARTIFACTS / "saved-notebook-reopened.png"), full_page=True)
             assert "model not found" not in page.inner_text(".jp-NotebookPanel")
             ctx.close()
     finally:

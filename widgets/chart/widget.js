@@ -3,7 +3,12 @@
 // binary buffer), and every chart on the page shares that one copy. A chart in a hidden tab
 // asks nothing until it is shown, so a dashboard page loads without it.
 // The figure follows the JupyterLab theme (its CSS variables) and resizes with its panel.
+//
+// A notebook reopened without a kernel has no one to ask for plotly.js: each drawn chart keeps
+// an SVG picture of itself in its model (set locally, never sent to the kernel), which
+// JupyterLab saves with the widget state, and a chart without the library shows that picture.
 const KEY = "__promptlooperPlotly";
+const SNAPSHOT_DELAY_MS = 1500;
 
 function library(model) {
   const shared = globalThis[KEY];
@@ -62,20 +67,39 @@ export default {
     const status = document.createElement("div");
     status.className = "pl-hint";
     status.textContent = "chart loads when shown";
+    const picture = document.createElement("img");
+    picture.className = "pl-snapshot";
+    picture.alt = "the chart as last drawn";
+    const saved = model.get("snapshot");
+    if (saved) { picture.src = saved; status.textContent = "last drawn chart (loading the live chart…)"; el.append(status, picture); }
     el.append(status, plot);
     let Plotly = null;
     let alive = true;
+    let snapshotTimer = null;
+    const takeSnapshot = () => {
+      // after the figure settles: an SVG, a few tens of kB, with the theme's colours of the moment
+      clearTimeout(snapshotTimer);
+      snapshotTimer = setTimeout(() => {
+        if (!Plotly || !alive || !plot.offsetWidth) return;
+        Plotly.toImage(plot, { format: "svg", width: plot.offsetWidth, height: plot.offsetHeight || 400 })
+          .then((url) => { if (alive && url !== model.get("snapshot")) model.set("snapshot", url); }, () => {});
+      }, SNAPSHOT_DELAY_MS);
+    };
     const draw = () => {
       if (!Plotly || !alive) return;
       const fig = model.get("figure") || {};
-      Plotly.react(plot, fig.data || [], themed(el, fig.layout || {}), { responsive: true, displaylogo: false });
+      Plotly.react(plot, fig.data || [], themed(el, fig.layout || {}), { responsive: true, displaylogo: false }).then(takeSnapshot);
     };
     const start = () => {
       if (Plotly || started) return;
       started = true;
       status.textContent = "loading chart…";
-      library(model).then((lib) => { Plotly = lib; status.remove(); draw(); },
-        (err) => { status.textContent = `chart library failed to load: ${err}`; started = false; });
+      library(model).then((lib) => { Plotly = lib; status.remove(); picture.remove(); draw(); },
+        (err) => {
+          // no kernel (a saved notebook opened later): the saved picture stays, said as such
+          status.textContent = saved ? "last drawn chart (run the notebook to draw it live)" : `chart library failed to load: ${err}`;
+          started = false;
+        });
     };
     let started = false;
     // load and draw only when visible: a hidden tab costs nothing
@@ -84,7 +108,7 @@ export default {
     const seen = new IntersectionObserver((entries) => {
       const on = entries.some((e) => e.isIntersecting);
       if (on) start();
-      if (on !== inView) { inView = on; model.send({ action: "visible", on }); }
+      if (on !== inView) { inView = on; try { model.send({ action: "visible", on }); } catch { /* no kernel */ } }
     });
     seen.observe(el);
     const resized = new ResizeObserver(() => { if (Plotly && plot.offsetWidth) Plotly.Plots.resize(plot); });
@@ -95,6 +119,7 @@ export default {
     model.on("change:figure", draw);
     return () => {
       alive = false;
+      clearTimeout(snapshotTimer);
       seen.disconnect(); resized.disconnect(); theme.disconnect();
       model.off("change:figure", draw);
       if (Plotly) Plotly.purge(plot);

@@ -8,35 +8,6 @@
 // element and lose focus. While the pointer is over the table the rows hold their order (the
 // cells still update) and a "re-sort" button offers the new ranking; a header click re-sorts
 // at once, since the user asked for it.
-function h(tag, props = {}, ...children) {
-  const el = document.createElement(tag);
-  for (const [k, v] of Object.entries(props)) {
-    if (v == null || v === false) continue;
-    if (k === "class") el.className = v;
-    else if (k === "text") el.textContent = String(v);
-    else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
-    else el.setAttribute(k, v === true ? "" : v);
-  }
-  for (const c of children) if (c != null && c !== false) el.append(c);
-  return el;
-}
-
-const text = (v) => (v == null ? "" : String(v));
-
-function setText(el, value) {
-  const t = text(value);
-  if (el.textContent !== t) el.textContent = t;
-}
-
-function setAttr(el, name, value) {
-  const v = text(value);
-  if (!v) { if (el.hasAttribute(name)) el.removeAttribute(name); } else if (el.getAttribute(name) !== v) el.setAttribute(name, v);
-}
-
-function setClass(el, cls) {
-  if (el.className !== cls) el.className = cls;
-}
-
 function runDetail(run, isPicked, send) {
   const stages = (run.stages || []).map((s) =>
     h("div", { class: "pl-stage" },
@@ -59,6 +30,21 @@ function runDetail(run, isPicked, send) {
 }
 
 const SORT_GRACE_MS = 3000; // rows that arrive this soon after a header click follow it at once
+
+// The table with one delta applied: new rows added, changed fields (and cells) patched, rows
+// removed, and the order set; the same table when the delta is for another table or none.
+function applyDelta(table, delta) {
+  if (!delta || delta.base == null || delta.base !== table.seq || delta.n <= (table.n || 0)) return table;
+  const byK = new Map((table.rows || []).map((r) => [r.k, r]));
+  for (const k of delta.remove || []) byK.delete(k);
+  for (const r of delta.add || []) byK.set(r.k, r);
+  for (const p of delta.patch || []) {
+    const old = byK.get(p.k);
+    if (old) byK.set(p.k, { ...old, ...p, cells: { ...old.cells, ...(p.cells || {}) } });
+  }
+  const order = delta.order || (table.rows || []).map((r) => r.k).filter((k) => byK.has(k)).concat((delta.add || []).map((r) => r.k));
+  return { seq: table.seq, n: delta.n, rows: order.map((k) => byK.get(k)).filter(Boolean) };
+}
 
 export default {
   render({ model, el }) {
@@ -192,7 +178,7 @@ export default {
     // Put the rows in the model's order, moving only rows that are out of place (a moved
     // element loses focus and hover). Held while the pointer is over the table.
     function place(force) {
-      const rows = model.get("rows") || [];
+      const rows = (model.get("table") || {}).rows || [];
       const expanded = model.get("expanded") || "";
       const order = [];
       for (const r of rows) {
@@ -223,7 +209,7 @@ export default {
     function draw() {
       scheduled = false;
       cols = model.get("columns") || [];
-      const rows = model.get("rows") || [];
+      const rows = (model.get("table") || {}).rows || [];
       const readonly = !!model.get("readonly");
       const sort = model.get("sort") || {};
       const state = { expanded: model.get("expanded") || "", selected: model.get("selected") || [], picked: model.get("picked_runs") || [] };
@@ -254,9 +240,19 @@ export default {
     // several traits change together (rows, then runs...): draw once for the batch
     let scheduled = false;
     const later = () => { if (!scheduled) { scheduled = true; Promise.resolve().then(draw); } };
+    // A delta brings the table up to date (promptlooper/ui/board_sync.py). The merged table is
+    // kept in the model, locally (never sent back: Python owns the rows), so another view of
+    // this model and a notebook saved with its widget state both hold the whole board.
+    const onDelta = () => {
+      const table = model.get("table") || {};
+      const merged = applyDelta(table, model.get("delta"));
+      if (merged !== table) model.set("table", merged);
+    };
+    onDelta(); // a saved or re-displayed model may hold a delta newer than its table
     draw();
-    const keys = ["columns", "rows", "sort", "expanded", "runs", "selected", "picked_runs", "readonly", "error", "notice"];
+    model.on("change:delta", onDelta);
+    const keys = ["columns", "table", "sort", "expanded", "runs", "selected", "picked_runs", "readonly", "error", "notice"];
     for (const k of keys) model.on(`change:${k}`, later);
-    return () => { for (const k of keys) model.off(`change:${k}`, later); };
+    return () => { model.off("change:delta", onDelta); for (const k of keys) model.off(`change:${k}`, later); };
   },
 };

@@ -1,28 +1,8 @@
 // Live sweep view: draws the state built by promptlooper/ui/live.py; sends nothing.
-function h(tag, props = {}, ...children) {
-  const el = document.createElement(tag);
-  for (const [k, v] of Object.entries(props)) {
-    if (v == null) continue;
-    if (k === "class") el.className = v;
-    else if (k === "text") el.textContent = String(v);
-    else el.setAttribute(k, v);
-  }
-  for (const c of children) if (c != null) el.append(c);
-  return el;
-}
-
-// replaceChildren() prints a null child as the text "null": optional parts are dropped instead
-const put = (node, ...kids) => node.replaceChildren(...kids.filter((k) => k != null && k !== false));
-
 // Built once and patched: the numbers change about once a second during a sweep, and a rebuilt
 // panel would flicker, drop a text selection and reset any tooltip being read.
 const STATS = [["progress", "progress", "pl-progress"], ["tokens", "tokens"], ["cost", "cost"], ["cache", "cache hits"],
   ["rate", "rate"], ["eta", "ETA", "pl-eta"], ["failed", "failed"], ["best", "current best", "pl-best"]];
-
-function set(node, text) {
-  const t = text == null ? "" : String(text);
-  if (node.textContent !== t) node.textContent = t;
-}
 
 export default {
   render({ model, el }) {
@@ -43,14 +23,14 @@ export default {
       const d = s.display || {};
       const pct = Math.max(0, Math.min(100, 100 * (Number(s.fraction) || 0)));
       const status = String(s.status || "unknown");
-      set(exp, s.experiment);
+      setText(exp, s.experiment);
       const cls = `pl-badge pl-status-${status.replace(/[^a-z]/g, "")}`;
       if (badge.className !== cls) badge.className = cls;
-      set(badge, d.status || status);
+      setText(badge, d.status || status);
       bar.setAttribute("aria-valuenow", pct.toFixed(0));
       fill.style.width = `${pct.toFixed(1)}%`;
-      for (const [key] of STATS) set(values[key], d[key] ?? "–");
-      set(bestParams, d.best_params);
+      for (const [key] of STATS) setText(values[key], d[key] ?? "–");
+      setText(bestParams, d.best_params);
       bestParams.hidden = !d.best_params;
     };
     draw();

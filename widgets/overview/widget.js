@@ -1,18 +1,5 @@
 // Experiments overview (promptlooper/ui/overview.py): rows keyed by experiment and patched in
 // place; the search box and the sort order belong to this page only.
-function h(tag, props = {}, ...children) {
-  const el = document.createElement(tag);
-  for (const [k, v] of Object.entries(props)) {
-    if (v == null || v === false) continue;
-    if (k === "class") el.className = v;
-    else if (k === "text") el.textContent = String(v);
-    else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
-    else el.setAttribute(k, v === true ? "" : v);
-  }
-  for (const c of children) if (c != null && c !== false) el.append(c);
-  return el;
-}
-
 const COLS = [
   ["project", "project"], ["name", "experiment"], ["status", "status"], ["done", "progress"],
   ["runs", "runs"], ["best", "best score"], ["updated", "updated"],
@@ -45,8 +32,6 @@ export default {
       return { tr, cells, link, badge, fill, barText };
     }
 
-    function set(node, text) { if (node.textContent !== text) node.textContent = text; }
-
     function draw() {
       const all = model.get("rows") || [];
       const prefix = model.get("link") || "";
@@ -58,24 +43,24 @@ export default {
       rows.forEach((r, i) => {
         let row = rowsByKey.get(r.key);
         if (!row) { row = makeRow(r.key); rowsByKey.set(r.key, row); }
-        set(row.cells.project, r.project);
-        set(row.link, r.name);
+        setText(row.cells.project, r.project);
+        setText(row.link, r.name);
         const href = prefix + r.key.split("/").map(encodeURIComponent).join("/");
         if (row.link.getAttribute("href") !== href) row.link.setAttribute("href", href);
-        set(row.badge, r.status || "–");
+        setText(row.badge, r.status || "–");
         row.badge.className = `pl-badge pl-status-${(r.status || "none").replace(/[^a-z]/g, "")}`;
         const pct = r.total ? Math.min(100, (100 * r.done) / r.total) : 0;
         row.fill.style.width = `${pct.toFixed(1)}%`;
-        set(row.barText, r.total ? `${r.done} / ${r.total}` : "–");
-        set(row.cells.runs, String(r.runs));
-        set(row.cells.best, r.best == null ? "–" : r.best.toFixed(3));
-        set(row.cells.updated, r.updated.replace("T", " "));
+        setText(row.barText, r.total ? `${r.done} / ${r.total}` : "–");
+        setText(row.cells.runs, String(r.runs));
+        setText(row.cells.best, r.best == null ? "–" : r.best.toFixed(3));
+        setText(row.cells.updated, r.updated.replace("T", " "));
         if (body.children[i] !== row.tr) body.insertBefore(row.tr, body.children[i] || null);
       });
       for (const [, row] of rowsByKey) if (!rows.some((r) => r.key === row.tr.dataset.key)) row.tr.remove();
-      for (const th of head.children) set(th.lastChild, th.dataset.key === sortKey ? (desc ? " ▼" : " ▲") : "");
-      set(count, `${rows.length} of ${all.length} experiments`);
-      set(empty, all.length ? (rows.length ? "" : "No experiment matches the search.")
+      for (const th of head.children) setText(th.lastChild, th.dataset.key === sortKey ? (desc ? " ▼" : " ▲") : "");
+      setText(count, `${rows.length} of ${all.length} experiments`);
+      setText(empty, all.length ? (rows.length ? "" : "No experiment matches the search.")
         : "No experiments yet: run a sweep (promptlooper run FILE) and this page follows it.");
       empty.hidden = rows.length > 0;
     }

@@ -1,22 +1,6 @@
 // Steering controls: every button sends one message; promptlooper/ui/steering.py calls the
 // facade (and refuses in read-only mode). The DOM is built once and updated in place, so the
 // editors keep focus and text while the status refreshes every second.
-function h(tag, props = {}, ...children) {
-  const el = document.createElement(tag);
-  for (const [k, v] of Object.entries(props)) {
-    if (v == null || v === false) continue;
-    if (k === "class") el.className = v;
-    else if (k === "text") el.textContent = String(v);
-    else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
-    else el.setAttribute(k, v === true ? "" : v);
-  }
-  for (const c of children) if (c != null) el.append(c);
-  return el;
-}
-
-// replaceChildren() prints a null child as the text "null": optional parts are dropped instead
-const put = (node, ...kids) => node.replaceChildren(...kids.filter((k) => k != null && k !== false));
-
 function drawStatus(badge, statusText, st) {
   badge.textContent = st.state || "";
   badge.className = `pl-badge pl-state-${String(st.state || "").replace(/[^a-z]/g, "")}`;

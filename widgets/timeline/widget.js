@@ -1,42 +1,39 @@
 // Activity timeline: the feed and the type filter are computed in promptlooper/ui/timeline.py;
 // a chip click toggles a type ("toggle"), a double click shows only it ("only").
-function h(tag, props = {}, ...children) {
-  const el = document.createElement(tag);
-  for (const [k, v] of Object.entries(props)) {
-    if (v == null || v === false) continue;
-    if (k === "class") el.className = v;
-    else if (k === "text") el.textContent = String(v);
-    else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
-    else el.setAttribute(k, v === true ? "" : v);
-  }
-  for (const c of children) if (c != null) el.append(c);
-  return el;
-}
-
+//
+// Chips are keyed by event type and feed entries by event id (shared `keyed` helper): new events
+// are inserted above the ones shown, which stay the same elements, so the browser's scroll
+// anchoring keeps the event being read where it is, and a focused chip keeps its focus.
 export default {
   render({ model, el }) {
     el.classList.add("pl-root", "pl-timeline");
     const send = (msg) => model.send(msg);
     const list = h("div", { class: "pl-feed" });
-    const chips = h("div", { class: "pl-filters" });
-    el.replaceChildren(chips, list);
+    const empty = h("div", { class: "pl-hint", text: "No events to show." });
+    const all = h("button", { class: "pl-chip pl-all", text: "all", title: "show every type", onclick: () => send({ action: "all" }) });
+    const typeChips = h("span", { class: "pl-type-chips" });
+    const chips = h("div", { class: "pl-filters" }, all, typeChips);
+    put(el, chips, empty, list);
     const drawFilters = () => {
-      const types = model.get("types") || [];
-      chips.replaceChildren(
-        h("button", { class: "pl-chip pl-all", text: "all", title: "show every type", onclick: () => send({ action: "all" }) }),
-        ...types.map((t) => h("button", {
-          class: `pl-chip pl-fam-${t.type.split(".")[0]} ${t.hidden ? "pl-off" : ""}`, "data-type": t.type,
-          title: "click: show / hide · double click: only this type",
+      keyed(typeChips, model.get("types") || [], (t) => t.type,
+        (t) => h("button", {
+          "data-type": t.type, title: "click: show / hide · double click: only this type",
           onclick: () => send({ action: "toggle", type: t.type }), ondblclick: () => send({ action: "only", type: t.type }),
-          text: `${t.type} ${t.count}`,
-        })));
+        }),
+        (node, t) => {
+          setClass(node, `pl-chip pl-fam-${t.type.split(".")[0]} ${t.hidden ? "pl-off" : ""}`);
+          setText(node, `${t.type} ${t.count}`);
+        });
     };
     const drawFeed = () => {
       const events = model.get("events") || [];
-      list.replaceChildren(...(events.length ? events.map((e) => h("div", { class: `pl-event pl-fam-${e.family}`, "data-type": e.type },
-        h("span", { class: "pl-time", title: e.ts, text: e.time }),
-        h("span", { class: "pl-type", text: e.type }),
-        h("span", { class: "pl-summary", text: e.summary }))) : [h("div", { class: "pl-hint", text: "No events to show." })]));
+      empty.hidden = events.length > 0;
+      keyed(list, events, (e) => e.id,
+        (e) => h("div", { class: `pl-event pl-fam-${e.family}`, "data-type": e.type, "data-id": String(e.id) },
+          h("span", { class: "pl-time", title: e.ts, text: e.time }),
+          h("span", { class: "pl-type", text: e.type }),
+          h("span", { class: "pl-summary" })),
+        (node, e) => setText(node.lastChild, e.summary));
     };
     drawFilters();
     drawFeed();
