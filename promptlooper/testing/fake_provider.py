@@ -34,7 +34,8 @@ Example::
 
 Replies: ``reply=None`` gives :func:`~promptlooper.testing.scripted.default_reply`; a string is
 every reply; a list is consumed in order (a call after the last fails, not retried); a function
-is called with the request body the server would get (``{"model", "messages", **params}``).
+is called with the request body the server would get (``{"model", "messages", **params}``);
+if it raises, the call fails as an HTTP 500 naming the exception (the server answers 500 too).
 A ``fake://NAME`` no FakeModel registered gets a default one of that name on first use.
 """
 
@@ -171,7 +172,13 @@ class FakeModel:
             raise ProviderError(_DROPPED, retryable=True)
         if fault == "malformed":
             raise self._failed(malformed_error(b'{"choices": ['), 200)
-        text = self._text(body)
+        try:
+            text = self._text(body)
+        except ProviderError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a reply function that raises is a server that answers 500
+            body_text = json.dumps({"error": {"message": f"the fake's reply function raised {type(exc).__name__}: {exc}"}})
+            raise self._failed(status_error(500, body_text), 500) from exc
         tokens_in = max(1, sum(word_count(content_text(m.get("content"))) for m in request.messages if isinstance(m, dict)))
         tokens_out = word_count(text)
         served = tokens_in + tokens_out  # what the server bills, whether or not it reports usage

@@ -49,6 +49,16 @@ def test_scripted_replies_fixed_in_order_or_a_function_of_the_request():
     assert ask(shouting).text == "Q: CAPITAL OF FRANCE"
 
 
+def test_a_reply_function_that_raises_is_a_server_error():
+    def down(body: dict[str, Any]) -> str:
+        raise RuntimeError("endpoint down")
+
+    broken = FakeModel(reply=down)
+    with pytest.raises(ProviderError, match="HTTP 500: the fake's reply function raised RuntimeError: endpoint down") as error:
+        ask(broken)
+    assert error.value.retryable and error.value.status == 500 and broken.stats()["by_status"] == {500: 1}
+
+
 def test_without_usage_tokens_are_estimated_as_the_client_does():
     reply = ask(FakeModel(reply="a b c", usage=False))
     assert (reply.tokens_in, reply.tokens_out) == (4, 3)
