@@ -189,7 +189,8 @@ def test_pause_and_stop_interrupt_a_long_retry_wait(wb, fake, first):
     handle = wb.start(exp)
     wait(lambda: fake.stats()["requests"] >= 8)
     time.sleep(0.3)  # every call is in its Retry-After wait now
-    t0 = time.monotonic()
+    # The waits are 60 s: a sweep that ends (stop) or completes after a resume (pause) within the
+    # 15 s of handle.wait had them cut short. No wall-clock total is asserted beyond that.
     getattr(handle, first)()
     if first == "pause":
         wait(lambda: handle.status == "paused")
@@ -202,7 +203,6 @@ def test_pause_and_stop_interrupt_a_long_retry_wait(wb, fake, first):
     else:
         progress = handle.wait(15)
         assert progress.status == "stopped"
-    assert time.monotonic() - t0 < 15
 
 
 # ---------------------------------------------------------------------- the writer process
