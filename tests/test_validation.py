@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 import promptlooper as pl
-from promptlooper.testing import FakeServer
+from promptlooper.testing import FakeModel, FakeServer
 
 
 def _messages(problems: list[pl.Problem]) -> list[str]:
@@ -24,7 +24,7 @@ def _write(tmp_path: Path, data: dict, name: str = "exp.yaml") -> Path:
     return p
 
 
-def _base(server: FakeServer) -> dict:
+def _base(server: FakeServer | FakeModel) -> dict:
     return {
         "name": "v",
         "samples": [{"question": "q1", "reference": "a"}, {"question": "q2", "reference": "b"}],
