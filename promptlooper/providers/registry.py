@@ -128,6 +128,14 @@ def split_fallback(ref: str) -> tuple[str, str | None]:
     return endpoint, model or None
 
 
+def provider_for_url(name: str, base_url: str, *, api_key_env: str | None = None,
+                     grants: KeyGrants | None = None) -> Provider:
+    """A provider for an endpoint given only by its base URL (a scorer's ``base_url``), of the kind
+    that serves its scheme, with the default limits."""
+    config = {"base_url": base_url.rstrip("/"), "api_key_env": api_key_env}
+    return _KINDS[kind_of_url(base_url)].make(name, config, EndpointPool(grants=grants))
+
+
 class EndpointPool:
     """The endpoints a sweep may use, and one shared provider per endpoint."""
 

@@ -220,6 +220,15 @@ def test_a_stored_fake_endpoint_and_a_default_fake_by_name(wb):
     assert wb.test_endpoint("demo") == ["fake-large", "fake-small"]
 
 
+def test_a_judge_given_by_base_url_reaches_the_fake_through_the_registry(wb, fake):
+    judge = FakeModel(reply="Score: 4")
+    exp = fake_experiment(fake.base_url, name="judged-by-url", space={},
+                          scorers=[{"name": "judge", "model": "fake/fake-small", "base_url": judge.base_url}])
+    assert wb.run(exp).completed == 3
+    assert judge.stats()["completions"] == 3 and fake.stats()["completions"] == 3
+    assert wb.leaderboard(exp.key).loc[0, "judge"] == pytest.approx(0.75)  # 4 on 1..5
+
+
 # ---------------------------------------------------------------------- the registry
 class Echo(Provider):
     def __init__(self, name: str, base_url: str):
