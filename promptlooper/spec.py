@@ -354,7 +354,7 @@ class EndpointSpec(BaseModel):
     @field_validator("base_url")
     @classmethod
     def _url(cls, v: str) -> str:
-        if not re.match(r"^https?://", v):
+        if not re.match(r"^(https?|fake)://", v):  # fake://NAME: promptlooper.testing's in-process fake
             raise ValueError("base_url must start with http:// or https://")
         try:
             host = urlsplit(v).hostname

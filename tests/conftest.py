@@ -1,8 +1,13 @@
-"""Shared fixtures: a real loopback fake server and a workbench on a fresh database file."""
+"""Shared fixtures: an in-process fake model, a real loopback fake server, a workbench on a fresh database file.
+
+Engine tests use ``fake`` / ``make_fake_exp`` (no HTTP); tests about HTTP itself (faults over the
+wire, connections, endpoints, the CLI in other processes) use ``server`` / ``make_exp``.
+"""
 
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +16,7 @@ import pytest
 from helpers import fake_experiment
 
 import promptlooper as pl
-from promptlooper.testing import FakeServer
+from promptlooper.testing import FakeModel, FakeServer
 
 
 @pytest.fixture(autouse=True)
@@ -24,6 +29,12 @@ def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def server() -> Iterator[FakeServer]:
     with FakeServer() as srv:
         yield srv
+
+
+@pytest.fixture
+def fake() -> FakeModel:
+    # A name of its own per test: fake:// endpoints are looked up by name in this process.
+    return FakeModel(f"test-{uuid.uuid4().hex[:12]}")
 
 
 @pytest.fixture
@@ -42,6 +53,14 @@ def wb(db: str) -> Iterator[pl.Workbench]:
 def make_exp(server: FakeServer):
     def make(**over: Any) -> pl.Experiment:
         return fake_experiment(server.base_url, **over)
+
+    return make
+
+
+@pytest.fixture
+def make_fake_exp(fake: FakeModel):
+    def make(**over: Any) -> pl.Experiment:
+        return fake_experiment(fake.base_url, **over)
 
     return make
 

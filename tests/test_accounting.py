@@ -1,8 +1,9 @@
 """Every model call is counted: stage, judge and embedding-endpoint calls, in runs, sweeps,
 budgets and `plan`; identical calls in flight go out once; unpriced models are named.
 
-Tokens "served" are the loopback FakeServer's own count of what it answered (prompt + completion
-tokens of chat replies, input tokens of embeddings replies), the figure a provider bills.
+Tokens "served" are the fake endpoint's own count of what it answered (prompt + completion tokens
+of chat replies, input tokens of embeddings replies), the figure a provider bills: the in-process
+FakeModel's, or the loopback FakeServer's where embeddings or another process are involved.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from mcp import Client
 
 import promptlooper as pl
 from promptlooper.mcp_server import build_server
-from promptlooper.testing import FakeServer
+from promptlooper.testing import FakeModel, FakeServer
 
 CLI = [sys.executable, "-m", "promptlooper.cli"]
 JUDGE = "fake/judge-model"
@@ -43,13 +44,13 @@ def _sql(db: str, query: str) -> Any:
 
 
 def test_judge_calls_count_in_runs_sweep_and_cost(wb, db):
-    with FakeServer() as srv:
-        wb.set_price("fake-small", 1.0, 1.0)  # the same price both ways: cost = tokens / 1e6
-        wb.set_price("judge-model", 1.0, 1.0)
-        progress = wb.run(_judged(srv.base_url, "judged", [0.0, 0.3, 0.6, 0.9]))
-        served = srv.stats()["tokens_served"]
+    model = FakeModel()
+    wb.set_price("fake-small", 1.0, 1.0)  # the same price both ways: cost = tokens / 1e6
+    wb.set_price("judge-model", 1.0, 1.0)
+    progress = wb.run(_judged(model.base_url, "judged", [0.0, 0.3, 0.6, 0.9]))
+    served = model.stats()["tokens_served"]
     assert progress.status == "completed" and progress.done == 12
-    judge_calls = srv.stats()["by_model"][JUDGE.split("/")[1]]
+    judge_calls = model.stats()["by_model"][JUDGE.split("/")[1]]
     assert judge_calls == 12
     assert progress.tokens / served >= 0.99 and progress.tokens <= served
     sweep_tokens, sweep_cost = _sql(db, "SELECT tokens_in + tokens_out, cost FROM sweeps")
@@ -67,10 +68,10 @@ def test_identical_calls_in_flight_go_out_once_for_later_stages_and_judges(wb):
         {"name": "answer", "model": "fake/fake-small", "user": "Q: {{ question }}", "params": {"max_tokens": 8}},
         {"name": "polish", "model": "fake/fake-large", "user": "Rewrite: {{ answer }}", "params": {"max_tokens": 8}},
     ]
-    with FakeServer(latency=0.05, reply=_constant) as srv:
-        exp = _judged(srv.base_url, "single-flight", [0.0, 0.2, 0.4, 0.6], stages=two_stages)
-        progress = wb.run(exp)
-        by_model = srv.stats()["by_model"]
+    model = FakeModel(latency=0.05, reply=_constant)
+    exp = _judged(model.base_url, "single-flight", [0.0, 0.2, 0.4, 0.6], stages=two_stages)
+    progress = wb.run(exp)
+    by_model = model.stats()["by_model"]
     assert progress.done == 12 and progress.failed == 0
     assert by_model["fake-small"] == 12  # one per temperature and sample
     # Every temperature answers the same, so every run's second stage makes the same call, and
@@ -93,16 +94,16 @@ def test_embedding_endpoint_calls_are_counted_and_sent_once(wb):
 
 def test_a_token_budget_holds_with_judge_calls(wb, db):
     budget = 400
-    with FakeServer(latency=0.02) as srv:
-        exp = _judged(srv.base_url, "budgeted", [round(i * 0.01, 2) for i in range(30)], concurrency=4,
-                      budget={"max_tokens": budget})
-        handle = wb.start(exp)
-        wait(lambda: handle.status == "paused", timeout=30)
-        time.sleep(0.5)  # calls in flight when the budget was reached land meanwhile
-        served = srv.stats()["tokens_served"]
-        assert handle.progress.stop_reason == "budget"
-        wb.stop(exp.key)
-        handle.wait(30)
+    model = FakeModel(latency=0.02)
+    exp = _judged(model.base_url, "budgeted", [round(i * 0.01, 2) for i in range(30)], concurrency=4,
+                  budget={"max_tokens": budget})
+    handle = wb.start(exp)
+    wait(lambda: handle.status == "paused", timeout=30)
+    time.sleep(0.5)  # calls in flight when the budget was reached land meanwhile
+    served = model.stats()["tokens_served"]
+    assert handle.progress.stop_reason == "budget"
+    wb.stop(exp.key)
+    handle.wait(30)
     recorded = handle.progress.tokens
     assert budget <= recorded <= served and recorded / served >= 0.99
     # Past the budget: only the calls out when it was reached, the one that reached it included;
@@ -119,8 +120,8 @@ def _two_stage_judged(base_url: str) -> pl.Experiment:
     return _judged(base_url, "planned", [0.0, 0.5], stages=stages)
 
 
-def test_plan_counts_scorer_calls_and_cached_later_stages(wb, server):
-    exp = _two_stage_judged(server.base_url)
+def test_plan_counts_scorer_calls_and_cached_later_stages(wb, fake):
+    exp = _two_stage_judged(fake.base_url)
     before = wb.plan(exp)
     assert before["runs"] == 6
     assert before["scorer_calls"] == 6 and before["calls"] == 6 * 3
@@ -168,11 +169,11 @@ def test_calls_a_custom_scorer_makes_through_its_context_are_counted(wb, db):
         return 1.0 if result.response.text else 0.0
 
     pl.register_function("second_opinion", second_opinion)
-    with FakeServer() as srv:
-        exp = fake_experiment(srv.base_url, name="custom-calls", space={"answer.temperature": [0.0, 0.5]},
-                              scorers=[{"name": "python", "function": "second_opinion"}])
-        progress = wb.run(exp)
-        stats = srv.stats()
+    model = FakeModel()
+    exp = fake_experiment(model.base_url, name="custom-calls", space={"answer.temperature": [0.0, 0.5]},
+                          scorers=[{"name": "python", "function": "second_opinion"}])
+    progress = wb.run(exp)
+    stats = model.stats()
     assert progress.done == 6 and stats["by_model"]["opinion-model"] == 6
     assert progress.tokens == stats["tokens_served"]
     assert _sql(db, "SELECT SUM(tokens_in + tokens_out) FROM runs")[0] == stats["tokens_served"]
@@ -190,8 +191,8 @@ def test_plan_counts_embedding_endpoint_requests_and_finds_them_cached(wb):
     assert after["cached_calls"] == 12 and after["cached_scorer_calls"] == 6 and after["calls_to_make"] == 0
 
 
-def test_plan_over_mcp_counts_judge_calls_and_names_unpriced_models(wb, server):
-    exp = _judged(server.base_url, "mcp-planned", [0.0, 0.5]).model_dump(mode="json", exclude_none=True)
+def test_plan_over_mcp_counts_judge_calls_and_names_unpriced_models(wb, fake):
+    exp = _judged(fake.base_url, "mcp-planned", [0.0, 0.5]).model_dump(mode="json", exclude_none=True)
 
     async def go() -> dict[str, Any]:
         async with Client(build_server(wb)) as c:

@@ -1,6 +1,7 @@
 """Failures are loud, and a dead endpoint stops costing.
 
-Against the loopback FakeServer with fault injection, the CLI in real subprocesses, and the
+Against the loopback FakeServer with fault injection (the in-process FakeModel where only the
+engine's handling is tested: the breaker, Retry-After), the CLI in real subprocesses, and the
 sweep's real writer process (killed with SIGKILL).
 """
 
@@ -18,7 +19,7 @@ from helpers import fake_experiment, runs_done, temperature_sweep, wait, write_e
 
 import promptlooper as pl
 from promptlooper import ci
-from promptlooper.testing import FakeServer, Faults
+from promptlooper.testing import FakeModel, FakeServer, Faults
 
 CLI = [sys.executable, "-m", "promptlooper.cli"]
 
@@ -27,11 +28,11 @@ def cli(db: str, *args: str, timeout: float = 120) -> subprocess.CompletedProces
     return subprocess.run([*CLI, "--db", db, *args], capture_output=True, text=True, timeout=timeout)
 
 
-def endpoint(server: FakeServer, **over: object) -> dict[str, object]:
+def endpoint(server: FakeServer | FakeModel, **over: object) -> dict[str, object]:
     return {"fake": {"base_url": server.base_url, "max_retries": 8, "max_concurrency": 16, **over}}
 
 
-def hundred_runs(server: FakeServer, name: str, **over: object) -> pl.Experiment:
+def hundred_runs(server: FakeServer | FakeModel, name: str, **over: object) -> pl.Experiment:
     """4 samples x 25 temperatures = 100 runs, 8 calls at a time."""
     samples = [{"question": f"q{i}", "reference": "alpha"} for i in range(4)]
     return fake_experiment(server.base_url, name=name, samples=samples,
@@ -95,14 +96,14 @@ def test_fail_under_holds_the_best_or_the_approved_configuration(wb, db, tmp_pat
 
 
 # ---------------------------------------------------------------------- circuit breaker
-def test_always_failing_endpoint_is_cut_off_and_the_sweep_pauses(wb, server):
-    server.set_faults(Faults(server_error=1.0))
-    exp = hundred_runs(server, "dead")
+def test_always_failing_endpoint_is_cut_off_and_the_sweep_pauses(wb, fake):
+    fake.set_faults(Faults(server_error=1.0))
+    exp = hundred_runs(fake, "dead")
     handle = wb.start(exp)
     try:
         wait(lambda: handle.status == "paused", timeout=20)
         time.sleep(0.5)  # anything still queued would go out now
-        requests = server.stats()["requests"]
+        requests = fake.stats()["requests"]
         print(f"\nrequests reaching an always-failing endpoint for 100 runs: {requests}")
         assert requests <= 30
         assert "endpoint 'fake' unhealthy" in (handle.progress.stop_reason or "")
@@ -113,8 +114,8 @@ def test_always_failing_endpoint_is_cut_off_and_the_sweep_pauses(wb, server):
         handle.stop()
     progress = handle.wait(30)
     assert progress.status == "stopped" and progress.failed == 0  # nothing recorded as failed: the next sweep runs it
-    assert server.stats()["requests"] <= 30
-    server.set_faults(Faults())
+    assert fake.stats()["requests"] <= 30
+    fake.set_faults(Faults())
     again = wb.run(exp)
     assert again.status == "completed" and again.completed == 100
 
@@ -129,25 +130,25 @@ def test_cli_stops_on_a_dead_endpoint_and_says_why(db, tmp_path, server):
     assert server.stats()["requests"] <= 30
 
 
-def test_a_half_open_probe_closes_the_breaker_and_resumes(wb, server):
-    server.set_faults(Faults(server_error=1.0))
-    exp = fake_experiment(server.base_url, name="flaky", endpoints=endpoint(server, breaker_cooldown=0.3))
+def test_a_half_open_probe_closes_the_breaker_and_resumes(wb, fake):
+    fake.set_faults(Faults(server_error=1.0))
+    exp = fake_experiment(fake.base_url, name="flaky", endpoints=endpoint(fake, breaker_cooldown=0.3))
     handle = wb.start(exp)
     wait(lambda: handle.status == "paused", timeout=20)
     wait(lambda: "endpoint.probe_failed" in event_types(wb, exp.key), timeout=10)  # probes go on while it is down
-    server.set_faults(Faults())
+    fake.set_faults(Faults())
     progress = handle.wait(30)
     assert progress.status == "completed" and progress.completed == 12 and progress.failed == 0
     types = event_types(wb, exp.key)
     assert types.index("endpoint.unhealthy") < types.index("endpoint.healthy") < types.index("experiment.completed")
 
 
-def test_resume_closes_the_breaker(wb, server):
-    server.set_faults(Faults(server_error=1.0))
-    exp = fake_experiment(server.base_url, name="resumed")  # default cooldown (30 s): no probe in this test
+def test_resume_closes_the_breaker(wb, fake):
+    fake.set_faults(Faults(server_error=1.0))
+    exp = fake_experiment(fake.base_url, name="resumed")  # default cooldown (30 s): no probe in this test
     handle = wb.start(exp)
     wait(lambda: handle.status == "paused", timeout=20)
-    server.set_faults(Faults())
+    fake.set_faults(Faults())
     wb.resume(exp.key)
     progress = handle.wait(30)
     assert progress.status == "completed" and progress.completed == 12 and progress.failed == 0
@@ -169,9 +170,9 @@ def test_concurrency_backs_off_on_server_errors_and_timeouts(wb, server):
     assert handle.sweep.calls.limits["fake"].limit < 16
 
 
-def test_retry_after_is_capped(wb, server):
-    server.set_faults(Faults(rate_limit=1.0, retry_after=600))
-    exp = fake_experiment(server.base_url, name="capped", endpoints=endpoint(server, max_retries=1, retry_after_max=0.2))
+def test_retry_after_is_capped(wb, fake):
+    fake.set_faults(Faults(rate_limit=1.0, retry_after=600))
+    exp = fake_experiment(fake.base_url, name="capped", endpoints=endpoint(fake, max_retries=1, retry_after_max=0.2))
     handle = wb.start(exp)
     try:
         progress = handle.wait(20)  # 600 s a retry, uncapped
@@ -182,26 +183,26 @@ def test_retry_after_is_capped(wb, server):
 
 
 @pytest.mark.parametrize("first", ["stop", "pause"])
-def test_pause_and_stop_interrupt_a_long_retry_wait(wb, server, first):
-    server.set_faults(Faults(rate_limit=1.0, retry_after=120))
-    exp = fake_experiment(server.base_url, name=f"wait-{first}")  # capped at the default 60 s
+def test_pause_and_stop_interrupt_a_long_retry_wait(wb, fake, first):
+    fake.set_faults(Faults(rate_limit=1.0, retry_after=120))
+    exp = fake_experiment(fake.base_url, name=f"wait-{first}")  # capped at the default 60 s
     handle = wb.start(exp)
-    wait(lambda: server.stats()["requests"] >= 8)
+    wait(lambda: fake.stats()["requests"] >= 8)
     time.sleep(0.3)  # every call is in its Retry-After wait now
-    t0 = time.monotonic()
+    # The waits are 60 s: a sweep that ends (stop) or completes after a resume (pause) within the
+    # 15 s of handle.wait had them cut short. No wall-clock total is asserted beyond that.
     getattr(handle, first)()
     if first == "pause":
         wait(lambda: handle.status == "paused")
-        server.set_faults(Faults())
-        sent = server.stats()["requests"]
+        fake.set_faults(Faults())
+        sent = fake.stats()["requests"]
         handle.resume()  # the waits were cut short: the retries go out now, not a minute later
         progress = handle.wait(15)
         assert progress.status == "completed" and progress.completed == 12
-        assert server.stats()["requests"] > sent
+        assert fake.stats()["requests"] > sent
     else:
         progress = handle.wait(15)
         assert progress.status == "stopped"
-    assert time.monotonic() - t0 < 15
 
 
 # ---------------------------------------------------------------------- the writer process

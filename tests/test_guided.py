@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 import promptlooper as pl
-from promptlooper.testing import FakeServer
+from promptlooper.testing import FakeModel, FakeServer
 
 TEMPS = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
 PERSONAS = ["p1", "p2", "p3", "p4"]
@@ -50,6 +50,12 @@ def _exp(base_url: str, name: str = "guided", **over) -> pl.Experiment:
 
 @pytest.fixture
 def landscape():
+    return FakeModel(reply=reply)
+
+
+@pytest.fixture
+def landscape_server():
+    """The landscape over HTTP, for a sweep in another process (the CLI)."""
     with FakeServer(reply=reply) as srv:
         yield srv
 
@@ -68,9 +74,9 @@ def test_guided_sweep_finds_the_best_with_fewer_calls(wb, landscape):
     assert counts.min() < 9 <= counts.max()
 
 
-def test_guided_sweep_from_yaml_and_cli(tmp_path, db, landscape):
+def test_guided_sweep_from_yaml_and_cli(tmp_path, db, landscape_server):
     f = tmp_path / "g.yaml"
-    data = _exp(landscape.base_url, name="guided-cli").model_dump(mode="json", exclude_none=True)
+    data = _exp(landscape_server.base_url, name="guided-cli").model_dump(mode="json", exclude_none=True)
     data["scorers"] = [{"name": "keyword", "words": ["value=0.9"]}]  # a built-in: the CLI process has no test scorers
     f.write_text(yaml.safe_dump(data))
     res = subprocess.run([sys.executable, "-m", "promptlooper.cli", "--db", db, "run", str(f), "--quiet"],
@@ -140,12 +146,12 @@ def _lucky_leader_reply():
 
 
 def test_early_dropping_does_not_trust_a_lucky_leader(wb):
-    with FakeServer(reply=_lucky_leader_reply()) as srv:
-        exp = _exp(srv.base_url, name="lucky", samples=[{"q": f"question {i}"} for i in range(12)],
-                   space={"persona": ["lead", "late"]}, guided={"startup": 1, "batch": 1})
-        [lead] = wb.evaluate(exp, [{"persona": "lead"}])  # the leader: measured on every sample first
-        assert lead["n"] == 12 and lead["score"] == pytest.approx(0.6)
-        progress = wb.run(exp)
+    model = FakeModel(reply=_lucky_leader_reply())
+    exp = _exp(model.base_url, name="lucky", samples=[{"q": f"question {i}"} for i in range(12)],
+               space={"persona": ["lead", "late"]}, guided={"startup": 1, "batch": 1})
+    [lead] = wb.evaluate(exp, [{"persona": "lead"}])  # the leader: measured on every sample first
+    assert lead["n"] == 12 and lead["score"] == pytest.approx(0.6)
+    progress = wb.run(exp)
     # The first rung (5 samples) of "late" ends below the leader's mean but not below what the
     # leader has surely earned (its interval's lower bound), so it must get every sample.
     board = wb.leaderboard(exp.key)
@@ -167,21 +173,21 @@ def test_a_leading_candidate_left_without_samples_gets_them_before_a_winner(wb):
     def flaky(body):
         text = reply(body)
         if body["messages"][0]["content"] == "late" and down["late"] and "0.9" in text:
-            raise RuntimeError("endpoint down")  # the fake server answers 500
+            raise RuntimeError("endpoint down")  # the fake answers 500
         return text
 
-    with FakeServer(reply=flaky) as srv:
-        exp = _exp(srv.base_url, name="resumed", samples=[{"q": f"question {i}"} for i in range(12)],
-                   space={"persona": ["lead", "late"]}, guided={"startup": 1, "batch": 1},
-                   # breaker_failures: these failures are one configuration's, not an endpoint outage
-                   # that should pause the sweep (see test_failures.py for that)
-                   endpoints={"fake": {"base_url": srv.base_url, "max_retries": 0, "breaker_failures": 1000}})
-        wb.evaluate(exp, [{"persona": "lead"}])
-        wb.run(exp)
-        ns = dict(zip(wb.leaderboard(exp.key)["persona"], wb.leaderboard(exp.key)["n"], strict=True))
-        assert ns == {"lead": 12, "late": 5}
-        down["late"] = False
-        wb.run(exp)  # the same search again: it resumes from the store
+    model = FakeModel(reply=flaky)
+    exp = _exp(model.base_url, name="resumed", samples=[{"q": f"question {i}"} for i in range(12)],
+               space={"persona": ["lead", "late"]}, guided={"startup": 1, "batch": 1},
+               # breaker_failures: these failures are one configuration's, not an endpoint outage
+               # that should pause the sweep (see test_failures.py for that)
+               endpoints={"fake": {"base_url": model.base_url, "max_retries": 0, "breaker_failures": 1000}})
+    wb.evaluate(exp, [{"persona": "lead"}])
+    wb.run(exp)
+    ns = dict(zip(wb.leaderboard(exp.key)["persona"], wb.leaderboard(exp.key)["n"], strict=True))
+    assert ns == {"lead": 12, "late": 5}
+    down["late"] = False
+    wb.run(exp)  # the same search again: it resumes from the store
     top = wb.leaderboard(exp.key).iloc[0]
     assert (top["persona"], top["n"]) == ("late", 12) and top["score"] == pytest.approx(0.7417, abs=1e-3)
     finished = wb.events(exp.key, ["guided.finished"])
@@ -200,10 +206,10 @@ def test_a_pass_fail_candidate_that_failed_its_first_rung_is_not_surely_below(wb
             return "value=1" if i % 2 == 0 else "value=0"
         return "value=0" if next(late_calls) < 5 else "value=1"
 
-    with FakeServer(reply=reply) as srv:
-        exp = _exp(srv.base_url, name="passfail", samples=[{"q": f"question {i}"} for i in range(12)],
-                   space={"persona": ["lead", "late"]}, guided={"startup": 1, "batch": 1})
-        wb.evaluate(exp, [{"persona": "lead"}])
-        wb.run(exp)
+    model = FakeModel(reply=reply)
+    exp = _exp(model.base_url, name="passfail", samples=[{"q": f"question {i}"} for i in range(12)],
+               space={"persona": ["lead", "late"]}, guided={"startup": 1, "batch": 1})
+    wb.evaluate(exp, [{"persona": "lead"}])
+    wb.run(exp)
     top = wb.leaderboard(exp.key).iloc[0]
     assert (top["persona"], top["n"]) == ("late", 12) and top["score"] == pytest.approx(7 / 12)

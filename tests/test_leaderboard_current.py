@@ -32,11 +32,11 @@ def cli(db: str, *args: str) -> subprocess.CompletedProcess:
     return res
 
 
-def test_an_edited_space_ranks_only_its_own_configurations(wb, server):
-    wb.run(fake_experiment(server.base_url))  # persona: terse, verbose
-    wb.run(fake_experiment(server.base_url, concurrency=2))  # a sweep setting: the same definition
+def test_an_edited_space_ranks_only_its_own_configurations(wb, fake):
+    wb.run(fake_experiment(fake.base_url))  # persona: terse, verbose
+    wb.run(fake_experiment(fake.base_url, concurrency=2))  # a sweep setting: the same definition
     assert len(wb.definitions("tests/fake-exp")) == 1
-    edited = fake_experiment(server.base_url, space={"answer.temperature": [0.0, 0.5], "persona": ["curt", "chatty"]})
+    edited = fake_experiment(fake.base_url, space={"answer.temperature": [0.0, 0.5], "persona": ["curt", "chatty"]})
     wb.run(edited)
     board = wb.leaderboard(edited.key)
     assert len(board) == 4 and set(board["persona"]) == {"curt", "chatty"}
@@ -55,9 +55,9 @@ def test_an_edited_space_ranks_only_its_own_configurations(wb, server):
         wb.leaderboard(edited.key, definition=7)
 
 
-def test_fewer_samples_count_only_the_current_ones(wb, server):
-    wb.run(fake_experiment(server.base_url))
-    fewer = fake_experiment(server.base_url, samples=SAMPLES[:2])
+def test_fewer_samples_count_only_the_current_ones(wb, fake):
+    wb.run(fake_experiment(fake.base_url))
+    fewer = fake_experiment(fake.base_url, samples=SAMPLES[:2])
     progress = wb.run(fewer)
     assert progress.total == 8  # nothing new to run: every call is done
     board = wb.leaderboard(fewer.key)
@@ -66,11 +66,11 @@ def test_fewer_samples_count_only_the_current_ones(wb, server):
     assert len(per_config) == 4  # the third sample's runs are still stored
 
 
-def test_changed_stages_and_scorers(wb, server):
-    wb.run(fake_experiment(server.base_url))
+def test_changed_stages_and_scorers(wb, fake):
+    wb.run(fake_experiment(fake.base_url))
     stages = [{"name": "answer", "model": "fake/fake-small", "system": "{{ persona }}", "user": "Question: {{ question }}",
                "params": {"max_tokens": 8}}]
-    changed = fake_experiment(server.base_url, stages=stages, scorers=[{"name": "length", "max_words": 6}])
+    changed = fake_experiment(fake.base_url, stages=stages, scorers=[{"name": "length", "max_words": 6}])
     wb.run(changed)
     board = wb.leaderboard(changed.key)
     assert len(board) == 4 and "keyword" not in board.columns and "length" in board.columns
@@ -79,10 +79,10 @@ def test_changed_stages_and_scorers(wb, server):
         assert wb.store.configuration(wb.experiment(changed.key)["id"], cid)["config"]["stages"][0]["user"] == "Question: {{ question }}"
 
 
-def test_cli_leaderboard_all_and_definitions(db, server, tmp_path):
+def test_cli_leaderboard_all_and_definitions(db, fake, tmp_path):
     wb = pl.Workbench(db)
-    wb.run(fake_experiment(server.base_url))
-    wb.run(fake_experiment(server.base_url, space={"answer.temperature": [0.0], "persona": ["curt"]}))
+    wb.run(fake_experiment(fake.base_url))
+    wb.run(fake_experiment(fake.base_url, space={"answer.temperature": [0.0], "persona": ["curt"]}))
     wb.close()
     current = json.loads(cli(db, "leaderboard", "tests/fake-exp", "--json").stdout)
     assert [r["persona"] for r in current] == ["curt"]
@@ -110,8 +110,8 @@ def failing_experiment(base_url: str) -> pl.Experiment:
         space={"mode": ["ok", "broken", "flaky"]}, scorers=[{"name": "length", "max_words": 6}])
 
 
-def test_failures_are_on_the_board(wb, server, db):
-    exp = failing_experiment(server.base_url)
+def test_failures_are_on_the_board(wb, fake, db):
+    exp = failing_experiment(fake.base_url)
     wb.run(exp)
     for sort in (None, "cost", "tokens"):
         board = wb.leaderboard(exp.key, sort=sort).set_index("mode")
@@ -134,8 +134,8 @@ def test_failures_are_on_the_board(wb, server, db):
 
 
 # ---------------------------------------------------------------------------------- column types
-def test_one_type_per_column_and_parquet_round_trip(wb, server, tmp_path):
-    exp = fake_experiment(server.base_url, space={"answer.temperature": [0.0, 0.5], "answer.stop": ["\n", ["END", "STOP"]]})
+def test_one_type_per_column_and_parquet_round_trip(wb, fake, tmp_path):
+    exp = fake_experiment(fake.base_url, space={"answer.temperature": [0.0, 0.5], "answer.stop": ["\n", ["END", "STOP"]]})
     wb.run(exp)
     board = wb.leaderboard(exp.key)
     for column in board.columns:
@@ -150,11 +150,11 @@ def test_one_type_per_column_and_parquet_round_trip(wb, server, tmp_path):
 
 
 # ---------------------------------------------------------------------------------- rejected
-def test_rejected_is_off_every_board(wb, server):
+def test_rejected_is_off_every_board(wb, fake):
     pytest.importorskip("anywidget")
     from promptlooper.ui.leaderboard import Leaderboard
 
-    exp = fake_experiment(server.base_url)
+    exp = fake_experiment(fake.base_url)
     wb.run(exp)
     top = str(wb.leaderboard(exp.key).iloc[0]["full_config_id"])
     wb.reject(exp.key, top, by="ana")
@@ -169,16 +169,16 @@ def test_rejected_is_off_every_board(wb, server):
 
 
 # ---------------------------------------------------------------------------------- over MCP
-def test_mcp_board_and_export_follow_the_current_definition(wb, server):
+def test_mcp_board_and_export_follow_the_current_definition(wb, fake):
     anyio = pytest.importorskip("anyio")
     pytest.importorskip("mcp")
     from mcp import Client
 
     from promptlooper.mcp_server import build_server
 
-    wb.run(fake_experiment(server.base_url))
-    wb.run(fake_experiment(server.base_url, space={"answer.temperature": [0.0, 0.5], "persona": ["curt"]}))
-    wb.run(failing_experiment(server.base_url))
+    wb.run(fake_experiment(fake.base_url))
+    wb.run(fake_experiment(fake.base_url, space={"answer.temperature": [0.0, 0.5], "persona": ["curt"]}))
+    wb.run(failing_experiment(fake.base_url))
 
     async def go() -> tuple[dict, ...]:
         async with Client(build_server(wb)) as c:

@@ -1,6 +1,7 @@
 """Chat stages (messages: templated turns, few-shot examples, conversations from a sample field) and
 tool calls (tools offered, the reply's tool_calls stored, scored, re-scored and shown), end to end
-against the loopback fake server."""
+on the in-process fake model (the CLI's validation on the loopback fake server, and a real llama.cpp
+server)."""
 
 from __future__ import annotations
 
@@ -44,11 +45,11 @@ def _sent(server: FakeServer) -> list[list[dict[str, Any]]]:
 
 
 # --------------------------------------------------------------------------- chat
-def test_messages_are_rendered_per_run_in_order_with_the_sample_conversation(server, wb):
-    exp = _chat_exp(server.base_url)
+def test_messages_are_rendered_per_run_in_order_with_the_sample_conversation(fake, wb):
+    exp = _chat_exp(fake.base_url)
     progress = wb.run(exp)
     assert progress.completed == 4 and progress.failed == 0
-    sent = _sent(server)
+    sent = _sent(fake)
     assert [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Example: 2+2"},
             {"role": "assistant", "content": "Example answer."}, *HISTORY,
             {"role": "user", "content": "Q: weather in paris"}] in sent
@@ -61,28 +62,28 @@ def test_messages_are_rendered_per_run_in_order_with_the_sample_conversation(ser
     assert detail["stages"][0]["prompt_sent"] in sent  # stored as sent
 
 
-def test_the_conversation_is_in_the_cache_key(server, wb):
-    wb.run(_chat_exp(server.base_url))
-    n = server.stats()["completions"]
-    again = wb.run(_chat_exp(server.base_url, name="chat-again"))
-    assert again.cached == 4 and server.stats()["completions"] == n  # same messages: served from the cache
+def test_the_conversation_is_in_the_cache_key(fake, wb):
+    wb.run(_chat_exp(fake.base_url))
+    n = fake.stats()["completions"]
+    again = wb.run(_chat_exp(fake.base_url, name="chat-again"))
+    assert again.cached == 4 and fake.stats()["completions"] == n  # same messages: served from the cache
     # one assistant turn changed: every call is new (a different configuration, a different key)
-    changed = _chat_exp(server.base_url, name="chat-changed",
+    changed = _chat_exp(fake.base_url, name="chat-changed",
                         messages=[{"role": "user", "content": "Example: {{ example }}"},
                                   {"role": "assistant", "content": "Another answer."}, {"from_field": "history"}])
     progress = wb.run(changed)
-    assert progress.cached == 0 and server.stats()["completions"] == n + 4
+    assert progress.cached == 0 and fake.stats()["completions"] == n + 4
 
 
-def test_messages_only_stage_needs_no_user_template(server, wb):
-    exp = _chat_exp(server.base_url, name="only-history", space={}, system=None, user=None, messages=[{"from_field": "history"}])
+def test_messages_only_stage_needs_no_user_template(fake, wb):
+    exp = _chat_exp(fake.base_url, name="only-history", space={}, system=None, user=None, messages=[{"from_field": "history"}])
     assert wb.run(exp).completed == 2
-    assert HISTORY in _sent(server)
+    assert HISTORY in _sent(fake)
 
 
-def test_chat_validation_names_the_field(server, wb):
-    pool = wb.pool(_chat_exp(server.base_url))
-    bad = _chat_exp(server.base_url, messages=[{"role": "user", "content": "{{ nope }}"}, {"from_field": "transcript"}])
+def test_chat_validation_names_the_field(fake, wb):
+    pool = wb.pool(_chat_exp(fake.base_url))
+    bad = _chat_exp(fake.base_url, messages=[{"role": "user", "content": "{{ nope }}"}, {"from_field": "transcript"}])
     problems = {p.path: p.message for p in validate(bad, pool)}
     assert "unknown template variable 'nope'" in problems["stages[0].messages[0].content"]
     assert "'transcript' is missing" in problems["stages[0].messages[1].from_field"]
@@ -99,17 +100,17 @@ def test_chat_validation_names_the_field(server, wb):
     assert "stages[0].messages[0]" in str(err.value)
 
 
-def test_a_bad_conversation_is_refused_naming_the_sample(server, wb):
+def test_a_bad_conversation_is_refused_naming_the_sample(fake, wb):
     exp = pl.Experiment.model_validate({
         "project": "tests", "name": "bad-history",
         "samples": [{"history": HISTORY}, {"history": [{"role": "user"}]}],
         "stages": [{"name": "answer", "model": "fake/fake-small", "messages": [{"from_field": "history"}]}],
-        "scorers": [{"name": "length", "max_words": 20}], "endpoints": {"fake": {"base_url": server.base_url}}})
+        "scorers": [{"name": "length", "max_words": 20}], "endpoints": {"fake": {"base_url": fake.base_url}}})
     problems = {p.path: p.message for p in validate(exp, wb.pool(exp))}
     assert "samples[1].history: message 0 has no text content" in problems["stages[0].messages[0].from_field"]
     with pytest.raises(SpecError):
         wb.run(exp)
-    assert server.stats()["completions"] == 0
+    assert fake.stats()["completions"] == 0
 
 
 # --------------------------------------------------------------------------- tools
@@ -126,10 +127,10 @@ def _tool_exp(base_url: str, name: str = "tools", scorers: list[dict[str, Any]] 
     })
 
 
-def test_tools_are_sent_and_tool_calls_stored_and_scored(server, wb):
-    exp = _tool_exp(server.base_url)
+def test_tools_are_sent_and_tool_calls_stored_and_scored(fake, wb):
+    exp = _tool_exp(fake.base_url)
     assert wb.run(exp).completed == 2
-    bodies = server.stats()["bodies"]
+    bodies = fake.stats()["bodies"]
     assert all(b["tools"] == [WEATHER] and b["tool_choice"] == "auto" for b in bodies)
     runs = {r["sample_index"]: r for r in wb.runs(exp.key)}
     paris = wb.run_detail(runs[0]["id"])
@@ -141,25 +142,25 @@ def test_tools_are_sent_and_tool_calls_stored_and_scored(server, wb):
     assert rome["scores"][0]["metadata"]["reason"] == "'get_weather' called with other arguments"
 
 
-def test_tools_are_in_the_cache_key_and_cached_replies_keep_their_tool_calls(server, wb):
-    wb.run(_tool_exp(server.base_url))
-    n = server.stats()["completions"]
-    again = wb.run(_tool_exp(server.base_url, name="tools-again"))
-    assert again.cached == 2 and server.stats()["completions"] == n
+def test_tools_are_in_the_cache_key_and_cached_replies_keep_their_tool_calls(fake, wb):
+    wb.run(_tool_exp(fake.base_url))
+    n = fake.stats()["completions"]
+    again = wb.run(_tool_exp(fake.base_url, name="tools-again"))
+    assert again.cached == 2 and fake.stats()["completions"] == n
     board = wb.leaderboard("tests/tools-again")
     assert float(board.iloc[0]["score"]) == 0.75  # (1 + 0.5) / 2, from the cached tool calls
     other_tool = json.loads(json.dumps(WEATHER))
     other_tool["function"]["description"] = "Weather now"
-    assert wb.run(_tool_exp(server.base_url, name="tools-changed", tools=[other_tool])).cached == 0
-    assert server.stats()["completions"] == n + 2
-    assert wb.run(_tool_exp(server.base_url, name="tools-none", tool_choice="none")).cached == 0
+    assert wb.run(_tool_exp(fake.base_url, name="tools-changed", tools=[other_tool])).cached == 0
+    assert fake.stats()["completions"] == n + 2
+    assert wb.run(_tool_exp(fake.base_url, name="tools-none", tool_choice="none")).cached == 0
 
 
-def test_a_text_reply_scores_zero_and_rescoring_reads_stored_tool_calls(server, wb):
-    exp = _tool_exp(server.base_url, tool_choice="none")
+def test_a_text_reply_scores_zero_and_rescoring_reads_stored_tool_calls(fake, wb):
+    exp = _tool_exp(fake.base_url, tool_choice="none")
     wb.run(exp)
     assert {r["score"] for r in wb.runs(exp.key)} == {0.0}
-    exp2 = _tool_exp(server.base_url, name="rescore")
+    exp2 = _tool_exp(fake.base_url, name="rescore")
     wb.run(exp2)
     summary = wb.rescore(exp2.key, [{"name": "tool_call", "tool": "get_weather", "arguments": {"city": "Rome"}, "label": "rome"}])
     assert summary["runs"] == 2 and summary["failed"] == 0
@@ -167,16 +168,16 @@ def test_a_text_reply_scores_zero_and_rescoring_reads_stored_tool_calls(server, 
     assert scores[0]["rome"] == 0.5 and scores[1]["rome"] == 1.0
 
 
-def test_a_later_stage_reads_the_tool_call(server, wb):
-    exp = _tool_exp(server.base_url, name="two-stage", scorers=[{"name": "length", "max_words": 50}])
+def test_a_later_stage_reads_the_tool_call(fake, wb):
+    exp = _tool_exp(fake.base_url, name="two-stage", scorers=[{"name": "length", "max_words": 50}])
     data = exp.model_dump(exclude={"base_dir"})
     data["stages"].append({"name": "report", "model": "fake/fake-small",
                            "user": "Tool {{ answer.tool_calls[0].name }} for {{ answer.tool_calls[0].arguments.city }}"})
     assert wb.run(pl.Experiment.model_validate(data)).completed == 2
-    assert any(b["messages"][-1]["content"] == "Tool get_weather for Paris" for b in server.stats()["bodies"])
+    assert any(b["messages"][-1]["content"] == "Tool get_weather for Paris" for b in fake.stats()["bodies"])
 
 
-def test_tool_validation_and_show_prints_tool_calls(server, wb, tmp_path):
+def test_tool_validation_and_show_prints_tool_calls(fake, wb, tmp_path):
     with pytest.raises(SpecError) as err:
         parse_experiment({"name": "x", "samples": [{"a": 1}], "stages": [
             {"name": "s", "model": "fake/m", "user": "hi", "tools": [{"name": "get_weather"}]}]})
@@ -185,9 +186,9 @@ def test_tool_validation_and_show_prints_tool_calls(server, wb, tmp_path):
         parse_experiment({"name": "x", "samples": [{"a": 1}], "stages": [
             {"name": "s", "model": "fake/m", "user": "hi", "tool_choice": "auto"}]})
     assert "tool_choice needs tools" in str(err.value)
-    local = _tool_exp(server.base_url, name="local-tools", model="local/smollm2-135m")
+    local = _tool_exp(fake.base_url, name="local-tools", model="local/smollm2-135m")
     assert "cannot call tools" in {p.path: p.message for p in validate(local, wb.pool(local))}["stages[0].tools"]
-    exp = _tool_exp(server.base_url, name="show")
+    exp = _tool_exp(fake.base_url, name="show")
     wb.run(exp)
     run_id = wb.runs(exp.key)[0]["id"]
     res = subprocess.run([sys.executable, "-m", "promptlooper.cli", "--db", wb.db_path, "show", run_id],

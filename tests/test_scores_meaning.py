@@ -15,7 +15,7 @@ from sqlite_utils import Database
 import promptlooper as pl
 from promptlooper.samples import read_samples
 from promptlooper.scorers import check_args
-from promptlooper.testing import FakeServer
+from promptlooper.testing import FakeModel, FakeServer
 from promptlooper.testing.fake_server import default_reply
 
 CLI = [sys.executable, "-m", "promptlooper.cli"]
@@ -33,21 +33,21 @@ def grading(body):
 # --------------------------------------------------------------------------- judge `scale: 5`
 def test_the_readmes_judge_example_with_scale_5_works(wb):
     assert check_args("judge", {"model": "openai/gpt-4o-mini", "scale": 5}) == []
-    with FakeServer(reply=grading) as srv:
-        exp = fake_experiment(srv.base_url, space={}, scorers=[{"name": "judge", "model": "fake/fake-small", "scale": 5}])
-        assert wb.validate(exp) == []
-        wb.run(exp)
+    model = FakeModel(reply=grading)
+    exp = fake_experiment(model.base_url, space={}, scorers=[{"name": "judge", "model": "fake/fake-small", "scale": 5}])
+    assert wb.validate(exp) == []
+    wb.run(exp)
     board = wb.leaderboard(exp.key)
     assert board.loc[0, "judge"] == pytest.approx(0.75)  # 4 on 1..5
 
 
 # --------------------------------------------------------------------------- human ratings weighted
 def test_human_ratings_are_weighted_into_the_score_like_any_scorer(wb):
-    with FakeServer(reply=grading) as srv:
-        exp = fake_experiment(srv.base_url, space={"answer.temperature": [0.0, 0.5]},
-                              scorers=[{"name": "contains", "field": "reference"}, {"name": "human", "weight": 2}])
-        assert wb.validate(exp) == []
-        progress = wb.run(exp)
+    model = FakeModel(reply=grading)
+    exp = fake_experiment(model.base_url, space={"answer.temperature": [0.0, 0.5]},
+                          scorers=[{"name": "contains", "field": "reference"}, {"name": "human", "weight": 2}])
+    assert wb.validate(exp) == []
+    progress = wb.run(exp)
     assert progress.failed == 0
     before = wb.leaderboard(exp.key)
     assert list(before.score) == [1.0, 1.0]  # every output contains its reference; nobody has rated yet
@@ -138,15 +138,15 @@ def test_rescore_reports_failed_scores_and_exits_non_zero(tmp_path, wb, db):
 
 
 # --------------------------------------------------------------------------- samples
-def test_duplicate_sample_ids_are_a_validation_problem(wb, make_exp):
+def test_duplicate_sample_ids_are_a_validation_problem(wb, make_fake_exp):
     samples = [{"id": 1, "question": "a", "reference": "x"}, {"id": 2, "question": "b", "reference": "y"},
                {"id": 2, "question": "c", "reference": "z"}, {"question": "d", "reference": "w"},
                {"question": "d", "reference": "w"}]
-    problems = [str(p) for p in wb.validate(make_exp(samples=samples))]
+    problems = [str(p) for p in wb.validate(make_fake_exp(samples=samples))]
     assert any(p.startswith("samples[2].id: sample id 2 is also the id of samples[1]") for p in problems), problems
     assert any(p.startswith("samples[4]: identical to samples[3]") for p in problems), problems
     with pytest.raises(pl.SpecError):
-        wb.run(make_exp(samples=samples))
+        wb.run(make_fake_exp(samples=samples))
 
 
 def test_csv_columns_of_numbers_are_numbers(tmp_path, wb):
@@ -156,24 +156,24 @@ def test_csv_columns_of_numbers_are_numbers(tmp_path, wb):
     assert rows[0] == {"id": 1, "question": "first", "n": 2, "ratio": 0.5, "code": "007"}
     assert rows[1]["n"] == 10 and rows[1]["ratio"] == 1.0
     bodies = []
-    with FakeServer(reply=lambda body: bodies.append(body) or "alpha") as srv:
-        exp = fake_experiment(srv.base_url, samples=str(tmp_path / "s.csv"), space={},
-                              stages=[{"name": "answer", "model": "fake/fake-small", "user": "{{ question }} x{{ n + 1 }}"}],
-                              scorers=[{"name": "length", "max_words": 5}])
-        assert wb.validate(exp) == []
-        assert wb.run(exp).failed == 0
+    model = FakeModel(reply=lambda body: bodies.append(body) or "alpha")
+    exp = fake_experiment(model.base_url, samples=str(tmp_path / "s.csv"), space={},
+                          stages=[{"name": "answer", "model": "fake/fake-small", "user": "{{ question }} x{{ n + 1 }}"}],
+                          scorers=[{"name": "length", "max_words": 5}])
+    assert wb.validate(exp) == []
+    assert wb.run(exp).failed == 0
     assert sorted(b["messages"][-1]["content"] for b in bodies) == ["first x3", "second x11"]
 
 
-def test_validate_renders_every_template_against_the_first_samples(wb, make_exp):
-    exp = make_exp(samples=[{"question": "q", "n": "two", "reference": "r"}], space={"answer.user": ["{{ question }}", "{{ n + 1 }}"]})
+def test_validate_renders_every_template_against_the_first_samples(wb, make_fake_exp):
+    exp = make_fake_exp(samples=[{"question": "q", "n": "two", "reference": "r"}], space={"answer.user": ["{{ question }}", "{{ n + 1 }}"]})
     problems = [str(p) for p in wb.validate(exp)]
     assert any(p.startswith("space.answer.user[1]: rendering with samples[0] fails") for p in problems), problems
     assert not any("space.answer.user[0]" in p for p in problems)
-    fine = make_exp(samples=[{"question": "q", "n": 2, "reference": "r"}], space={"answer.user": ["{{ question }}", "{{ n + 1 }}"]})
+    fine = make_fake_exp(samples=[{"question": "q", "n": 2, "reference": "r"}], space={"answer.user": ["{{ question }}", "{{ n + 1 }}"]})
     assert wb.validate(fine) == []
     # a judge's prompt too: it would fail on every run, after the stage calls were paid for
-    judged = make_exp(samples=[{"question": "q", "n": "two", "reference": "r"}], space={},
+    judged = make_fake_exp(samples=[{"question": "q", "n": "two", "reference": "r"}], space={},
                       scorers=[{"name": "judge", "model": "fake/fake-small", "prompt": "{{ output }} in {{ n + 1 }} words: {{ min }}-{{ max }}"}])
     assert [p.path for p in wb.validate(judged)] == ["scorers[0].prompt"]
 

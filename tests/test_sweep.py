@@ -1,4 +1,5 @@
-"""The sweep engine against the real loopback fake server: caching, resume, faults, rankings."""
+"""The sweep engine on the in-process fake model (and, for faults over the wire and keys, the loopback
+fake server): caching, resume, faults, rankings."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 from helpers import fake_experiment
 
 import promptlooper as pl
-from promptlooper.testing import FakeServer, Faults
+from promptlooper.testing import FakeModel, FakeServer, Faults
 
 
 def _count(db: str, sql: str, *args) -> int:
@@ -18,12 +19,12 @@ def _count(db: str, sql: str, *args) -> int:
         return c.execute(sql, args).fetchone()[0]
 
 
-def test_grid_sweep_stores_every_run_and_ranks_configurations(wb, make_exp, server, db):
-    exp = make_exp()
+def test_grid_sweep_stores_every_run_and_ranks_configurations(wb, make_fake_exp, fake, db):
+    exp = make_fake_exp()
     progress = wb.run(exp)
     assert progress.status == "completed"
     assert progress.total == progress.done == 12 and progress.failed == 0
-    assert server.stats()["completions"] == 12
+    assert fake.stats()["completions"] == 12
     assert _count(db, "SELECT COUNT(*) FROM runs WHERE status = 'completed'") == 12
     assert _count(db, "SELECT COUNT(*) FROM stage_results") == 12
     assert _count(db, "SELECT COUNT(*) FROM scores") == 24
@@ -41,51 +42,51 @@ def test_grid_sweep_stores_every_run_and_ranks_configurations(wb, make_exp, serv
     assert progress.tokens > 0
 
 
-def test_rerun_reaches_the_server_zero_times(wb, make_exp, server):
-    exp = make_exp()
+def test_rerun_reaches_the_server_zero_times(wb, make_fake_exp, fake):
+    exp = make_fake_exp()
     wb.run(exp)
-    server.reset()
+    fake.reset()
     again = wb.run(exp)
-    assert server.stats()["requests"] == 0
+    assert fake.stats()["requests"] == 0
     assert again.done == again.total == again.skipped == 12
 
 
-def test_cached_calls_cost_nothing_and_are_marked(wb, make_exp, server, db):
-    wb.run(make_exp(name="first"))
-    server.reset()
-    second = wb.run(make_exp(name="second"))  # same configurations, another experiment
-    assert server.stats()["requests"] == 0
+def test_cached_calls_cost_nothing_and_are_marked(wb, make_fake_exp, fake, db):
+    wb.run(make_fake_exp(name="first"))
+    fake.reset()
+    second = wb.run(make_fake_exp(name="second"))  # same configurations, another experiment
+    assert fake.stats()["requests"] == 0
     assert second.cached == 12 and second.tokens == 0 and second.cache_hit_rate == 1.0
     assert _count(db, "SELECT COUNT(*) FROM runs r JOIN experiments e ON e.id = r.experiment_id"
                       " WHERE e.name = 'second' AND r.status = 'cached'") == 12
 
 
-def test_repeat_gives_distinct_cache_keys(wb, make_exp, server, db):
-    exp = make_exp(space={}, repeat=3)
+def test_repeat_gives_distinct_cache_keys(wb, make_fake_exp, fake, db):
+    exp = make_fake_exp(space={}, repeat=3)
     wb.run(exp)
-    assert server.stats()["completions"] == 9  # 3 samples x 3 repeats, none shared
+    assert fake.stats()["completions"] == 9  # 3 samples x 3 repeats, none shared
     assert _count(db, "SELECT COUNT(DISTINCT cache_key) FROM stage_results") == 9
 
 
-def test_random_strategy_is_seeded(wb, make_exp):
+def test_random_strategy_is_seeded(wb, make_fake_exp):
     space = {"answer.temperature": {"min": 0.0, "max": 1.0}, "answer.top_p": [0.5, 0.9, 1.0]}
-    a = wb.configurations(make_exp(space=space, strategy="random", max_configs=5, seed=7))
-    b = wb.configurations(make_exp(space=space, strategy="random", max_configs=5, seed=7))
-    c = wb.configurations(make_exp(space=space, strategy="random", max_configs=5, seed=8))
+    a = wb.configurations(make_fake_exp(space=space, strategy="random", max_configs=5, seed=7))
+    b = wb.configurations(make_fake_exp(space=space, strategy="random", max_configs=5, seed=7))
+    c = wb.configurations(make_fake_exp(space=space, strategy="random", max_configs=5, seed=8))
     assert [x.id for x in a] == [x.id for x in b] != [x.id for x in c]
     assert len({x.id for x in a}) == 5
-    progress = wb.run(make_exp(space=space, strategy="random", max_configs=4))
+    progress = wb.run(make_fake_exp(space=space, strategy="random", max_configs=4))
     assert progress.total == 12
 
 
-def test_multi_stage_pipeline_with_function_stage(wb, make_exp, server):
+def test_multi_stage_pipeline_with_function_stage(wb, make_fake_exp, fake):
     seen = []
 
     def shout(answer: str, question: str) -> str:
         seen.append(question)
         return answer.upper()
 
-    exp = make_exp(
+    exp = make_fake_exp(
         stages=[
             pl.PromptStage(name="answer", model="fake/fake-small", user="Q: {{ question }}"),
             pl.FunctionStage(name="loud", function=shout),
@@ -97,7 +98,7 @@ def test_multi_stage_pipeline_with_function_stage(wb, make_exp, server):
     progress = wb.run(exp)
     assert progress.failed == 0 and progress.done == 6
     assert len(seen) == 6
-    assert server.stats()["by_model"] == {"fake-small": 6, "fake-large": 6}
+    assert fake.stats()["by_model"] == {"fake-small": 6, "fake-large": 6}
     run = wb.runs(exp.key)[0]
     detail = wb.run_detail(run["id"])
     assert [s["stage_name"] for s in detail["stages"]] == ["answer", "loud", "review"]
@@ -105,11 +106,11 @@ def test_multi_stage_pipeline_with_function_stage(wb, make_exp, server):
     assert detail["stages"][1]["response_raw"] in detail["stages"][2]["prompt_sent"][-1]["content"]
 
 
-def test_a_failing_function_stage_fails_its_runs_with_the_reason(wb, make_exp):
+def test_a_failing_function_stage_fails_its_runs_with_the_reason(wb, make_fake_exp):
     def broken(answer: str) -> str:
         raise ValueError("no good")
 
-    exp = make_exp(stages=[pl.PromptStage(name="answer", model="fake/fake-small", user="{{ question }}"),
+    exp = make_fake_exp(stages=[pl.PromptStage(name="answer", model="fake/fake-small", user="{{ question }}"),
                            pl.FunctionStage(name="post", function=broken)], space={})
     progress = wb.run(exp)
     assert progress.failed == 3
@@ -150,10 +151,9 @@ def test_retry_after_is_honoured_and_concurrency_halves_on_429():
 
 
 def test_rate_limited_sweep_recovers(wb):
-    with FakeServer(faults=Faults(rate_limit=0.3, retry_after=0.02), seed=1) as srv:
-        exp = fake_experiment(srv.base_url)
-        progress = wb.run(exp)
-        assert srv.stats()["by_status"].get("429", srv.stats()["by_status"].get(429, 0)) > 0
+    model = FakeModel(faults=Faults(rate_limit=0.3, retry_after=0.02), seed=1)
+    progress = wb.run(fake_experiment(model.base_url))
+    assert model.stats()["by_status"].get(429, 0) > 0
     assert progress.failed == 0 and progress.completed == 12
 
 
@@ -173,27 +173,27 @@ def test_api_key_value_never_reaches_the_database(tmp_path, db, monkeypatch):
         assert secret.encode() not in path.read_bytes(), path
 
 
-def test_cache_explain_and_invalidate(wb, make_exp, server):
-    exp = make_exp(space={})
+def test_cache_explain_and_invalidate(wb, make_fake_exp, fake):
+    exp = make_fake_exp(space={})
     wb.run(exp)
     run = wb.runs(exp.key)[0]
     [call] = wb.explain_cache(run["id"])
     assert call["matches"] and call["in_cache"]
-    assert call["material"]["endpoint"] == server.base_url
+    assert call["material"]["endpoint"] == fake.base_url
     assert call["material"]["model"] == "fake-small"
     assert call["material"]["messages"][-1]["content"].startswith("Q: ")
     assert wb.invalidate_cache(run=run["id"]) == 1
-    server.reset()
+    fake.reset()
     wb.run(exp)
-    assert server.stats()["completions"] == 1  # only the invalidated run called again
+    assert fake.stats()["completions"] == 1  # only the invalidated run called again
     assert wb.invalidate_cache(experiment=exp.key) == 3
-    server.reset()
+    fake.reset()
     wb.run(exp)
-    assert server.stats()["completions"] == 3
+    assert fake.stats()["completions"] == 3
 
 
-def test_background_handle_on_a_running_loop(wb, make_exp, server):
-    exp = make_exp()
+def test_background_handle_on_a_running_loop(wb, make_fake_exp, fake):
+    exp = make_fake_exp()
 
     async def main():
         handle = wb.start(exp)
@@ -210,35 +210,32 @@ def test_background_handle_on_a_running_loop(wb, make_exp, server):
     assert ticks > 3
 
 
-def test_sync_handle_in_a_script_pause_resume(wb, server):
-    slow = FakeServer(latency=0.05).start()
-    try:
-        exp = fake_experiment(slow.base_url, space={"answer.temperature": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]}, concurrency=2)
-        handle = wb.start(exp)
-        import time
+def test_sync_handle_in_a_script_pause_resume(wb):
+    slow = FakeModel(latency=0.05)
+    exp = fake_experiment(slow.base_url, space={"answer.temperature": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]}, concurrency=2)
+    handle = wb.start(exp)
+    import time
 
-        time.sleep(0.3)
-        handle.pause()
-        deadline = time.time() + 5
-        while handle.status != "paused" and time.time() < deadline:
-            time.sleep(0.05)
-        assert handle.status == "paused"
-        time.sleep(0.3)
-        frozen = handle.progress.done
-        time.sleep(0.5)
-        assert handle.progress.done == frozen  # no new runs while paused
-        handle.resume()
-        progress = handle.wait(60)
-        assert progress.status == "completed" and progress.done == 18
-        kinds = [e["type"] for e in wb.events(exp.key, ["experiment.*"])]
-        assert kinds[:1] == ["experiment.started"] and "experiment.paused" in kinds and "experiment.resumed" in kinds
-        assert kinds[-1] == "experiment.completed"
-    finally:
-        slow.stop()
+    time.sleep(0.3)
+    handle.pause()
+    deadline = time.time() + 5
+    while handle.status != "paused" and time.time() < deadline:
+        time.sleep(0.05)
+    assert handle.status == "paused"
+    time.sleep(0.3)
+    frozen = handle.progress.done
+    time.sleep(0.5)
+    assert handle.progress.done == frozen  # no new runs while paused
+    handle.resume()
+    progress = handle.wait(60)
+    assert progress.status == "completed" and progress.done == 18
+    kinds = [e["type"] for e in wb.events(exp.key, ["experiment.*"])]
+    assert kinds[:1] == ["experiment.started"] and "experiment.paused" in kinds and "experiment.resumed" in kinds
+    assert kinds[-1] == "experiment.completed"
 
 
-def test_events_record_runs_and_new_best(wb, make_exp):
-    exp = make_exp()
+def test_events_record_runs_and_new_best(wb, make_fake_exp):
+    exp = make_fake_exp()
     wb.run(exp)
     events = wb.events(exp.key)
     types = [e["type"] for e in events]
@@ -250,10 +247,10 @@ def test_events_record_runs_and_new_best(wb, make_exp):
     assert best["config_id"] in set(board[(board.score - board.iloc[0]["score"]).abs() < 1e-9]["full_config_id"])
 
 
-def test_a_cached_run_records_no_start_only_its_cache_hit(wb, make_exp):
-    exp = make_exp()
+def test_a_cached_run_records_no_start_only_its_cache_hit(wb, make_fake_exp):
+    exp = make_fake_exp()
     wb.run(exp)
-    fork = make_exp(name="same-calls")  # new runs, every call already in the cache
+    fork = make_fake_exp(name="same-calls")  # new runs, every call already in the cache
     wb.run(fork)
     types = [e["type"] for e in wb.events(fork.key)]
     assert types.count("run.cached") == 12 and "run.started" not in types  # it never waited for a model
@@ -262,27 +259,27 @@ def test_a_cached_run_records_no_start_only_its_cache_hit(wb, make_exp):
 def test_identical_calls_of_different_configurations_reach_the_server_once(wb):
     # The first stage's call is the same for every configuration (only the second stage varies):
     # runs of different configurations ask for it at once, looked up ahead and missing; one goes out.
-    with FakeServer(latency=0.05) as srv:
-        exp = fake_experiment(
-            srv.base_url, name="shared-first-call",
-            stages=[{"name": "answer", "model": "fake/fake-small", "user": "Q: {{ question }}"},
-                    {"name": "check", "model": "fake/fake-large", "user": "Check {{ answer }}"}],
-            space={"check.temperature": [0.0, 0.25, 0.5, 0.75, 1.0]}, concurrency=16,
-        )
-        progress = wb.run(exp)
-        assert progress.failed == 0 and progress.done == 15
-        assert srv.stats()["by_model"] == {"fake-small": 3, "fake-large": 15}
+    model = FakeModel(latency=0.05)
+    exp = fake_experiment(
+        model.base_url, name="shared-first-call",
+        stages=[{"name": "answer", "model": "fake/fake-small", "user": "Q: {{ question }}"},
+                {"name": "check", "model": "fake/fake-large", "user": "Check {{ answer }}"}],
+        space={"check.temperature": [0.0, 0.25, 0.5, 0.75, 1.0]}, concurrency=16,
+    )
+    progress = wb.run(exp)
+    assert progress.failed == 0 and progress.done == 15
+    assert model.stats()["by_model"] == {"fake-small": 3, "fake-large": 15}
 
 
-def test_human_ratings_survive_a_rerun_of_their_run(wb, make_exp, server):
-    exp = make_exp(space={})
+def test_human_ratings_survive_a_rerun_of_their_run(wb, make_fake_exp, fake):
+    exp = make_fake_exp(space={})
     wb.run(exp)
     run = wb.runs(exp.key)[0]
     wb.rate(run["id"], stars=4, comment="good", by="ana")
     wb.invalidate_cache(run=run["id"])
-    server.reset()
+    fake.reset()
     wb.run(exp)  # the run is executed again (a new call) and its record updated
-    assert server.stats()["completions"] == 1
+    assert fake.stats()["completions"] == 1
     human = [s for s in wb.run_detail(run["id"])["scores"] if s["source"] == "human"]
     assert [(s["scorer"], s["value"]) for s in human] == [("human_stars", 0.75)]
 
@@ -298,9 +295,9 @@ def test_every_call_slot_is_used_and_never_one_more(wb, scorer):
     scorers = [{"name": "length", "max_words": 6}]
     if scorer == "async":
         scorers.append({"name": "python", "function": slow_score})
-    with FakeServer(latency=0.05) as srv:
-        exp = fake_experiment(srv.base_url, space={"answer.temperature": [round(i * 0.1, 1) for i in range(10)]},
-                              scorers=scorers, concurrency=8)
-        progress = wb.run(exp)
-        assert srv.stats()["in_flight_max"] == 8
+    model = FakeModel(latency=0.05)
+    exp = fake_experiment(model.base_url, space={"answer.temperature": [round(i * 0.1, 1) for i in range(10)]},
+                          scorers=scorers, concurrency=8)
+    progress = wb.run(exp)
+    assert model.stats()["in_flight_max"] == 8
     assert progress.completed == 30

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 import promptlooper as pl
-from promptlooper.testing import FakeServer
+from promptlooper.testing import FakeModel, FakeServer
 
 
 def _messages(problems: list[pl.Problem]) -> list[str]:
@@ -24,7 +24,7 @@ def _write(tmp_path: Path, data: dict, name: str = "exp.yaml") -> Path:
     return p
 
 
-def _base(server: FakeServer) -> dict:
+def _base(server: FakeServer | FakeModel) -> dict:
     return {
         "name": "v",
         "samples": [{"question": "q1", "reference": "a"}, {"question": "q2", "reference": "b"}],
@@ -71,8 +71,8 @@ CASES = [
 
 
 @pytest.mark.parametrize(("label", "mutate", "path", "message", "hint"), CASES, ids=[c[0] for c in CASES])
-def test_each_invalid_experiment_gets_its_message_and_no_call(tmp_path, server, wb, label, mutate, path, message, hint):
-    data = _base(server)
+def test_each_invalid_experiment_gets_its_message_and_no_call(tmp_path, fake, wb, label, mutate, path, message, hint):
+    data = _base(fake)
     mutate(data)
     f = _write(tmp_path, data)
     problems = wb.validate(f)
@@ -80,11 +80,11 @@ def test_each_invalid_experiment_gets_its_message_and_no_call(tmp_path, server, 
     assert matching, f"{label}: expected {path} / {message!r}, got {_messages(problems)}"
     with pytest.raises(pl.SpecError):
         wb.run(pl.load_experiment(f))
-    assert server.stats()["requests"] == 0
+    assert fake.stats()["requests"] == 0
 
 
-def test_all_problems_reported_at_once(tmp_path, server, wb):
-    data = _base(server)
+def test_all_problems_reported_at_once(tmp_path, fake, wb):
+    data = _base(fake)
     data["stages"][0]["user"] = "{{ qestion }}"
     data["stages"][0]["params"] = {"temperature": 5}
     data["scorers"] = [{"name": "nope"}]
@@ -107,27 +107,27 @@ def test_cli_validate_exit_status_2_and_lists_paths(tmp_path, server, db):
     assert server.stats()["requests"] == 0
 
 
-def test_yaml_and_python_share_one_schema(tmp_path, server):
-    data = _base(server)
+def test_yaml_and_python_share_one_schema(tmp_path, fake):
+    data = _base(fake)
     from_yaml = pl.load_experiment(_write(tmp_path, data))
     from_python = pl.Experiment(
         name="v", samples=data["samples"],
         stages=[pl.PromptStage(name="answer", model="fake/fake-small", user="{{ question }}")],
         space={"answer.temperature": [0.0, 1.0]}, scorers=[pl.ScorerSpec(name="contains", args={"field": "reference"})],
-        endpoints={"fake": pl.EndpointSpec(base_url=server.base_url)},
+        endpoints={"fake": pl.EndpointSpec(base_url=fake.base_url)},
     )
     assert from_yaml.to_record() == from_python.to_record()
 
 
-def test_samples_from_jsonl_and_csv(tmp_path, server, wb):
-    (tmp_path / "s.jsonl").write_text("\n".join(json.dumps(s) for s in _base(server)["samples"]))
+def test_samples_from_jsonl_and_csv(tmp_path, fake, wb):
+    (tmp_path / "s.jsonl").write_text("\n".join(json.dumps(s) for s in _base(fake)["samples"]))
     (tmp_path / "s.csv").write_text("question,reference\nq1,a\nq2,b\n")
     for name in ("s.jsonl", "s.csv"):
-        data = _base(server)
+        data = _base(fake)
         data["samples"] = name
         assert wb.validate(_write(tmp_path, data)) == []
     (tmp_path / "bad.jsonl").write_text('{"question": "ok", "reference": "x"}\nnot json\n')
-    data = _base(server)
+    data = _base(fake)
     data["samples"] = "bad.jsonl"
     problems = wb.validate(_write(tmp_path, data))
     assert any("line 2" in p.path and "invalid JSON" in p.message for p in problems)

@@ -1,6 +1,6 @@
 """The data side of the views (issue 17): the tidy runs table and its export, the output matrix,
 group by any variable, comparing experiments (forks, configurations of two experiments), and the
-sweep-analysis figures, on real sweeps against the loopback fake server and through the CLI."""
+sweep-analysis figures, on real sweeps (on the in-process fake model) and through the CLI."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 import promptlooper as pl
-from promptlooper.testing import FakeServer
+from promptlooper.testing import FakeModel
 
 CLI = [sys.executable, "-m", "promptlooper.cli"]
 CAPITALS = {"France": "paris", "Japan": "tokyo", "Italy": "rome"}
@@ -49,14 +49,14 @@ def _experiment(base_url: str, name: str = "views", **over: Any) -> pl.Experimen
 
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory: pytest.TempPathFactory):
-    """One real sweep (2 temperatures x 2 personas x 3 samples), its workbench, server and database."""
+    """One real sweep (2 temperatures x 2 personas x 3 samples), its workbench, fake model and database."""
     db = str(tmp_path_factory.mktemp("views") / "views.db")
-    with FakeServer(reply=_reply) as srv:
-        wb = pl.Workbench(db)
-        exp = _experiment(srv.base_url)
-        wb.run(exp)
-        yield wb, exp, srv, db
-        wb.close()
+    model = FakeModel(reply=_reply)
+    wb = pl.Workbench(db)
+    exp = _experiment(model.base_url)
+    wb.run(exp)
+    yield wb, exp, model, db
+    wb.close()
 
 
 def _cli(db: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -94,12 +94,12 @@ def test_runs_as_a_tidy_frame_with_clean_dtypes_that_parquet_takes(swept, tmp_pa
 def many(tmp_path_factory: pytest.TempPathFactory):
     """A sweep of 60 runs (20 temperatures x 3 samples): past the list's default of 50 rows."""
     db = str(tmp_path_factory.mktemp("many") / "many.db")
-    with FakeServer(reply=_reply) as srv:
-        wb = pl.Workbench(db)
-        exp = _experiment(srv.base_url, name="many", space={"answer.temperature": {"min": 0.0, "max": 0.95, "step": 0.05},
-                                                             "persona": ["terse"]})
-        wb.run(exp)
-        wb.close()
+    model = FakeModel(reply=_reply)
+    wb = pl.Workbench(db)
+    exp = _experiment(model.base_url, name="many", space={"answer.temperature": {"min": 0.0, "max": 0.95, "step": 0.05},
+                                                         "persona": ["terse"]})
+    wb.run(exp)
+    wb.close()
     return db, exp
 
 
@@ -221,10 +221,10 @@ def test_cli_group(swept):
 def forked(swept):
     """The sweep, a fork of it (verbose persona at two new temperatures) run, and a second
     experiment on two of the three samples."""
-    wb, exp, srv, db = swept
+    wb, exp, model, db = swept
     fork = wb.fork(exp.key, changes={"persona": ["terse", "verbose"], "answer.temperature": [0.0, 0.9]}, name="views-fork")
     wb.run(fork)
-    other = _experiment(srv.base_url, name="other", space={"persona": ["verbose", "terse"]},
+    other = _experiment(model.base_url, name="other", space={"persona": ["verbose", "terse"]},
                         samples=[{"question": f"capital of {c}", "reference": CAPITALS[c]} for c in ("Japan", "France")])
     wb.run(other)
     return wb, exp, fork, other, db
@@ -339,21 +339,21 @@ def test_sweep_plots_are_plotly_figures_of_the_real_data(swept):
 
 
 def test_views_read_the_current_definition_and_the_export_has_every_run(tmp_path):
-    with FakeServer(reply=_reply) as srv:
-        wb = pl.Workbench(str(tmp_path / "defs.db"))
-        first = _experiment(srv.base_url, name="defs")
-        wb.run(first)
-        # The same experiment redefined: one sample dropped, one persona only.
-        second = _experiment(srv.base_url, name="defs", space={"answer.temperature": [0.0, 0.5], "persona": ["terse"]},
-                             samples=[{"question": f"capital of {c}", "reference": CAPITALS[c]} for c in ("France", "Japan")])
-        wb.run(second)
-        runs = wb.runs(second.key, as_frame=True)
-        assert len(runs) == 12 and int(runs["current"].sum()) == 4
-        g = wb.group_by(second.key, "persona")
-        assert list(g.persona) == ["terse"] and list(g.n) == [4]
-        assert len(wb.matrix(second.key).cells) == 4
-        analysis = wb.sweep_analysis(second.key)  # both score 1.0: nothing to attribute, no error
-        assert len(analysis["configurations"]) == 2 and list(analysis["importance"].importance) == [0.0]
-        board = wb.leaderboard(second.key)
-        assert set(board.n) == {2} and len(board) == 2  # the same runs as the views
-        wb.close()
+    model = FakeModel(reply=_reply)
+    wb = pl.Workbench(str(tmp_path / "defs.db"))
+    first = _experiment(model.base_url, name="defs")
+    wb.run(first)
+    # The same experiment redefined: one sample dropped, one persona only.
+    second = _experiment(model.base_url, name="defs", space={"answer.temperature": [0.0, 0.5], "persona": ["terse"]},
+                         samples=[{"question": f"capital of {c}", "reference": CAPITALS[c]} for c in ("France", "Japan")])
+    wb.run(second)
+    runs = wb.runs(second.key, as_frame=True)
+    assert len(runs) == 12 and int(runs["current"].sum()) == 4
+    g = wb.group_by(second.key, "persona")
+    assert list(g.persona) == ["terse"] and list(g.n) == [4]
+    assert len(wb.matrix(second.key).cells) == 4
+    analysis = wb.sweep_analysis(second.key)  # both score 1.0: nothing to attribute, no error
+    assert len(analysis["configurations"]) == 2 and list(analysis["importance"].importance) == [0.0]
+    board = wb.leaderboard(second.key)
+    assert set(board.n) == {2} and len(board) == 2  # the same runs as the views
+    wb.close()

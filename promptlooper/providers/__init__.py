@@ -1,6 +1,7 @@
-"""Model providers: OpenAI-compatible endpoints and the embedded offline default."""
+"""Model providers: OpenAI-compatible endpoints, the embedded offline default, endpoint groups and
+the test fake, each made by a factory registered with :func:`register_provider`."""
 
 from .base import ChatRequest, ChatResponse, Provider
-from .registry import LOCAL, EndpointPool, split_model
+from .registry import LOCAL, EndpointPool, register_provider, split_model
 
-__all__ = ["LOCAL", "ChatRequest", "ChatResponse", "EndpointPool", "Provider", "split_model"]
+__all__ = ["LOCAL", "ChatRequest", "ChatResponse", "EndpointPool", "Provider", "register_provider", "split_model"]

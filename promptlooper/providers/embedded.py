@@ -22,6 +22,7 @@ from typing import Any
 
 from ..errors import EndpointError, ProviderError
 from .base import ChatRequest, ChatResponse, Provider
+from .registry import EndpointPool
 
 MODEL_NAME = "smollm2-135m"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -119,3 +120,14 @@ class EmbeddedProvider(Provider):
 
     async def list_models(self) -> list[str]:
         return [MODEL_NAME]
+
+
+def from_config(name: str, config: dict[str, Any], pool: EndpointPool) -> EmbeddedProvider:
+    """The ``embedded`` kind's factory (see :mod:`promptlooper.providers.registry`)."""
+    return EmbeddedProvider()
+
+
+def describe(name: str, config: dict[str, Any]) -> dict[str, Any]:
+    """What ``endpoints list`` says of the local endpoint: its one model, and whether it can run here."""
+    problem = available()
+    return {"models": [MODEL_NAME], "available": problem is None, "problem": problem}

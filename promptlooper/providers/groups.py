@@ -22,8 +22,9 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from ..errors import ProviderError
+from ..errors import EndpointError, ProviderError
 from .base import ChatRequest, ChatResponse, Provider
+from .registry import EndpointPool, split_fallback
 
 FIRST_PAUSE = 0.5  # seconds a member that just failed is tried after the others
 MAX_PAUSE = 30.0
@@ -105,3 +106,13 @@ class GroupProvider(Provider):
 
     def describe(self) -> dict[str, Any]:
         return {"members": [m.name for m in self.members], "fallback": self.fallback.name if self.fallback else None}
+
+
+def from_config(name: str, config: dict[str, Any], pool: EndpointPool) -> GroupProvider:
+    """The ``group`` kind's factory: its members and fallback are the pool's own providers."""
+    fallback, fallback_model = split_fallback(config["fallback"]) if config.get("fallback") else (None, None)
+    for member in [*config["group"], *([fallback] if fallback else [])]:
+        if member in pool.groups:
+            raise EndpointError(f"endpoint group {name!r}: {member!r} is a group; list endpoints only")
+    return GroupProvider(name, [pool.provider(m) for m in config["group"]],
+                         pool.provider(fallback) if fallback else None, fallback_model)

@@ -23,6 +23,7 @@ from ..hashing import json_encoder
 from ..keys import KeyGrants, key_value, redact
 from ..retrying import parse_retry_after, retryable_status
 from .base import ChatRequest, ChatResponse, Provider
+from .registry import EndpointPool, tuning
 from .tool_calls import envelope
 
 
@@ -38,6 +39,26 @@ def _error_message(body: str) -> str:
 
 
 _json_dumps = json_encoder()  # json.dumps, without building an encoder per request
+
+
+def from_config(name: str, config: dict[str, Any], pool: EndpointPool) -> OpenAICompatible:
+    """The ``openai-compatible`` kind's factory (see :mod:`promptlooper.providers.registry`)."""
+    return OpenAICompatible(name, config["base_url"], api_key_env=config.get("api_key_env"), grants=pool.grants,
+                            **tuning(config))
+
+
+def status_error(status: int, body: str, retry_after: float | None = None) -> ProviderError:
+    """The error a reply with HTTP ``status`` (not 200) and ``body`` raises: a 429 is rate limiting,
+    a 5xx, 408 or 409 worth retrying, any other refused. Public so fakes raise exactly this."""
+    message = redact(f"HTTP {status}: {_error_message(body)}")  # some proxies echo the key
+    if status == 429:
+        return ProviderError(message, retryable=True, status=status, retry_after=retry_after, rate_limited=True)
+    return ProviderError(message, retryable=retryable_status(status), status=status, retry_after=retry_after)
+
+
+def malformed_error(raw: bytes, status: int = 200) -> ProviderError:
+    """The error a reply whose body is not a chat completion raises (retryable: it may be a glitch)."""
+    return ProviderError(redact(f"malformed reply: {raw[:120]!r}"), retryable=True, status=status)
 
 
 class OpenAICompatible(Provider):
@@ -100,11 +121,7 @@ class OpenAICompatible(Provider):
             raise ProviderError(f"connection failed: {type(exc).__name__}: {exc}", retryable=True) from exc
         latency_ms = (time.perf_counter() - started) * 1000
         if status != 200:
-            text = raw.decode("utf-8", "replace")
-            message = redact(f"HTTP {status}: {_error_message(text)}")  # some proxies echo the key
-            if status == 429:
-                raise ProviderError(message, retryable=True, status=status, retry_after=retry_after, rate_limited=True)
-            raise ProviderError(message, retryable=retryable_status(status), status=status, retry_after=retry_after)
+            raise status_error(status, raw.decode("utf-8", "replace"), retry_after)
         try:
             data = json.loads(raw)
             message = data["choices"][0]["message"]
@@ -113,7 +130,7 @@ class OpenAICompatible(Provider):
             if calls:  # the model asked for tools: its output is what it asked for
                 text = envelope(text, calls)
         except (ValueError, KeyError, IndexError, TypeError) as exc:
-            raise ProviderError(redact(f"malformed reply: {raw[:120]!r}"), retryable=True, status=status) from exc
+            raise malformed_error(raw, status) from exc
         usage = data.get("usage") or {}
         tokens_in = int(usage.get("prompt_tokens") or 0)
         tokens_out = int(usage.get("completion_tokens") or 0)

@@ -1,13 +1,32 @@
-"""Endpoints by name: the built-in ``local`` (embedded model) and OpenAI-compatible ones.
+"""Endpoints by name, and the registry of provider kinds that makes their providers.
+
+Every provider is made by a factory registered with :func:`register_provider`, the built-ins
+included: ``openai-compatible`` (``http://`` / ``https://`` base URLs), ``embedded`` (the ``local``
+endpoint), ``group`` (endpoint groups) and ``fake`` (``fake://`` base URLs, the in-process fake of
+:mod:`promptlooper.testing`). A kind is chosen by the endpoint's shape, never by an if/elif on
+kinds: a group is a group, ``local`` without a configuration is the embedded model, and any
+other endpoint's kind is its base URL's scheme, as registered.
+
+A factory may be given as ``"module:function"`` and is imported on its first use (as entry points
+are): the package imports no provider module, SDK or llama_cpp until an endpoint of that kind is
+called. A factory is called as ``factory(name, config, pool)`` and returns a
+:class:`~promptlooper.providers.base.Provider`; ``config`` is the endpoint's settings (an
+:class:`~promptlooper.spec.EndpointSpec` or :class:`~promptlooper.spec.EndpointGroupSpec` as a
+dict, ``{}`` for the embedded model) and ``pool`` the :class:`EndpointPool` (a group asks it for
+its members).
 
 A model reference is ``endpoint/model``; only the first slash separates them, so OpenRouter's
 ``openrouter/meta-llama/llama-3-8b`` means endpoint ``openrouter``, model ``meta-llama/llama-3-8b``.
-Providers are built lazily (the package imports without llama_cpp), one per endpoint per pool.
+Providers are built once per endpoint per pool.
 """
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..errors import EndpointError
 from ..keys import KeyGrants
@@ -16,6 +35,84 @@ from .base import Provider
 from .pricing import find_price, price_for
 
 LOCAL = "local"
+
+ProviderFactory = Callable[[str, dict[str, Any], "EndpointPool"], Provider]
+Describer = Callable[[str, dict[str, Any]], dict[str, Any]]
+
+
+@dataclass
+class ProviderKind:
+    """A registered kind: its factory (or ``"module:function"``), the base-URL schemes it serves,
+    and optionally what ``endpoints list`` says about an endpoint of it."""
+
+    name: str
+    factory: ProviderFactory | str
+    schemes: tuple[str, ...] = ()
+    describe: Describer | str | None = None
+
+    def make(self, name: str, config: dict[str, Any], pool: EndpointPool) -> Provider:
+        self.factory = _resolve(self.factory)
+        return self.factory(name, config, pool)
+
+    def describe_endpoint(self, name: str, config: dict[str, Any]) -> dict[str, Any]:
+        if self.describe is None:
+            return {}
+        self.describe = _resolve(self.describe)
+        return self.describe(name, config)
+
+
+_KINDS: dict[str, ProviderKind] = {}
+_SCHEMES: dict[str, str] = {}  # base-URL scheme -> kind
+
+
+def register_provider(kind: str, factory: ProviderFactory | str | None = None, *, schemes: tuple[str, ...] = (),
+                      describe: Describer | str | None = None) -> Any:
+    """Register the factory that makes providers of ``kind``, for endpoints whose base URL has one of
+    ``schemes``. A later registration of a kind or a scheme replaces the earlier one.
+
+    Usable as a call or as a decorator::
+
+        @register_provider("echo", schemes=("echo",))
+        def echo(name, config, pool):
+            return EchoProvider(name, config["base_url"])
+    """
+    def add(made: ProviderFactory | str) -> ProviderFactory | str:
+        _KINDS[kind] = ProviderKind(kind, made, tuple(schemes), describe)
+        for scheme in schemes:
+            _SCHEMES[scheme] = kind
+        return made
+
+    return add if factory is None else add(factory)
+
+
+def provider_kinds() -> dict[str, tuple[str, ...]]:
+    """Each registered kind and the base-URL schemes it serves."""
+    return {k.name: k.schemes for k in _KINDS.values()}
+
+
+def kind_of_url(base_url: str) -> str:
+    """The kind serving ``base_url``, by its scheme."""
+    scheme = urlsplit(base_url).scheme.lower()
+    if scheme not in _SCHEMES:
+        raise EndpointError(f"no provider serves {scheme or 'a'}:// base URLs ({base_url!r}); "
+                            f"known schemes: {', '.join(sorted(_SCHEMES))}")
+    return _SCHEMES[scheme]
+
+
+def _resolve(ref: Any) -> Any:
+    if not isinstance(ref, str):
+        return ref
+    module, _, attr = ref.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def tuning(config: dict[str, Any]) -> dict[str, Any]:
+    """The limits every endpoint's provider takes from its settings (keyword arguments)."""
+    out: dict[str, Any] = {"max_concurrency": int(config.get("max_concurrency", 16)),
+                           "timeout": float(config.get("timeout", 60.0)),
+                           "max_retries": int(config.get("max_retries", 6))}
+    out.update({k: config[k] for k in ("retry_after_max", "breaker_failures", "breaker_cooldown") if config.get(k) is not None})
+    return out
 
 
 def split_model(ref: str) -> tuple[str, str]:
@@ -29,6 +126,14 @@ def split_fallback(ref: str) -> tuple[str, str | None]:
     """``(endpoint, model or None)`` of a group's fallback: ``c`` or ``c/other-model``."""
     endpoint, _, model = ref.partition("/")
     return endpoint, model or None
+
+
+def provider_for_url(name: str, base_url: str, *, api_key_env: str | None = None,
+                     grants: KeyGrants | None = None) -> Provider:
+    """A provider for an endpoint given only by its base URL (a scorer's ``base_url``), of the kind
+    that serves its scheme, with the default limits."""
+    config = {"base_url": base_url.rstrip("/"), "api_key_env": api_key_env}
+    return _KINDS[kind_of_url(base_url)].make(name, config, EndpointPool(grants=grants))
 
 
 class EndpointPool:
@@ -61,55 +166,31 @@ class EndpointPool:
     def has(self, name: str) -> bool:
         return name == LOCAL or name in self.configs or name in self.groups
 
-    def describe(self, name: str) -> dict[str, Any]:
+    def _kind(self, name: str) -> tuple[ProviderKind, dict[str, Any]]:
+        """The kind of endpoint ``name`` and its settings, by the endpoint's shape."""
         if name in self.groups:
-            group = self.groups[name]
-            return {"name": name, "kind": "group", "members": list(group.group), "fallback": group.fallback,
-                    "base_url": None, "api_key_env": None}
-        if name == LOCAL and name not in self.configs:
-            from .embedded import MODEL_NAME, available
+            return _KINDS["group"], self.groups[name].model_dump()
+        if name in self.configs:
+            config = self.configs[name]
+            return _KINDS[kind_of_url(config["base_url"])], config
+        if name == LOCAL:
+            return _KINDS["embedded"], {}
+        known = ", ".join(self.names())
+        raise EndpointError(f"endpoint {name!r} is not configured (known: {known}); add it with `promptlooper endpoints add`")
 
-            problem = available()
-            return {"name": LOCAL, "kind": "embedded", "base_url": None, "models": [MODEL_NAME],
-                    "api_key_env": None, "available": problem is None, "problem": problem}
-        cfg = self.configs[name]
-        return {"name": name, "kind": "openai-compatible", **cfg}
+    def describe(self, name: str) -> dict[str, Any]:
+        kind, config = self._kind(name)
+        base = {"base_url": None, "api_key_env": None} if "base_url" not in config else {}
+        if kind.name == "group":
+            config = {"members": config["group"], "fallback": config["fallback"]}
+        return {"name": name, "kind": kind.name, **base, **config, **kind.describe_endpoint(name, config)}
 
     def provider(self, name: str) -> Provider:
         if name in self._providers:
             return self._providers[name]
-        if name in self.groups:
-            provider: Provider = self._group(name)
-        elif name == LOCAL and name not in self.configs:
-            from .embedded import EmbeddedProvider
-
-            provider = EmbeddedProvider()
-        elif name in self.configs:
-            from .openai_compatible import OpenAICompatible
-
-            cfg = self.configs[name]
-            provider = OpenAICompatible(
-                name, cfg["base_url"], api_key_env=cfg.get("api_key_env"),
-                max_concurrency=int(cfg.get("max_concurrency", 16)), timeout=float(cfg.get("timeout", 60.0)),
-                max_retries=int(cfg.get("max_retries", 6)), grants=self.grants,
-                **{k: cfg[k] for k in ("retry_after_max", "breaker_failures", "breaker_cooldown") if cfg.get(k) is not None},
-            )
-        else:
-            known = ", ".join(self.names())
-            raise EndpointError(f"endpoint {name!r} is not configured (known: {known}); add it with `promptlooper endpoints add`")
-        self._providers[name] = provider
+        kind, config = self._kind(name)
+        provider = self._providers[name] = kind.make(name, config, self)
         return provider
-
-    def _group(self, name: str) -> Provider:
-        from .groups import GroupProvider
-
-        spec = self.groups[name]
-        for member in [*spec.group, *([split_fallback(spec.fallback)[0]] if spec.fallback else [])]:
-            if member in self.groups:
-                raise EndpointError(f"endpoint group {name!r}: {member!r} is a group; list endpoints only")
-        fallback, fallback_model = split_fallback(spec.fallback) if spec.fallback else (None, None)
-        return GroupProvider(name, [self.provider(m) for m in spec.group],
-                             self.provider(fallback) if fallback else None, fallback_model)
 
     def _priced_as(self, endpoint: str) -> str:
         # A group's calls answered from the cache are priced as its first member's.
@@ -131,3 +212,11 @@ class EndpointPool:
         for provider in self._providers.values():
             await provider.aclose()
         self._providers.clear()
+
+
+# The built-in kinds, registered exactly as a third party's would be; each factory is imported on
+# first use (start-up: aiohttp, llama_cpp and the test fakes stay unimported until called).
+register_provider("openai-compatible", "promptlooper.providers.openai_compatible:from_config", schemes=("http", "https"))
+register_provider("embedded", "promptlooper.providers.embedded:from_config", describe="promptlooper.providers.embedded:describe")
+register_provider("group", "promptlooper.providers.groups:from_config")
+register_provider("fake", "promptlooper.testing.fake_provider:from_config", schemes=("fake",))

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from ..engine.calls import CacheReader, CallExecutor, CallResult
 from ..keys import KeyGrants
 from ..providers.base import Provider
-from ..providers.registry import EndpointPool
+from ..providers.registry import EndpointPool, provider_for_url
 from ..store import CacheEntry, Store, default_path
 
 if TYPE_CHECKING:
@@ -114,7 +114,7 @@ class ScoringEnv:
         return pool.configs[name]
 
     def provider(self, endpoint: str, *, base_url: str | None = None, api_key_env: str | None = None) -> Provider:
-        """The provider for ``endpoint``, or a direct OpenAI-compatible one when ``base_url`` is given."""
+        """The provider for ``endpoint``, or one of the kind serving ``base_url`` when it is given."""
         if base_url is None:
             if self.per_call_providers:
                 return self._new_pool().provider(endpoint)
@@ -122,9 +122,7 @@ class ScoringEnv:
         key = (base_url.rstrip("/"), api_key_env)
         if not self.per_call_providers and key in self._direct:
             return self._direct[key]
-        from ..providers.openai_compatible import OpenAICompatible
-
-        provider = OpenAICompatible(endpoint, base_url, api_key_env=api_key_env, grants=self.grants)
+        provider = provider_for_url(endpoint, base_url, api_key_env=api_key_env, grants=self.grants)
         if not self.per_call_providers:
             self._direct[key] = provider
         return provider

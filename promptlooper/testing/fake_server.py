@@ -23,14 +23,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import collections
 import contextlib
 import dataclasses
-import hashlib
 import json
 import os
 import queue
-import random
 import re
 import signal
 import subprocess
@@ -44,101 +41,24 @@ from typing import Any
 
 from aiohttp import web
 
+from .scripted import (
+    DEFAULT_MODELS,
+    REFUSAL,
+    FaultDice,
+    Faults,
+    Stats,
+    content_text,
+    default_reply,
+    default_tool_calls,
+    embed,
+    max_tokens,
+    token_vectors,
+    word_count,
+)
+
 __all__ = ["FakeServer", "Faults", "fake_server_process", "spawn_fake_server"]
 
-DEFAULT_MODELS: tuple[str, ...] = ("fake-small", "fake-large")
-EMBEDDING_DIM = 32
-MAX_BODIES = 200
-
-# Fixed vocabulary for the default reply. Changing it changes every default
-# reply, so treat it as frozen.
-# fmt: off
-_WORDS: tuple[str, ...] = (
-    "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel",
-    "india", "juliet", "kilo", "lima", "mike", "november", "oscar", "papa",
-    "quebec", "romeo", "sierra", "tango", "uniform", "victor", "whiskey",
-    "xray", "yankee", "zulu", "amber", "basalt", "cobalt", "dune", "ember",
-    "fjord", "granite", "harbor", "island", "jade", "kelp", "lagoon", "meadow",
-    "nebula", "orchid", "prairie", "quartz", "river", "summit", "tundra",
-    "umber", "valley", "willow", "zenith",
-)
-# fmt: on
-
-_TOKEN_RE = re.compile(r"\w+")
 _STREAM_PIECE_RE = re.compile(r"\s*\S+")
-
-
-@dataclasses.dataclass
-class Faults:
-    """Probabilistic (and one deterministic) failure modes for completions.
-
-    The probabilities are mutually exclusive slices of a single uniform draw
-    per request, so e.g. ``rate_limit=0.1, server_error=0.1`` yields ~10% of
-    each and ~80% normal answers.
-    """
-
-    rate_limit: float = 0.0
-    """Probability of 429 with a ``Retry-After`` header."""
-    server_error: float = 0.0
-    """Probability of 500 with an OpenAI-style error body."""
-    slow: float = 0.0
-    """Probability of sleeping ``slow_seconds`` before answering normally."""
-    malformed: float = 0.0
-    """Probability of a 200 whose body is not valid JSON."""
-    drop: float = 0.0
-    """Probability of closing the TCP connection without any response."""
-    retry_after: float = 0.05
-    """Value (seconds, may be fractional) of the ``Retry-After`` header."""
-    slow_seconds: float = 2.0
-    fail_first: int = 0
-    """The first N completion requests all get 500 (deterministic)."""
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Faults:
-        """Build from a JSON-like dict, rejecting unknown keys (typos)."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown fault fields: {sorted(unknown)}")
-        return cls(**data)
-
-
-class _Stats:
-    """Counters shared between the server loop and the reading (test) thread."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.zero()
-
-    def zero(self) -> None:
-        self.requests = 0
-        self.completions = 0
-        self.by_status: collections.Counter[int] = collections.Counter()
-        self.by_model: collections.Counter[str] = collections.Counter()
-        self.faults: collections.Counter[str] = collections.Counter()
-        self.in_flight = 0
-        self.in_flight_max = 0
-        # Tokens this server served (what a provider would bill): chat prompt + completion tokens
-        # of every completion answered, and the input tokens of every embeddings reply.
-        self.tokens_served = 0
-        self.embedding_tokens_served = 0
-        self.auth_headers: set[str] = set()
-        self.bodies: collections.deque[Any] = collections.deque(maxlen=MAX_BODIES)
-
-    def snapshot(self) -> dict[str, Any]:
-        with self.lock:
-            return {
-                "requests": self.requests,
-                "completions": self.completions,
-                "by_status": dict(self.by_status),
-                "by_model": dict(self.by_model),
-                "faults": dict(self.faults),
-                "in_flight_max": self.in_flight_max,
-                "tokens_served": self.tokens_served,
-                "embedding_tokens_served": self.embedding_tokens_served,
-                "auth_headers": set(self.auth_headers),
-                "bodies": list(self.bodies),
-            }
 
 
 def _error(
@@ -150,87 +70,6 @@ def _error(
 ) -> web.Response:
     body = {"error": {"message": message, "type": type_, "param": None, "code": code}}
     return web.json_response(body, status=status, headers=headers)
-
-
-def _content_text(content: Any) -> str:
-    """Text of a message's content, which may be a string or a list of parts."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(
-            part.get("text", "")
-            for part in content
-            if isinstance(part, dict) and isinstance(part.get("text"), str)
-        )
-    return ""
-
-
-def default_reply(body: dict[str, Any]) -> str:
-    """Deterministic reply text depending on *every* request parameter.
-
-    Seeding from the whole body (minus ``stream``, which changes only the wire
-    format) means a sweep over temperature/top_p/seed/... gets a distinct
-    answer per point, while an identical request (e.g. a cache hit or a retry)
-    gets the identical answer.
-    """
-    key = {k: v for k, v in body.items() if k != "stream" and k != "stream_options"}
-    canonical = json.dumps(key, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    seed = int.from_bytes(hashlib.sha256(canonical.encode()).digest()[:8], "big")
-    rng = random.Random(seed)
-    n_words = rng.randint(3, 12)
-    cap = _max_tokens(body)
-    if cap is not None:
-        n_words = min(n_words, cap)
-    return " ".join(rng.choice(_WORDS) for _ in range(n_words))
-
-
-def default_tool_calls(body: dict[str, Any]) -> list[tuple[str, dict[str, Any]]] | None:
-    """The tool a request asks for (``tool_choice``) or else its first tool, called with one
-    argument per required parameter: the last word of the last user message, title-cased
-    ("weather in paris" -> ``{"city": "Paris"}``). Deterministic, so cache tests hold."""
-    tools = [t.get("function") or {} for t in body.get("tools") or [] if isinstance(t, dict)]
-    choice = body.get("tool_choice")
-    if isinstance(choice, dict):
-        wanted = (choice.get("function") or {}).get("name")
-        tools = [t for t in tools if t.get("name") == wanted] or tools
-    if not tools:
-        return None
-    users = [_content_text(m.get("content")) for m in body.get("messages") or [] if isinstance(m, dict) and m.get("role") == "user"]
-    words = _TOKEN_RE.findall(users[-1]) if users else []
-    value = words[-1].title() if words else ""
-    required = (tools[0].get("parameters") or {}).get("required") or []
-    return [(str(tools[0].get("name")), {str(name): value for name in required})]
-
-
-def _max_tokens(body: dict[str, Any]) -> int | None:
-    for name in ("max_tokens", "max_completion_tokens"):
-        value = body.get(name)
-        if isinstance(value, int) and not isinstance(value, bool):
-            return max(1, value)
-    return None
-
-
-def _embed(text: str) -> list[float]:
-    """Bag of signed hashed words, L2-normalised.
-
-    Each word lands on a single dimension, so texts sharing words have high
-    cosine similarity and disjoint texts ~0 (exactly 0 barring hash collisions).
-    """
-    vec = [0.0] * EMBEDDING_DIM
-    for word in _TOKEN_RE.findall(text.lower()):
-        digest = hashlib.blake2b(word.encode(), digest_size=8).digest()
-        vec[digest[0] % EMBEDDING_DIM] += 1.0 if digest[1] & 1 else -1.0
-    norm = sum(v * v for v in vec) ** 0.5
-    return [v / norm for v in vec] if norm else vec
-
-
-def _token_vectors(text: str) -> list[list[float]]:
-    """One :func:`_embed` vector per word (their mean, normalised, is ``_embed(text)``)."""
-    return [_embed(word) for word in _TOKEN_RE.findall(text)] or [[0.0] * EMBEDDING_DIM]
-
-
-def _word_count(text: str) -> int:
-    return len(text.split())
 
 
 class FakeServer:
@@ -277,10 +116,8 @@ class FakeServer:
         self.embeddings = embeddings
         self._host = host
         self._requested_port = port
-        self._faults = faults or Faults()
-        self._rng = random.Random(seed)
-        self._fail_first_seen = 0
-        self._stats = _Stats()
+        self._dice = FaultDice(faults or Faults(), seed)
+        self._stats = Stats()
         self._port: int | None = None
         self._runner: web.AppRunner | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -300,14 +137,12 @@ class FakeServer:
 
     @property
     def faults(self) -> Faults:
-        return self._faults
+        return self._dice.faults
 
     def set_faults(self, faults: Faults) -> None:
         """Replace the fault config; reseeds the RNG so runs stay reproducible."""
         with self._stats.lock:
-            self._faults = faults
-            self._rng = random.Random(self.seed)
-            self._fail_first_seen = 0
+            self._dice.reset(faults)
 
     def stats(self) -> dict[str, Any]:
         """Snapshot (copies) of the counters; safe to call from any thread."""
@@ -317,7 +152,7 @@ class FakeServer:
         """Zero the counters (including the ``fail_first`` progress)."""
         with self._stats.lock:
             self._stats.zero()
-            self._fail_first_seen = 0
+            self._dice.reset()
 
     # ------------------------------------------------------- async lifecycle
 
@@ -449,20 +284,6 @@ class FakeServer:
             self._stats.by_status[response.status] += 1
         return response
 
-    def _draw_fault(self) -> str | None:
-        """Pick this request's fault (or None); caller holds the stats lock."""
-        f = self._faults
-        if self._fail_first_seen < f.fail_first:
-            self._fail_first_seen += 1
-            return "fail_first"
-        r = self._rng.random()
-        for kind in ("rate_limit", "server_error", "slow", "malformed", "drop"):
-            p = getattr(f, kind)
-            if r < p:
-                return kind
-            r -= p
-        return None
-
     async def _slotted_completions(self, request: web.Request) -> web.StreamResponse:
         assert self._slots is not None
         async with self._slots:  # queued inside the server, as on a server with few slots
@@ -496,8 +317,8 @@ class FakeServer:
             stats.by_model[model] += 1
             stats.in_flight += 1
             stats.in_flight_max = max(stats.in_flight_max, stats.in_flight)
-            fault = self._draw_fault()
-            faults = self._faults
+            fault = self._dice.draw()
+            faults = self._dice.faults
             if fault is not None:
                 stats.faults[fault] += 1
         try:
@@ -519,7 +340,7 @@ class FakeServer:
         # The reply is made before the latency runs out, so that "latency L" means an answer L
         # after the request came in, as from a remote API, and not L plus this server's own work
         # queued behind other requests' on the cores it shares with the client under test.
-        reply = self._reply(body, messages) if fault in (None, "slow") else None
+        reply = self._reply(body, messages) if fault in (None, "slow", "refusal") else None
         # Latency applies to every valid completion request, faulted or not,
         # so timing is predictable regardless of the fault mix.
         if self.latency > 0:
@@ -563,7 +384,9 @@ class FakeServer:
             response = await self._stream(request, ident, created, model, text, finish, usage, body)
         else:
             message: dict[str, Any] = {"role": "assistant", "content": text}
-            calls = self.tool_calls(body) if body.get("tools") and body.get("tool_choice") != "none" else None
+            if fault == "refusal":
+                message = {"role": "assistant", "content": None, "refusal": REFUSAL}
+            calls = None if fault == "refusal" else self.tool_calls(body) if body.get("tools") and body.get("tool_choice") != "none" else None
             if calls:
                 message = {"role": "assistant", "content": None, "tool_calls": [
                     {"id": f"call_{uuid.uuid4().hex[:12]}", "type": "function",
@@ -593,17 +416,17 @@ class FakeServer:
     def _reply(self, body: dict[str, Any], messages: list[Any]) -> tuple[str, str, dict[str, int]]:
         """(text, finish reason, usage) of a completion."""
         text = self.reply(body)
-        cap = _max_tokens(body)
-        finish = "length" if cap is not None and _word_count(text) >= cap else "stop"
+        cap = max_tokens(body)
+        finish = "length" if cap is not None and word_count(text) >= cap else "stop"
         prompt_tokens = max(
             1,
             sum(
-                _word_count(_content_text(m.get("content")))
+                word_count(content_text(m.get("content")))
                 for m in messages
                 if isinstance(m, dict)
             ),
         )
-        completion_tokens = _word_count(text)
+        completion_tokens = word_count(text)
         usage = {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
@@ -693,7 +516,7 @@ class FakeServer:
                     "invalid_request_error",
                 )
             )
-        tokens = sum(_word_count(s) for s in inputs)
+        tokens = sum(word_count(s) for s in inputs)
         if self.embedding_latency > 0:
             await asyncio.sleep(self.embedding_latency)
         with self._stats.lock:
@@ -707,7 +530,7 @@ class FakeServer:
                         {
                             "object": "embedding",
                             "index": i,
-                            "embedding": _token_vectors(s) if self.embeddings == "tokens" else _embed(s),
+                            "embedding": token_vectors(s) if self.embeddings == "tokens" else embed(s),
                         }
                         for i, s in enumerate(inputs)
                     ],

@@ -62,9 +62,9 @@ def test_python_scorer_errors_are_clear():
         run_scorer("python", {"function": lambda: "high"})
 
 
-def test_python_scorer_failure_in_a_sweep_is_recorded(wb, make_exp):
+def test_python_scorer_failure_in_a_sweep_is_recorded(wb, make_fake_exp):
     pl.register_function("explodes", lambda output: 1 / 0)
-    exp = make_exp(space={}, scorers=[{"name": "python", "function": "explodes"}, {"name": "length", "max_words": 50}])
+    exp = make_fake_exp(space={}, scorers=[{"name": "python", "function": "explodes"}, {"name": "length", "max_words": 50}])
     progress = wb.run(exp)
     assert progress.failed == 0
     scores = {s["scorer"]: s for s in wb.run_detail(wb.runs(exp.key)[0]["id"])["scores"]}

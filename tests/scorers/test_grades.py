@@ -11,7 +11,7 @@ from helpers import fake_experiment
 from promptlooper.scorers import build
 from promptlooper.scorers.env import ScoringEnv, using
 from promptlooper.scorers.judge import parse_score
-from promptlooper.testing import FakeServer
+from promptlooper.testing import FakeModel, FakeServer
 from promptlooper.testing.fake_server import default_reply
 
 
@@ -73,9 +73,9 @@ def judge_reply(body):
 
 
 def test_missing_grades_are_left_out_of_the_mean_and_counted(wb, db):
-    with FakeServer(reply=judge_reply) as srv:
-        exp = fake_experiment(srv.base_url, space={}, scorers=[{"name": "judge", "model": "fake/fake-small"}])
-        progress = wb.run(exp)
+    model = FakeModel(reply=judge_reply)
+    exp = fake_experiment(model.base_url, space={}, scorers=[{"name": "judge", "model": "fake/fake-small"}])
+    progress = wb.run(exp)
     assert progress.failed == 0
     board = wb.leaderboard(exp.key)
     row = board.iloc[0]

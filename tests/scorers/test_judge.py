@@ -14,7 +14,7 @@ from promptlooper.hashing import content_hash
 from promptlooper.scorers import ScoreContext, build, get
 from promptlooper.scorers.env import ScoringEnv, using
 from promptlooper.scorers.judge import parse_score
-from promptlooper.testing import FakeServer
+from promptlooper.testing import FakeModel, FakeServer
 
 CTX = ScoreContext(output="Paris is the capital of France.", sample={"question": "capital of France?", "reference": "Paris"},
                    input="What is the capital of France?")
@@ -105,25 +105,25 @@ def test_judge_in_a_sweep_shares_the_sweeps_endpoints_and_cache(wb, db):
         text = body["messages"][-1]["content"]
         return "5" if "Rate the RESPONSE" in text else "alpha bravo"
 
-    with FakeServer(reply=reply) as srv:
-        exp = fake_experiment(srv.base_url, space={}, scorers=[{"name": "judge", "model": "fake/fake-small"}])
-        assert wb.validate(exp) == []
-        async def sweep():
-            # What the sweep does once wired: the environment lives on the sweep's loop.
-            env = ScoringEnv(store_path=db, pool=wb.pool(exp))
-            with using(env):
-                progress = await wb.sweep(exp)
-            await env.aclose()
-            await env.pool.aclose()
-            return progress
+    model = FakeModel(reply=reply)
+    exp = fake_experiment(model.base_url, space={}, scorers=[{"name": "judge", "model": "fake/fake-small"}])
+    assert wb.validate(exp) == []
+    async def sweep():
+        # What the sweep does once wired: the environment lives on the sweep's loop.
+        env = ScoringEnv(store_path=db, pool=wb.pool(exp))
+        with using(env):
+            progress = await wb.sweep(exp)
+        await env.aclose()
+        await env.pool.aclose()
+        return progress
 
-        progress = asyncio.run(sweep())
-        assert progress.failed == 0
-        assert srv.stats()["completions"] == 6  # 3 stage calls + 3 judge calls
-        board = wb.leaderboard(exp.key)
-        assert board.loc[0, "judge"] == 1.0
-        with sqlite3.connect(db) as c:
-            assert c.execute("SELECT COUNT(*) FROM response_cache").fetchone()[0] == 6
+    progress = asyncio.run(sweep())
+    assert progress.failed == 0
+    assert model.stats()["completions"] == 6  # 3 stage calls + 3 judge calls
+    board = wb.leaderboard(exp.key)
+    assert board.loc[0, "judge"] == 1.0
+    with sqlite3.connect(db) as c:
+        assert c.execute("SELECT COUNT(*) FROM response_cache").fetchone()[0] == 6
 
 
 def test_judge_without_an_environment_uses_the_default_database(monkeypatch, tmp_path):
@@ -138,11 +138,11 @@ def test_judge_without_an_environment_uses_the_default_database(monkeypatch, tmp
         assert srv.stats()["completions"] == 1 and second.detail["cached"] is True
 
 
-def test_bad_judge_arguments_fail_validation(make_exp):
+def test_bad_judge_arguments_fail_validation(make_fake_exp):
     wb = pl.Workbench(":memory:")
     for args, needle in (({"scale": [5, 1]}, "scale"), ({"scale": [1, 2, 3]}, "scale"), ({"model": "no-slash"}, "endpoint/model"),
                          ({"prompt": "{{ output "}, "prompt"), ({"params": {"temperature": 9}}, "temperature")):
-        problems = wb.validate(make_exp(scorers=[{"name": "judge", **args}]))
+        problems = wb.validate(make_fake_exp(scorers=[{"name": "judge", **args}]))
         assert any(needle in str(p) for p in problems), (args, problems)
 
 

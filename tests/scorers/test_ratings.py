@@ -11,8 +11,8 @@ from promptlooper.ratings import RatingError, rate, ratings, unrate
 
 
 @pytest.fixture
-def runs(wb, make_exp):
-    exp = make_exp()
+def runs(wb, make_fake_exp):
+    exp = make_fake_exp()
     wb.run(exp)
     return exp, wb.runs(exp.key)
 
@@ -69,12 +69,12 @@ def test_unknown_and_unfinished_runs(wb, runs, db):
         rate(wb.store, rid, thumbs="up")
 
 
-def test_ratings_survive_a_rerun_and_show_in_the_leaderboard(wb, runs, make_exp):
+def test_ratings_survive_a_rerun_and_show_in_the_leaderboard(wb, runs, make_fake_exp):
     exp, rs = runs
     before = wb.leaderboard(exp.key).set_index("full_config_id")["score"]
     for r in rs:
         rate(wb.store, r["id"], stars=5 if r["config_id"] == rs[0]["config_id"] else 1)
-    wb.run(make_exp())  # resumes: nothing to run, nothing rewritten
+    wb.run(make_fake_exp())  # resumes: nothing to run, nothing rewritten
     board = wb.leaderboard(exp.key).set_index("full_config_id")
     assert board.loc[rs[0]["config_id"], "human_stars"] == 1.0
     assert (board.drop(rs[0]["config_id"])["human_stars"] == 0.0).all()

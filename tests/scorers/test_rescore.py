@@ -10,7 +10,7 @@ from helpers import fake_experiment
 import promptlooper as pl
 from promptlooper.ratings import rate
 from promptlooper.rescoring import rescore
-from promptlooper.testing import FakeServer
+from promptlooper.testing import FakeModel
 from promptlooper.testing.fake_server import default_reply
 
 
@@ -23,11 +23,11 @@ def reply(body):
 
 @pytest.fixture
 def swept(wb):
-    with FakeServer(reply=reply) as srv:
-        exp = fake_experiment(srv.base_url)
-        wb.run(exp)
-        srv.reset()
-        yield exp, srv
+    fake = FakeModel(reply=reply)
+    exp = fake_experiment(fake.base_url)
+    wb.run(exp)
+    fake.reset()
+    return exp, fake
 
 
 def _scores(db, label):
@@ -36,11 +36,11 @@ def _scores(db, label):
 
 
 def test_rescore_with_new_scorers_makes_zero_calls(wb, swept, db):
-    exp, srv = swept
+    exp, fake = swept
     pl.register_function("word_share", lambda output, sample: float(sample["reference"] in output.split()))
     summary = rescore(wb.store, exp.key, [{"name": "contains", "field": "reference"}, {"name": "embedding", "field": "reference"},
                                     {"name": "python", "function": "word_share"}, {"name": "length", "max_words": 3, "label": "short"}])
-    assert srv.stats()["requests"] == 0
+    assert fake.stats()["requests"] == 0
     assert summary["runs"] == 12 and summary["scores"] == 48 and summary["calls"] == 0 and summary["missing_sample"] == 0
     for label in ("contains", "embedding", "python", "short"):
         assert len(_scores(db, label)) == 12
@@ -56,21 +56,21 @@ def test_rescore_with_new_scorers_makes_zero_calls(wb, swept, db):
 
 
 def test_judge_calls_come_from_the_cache_the_second_time(wb, swept, db):
-    exp, srv = swept
+    exp, fake = swept
     first = rescore(wb.store, exp.key, [{"name": "judge", "model": "fake/fake-small"}])
-    assert first["calls"] == 12 and srv.stats()["completions"] == 12
+    assert first["calls"] == 12 and fake.stats()["completions"] == 12
     values = _scores(db, "judge")
-    srv.reset()
+    fake.reset()
     second = rescore(wb.store, exp.key, [{"name": "judge", "model": "fake/fake-small"}])
-    assert srv.stats()["requests"] == 0 and second["calls"] == 0 and second["cache_hits"] == 12
+    assert fake.stats()["requests"] == 0 and second["calls"] == 0 and second["cache_hits"] == 12
     assert _scores(db, "judge") == values
-    srv.reset()
+    fake.reset()
     free = rescore(wb.store, exp.key, [{"name": "judge", "model": "fake/fake-small"}, {"name": "json"}], model_calls=False)
-    assert free["skipped_scorers"] == ["judge"] and free["scores"] == 12 and srv.stats()["requests"] == 0
+    assert free["skipped_scorers"] == ["judge"] and free["scores"] == 12 and fake.stats()["requests"] == 0
 
 
 def test_rescore_with_the_experiments_own_scorers_updates_scores_and_drops_stale_ones(wb, swept, db):
-    exp, srv = swept
+    exp, fake = swept
     rescore(wb.store, exp.key, [{"name": "json"}])
     assert len(_scores(db, "json")) == 12
     changed = exp.model_copy(update={"scorers": [pl.ScorerSpec(name="length", args={"max_words": 2}, weight=1)]})
@@ -78,7 +78,7 @@ def test_rescore_with_the_experiments_own_scorers_updates_scores_and_drops_stale
     rid = wb.runs(exp.key)[0]["id"]
     rate(wb.store, rid, thumbs="up")
     summary = rescore(wb.store, exp.key)
-    assert srv.stats()["requests"] == 0 and summary["scorers"] == ["length"]
+    assert fake.stats()["requests"] == 0 and summary["scorers"] == ["length"]
     assert _scores(db, "json") == {} and _scores(db, "keyword") == {}  # no longer in the experiment
     assert _scores(db, "human_thumbs") == {rid: 1.0}  # never touched
     with sqlite3.connect(db) as c:
@@ -95,9 +95,9 @@ def test_runs_whose_sample_is_gone_are_skipped(wb, swept):
 
 
 def test_bad_scorer_specs_are_refused_before_anything_runs(wb, swept):
-    exp, srv = swept
+    exp, fake = swept
     with pytest.raises(pl.SpecError, match=r"scorers\[0\].name"):
         rescore(wb.store, exp.key, [{"name": "nope"}])
     with pytest.raises(pl.SpecError, match=r"scorers\[0\].feild"):
         rescore(wb.store, exp.key, [{"name": "contains", "feild": "x"}])
-    assert srv.stats()["requests"] == 0
+    assert fake.stats()["requests"] == 0

@@ -13,7 +13,7 @@ from promptlooper import stats
 from promptlooper.leaderboard import leaderboard
 from promptlooper.ratings import rate
 from promptlooper.rescoring import rescore
-from promptlooper.testing import FakeServer
+from promptlooper.testing import FakeModel
 from promptlooper.testing.fake_server import default_reply
 
 # Per-sample scores each persona will get, by construction (through a python scorer).
@@ -27,10 +27,10 @@ def table_score(sample, run):
 
 
 @pytest.fixture
-def controlled(wb, server):
+def controlled(wb, fake):
     pl.register_function("table_score", table_score)
     samples = [{"question": f"q{i}", "scores": {"a": A[i], "b": B[i], "c": C[i]}} for i in range(5)]
-    exp = fake_experiment(server.base_url, name="controlled", samples=samples, space={"persona": ["a", "b", "c"]},
+    exp = fake_experiment(fake.base_url, name="controlled", samples=samples, space={"persona": ["a", "b", "c"]},
                           scorers=[{"name": "python", "function": "table_score"}])
     wb.run(exp)
     ids = {c["varied"]["persona"]: c["id"] for c in wb.store.configurations(wb.experiment(exp.key)["id"])}
@@ -76,10 +76,10 @@ def test_leaderboard_marks_what_is_distinguishable_from_the_best(wb, controlled)
     assert list(board["rank"]) == [1, 2, 3]
 
 
-def test_too_few_shared_samples_are_never_distinguishable(wb, server):
+def test_too_few_shared_samples_are_never_distinguishable(wb, fake):
     pl.register_function("table_score", table_score)
     samples = [{"question": f"q{i}", "scores": {"a": 1.0, "b": 0.0}} for i in range(2)]
-    exp = fake_experiment(server.base_url, name="tiny", samples=samples, space={"persona": ["a", "b"]},
+    exp = fake_experiment(fake.base_url, name="tiny", samples=samples, space={"persona": ["a", "b"]},
                           scorers=[{"name": "python", "function": "table_score"}])
     wb.run(exp)
     board = wb.leaderboard(exp.key)
@@ -119,10 +119,10 @@ def _judge_reply(body):
 
 
 def test_calibration_against_human_ratings(wb):
-    with FakeServer(reply=_judge_reply) as srv:
-        exp = fake_experiment(srv.base_url, name="calib")
-        wb.run(exp)
-        rescore(wb.store, exp.key, [{"name": "judge", "model": "fake/fake-small"}])
+    model = FakeModel(reply=_judge_reply)
+    exp = fake_experiment(model.base_url, name="calib")
+    wb.run(exp)
+    rescore(wb.store, exp.key, [{"name": "judge", "model": "fake/fake-small"}])
     assert stats.calibration(wb.store, exp.key).empty  # nobody rated anything yet
     rated = 0
     for run in wb.runs(exp.key):

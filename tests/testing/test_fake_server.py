@@ -440,10 +440,12 @@ def test_subprocess_replies_match_in_process(client: httpx.Client) -> None:
 def test_latency_runs_from_the_request_not_from_the_servers_own_work() -> None:
     """A remote API's latency does not grow with the fake server's own work (here a slow reply)."""
     def slow_reply(body: dict[str, Any]) -> str:
-        time.sleep(0.3)
+        time.sleep(0.5)
         return "alpha bravo"
 
-    with FakeServer(latency=0.4, reply=slow_reply) as srv, httpx.Client(base_url=srv.base_url, timeout=5) as c:
+    with FakeServer(latency=0.6, reply=slow_reply) as srv, httpx.Client(base_url=srv.base_url, timeout=5) as c:
         r = complete(c)
     assert text_of(r) == "alpha bravo"
-    assert 0.4 <= r.elapsed.total_seconds() < 0.6  # 0.7 if the reply's 0.3 s came on top
+    # Time is the behaviour here: 0.6 s when the work overlaps the latency, 1.1 s if it came on top;
+    # the bound sits between them, far from both, for a loaded machine.
+    assert 0.6 <= r.elapsed.total_seconds() < 0.95
