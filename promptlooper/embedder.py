@@ -12,9 +12,9 @@ Backends
     per-token vectors of a llama.cpp server are mean-pooled).
 
 Caching
-    A process-wide LRU keyed by (backend identity, text), then a persistent ``embedding_cache``
-    table in the store (created here if missing; key = ``content_hash("embedding", …)``, vector
-    as little-endian float32 bytes), so re-scoring a finished experiment embeds nothing twice and
+    A process-wide LRU keyed by (backend identity, text), then the store's persistent embedding
+    cache (:meth:`~promptlooper.store.Store.embedding_vectors`; key = ``content_hash("embedding", …)``,
+    vector as little-endian float32 bytes), so re-scoring a finished experiment embeds nothing twice and
     a paid endpoint is never asked for the same text again.
 
 Batching
@@ -48,7 +48,7 @@ import numpy as np
 from .errors import PromptLooperError
 from .hashing import content_hash
 from .keys import KeyGrants, key_value, redact
-from .store import Store, now_iso
+from .store import Store
 
 MODEL_NAME = "all-MiniLM-L6-v2-onnx-int8"
 MODEL_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
@@ -264,48 +264,20 @@ class _LRU:
 
 
 _LRU_CACHE = _LRU(LRU_SIZE)
-_TABLE_READY: weakref.WeakKeyDictionary[Store, bool] = weakref.WeakKeyDictionary()
 
 
 def cache_key(identity: str, text: str) -> str:
     return content_hash("embedding", {"model": identity, "text": text})
 
 
-def ensure_table(store: Store) -> bool:
-    """Create ``embedding_cache`` if missing; False when the store cannot be written."""
-    ready = _TABLE_READY.get(store)
-    if ready is None:
-        try:
-            with store.cx.write() as c:
-                c.execute("CREATE TABLE IF NOT EXISTS embedding_cache (key TEXT PRIMARY KEY, model TEXT NOT NULL,"
-                          " vector BLOB NOT NULL, created_at TEXT)")
-            ready = True
-        except Exception:  # noqa: BLE001 - a read-only store simply has no persistent cache
-            ready = False
-        _TABLE_READY[store] = ready
-    return ready
-
-
 def stored_vectors(store: Store, keys: Sequence[str]) -> dict[str, np.ndarray]:
-    out: dict[str, np.ndarray] = {}
-    if not keys or not ensure_table(store):
-        return out
-    with store.cx.read() as c:
-        for i in range(0, len(keys), 500):
-            chunk = list(keys[i : i + 500])
-            marks = ",".join("?" * len(chunk))
-            for key, blob in c.execute(f"SELECT key, vector FROM embedding_cache WHERE key IN ({marks})", chunk):
-                out[key] = np.frombuffer(blob, dtype="<f4").copy()
-    return out
+    if not keys:
+        return {}
+    return {key: np.frombuffer(blob, dtype="<f4").copy() for key, blob in store.embedding_vectors(keys).items()}
 
 
 def store_vectors(store: Store, identity: str, rows: Sequence[tuple[str, np.ndarray]]) -> None:
-    if not rows or not ensure_table(store):
-        return
-    ts = now_iso()
-    with store.cx.write() as c:
-        c.executemany("INSERT OR IGNORE INTO embedding_cache (key, model, vector, created_at) VALUES (?,?,?,?)",
-                      [(key, identity, vec.astype("<f4").tobytes(), ts) for key, vec in rows])
+    store.put_embeddings(identity, [(key, vec.astype("<f4").tobytes()) for key, vec in rows])
 
 
 # --------------------------------------------------------------------------- the service

@@ -189,7 +189,7 @@ def report(store: Store, experiment: dict[str, Any], board: Any) -> str:
                                                      "distinguishable")]
     events = store.events(experiment["id"])
     counts = Counter(e["type"] for e in events)
-    sweeps = list(store.db.query("SELECT * FROM sweeps WHERE experiment_id = ? ORDER BY started_at", [experiment["id"]]))
+    sweeps = store.sweeps_of(experiment["id"])
     spent_tokens = sum((s["tokens_in"] or 0) + (s["tokens_out"] or 0) for s in sweeps)
     spent_cost = sum(s["cost"] or 0 for s in sweeps)
     lines = [f"# Experiment report: {experiment['project']}/{experiment['name']}", ""]

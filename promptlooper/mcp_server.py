@@ -677,7 +677,7 @@ def build_server(wb: Workbench | None = None, *, db: str | None = None, **server
         with _arg("run_id"):
             wb.run_detail(run_id)
         with _arg("thumbs" if thumbs is not None and stars is None else "stars" if stars is not None and thumbs is None else "rating"):
-            return rate(wb, run_id, thumbs=thumbs, stars=stars, comment=comment, by=by)
+            return rate(wb.store, run_id, thumbs=thumbs, stars=stars, comment=comment, by=by)
 
     @tool
     def compare_configurations(

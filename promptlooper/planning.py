@@ -61,10 +61,7 @@ class _Planner:
     def __init__(self, store: Store, pool: EndpointPool):
         self.store = store
         self.pool = pool
-        self.mean_out: dict[str, float] = {}
-        with store.cx.read() as c:
-            for model, avg in c.execute("SELECT model, AVG(tokens_out) FROM response_cache GROUP BY model"):
-                self.mean_out[model] = float(avg or 0)
+        self.mean_out = store.mean_tokens_out_by_model()
         self.tally = _Tally()
         self._env: Any = None
 
@@ -162,7 +159,6 @@ class _Planner:
 
     def _look_up_scorer_calls(self, wanted: list[tuple[scorer_registry.PlannedCall, float, float]]) -> None:
         from .embedder import cache_key as embedding_key
-        from .embedder import stored_vectors
 
         chat: dict[int, str] = {}
         texts: dict[int, list[str]] = {}
@@ -175,7 +171,7 @@ class _Planner:
                 identity = f"{str(base_url).rstrip('/')}|{call.model}"  # EndpointEmbedder.identity
                 texts[id(call)] = [embedding_key(identity, t) for t in call.texts]
         hits = self.store.cache_get_many(list(chat.values())) if chat else {}
-        stored = stored_vectors(self.store, sorted({k for keys in texts.values() for k in keys})) if texts else {}
+        stored = self.store.embedding_vectors(sorted({k for keys in texts.values() for k in keys})) if texts else {}
         for call, in_tokens, out in wanted:
             if call.messages is not None:
                 cached = chat[id(call)] in hits

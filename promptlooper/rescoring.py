@@ -19,7 +19,7 @@ import asyncio
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .engine.chat import last_user_text
 from .engine.runner import BoundScorer
@@ -30,12 +30,10 @@ from .ratings import refresh_human_scores
 from .samples import read_samples, sample_id
 from .scorers.base import ScoreContext, check_args, computed, get
 from .scorers.env import ScoringEnv, using
-from .scoring import weighted_score, weights_of
+from .scoring import weights_of
 from .spec import ScorerSpec, parse_endpoint
-from .store import now_iso
-
-if TYPE_CHECKING:
-    from .workbench import Workbench
+from .store import Store, now_iso
+from .store.scores import ScoreRow
 
 CHUNK = 500  # runs scored and written per transaction
 
@@ -69,23 +67,6 @@ def _samples(spec: dict[str, Any], given: Sequence[dict[str, Any]] | None) -> di
     return {sample_id(s): s for s in samples}
 
 
-def _load_runs(wb: Workbench, experiment_id: str) -> list[dict[str, Any]]:
-    with wb.store.cx.read() as c:
-        runs = [dict(zip(("id", "config_id", "sample_id", "repeat", "output"), r, strict=True)) for r in c.execute(
-            "SELECT id, config_id, sample_id, repeat, output FROM runs WHERE experiment_id = ? AND status IN ('completed', 'cached')"
-            " ORDER BY config_id, sample_index, repeat", (experiment_id,))]
-        stages: dict[str, list[tuple[Any, ...]]] = {}
-        for row in c.execute(
-            "SELECT s.run_id, s.stage_name, s.kind, s.prompt_sent, s.response_raw FROM stage_results s JOIN runs r ON r.id = s.run_id"
-            " WHERE r.experiment_id = ? AND r.status IN ('completed', 'cached') ORDER BY s.run_id, s.stage_index", (experiment_id,)):
-            stages.setdefault(row[0], []).append(row[1:])
-        varied = {cid: json.loads(v) for cid, v in c.execute("SELECT id, varied FROM configurations WHERE experiment_id = ?", (experiment_id,))}
-    for run in runs:
-        run["stages"] = stages.get(run["id"], [])
-        run["varied"] = varied.get(run["config_id"], {})
-    return runs
-
-
 def _stage_output(kind: str, text: str | None) -> Any:
     if kind == "function" and text and text[:1] in "[{":
         try:
@@ -113,24 +94,24 @@ def _contexts(run: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str], dict
     return outputs, texts, inputs, last
 
 
-async def arescore(wb: Workbench, experiment_ref: str, scorers: Sequence[ScorerSpec | dict[str, Any] | str] | None = None, *,
+async def arescore(store: Store, experiment_ref: str, scorers: Sequence[ScorerSpec | dict[str, Any] | str] | None = None, *,
                    model_calls: bool = True, samples: Sequence[dict[str, Any]] | None = None, concurrency: int = 8) -> dict[str, Any]:
     """Async form of :func:`rescore`."""
-    if wb.readonly:
+    if store.readonly:
         raise PromptLooperError("this workbench is read-only; open it without readonly=True to re-score")
-    experiment = wb.experiment(experiment_ref)
+    experiment = store.experiment(experiment_ref)
     spec = experiment["spec"]
     own = scorers is None
     specs = _scorer_specs(spec.get("scorers", []) if own else scorers)  # type: ignore[arg-type]
     skipped = [s.column for s in specs if not model_calls and get(s.name).model_calls]
     bound = [BoundScorer(s) for s in computed(specs) if s.column not in skipped]
     by_id = _samples(spec, samples)
-    runs = _load_runs(wb, experiment["id"])
+    runs = store.finished_runs_with_stages(experiment["id"])
     # The experiment's weights, as the leaderboard uses: extra scorers are columns, not part of the score.
     weights = weights_of(spec.get("scorers", []))
     labels = [b.spec.column for b in bound]
     inline = {k: parse_endpoint(v) for k, v in (spec.get("endpoints") or {}).items()}
-    env = ScoringEnv(store=wb.store, pool=EndpointPool(wb.store.endpoints(), inline, grants=KeyGrants(wb.store)), concurrency=concurrency, flush_every=64)
+    env = ScoringEnv(store=store, pool=EndpointPool(store.endpoints(), inline, grants=KeyGrants(store)), concurrency=concurrency, flush_every=64)
     limit = asyncio.Semaphore(concurrency)
     summary: dict[str, Any] = {"experiment": f"{experiment['project']}/{experiment['name']}", "runs": 0, "scores": 0,
                                "kept": 0, "missing_sample": 0, "failed": 0, "failures": {}, "scorers": labels,
@@ -152,7 +133,7 @@ async def arescore(wb: Workbench, experiment_ref: str, scorers: Sequence[ScorerS
         return run["id"], rows
 
     # People's ratings are not computed: the experiment's `human` columns are refreshed from them.
-    await asyncio.to_thread(refresh_human_scores, wb, experiment["id"], [r["id"] for r in runs])
+    await asyncio.to_thread(refresh_human_scores, store, experiment["id"], [r["id"] for r in runs])
     try:
         with using(env):
             for start in range(0, len(runs), CHUNK):
@@ -161,7 +142,7 @@ async def arescore(wb: Workbench, experiment_ref: str, scorers: Sequence[ScorerS
                 done = [r for r in results if r is not None]
                 summary["missing_sample"] += len(results) - len(done)
                 _count_failures(summary, done)
-                counts = await asyncio.to_thread(_write, wb, done, weights, labels if own else None)
+                counts = await asyncio.to_thread(_write, store, done, weights, labels if own else None)
                 summary["runs"] += len(done)
                 summary["scores"] += counts[0]
                 summary["kept"] += counts[1]
@@ -169,7 +150,7 @@ async def arescore(wb: Workbench, experiment_ref: str, scorers: Sequence[ScorerS
         await env.aclose()
         await env.pool.aclose()
     summary.update(env.stats)
-    wb.store.add_event(experiment["id"], "experiment.rescored", {k: v for k, v in summary.items() if k != "experiment"})
+    store.add_event(experiment["id"], "experiment.rescored", {k: v for k, v in summary.items() if k != "experiment"})
     return summary
 
 
@@ -183,34 +164,23 @@ def _count_failures(summary: dict[str, Any], results: list[tuple[str, list[tuple
                 summary["failures"][reason] = summary["failures"].get(reason, 0) + 1
 
 
-def _write(wb: Workbench, results: list[tuple[str, list[tuple[str, float | None, Any, str, Any]]]], weights: dict[str, float],
+def _write(store: Store, results: list[tuple[str, list[tuple[str, float | None, Any, str, Any]]]], weights: dict[str, float],
            keep_only: list[str] | None) -> tuple[int, int]:
     """Write score rows and each run's weighted score; returns (rows written, failed judge calls kept)."""
-    ts = now_iso()
-    written = kept = 0
-    with wb.store.cx.write() as c:
-        for run_id, rows in results:
-            if keep_only is not None:
-                marks = ",".join("?" * len(keep_only))
-                c.execute(f"DELETE FROM scores WHERE run_id = ? AND source = 'auto' AND scorer NOT IN ({marks})", (run_id, *keep_only))
-            fresh = []
-            for label, value, detail, name, args in rows:
-                if detail and detail.get("call_failed"):
-                    kept += 1  # an endpoint failure is not a verdict: keep the earlier score
-                    continue
-                fresh.append((run_id, label, value, json.dumps(detail, ensure_ascii=False, default=str) if detail else None, name,
-                              json.dumps(args, ensure_ascii=False, default=str), ts))
-            c.executemany("INSERT OR REPLACE INTO scores (run_id, scorer, value, metadata, scorer_name, scorer_args, source, created_at)"
-                          " VALUES (?,?,?,?,?,?,'auto',?)", fresh)
-            written += len(fresh)
-            # every source: the experiment may weigh people's ratings in (a `human` scorer)
-            current = [(label, value) for label, value in c.execute(
-                "SELECT scorer, value FROM scores WHERE run_id = ?", (run_id,))]
-            c.execute("UPDATE runs SET score = ? WHERE id = ?", (weighted_score(current, weights), run_id))  # type: ignore[arg-type]
-    return written, kept
+    kept = 0
+    fresh: list[tuple[str, list[ScoreRow]]] = []
+    for run_id, rows in results:
+        scores: list[ScoreRow] = []
+        for label, value, detail, name, args in rows:
+            if detail and detail.get("call_failed"):
+                kept += 1  # an endpoint failure is not a verdict: keep the earlier score
+                continue
+            scores.append((label, value, detail, name, args))
+        fresh.append((run_id, scores))
+    return store.replace_auto_scores(fresh, weights, now_iso(), keep_only), kept
 
 
-def rescore(wb: Workbench, experiment_ref: str, scorers: Sequence[ScorerSpec | dict[str, Any] | str] | None = None, *,
+def rescore(store: Store, experiment_ref: str, scorers: Sequence[ScorerSpec | dict[str, Any] | str] | None = None, *,
             model_calls: bool = True, samples: Sequence[dict[str, Any]] | None = None, concurrency: int = 8) -> dict[str, Any]:
     """Re-score every finished run of an experiment from its stored outputs; returns a summary.
 
@@ -223,7 +193,7 @@ def rescore(wb: Workbench, experiment_ref: str, scorers: Sequence[ScorerSpec | d
     """
     from .asyncutil import run_sync
 
-    return run_sync(arescore(wb, experiment_ref, scorers, model_calls=model_calls, samples=samples,  # type: ignore[no-any-return]
+    return run_sync(arescore(store, experiment_ref, scorers, model_calls=model_calls, samples=samples,  # type: ignore[no-any-return]
                              concurrency=concurrency))
 
 

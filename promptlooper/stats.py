@@ -26,6 +26,7 @@ from .errors import NotFoundError
 from .scoring import weights_of
 
 if TYPE_CHECKING:
+    from .store import Store
     from .workbench import Workbench
 
 ALPHA = 0.05
@@ -205,7 +206,7 @@ def cohen_kappa(a: np.ndarray, b: np.ndarray) -> float:
 CALIBRATION_COLUMNS = ["judge", "human", "n", "spearman_rho", "spearman_p", "kappa", "agreement", "judge_mean", "human_mean"]
 
 
-def calibration(wb: Workbench, experiment_ref: str, *, scorers: list[str] | None = None, threshold: float = 0.5) -> pd.DataFrame:
+def calibration(store: Store, experiment_ref: str, *, scorers: list[str] | None = None, threshold: float = 0.5) -> pd.DataFrame:
     """How each judge scorer agrees with human ratings, on runs that have both.
 
     One row per (judge column, human rating): n, Spearman's rho and its p-value, Cohen's kappa
@@ -218,13 +219,7 @@ def calibration(wb: Workbench, experiment_ref: str, *, scorers: list[str] | None
     from .ratings import LABELS
     from .scorers.base import registered
 
-    experiment = wb.experiment(experiment_ref)
-    with wb.store.cx.read() as c:
-        rows = c.execute(
-            "SELECT s.run_id, s.scorer, s.scorer_name, s.value, s.source, s.metadata FROM scores s JOIN runs r ON r.id = s.run_id"
-            " WHERE r.experiment_id = ? AND r.status IN ('completed', 'cached')",
-            (experiment["id"],),
-        ).fetchall()
+    rows = store.finished_scores(store.experiment(experiment_ref)["id"])
     judges = set(scorers) if scorers is not None else {n for n, info in registered().items() if info.model_calls}
     auto: dict[str, dict[str, float]] = {}
     human: dict[str, dict[str, float]] = {}

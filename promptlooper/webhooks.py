@@ -32,8 +32,7 @@ from .engine.limits import backoff_delay
 from .errors import EndpointError
 from .keys import KeyGrants, key_value, redact
 from .store import Store
-from .store import outbox as _outbox
-from .store.outbox import Claimed, deliveries, outbox, pending_summary, webhooks
+from .store.outbox import Claimed
 
 # The default retry budget of one event at one webhook: MAX_ATTEMPTS attempts, with full-jitter
 # exponential backoff from BACKOFF seconds (doubling, at most BACKOFF_CAP) between them: a receiver
@@ -61,11 +60,11 @@ def add_webhook(store: Store, event_type: str, url: str, headers_env: dict[str, 
         raise ValueError(f"max_attempts must be 1..100 (got {max_attempts})")
     if not 0.01 <= backoff <= 3600:
         raise ValueError(f"backoff must be 0.01..3600 seconds (got {backoff})")
-    return _outbox.add_webhook(store, event_type, url, headers_env or {}, max_attempts, backoff)
+    return store.add_webhook(event_type, url, headers_env or {}, max_attempts, backoff)
 
 
 def remove_webhook(store: Store, webhook_id: str) -> None:
-    _outbox.remove_webhook(store, webhook_id)
+    store.remove_webhook(webhook_id)
 
 
 def body_of(event: dict[str, Any]) -> dict[str, Any]:
@@ -84,7 +83,7 @@ class Courier:
 
     async def deliver_due(self) -> int:
         """Claim due rows and try each once; returns how many were tried."""
-        rows = await asyncio.to_thread(_outbox.claim_due, self.store, limit=BATCH, lease=LEASE)
+        rows = await asyncio.to_thread(self.store.claim_due_deliveries, limit=BATCH, lease=LEASE)
         if not rows:
             return 0
         if self._session is None:
@@ -132,7 +131,7 @@ class Courier:
             state, next_attempt = "failed", None
         else:
             state, next_attempt = "pending", time.time() + backoff_delay(attempts - 1, base=row.backoff, cap=BACKOFF_CAP)
-        await asyncio.to_thread(_outbox.record_attempt, self.store, row, status=status, error=error, state=state,
+        await asyncio.to_thread(self.store.record_delivery_attempt, row, status=status, error=error, state=state,
                                 next_attempt=next_attempt)
 
     async def deliver_until(self, deadline: float, *, stop_when_idle: bool = True) -> dict[str, Any]:
@@ -140,7 +139,7 @@ class Courier:
         while True:
             if await self.deliver_due():
                 continue
-            summary = await asyncio.to_thread(pending_summary, self.store)
+            summary = await asyncio.to_thread(self.store.webhook_summary)
             left = deadline - time.monotonic()
             if left <= 0 or (stop_when_idle and not summary["pending"]):
                 return summary
@@ -217,7 +216,7 @@ class CourierThread:
                     await courier.deliver_until(closing)
                     return
                 if not holds:
-                    summary = await asyncio.to_thread(pending_summary, store)
+                    summary = await asyncio.to_thread(store.webhook_summary)
                     with self._lock:
                         if not summary["pending"] and not self._holds and not self._wake.is_set():
                             self._thread = None  # the next wake starts a new thread
@@ -234,4 +233,4 @@ class CourierThread:
             await asyncio.sleep(0.02)
 
 
-__all__ = ["MAX_ATTEMPTS", "Courier", "CourierThread", "add_webhook", "deliveries", "outbox", "remove_webhook", "webhooks"]
+__all__ = ["MAX_ATTEMPTS", "Courier", "CourierThread", "add_webhook", "remove_webhook"]

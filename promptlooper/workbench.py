@@ -393,12 +393,12 @@ class Workbench(SteeringVerbs, OutsideDriver, HousekeepingVerbs, DataViews):
         """A human rating of a run (thumbs up/down and/or 1-5 stars, with a comment)."""
         from .ratings import rate
 
-        return rate(self, run, thumbs=thumbs, stars=stars, comment=comment, by=by)
+        return rate(self.store, run, thumbs=thumbs, stars=stars, comment=comment, by=by)
 
     def ratings(self, run: str) -> dict[str, Any]:
         from .ratings import ratings
 
-        return ratings(self, run)
+        return ratings(self.store, run)
 
     def rescore(self, ref: str | Experiment, scorers: list[Any] | None = None, *, model_calls: bool = True) -> dict[str, Any]:
         """Re-score every stored run (new or changed scorers) without calling a model again
@@ -409,7 +409,7 @@ class Workbench(SteeringVerbs, OutsideDriver, HousekeepingVerbs, DataViews):
         if isinstance(ref, Experiment):
             self.register(ref)  # the experiment's current scorers are what to score with
         self._search_folder(self.experiment(key))
-        return rescore(self, key, scorers, model_calls=model_calls)
+        return rescore(self.store, key, scorers, model_calls=model_calls)
 
     def compare(self, ref: str | Experiment, config_a: str | int, config_b: str | int, *,
                 scorer: str | None = None) -> dict[str, Any]:
@@ -422,7 +422,7 @@ class Workbench(SteeringVerbs, OutsideDriver, HousekeepingVerbs, DataViews):
         """Per judge: agreement with human ratings (Spearman rho, Cohen's kappa, n)."""
         from .stats import calibration
 
-        return calibration(self, ref.key if isinstance(ref, Experiment) else ref, scorers=scorers)
+        return calibration(self.store, ref.key if isinstance(ref, Experiment) else ref, scorers=scorers)
 
     def status(self, ref: str | Experiment) -> dict[str, Any]:
         """The experiment's state, its run counts and its latest sweep. The state is the latest
@@ -523,9 +523,7 @@ class Workbench(SteeringVerbs, OutsideDriver, HousekeepingVerbs, DataViews):
         return webhook_id
 
     def webhooks(self) -> list[dict[str, Any]]:
-        from .webhooks import webhooks
-
-        return webhooks(self.store)
+        return self.store.webhooks()
 
     def remove_webhook(self, webhook_id: str) -> None:
         from .webhooks import remove_webhook
@@ -533,15 +531,11 @@ class Workbench(SteeringVerbs, OutsideDriver, HousekeepingVerbs, DataViews):
         remove_webhook(self.store, webhook_id)
 
     def webhook_deliveries(self, webhook_id: str | None = None) -> list[dict[str, Any]]:
-        from .webhooks import deliveries
-
-        return deliveries(self.store, webhook_id)
+        return self.store.webhook_deliveries(webhook_id)
 
     def webhook_outbox(self, state: str | None = None) -> list[dict[str, Any]]:
         """Every queued delivery (pending, delivered or failed) with its attempts and last error."""
-        from .webhooks import outbox
-
-        return outbox(self.store, state)
+        return self.store.webhook_outbox(state)
 
     def deliver_webhooks(self, wait: float = 30.0) -> dict[str, Any]:
         """Deliver the queued webhook events now, in this process, until none is pending or ``wait``
@@ -571,9 +565,7 @@ class Workbench(SteeringVerbs, OutsideDriver, HousekeepingVerbs, DataViews):
 
     def _webhook_courier(self) -> CourierThread | None:
         """This process's courier, woken, if any webhook is active (else None: nothing to deliver)."""
-        from .store.outbox import has_active_webhooks
-
-        if self.readonly or not has_active_webhooks(self.store):
+        if self.readonly or not self.store.has_active_webhooks():
             return None
         with self._lock:  # a script's sweep runs on a thread of its own: one courier between them
             if self._courier is None:

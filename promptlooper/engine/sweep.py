@@ -436,14 +436,10 @@ class Sweep:
         self._batch.add_cache(entry)
 
     def _load_best(self, store: Store) -> None:
-        with store.cx.read() as c:
-            for config_id, score in c.execute(
-                "SELECT config_id, score FROM runs WHERE experiment_id = ? AND status IN ('completed','cached') AND score IS NOT NULL",
-                (self.plan.experiment_id,),
-            ):
-                stats = self._config_stats.setdefault(config_id, [0.0, 0.0])
-                stats[0] += score
-                stats[1] += 1
+        for config_id, score in store.finished_run_scores(self.plan.experiment_id):
+            stats = self._config_stats.setdefault(config_id, [0.0, 0.0])
+            stats[0] += score
+            stats[1] += 1
         self._scorer_stats = store.scorer_sums(self.plan.experiment_id)
         for config_id, (total, n) in self._config_stats.items():
             if n >= self._expected_per_config:

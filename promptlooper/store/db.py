@@ -15,9 +15,13 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import PromptLooperError
 from .batchwriter import BUSY_MS, WRITE_PRAGMAS
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
 
 
 class ReadOnlyError(PromptLooperError):
@@ -79,3 +83,11 @@ class Connection:
     def read(self) -> Iterator[sqlite3.Connection]:
         with self.lock:
             yield self.conn
+
+
+class Queries:
+    """What every part of :class:`~promptlooper.store.Store` (one class per noun) works on."""
+
+    cx: Connection
+    db: Database
+    readonly: bool

@@ -1,6 +1,6 @@
 """The store's housekeeping queries: delete and archive experiments and projects, project notes.
 
-Mixed into :class:`~promptlooper.store.Store`. Deleting is refused while a live process sweeps
+Part of :class:`~promptlooper.store.Store`. Deleting is refused while a live process sweeps
 the experiment (a sweep ``running`` or ``paused`` whose owner is alive, as the lease in
 ``begin_sweep`` decides): its writer would go on inserting runs of an experiment that no longer
 exists. The check and the delete are one write transaction, so no sweep can start in between.
@@ -17,21 +17,18 @@ from typing import Any
 
 from ..errors import NotFoundError, SweepConflictError
 from .batchwriter import now_iso
+from .db import Queries
+from .liveness import owner_alive
 
 LIVE_STALE_AFTER = 10.0  # seconds without a heartbeat after which another host's sweep is dead
 
 
-class Housekeeping:
-    """Queries mixed into Store (``self.cx`` / ``self.db`` are the store's)."""
-
-    cx: Any
-    db: Any
+class Housekeeping(Queries):
+    """Deleting and archiving experiments and projects; project notes."""
 
     # ------------------------------------------------------------------ live sweeps
     def live_sweeps(self, experiment_ids: list[str], c: Any = None) -> list[dict[str, Any]]:
         """Sweeps of these experiments that a live process runs or holds paused."""
-        from .store import _owner_alive
-
         if not experiment_ids:
             return []
         marks = ",".join("?" * len(experiment_ids))
@@ -44,7 +41,7 @@ class Housekeeping:
         def live(pid: int | None, owner_host: str | None, beat: float | None) -> bool:
             if pid == os.getpid() and owner_host == host:  # this process's own sweep: alive while it beats
                 return beat is not None and time.time() - beat < LIVE_STALE_AFTER
-            return _owner_alive(pid, owner_host, beat, host, LIVE_STALE_AFTER)
+            return owner_alive(pid, owner_host, beat, host, LIVE_STALE_AFTER)
 
         return [{"id": r[0], "status": r[1], "pid": r[2], "host": r[3], "experiment": r[5]} for r in rows if live(r[2], r[3], r[4])]
 

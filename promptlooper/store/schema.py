@@ -203,3 +203,17 @@ def m006_archive_and_notes(db: Database) -> None:
         CREATE INDEX project_notes_project ON project_notes (project_id, id);
         """
     )
+
+
+@migrations()
+def m007_embedding_cache(db: Database) -> None:
+    # Vectors of the embedding scorers and of planning, by content hash of (model, text), as
+    # little-endian float32. Databases written before this migration may already have the table
+    # (the embedder used to create it itself), hence IF NOT EXISTS.
+    db.executescript(
+        """
+        CREATE TABLE IF NOT EXISTS embedding_cache (
+            key TEXT PRIMARY KEY, model TEXT NOT NULL, vector BLOB NOT NULL, created_at TEXT
+        );
+        """
+    )

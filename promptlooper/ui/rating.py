@@ -130,7 +130,7 @@ class Rating(PLWidget):
         if rate is None:
             raise NotImplementedError("ratings are not available in this PromptLooper (promptlooper.ratings)")
         thumbs, stars, comment = check_rating(thumbs, stars, comment)
-        rate(self.wb, self.run["id"], thumbs=thumbs, stars=stars, comment=comment, by=self.by)
+        rate(self.wb.store, self.run["id"], thumbs=thumbs, stars=stars, comment=comment, by=self.by)
         self.notice = f"rated run {self.run['short']}"
         self.show(self.run["id"])
 

@@ -38,7 +38,7 @@ def _scores(db, label):
 def test_rescore_with_new_scorers_makes_zero_calls(wb, swept, db):
     exp, srv = swept
     pl.register_function("word_share", lambda output, sample: float(sample["reference"] in output.split()))
-    summary = rescore(wb, exp.key, [{"name": "contains", "field": "reference"}, {"name": "embedding", "field": "reference"},
+    summary = rescore(wb.store, exp.key, [{"name": "contains", "field": "reference"}, {"name": "embedding", "field": "reference"},
                                     {"name": "python", "function": "word_share"}, {"name": "length", "max_words": 3, "label": "short"}])
     assert srv.stats()["requests"] == 0
     assert summary["runs"] == 12 and summary["scores"] == 48 and summary["calls"] == 0 and summary["missing_sample"] == 0
@@ -57,27 +57,27 @@ def test_rescore_with_new_scorers_makes_zero_calls(wb, swept, db):
 
 def test_judge_calls_come_from_the_cache_the_second_time(wb, swept, db):
     exp, srv = swept
-    first = rescore(wb, exp.key, [{"name": "judge", "model": "fake/fake-small"}])
+    first = rescore(wb.store, exp.key, [{"name": "judge", "model": "fake/fake-small"}])
     assert first["calls"] == 12 and srv.stats()["completions"] == 12
     values = _scores(db, "judge")
     srv.reset()
-    second = rescore(wb, exp.key, [{"name": "judge", "model": "fake/fake-small"}])
+    second = rescore(wb.store, exp.key, [{"name": "judge", "model": "fake/fake-small"}])
     assert srv.stats()["requests"] == 0 and second["calls"] == 0 and second["cache_hits"] == 12
     assert _scores(db, "judge") == values
     srv.reset()
-    free = rescore(wb, exp.key, [{"name": "judge", "model": "fake/fake-small"}, {"name": "json"}], model_calls=False)
+    free = rescore(wb.store, exp.key, [{"name": "judge", "model": "fake/fake-small"}, {"name": "json"}], model_calls=False)
     assert free["skipped_scorers"] == ["judge"] and free["scores"] == 12 and srv.stats()["requests"] == 0
 
 
 def test_rescore_with_the_experiments_own_scorers_updates_scores_and_drops_stale_ones(wb, swept, db):
     exp, srv = swept
-    rescore(wb, exp.key, [{"name": "json"}])
+    rescore(wb.store, exp.key, [{"name": "json"}])
     assert len(_scores(db, "json")) == 12
     changed = exp.model_copy(update={"scorers": [pl.ScorerSpec(name="length", args={"max_words": 2}, weight=1)]})
     wb.register(changed)
     rid = wb.runs(exp.key)[0]["id"]
-    rate(wb, rid, thumbs="up")
-    summary = rescore(wb, exp.key)
+    rate(wb.store, rid, thumbs="up")
+    summary = rescore(wb.store, exp.key)
     assert srv.stats()["requests"] == 0 and summary["scorers"] == ["length"]
     assert _scores(db, "json") == {} and _scores(db, "keyword") == {}  # no longer in the experiment
     assert _scores(db, "human_thumbs") == {rid: 1.0}  # never touched
@@ -90,14 +90,14 @@ def test_rescore_with_the_experiments_own_scorers_updates_scores_and_drops_stale
 
 def test_runs_whose_sample_is_gone_are_skipped(wb, swept):
     exp, _ = swept
-    summary = rescore(wb, exp.key, ["json"], samples=[{"question": "capital of France", "reference": "paris"}])
+    summary = rescore(wb.store, exp.key, ["json"], samples=[{"question": "capital of France", "reference": "paris"}])
     assert summary["runs"] == 4 and summary["missing_sample"] == 8
 
 
 def test_bad_scorer_specs_are_refused_before_anything_runs(wb, swept):
     exp, srv = swept
     with pytest.raises(pl.SpecError, match=r"scorers\[0\].name"):
-        rescore(wb, exp.key, [{"name": "nope"}])
+        rescore(wb.store, exp.key, [{"name": "nope"}])
     with pytest.raises(pl.SpecError, match=r"scorers\[0\].feild"):
-        rescore(wb, exp.key, [{"name": "contains", "feild": "x"}])
+        rescore(wb.store, exp.key, [{"name": "contains", "feild": "x"}])
     assert srv.stats()["requests"] == 0

@@ -122,20 +122,20 @@ def test_calibration_against_human_ratings(wb):
     with FakeServer(reply=_judge_reply) as srv:
         exp = fake_experiment(srv.base_url, name="calib")
         wb.run(exp)
-        rescore(wb, exp.key, [{"name": "judge", "model": "fake/fake-small"}])
-    assert stats.calibration(wb, exp.key).empty  # nobody rated anything yet
+        rescore(wb.store, exp.key, [{"name": "judge", "model": "fake/fake-small"}])
+    assert stats.calibration(wb.store, exp.key).empty  # nobody rated anything yet
     rated = 0
     for run in wb.runs(exp.key):
         judge = next(s for s in wb.run_detail(run["id"])["scores"] if s["scorer"] == "judge")
         if "raw" not in judge["metadata"]:
             continue  # the judge gave no score: left out of calibration even if rated
         raw = int(judge["metadata"]["raw"])
-        rate(wb, run["id"], stars=raw, thumbs="up" if raw >= 3 else "down")  # people agree with the judge
+        rate(wb.store, run["id"], stars=raw, thumbs="up" if raw >= 3 else "down")  # people agree with the judge
         rated += 1
     for run in wb.runs(exp.key):  # rating the unscored runs changes nothing
         if wb.run_detail(run["id"])["scores"][0]["metadata"].get("error"):
-            rate(wb, run["id"], stars=5, thumbs="up")
-    table = stats.calibration(wb, exp.key).set_index("human")
+            rate(wb.store, run["id"], stars=5, thumbs="up")
+    table = stats.calibration(wb.store, exp.key).set_index("human")
     assert list(table["judge"]) == ["judge", "judge"] and (table["n"] == rated).all() and rated == 8
     assert table.loc["human_stars", "spearman_rho"] == pytest.approx(1.0)
     assert table.loc["human_stars", "kappa"] == 1.0 and table.loc["human_thumbs", "agreement"] == 1.0
@@ -143,8 +143,8 @@ def test_calibration_against_human_ratings(wb):
     for run in wb.runs(exp.key):  # now people disagree: the opposite ranking
         judge = next(s for s in wb.run_detail(run["id"])["scores"] if s["scorer"] == "judge")
         if "raw" in judge["metadata"]:
-            rate(wb, run["id"], stars=6 - int(judge["metadata"]["raw"]))
-    table = stats.calibration(wb, exp.key).set_index("human")
+            rate(wb.store, run["id"], stars=6 - int(judge["metadata"]["raw"]))
+    table = stats.calibration(wb.store, exp.key).set_index("human")
     assert table.loc["human_stars", "spearman_rho"] == pytest.approx(-1.0)
     assert table.loc["human_stars", "kappa"] < 0
-    assert set(stats.calibration(wb, exp.key, scorers=["length"])["judge"]) == {"length"}
+    assert set(stats.calibration(wb.store, exp.key, scorers=["length"])["judge"]) == {"length"}
