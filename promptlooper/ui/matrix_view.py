@@ -104,6 +104,7 @@ class MatrixView(PLWidget):
         self._downloads = 0
         self._reader = Reader(wb)
         self._matrix: Any = None
+        self._labels: dict[str, str] = {}  # configuration short id -> its varied values
         self.refresh()
 
     # -- reading ------------------------------------------------------------
@@ -116,14 +117,21 @@ class MatrixView(PLWidget):
 
     def _show(self, m: Any) -> None:
         self._matrix = m
-        frame = self.wb.runs(self.experiment, as_frame=True) if not self.params else None
-        if frame is not None:
-            names = frame.attrs.get("params", [])
-            self.params = [{"name": p, "values": clean(sorted(frame[p].dropna().unique().tolist(), key=str))} for p in names]
-            self.choices = ["config", *names]
+        if not self.params or not set(m.columns) <= set(self._labels) | {None}:  # first read, or new configurations
+            self._describe(self.wb.runs(self.experiment, as_frame=True))
         self._row = min(self._row, max(0, len(m.samples) - 1))
         self._col = min(self._col, max(0, len(m.columns) - 1))
         self._draw()
+
+    def _describe(self, frame: Any) -> None:
+        """Parameter filters, the choices of ``by``, and each configuration's varied values (its
+        column's subtitle): read from the runs table once, and again when configurations appear."""
+        names = frame.attrs.get("params", [])
+        self.params = [{"name": p, "values": clean(sorted(frame[p].dropna().unique().tolist(), key=str))} for p in names]
+        self.choices = ["config", *names]
+        configs = frame.drop_duplicates("config_id")
+        self._labels = {short(str(r["config_id"])): " · ".join(f"{p}={clean(r[p])}" for p in names)
+                        for r in configs.to_dict("records")}
 
     def _draw(self) -> None:
         m = self._matrix
@@ -142,7 +150,8 @@ class MatrixView(PLWidget):
             index = next((r[0]["sample_index"] for r in runs if r), None)
             rows.append({"key": sid, "label": f"#{clean(index)}", "title": f"sample {sid}",
                          "cells": [self._cell(sid, c, r, badges, rated, picked) for c, r in zip(cols, runs, strict=True)]})
-        self.columns = [{"key": c, "label": c} for c in cols]
+        by_config = m.by in ("config", "config_id")
+        self.columns = [{"key": c, "label": c, "detail": self._labels.get(c, "") if by_config else ""} for c in cols]
         self.rows = rows
         self.page = {"row": self._row, "rows": len(m.samples), "col": self._col, "cols": len(m.columns),
                      "page_rows": self.page_rows, "page_cols": self.page_cols}

@@ -17,14 +17,14 @@ function ratingControls(send, readonly) {
   if (readonly) {
     const node = h("span", { class: "pl-rate" }, shown);
     node.patch = (cell) => {
-      setText(shown, `${cell.thumbs === "up" ? "👍" : cell.thumbs === "down" ? "👎" : ""}${cell.stars ? " " + stars(cell.stars) : ""}`);
+      setText(shown, `${cell.thumbs === "up" ? "▲ up" : cell.thumbs === "down" ? "▼ down" : ""}${cell.stars ? " " + stars(cell.stars) : ""}`);
     };
     return node;
   }
   let runId = null;
   const rate = (msg) => (ev) => { ev.stopPropagation(); if (runId) send({ action: "rate", run_id: runId, ...msg }); };
-  const up = h("button", { class: "pl-thumb", title: "thumbs up", text: "👍", onclick: rate({ thumbs: "up" }) });
-  const down = h("button", { class: "pl-thumb", title: "thumbs down", text: "👎", onclick: rate({ thumbs: "down" }) });
+  const up = h("button", { class: "pl-thumb", title: "thumbs up", text: "▲", onclick: rate({ thumbs: "up" }) });
+  const down = h("button", { class: "pl-thumb", title: "thumbs down", text: "▼", onclick: rate({ thumbs: "down" }) });
   const starButtons = [1, 2, 3, 4, 5].map((n) => h("button", { class: "pl-star", title: `${n} star${n > 1 ? "s" : ""}`,
     "data-stars": String(n), onclick: rate({ stars: n }) }));
   const node = h("span", { class: "pl-rate" }, up, down, h("span", { class: "pl-stars" }, ...starButtons));
@@ -161,7 +161,13 @@ export default {
       setText(where, p.rows ? `samples ${p.row + 1}–${Math.min(p.rows, p.row + p.page_rows)} of ${p.rows} · columns ${p.col + 1}–${Math.min(p.cols, p.col + p.page_cols)} of ${p.cols}` : "no runs match");
       const cols = model.get("columns") || [];
       keyed(colHeads, [{ key: "\u0000corner" }, ...cols], (c) => c.key, (c) => (c.key === "\u0000corner" ? corner : h("th", {})),
-        (th, c) => { if (c.key !== "\u0000corner") { setText(th, c.label); setAttr(th, "title", c.label); } });
+        (th, c) => {
+          if (c.key === "\u0000corner") return;
+          if (!th.firstChild) th.append(h("div", { class: "pl-col-id" }), h("div", { class: "pl-col-detail" }));
+          setText(th.firstChild, c.label);
+          setText(th.lastChild, c.detail);
+          setAttr(th, "title", c.detail ? `${c.label}: ${c.detail}` : c.label);
+        });
       keyed(body, model.get("rows") || [], (r) => r.key, () => {
         const tr = h("tr", {}, h("th", { class: "pl-sample" }));
         return tr;
