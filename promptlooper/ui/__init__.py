@@ -8,7 +8,7 @@
     plui.Leaderboard(wb, exp)              # or one view
 
 Views: :class:`LiveSweep`, :class:`Leaderboard`, :class:`DiffView`, :class:`Steering`,
-:class:`Rating`, :class:`Timeline`, :class:`Charts`, :class:`MatrixView`. Everything is imported on first use, so
+:class:`Rating`, :class:`Timeline`, :class:`Charts`, :class:`MatrixView`, :class:`RatingQueue`. Everything is imported on first use, so
 ``import promptlooper`` (and this module) never imports ipywidgets.
 """
 
@@ -26,16 +26,17 @@ if TYPE_CHECKING:
     from .live import LiveSweep
     from .matrix_view import MatrixView
     from .rating import Rating
+    from .rating_queue import RatingQueue
     from .steering import Steering
     from .timeline import Timeline
 
 _WHERE = {
     "Charts": "charts", "Dashboard": "dashboard", "DiffView": "diff", "Leaderboard": "leaderboard",
-    "LiveSweep": "live", "MatrixView": "matrix_view", "Rating": "rating", "Steering": "steering", "Timeline": "timeline",
+    "LiveSweep": "live", "MatrixView": "matrix_view", "Rating": "rating", "RatingQueue": "rating_queue", "Steering": "steering", "Timeline": "timeline",
     "default_readonly": "_base", "workbench": "dashboard",
 }
 
-__all__ = ["Charts", "Dashboard", "DiffView", "Leaderboard", "LiveSweep", "MatrixView", "Rating", "Steering", "Timeline",
+__all__ = ["Charts", "Dashboard", "DiffView", "Leaderboard", "LiveSweep", "MatrixView", "Rating", "RatingQueue", "Steering", "Timeline",
            "default_readonly", "workbench"]
 
 
