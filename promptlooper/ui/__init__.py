@@ -9,7 +9,7 @@
 
 Views: :class:`LiveSweep`, :class:`Leaderboard`, :class:`DiffView`, :class:`Steering`,
 :class:`Rating`, :class:`Timeline`, :class:`Charts`, :class:`MatrixView`, :class:`RatingQueue`,
-:class:`CompareView`, :class:`GroupByView`. Everything is imported on first use, so
+:class:`CompareView`, :class:`GroupByView`, :class:`SweepPlots`. Everything is imported on first use, so
 ``import promptlooper`` (and this module) never imports ipywidgets.
 """
 
@@ -31,15 +31,16 @@ if TYPE_CHECKING:
     from .rating import Rating
     from .rating_queue import RatingQueue
     from .steering import Steering
+    from .sweep_plots_view import SweepPlots
     from .timeline import Timeline
 
 _WHERE = {
     "Charts": "charts", "CompareView": "compare_view", "GroupByView": "groupby_view", "Dashboard": "dashboard", "DiffView": "diff", "Leaderboard": "leaderboard",
-    "LiveSweep": "live", "MatrixView": "matrix_view", "Rating": "rating", "RatingQueue": "rating_queue", "Steering": "steering", "Timeline": "timeline",
+    "LiveSweep": "live", "MatrixView": "matrix_view", "Rating": "rating", "RatingQueue": "rating_queue", "Steering": "steering", "SweepPlots": "sweep_plots_view", "Timeline": "timeline",
     "default_readonly": "_base", "workbench": "dashboard",
 }
 
-__all__ = ["Charts", "CompareView", "GroupByView", "Dashboard", "DiffView", "Leaderboard", "LiveSweep", "MatrixView", "Rating", "RatingQueue", "Steering", "Timeline",
+__all__ = ["Charts", "CompareView", "GroupByView", "Dashboard", "DiffView", "Leaderboard", "LiveSweep", "MatrixView", "Rating", "RatingQueue", "Steering", "SweepPlots", "Timeline",
            "default_readonly", "workbench"]
 
 

@@ -196,6 +196,11 @@ class MatrixView(PLWidget):
 
         self._start_loop(("matrix", self.experiment), every(interval, step))
 
+    def filter(self, **given: Any) -> None:
+        """Narrow the matrix from a notebook as the browser does: ``differ``, ``failures``,
+        ``where={param: value}``, ``score=(low, high)``, ``search``; ``None`` clears one."""
+        self._on_filter(**given)
+
     # -- messages -------------------------------------------------------------
     def _on_filter(self, **given: Any) -> None:
         params = {p["name"]: p["values"] for p in self.params}

@@ -101,6 +101,16 @@ class RatingQueue(PLWidget):
 
         self._start_loop(("queue", self.experiment), every(interval, step))
 
+    def next_unrated(self) -> None:
+        """Move to the next unrated run (``j`` in the browser)."""
+        self._on_next()
+
+    def rate(self, thumbs: str | None = None, stars: int | None = None) -> None:
+        """Rate the run on screen, as ``+`` / ``-`` / ``1``-``5`` do (refused when read-only)."""
+        if self.readonly:
+            raise PermissionError("read-only view: ratings are disabled")
+        self._on_rate(thumbs=thumbs, stars=stars)
+
     # -- messages -------------------------------------------------------------
     def _on_next(self) -> None:
         n = len(self._order)
