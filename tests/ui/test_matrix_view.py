@@ -121,3 +121,31 @@ def test_exports_hold_the_filtered_runs(done):
     name, mime, text = export_text(view._matrix, exp.key, "report", view.filters)
     assert mime == "text/markdown" and text.count("\n| ") == 1 + 2  # header + two configurations
     assert not view.handle_message({"action": "export", "fmt": "xlsx"})
+
+
+def test_follow_fills_cells_in_as_a_real_sweep_runs_and_keeps_the_filters(wb, server, make_exp):
+    import asyncio
+
+    server.latency = 0.1  # 24 calls, 2 at a time: over a second, a dozen reads of the matrix
+    exp = make_exp(space={"answer.temperature": [i / 10 for i in range(8)]}, concurrency=2)
+
+    async def scenario() -> None:
+        handle = wb.start(exp)
+        view = MatrixView(wb, exp, readonly=True)
+        view.filter(search="capital")  # every prompt: the filter stays on while the cells fill in
+        seen = [len(cells(view))]
+        view.follow(handle, interval=0.1)
+        while not handle.done():
+            await asyncio.sleep(0.1)
+            seen.append(len(cells(view)))
+        await handle
+        for _ in range(50):  # the loop's last read, after the sweep ended
+            if len(cells(view)) == 24:
+                break
+            await asyncio.sleep(0.1)
+        assert len(cells(view)) == 24 and view.filters == {"search": "capital"}
+        assert seen[0] < 24 and len(set(seen)) > 2  # it grew in steps while the sweep ran
+        assert view._loop_task is None or view._loop_task.done()
+        view.close()
+
+    asyncio.run(scenario())
