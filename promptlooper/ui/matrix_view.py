@@ -186,13 +186,14 @@ class MatrixView(PLWidget):
         """Re-read every ``interval`` s in a worker thread until the sweep ends (``handle``, or
         the stored sweep state); the browser patches the cells that changed."""
         async def step() -> bool:
+            # whether the sweep had ended is asked BEFORE the read, so the last read sees its last runs
+            ended = bool(handle.done()) if handle is not None else \
+                await self._reader.run(lambda ro: ro.status(self.experiment).get("status") in TERMINAL)
             m = await self._reader.run(self._read)
             if self._closed:
                 return True
             self._show(m)
-            if handle is not None:
-                return bool(handle.done())
-            return await self._reader.run(lambda ro: ro.status(self.experiment).get("status") in TERMINAL)
+            return ended
 
         self._start_loop(("matrix", self.experiment), every(interval, step))
 

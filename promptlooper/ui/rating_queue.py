@@ -89,15 +89,16 @@ class RatingQueue(PLWidget):
     def follow(self, handle: Any = None, interval: float = 2.0) -> None:
         """Take in the runs a running sweep adds (read in a worker thread) until it ends."""
         async def step() -> bool:
+            # whether the sweep had ended is asked BEFORE the read, so the last read sees its last runs
+            ended = bool(handle.done()) if handle is not None else \
+                await self._reader.run(lambda ro: ro.status(self.experiment).get("status") in TERMINAL)
             frame = await self._reader.call("runs", self.experiment, as_frame=True)
             if self._closed:
                 return True
             self.reload(frame)
             if not self.run:
                 self._on_next()
-            if handle is not None:
-                return bool(handle.done())
-            return await self._reader.run(lambda ro: ro.status(self.experiment).get("status") in TERMINAL)
+            return ended
 
         self._start_loop(("queue", self.experiment), every(interval, step))
 

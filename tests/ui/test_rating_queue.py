@@ -67,3 +67,26 @@ def test_reload_takes_in_ratings_made_elsewhere_and_keeps_the_run_on_screen(done
         wb.rate(r, stars=3)
     assert q.handle_message({"action": "refresh"})
     assert q.run["id"] == here and q.position["unrated"] == 5
+
+
+def test_follow_takes_in_the_runs_of_a_running_sweep(wb, server, make_exp):
+    import asyncio
+
+    server.latency = 0.1
+    exp = make_exp(space={"answer.temperature": [i / 10 for i in range(8)]}, concurrency=2)
+
+    async def scenario() -> None:
+        handle = wb.start(exp)
+        q = RatingQueue(wb, exp, readonly=False)
+        first_total = q.position["total"]
+        q.follow(handle, interval=0.1)
+        await handle
+        for _ in range(50):
+            if q.position["total"] == 24:
+                break
+            await asyncio.sleep(0.1)
+        assert first_total < 24 and q.position == {"index": q.position["index"], "total": 24, "unrated": 24}
+        assert q.run and q.position["index"] >= 1  # a queue that opened empty shows a run once there is one
+        q.close()
+
+    asyncio.run(scenario())
