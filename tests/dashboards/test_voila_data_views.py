@@ -1,6 +1,7 @@
 """The data views (issue 17) in the read-only Voila dashboard, real headless Chromium: the Matrix
-and Rate queue tabs show a finished sweep's runs with no rating controls in the DOM, and rating
-messages crafted in the page change nothing in the store. Screenshots in test-artifacts/."""
+and Rate queue tabs show a finished sweep's runs with no rating controls in the DOM, rating
+messages crafted in the page change nothing in the store, and the Group by and Sweep plots tabs
+draw. Screenshots in test-artifacts/."""
 
 from __future__ import annotations
 
@@ -71,6 +72,11 @@ def test_matrix_and_queue_tabs_are_read_only_in_voila(finished):
         assert page.evaluate(CRAFTED) >= 2
         page.wait_for_timeout(2000)
         page.screenshot(path=str(ARTIFACTS / "voila-queue.png"), full_page=True)
+        page.get_by_role("tab", name="Group by").click()
+        page.wait_for_selector(".pl-groupby .pl-bar-row", timeout=30_000)
+        page.get_by_role("tab", name="Sweep plots").click()
+        page.wait_for_function("document.querySelectorAll('.pl-chart .main-svg').length >= 4", timeout=60_000)
+        page.screenshot(path=str(ARTIFACTS / "voila-sweep-plots.png"), full_page=True)
         ctx.close()
     assert _count(db, "SELECT COUNT(*) FROM scores WHERE source = 'human'") == 0
     assert _count(db, "SELECT COUNT(*) FROM events WHERE type = 'run.rated'") == 0
