@@ -32,25 +32,26 @@ class DataTabs:
         self.views: dict[str, Any] = {}
         status = wb.status(experiment)
         builders: dict[str, Callable[[], Any]] = {
-            "Matrix": self._matrix, "Rate queue": self._queue, "Group by": lambda: GroupByView(wb, experiment, readonly=readonly),
-            "Sweep plots": lambda: SweepPlots(wb, experiment),
+            "Matrix": self._matrix, "Rate queue": self._queue,
+            "Group by": lambda: self._live(GroupByView(wb, experiment, readonly=readonly)),
+            "Sweep plots": lambda: self._live(SweepPlots(wb, experiment)),
         }
         if status["parent"] or status["forks"]:
             builders["Compare"] = lambda: CompareView(wb, experiment, readonly=readonly)
         self.builders = builders
         self.boxes = {title: ipywidgets.VBox() for title in builders}
 
-    def _matrix(self) -> MatrixView:
-        view = MatrixView(self.wb, self.experiment, readonly=self.readonly, slot=self.slot)
+    def _live(self, view: Any) -> Any:
+        """``view``, following the sweep when the dashboard is live (each view stops with it)."""
         if self.live:
             view.follow(self.handle)
         return view
 
+    def _matrix(self) -> MatrixView:
+        return self._live(MatrixView(self.wb, self.experiment, readonly=self.readonly, slot=self.slot))
+
     def _queue(self) -> RatingQueue:
-        view = RatingQueue(self.wb, self.experiment, readonly=self.readonly, slot=self.slot)
-        if self.live:
-            view.follow(self.handle)
-        return view
+        return self._live(RatingQueue(self.wb, self.experiment, readonly=self.readonly, slot=self.slot))
 
     def attach(self, tabs: Any) -> None:
         """Append the placeholders to ``tabs`` and build each view on its first selection."""

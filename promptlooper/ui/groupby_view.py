@@ -14,7 +14,7 @@ from typing import Any
 import traitlets
 
 from ._assets import asset, esm
-from ._base import PLWidget, experiment_key
+from ._base import TERMINAL, PLWidget, Reader, every, experiment_key
 from ._format import clean, fmt_int, fmt_score, fmt_value
 from .grouping_pivot import pivot_cells
 
@@ -60,12 +60,31 @@ class GroupByView(PLWidget):
         self.metrics = [*METRICS, *frame.attrs.get("scorers", [])]
         self.metric = metric
         self.by = [by] if isinstance(by, str) else list(by or params[:1] or ["config_id"])
+        self._reader = Reader(wb)
         self.refresh()
 
     def refresh(self) -> None:
-        table = self.wb.group_by(self.experiment, self.by if len(self.by) > 1 else self.by[0], metric=self.metric)
-        self.bars = clean(bars(table, self.by))
-        self.pivot = clean(pivot_cells(table)) if len(self.by) == 2 else {}
+        self._show(self._read(self.wb))
+
+    def _read(self, wb: Any) -> Any:
+        return wb.group_by(self.experiment, self.by if len(self.by) > 1 else self.by[0], metric=self.metric)
+
+    def follow(self, handle: Any = None, interval: float = 2.0) -> None:
+        """Re-read every ``interval`` s in a worker thread until the sweep ends."""
+        async def step() -> bool:
+            ended = bool(handle.done()) if handle is not None else \
+                await self._reader.run(lambda ro: ro.status(self.experiment).get("status") in TERMINAL)
+            table = await self._reader.run(self._read)
+            if not self._closed:
+                self._show(table)
+            return ended or self._closed
+
+        self._start_loop(("groupby", self.experiment), every(interval, step))
+
+    def _show(self, table: Any) -> None:
+        keys = list(table.attrs["by"])  # the table's own keys: a regrouping may have come in since the read
+        self.bars = clean(bars(table, keys))
+        self.pivot = clean(pivot_cells(table)) if len(keys) == 2 else {}
 
     def _on_group(self, by: list[str], metric: str | None = None) -> None:
         keys = [k for k in by if k]

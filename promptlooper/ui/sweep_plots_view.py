@@ -13,7 +13,7 @@ from typing import Any
 
 import ipywidgets
 
-from ._base import experiment_key
+from ._base import TERMINAL, Reader, every, experiment_key, replace_loop
 from .plotly_chart import PlotlyChart
 
 ORDER = ("history", "importance", "parallel", "contour", "slices", "cost")
@@ -26,11 +26,26 @@ class SweepPlots(ipywidgets.VBox):  # type: ignore[misc]
         self.wb = wb
         self.experiment = experiment_key(experiment)
         self.charts: dict[str, PlotlyChart] = {}
+        self._reader = Reader(wb)
+        self._task: Any = None
         super().__init__()
         self.refresh()
 
     def refresh(self) -> None:
-        figures = self.wb.sweep_plots(self.experiment)
+        self._draw(self.wb.sweep_plots(self.experiment))
+
+    def follow(self, handle: Any = None, interval: float = 3.0) -> None:
+        """Redraw every ``interval`` s while the sweep runs; the figures are made in a worker thread
+        (with a read-only connection of their own), the charts patched in place."""
+        async def step() -> bool:
+            ended = bool(handle.done()) if handle is not None else \
+                await self._reader.run(lambda ro: ro.status(self.experiment).get("status") in TERMINAL)
+            self._draw(await self._reader.run(lambda ro: ro.sweep_plots(self.experiment)))
+            return ended
+
+        self._task = replace_loop(("SweepPlots", self.experiment), every(interval, step))
+
+    def _draw(self, figures: dict[str, Any]) -> None:
         for name in ORDER:
             fig = figures.get(name)
             if fig is None:
@@ -42,6 +57,9 @@ class SweepPlots(ipywidgets.VBox):  # type: ignore[misc]
         self.children = [self.charts[n] for n in ORDER if n in self.charts]
 
     def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        self._reader.close()
         for chart in self.charts.values():
             chart.close()
         super().close()

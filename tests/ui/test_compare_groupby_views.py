@@ -81,3 +81,34 @@ def test_bar_scale_and_cell_text():
     got = bars(table, ["k"])
     assert [(b["x"], b["low"], b["high"]) for b in got] == [(0.5, 0.25, 1.0), (0.25, None, None)]
     assert cell_text(0.5, 0.25, 0.75, 4) == "0.500 ± 0.250 (n=4)" and cell_text(float("nan"), 0, 0, 0) == "–"
+
+
+def test_group_by_and_sweep_plots_follow_a_running_sweep(wb, server, make_exp):
+    import asyncio
+
+    import plotly.graph_objects  # noqa: F401 - imported before the sweep starts, not while it runs
+
+    from promptlooper.ui.sweep_plots_view import SweepPlots
+
+    server.latency = 0.2  # 24 calls, 2 at a time: over two seconds
+    exp = make_exp(space={"answer.temperature": [i / 10 for i in range(8)]}, concurrency=2)
+
+    async def scenario() -> None:
+        handle = wb.start(exp)
+        while not wb.runs(exp.key, limit=1):
+            await asyncio.sleep(0.05)
+        group, plots = GroupByView(wb, exp, "answer.temperature"), SweepPlots(wb, exp)
+        first_bars, first_points = len(group.bars), len(plots.charts["history"].fig.data[0].x)
+        group.follow(handle, interval=0.1)
+        plots.follow(handle, interval=0.1)
+        await handle
+        for _ in range(100):  # both loops end after their read that follows the sweep's end
+            if group._loop_task.done() and plots._task.done():
+                break
+            await asyncio.sleep(0.1)
+        assert first_bars < 8 and len(group.bars) == 8 and all(b["n"] == "3" for b in group.bars)
+        assert first_points < 8 and len(plots.charts["history"].fig.data[0].x) == 8
+        group.close()
+        plots.close()
+
+    asyncio.run(scenario())
