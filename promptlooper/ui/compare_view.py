@@ -15,6 +15,7 @@ import traitlets
 from ._assets import asset, esm
 from ._base import PLWidget, experiment_key
 from ._format import clean, fmt_int, fmt_interval, fmt_score, fmt_value
+from .matrix_export import export_frame
 
 SIDES = ("a", "b")
 
@@ -50,6 +51,7 @@ class CompareView(PLWidget):
     related = traitlets.List().tag(sync=True)  # [{name, relation}]: parent and forks of a
     picked = traitlets.Dict().tag(sync=True)  # {a: config id, b: config id}
     pair = traitlets.Dict().tag(sync=True)  # the paired comparison of the picked configurations
+    download = traitlets.Dict().tag(sync=True)  # {name, mime, text, n}: the browser saves it
 
     def __init__(self, wb: Any, a: Any, b: Any = None, *, readonly: bool | None = None, scorer: str | None = None):
         super().__init__(readonly=readonly)
@@ -67,6 +69,7 @@ class CompareView(PLWidget):
 
     def refresh(self) -> None:
         board = self.wb.compare_experiments(self.names["a"], self.names["b"], scorer=self.scorer)
+        self._board = board
         fixed = {"experiment", "rank", "config_id", "score", "ci_low", "ci_high", "n", "in_both", "full_config_id"}
         params = [c for c in board.columns if c not in fixed]
         self.boards = {s: board_rows(board, self.names[s], params) for s in SIDES}
@@ -87,6 +90,11 @@ class CompareView(PLWidget):
         self.pair = {}
         if len(self.picked) == 2:
             self._compare()
+
+    def _on_export(self, fmt: str) -> None:
+        stem = f"compare-{self.names['a']}-vs-{self.names['b']}".replace("/", "-")
+        name, mime, body = export_frame(self._board, stem, fmt, f"{self.names['a']} vs {self.names['b']} over shared samples")
+        self.download = {"name": name, "mime": mime, "text": body, "n": int(self.download.get("n", 0)) + 1}
 
     def _on_against(self, name: str) -> None:
         """Compare with another related experiment (the parent or a fork)."""

@@ -17,6 +17,7 @@ from ._assets import asset, esm
 from ._base import TERMINAL, PLWidget, Reader, every, experiment_key
 from ._format import clean, fmt_int, fmt_score, fmt_value
 from .grouping_pivot import pivot_cells
+from .matrix_export import export_frame
 
 METRICS = ("score", "cost", "tokens", "latency_ms")
 
@@ -48,6 +49,7 @@ class GroupByView(PLWidget):
     metric = traitlets.Unicode("score").tag(sync=True)
     bars = traitlets.List().tag(sync=True)
     pivot = traitlets.Dict().tag(sync=True)  # {rows: [...], columns: [...], cells: [[text]]} for two variables
+    download = traitlets.Dict().tag(sync=True)  # {name, mime, text, n}: the browser saves it
 
     def __init__(self, wb: Any, experiment: Any, by: str | list[str] | None = None, *, metric: str = "score",
                  readonly: bool | None = None):
@@ -82,9 +84,16 @@ class GroupByView(PLWidget):
         self._start_loop(("groupby", self.experiment), every(interval, step))
 
     def _show(self, table: Any) -> None:
+        self._table = table
         keys = list(table.attrs["by"])  # the table's own keys: a regrouping may have come in since the read
         self.bars = clean(bars(table, keys))
         self.pivot = clean(pivot_cells(table)) if len(keys) == 2 else {}
+
+    def _on_export(self, fmt: str) -> None:
+        keys = list(self._table.attrs["by"])
+        stem = f"{self.experiment.replace('/', '-')}-by-{'-'.join(keys)}"
+        name, mime, body = export_frame(self._table, stem, fmt, f"{self.experiment}: {self.metric} by {' x '.join(keys)}")
+        self.download = {"name": name, "mime": mime, "text": body, "n": int(self.download.get("n", 0)) + 1}
 
     def _on_group(self, by: list[str], metric: str | None = None) -> None:
         keys = [k for k in by if k]

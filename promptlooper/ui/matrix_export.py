@@ -1,5 +1,6 @@
 """What the export buttons of the views save: the matrix's runs as CSV or JSON, or a short
-Markdown report (per column: runs, mean score, failures, each scorer's pass rate).
+Markdown report (per column: runs, mean score, failures, each scorer's pass rate); the group-by
+and compare views' tables the same three ways.
 
 Built in Python from the same :class:`~promptlooper.matrix.Matrix` the view shows, so the file
 holds exactly the filtered rows on screen (every page, not only the visible one).
@@ -40,3 +41,19 @@ def report(m: Any, experiment: str, filters: dict[str, Any]) -> str:
         lines.append("| " + " | ".join([str(col), str(len(g)), "–" if mean != mean else f"{mean:.3f}",
                                         str(int((g["status"] == "failed").sum())), *rates]) + " |")
     return "\n".join(lines) + "\n"
+
+
+def export_frame(frame: Any, stem: str, fmt: str, title: str) -> tuple[str, str, str]:
+    """(file name, MIME type, body) of any view's table (group by, compare): CSV, JSON records,
+    or a report (a Markdown table under ``title``)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"export format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    if fmt == "csv":
+        return f"{stem}.csv", FORMATS[fmt], frame.to_csv(index=False)
+    if fmt == "json":
+        return f"{stem}.json", FORMATS[fmt], frame.to_json(orient="records", force_ascii=False)
+    cols = [str(c) for c in frame.columns]
+    cell = lambda v: "–" if v is None or v != v else (f"{v:.3f}" if isinstance(v, float) else str(v))  # noqa: E731
+    lines = [f"# {title}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return f"{stem}.md", FORMATS[fmt], "\n".join(lines) + "\n"

@@ -112,3 +112,22 @@ def test_group_by_and_sweep_plots_follow_a_running_sweep(wb, server, make_exp):
         plots.close()
 
     asyncio.run(scenario())
+
+
+def test_group_by_and_compare_export_their_tables(forked):
+    import json
+
+    wb, exp, fork = forked
+    group = GroupByView(wb, exp, ["persona", "answer.temperature"])
+    assert group.handle_message({"action": "export", "fmt": "json"})
+    rows = json.loads(group.download["text"])
+    assert group.download["name"] == "tests-fake-exp-by-persona-answer.temperature.json" and len(rows) == 4
+    assert {"persona", "answer.temperature", "n", "mean", "ci_low", "ci_high"} <= set(rows[0])
+    assert group.handle_message({"action": "export", "fmt": "report"}) and group.download["n"] == 2
+    assert group.download["text"].startswith("# tests/fake-exp: score by persona x answer.temperature")
+    assert group.download["text"].count("\n| ") == 1 + 4
+    compare = CompareView(wb, fork)
+    assert compare.handle_message({"action": "export", "fmt": "csv"})
+    assert compare.download["name"] == "compare-tests-views-fork-vs-tests-fake-exp.csv"
+    assert len(compare.download["text"].strip().splitlines()) == 1 + 4 + 4
+    assert not compare.handle_message({"action": "export", "fmt": "pdf"}) and "export format" in compare.error

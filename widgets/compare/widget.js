@@ -25,6 +25,27 @@ function side(name, send) {
   return node;
 }
 
+
+// The export buttons: Python builds the file (``download``: name, MIME type, text, a counter);
+// the page saves it once per counter, never again when a notebook is reopened.
+function exportButtons(model, send) {
+  let last = (model.get("download") || {}).n || 0;
+  const save = () => {
+    const d = model.get("download") || {};
+    if (!d.n || d.n === last) return;
+    last = d.n;
+    const a = h("a", { href: URL.createObjectURL(new Blob([d.text], { type: d.mime })), download: d.name });
+    document.body.append(a);
+    a.click();
+    a.remove();
+  };
+  model.on("change:download", save);
+  const node = h("span", { class: "pl-export" }, "export ", ...["csv", "json", "report"].map((fmt) =>
+    h("button", { class: `pl-btn pl-export-${fmt}`, text: fmt.toUpperCase(), onclick: () => send({ action: "export", fmt }) })));
+  node.dispose = () => model.off("change:download", save);
+  return node;
+}
+
 export default {
   render({ model, el }) {
     el.classList.add("pl-root", "pl-compare");
@@ -37,7 +58,8 @@ export default {
     const pair = h("div", { class: "pl-pair" });
     const hint = h("div", { class: "pl-hint", text: "Click a configuration on each side for a paired comparison over the shared samples." });
     const error = h("div", { class: "pl-error" });
-    put(el, h("div", { class: "pl-toolbar" }, summary, related), h("div", { class: "pl-sides" }, a, b), hint, pair, error);
+    const exports = exportButtons(model, send);
+    put(el, h("div", { class: "pl-toolbar" }, summary, related, exports), h("div", { class: "pl-sides" }, a, b), hint, pair, error);
     const draw = () => {
       const names = model.get("names") || {};
       const boards = model.get("boards") || {};
@@ -63,6 +85,6 @@ export default {
     draw();
     const keys = ["names", "boards", "shared", "related", "picked", "pair", "error"];
     for (const k of keys) model.on(`change:${k}`, draw);
-    return () => { for (const k of keys) model.off(`change:${k}`, draw); };
+    return () => { for (const k of keys) model.off(`change:${k}`, draw); exports.dispose(); };
   },
 };

@@ -1,6 +1,27 @@
 // Group-by view: a bar per value (mean with its 95% interval as a whisker, and n) and, for two
 // variables, the pivot table; promptlooper/ui/groupby_view.py computes both with wb.group_by.
 // Bars are keyed by their label, so a regrouping that keeps a value keeps its element.
+
+// The export buttons: Python builds the file (``download``: name, MIME type, text, a counter);
+// the page saves it once per counter, never again when a notebook is reopened.
+function exportButtons(model, send) {
+  let last = (model.get("download") || {}).n || 0;
+  const save = () => {
+    const d = model.get("download") || {};
+    if (!d.n || d.n === last) return;
+    last = d.n;
+    const a = h("a", { href: URL.createObjectURL(new Blob([d.text], { type: d.mime })), download: d.name });
+    document.body.append(a);
+    a.click();
+    a.remove();
+  };
+  model.on("change:download", save);
+  const node = h("span", { class: "pl-export" }, "export ", ...["csv", "json", "report"].map((fmt) =>
+    h("button", { class: `pl-btn pl-export-${fmt}`, text: fmt.toUpperCase(), onclick: () => send({ action: "export", fmt }) })));
+  node.dispose = () => model.off("change:download", save);
+  return node;
+}
+
 export default {
   render({ model, el }) {
     el.classList.add("pl-root", "pl-groupby");
@@ -13,8 +34,9 @@ export default {
     const chart = h("div", { class: "pl-bars" });
     const pivot = h("table", { class: "pl-pivot" });
     const error = h("div", { class: "pl-error" });
+    const exports = exportButtons(model, send);
     put(el, h("div", { class: "pl-toolbar" }, h("label", {}, "group by ", first), h("label", {}, " × ", second),
-      h("label", {}, " metric ", metric)), chart, pivot, error);
+      h("label", {}, " metric ", metric), exports), chart, pivot, error);
     const options = (sel, values) => keyed(sel, values.map((v) => ({ v })), (o) => o.v, (o) => h("option", { value: o.v }), (n, o) => setText(n, o.v || "—"));
     const draw = () => {
       const by = model.get("by") || [];
@@ -50,6 +72,6 @@ export default {
     draw();
     const keys = ["choices", "metrics", "by", "metric", "bars", "pivot", "error"];
     for (const k of keys) model.on(`change:${k}`, draw);
-    return () => { for (const k of keys) model.off(`change:${k}`, draw); };
+    return () => { for (const k of keys) model.off(`change:${k}`, draw); exports.dispose(); };
   },
 };
