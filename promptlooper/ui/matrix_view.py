@@ -31,6 +31,24 @@ PAGE_COLS = 8
 MAX_OUTPUT = 400  # characters of an output shown in a cell; the run view shows it all
 HUMAN = ("human_thumbs", "human_stars")
 FILTER_KEYS = ("differ", "failures", "where", "score", "search")
+SORTS = ("", "score", "-score")  # as read (sample / column order), lowest mean score first, highest first
+
+
+def ordered(cells: Any, key: str, names: list[str], sort: str) -> list[str]:
+    """``names`` (samples or columns of ``cells[key]``) in ``sort`` order of their mean score;
+    names without a score go last, ties keep the matrix's order."""
+    if not sort:
+        return names
+    means = cells.groupby(key, sort=False)["score"].mean().to_dict()
+    sign = -1.0 if sort == "-score" else 1.0
+
+    def rank(item: tuple[int, str]) -> tuple[bool, float, int]:
+        i, name = item
+        mean = means.get(name)
+        missing = mean is None or mean != mean  # NaN: no scored run
+        return missing, 0.0 if missing else sign * float(mean), i
+
+    return [name for _, name in sorted(enumerate(names), key=rank)]
 
 
 def tone(score: Any, failed: bool) -> str:
@@ -84,6 +102,7 @@ class MatrixView(PLWidget):
     columns = traitlets.List().tag(sync=True)  # the page's columns: [{key, label}]
     rows = traitlets.List().tag(sync=True)  # the page's samples: [{key, label, cells: [...]}]
     page = traitlets.Dict().tag(sync=True)  # {row, rows, col, cols, page_rows, page_cols}
+    sort = traitlets.Dict({"rows": "", "cols": ""}).tag(sync=True)  # each one of SORTS
     summary = traitlets.Unicode("").tag(sync=True)
     detail = traitlets.Dict().tag(sync=True)  # the opened run
     picked = traitlets.List().tag(sync=True)  # run ids picked for the diff (at most two)
@@ -135,8 +154,8 @@ class MatrixView(PLWidget):
 
     def _draw(self) -> None:
         m = self._matrix
-        samples = m.samples[self._row:self._row + self.page_rows]
-        cols = m.columns[self._col:self._col + self.page_cols]
+        samples = ordered(m.cells, "sample_id", m.samples, self.sort["rows"])[self._row:self._row + self.page_rows]
+        cols = ordered(m.cells, "column", m.columns, self.sort["cols"])[self._col:self._col + self.page_cols]
         cells = m.cells[m.cells["sample_id"].isin(samples) & m.cells["column"].isin(cols)]
         badges = [s for s in m.scorers if s not in HUMAN]
         rated = self._ratings(cells) if any(s in m.scorers for s in HUMAN) else {}
@@ -225,6 +244,16 @@ class MatrixView(PLWidget):
             self._row = max(0, min(int(row), max(0, len(m.samples) - self.page_rows)))
         if col is not None:
             self._col = max(0, min(int(col), max(0, len(m.columns) - self.page_cols)))
+        self._draw()
+
+    def _on_sort(self, rows: str | None = None, cols: str | None = None) -> None:
+        """Order samples and / or columns by their mean score (``score`` lowest first, ``-score``
+        highest first, ``""`` as read); the page goes back to the start."""
+        for value in (rows, cols):
+            if value is not None and value not in SORTS:
+                raise ValueError(f"sort by one of {SORTS}, not {value!r}")
+        self.sort = {"rows": self.sort["rows"] if rows is None else rows, "cols": self.sort["cols"] if cols is None else cols}
+        self._row = self._col = 0
         self._draw()
 
     def _on_open(self, run_id: str) -> None:

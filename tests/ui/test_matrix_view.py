@@ -149,3 +149,15 @@ def test_follow_fills_cells_in_as_a_real_sweep_runs_and_keeps_the_filters(wb, se
         view.close()
 
     asyncio.run(scenario())
+
+
+def test_sort_samples_and_columns_by_mean_score(done):
+    wb, exp = done
+    view = MatrixView(wb, exp, readonly=True, page_cols=2)
+    scores = wb.matrix(exp.key).scores  # samples x columns of mean scores
+    assert view.handle_message({"action": "sort", "rows": "-score", "cols": "score"})
+    assert [r["key"] for r in view.rows] == scores.mean(axis=1).sort_values(ascending=False, kind="stable").index.tolist()
+    assert [c["key"] for c in view.columns] == scores.mean(axis=0).sort_values(kind="stable").index.tolist()[:2]
+    assert view.handle_message({"action": "sort", "rows": ""})
+    assert [r["key"] for r in view.rows] == scores.index.tolist() and view.sort == {"rows": "", "cols": "score"}
+    assert not view.handle_message({"action": "sort", "rows": "colour"})

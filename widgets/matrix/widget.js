@@ -89,12 +89,18 @@ export default {
       h("button", { class: "pl-btn", text: "apply", onclick: () => send({ action: "filter",
         score: low.value === "" && high.value === "" ? null : [Number(low.value || 0), Number(high.value === "" ? 1 : high.value)] }) }));
     const paramFilters = h("span", { class: "pl-params" });
+    const sortChoice = (cls, what) => h("select", { class: cls, onchange: (e) => send({ action: "sort", [what]: e.target.value }) },
+      h("option", { value: "", text: "as read" }), h("option", { value: "score", text: "worst first" }),
+      h("option", { value: "-score", text: "best first" }));
+    const sortRows = sortChoice("pl-sort-rows", "rows");
+    const sortCols = sortChoice("pl-sort-cols", "cols");
     const by = h("select", { class: "pl-by", onchange: (e) => send({ action: "by", by: e.target.value }) });
     const exportButtons = h("span", { class: "pl-export" }, "export ",
       ...["csv", "json", "report"].map((fmt) => h("button", { class: `pl-btn pl-export-${fmt}`, text: fmt.toUpperCase(),
         onclick: () => send({ action: "export", fmt }) })));
     const toolbar = h("div", { class: "pl-toolbar" }, search, differ, failures, range, paramFilters,
-      h("label", {}, "across ", by), h("button", { class: "pl-btn pl-clear", text: "clear filters", onclick: () => send({ action: "clear" }) }),
+      h("label", {}, "across ", by), h("label", {}, "samples ", sortRows), h("label", {}, "columns ", sortCols),
+      h("button", { class: "pl-btn pl-clear", text: "clear filters", onclick: () => send({ action: "clear" }) }),
       exportButtons);
     // -- paging and the table
     const summary = h("span", { class: "pl-summary" });
@@ -156,6 +162,9 @@ export default {
       });
       keyed(by, (model.get("choices") || []).map((c) => ({ c })), (o) => o.c, (o) => h("option", { value: o.c }), (opt, o) => setText(opt, o.c));
       if (by.value !== model.get("by")) by.value = model.get("by");
+      const sort = model.get("sort") || {};
+      if (sortRows.value !== (sort.rows || "")) sortRows.value = sort.rows || "";
+      if (sortCols.value !== (sort.cols || "")) sortCols.value = sort.cols || "";
       const p = model.get("page") || {};
       setText(summary, model.get("summary"));
       setText(where, p.rows ? `samples ${p.row + 1}–${Math.min(p.rows, p.row + p.page_rows)} of ${p.rows} · columns ${p.col + 1}–${Math.min(p.cols, p.col + p.page_cols)} of ${p.cols}` : "no runs match");
@@ -209,7 +218,7 @@ export default {
     draw();
     drawDetail();
     drawDiff();
-    const keys = ["rows", "columns", "page", "filters", "params", "choices", "by", "summary", "notice", "error"];
+    const keys = ["rows", "columns", "page", "filters", "params", "choices", "by", "sort", "summary", "notice", "error"];
     for (const k of keys) model.on(`change:${k}`, draw);
     model.on("change:detail", drawDetail);
     model.on("change:diff", drawDiff);
