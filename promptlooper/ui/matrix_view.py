@@ -259,7 +259,9 @@ class MatrixView(PLWidget):
     def _on_open(self, run_id: str) -> None:
         d = self.wb.run_detail(run_id)
         stage = (d.get("stages") or [{}])[-1]
-        self.detail = clean({**run_side(d), "id": d["id"], "output": d.get("output") or d.get("error") or "",
+        side = run_side(d)
+        side["scores"] = [s for s in side["scores"] if s["source"] != "human"]  # a rating shows as thumbs / stars
+        self.detail = clean({**side, "id": d["id"], "output": d.get("output") or d.get("error") or "",
                              "prompt": "\n".join(f"{m.get('role', '')}: {m.get('content', '')}" for m in stage.get("prompt_sent") or []
                                                  if isinstance(m, dict)),
                              "ratable": d.get("status") in ("completed", "cached"), **self.wb.ratings(d["id"])})

@@ -96,6 +96,7 @@ def test_open_pick_two_for_the_diff_and_rate_inline(done):
     shown = next(c for c in cells(view) if c["run_id"] == a)
     assert (shown["thumbs"], shown["stars"]) == ("up", 4)
     assert (view.detail["thumbs"], view.detail["stars"]) == ("up", 4)  # the open run view follows
+    assert [s["scorer"] for s in view.detail["scores"]] == ["keyword", "length"]  # not human_thumbs 1.000
     # human scores are shown as thumbs and stars, not as scorer badges
     assert [b["scorer"] for b in shown["badges"]] == ["length", "keyword"]
 
