@@ -1,5 +1,9 @@
 """How fast the data views answer on large experiments (issue 17: each within 2 s at 5,000 runs).
 
+The widget views (promptlooper.ui: output matrix, rating queue, group by, compare, sweep plots)
+are timed too, from construction to their first state, and the output matrix's state is weighed
+at 200 x 100: only a page of cells is sent to the browser, whatever the matrix's size.
+
 Builds, through the public API against the fake server in another process, an experiment of
 5,000 runs (50 configurations x 100 samples) and a second one on the same samples (for comparing
 experiments), then an experiment of 20,000 runs (200 configurations x 100 samples) for the output
@@ -31,6 +35,20 @@ from promptlooper.runs_table import encode  # noqa: E402
 from promptlooper.testing import fake_server_process  # noqa: E402
 
 TARGET_S = 2.0
+
+
+def opened(cls: Any, *args: Any, **kwargs: Any) -> Callable[[], Any]:
+    """Open a widget view (its first state is built in the constructor), then close it."""
+    def run() -> None:
+        view = cls(*args, **kwargs)
+        view.close()
+    return run
+
+
+def state_bytes(view: Any) -> int:
+    """The size of a view's synced state as JSON: what its first render sends to the browser."""
+    names = [n for n in view.trait_names(sync=True) if not n.startswith("_")]
+    return len(json.dumps({n: getattr(view, n) for n in names}, default=str))
 
 
 def timed(fn: Callable[[], Any], repeat: int) -> float:
@@ -77,15 +95,31 @@ def main() -> int:
             ("matrix 200 x 100 search", h, lambda: wb.matrix(h, search="fact number 42")),
             ("sweep_plots 200 configurations", h, lambda: wb.sweep_plots(h)),
         ]
+        from promptlooper.ui import CompareView, GroupByView, MatrixView, RatingQueue, SweepPlots
+
+        cases += [
+            ("view: output matrix opens", k, opened(MatrixView, wb, k, readonly=True)),
+            ("view: rating queue opens", k, opened(RatingQueue, wb, k, readonly=True)),
+            ("view: group by opens", k, opened(GroupByView, wb, k, ["persona", "answer.temperature"])),
+            ("view: compare opens", f"{k} vs {k2}", opened(CompareView, wb, k, k2)),
+            ("view: sweep plots open", k, opened(SweepPlots, wb, k)),
+            ("view: output matrix 200 x 100 opens", h, opened(MatrixView, wb, h, readonly=True)),
+        ]
         results = []
         for name, on, fn in cases:
             fn()  # first use imports (plotly, optuna, pyarrow): a notebook pays it once
             seconds = timed(fn, args.repeat)
             results.append({"api": name, "experiment": on, "seconds": round(seconds, 3), "ok": seconds <= TARGET_S})
             print(f"{name:<36} {seconds:7.3f} s  {'ok' if seconds <= TARGET_S else 'OVER'}  ({on})", flush=True)
+        view = MatrixView(wb, h, readonly=True)
+        page = {"cells": sum(len(r["cells"]) for r in view.rows), "state_bytes": state_bytes(view),
+                "matrix_runs": len(view._matrix.cells)}
+        view.close()
+        print(f"output matrix 200 x 100: {page['cells']} cells on a page of {page['matrix_runs']} runs, "
+              f"{page['state_bytes']:,} bytes of state", flush=True)
         wb.close()
     record = {"target_s": TARGET_S, "repeat": args.repeat, "build_s": built, "load_average": os.getloadavg(),
-              "results": results}
+              "results": results, "matrix_view_page": page}
     Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
     return 0 if all(r["ok"] for r in results) else 1
 

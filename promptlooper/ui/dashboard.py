@@ -1,5 +1,6 @@
 """The composed view: live progress above tabs for the leaderboard + steering, diff, rating,
-timeline and charts, wired together (a selected row feeds steering and the diff; picked runs
+timeline and charts, then the data views built when first opened (matrix, rating queue, group by,
+sweep plots, compare), wired together (a selected row feeds steering and the diff; picked runs
 feed the diff and the rating)."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import ipywidgets
 
 from ._base import default_readonly, experiment_key
 from .charts import Charts
+from .data_tabs import DataTabs
 from .diff import DiffView
 from .leaderboard import Leaderboard
 from .live import LiveSweep
@@ -42,6 +44,9 @@ class Dashboard(ipywidgets.VBox):  # type: ignore[misc]
         ])
         for i, title in enumerate(("Leaderboard", "Diff", "Rate", "Timeline", "Charts")):
             tabs.set_title(i, title)
+        # issue 17's views (matrix, rating queue, group by, sweep plots, compare), built when opened
+        self.data = DataTabs(wb, key, handle, readonly=ro, live=live, slot=slot)
+        self.data.attach(tabs)
         self.tabs = tabs
         super().__init__(children=[self.live, tabs])
 
@@ -72,6 +77,7 @@ class Dashboard(ipywidgets.VBox):  # type: ignore[misc]
         for view in self.views():
             view.close()
         self.charts.close()
+        self.data.close()
         self.tabs.close()
         super().close()
 

@@ -20,7 +20,7 @@ def test_default_readonly_from_env(monkeypatch, env, expected):
 def test_dashboard_composes_and_wires_views(done):
     wb, exp = done
     dash = plui.workbench(wb, exp, live=False, readonly=False)
-    assert dash.children[0] is dash.live and len(dash.tabs.children) == 5
+    assert dash.children[0] is dash.live and len(dash.tabs.children) == 9  # + the data views (test_data_tabs.py)
     assert [dash.tabs.get_title(i) for i in range(5)] == ["Leaderboard", "Diff", "Rate", "Timeline", "Charts"]
     ids = [r["id"] for r in dash.leaderboard.rows]
     dash.leaderboard.handle_message({"action": "select", "config_id": ids[0]})

@@ -17,7 +17,7 @@ from promptlooper.ui import _assets
 from promptlooper.ui._assets import esm, widgets_dir
 
 ROOT = Path(__file__).resolve().parents[2]
-WIDGETS = ["live", "leaderboard", "diff", "steering", "rating", "timeline", "overview", "chart"]
+WIDGETS = ["live", "leaderboard", "diff", "steering", "rating", "timeline", "overview", "chart", "matrix", "queue", "compare", "groupby"]
 SHARED = ROOT / "widgets" / "_shared" / "dom.js"
 
 
