@@ -73,20 +73,21 @@ def _leaderboard_rows(df: Any) -> list[dict[str, Any]]:
 
 
 def _print_leaderboard(wb: Workbench, ref: str, top: int | None, sort: str | None, as_json: bool, **which: Any) -> None:
-    df = wb.leaderboard(ref, sort=sort, top=top, **which)
-    if as_json:
-        print(json.dumps(_leaderboard_rows(df), indent=2))
+    if as_json:  # the frame's JSON (its float precision), as before
+        print(json.dumps(_leaderboard_rows(wb.leaderboard(ref, sort=sort, top=top, **which)), indent=2))
         return
-    shown = df.drop(columns=["full_config_id"], errors="ignore")
-    if "decision" in shown and not shown["decision"].astype(bool).any():
-        shown = shown.drop(columns=["decision"])
-    if "failed" in shown and shown["failed"].astype(bool).any():
-        # A configuration with failed runs is marked where the eye starts reading: its rank.
-        shown["rank"] = [f"{r}!" if f else str(r) for r, f in zip(shown["rank"], shown["failed"], strict=True)]
-        shown = shown[[c for c in shown.columns if c != "failure"] + ["failure"]]  # in full, last
-    else:
-        shown = shown.drop(columns=["failed", "failure"], errors="ignore")
-    print(_table(shown.to_dict(orient="records"), wide=("failure",)))
+    rows = wb.leaderboard(ref, sort=sort, top=top, as_frame=False, **which)  # no pandas: printed after every run
+    hidden = {"full_config_id"} | ({"decision"} if not any(r["decision"] for r in rows) else set())
+    failed = any(r["failed"] for r in rows)
+    if not failed:
+        hidden |= {"failed", "failure"}
+    shown = [{k: v for k, v in r.items() if k not in hidden} for r in rows]
+    if failed:
+        for r in shown:
+            # A configuration with failed runs is marked where the eye starts reading: its rank.
+            r["rank"] = f"{r['rank']}!" if r["failed"] else str(r["rank"])
+            r["failure"] = r.pop("failure")  # in full, last
+    print(_table(shown, wide=("failure",)))
 
 
 class _Bar:

@@ -16,9 +16,7 @@ import asyncio
 import os
 import threading
 from collections.abc import Callable
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from . import keys
 from . import leaderboard as _leaderboard
@@ -52,6 +50,9 @@ from .validation import ensure_valid, load_samples, validate
 from .webhooks import CourierThread
 
 DEFAULT_RANDOM_CONFIGS = 20
+
+if TYPE_CHECKING:
+    import pandas as pd  # a sweep and the CLI never import pandas: notebooks' frames build it lazily
 
 
 class Workbench(SteeringVerbs, OutsideDriver, HousekeepingVerbs, DataViews):
@@ -367,16 +368,18 @@ class Workbench(SteeringVerbs, OutsideDriver, HousekeepingVerbs, DataViews):
 
     def leaderboard(self, ref: str | Experiment, *, sort: str | None = None, top: int | None = None,
                     include_rejected: bool = False, interval: str = "t", definition: int | None = None,
-                    all_definitions: bool = False) -> pd.DataFrame:
+                    all_definitions: bool = False, as_frame: bool = True) -> pd.DataFrame | list[dict[str, Any]]:
         """Configurations ranked by weighted score over samples: n, mean, 95% interval ("t" or
         "bootstrap"), each scorer, tokens, cost, latency, failed runs and their most common
         reason, and whether each is distinguishable from the best (paired test over shared samples).
 
         The experiment as it is now is ranked; ``definition`` ranks an earlier one (a number from
-        :meth:`definitions`), ``all_definitions`` every configuration and sample ever run."""
-        return _leaderboard.leaderboard(self.store, self.experiment(ref), sort=sort, top=top,
-                                        include_rejected=include_rejected, interval=interval,
-                                        definition=definition, all_definitions=all_definitions)
+        :meth:`definitions`), ``all_definitions`` every configuration and sample ever run.
+        ``as_frame=False``: the same rows as dicts, without importing pandas (the CLI prints these)."""
+        board = _leaderboard.leaderboard if as_frame else _leaderboard.board
+        result = board(self.store, self.experiment(ref), sort=sort, top=top, include_rejected=include_rejected,
+                       interval=interval, definition=definition, all_definitions=all_definitions)
+        return result if as_frame else result.rows
 
     def definitions(self, ref: str | Experiment) -> list[dict[str, Any]]:
         """The experiment's definitions, oldest first: each time it ran with changed samples,
