@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
 if TYPE_CHECKING:
+    import pandas as pd  # each view imports pandas when called, never at start-up
+
     from .matrix import Matrix
     from .spec import Experiment
     from .workbench import Workbench

@@ -23,8 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlite_utils import Database
-
 from ..errors import NotFoundError, StoreError, SweepConflictError
 from ..hashing import json_encoder
 from ..keys import redact
@@ -32,7 +30,7 @@ from . import batchwriter
 from .batchwriter import Rows, now_iso
 from .db import Connection, connect, default_path
 from .housekeeping import Housekeeping
-from .schema import migrations
+from .queries import Queries, schema_is_current
 
 
 def new_id() -> str:
@@ -163,14 +161,23 @@ class Store(Housekeeping):
                                 "(promptlooper run FILE), or point --db / $PROMPTLOOPER_DB at an existing database")
         try:
             self.cx = Connection(connect(self.path, readonly=readonly), readonly=readonly)
-            self.db = Database(self.cx.conn)
-            if not readonly:
-                with self.cx.write():  # two processes opening a new file at once must not both migrate
-                    migrations.apply(self.db)
+            self.db = Queries(self.cx.conn)
+            if not readonly and not schema_is_current(self.cx.conn):
+                self._migrate()
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open the database {self.path}: {exc}; check the path, that its folder "
                              "exists and is writable, and that it is a PromptLooper database "
                              "(--db FILE or $PROMPTLOOPER_DB)") from exc
+
+    def _migrate(self) -> None:
+        # Imported here: sqlite_utils imports pandas and numpy (store/queries.py), and only a new
+        # or older database needs it.
+        from sqlite_utils import Database
+
+        from .schema import migrations
+
+        with self.cx.write():  # two processes opening a new file at once must not both migrate
+            migrations.apply(Database(self.cx.conn))
 
     def close(self) -> None:
         with self.cx.lock:  # not while another thread is inside a transaction or query on it
