@@ -9,7 +9,7 @@ intervals and p-values. Both come from the regularized incomplete beta function
 * :func:`ppf` (quantile): the inverse of the CDF by bisection, which needs no derivative and
   always converges (about 60 halvings to 1e-15 of the bracket).
 
-Values agree with scipy 1.17 to 1e-9 or better (tests/test_student_t.py holds scipy's figures).
+Values agree with scipy 1.17 to 1e-9 or better (tests/test_startup.py holds scipy's figures).
 """
 
 from __future__ import annotations
