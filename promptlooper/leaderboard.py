@@ -109,11 +109,14 @@ class Board(NamedTuple):
     rows: list[dict[str, Any]]
 
 
-def leaderboard(store: Store, experiment: dict[str, Any], **options: Any) -> pd.DataFrame:
+def leaderboard(store: Store, experiment: dict[str, Any], *, sort: str | None = None, top: int | None = None,
+                include_rejected: bool = False, interval: str = "t", definition: int | None = None,
+                all_definitions: bool = False) -> pd.DataFrame:
     """:func:`board` as a DataFrame (the notebook's leaderboard)."""
     import pandas as pd  # lazy: see the module docstring
 
-    ranked = board(store, experiment, **options)
+    ranked = board(store, experiment, sort=sort, top=top, include_rejected=include_rejected, interval=interval,
+                   definition=definition, all_definitions=all_definitions)
     if not ranked.rows:
         return pd.DataFrame(columns=ranked.columns)
     return pd.DataFrame.from_records(ranked.rows, columns=ranked.columns)

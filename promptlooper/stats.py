@@ -29,6 +29,8 @@ from . import student_t
 from .errors import NotFoundError
 from .intervals import ALPHA, MIN_SHARED, bootstrap_interval, interval, t_interval, versus_best
 from .leaderboard import leaderboard, per_sample_scores
+from .ratings import LABELS
+from .scorers.base import registered
 from .scoring import weights_of
 
 if TYPE_CHECKING:
@@ -159,9 +161,6 @@ def calibration(wb: Workbench, experiment_ref: str, *, scorers: list[str] | None
     count as positive), and both means. ``scorers`` picks the automatic columns to calibrate
     (default: every scorer that calls a model, i.e. judges).
     """
-    from .ratings import LABELS
-    from .scorers.base import registered
-
     experiment = wb.experiment(experiment_ref)
     with wb.store.cx.read() as c:
         rows = c.execute(
