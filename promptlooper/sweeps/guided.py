@@ -28,6 +28,7 @@ from .. import student_t
 from ..engine.runner import RunItem, run_id
 from ..intervals import mean as _mean
 from ..intervals import std as _std
+from ..leaderboard import per_sample
 from ..spec import Experiment, GuidedOptions, Linked, Range
 from ..store import RunRecord, Store
 from .space import Configuration, build_configuration, grid_size
@@ -218,16 +219,13 @@ class GuidedDriver:
 
     def _measured(self, store: Store) -> dict[str, tuple[dict[str, Any], dict[str, float]]]:
         """Configurations in the store: their point and weighted score per sample id."""
-        from ..leaderboard import per_sample_scores
-
         configs = {c["id"]: c["varied"] for c in store.configurations(self.experiment_id)}
-        per_sample = per_sample_scores(store, self.experiment_id, self.weights)
         out: dict[str, tuple[dict[str, Any], dict[str, float]]] = {}
-        for config_id, group in per_sample.groupby("config_id") if len(per_sample) else []:
-            if config_id in configs:
-                scored = group.dropna(subset=["score"])
-                out[str(config_id)] = (configs[str(config_id)], dict(zip(scored["sample_id"].astype(str),
-                                                                         scored["score"].astype(float), strict=True)))
+        for row in per_sample(store, self.experiment_id, self.weights).rows:  # sorted by configuration
+            if row["config_id"] in configs:
+                _, scores = out.setdefault(str(row["config_id"]), (configs[row["config_id"]], {}))
+                if not math.isnan(row["score"]):
+                    scores[str(row["sample_id"])] = float(row["score"])
         return out
 
     def _remember(self, config_id: str, point: dict[str, Any], scores: dict[str, float]) -> None:
