@@ -72,6 +72,20 @@ def test_a_sweep_and_its_leaderboard_import_no_heavy_library(server, tmp_path):
     assert heavy == []
 
 
+def test_a_cli_run_and_the_leaderboard_it_prints_import_no_heavy_library(server, tmp_path):
+    db = tmp_path / "cli.db"
+    first = pl.Workbench(str(db))
+    assert first.store.path == str(db)
+    first.close()
+    exp = fake_experiment(server.base_url, name="cli-light")
+    (tmp_path / "exp.json").write_text(exp.model_dump_json())  # JSON is YAML
+    heavy = imported_after(f"""
+        from promptlooper.cli import main
+        assert main(["--db", {str(db)!r}, "run", "exp.json", "--quiet"]) == 0
+    """, tmp_path)
+    assert heavy == []
+
+
 def test_the_leaderboard_rows_are_the_frame_records(wb, server):
     exp = fake_experiment(server.base_url, name="rows", space={"answer.temperature": [0, 0.5], "persona": ["a", "b"]})
     wb.run(exp)
