@@ -251,7 +251,7 @@ def main() -> int:
             "_note": f"median of {args.repeat} fresh processes each; before = {args.before or 'not measured'}",
             **results,
         }
-        RESULTS.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+        RESULTS.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")  # as run.py writes it
     return 0
 
 
