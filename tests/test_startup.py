@@ -160,7 +160,7 @@ def test_versus_best_in_plain_python():
 def test_the_schema_version_the_store_checks_is_the_last_migration():
     from sqlite_utils import Database
 
-    from promptlooper.store.queries import LATEST_MIGRATION
+    from promptlooper.store.plain_db import LATEST_MIGRATION
     from promptlooper.store.schema import migrations
 
     assert [m.name for m in migrations.pending(Database(memory=True))][-1] == LATEST_MIGRATION

@@ -30,7 +30,7 @@ from . import batchwriter
 from .batchwriter import Rows, now_iso
 from .db import Connection, connect, default_path
 from .housekeeping import Housekeeping
-from .queries import Queries, schema_is_current
+from .plain_db import PlainDatabase, schema_is_current
 
 
 def new_id() -> str:
@@ -161,7 +161,7 @@ class Store(Housekeeping):
                                 "(promptlooper run FILE), or point --db / $PROMPTLOOPER_DB at an existing database")
         try:
             self.cx = Connection(connect(self.path, readonly=readonly), readonly=readonly)
-            self.db = Queries(self.cx.conn)
+            self.db = PlainDatabase(self.cx.conn)
             if not readonly and not schema_is_current(self.cx.conn):
                 self._migrate()
         except sqlite3.DatabaseError as exc:
@@ -170,7 +170,7 @@ class Store(Housekeeping):
                              "(--db FILE or $PROMPTLOOPER_DB)") from exc
 
     def _migrate(self) -> None:
-        # Imported here: sqlite_utils imports pandas and numpy (store/queries.py), and only a new
+        # Imported here: sqlite_utils imports pandas and numpy (store/plain_db.py), and only a new
         # or older database needs it.
         from sqlite_utils import Database
 

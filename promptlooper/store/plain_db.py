@@ -2,7 +2,7 @@
 
 ``sqlite_utils`` imports pandas and numpy at import time whenever they are installed (about 0.3 s
 and 90 MB here), and the store only reads through two methods of its ``Database``: ``query`` (rows
-as dicts) and ``execute``. :class:`Queries` is those two over the store's own connection, with the
+as dicts) and ``execute``. :class:`PlainDatabase` is those two over the store's own connection, with the
 same behaviour, so a run, the CLI and the MCP server open an existing database without that cost.
 The migrations still go through ``sqlite_utils.Migrations`` (``schema.py``), imported only when a
 database is new or older than :data:`LATEST_MIGRATION`.
@@ -19,7 +19,7 @@ MIGRATION_SET = "promptlooper"
 LATEST_MIGRATION = "m006_archive_and_notes"
 
 
-class Queries:
+class PlainDatabase:
     """``query`` and ``execute`` of ``sqlite_utils.Database``, on a plain sqlite3 connection."""
 
     def __init__(self, conn: sqlite3.Connection):
