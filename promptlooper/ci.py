@@ -56,7 +56,8 @@ class Threshold:
 
 def check_fail_under(board: Any, threshold: float) -> Threshold:
     """The approved configuration (if any), else the best, against ``threshold``."""
-    rows = board.to_dict(orient="records") if len(board) else []
+    # Rows (``Workbench.leaderboard(as_frame=False)``, what a CLI run prints) or the DataFrame.
+    rows = board if isinstance(board, list) else (board.to_dict(orient="records") if len(board) else [])
     approved = [r for r in rows if r.get("decision") == "approved"]
     pick = approved[0] if approved else (rows[0] if rows else None)
     which = "approved" if approved else "best"

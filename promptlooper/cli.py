@@ -173,7 +173,7 @@ def _run(wb: Workbench, exp: Experiment, args: argparse.Namespace) -> int:
             print(f"  {line}", file=sys.stderr)
     threshold = None
     if args.fail_under is not None:
-        threshold = ci.check_fail_under(wb.leaderboard(exp.key), args.fail_under)
+        threshold = ci.check_fail_under(wb.leaderboard(exp.key, as_frame=False), args.fail_under)
         print(("✓ " if threshold.ok else "✗ ") + threshold.message, file=sys.stderr)
         if not threshold.ok:
             status = 1

@@ -98,6 +98,10 @@ def test_the_leaderboard_rows_are_the_frame_records(wb, server):
             same = (isinstance(value, float) and math.isnan(value) and math.isnan(row[key])) or row[key] == value
             assert same and type(row[key]) is type(value), (key, row[key], value)
     assert isinstance(rows[0]["answer.temperature"], float)  # 0 and 0.5: a float column, as in pandas
+    from promptlooper import ci
+
+    for threshold in (0.0, 0.5, 1.01):  # --fail-under judges the printed rows as it judged the frame
+        assert ci.check_fail_under(rows, threshold) == ci.check_fail_under(frame, threshold)
 
 
 def test_the_leaderboard_frame_keeps_its_column_types_through_parquet(wb, server, tmp_path):
