@@ -20,7 +20,7 @@ from .engine.failures import failure_reason, summary_reasons
 from .engine.progress import Progress
 
 if TYPE_CHECKING:
-    from .workbench import Workbench
+    from .store import Store
 
 
 def sweep_ok(progress: Progress) -> bool:
@@ -56,7 +56,8 @@ class Threshold:
 
 def check_fail_under(board: Any, threshold: float) -> Threshold:
     """The approved configuration (if any), else the best, against ``threshold``."""
-    rows = board.to_dict(orient="records") if len(board) else []
+    # Rows (``Workbench.leaderboard(as_frame=False)``, what a CLI run prints) or the DataFrame.
+    rows = board if isinstance(board, list) else (board.to_dict(orient="records") if len(board) else [])
     approved = [r for r in rows if r.get("decision") == "approved"]
     pick = approved[0] if approved else (rows[0] if rows else None)
     which = "approved" if approved else "best"
@@ -68,16 +69,17 @@ def check_fail_under(board: Any, threshold: float) -> Threshold:
     return Threshold(score >= threshold, f"{which} configuration {cid[:12]} scores {score:.4f} {verdict} {threshold:g}", cid, score)
 
 
-def write_junit(wb: Workbench, key: str, progress: Progress, path: str | Path, threshold: Threshold | None = None) -> None:
-    """A JUnit XML report of the experiment's configurations (see the module docstring)."""
-    exp = wb.experiment(key)
-    board = wb.leaderboard(exp["id"], include_rejected=True)
-    scored = {str(r["full_config_id"]): r for r in board.to_dict(orient="records")} if len(board) else {}
-    configs = wb.store.configurations(exp["id"])
+def write_junit(store: Store, key: str, board: list[dict[str, Any]], progress: Progress, path: str | Path,
+                threshold: Threshold | None = None) -> None:
+    """A JUnit XML report of the experiment's configurations (see the module docstring); ``board``
+    is its leaderboard's rows, rejected configurations included."""
+    exp = store.experiment(key)
+    scored = {str(r["full_config_id"]): r for r in board}
+    configs = store.configurations(exp["id"])
     errors: dict[str, Counter[str]] = {}
     runs: Counter[str] = Counter()
     seconds: Counter[str] = Counter()  # the configuration's runs, end to end, summed
-    for run in wb.store.runs(exp["id"]):
+    for run in store.runs(exp["id"]):
         runs[run["config_id"]] += 1
         seconds[run["config_id"]] += (run["duration_ms"] or 0.0) / 1000
         if run["status"] == "failed":

@@ -21,10 +21,10 @@ import pandas as pd
 from .errors import NotFoundError
 from .hashing import short
 from .leaderboard import per_sample_scores
-from .stats import ALPHA, _resolve_config, _weights, paired, t_interval
+from .stats import ALPHA, _weights, paired, resolve_config, t_interval
 
 if TYPE_CHECKING:
-    from .workbench import Workbench
+    from .store import Store
 
 
 def split_ref(ref: str, default_experiment: str | None = None) -> tuple[str, str]:
@@ -43,8 +43,8 @@ def _config_ref(value: str) -> str | int:
     return int(value) if value.isdigit() and len(value) < 6 else value
 
 
-def _scores(wb: Workbench, experiment: dict[str, Any], metric: str) -> pd.DataFrame:
-    table = per_sample_scores(wb.store, experiment["id"], _weights(experiment))
+def _scores(store: Store, experiment: dict[str, Any], metric: str) -> pd.DataFrame:
+    table = per_sample_scores(store, experiment["id"], _weights(experiment))
     if metric not in table.columns:
         options = [c for c in table.columns if c not in ("config_id", "sample_id")]
         raise KeyError(f"no scorer column {metric!r} in {experiment['project']}/{experiment['name']}; "
@@ -52,16 +52,16 @@ def _scores(wb: Workbench, experiment: dict[str, Any], metric: str) -> pd.DataFr
     return table
 
 
-def compare_configurations(wb: Workbench, a: str, b: str, *, experiment: str | None = None, scorer: str | None = None,
+def compare_configurations(store: Store, a: str, b: str, *, experiment: str | None = None, scorer: str | None = None,
                            confidence: float = 0.95) -> dict[str, Any]:
     """Paired comparison of configuration ``a`` and ``b`` (``EXP:CONFIG``, or a CONFIG of
     ``experiment``: an id prefix, 'best' or a leaderboard rank) over the samples both finished."""
     exp_a, cfg_a = split_ref(a, experiment)
     exp_b, cfg_b = split_ref(b, experiment)
-    row_a, row_b = wb.experiment(exp_a), wb.experiment(exp_b)
-    id_a, id_b = _resolve_config(wb, row_a, _config_ref(cfg_a)), _resolve_config(wb, row_b, _config_ref(cfg_b))
+    row_a, row_b = store.experiment(exp_a), store.experiment(exp_b)
+    id_a, id_b = resolve_config(store, row_a, _config_ref(cfg_a)), resolve_config(store, row_b, _config_ref(cfg_b))
     metric = scorer or "score"
-    table_a, table_b = _scores(wb, row_a, metric), _scores(wb, row_b, metric)
+    table_a, table_b = _scores(store, row_a, metric), _scores(store, row_b, metric)
     col_a = table_a[table_a.config_id == id_a].groupby("sample_id")[metric].mean().rename("a")
     col_b = table_b[table_b.config_id == id_b].groupby("sample_id")[metric].mean().rename("b")
     both = pd.concat([col_a, col_b], axis=1)
@@ -77,9 +77,9 @@ def compare_configurations(wb: Workbench, a: str, b: str, *, experiment: str | N
     }
 
 
-def _current(wb: Workbench, experiment: dict[str, Any], table: pd.DataFrame) -> pd.DataFrame:
+def _current(store: Store, experiment: dict[str, Any], table: pd.DataFrame) -> pd.DataFrame:
     """The rows of the experiment's current definition, as its leaderboard ranks them."""
-    members = wb.store.definition(experiment["id"])
+    members = store.definition(experiment["id"])
     if members is None:
         return table
     return table[table.config_id.isin(members["configurations"]) & table.sample_id.isin(members["sample_ids"])]
@@ -88,21 +88,21 @@ def _current(wb: Workbench, experiment: dict[str, Any], table: pd.DataFrame) -> 
 BOARD_COLUMNS = ["experiment", "rank", "config_id", "score", "ci_low", "ci_high", "n", "in_both", "full_config_id"]
 
 
-def compare_experiments(wb: Workbench, a: str, b: str, *, scorer: str | None = None) -> pd.DataFrame:
+def compare_experiments(store: Store, a: str, b: str, *, scorer: str | None = None) -> pd.DataFrame:
     """The leaderboards of ``a`` and ``b`` side by side over their shared samples: one row per
     configuration, ``experiment`` saying whose, ranked within each, its varied parameters, mean,
     95% interval, n and ``in_both`` (the same configuration ran in the other experiment).
     ``attrs``: ``shared_samples``, ``only_a``, ``only_b`` (sample counts) and both names."""
-    row_a, row_b = wb.experiment(a), wb.experiment(b)
+    row_a, row_b = store.experiment(a), store.experiment(b)
     metric = scorer or "score"
-    table_a, table_b = _current(wb, row_a, _scores(wb, row_a, metric)), _current(wb, row_b, _scores(wb, row_b, metric))
+    table_a, table_b = _current(store, row_a, _scores(store, row_a, metric)), _current(store, row_b, _scores(store, row_b, metric))
     samples_a, samples_b = set(table_a.sample_id), set(table_b.sample_id)
     shared = samples_a & samples_b
     names = [f"{r['project']}/{r['name']}" for r in (row_a, row_b)]
     configs = [set(table_a.config_id), set(table_b.config_id)]
     parts = []
     for i, (row, table) in enumerate(((row_a, table_a), (row_b, table_b))):
-        varied = {c["id"]: c["varied"] for c in wb.store.configurations(row["id"])}
+        varied = {c["id"]: c["varied"] for c in store.configurations(row["id"])}
         kept = table[table.sample_id.isin(shared)].dropna(subset=[metric])
         records = []
         for config_id, group in kept.groupby("config_id"):

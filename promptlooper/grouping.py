@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from . import student_t
 from .errors import NotFoundError
 
 NUMERIC_METRICS = ("score", "cost", "tokens", "tokens_in", "tokens_out", "latency_ms", "duration_ms")
@@ -23,8 +24,6 @@ NUMERIC_METRICS = ("score", "cost", "tokens", "tokens_in", "tokens_out", "latenc
 def group_by(runs: pd.DataFrame, by: str | list[str], metric: str = "score", confidence: float = 0.95) -> pd.DataFrame:
     """Per value of ``by`` (a varied parameter, ``config_id``, ``sample_id``, ``status``... or a
     list of two): n, mean, ci_low, ci_high, std, configurations and samples, best mean first."""
-    from scipy import stats
-
     keys = [by] if isinstance(by, str) else list(by)
     if not 1 <= len(keys) <= 2:
         raise ValueError(f"group by one or two variables, not {len(keys)}")
@@ -48,7 +47,8 @@ def group_by(runs: pd.DataFrame, by: str | list[str], metric: str = "score", con
     out["samples"] = grouped["sample_id"].nunique()
     n = out["n"].to_numpy(dtype=float)
     with np.errstate(invalid="ignore", divide="ignore"):
-        half = stats.t.ppf(0.5 + confidence / 2, np.maximum(n - 1, 1)) * out["std"].to_numpy(dtype=float) / np.sqrt(n)
+        t = np.array([student_t.ppf(0.5 + confidence / 2, max(k - 1.0, 1.0)) for k in n])
+        half = t * out["std"].to_numpy(dtype=float) / np.sqrt(n)
     half = np.where(n >= 2, half, math.nan)
     low, high = out["mean"].to_numpy(dtype=float) - half, out["mean"].to_numpy(dtype=float) + half
     if metric == "score" or metric in scorers:

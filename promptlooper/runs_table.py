@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from .errors import PromptLooperError
 from .store import Store
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def scorer_labels(experiment: dict[str, Any]) -> list[str]:
@@ -31,6 +31,10 @@ def scorer_labels(experiment: dict[str, Any]) -> list[str]:
 def runs_frame(store: Store, experiment: dict[str, Any], *, with_output: bool = True) -> pd.DataFrame:
     """The tidy runs table of ``experiment`` (a store row). ``attrs``: ``params`` (the varied
     parameter columns, in order) and ``scorers`` (the scorer columns)."""
+    # Lazy: the CLI imports this module to build its parser; only a data command needs pandas.
+    import numpy as np
+    import pandas as pd
+
     rows = store.run_table_rows(experiment["id"])
     runs = pd.DataFrame.from_records(rows, columns=list(Store.RUN_TABLE_COLUMNS))
     configs = store.configurations(experiment["id"])
@@ -97,6 +101,8 @@ def current_runs(store: Store, experiment: dict[str, Any], *, with_output: bool 
 
 def _param_column(values: list[Any]) -> pd.Series:
     """One varied parameter as one dtype: float for numbers, boolean, string, else JSON text."""
+    import pandas as pd  # lazy, as in runs_frame (its only caller)
+
     present = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
     kinds = {"bool" if isinstance(v, bool) else "number" if isinstance(v, int | float) else
              "str" if isinstance(v, str) else "other" for v in present}

@@ -5,11 +5,14 @@
 * :func:`paired` / :func:`compare`: two configurations on the samples both have finished. Pairing
   removes the variation between samples (some questions are hard for every prompt), so a real
   difference shows with far fewer samples than comparing two independent means. Mean difference,
-  its paired-t interval and the two-sided p-value (``scipy.stats.ttest_rel``).
-* :func:`versus_best`: every configuration against the best one at once (vectorised), for the
-  leaderboard's ``distinguishable`` column.
+  its paired-t interval and the two-sided p-value (what ``scipy.stats.ttest_rel`` gives).
 * :func:`calibration`: per judge scorer, agreement with human ratings on the runs having both:
-  Spearman's rho, and Cohen's kappa on values binarised at 0.5.
+  Spearman's rho (and its p-value, as ``scipy.stats.spearmanr`` gives it), and Cohen's kappa on
+  values binarised at 0.5.
+
+The intervals and :func:`versus_best` live in :mod:`promptlooper.intervals` (the leaderboard's
+arithmetic, re-exported here); the t distribution in :mod:`promptlooper.student_t`, so nothing here
+needs scipy. This module reads the leaderboard and never the reverse.
 """
 
 from __future__ import annotations
@@ -22,51 +25,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from . import student_t
 from .errors import NotFoundError
+from .intervals import ALPHA, MIN_SHARED, bootstrap_interval, interval, t_interval, versus_best
+from .leaderboard import leaderboard, per_sample_scores
+from .ratings import LABELS
+from .scorers.base import registered
 from .scoring import weights_of
 
 if TYPE_CHECKING:
     from .store import Store
-    from .workbench import Workbench
-
-ALPHA = 0.05
-MIN_SHARED = 3  # fewer shared samples than this: two configurations are never called distinguishable
-
-
-# --------------------------------------------------------------------------- intervals
-def t_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
-    """Student-t interval of the mean, clipped to 0..1 (NaN for fewer than 2 values)."""
-    values = np.asarray(values, dtype=float)
-    n = len(values)
-    if n < 2:
-        return (math.nan, math.nan)
-    from scipy import stats
-
-    mean = float(np.mean(values))
-    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * float(np.std(values, ddof=1)) / math.sqrt(n)
-    return (max(0.0, mean - half), min(1.0, mean + half))
-
-
-def bootstrap_interval(values: np.ndarray, confidence: float = 0.95, n_resamples: int = 2000,
-                       seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean (seeded, so a leaderboard is reproducible)."""
-    values = np.asarray(values, dtype=float)
-    n = len(values)
-    if n < 2:
-        return (math.nan, math.nan)
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, n, size=(n_resamples, n))].mean(axis=1)
-    tail = (1 - confidence) / 2
-    low, high = np.quantile(means, [tail, 1 - tail])
-    return (float(low), float(high))
-
-
-def interval(values: np.ndarray, method: str = "t", confidence: float = 0.95) -> tuple[float, float]:
-    if method == "t":
-        return t_interval(values, confidence)
-    if method == "bootstrap":
-        return bootstrap_interval(values, confidence)
-    raise ValueError(f"interval must be 't' or 'bootstrap', not {method!r}")
 
 
 # --------------------------------------------------------------------------- paired comparison
@@ -88,8 +56,6 @@ def paired(a: np.ndarray, b: np.ndarray, confidence: float = 0.95) -> Paired:
     When every difference is the same, the t statistic is undefined: the p-value is then 1 for a
     zero difference and 0 otherwise, and the interval is that difference.
     """
-    from scipy import stats
-
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     d = a - b
     n = len(d)
@@ -105,30 +71,29 @@ def paired(a: np.ndarray, b: np.ndarray, confidence: float = 0.95) -> Paired:
         t = 0.0 if p == 1.0 else math.copysign(math.inf, mean)
         return Paired(n, float(a.mean()), float(b.mean()), mean, mean, mean, p, t)
     se = sd / math.sqrt(n)
-    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * se
-    result = stats.ttest_rel(a, b)
-    return Paired(n, float(a.mean()), float(b.mean()), mean, mean - half, mean + half, float(result.pvalue), float(result.statistic))
+    half = student_t.ppf(0.5 + confidence / 2, n - 1) * se
+    t = mean / se
+    p = 2 * student_t.sf(abs(t), n - 1)
+    return Paired(n, float(a.mean()), float(b.mean()), mean, mean - half, mean + half, p, t)
 
 
 def _weights(experiment: dict[str, Any]) -> dict[str, float]:
     return weights_of(experiment["spec"].get("scorers", []))
 
 
-def _resolve_config(wb: Workbench, experiment: dict[str, Any], ref: str | int) -> str:
+def resolve_config(store: Store, experiment: dict[str, Any], ref: str | int) -> str:
     """A configuration id from an id prefix, 'best', or a leaderboard rank (an int)."""
     if ref == "best":
         ref = 1
     if isinstance(ref, int) and not isinstance(ref, bool):
-        from .leaderboard import leaderboard
-
-        board = leaderboard(wb.store, experiment)
+        board = leaderboard(store, experiment)
         if not 1 <= ref <= len(board):
             raise NotFoundError(f"no configuration ranked {ref}; the leaderboard has {len(board)}")
         return str(board.iloc[ref - 1]["full_config_id"])
-    return str(wb.store.configuration(experiment["id"], str(ref))["id"])
+    return str(store.configuration(experiment["id"], str(ref))["id"])
 
 
-def compare(wb: Workbench, experiment_ref: str, config_a: str | int, config_b: str | int, *, scorer: str | None = None,
+def compare(store: Store, experiment_ref: str, config_a: str | int, config_b: str | int, *, scorer: str | None = None,
             confidence: float = 0.95) -> dict[str, Any]:
     """Paired comparison of two configurations over the samples both finished.
 
@@ -137,11 +102,9 @@ def compare(wb: Workbench, experiment_ref: str, config_a: str | int, config_b: s
     Returns n, both means, mean_diff (a - b), ci_low / ci_high, p_value, t, significant
     (p < 0.05), better ('a', 'b' or None) and the samples only one of them has.
     """
-    from .leaderboard import per_sample_scores
-
-    experiment = wb.experiment(experiment_ref)
-    a_id, b_id = _resolve_config(wb, experiment, config_a), _resolve_config(wb, experiment, config_b)
-    table = per_sample_scores(wb.store, experiment["id"], _weights(experiment))
+    experiment = store.experiment(experiment_ref)
+    a_id, b_id = resolve_config(store, experiment, config_a), resolve_config(store, experiment, config_b)
+    table = per_sample_scores(store, experiment["id"], _weights(experiment))
     metric = scorer or "score"
     if metric not in table.columns:
         options = [c for c in table.columns if c not in ("config_id", "sample_id")]
@@ -161,34 +124,6 @@ def compare(wb: Workbench, experiment_ref: str, config_a: str | int, config_b: s
     }
 
 
-def versus_best(per_sample: pd.DataFrame, metric: str, best: str, *, alpha: float = ALPHA,
-                min_shared: int = MIN_SHARED) -> dict[str, Any]:
-    """For each configuration: 'best', True (significantly different from the best in a paired
-    t-test over shared samples, p < alpha) or False (not, or fewer than ``min_shared`` shared)."""
-    from scipy import stats
-
-    wide = per_sample.pivot_table(index="config_id", columns="sample_id", values=metric, aggfunc="mean")
-    if best not in wide.index:
-        return {str(c): False for c in wide.index} | {best: "best"}
-    m = wide.to_numpy(dtype=float)
-    diff = m - wide.loc[best].to_numpy(dtype=float)[None, :]
-    ok = ~np.isnan(diff)
-    n = ok.sum(axis=1)
-    d = np.where(ok, diff, 0.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = d.sum(axis=1) / n
-        var = (np.where(ok, diff - mean[:, None], 0.0) ** 2).sum(axis=1) / (n - 1)
-        t = mean / np.sqrt(var / n)
-        p = 2 * stats.t.sf(np.abs(t), np.maximum(n - 1, 1))
-    constant = var <= 1e-24
-    p = np.where(constant, np.where(np.abs(mean) <= 1e-12, 1.0, 0.0), p)
-    out: dict[str, Any] = {}
-    for i, config in enumerate(wide.index):
-        out[str(config)] = bool(n[i] >= min_shared and p[i] < alpha)
-    out[best] = "best"
-    return out
-
-
 # --------------------------------------------------------------------------- calibration
 def cohen_kappa(a: np.ndarray, b: np.ndarray) -> float:
     """Cohen's kappa of two binary (0/1) label arrays; 1.0 for perfect agreement on one class."""
@@ -203,6 +138,18 @@ def cohen_kappa(a: np.ndarray, b: np.ndarray) -> float:
     return (po - pe) / (1 - pe)
 
 
+def spearman(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """Spearman's rho (Pearson's r of average ranks) and its two-sided p-value from Student's t
+    with n - 2 degrees of freedom, as ``scipy.stats.spearmanr`` computes them."""
+    ra, rb = pd.Series(a).rank().to_numpy(), pd.Series(b).rank().to_numpy()
+    rho = float(np.corrcoef(ra, rb)[0, 1])
+    n = len(ra)
+    if n < 3 or abs(rho) >= 1.0:
+        return rho, (0.0 if n >= 3 else math.nan)
+    t = rho * math.sqrt((n - 2) / ((1.0 + rho) * (1.0 - rho)))
+    return rho, 2 * student_t.sf(abs(t), n - 2)
+
+
 CALIBRATION_COLUMNS = ["judge", "human", "n", "spearman_rho", "spearman_p", "kappa", "agreement", "judge_mean", "human_mean"]
 
 
@@ -214,11 +161,6 @@ def calibration(store: Store, experiment_ref: str, *, scorers: list[str] | None 
     count as positive), and both means. ``scorers`` picks the automatic columns to calibrate
     (default: every scorer that calls a model, i.e. judges).
     """
-    from scipy import stats
-
-    from .ratings import LABELS
-    from .scorers.base import registered
-
     rows = store.finished_scores(store.experiment(experiment_ref)["id"])
     judges = set(scorers) if scorers is not None else {n for n, info in registered().items() if info.model_calls}
     auto: dict[str, dict[str, float]] = {}
@@ -240,8 +182,7 @@ def calibration(store: Store, experiment_ref: str, *, scorers: list[str] | None 
                 continue
             rho = p = math.nan
             if len(shared) >= 2 and np.ptp(j) > 0 and np.ptp(h) > 0:
-                res = stats.spearmanr(j, h)
-                rho, p = float(res.statistic), float(res.pvalue)
+                rho, p = spearman(j, h)
             jb, hb = (j >= threshold).astype(int), (h >= threshold).astype(int)
             records.append({"judge": judge_label, "human": human_label, "n": len(shared), "spearman_rho": rho, "spearman_p": p,
                             "kappa": cohen_kappa(jb, hb), "agreement": float(np.mean(jb == hb)),
@@ -249,5 +190,5 @@ def calibration(store: Store, experiment_ref: str, *, scorers: list[str] | None 
     return pd.DataFrame.from_records(records, columns=CALIBRATION_COLUMNS)
 
 
-__all__ = ["Paired", "bootstrap_interval", "calibration", "cohen_kappa", "compare", "interval", "paired", "t_interval",
-           "versus_best"]
+__all__ = ["ALPHA", "MIN_SHARED", "Paired", "bootstrap_interval", "calibration", "cohen_kappa", "compare", "interval",
+           "paired", "spearman", "t_interval", "versus_best"]

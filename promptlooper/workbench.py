@@ -18,8 +18,6 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
 from . import asktell, cache_explain, compiled, data_views, housekeeping, keys, sizing, steering
 from . import leaderboard as _leaderboard
 from .asyncutil import run_sync
@@ -43,6 +41,8 @@ from .validation import load_file, validate
 from .webhooks import CourierThread
 
 if TYPE_CHECKING:
+    import pandas as pd  # a sweep and the CLI never import pandas: notebooks' frames build it lazily
+
     from .matrix import Matrix
 
 
@@ -286,9 +286,9 @@ class Workbench:
     def config_id(self, ref: str | Experiment, config: str | int) -> str:
         """The full id of one of the experiment's configurations: an id prefix, 'best', or a
         leaderboard rank (1 = best). NotFoundError says what there is instead."""
-        from .stats import _resolve_config
+        from .stats import resolve_config  # stats imports numpy and pandas: only when asked
 
-        return _resolve_config(self, self.experiment(ref), config)
+        return resolve_config(self.store, self.experiment(ref), config)
 
     def experiments(self, project: str | None = None, *, include_archived: bool = False) -> list[dict[str, Any]]:
         """Experiments (of one project), without archived ones unless ``include_archived``; each
@@ -302,16 +302,18 @@ class Workbench:
 
     def leaderboard(self, ref: str | Experiment, *, sort: str | None = None, top: int | None = None,
                     include_rejected: bool = False, interval: str = "t", definition: int | None = None,
-                    all_definitions: bool = False) -> pd.DataFrame:
+                    all_definitions: bool = False, as_frame: bool = True) -> pd.DataFrame | list[dict[str, Any]]:
         """Configurations ranked by weighted score over samples: n, mean, 95% interval ("t" or
         "bootstrap"), each scorer, tokens, cost, latency, failed runs and their most common
         reason, and whether each is distinguishable from the best (paired test over shared samples).
 
         The experiment as it is now is ranked; ``definition`` ranks an earlier one (a number from
-        :meth:`definitions`), ``all_definitions`` every configuration and sample ever run."""
-        return _leaderboard.leaderboard(self.store, self.experiment(ref), sort=sort, top=top,
-                                        include_rejected=include_rejected, interval=interval,
-                                        definition=definition, all_definitions=all_definitions)
+        :meth:`definitions`), ``all_definitions`` every configuration and sample ever run.
+        ``as_frame=False``: the same rows as dicts, without importing pandas (the CLI prints these)."""
+        board = _leaderboard.leaderboard if as_frame else _leaderboard.board
+        result = board(self.store, self.experiment(ref), sort=sort, top=top, include_rejected=include_rejected,
+                       interval=interval, definition=definition, all_definitions=all_definitions)
+        return result if as_frame else result.rows
 
     def dashboard(self, ref: str | Experiment, handle: SweepHandle | None = None, **options: Any) -> Any:
         """Every live view of the experiment in one widget (notebooks); see :mod:`promptlooper.ui`."""
@@ -357,7 +359,7 @@ class Workbench:
         """A vs B: paired comparison over the samples both ran (difference, 95% interval, p-value)."""
         from .stats import compare
 
-        return compare(self, ref.key if isinstance(ref, Experiment) else ref, config_a, config_b, scorer=scorer)
+        return compare(self.store, ref.key if isinstance(ref, Experiment) else ref, config_a, config_b, scorer=scorer)
 
     def calibration(self, ref: str | Experiment, *, scorers: list[str] | None = None) -> pd.DataFrame:
         """Per judge: agreement with human ratings (Spearman rho, Cohen's kappa, n)."""
@@ -626,14 +628,14 @@ class Workbench:
         parent, or any two); see :func:`promptlooper.comparing.compare_experiments`."""
         from .comparing import compare_experiments
 
-        return compare_experiments(self, _key(a), _key(b), scorer=scorer)
+        return compare_experiments(self.store, _key(a), _key(b), scorer=scorer)
 
     def compare_across(self, a: str, b: str, *, scorer: str | None = None) -> dict[str, Any]:
         """Paired comparison of two configurations of (possibly) different experiments, each
         ``EXPERIMENT:CONFIG`` (CONFIG: an id prefix, 'best' or a leaderboard rank)."""
         from .comparing import compare_configurations
 
-        return compare_configurations(self, a, b, scorer=scorer)
+        return compare_configurations(self.store, a, b, scorer=scorer)
 
     def forks(self, ref: str | Experiment) -> list[dict[str, Any]]:
         """The experiments forked from this one (``promptlooper fork``), oldest first."""

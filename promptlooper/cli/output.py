@@ -50,21 +50,24 @@ def print_problems(exc: SpecError) -> int:
     return 2
 
 
-def print_leaderboard(df: Any, as_json: bool) -> None:
-    """A leaderboard (a pandas DataFrame from ``Workbench.leaderboard``) as a table or JSON rows."""
-    if as_json:
-        print(json.dumps(json.loads(df.to_json(orient="records")), indent=2))
-        return
-    rows = df.drop(columns=["full_config_id"], errors="ignore")
-    if "decision" in rows and not rows["decision"].astype(bool).any():
-        rows = rows.drop(columns=["decision"])
-    if "failed" in rows and rows["failed"].astype(bool).any():
-        # A configuration with failed runs is marked where the eye starts reading: its rank.
-        rows["rank"] = [f"{r}!" if f else str(r) for r, f in zip(rows["rank"], rows["failed"], strict=True)]
-        rows = rows[[c for c in rows.columns if c != "failure"] + ["failure"]]  # in full, last
-    else:
-        rows = rows.drop(columns=["failed", "failure"], errors="ignore")
-    print(table(rows.to_dict(orient="records"), wide=("failure",)))
+def print_leaderboard(rows: list[dict[str, Any]]) -> None:
+    """A leaderboard's rows (``Workbench.leaderboard(as_frame=False)``: no pandas) as a table."""
+    hidden = {"full_config_id"} | (set() if any(r.get("decision") for r in rows) else {"decision"})
+    failed = any(r.get("failed") for r in rows)
+    if not failed:
+        hidden |= {"failed", "failure"}
+    shown = [{k: v for k, v in r.items() if k not in hidden} for r in rows]
+    if failed:
+        for r in shown:
+            # A configuration with failed runs is marked where the eye starts reading: its rank.
+            r["rank"] = f"{r['rank']}!" if r["failed"] else str(r["rank"])
+            r["failure"] = r.pop("failure")  # in full, last
+    print(table(shown, wide=("failure",)))
+
+
+def print_frame_json(df: Any) -> None:
+    """A DataFrame as JSON records (its float precision, as ``DataFrame.to_json`` writes them)."""
+    print(json.dumps(json.loads(df.to_json(orient="records")), indent=2))
 
 
 def print_unpriced(models: list[str]) -> None:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import PromptLooperError
 from .commands import command
-from .output import print_leaderboard, table, write_file
+from .output import print_frame_json, print_leaderboard, table, write_file
 
 if TYPE_CHECKING:
     from ..workbench import Workbench
@@ -20,8 +20,11 @@ RUN_COLUMNS = ["id", "config_id", "sample_index", "repeat", "status", "score", "
 
 
 def cmd_leaderboard(wb: Workbench, args: argparse.Namespace) -> int:
-    df = wb.leaderboard(args.experiment, sort=args.sort, top=args.top, definition=args.definition, all_definitions=args.all)
-    print_leaderboard(df, args.json)
+    which = {"sort": args.sort, "top": args.top, "definition": args.definition, "all_definitions": args.all}
+    if args.json:
+        print_frame_json(wb.leaderboard(args.experiment, **which))
+    else:
+        print_leaderboard(wb.leaderboard(args.experiment, as_frame=False, **which))
     return 0
 
 

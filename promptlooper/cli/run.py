@@ -105,8 +105,9 @@ def sweep(wb: Workbench, exp: Experiment, args: argparse.Namespace) -> int:
           f"cache hit rate {progress.cache_hit_rate:.0%}, {progress.elapsed:.1f}s")
     print_unpriced(progress.unpriced)
     print()
-    board = wb.leaderboard(exp.key)  # ranked once: printed (its top rows) and judged (--fail-under)
-    print_leaderboard(board.head(args.top) if args.top else board, as_json=False)
+    # Ranked once, as rows (no pandas after every run): printed (its top rows) and judged (--fail-under).
+    board = wb.leaderboard(exp.key, as_frame=False)
+    print_leaderboard(board[:args.top] if args.top else board)
     return verdict(wb, exp, progress, board, args)
 
 
@@ -128,7 +129,8 @@ def verdict(wb: Workbench, exp: Experiment, progress: Any, board: Any, args: arg
         if not threshold.ok:
             status = 1
     if args.junit:
-        ci.write_junit(wb, exp.key, progress, args.junit, threshold)
+        ci.write_junit(wb.store, exp.key, wb.leaderboard(exp.key, include_rejected=True, as_frame=False),
+                       progress, args.junit, threshold)
         print(f"wrote {args.junit}", file=sys.stderr)
     return status
 

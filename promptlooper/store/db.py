@@ -21,7 +21,7 @@ from ..errors import PromptLooperError
 from .batchwriter import BUSY_MS, WRITE_PRAGMAS
 
 if TYPE_CHECKING:
-    from sqlite_utils import Database
+    from .plain_db import PlainDatabase
 
 
 class ReadOnlyError(PromptLooperError):
@@ -89,5 +89,5 @@ class Queries:
     """What every part of :class:`~promptlooper.store.Store` (one class per noun) works on."""
 
     cx: Connection
-    db: Database
+    db: PlainDatabase
     readonly: bool

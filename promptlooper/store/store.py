@@ -23,8 +23,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlite_utils import Database
-
 from ..errors import NotFoundError, StoreError
 from . import batchwriter
 from .batchwriter import now_iso
@@ -35,9 +33,9 @@ from .experiments import Experiments
 from .housekeeping import Housekeeping
 from .liveness import READER_STALE_AFTER, sweep_owner_alive
 from .outbox import Outbox
+from .plain_db import PlainDatabase, schema_is_current
 from .records import CacheEntry, ResultBatch, RunRecord, StageRecord, new_id
 from .runs import Runs
-from .schema import migrations
 from .scores import Scores
 from .sweeps import Sweeps
 
@@ -56,14 +54,23 @@ class Store(Experiments, Runs, Scores, Cache, Events, Sweeps, Housekeeping, Outb
                                 "(promptlooper run FILE), or point --db / $PROMPTLOOPER_DB at an existing database")
         try:
             self.cx = Connection(connect(self.path, readonly=readonly), readonly=readonly)
-            self.db = Database(self.cx.conn)
-            if not readonly:
-                with self.cx.write():  # two processes opening a new file at once must not both migrate
-                    migrations.apply(self.db)
+            self.db = PlainDatabase(self.cx.conn)
+            if not readonly and not schema_is_current(self.cx.conn):
+                self._migrate()
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open the database {self.path}: {exc}; check the path, that its folder "
                              "exists and is writable, and that it is a PromptLooper database "
                              "(--db FILE or $PROMPTLOOPER_DB)") from exc
+
+    def _migrate(self) -> None:
+        # Imported here: sqlite_utils imports pandas and numpy (store/plain_db.py), and only a new
+        # or older database needs it.
+        from sqlite_utils import Database
+
+        from .schema import migrations
+
+        with self.cx.write():  # two processes opening a new file at once must not both migrate
+            migrations.apply(Database(self.cx.conn))
 
     def close(self) -> None:
         with self.cx.lock:  # not while another thread is inside a transaction or query on it

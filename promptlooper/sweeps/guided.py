@@ -21,11 +21,13 @@ import asyncio
 import math
 import random
 from dataclasses import dataclass, field
+from statistics import NormalDist
 from typing import Any
 
-import numpy as np
-
-from ..scoring import weighted_score
+from .. import student_t
+from ..intervals import mean as _mean
+from ..intervals import std as _std
+from ..leaderboard import per_sample
 from ..spec import Experiment, GuidedOptions, Linked, Range
 from ..store import RunRecord, Store
 from .runs import RunItem, run_id
@@ -128,18 +130,16 @@ def interval(values: list[float], confidence: float) -> tuple[float, float, floa
 
     Student's t collapses to a point when every value is the same, and 0 passes out of 5 is no
     proof of a pass rate of 0: Wilson's interval bounds it below 0.44 (95%) instead."""
-    arr = np.asarray(values, dtype=float)
-    mean, n = float(arr.mean()), len(arr)
+    arr = [float(v) for v in values]  # plain Python (no numpy or scipy on the sweep path), same figures
+    mean, n = _mean(arr), len(arr)
     if n < 2:
         return mean, -math.inf, math.inf
-    from scipy import stats
-
-    if np.isin(arr, (0.0, 1.0)).all():
-        z2 = float(stats.norm.ppf(0.5 + confidence / 2)) ** 2
+    if all(v in (0.0, 1.0) for v in arr):
+        z2 = NormalDist().inv_cdf(0.5 + confidence / 2) ** 2
         center = (mean + z2 / (2 * n)) / (1 + z2 / n)
         half = math.sqrt(z2 * (mean * (1 - mean) / n + z2 / (4 * n * n))) / (1 + z2 / n)
         return mean, center - half, center + half
-    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * float(arr.std(ddof=1)) / math.sqrt(n)
+    half = student_t.ppf(0.5 + confidence / 2, n - 1) * _std(arr) / math.sqrt(n)
     return mean, mean - half, mean + half
 
 
@@ -152,7 +152,7 @@ class Candidate:
     full: bool = False
 
     def values(self) -> list[float]:
-        return [float(np.mean(v)) for v in self.scores.values() if v]
+        return [_mean(list(v)) for v in self.scores.values() if v]
 
 
 class GuidedDriver:
@@ -208,7 +208,7 @@ class GuidedDriver:
             params = point_to_params(self.exp, point)
             if params is None or not scores:
                 continue
-            study.add_trial(create_trial(params=params, distributions=dists, value=float(np.mean(list(scores.values())))))
+            study.add_trial(create_trial(params=params, distributions=dists, value=_mean(list(scores.values()))))
             self._remember(config_id, point, scores)
         told = store.told_values(self.experiment_id)
         for row in store.configurations(self.experiment_id):
@@ -219,21 +219,15 @@ class GuidedDriver:
         return study
 
     def _measured(self, store: Store) -> dict[str, tuple[dict[str, Any], dict[str, float]]]:
-        """Configurations in the store: their point and weighted score per sample id (each run's
-        score by the one formula, :func:`~promptlooper.scoring.weighted_score`; the mean over a
-        sample's repeats; a run with no score present is left out)."""
+        """Configurations in the store: their point and weighted score per sample id."""
         configs = {c["id"]: c["varied"] for c in store.configurations(self.experiment_id)}
-        runs: dict[tuple[str, str, str], list[tuple[str, float | None]]] = {}
-        for config_id, rid, sid, scorer, value in store.score_rows(self.experiment_id):
-            runs.setdefault((str(config_id), str(sid), str(rid)), []).append((scorer, value))
-        per_sample: dict[str, dict[str, list[float]]] = {}
-        for (config_id, sid, _), scores in runs.items():
-            samples = per_sample.setdefault(config_id, {})
-            score = weighted_score(scores, self.weights)
-            if score is not None:
-                samples.setdefault(sid, []).append(score)
-        return {config_id: (configs[config_id], {sid: float(np.mean(v)) for sid, v in samples.items()})
-                for config_id, samples in per_sample.items() if config_id in configs}
+        out: dict[str, tuple[dict[str, Any], dict[str, float]]] = {}
+        for row in per_sample(store, self.experiment_id, self.weights).rows:  # sorted by configuration
+            if row["config_id"] in configs:
+                _, scores = out.setdefault(str(row["config_id"]), (configs[row["config_id"]], {}))
+                if not math.isnan(row["score"]):
+                    scores[str(row["sample_id"])] = float(row["score"])
+        return out
 
     def _remember(self, config_id: str, point: dict[str, Any], scores: dict[str, float]) -> None:
         config = build_configuration(self.exp, point)
@@ -264,7 +258,7 @@ class GuidedDriver:
 
     def best(self) -> Candidate | None:
         full = [c for c in self.candidates.values() if c.full and c.values()]
-        return max(full, key=lambda c: float(np.mean(c.values())), default=None)
+        return max(full, key=lambda c: _mean(list(c.values())), default=None)
 
     # ------------------------------------------------------------------ the loop
     async def run(self, sweep: Any) -> None:
@@ -291,7 +285,7 @@ class GuidedDriver:
                     if config.id in seen:
                         known = self.candidates.get(config.id)
                         if known and known.values():
-                            study.tell(trial, float(np.mean(known.values())))
+                            study.tell(trial, _mean(list(known.values())))
                         else:
                             study.tell(trial, state=TrialState.FAIL)
                         duplicates += 1
@@ -312,7 +306,7 @@ class GuidedDriver:
                 for cand in batch:
                     values = cand.values()
                     if values:
-                        study.tell(cand.trial, float(np.mean(values)))
+                        study.tell(cand.trial, _mean(list(values)))
                     else:
                         study.tell(cand.trial, state=TrialState.FAIL)
                 best = self.best()
@@ -333,7 +327,7 @@ class GuidedDriver:
             best = self.best()
             sweep.emit("guided.finished", {"reason": self.stop_reason, "configurations_tried": self.tried,
                                            "best_config_id": best.config.id if best else None,
-                                           "best_score": float(np.mean(best.values())) if best else None,
+                                           "best_score": _mean(list(best.values())) if best else None,
                                            "calls": sweep.progress.calls})
             sweep.progress.stop_reason = self.stop_reason
             sweep.progress.total = sweep.progress.done  # the upper bound becomes what was needed
