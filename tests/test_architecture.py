@@ -17,14 +17,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent / "promptlooper"
 PACKAGE = "promptlooper"
 
-# Circles that other parts of issue 15 break on their own branches (cli, mcp, fast-start,
-# store-sql). Each is an edge of the circle that goes once that part is merged; the lead removes
-# the entry at merge, and the test then holds the whole package to it.
-KNOWN_EDGES_OF_OTHER_PARTS: set[tuple[str, str]] = {
-    ("promptlooper.stats", "promptlooper.leaderboard"),  # fast-start: leaderboard <-> stats
-}
-
-
 def module_name(path: Path) -> str:
     parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
     if parts[-1] == "__init__":
@@ -145,10 +137,6 @@ def circles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
-def without_known(graph: dict[str, set[str]]) -> dict[str, set[str]]:
-    return {m: {t for t in ts if (m, t) not in KNOWN_EDGES_OF_OTHER_PARTS} for m, ts in graph.items()}
-
-
 def test_the_graph_sees_imports_inside_functions_and_skips_type_checking() -> None:
     graph = module_graph()
     # workbench.py imports promptlooper.export inside a method; it still counts.
@@ -157,23 +145,11 @@ def test_the_graph_sees_imports_inside_functions_and_skips_type_checking() -> No
     assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
-def test_known_edges_of_other_parts_are_still_needed() -> None:
-    # Once a part has broken its circle the edge is gone (or no longer closes a circle): its entry
-    # must go too, so that the circle cannot come back unseen.
-    graph = module_graph()
-    stale = sorted(e for e in KNOWN_EDGES_OF_OTHER_PARTS if e[1] not in graph.get(e[0], set()))
-    assert not stale, f"these circles are broken: remove their edges from KNOWN_EDGES_OF_OTHER_PARTS: {stale}"
-    for edge in KNOWN_EDGES_OF_OTHER_PARTS:
-        others = KNOWN_EDGES_OF_OTHER_PARTS - {edge}
-        rest = {m: {t for t in ts if (m, t) not in others} for m, ts in graph.items()}
-        assert any(edge[0] in c and edge[1] in c for c in circles(rest)), f"{edge} closes no circle: remove it"
-
-
 def test_no_import_circle_between_modules() -> None:
-    found = circles(without_known(module_graph()))
+    found = circles(module_graph())
     assert found == [], "import circles between modules:\n" + "\n".join(" <-> ".join(c) for c in found)
 
 
 def test_no_import_circle_between_packages() -> None:
-    found = circles(package_graph(without_known(module_graph())))
+    found = circles(package_graph(module_graph()))
     assert found == [], "import circles between packages:\n" + "\n".join(" <-> ".join(c) for c in found)

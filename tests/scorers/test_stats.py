@@ -51,20 +51,20 @@ def test_paired_t_known_answer():
 
 def test_compare_two_configurations_end_to_end(wb, controlled):
     exp, ids = controlled
-    out = stats.compare(wb, exp.key, ids["a"][:8], ids["b"][:8])
+    out = stats.compare(wb.store, exp.key, ids["a"][:8], ids["b"][:8])
     assert out["n"] == 5 and out["config_a"] == ids["a"] and out["config_b"] == ids["b"]
     assert out["mean_diff"] == pytest.approx(0.2) and out["p_value"] == pytest.approx(0.0110565, abs=1e-6)
     assert (out["ci_low"], out["ci_high"]) == pytest.approx((0.0758336, 0.3241664), abs=1e-6)
     assert out["significant"] is True and out["better"] == "a" and out["only_a"] == out["only_b"] == 0
-    close = stats.compare(wb, exp.key, "best", ids["c"])
+    close = stats.compare(wb.store, exp.key, "best", ids["c"])
     assert close["config_a"] == ids["a"] and close["significant"] is False and close["better"] is None
     assert close["p_value"] > 0.5
-    by_rank = stats.compare(wb, exp.key, 1, 3, scorer="python")
+    by_rank = stats.compare(wb.store, exp.key, 1, 3, scorer="python")
     assert by_rank["config_b"] == ids["b"] and by_rank["metric"] == "python"
     with pytest.raises(KeyError, match="no scorer column 'nope'"):
-        stats.compare(wb, exp.key, 1, 2, scorer="nope")
+        stats.compare(wb.store, exp.key, 1, 2, scorer="nope")
     with pytest.raises(pl.NotFoundError, match="no configuration ranked 9"):
-        stats.compare(wb, exp.key, 1, 9)
+        stats.compare(wb.store, exp.key, 1, 9)
 
 
 def test_leaderboard_marks_what_is_distinguishable_from_the_best(wb, controlled):
