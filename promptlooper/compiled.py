@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from .errors import SpecError
@@ -52,9 +53,27 @@ class CompiledExperiment:
     strategy: str
     seed: int
     max_configs: int | None
-    configurations: list[Configuration]  # [] for a guided search: it decides them as it goes
+    points: list[dict[str, Any]] | None  # given points to run instead of the strategy's
     concurrency: int
     budget: dict[str, Any]
+
+    @cached_property
+    def configurations(self) -> list[Configuration]:
+        """The configurations to run ([] for a guided search: it decides them as it goes), built
+        on first use: sizing a sweep (to ask before a large one) counts them without building."""
+        if self.points is not None:
+            return [build_configuration(self.experiment, p) for p in self.points]
+        if self.strategy == "guided":
+            return []
+        return configurations(self.experiment, strategy=self.strategy, max_configs=self.max_configs, seed=self.seed)
+
+    def configuration_count(self) -> int:
+        """How many configurations there are (a guided search: as many as it may try), without building them."""
+        if self.points is not None:
+            return len(self.points)
+        if "configurations" in self.__dict__ and self.configurations:
+            return len(self.configurations)
+        return configuration_count(self.experiment, strategy=self.strategy, max_configs=self.max_configs)
 
     @property
     def key(self) -> str:
@@ -62,7 +81,7 @@ class CompiledExperiment:
 
     @property
     def guided(self) -> bool:
-        return self.strategy == "guided" and not self.configurations
+        return self.strategy == "guided" and self.points is None
 
     @property
     def sample_values(self) -> list[dict[str, Any]]:
@@ -95,18 +114,12 @@ def compile_experiment(exp: Experiment, pool: EndpointPool, *, strategy: str | N
         raise SpecError(problems)
     strategy = strategy or exp.strategy
     seed = exp.seed if seed is None else seed
-    if points is not None:
-        configs = [build_configuration(exp, p) for p in points]
-    elif strategy == "guided":
-        configs = []
-    else:
-        configs = configurations(exp, strategy=strategy, max_configs=max_configs, seed=seed)
     to_compute = {id(s) for s in computed(exp.scorers)}
     return CompiledExperiment(
         experiment=exp, pool=pool, samples=[(sample_id(s), s) for s in samples], built=built,
         scorers=[BoundScorer(spec, built.get(i)) for i, spec in enumerate(exp.scorers) if id(spec) in to_compute],
         functions=functions,
-        strategy=strategy, seed=seed, max_configs=max_configs, configurations=configs,
+        strategy=strategy, seed=seed, max_configs=max_configs, points=points,
         concurrency=concurrency or exp.concurrency, budget=budget_of(exp),
     )
 

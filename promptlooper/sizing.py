@@ -7,6 +7,8 @@ run, priced at its dearest model; a judge adds one call per run.
 
 from __future__ import annotations
 
+from typing import Any
+
 from .bounds import SweepSize, confirm_limits
 from .providers.pricing import cost
 from .providers.registry import EndpointPool, split_model
@@ -19,9 +21,12 @@ TOKENS_PER_WORD = 1.3
 DEFAULT_OUT = 128
 
 
-def sweep_size(exp: Experiment, pool: EndpointPool, configurations: int, finished: int) -> SweepSize:
-    """``configurations`` x samples x repeat, less the ``finished`` runs, and what they would cost."""
-    samples, _ = load_samples(exp)
+def sweep_size(exp: Experiment, pool: EndpointPool, configurations: int, finished: int,
+               samples: list[dict[str, Any]] | None = None) -> SweepSize:
+    """``configurations`` x samples x repeat, less the ``finished`` runs, and what they would cost
+    (``samples``: those a compiled experiment already read, else the experiment's are read)."""
+    if samples is None:
+        samples, _ = load_samples(exp)
     runs = configurations * len(samples) * exp.repeat
     runs -= min(runs, finished)
     words = sum(len(str(v).split()) for v in (samples[0].values() if samples else ()))

@@ -169,13 +169,16 @@ class Workbench:
         """How many configurations :meth:`configurations` gives, counted without building them."""
         return compiled.configuration_count(exp, strategy=strategy, max_configs=max_configs)
 
-    def sweep_size(self, exp: Experiment, *, strategy: str | None = None,
+    def sweep_size(self, exp: Experiment | CompiledExperiment, *, strategy: str | None = None,
                    max_configs: int | None = None) -> SweepSize:
-        """The calls and estimated cost a sweep would make, for asking before a large one starts."""
+        """The calls and estimated cost a sweep would make, for asking before a large one starts
+        (of a compiled experiment: its own strategy, configurations and samples)."""
         try:
             finished = len(self.store.finished_run_ids(self.store.experiment(exp.key)["id"]))
         except NotFoundError:
             finished = 0  # a new experiment: nothing finished yet
+        if isinstance(exp, CompiledExperiment):
+            return sizing.sweep_size(exp.experiment, exp.pool, exp.configuration_count(), finished, exp.sample_values)
         configs = self.configuration_count(exp, strategy=strategy, max_configs=max_configs)
         return sizing.sweep_size(exp, self.pool(exp), configs, finished)
 
@@ -192,11 +195,16 @@ class Workbench:
         call); ``options``: strategy, max_configs, seed, concurrency, points."""
         return compile_experiment(exp, self.pool(exp), **options)
 
-    def _prepare(self, exp: Experiment, *, strategy: str | None, max_configs: int | None, seed: int | None,
-                 concurrency: int | None, points: list[dict[str, Any]] | None = None,
+    def _prepare(self, exp: Experiment | CompiledExperiment, *, strategy: str | None, max_configs: int | None,
+                 seed: int | None, concurrency: int | None, points: list[dict[str, Any]] | None = None,
                  options: SweepOptions | None = None) -> tuple[Sweep, str]:
-        ready = self.compile(exp, strategy=strategy, max_configs=max_configs, seed=seed, concurrency=concurrency,
-                             points=points)
+        # A compiled experiment (Workbench.compile) runs as compiled: its options were settled then.
+        if isinstance(exp, CompiledExperiment):
+            ready, exp = exp, exp.experiment
+            max_configs, seed = ready.max_configs, ready.seed
+        else:
+            ready = self.compile(exp, strategy=strategy, max_configs=max_configs, seed=seed, concurrency=concurrency,
+                                 points=points)
         experiment_id = self.register(exp)
         sample_ids = [sid for sid, _ in ready.samples]
         definition_id, definition = definition_of(exp, sample_ids)
@@ -225,7 +233,7 @@ class Workbench:
             raise SpecError(problems)
         return changed
 
-    def start(self, exp: Experiment, *, strategy: str | None = None, max_configs: int | None = None,
+    def start(self, exp: Experiment | CompiledExperiment, *, strategy: str | None = None, max_configs: int | None = None,
               seed: int | None = None, concurrency: int | None = None,
               on_progress: Callable[[Progress], None] | None = None) -> SweepHandle:
         """Start a sweep in the background and return its handle.
@@ -256,7 +264,7 @@ class Workbench:
             self._handles[experiment_id] = handle
         return handle
 
-    async def sweep(self, exp: Experiment, **options: Any) -> Progress:
+    async def sweep(self, exp: Experiment | CompiledExperiment, **options: Any) -> Progress:
         """Async form: run the sweep on the current loop and return its final progress."""
         how = SweepOptions(stop_on_budget=bool(options.get("stop_on_budget")), unhealthy_timeout=options.get("unhealthy_timeout"),
                            listeners=list(options.get("listeners", [])))
@@ -275,7 +283,7 @@ class Workbench:
             if courier is not None:
                 courier.release()
 
-    def run(self, exp: Experiment, **options: Any) -> Progress:
+    def run(self, exp: Experiment | CompiledExperiment, **options: Any) -> Progress:
         """Sync form (scripts, CLI): blocks until the sweep ends."""
         return run_sync(self.sweep(exp, **options))  # type: ignore[no-any-return]
 
@@ -435,13 +443,15 @@ class Workbench:
         return self._experiment_object(self.experiment(ref))
 
     # ------------------------------------------------------------------ planning & export
-    def plan(self, exp: Experiment, *, strategy: str | None = None, max_configs: int | None = None,
+    def plan(self, exp: Experiment | CompiledExperiment, *, strategy: str | None = None, max_configs: int | None = None,
              seed: int | None = None) -> dict[str, Any]:
         from .planning import plan as _plan
 
+        ready = exp if isinstance(exp, CompiledExperiment) else \
+            self.compile(exp, strategy=strategy, max_configs=max_configs, seed=seed)
         # A guided search's configurations are decided as it goes: planned as the random points it may try.
-        ready = self.compile(exp, strategy=strategy, max_configs=max_configs, seed=seed)
-        configs = ready.configurations or self.configurations(exp, strategy=strategy, max_configs=max_configs, seed=seed)
+        configs = ready.configurations or self.configurations(ready.experiment, strategy=ready.strategy,
+                                                              max_configs=ready.max_configs, seed=ready.seed)
         return _plan(self.store, ready, configs)
 
     def export(self, ref: str | Experiment, format: str = "json") -> str:

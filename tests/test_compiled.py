@@ -79,3 +79,19 @@ def test_the_compiled_experiment_holds_what_the_engine_needs(wb, counted):
     assert compiled.functions == {}
     with pytest.raises(pl.SpecError):
         compile_experiment(exp.model_copy(update={"scorers": []}), wb.pool(exp))
+
+
+def test_a_cli_run_validates_sizes_and_sweeps_one_compiled_experiment(db, counted, tmp_path, capsys):
+    # `promptlooper run FILE` validates (every problem before any call), sizes the sweep (to ask
+    # before a large one) and sweeps: one read of the samples file, one construction of each scorer.
+    import yaml
+
+    from promptlooper.cli import main
+
+    exp, samples = counted
+    data = exp.model_dump(mode="json", exclude_none=True, exclude={"base_dir"})
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert main(["--db", db, "run", str(path), "--quiet"]) == 0
+    assert "completed: 12/12 runs" in capsys.readouterr().out
+    assert (OPENED[samples], BUILT["counted_length"]) == (1, 1)

@@ -13,32 +13,30 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from ..errors import SpecError
 from .commands import CREATES, NONE_NEEDED, command, score, seconds
 from .output import Bar, print_leaderboard, print_unpriced
 
 if TYPE_CHECKING:
+    from ..compiled import CompiledExperiment
     from ..spec import Experiment
     from ..workbench import Workbench
 
 
-def loaded(wb: Workbench, path: str) -> Experiment:
-    """The file as one Experiment, with every problem raised (exit 2) before any call."""
-    exp = wb.load_file(path)
-    problems = wb.validate(exp)
-    if problems:
-        raise SpecError(problems)
-    return exp
+def compiled(wb: Workbench, exp: Experiment, args: argparse.Namespace) -> CompiledExperiment:
+    """``exp`` validated and prepared once, with the command's options; every problem raised as
+    one SpecError (exit 2) before any call. Sizing, planning and sweeping all take this object."""
+    return wb.compile(exp, strategy=getattr(args, "strategy", None), max_configs=getattr(args, "max_configs", None),
+                      seed=getattr(args, "seed", None), concurrency=getattr(args, "concurrency", None))
 
 
 def cmd_validate(wb: Workbench, args: argparse.Namespace) -> int:
-    exp = loaded(wb, args.file)
-    print(f"✓ {exp.key} is valid: {wb.sweep_size(exp).describe()}")
+    ready = compiled(wb, wb.load_file(args.file), args)
+    print(f"✓ {ready.key} is valid: {wb.sweep_size(ready).describe()}")
     return 0
 
 
 def cmd_plan(wb: Workbench, args: argparse.Namespace) -> int:
-    info = wb.plan(loaded(wb, args.file), strategy=args.strategy, max_configs=args.max_configs, seed=args.seed)
+    info = wb.plan(compiled(wb, wb.load_file(args.file), args))
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -52,7 +50,7 @@ def cmd_plan(wb: Workbench, args: argparse.Namespace) -> int:
 
 
 def cmd_run(wb: Workbench, args: argparse.Namespace) -> int:
-    return sweep(wb, loaded(wb, args.file), args)
+    return sweep(wb, wb.load_file(args.file), args)
 
 
 def cmd_rerun(wb: Workbench, args: argparse.Namespace) -> int:
@@ -69,12 +67,12 @@ def cmd_quickstart(wb: Workbench, args: argparse.Namespace) -> int:
     return sweep(wb, exp, args)
 
 
-def confirmed(wb: Workbench, exp: Experiment, args: argparse.Namespace) -> bool:
+def confirmed(wb: Workbench, ready: CompiledExperiment, args: argparse.Namespace) -> bool:
     """A sweep past the confirmation limits runs only with --yes, or a "y" typed at a terminal."""
-    size = wb.sweep_size(exp, strategy=args.strategy, max_configs=args.max_configs)
+    size = wb.sweep_size(ready)
     if not size.needs_confirmation or getattr(args, "yes", False):
         return True
-    print(f"{exp.key}: {size.describe()}", file=sys.stderr)
+    print(f"{ready.key}: {size.describe()}", file=sys.stderr)
     if sys.stdin.isatty() and sys.stderr.isatty():
         sys.stderr.write("start it? [y/N] ")
         sys.stderr.flush()
@@ -86,13 +84,12 @@ def confirmed(wb: Workbench, exp: Experiment, args: argparse.Namespace) -> bool:
 
 def sweep(wb: Workbench, exp: Experiment, args: argparse.Namespace) -> int:
     """Sweep ``exp`` with a progress bar, print the leaderboard, and judge it for CI (the exit status)."""
-    if not confirmed(wb, exp, args):
+    ready = compiled(wb, exp, args)  # the one validation: confirming, sweeping and reporting use it
+    if not confirmed(wb, ready, args):
         return 2
     bar = Bar(args.quiet)
     try:
-        progress = wb.run(exp, strategy=args.strategy, max_configs=args.max_configs, seed=args.seed,
-                          concurrency=args.concurrency, listeners=[bar], unhealthy_timeout=args.unhealthy_timeout,
-                          stop_on_budget=True)
+        progress = wb.run(ready, listeners=[bar], unhealthy_timeout=args.unhealthy_timeout, stop_on_budget=True)
     except KeyboardInterrupt:
         bar.close()
         print("interrupted: finished runs are saved; run the same command again to resume", file=sys.stderr)
