@@ -4,7 +4,7 @@
     import promptlooper.ui as plui
 
     handle = wb.start(exp)
-    plui.workbench(wb, exp, handle)        # everything, composed (Experiment.dashboard())
+    plui.workbench(wb, exp, handle)        # everything, composed (Workbench.dashboard())
     plui.Leaderboard(wb, exp)              # or one view
 
 Views: :class:`LiveSweep`, :class:`Leaderboard`, :class:`DiffView`, :class:`Steering`,

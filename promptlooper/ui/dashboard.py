@@ -84,7 +84,7 @@ class Dashboard(ipywidgets.VBox):  # type: ignore[misc]
 
 def workbench(wb: Any, experiment: Any, handle: Any = None, *, readonly: bool | None = None, live: bool = True,
               slot: str = "") -> Dashboard:
-    """Every live view of one experiment in one widget (what ``Experiment.dashboard()`` shows).
+    """Every live view of one experiment in one widget (what ``Workbench.dashboard()`` shows).
 
         >>> import promptlooper.ui as plui                       # doctest: +SKIP
         >>> plui.workbench(wb, "quickstart/capitals", handle)    # doctest: +SKIP
