@@ -54,9 +54,10 @@ FLUSH_EVERY = 0.05  # seconds: how stale the store (and other processes' view) m
 FLUSH_MAX = 1024  # runs per transaction; a power of two, like the store's statement sizes (few statements)
 MAX_BACKLOG = 4  # full batches waiting for the writer before workers wait for it
 POLL_EVERY = 0.25  # seconds between reads of steering requests
-# Runs whose first call is rendered and looked up together, ahead of their workers: one step of
-# the loop (~0.2 ms a run with two templates), so few enough that a notebook cell does not wait.
-LOOKAHEAD = 16
+# Runs whose first call is rendered and looked up together, ahead of their workers, in one step of
+# the loop: 64 held a notebook's loop about twice as long as 32 (tests/test_loop_latency.py), and 16
+# cost a fully cached sweep ~10% more CPU a run (benchmarks/run.py c).
+LOOKAHEAD = 32
 
 
 @dataclass

@@ -20,10 +20,10 @@ from __future__ import annotations
 import asyncio
 import time
 
-# Seconds the workers together may run in one loop turn. A couple of ms keeps a notebook cell's
-# round trip close to idle; each turn handed back costs every waiting worker one resumption
-# (~5 µs), so much less would cost a fully cached sweep's throughput.
-TURN_BUDGET = 0.002
+# Seconds the workers together may run in one loop turn. A few ms keeps a notebook cell's wait
+# short; each turn handed back costs every waiting worker a resumption (~5 µs): at 2 ms that was
+# ~10% more CPU a run in a fully cached sweep (benchmarks/run.py c), at 3 ms within the noise.
+TURN_BUDGET = 0.003
 
 
 class TurnBudget:
