@@ -3,17 +3,20 @@
 A probe task sleeps 1 ms again and again on the sweep's loop and measures the CPU time the loop's
 thread spent between its wake-ups: what ran in the loop turn(s) it waited through. CPU time, not
 wall-clock time: a shared machine that preempts the process does not count, only work the sweep
-did without letting the loop in. Cached runs never wait, so they are the hard case.
+did without letting the loop in. Cached runs never wait, so they are the hard case. The other
+long stretch a sweep caused in a kernel was the collector's: full collections of the whole heap.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 
 from helpers import fake_experiment
 
 import promptlooper as pl
+from promptlooper.engine.gcfreeze import older_objects_frozen
 from promptlooper.engine.turns import TURN_BUDGET, TurnBudget
 from promptlooper.testing import FakeModel
 
@@ -93,3 +96,35 @@ def test_wait_returns_at_once_while_the_turn_has_budget() -> None:
         return waited
 
     assert asyncio.run(main()) == 100
+
+
+def test_objects_older_than_a_sweep_are_left_out_of_its_collections(wb: pl.Workbench, fake: FakeModel) -> None:
+    """A full collection during a sweep walks only what was allocated since it began; the heap
+    is handed back to the collector when the last sweep ends (two sweeps overlap here)."""
+    old_objects = [[i] for i in range(50_000)]  # what a kernel holds: imports, the user's data
+    frozen_during: list[int] = []
+
+    async def main() -> None:
+        async def watch() -> None:
+            while True:
+                frozen_during.append(gc.get_freeze_count())
+                await asyncio.sleep(0.002)
+
+        watcher = asyncio.ensure_future(watch())
+        await wb.sweep(_experiment(fake.base_url, "warm", 1))
+        assert gc.get_freeze_count() == 0
+        frozen_during.clear()
+        await asyncio.gather(wb.sweep(_experiment(fake.base_url, "one", 4)), wb.sweep(_experiment(fake.base_url, "two", 4)))
+        watcher.cancel()
+
+    asyncio.run(main())
+    assert max(frozen_during) >= len(old_objects)
+    assert gc.get_freeze_count() == 0  # unfrozen once both are done
+
+
+def test_the_last_sweep_out_unfreezes() -> None:
+    with older_objects_frozen():
+        with older_objects_frozen():
+            pass
+        assert gc.get_freeze_count() > 0  # the outer sweep still runs
+    assert gc.get_freeze_count() == 0

@@ -36,6 +36,7 @@ from ..sweeps.runs import RunItem, run_id, run_id_from, run_id_head
 from ..sweeps.space import Configuration
 from .calls import CacheReader, CallExecutor
 from .failures import FailureWatch
+from .gcfreeze import older_objects_frozen
 from .progress import Progress
 from .runner import Runner
 from .turns import TurnBudget
@@ -224,7 +225,8 @@ class Sweep:
 
     # ------------------------------------------------------------------ main
     async def run(self) -> Progress:
-        return await self._run()
+        with older_objects_frozen():  # full collections skip the kernel's heap (engine/gcfreeze.py)
+            return await self._run()
 
     async def _run(self) -> Progress:
         wstore = Store(self.store_path)
