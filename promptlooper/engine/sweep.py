@@ -36,8 +36,10 @@ from ..sweeps.runs import RunItem, run_id, run_id_from, run_id_head
 from ..sweeps.space import Configuration
 from .calls import CacheReader, CallExecutor
 from .failures import FailureWatch
+from .gcfreeze import older_objects_frozen
 from .progress import Progress
 from .runner import Runner
+from .turns import TurnBudget
 
 if TYPE_CHECKING:
     from ..compiled import CompiledExperiment  # built above the engine; the engine only reads it
@@ -53,11 +55,10 @@ FLUSH_EVERY = 0.05  # seconds: how stale the store (and other processes' view) m
 FLUSH_MAX = 1024  # runs per transaction; a power of two, like the store's statement sizes (few statements)
 MAX_BACKLOG = 4  # full batches waiting for the writer before workers wait for it
 POLL_EVERY = 0.25  # seconds between reads of steering requests
-# Cached runs the loop may finish, all workers together, before it looks at timers and sockets
-# again (the writer's flushes, steering requests, calls in flight): a run served from the cache never
-# waits, so each worker lets the loop in every TURN_RUNS // workers runs (~25 ms a turn).
-TURN_RUNS = 256
-LOOKAHEAD = 64  # runs whose first call is rendered and looked up together, ahead of their workers
+# Runs whose first call is rendered and looked up together, ahead of their workers, in one step of
+# the loop: 64 held a notebook's loop about twice as long as 32 (tests/test_loop_latency.py), and 16
+# cost a fully cached sweep ~10% more CPU a run (benchmarks/run.py c).
+LOOKAHEAD = 32
 
 
 @dataclass
@@ -175,6 +176,7 @@ class Sweep:
         self._gate.set()
         self._stopping = False
         self._poke = asyncio.Event()
+        self._turn = TurnBudget()  # the loop time the workers share per turn (see engine/turns.py)
         self._batch = ResultBatch()  # open: finished runs, cache entries and events go here
         self._full: list[ResultBatch] = []  # FLUSH_MAX runs each, waiting for the writer
         self._writing: list[ResultBatch] = []  # handed to the writer thread, not committed yet
@@ -223,7 +225,8 @@ class Sweep:
 
     # ------------------------------------------------------------------ main
     async def run(self) -> Progress:
-        return await self._run()
+        with older_objects_frozen():  # full collections skip the kernel's heap (engine/gcfreeze.py)
+            return await self._run()
 
     async def _run(self) -> Progress:
         wstore = Store(self.store_path)
@@ -362,8 +365,7 @@ class Sweep:
         return current is None or current in allowed
 
     async def _worker(self, runner: Runner) -> None:
-        streak = 0
-        yield_every = max(1, TURN_RUNS // self.n_workers)
+        turn = self._turn
         while not self._stopping:
             if not self._gate.is_set() or self._allowed is not None:
                 try:
@@ -394,11 +396,8 @@ class Sweep:
             if self.driver is not None:
                 self.driver.on_run(record, item)
             # A cached run (looked up ahead, or made by this sweep) waits for nothing, so workers
-            # could go through thousands without giving the loop back: see TURN_RUNS.
-            streak = streak + 1 if record.status == "cached" else 0
-            if streak >= yield_every:
-                streak = 0
-                await asyncio.sleep(0)
+            # could go through thousands without giving the loop back: see engine/turns.py.
+            await turn.wait()
 
     async def _execute(self, runner: Runner, item: RunItem) -> RunRecord | None:
         """``item``'s record, or None if the sweep stopped or a redirect dropped its configuration
