@@ -166,7 +166,8 @@ class _Interrupted(Exception):
 
 def serve(db: str, host: str = "127.0.0.1", port: int = 8402, *, preheat: bool = True,
           guest: bool = False) -> int:
-    if not Path(db).exists():
+    # A database URL (postgresql://) names a server, not a file; the workbench reports a bad one.
+    if "://" not in db and not Path(db).exists():
         print(f"error: no database at {db}; run a sweep first (promptlooper run …)", file=sys.stderr)
         return 1
     if not port_free(host, port):

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..scoring import weighted_score
 from ..spec import Experiment, GuidedOptions, Linked, Range
-from ..store import RunRecord, Store
+from ..store import RunRecord, Store, open_store
 from .runs import RunItem, run_id
 from .space import Configuration, build_configuration, grid_size
 
@@ -270,7 +270,7 @@ class GuidedDriver:
     async def run(self, sweep: Any) -> None:
         from optuna.trial import TrialState
 
-        store = Store(self.store_path)
+        store = open_store(self.store_path)
         try:
             study = await asyncio.to_thread(self.study, store)
             dists = distributions(self.exp)
