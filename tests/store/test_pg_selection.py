@@ -79,3 +79,13 @@ def test_sqlite_urls_and_paths_open_the_file(tmp_path: Path) -> None:
         store = open_store(location)
         store.close()
     assert sorted(p.name for p in tmp_path.glob("*.db")) == ["a.db", "b.db"]
+
+
+def test_a_dashboard_on_a_url_hands_its_kernels_the_url() -> None:
+    from promptlooper.dashboard import shown_location, voila_command
+
+    url = "postgresql://reader:s3cret@db.internal:5432/promptlooper"
+    _, env = voila_command(url, "127.0.0.1", 8402, preheat=False)
+    assert env["PROMPTLOOPER_DB"] == url and env["PROMPTLOOPER_READONLY"] == "1"
+    assert shown_location(url) == "postgresql://reader:***@db.internal:5432/promptlooper"
+    assert shown_location("x.db") == str(Path("x.db").resolve())
