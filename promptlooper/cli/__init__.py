@@ -60,7 +60,8 @@ def workbench(args: argparse.Namespace) -> Workbench:
     db = getattr(args, "db", None) or default_path()
     if args.database == NONE_NEEDED and not is_url(db) and not Path(db).exists():
         return Workbench(":memory:")  # nothing registered, nothing cached: what a missing file means
-    return Workbench(db, create=args.database == CREATES)
+    # A server's database is there already, only its schema may not be: a command that needs none sets it up.
+    return Workbench(db, create=args.database == CREATES or (args.database == NONE_NEEDED and is_url(db)))
 
 
 def _main(argv: list[str] | None) -> int:

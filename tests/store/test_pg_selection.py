@@ -89,3 +89,12 @@ def test_a_dashboard_on_a_url_hands_its_kernels_the_url() -> None:
     assert env["PROMPTLOOPER_DB"] == url and env["PROMPTLOOPER_READONLY"] == "1"
     assert shown_location(url) == "postgresql://reader:***@db.internal:5432/promptlooper"
     assert shown_location("x.db") == str(Path("x.db").resolve())
+
+
+def test_cli_commands_on_a_database_without_the_schema(pg_url: str, tmp_path: Path) -> None:
+    listed = subprocess.run([*CLI, "--db", pg_url, "experiments"], capture_output=True, text=True, timeout=60,
+                            cwd=tmp_path, env=_env())
+    assert listed.returncode == 1 and "no PromptLooper database at 127.0.0.1:" in listed.stderr
+    endpoints = subprocess.run([*CLI, "--db", pg_url, "endpoints", "list"], capture_output=True, text=True, timeout=60,
+                               cwd=tmp_path, env=_env())
+    assert endpoints.returncode == 0 and "local" in endpoints.stdout, endpoints.stderr
