@@ -73,6 +73,14 @@ class PostgresStore(Experiments, Runs, Scores, Cache, Events, Sweeps, Housekeepi
             return int(c.execute("INSERT INTO project_notes (project_id, text, by, created_at) VALUES (?,?,?,?) RETURNING id",
                                  (project_id, text, by, now_iso())).fetchone()[0])
 
+    def cache_get_many(self, keys: Sequence[str]) -> dict[str, tuple[str, int, int, float]]:
+        """As SQLite's, in one statement of one shape (``= ANY(array)``), which the server keeps
+        prepared: a sweep looks keys up on its event loop every turn, so each round trip counts."""
+        with self.cx.connection() as conn:
+            rows = conn.execute("SELECT key, response, tokens_in, tokens_out, latency_ms FROM response_cache"
+                                " WHERE key = ANY(%s)", (list(keys),)).fetchall()
+        return {key: (resp, tin or 0, tout or 0, lat or 0.0) for key, resp, tin, tout, lat in rows}
+
     # SQLite's page cache and WAL checkpoints: a server manages its own.
     def use_bulk_cache(self, megabytes: int = 32) -> None:
         pass
