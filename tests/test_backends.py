@@ -8,6 +8,11 @@ both backends to the same behaviour. Models are the in-process fake (no HTTP) un
 
 from __future__ import annotations
 
+import json
+import signal
+import subprocess
+import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,13 +20,17 @@ from typing import Any
 
 import anyio
 import pytest
-from helpers import fake_experiment
+from helpers import fake_experiment, temperature_sweep, write_experiment
 from helpers import wait as _wait
 from mcp import Client
 
 import promptlooper as pl
 from promptlooper.mcp_server import build_server
-from promptlooper.testing import FakeModel
+from promptlooper.store import open_store
+from promptlooper.testing import FakeModel, FakeServer
+from promptlooper.testing.fake_server import default_reply
+
+CLI = [sys.executable, "-m", "promptlooper.cli"]
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -152,3 +161,49 @@ def test_an_agent_sweeps_and_reads_the_leaderboard_over_mcp(wb: pl.Workbench, fa
 
     board = anyio.run(go)
     assert board["configurations"] == 4 and len(board["top"]) == 2
+
+
+def _completed(location: str) -> int:
+    """Completed runs of the (only) experiment, read through the store's interface."""
+    store = open_store(location, readonly=True)
+    try:
+        experiments = store.experiments()
+        return store.run_counts(experiments[0]["id"]).get("completed", 0) if experiments else 0
+    finally:
+        store.close()
+
+
+def _completed_yet(location: str) -> int:
+    try:
+        return _completed(location)
+    except Exception:  # noqa: BLE001  (the other process has not created the store or its schema yet)
+        return 0
+
+
+def test_kill_9_midway_then_rerun_repeats_no_completed_call(location: str, tmp_path: Path) -> None:
+    counts: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def reply(body: dict[str, Any]) -> Any:
+        key = json.dumps(body["messages"], sort_keys=True) + json.dumps(body.get("temperature"))
+        with lock:
+            counts[key] = counts.get(key, 0) + 1
+        return default_reply(body)
+
+    with FakeServer(latency=0.02, reply=reply) as srv:
+        f = write_experiment(tmp_path / "steer.yaml", temperature_sweep(srv.base_url, "steer", 60))
+        proc = subprocess.Popen([*CLI, "--db", location, "run", str(f), "--quiet"], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+        _wait(lambda: _completed_yet(location) >= 40, timeout=60, every=0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        before = sum(counts.values())
+        done_before = _completed(location)
+        assert 40 <= done_before < 180
+        res = subprocess.run([*CLI, "--db", location, "run", str(f), "--quiet"], capture_output=True, text=True, timeout=120)
+        assert res.returncode == 0, res.stderr
+        assert "completed: 180/180" in res.stdout
+    # Every call whose run was stored before the kill is served from the store: the rerun makes
+    # only the others (180 in all, plus any the killed process made but never stored).
+    assert sum(counts.values()) - before == 180 - done_before
+    assert _completed(location) == 180
