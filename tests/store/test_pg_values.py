@@ -57,7 +57,8 @@ def _scenario(store: StoreBackend) -> dict[str, Any]:
     return {
         "experiment": store.experiment(eid), "experiments": store.experiments(), "projects": store.project_list(),
         "configurations": store.configurations(eid), "definitions": store.definitions(eid),
-        "definition": store.definition(eid), "runs": store.runs(eid), "run": store.run("r1"),
+        "definition": store.definition(eid), "runs": store.runs(eid), "run": store.run("r1"), "run_by_upper_prefix": store.run("R1")["id"],
+        "events_by_family": [e["type"] for e in store.events(eid, types=["RUN.*"])],
         "run_rows": sorted(store.run_rows(eid)), "run_table_rows": store.run_table_rows(eid),
         "run_prompts": sorted(store.run_prompts(eid)), "run_prompts_q": sorted(store.run_prompts(eid, "Q1 É%?")),
         "run_counts": store.run_counts(eid), "failed": store.failed_runs(eid), "told": store.told_values(eid),
@@ -103,7 +104,7 @@ def test_both_backends_return_the_same_values_of_the_same_types(tmp_path: Path, 
 
 
 def test_statements_are_rewritten_into_postgresql() -> None:
-    assert translate("SELECT * FROM runs WHERE id LIKE ? AND x = '%'") == "SELECT * FROM runs WHERE id LIKE %s AND x = '%%'"
+    assert translate("SELECT * FROM runs WHERE id LIKE ? AND x = '%'") == "SELECT * FROM runs WHERE id ILIKE %s AND x = '%%'"
     assert translate("INSERT OR IGNORE INTO t (a) VALUES (?)") == "INSERT INTO t (a) VALUES (%s) ON CONFLICT DO NOTHING"
     assert translate("INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)") == (
         "INSERT INTO settings (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value")

@@ -9,6 +9,7 @@ PostgreSQL meaning is the SQLite one for the store's statements:
 ``INSERT OR REPLACE INTO t (c…)``→ an upsert on ``t``'s primary key setting every other column
                                    (and ``rowid = DEFAULT``: a replaced row moves to the end, as in SQLite)
 ``WHERE 1``                      → ``WHERE TRUE``
+``a LIKE b``                     → ``a ILIKE b`` (SQLite's LIKE ignores case; an id prefix typed in capitals still matches)
 ``group_concat(x, char(10))``    → ``string_agg(x, chr(10))``
 ``instr(a, b)``                  → ``strpos(a, b)``
 ``substr(x, -1)``                → ``right(x, 1)`` (a negative start means "from the end" only in SQLite)
@@ -32,6 +33,7 @@ _OR_REPLACE = re.compile(r"^\s*INSERT OR REPLACE INTO (\w+) \(([^)]*)\)", re.S)
 _OR_IGNORE = re.compile(r"^\s*INSERT OR IGNORE INTO ", re.S)
 _RULES = [
     (re.compile(r"\bWHERE 1(?=\s|$)"), "WHERE TRUE"),
+    (re.compile(r"\bLIKE\b"), "ILIKE"),
     (re.compile(r"\bgroup_concat\("), "string_agg("),
     (re.compile(r"\bchar\(10\)"), "chr(10)"),
     (re.compile(r"\binstr\("), "strpos("),
