@@ -98,3 +98,11 @@ def test_cli_commands_on_a_database_without_the_schema(pg_url: str, tmp_path: Pa
     endpoints = subprocess.run([*CLI, "--db", pg_url, "endpoints", "list"], capture_output=True, text=True, timeout=60,
                                cwd=tmp_path, env=_env())
     assert endpoints.returncode == 0 and "local" in endpoints.stdout, endpoints.stderr
+
+
+def test_scorers_outside_a_sweep_use_the_database_url(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from promptlooper.scorers import env
+
+    monkeypatch.delenv("PROMPTLOOPER_DB")
+    monkeypatch.setenv("DATABASE_URL", pg_url)
+    assert env.current().store_path == pg_url  # embeddings cached in the shared database, not in memory
