@@ -116,3 +116,31 @@ def test_statements_are_rewritten_into_postgresql() -> None:
 def test_a_url_without_a_server_is_a_clear_error(readonly: bool) -> None:
     with pytest.raises(StoreError, match="cannot connect to the PostgreSQL database 127.0.0.1:9/nothing"):
         PostgresStore("postgresql://u:secret@127.0.0.1:9/nothing?connect_timeout=1", readonly=readonly)
+
+
+def test_nan_and_infinity_are_stored_as_sqlite_stores_them(tmp_path: Path, pg_url: str) -> None:
+    got = []
+    for store in (Store(tmp_path / "nan.db"), PostgresStore(pg_url)):
+        try:
+            eid = store.upsert_experiment("p", "e", {})
+            run = _run(eid, "r1", "c", 1)
+            run.score, run.latency_ms, run.cost = float("nan"), float("inf"), float("-inf")
+            store.write_results([run])
+            row = store.run("r1")
+            got.append((row["score"], row["latency_ms"], row["cost"]))
+        finally:
+            store.close()
+    assert got[0] == got[1] == (None, float("inf"), float("-inf"))
+
+
+def test_a_run_given_twice_in_one_batch_is_stored_as_the_last_one(tmp_path: Path, pg_url: str) -> None:
+    got = []
+    for store in (Store(tmp_path / "twice.db"), PostgresStore(pg_url)):
+        try:
+            eid = store.upsert_experiment("p", "e", {})
+            store.write_results([_run(eid, "r1", "c", 1, "failed"), _run(eid, "r1", "c", 1)])
+            row = store.run("r1")
+            got.append((row["status"], len(row["stages"]), sorted(s["scorer"] for s in row["scores"])))
+        finally:
+            store.close()
+    assert got[0] == got[1] == ("completed", 2, ["judge", "length"])

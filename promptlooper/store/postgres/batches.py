@@ -1,4 +1,4 @@
-"""A sweep's result batches, written in PostgreSQL's own SQL: one array-bound statement per table.
+"""A sweep's result batches, written in PostgreSQL's own SQL: one statement per table, its rows as one JSON parameter.
 
 The rows are those :class:`~promptlooper.store.records.ResultBatch` builds for SQLite (same
 columns, same order), and each statement means what its SQLite twin in
@@ -6,15 +6,19 @@ columns, same order), and each statement means what its SQLite twin in
 a run is upserted (never deleted: its human ratings would cascade away), stage results and
 automatic scores replace rows of the same key.
 
-Each table's rows go in one ``INSERT … SELECT FROM unnest(%s::type[], …)``: the batch's columns
-bound as arrays, so a batch of a few hundred runs is six statements, not a round trip or a bound
-statement per row. (Measured on the 2-core machine, latency 100 ms, C = 64: pipelined
-``executemany`` of one row per statement reached 0.81-0.83 of C/L where SQLite reached 0.87, the
-writer thread's per-row work competing with the event loop for the GIL.)
+Each table's rows go in one ``INSERT … SELECT … FROM json_array_elements(%s::json)``: the batch
+as one JSON parameter (encoded by the C encoder) that the server expands and casts, so a batch of
+a few hundred runs is six statements and the work of binding values is done by the server's
+process, not under this process's GIL. Measured on the 2-core machine, a fully cached sweep of
+2,000 runs: the writer thread's CPU 41 ms with JSON, 190 ms with the same statements bound as
+arrays (``unnest``), more with ``executemany`` of one row per statement; the whole process's CPU
+halved (0.18 s against 0.35 s).
 """
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,8 +40,9 @@ _SCORE_TYPES = (T, T, F, T, T, T)
 _EVENT_COLUMNS = ("ts", "experiment_id", "type", "payload")
 
 
-def _unnest(columns: Sequence[str], types: Sequence[str]) -> str:
-    return f"SELECT * FROM unnest({', '.join(f'%s::{t}[]' for t in types)}) AS x({', '.join(columns)})"
+def _expand(columns: Sequence[str], types: Sequence[str]) -> str:
+    fields = ", ".join(f"(e->>{i})::{t} AS {c}" for i, (c, t) in enumerate(zip(columns, types, strict=True)))
+    return f"SELECT {fields} FROM json_array_elements(%s::json) AS e"
 
 
 def _updates(columns: Sequence[str]) -> str:
@@ -45,23 +50,40 @@ def _updates(columns: Sequence[str]) -> str:
 
 
 _CACHE = (f"INSERT INTO response_cache ({', '.join(_CACHE_COLUMNS)}, created_at) SELECT x.*, %s FROM ("
-          f"{_unnest(_CACHE_COLUMNS, _CACHE_TYPES)}) x ON CONFLICT (key) DO NOTHING")
-_RUNS = (f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) {_unnest(RUN_COLUMNS, _RUN_TYPES)}"
+          f"{_expand(_CACHE_COLUMNS, _CACHE_TYPES)}) x ON CONFLICT (key) DO NOTHING")
+_RUNS = (f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) {_expand(RUN_COLUMNS, _RUN_TYPES)}"
          f" ON CONFLICT (id) DO UPDATE SET {_updates(RUN_COLUMNS[1:])}")
-_STAGES = (f"INSERT INTO stage_results ({', '.join(_STAGE_COLUMNS)}) {_unnest(_STAGE_COLUMNS, _STAGE_TYPES)}"
+_STAGES = (f"INSERT INTO stage_results ({', '.join(_STAGE_COLUMNS)}) {_expand(_STAGE_COLUMNS, _STAGE_TYPES)}"
            f" ON CONFLICT (run_id, stage_index) DO UPDATE SET {_updates(_STAGE_COLUMNS[2:])}")
 _SCORES = (f"INSERT INTO scores ({', '.join(_SCORE_COLUMNS)}, source, created_at) SELECT x.*, 'auto', %s FROM ("
-           f"{_unnest(_SCORE_COLUMNS, _SCORE_TYPES)}) x ON CONFLICT (run_id, scorer) DO UPDATE SET"
+           f"{_expand(_SCORE_COLUMNS, _SCORE_TYPES)}) x ON CONFLICT (run_id, scorer) DO UPDATE SET"
            f" {_updates(_SCORE_COLUMNS[2:])}, source = EXCLUDED.source, created_at = EXCLUDED.created_at, rowid = DEFAULT")
 # Rows in the batch's order (ordinality), so that ids, given in insertion order, follow it.
-_EVENTS = ("INSERT INTO events (ts, experiment_id, type, payload) SELECT ts, experiment_id, type, payload FROM"
-           " unnest(%s::text[], %s::text[], %s::text[], %s::text[]) WITH ORDINALITY AS x(ts, experiment_id, type, payload, n)"
-           " ORDER BY n RETURNING id")
+_EVENTS = ("INSERT INTO events (ts, experiment_id, type, payload) SELECT e->>0, e->>1, e->>2, e->>3 FROM"
+           " json_array_elements(%s::json) WITH ORDINALITY AS x(e, n) ORDER BY n RETURNING id")
 
 
-def _columns(rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
-    """Row tuples as one list per column (what ``unnest`` takes)."""
-    return [list(column) for column in zip(*rows, strict=True)]
+def _as_json(rows: Sequence[Sequence[Any]]) -> list[str]:
+    """Row tuples as one JSON array of arrays: the one parameter the server expands."""
+    try:
+        return [json.dumps(rows, ensure_ascii=False, allow_nan=False)]
+    except ValueError:  # a NaN or infinity, which JSON cannot carry: stored as SQLite stores them
+        return [json.dumps([[_finite(v) for v in row] for row in rows], ensure_ascii=False, allow_nan=False)]
+
+
+def _finite(value: Any) -> Any:
+    """NaN as NULL (SQLite stores it so), ±infinity as text that ``::float8`` reads back."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    return value
+
+
+def _by_key(rows: Sequence[tuple[Any, ...]], width: int) -> list[tuple[Any, ...]]:
+    """One row per key (its first ``width`` columns), the last one given winning as in SQLite's
+    row-by-row writes (an upsert may not touch a row twice in one statement), in key order (two
+    batches touching the same rows lock them in one order)."""
+    last = {row[:width]: row for row in rows}
+    return [last[k] for k in sorted(last)]
 
 
 def insert_events(conn: psycopg.Connection[Any], rows: Sequence[tuple[str | None, str | None, str, str]], ts: str) -> list[int]:
@@ -72,7 +94,7 @@ def insert_events(conn: psycopg.Connection[Any], rows: Sequence[tuple[str | None
     gives them row by row."""
     if not rows:
         return []
-    columns = _columns([(row[0] or ts, *row[1:]) for row in rows])
+    columns = _as_json([(row[0] or ts, *row[1:]) for row in rows])
     return sorted(int(r[0]) for r in conn.execute(_EVENTS, columns).fetchall())
 
 
@@ -81,18 +103,17 @@ def write_rows(conn: psycopg.Connection[Any], rows: Rows, sweep_update: dict[str
     cache_rows, replaced, runs, stages, scores, events = rows
     ts = now_iso()
     if cache_rows:
-        conn.execute(_CACHE, [*_columns(cache_rows), ts][-1:] + _columns(cache_rows))
+        conn.execute(_CACHE, [ts, *_as_json(cache_rows)])
     if replaced:
         # A failed run that is retried replaces its earlier children.
         conn.execute("DELETE FROM stage_results WHERE run_id = ANY(%s)", (list(replaced),))
         conn.execute("DELETE FROM scores WHERE source = 'auto' AND run_id = ANY(%s)", (list(replaced),))
     if runs:
-        # Key order, so that two batches touching the same rows lock them in one order.
-        conn.execute(_RUNS, _columns(sorted(runs, key=lambda r: r[0])))
+        conn.execute(_RUNS, _as_json(_by_key(runs, 1)))
         if stages:
-            conn.execute(_STAGES, _columns(sorted(stages, key=lambda r: (r[0], r[1]))))
+            conn.execute(_STAGES, _as_json(_by_key(stages, 2)))
         if scores:
-            conn.execute(_SCORES, [ts, *_columns(sorted(scores, key=lambda r: (r[0], r[1])))])
+            conn.execute(_SCORES, [ts, *_as_json(_by_key(scores, 2))])
     event_ids = insert_events(conn, events, ts)
     if sweep_update:
         batchwriter.update_sweep(Cursorish(conn), sweep_update)  # type: ignore[arg-type]
