@@ -590,12 +590,18 @@ class Sweep:
             raise
 
     async def _poller(self, store: Store) -> None:
-        while True:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._poke.wait(), POLL_EVERY)
-            self._poke.clear()
-            for requested in await asyncio.to_thread(store.take_steering, self.sweep_id):
-                await self._apply(requested, store)
+        loop = asyncio.get_running_loop()
+        # A backend that can tell (PostgreSQL's NOTIFY) wakes the poll as soon as a request commits.
+        stop = await asyncio.to_thread(store.listen_steering, self.sweep_id, lambda: loop.call_soon_threadsafe(self._poke.set))
+        try:
+            while True:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._poke.wait(), POLL_EVERY)
+                self._poke.clear()
+                for requested in await asyncio.to_thread(store.take_steering, self.sweep_id):
+                    await self._apply(requested, store)
+        finally:
+            stop()
 
     async def _redirect(self, store: Store) -> None:
         """Swap the remaining part of the plan for the new space; finished runs stay and count."""

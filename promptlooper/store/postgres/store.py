@@ -10,7 +10,7 @@ have no meaning on a server and do nothing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
@@ -29,6 +29,7 @@ from ..store import Store
 from ..sweeps import Sweeps
 from . import batches, schema
 from .connection import PgConnection, PgDatabase
+from .notify import Listener, notify
 
 
 class PostgresStore(Experiments, Runs, Scores, Cache, Events, Sweeps, Housekeeping, Outbox):
@@ -80,6 +81,17 @@ class PostgresStore(Experiments, Runs, Scores, Cache, Events, Sweeps, Housekeepi
             rows = conn.execute("SELECT key, response, tokens_in, tokens_out, latency_ms FROM response_cache"
                                 " WHERE key = ANY(%s)", (list(keys),)).fetchall()
         return {key: (resp, tin or 0, tout or 0, lat or 0.0) for key, resp, tin, tout, lat in rows}
+
+    # ------------------------------------------------------------------ steering by notification (notify.py)
+    @staticmethod
+    def _append_request(c: Any, sweep_id: str, request: str) -> None:
+        Sweeps._append_request(c, sweep_id, request)
+        notify(c, sweep_id)
+
+    def listen_steering(self, sweep_id: str, wake: Callable[[], None]) -> Callable[[], None]:
+        """Call ``wake`` (from another thread) whenever a steering request for the sweep commits;
+        returns what stops listening."""
+        return Listener(self.path, sweep_id, wake).stop
 
     # SQLite's page cache and WAL checkpoints: a server manages its own.
     def use_bulk_cache(self, megabytes: int = 32) -> None:
