@@ -29,6 +29,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -102,7 +103,7 @@ def voila_command(db: str, host: str, port: int, *, preheat: bool = True,
     env = {
         **os.environ,
         "PROMPTLOOPER_READONLY": "1",
-        "PROMPTLOOPER_DB": str(Path(db).resolve()),
+        "PROMPTLOOPER_DB": db if "://" in db else str(Path(db).resolve()),  # a postgresql:// URL as given
         "JUPYTER_PATH": os.pathsep.join(p for p in (data, os.environ.get("JUPYTER_PATH", "")) if p),
     }
     env.pop(TOKEN_ENV, None)  # page kernels have no use for it
@@ -110,6 +111,11 @@ def voila_command(db: str, host: str, port: int, *, preheat: bool = True,
         env["JUPYTER_CONFIG_PATH"] = os.pathsep.join(
             p for p in (config_dir, os.environ.get("JUPYTER_CONFIG_PATH", "")) if p)
     return cmd, env
+
+
+def shown_location(db: str) -> str:
+    """The database for a message: a file's full path, or a URL with its password hidden."""
+    return re.sub(r"^(\w+://[^:/@]+):[^@]*@", r"\1:***@", db) if "://" in db else str(Path(db).resolve())
 
 
 def _write_token_config(token: str) -> str:
@@ -166,7 +172,8 @@ class _Interrupted(Exception):
 
 def serve(db: str, host: str = "127.0.0.1", port: int = 8402, *, preheat: bool = True,
           guest: bool = False) -> int:
-    if not Path(db).exists():
+    # A database URL (postgresql://) names a server, not a file; the workbench reports a bad one.
+    if "://" not in db and not Path(db).exists():
         print(f"error: no database at {db}; run a sweep first (promptlooper run …)", file=sys.stderr)
         return 1
     if not port_free(host, port):
@@ -177,7 +184,7 @@ def serve(db: str, host: str = "127.0.0.1", port: int = 8402, *, preheat: bool =
     try:
         cmd, env = voila_command(db, host, port, preheat=preheat, config_dir=config_dir)
         url = f"http://{host}:{port}/"
-        print(f"dashboard: {url} (read-only view of {Path(db).resolve()})", file=sys.stderr)
+        print(f"dashboard: {url} (read-only view of {shown_location(db)})", file=sys.stderr)
         if access.guest:
             print(f"dashboard: guest mode: anyone who can reach {url} can read every prompt and output "
                   "(read-only)", file=sys.stderr)

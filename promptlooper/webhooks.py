@@ -32,7 +32,7 @@ import aiohttp
 from .errors import EndpointError
 from .keys import KeyGrants, key_value, redact
 from .retrying import Retry, parse_retry_after, retryable_status
-from .store import Store
+from .store import Store, open_store
 from .store.outbox import Claimed
 
 # The default retry budget of one event at one webhook: MAX_ATTEMPTS attempts, with full-jitter
@@ -208,7 +208,7 @@ class CourierThread:
         asyncio.run(self._run())
 
     async def _run(self) -> None:
-        store = Store(self.store_path)
+        store = open_store(self.store_path)
         courier = Courier(store)
         try:
             while True:

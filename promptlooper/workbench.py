@@ -34,7 +34,7 @@ from .functions import add_search_dir
 from .providers.registry import LOCAL, EndpointPool
 from .scoring import weights_of
 from .spec import EndpointSpec, Experiment, parse_endpoint
-from .store import Store, default_path
+from .store import Store, default_path, open_store
 from .store.batchwriter import wait_for_writers
 from .sweeps.guided import GuidedDriver, guided_defaults
 from .validation import load_file, validate
@@ -70,7 +70,7 @@ class Workbench:
     @property
     def store(self) -> Store:
         if self._store is None:
-            self._store = Store(self.db_path, readonly=self.readonly, create=self.create)
+            self._store = open_store(self.db_path, readonly=self.readonly, create=self.create)  # type: ignore[assignment]
         return self._store
 
     def close(self) -> None:

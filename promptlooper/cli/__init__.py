@@ -54,13 +54,14 @@ def workbench(args: argparse.Namespace) -> Workbench:
     """The Workbench a command runs on, without creating a database a read-only command would leave behind."""
     # Imported here, when a command runs, and not at the top: the facade pulls in the engine,
     # pydantic and pandas, which `promptlooper --help` never needs. Every handler does the same.
-    from ..store import default_path
+    from ..store import default_path, is_url
     from ..workbench import Workbench
 
     db = getattr(args, "db", None) or default_path()
-    if args.database == NONE_NEEDED and not Path(db).exists():
+    if args.database == NONE_NEEDED and not is_url(db) and not Path(db).exists():
         return Workbench(":memory:")  # nothing registered, nothing cached: what a missing file means
-    return Workbench(db, create=args.database == CREATES)
+    # A server's database is there already, only its schema may not be: a command that needs none sets it up.
+    return Workbench(db, create=args.database == CREATES or (args.database == NONE_NEEDED and is_url(db)))
 
 
 def _main(argv: list[str] | None) -> int:

@@ -29,8 +29,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..errors import SweepConflictError
 from ..hashing import canonical_text
 from ..providers.pricing import cost
-from ..store import CacheEntry, RunRecord, Store, now_iso
+from ..store import CacheEntry, RunRecord, Store, now_iso, open_store
 from ..store.batchwriter import WriterError, WriterProcess
+from ..store.opening import uses_writer_process
 from ..store.store import ResultBatch
 from ..sweeps.runs import RunItem, run_id, run_id_from, run_id_head
 from ..sweeps.space import Configuration
@@ -209,7 +210,7 @@ class Sweep:
         """Pause / resume / stop from this process; other processes write the store instead."""
         if self.sweep_id is None:
             return
-        store = Store(self.store_path)
+        store = open_store(self.store_path)
         try:
             store.add_steering(self.sweep_id, what)
         finally:
@@ -229,14 +230,15 @@ class Sweep:
             return await self._run()
 
     async def _run(self) -> Progress:
-        wstore = Store(self.store_path)
-        rstore = Store(self.store_path)
+        wstore = open_store(self.store_path)
+        rstore = open_store(self.store_path)
         plan = self.plan
         self.failures.started()
         # Every write, and finally the close, runs on this one thread, in order: a cancelled flush
         # cannot be stopped in its thread, and the connection must outlive it.
         self._write_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="promptlooper-writer")
-        self._writer_process = _start_writer_process(self.store_path)
+        # PostgreSQL: batches go through the store's pool from the writer thread (no writer process).
+        self._writer_process = _start_writer_process(self.store_path) if uses_writer_process(self.store_path) else None
         if self._writer_process is not None:
             wstore.defer_checkpoints()  # the writer process checkpoints, in the background
         else:
@@ -587,12 +589,18 @@ class Sweep:
             raise
 
     async def _poller(self, store: Store) -> None:
-        while True:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._poke.wait(), POLL_EVERY)
-            self._poke.clear()
-            for requested in await asyncio.to_thread(store.take_steering, self.sweep_id):
-                await self._apply(requested, store)
+        loop = asyncio.get_running_loop()
+        # A backend that can tell (PostgreSQL's NOTIFY) wakes the poll as soon as a request commits.
+        stop = await asyncio.to_thread(store.listen_steering, self.sweep_id, lambda: loop.call_soon_threadsafe(self._poke.set))
+        try:
+            while True:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._poke.wait(), POLL_EVERY)
+                self._poke.clear()
+                for requested in await asyncio.to_thread(store.take_steering, self.sweep_id):
+                    await self._apply(requested, store)
+        finally:
+            stop()
 
     async def _redirect(self, store: Store) -> None:
         """Swap the remaining part of the plan for the new space; finished runs stay and count."""

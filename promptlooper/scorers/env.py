@@ -28,7 +28,7 @@ from ..engine.calls import CacheReader, CallExecutor, CallResult
 from ..keys import KeyGrants
 from ..providers.base import Provider
 from ..providers.registry import EndpointPool, provider_for_url
-from ..store import CacheEntry, Store, default_path
+from ..store import CacheEntry, Store, default_path, is_url, open_store
 
 if TYPE_CHECKING:
     from ..embedder import Backend, EmbeddingService
@@ -81,7 +81,7 @@ class ScoringEnv:
     def store(self) -> Store | None:
         with self._lock:
             if self._store is None and self.store_path:
-                self._store = Store(self.store_path)
+                self._store = open_store(self.store_path)
             return self._store
 
     @property
@@ -222,7 +222,8 @@ def current() -> ScoringEnv:
     if env is not None:
         return env
     path = default_path()
-    key = path if os.path.exists(path) else ""  # no database yet: cache in memory, create nothing on disk
+    # No database file yet: cache in memory, create nothing on disk (a server's database is there).
+    key = path if is_url(path) or os.path.exists(path) else ""
     with _DEFAULTS_LOCK:
         env = _DEFAULTS.get(key)
         if env is None:

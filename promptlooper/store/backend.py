@@ -19,8 +19,8 @@ Concurrency
     one store; within a process, one store object is used from the event loop and its worker
     threads at once (SQLite: one connection behind a lock; PostgreSQL: a pool). The store is the
     only state: a sweep's progress, lease and steering queue live in its ``sweeps`` row, which its
-    engine polls (``take_steering``) and heartbeats (``update_sweep``); a backend may wake the
-    poll sooner (LISTEN/NOTIFY) without changing these methods.
+    engine polls (``take_steering``) and heartbeats (``update_sweep``); ``listen_steering`` lets a
+    backend wake the poll sooner (PostgreSQL: LISTEN/NOTIFY; SQLite: nothing to listen to).
 
 Read-only stores
     ``readonly=True`` (dashboards; a read-only role on PostgreSQL): every write raises
@@ -38,7 +38,7 @@ the engine starts itself). Issue 18's leased chunks and workers add methods here
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from .outbox import Claimed
@@ -148,6 +148,7 @@ class StoreBackend(Protocol):
     def request_steering(self, experiment_id: str, request: str) -> dict[str, Any] | None: ...
     def add_steering(self, sweep_id: str, request: str) -> None: ...
     def take_steering(self, sweep_id: str) -> list[str]: ...
+    def listen_steering(self, sweep_id: str, wake: Callable[[], None]) -> Callable[[], None]: ...
 
     # ------------------------------------------------------------------ webhooks: subscriptions, outbox, deliveries
     def add_webhook(self, event_type: str, url: str, headers_env: dict[str, str], max_attempts: int, backoff: float) -> str: ...

@@ -31,7 +31,8 @@ DEFAULT_DB = "promptlooper.db"
 
 
 def default_path() -> str:
-    return os.environ.get("PROMPTLOOPER_DB") or DEFAULT_DB
+    """$PROMPTLOOPER_DB, else $DATABASE_URL (a postgresql:// URL: the shared, production store), else ./promptlooper.db."""
+    return os.environ.get("PROMPTLOOPER_DB") or os.environ.get("DATABASE_URL") or DEFAULT_DB
 
 
 def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:

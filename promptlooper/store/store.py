@@ -19,7 +19,7 @@ they implement :class:`~promptlooper.store.backend.StoreBackend`, the interface 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -119,10 +119,18 @@ class Store(Experiments, Runs, Scores, Cache, Events, Sweeps, Housekeeping, Outb
         with self.cx.lock:
             self.cx.conn.execute("PRAGMA wal_autocheckpoint=1000")
 
+    def listen_steering(self, sweep_id: str, wake: Callable[[], None]) -> Callable[[], None]:
+        """Nothing to listen to in a file: the sweep polls its steering queue. Returns a no-op stop."""
+        return _no_op
+
     def write_batch(self, batch: ResultBatch, sweep_update: dict[str, Any] | None = None) -> list[int]:
         """Write ``batch`` (and the sweep's progress row) in one transaction; returns the event ids."""
         with self.cx.write() as c:
             return batchwriter.write_rows(c, batch.rows(), sweep_update)
+
+
+def _no_op() -> None:
+    pass
 
 
 __all__ = ["READER_STALE_AFTER", "CacheEntry", "ResultBatch", "RunRecord", "StageRecord", "Store", "new_id", "now_iso",

@@ -29,7 +29,7 @@ from ..intervals import mean as _mean
 from ..intervals import std as _std
 from ..leaderboard import per_sample
 from ..spec import Experiment, GuidedOptions, Linked, Range
-from ..store import RunRecord, Store
+from ..store import RunRecord, Store, open_store
 from .runs import RunItem, run_id
 from .space import Configuration, build_configuration, grid_size
 
@@ -264,7 +264,7 @@ class GuidedDriver:
     async def run(self, sweep: Any) -> None:
         from optuna.trial import TrialState
 
-        store = Store(self.store_path)
+        store = open_store(self.store_path)
         try:
             study = await asyncio.to_thread(self.study, store)
             dists = distributions(self.exp)

@@ -19,18 +19,23 @@ from promptlooper.errors import NotFoundError, SweepConflictError
 from promptlooper.store import CacheEntry, RunRecord, StageRecord, Store, now_iso
 from promptlooper.store.backend import StoreBackend
 from promptlooper.store.db import ReadOnlyError
+from promptlooper.store.postgres import PostgresStore
 
 Opener = Callable[..., StoreBackend]
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "postgresql"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
     """A function opening one fresh database of this backend (``readonly=True`` for a reader)."""
     opened: list[StoreBackend] = []
+    # PostgreSQL: a fresh database of the session's throwaway cluster (tests/pg.py).
+    url = request.getfixturevalue("pg_url") if request.param == "postgresql" else ""
 
     def open_store(readonly: bool = False) -> StoreBackend:
         if request.param == "sqlite":
             store: StoreBackend = Store(tmp_path / "conformance.db", readonly=readonly)
+        else:
+            store = PostgresStore(url, readonly=readonly)
         opened.append(store)
         return store
 
@@ -67,12 +72,13 @@ def _cache(key: str, model: str, tokens_out: int) -> CacheEntry:
 
 
 # --------------------------------------------------------------------------- the interface itself
-def test_the_sqlite_store_implements_every_method_with_the_same_signature() -> None:
+@pytest.mark.parametrize("implementation", [Store, PostgresStore])
+def test_the_store_implements_every_method_with_the_same_signature(implementation: type) -> None:
     members = [n for n in dir(StoreBackend) if not n.startswith("_") and callable(getattr(StoreBackend, n))]
     assert len(members) > 60
     for name in members:
         want = inspect.signature(getattr(StoreBackend, name))
-        have = inspect.signature(getattr(Store, name))
+        have = inspect.signature(getattr(implementation, name))
         assert [(p.name, p.kind, p.default) for p in have.parameters.values()] == \
                [(p.name, p.kind, p.default) for p in want.parameters.values()], name
 

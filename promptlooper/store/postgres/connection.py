@@ -1,0 +1,154 @@
+"""Connections of a PostgreSQL store: a psycopg 3 pool, one transaction per store method.
+
+:class:`PgConnection` offers what the store's noun classes use of SQLite's
+:class:`~promptlooper.store.db.Connection` (``write()`` and ``read()`` contexts yielding something
+with ``execute``/``executemany``), and :class:`PgDatabase` what they use of sqlite-utils
+(``query`` yielding dict rows), so the noun classes' portable SQL runs on both engines and
+:mod:`.store` overrides, in PostgreSQL's syntax, only the statements that differ.
+
+Every statement passes through :func:`.dialect.translate` (placeholders, and the few SQLite-only
+forms the shared SQL uses).
+
+Transactions: ``write()`` takes a pooled connection, begins a transaction and takes one
+transaction-scoped advisory lock shared by every writer of the database. That is SQLite's
+``BEGIN IMMEDIATE`` (writers queue, readers never wait), which the store's read-then-write methods
+and the webhook outbox's event cursors (ids visible in commit order) rely on. Row locks
+(``FOR UPDATE``) would let unrelated writes overlap; they come with the workers of issue 18.
+A ``write()`` or ``read()`` inside a ``write()`` of the same thread joins that transaction.
+
+Values: ``SUM`` of an integer column is ``numeric`` in PostgreSQL; it is loaded as an ``int`` when
+whole and as a ``float`` otherwise (``AVG``), the Python types SQLite gives for the same queries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import psycopg
+from psycopg.adapt import Loader
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from ..db import ReadOnlyError
+from .dialect import translate
+
+# Every write transaction of a PromptLooper database takes this lock ("PLwrite" as a number).
+WRITE_LOCK = int.from_bytes(b"PLwrite", "big")
+
+
+class _NumericLoader(Loader):
+    """``numeric`` → int when whole, else float: the types SQLite's SUM and AVG give."""
+
+    def load(self, data: Any) -> int | float:
+        text = bytes(data).decode()
+        return int(text) if text.lstrip("-").isdigit() else float(text)
+
+
+class Cursorish:
+    """What the noun classes call on SQLite's connection, over one psycopg connection."""
+
+    def __init__(self, conn: psycopg.Connection[Any]):
+        self.conn = conn
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
+        return self.conn.execute(translate(sql), list(params))
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        rows = list(rows)
+        if rows:
+            with self.conn.cursor() as cur:
+                cur.executemany(translate(sql), rows)
+
+
+class PgConnection:
+    """A pool of connections to one database, and the store's transactions on it."""
+
+    def __init__(self, url: str, *, readonly: bool = False, max_size: int = 8):
+        self.url = url
+        self.readonly = readonly
+        # A read-only store's sessions refuse writes on the server's side too.
+        options = "-c default_transaction_read_only=on" if readonly else ""
+        self.pool = ConnectionPool(url, min_size=1, max_size=max_size, open=False,
+                                   kwargs={"autocommit": True, "options": options}, configure=self._configure)
+        self.pool.open(wait=True, timeout=10)
+        self._local = threading.local()
+
+    @staticmethod
+    def _configure(conn: psycopg.Connection[Any]) -> None:
+        conn.adapters.register_loader("numeric", _NumericLoader)
+
+    def close(self) -> None:
+        self.pool.close()
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """This thread's connection in a write, else a pooled one (autocommit: each read sees the latest commit)."""
+        current = getattr(self._local, "conn", None)
+        if current is not None:
+            yield current
+            return
+        with self.pool.connection() as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Cursorish]:
+        if self.readonly:
+            raise ReadOnlyError("this store is open read-only (a dashboard): nothing can be changed from here")
+        current = getattr(self._local, "conn", None)
+        if current is not None:  # nested: the outer transaction commits
+            yield Cursorish(current)
+            return
+        with self.pool.connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+            self._local.conn = conn
+            try:
+                yield Cursorish(conn)
+            finally:
+                self._local.conn = None
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Cursorish]:
+        with self.connection() as conn:
+            yield Cursorish(conn)
+
+
+class PgDatabase:
+    """The sqlite-utils calls the noun classes make: ``query`` (dict rows) and ``conn``."""
+
+    def __init__(self, cx: PgConnection):
+        self.cx = cx
+
+    @property
+    def conn(self) -> Cursorish:
+        # housekeeping.live_sweeps reads through db.conn outside a transaction: one pooled read.
+        return _PooledReads(self.cx)  # type: ignore[return-value]
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> Iterator[dict[str, Any]]:
+        with self.cx.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(translate(sql), list(params))
+            rows = cur.fetchall()
+        for row in rows:
+            row.pop("rowid", None)  # an ordering column of PostgreSQL's own (see schema.py)
+            yield row
+
+
+class _PooledReads:
+    """``execute`` on a pooled connection, its rows read at once (the connection goes back to the pool)."""
+
+    def __init__(self, cx: PgConnection):
+        self.cx = cx
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> _Fetched:
+        with self.cx.connection() as conn:
+            return _Fetched(conn.execute(translate(sql), list(params)).fetchall())
+
+
+class _Fetched:
+    def __init__(self, rows: list[Any]):
+        self.rows = rows
+
+    def fetchall(self) -> list[Any]:
+        return self.rows
