@@ -29,7 +29,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import re
 import secrets
 import shutil
 import signal
@@ -40,6 +39,8 @@ import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+
+from .store.opening import shown_location
 
 TOKEN_ENV = "PROMPTLOOPER_DASHBOARD_TOKEN"
 
@@ -111,11 +112,6 @@ def voila_command(db: str, host: str, port: int, *, preheat: bool = True,
         env["JUPYTER_CONFIG_PATH"] = os.pathsep.join(
             p for p in (config_dir, os.environ.get("JUPYTER_CONFIG_PATH", "")) if p)
     return cmd, env
-
-
-def shown_location(db: str) -> str:
-    """The database for a message: a file's full path, or a URL with its password hidden."""
-    return re.sub(r"^(\w+://[^:/@]+):[^@]*@", r"\1:***@", db) if "://" in db else str(Path(db).resolve())
 
 
 def _write_token_config(token: str) -> str:

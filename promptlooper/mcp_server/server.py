@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 from .. import __version__
+from ..store import shown_location
 from ..workbench import Workbench
 from . import endpoints, experiments, guided, housekeeping, results, runs, steering, views
 from .context import ToolContext
@@ -82,7 +83,7 @@ def serve(wb: Workbench, transport: str = "stdio", host: str = DEFAULT_HOST, por
         print(f"promptlooper mcp: bearer key (shown once; set ${KEY_ENV} to choose it): {key}", file=sys.stderr, flush=True)
     if host not in ("127.0.0.1", "localhost", "::1"):
         print(f"promptlooper mcp: warning: listening on {host}, not only on this machine", file=sys.stderr, flush=True)
-    print(f"promptlooper mcp: http://{host}:{port}/mcp (database {wb.db_path})", file=sys.stderr, flush=True)
+    print(f"promptlooper mcp: http://{host}:{port}/mcp (database {shown_location(wb.db_path)})", file=sys.stderr, flush=True)
     app = bearer(build_server(wb, log_level="WARNING").streamable_http_app(host=host), key)
     uvicorn.run(app, host=host, port=port, log_level="warning")
     return 0

@@ -2,8 +2,8 @@
 
 from .backend import StoreBackend
 from .db import default_path
-from .opening import is_url, open_store
+from .opening import is_url, open_store, shown_location
 from .store import CacheEntry, RunRecord, StageRecord, Store, now_iso
 
 __all__ = ["CacheEntry", "RunRecord", "StageRecord", "Store", "StoreBackend", "default_path", "is_url", "now_iso",
-           "open_store"]
+           "open_store", "shown_location"]

@@ -11,6 +11,7 @@ backend for the CLI, notebooks, the MCP server, dashboards and a sweep's own con
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from ..errors import StoreError
 from .backend import StoreBackend
@@ -37,6 +38,14 @@ def uses_writer_process(location: str) -> bool:
     return not is_url(location)
 
 
+def shown_location(location: str) -> str:
+    """The database for a message or a log line: a file's full path, or a URL with its password
+    hidden (a PostgreSQL URL may carry one; it must never reach a terminal, log or reply)."""
+    if is_url(location):
+        return re.sub(r"^(\w+(?:\+\w+)?://[^:/@]+):[^@]*@", r"\1:***@", location)
+    return str(Path(location).resolve())
+
+
 def open_store(location: str, *, readonly: bool = False, create: bool = True) -> StoreBackend:
     kind = scheme(location)
     if kind is None:
@@ -54,4 +63,4 @@ def open_store(location: str, *, readonly: bool = False, create: bool = True) ->
                      "(or sqlite:///path) or a postgresql:// URL (--db, $DATABASE_URL or $PROMPTLOOPER_DB)")
 
 
-__all__ = ["is_url", "open_store", "scheme", "uses_writer_process"]
+__all__ = ["is_url", "open_store", "scheme", "shown_location", "uses_writer_process"]

@@ -33,12 +33,13 @@ class Scores(Queries):
     """Score rows and the weighted score of each run that follows from them."""
 
     def scorer_sums(self, experiment_id: str) -> dict[str, dict[str, list[float]]]:
-        """Per configuration and scorer, [sum, count] of the automatic scores of finished runs."""
+        """Per configuration and scorer, [sum, count] of the automatic scores of finished runs (missing ones left out)."""
         out: dict[str, dict[str, list[float]]] = {}
         with self.cx.read() as c:
             for config_id, scorer, total, n in c.execute(
                 "SELECT r.config_id, s.scorer, SUM(s.value), COUNT(*) FROM scores s JOIN runs r ON r.id = s.run_id"
                 " WHERE r.experiment_id = ? AND r.status IN ('completed', 'cached') AND s.source = 'auto'"
+                " AND s.value IS NOT NULL"  # a missing score is left out, never counted as 0
                 " GROUP BY r.config_id, s.scorer", (experiment_id,)):
                 out.setdefault(config_id, {})[scorer] = [float(total), float(n)]
         return out

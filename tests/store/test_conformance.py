@@ -120,6 +120,19 @@ def test_written_runs_are_read_back_by_status(store: StoreBackend) -> None:
     assert stored[0]["stages"][0][:2] == ("answer", "prompt")
 
 
+def test_scorer_sums_leave_missing_scores_out(store: StoreBackend) -> None:
+    # A scorer that gave no value (None: failed, unparsable) is a missing score, never a 0; a
+    # configuration where every value of one scorer is missing has no sum for it (a resumed sweep
+    # reads these to rank the current best).
+    eid = _experiment(store)
+    store.write_results([
+        _run(eid, "r1", "cfg-a", "s1", scores=[("length", 0.5, None, "length", {}), ("judge", None, {"error": "x"}, "judge", {})]),
+        _run(eid, "r2", "cfg-a", "s2", scores=[("length", 1.0, None, "length", {}), ("judge", None, {"error": "x"}, "judge", {})]),
+        _run(eid, "r3", "cfg-b", "s1", scores=[("length", None, {"error": "y"}, "length", {}), ("judge", 0.25, None, "judge", {})]),
+    ])
+    assert store.scorer_sums(eid) == {"cfg-a": {"length": [1.5, 2.0]}, "cfg-b": {"judge": [0.25, 1.0]}}
+
+
 def test_ratings_are_human_rows_kept_in_write_order(store: StoreBackend) -> None:
     eid = _experiment(store)
     store.write_results([_run(eid, "r1", "cfg-a", "s1")])

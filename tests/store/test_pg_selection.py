@@ -82,7 +82,8 @@ def test_sqlite_urls_and_paths_open_the_file(tmp_path: Path) -> None:
 
 
 def test_a_dashboard_on_a_url_hands_its_kernels_the_url() -> None:
-    from promptlooper.dashboard import shown_location, voila_command
+    from promptlooper.dashboard import voila_command
+    from promptlooper.store import shown_location
 
     url = "postgresql://reader:s3cret@db.internal:5432/promptlooper"
     _, env = voila_command(url, "127.0.0.1", 8402, preheat=False)
