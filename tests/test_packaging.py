@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -14,12 +15,28 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 
+def _clean_copy(dest: Path) -> Path:
+    """The checkout's files as git sees them (tracked and new, not ignored), without build/: a
+    stale build/lib from an earlier build would hide a package the configuration leaves out."""
+    listed = subprocess.run(["git", "-C", str(ROOT), "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+                            capture_output=True, text=True)
+    if listed.returncode != 0:
+        return ROOT  # not a git checkout (an unpacked sdist): nothing stale to hide
+    for name in filter(None, listed.stdout.split("\0")):
+        source = ROOT / name
+        if source.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+    return dest
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> tuple[Path, str]:
     """The wheel, and what pip and the build backend printed while building it (not quieted: a
     quiet pip hides the backend's warnings)."""
     out = tmp_path_factory.mktemp("wheel")
-    res = subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "-w", str(out)],
+    res = subprocess.run([sys.executable, "-m", "pip", "wheel", str(_clean_copy(tmp_path_factory.mktemp("src"))), "--no-deps",
+                          "-w", str(out)],
                          check=True, timeout=600, capture_output=True, text=True,
                          env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
     [whl] = out.glob("promptlooper-*.whl")

@@ -59,8 +59,10 @@ def test_views_point_at_their_assets():
 def test_wheel_ships_the_widgets_folder():
     tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     assert tool["package-dir"]["promptlooper._widgets"] == "widgets"
-    # Packages are discovered (promptlooper*); the wheel's own contents are checked in tests/test_packaging.py.
-    assert any(fnmatch.fnmatch("promptlooper._widgets", pattern) for pattern in tool["packages"]["find"]["include"])
+    # Every widget folder is a listed package (setuptools finds nothing through package-dir), so a
+    # new widget cannot be left out of the wheel; tests/test_packaging.py checks the wheel itself.
+    folders = {f"promptlooper._widgets.{d.name}" for d in widgets_dir().iterdir() if d.is_dir() and not d.name.startswith(".")}
+    assert {"promptlooper._widgets", *folders} <= set(tool["packages"])
     assert {"*/*.js", "*/*.css"} <= set(tool["package-data"]["promptlooper._widgets"])
     assert fnmatch.fnmatch("_shared/dom.js", "*/*.js")  # the shared helpers ship too
 
