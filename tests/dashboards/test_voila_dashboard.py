@@ -117,9 +117,20 @@ def test_dashboard_follows_the_sweep_and_cannot_write(dashboard):
         # the page refresh, and compare.
         sweep_proc.kill()
         sweep_proc.wait(10)
-        with sqlite3.connect(db) as c:
-            in_store = {r[0][:12] for r in c.execute(
-                "SELECT DISTINCT config_id FROM runs WHERE status IN ('completed','cached')")}
+
+        def finished_configs() -> set[str]:
+            with sqlite3.connect(db) as c:
+                return {r[0][:12] for r in c.execute("SELECT DISTINCT config_id FROM runs WHERE status IN ('completed','cached')")}
+
+        # The sweep's writer process outlives it long enough to commit what it was handed (nothing
+        # finished is lost): compare with the store once that last batch has landed.
+        in_store, deadline = finished_configs(), time.monotonic() + 30
+        while time.monotonic() < deadline:
+            time.sleep(1.0)
+            now = finished_configs()
+            if now == in_store:
+                break
+            in_store = now
         page.wait_for_function(
             f"document.querySelector('.pl-count') && document.querySelector('.pl-count').innerText.startsWith('{len(in_store)} ')",
             timeout=30_000)
