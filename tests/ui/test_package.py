@@ -69,7 +69,7 @@ def test_wheel_ships_the_widgets_folder():
 
 def test_helpers_are_defined_once_in_the_shared_module():
     shared = SHARED.read_text()
-    for helper in ("function h(", "const put =", "function setText(", "function keyed("):
+    for helper in ("function h(", "const put =", "function setText(", "function keyed(", "function exportButtons("):
         assert helper in shared
         assert not [n for n in WIDGETS if helper in (widgets_dir() / n / "widget.js").read_text()], helper
 

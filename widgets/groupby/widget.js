@@ -2,26 +2,6 @@
 // variables, the pivot table; promptlooper/ui/groupby_view.py computes both with wb.group_by.
 // Bars are keyed by their label, so a regrouping that keeps a value keeps its element.
 
-// The export buttons: Python builds the file (``download``: name, MIME type, text, a counter);
-// the page saves it once per counter, never again when a notebook is reopened.
-function exportButtons(model, send) {
-  let last = (model.get("download") || {}).n || 0;
-  const save = () => {
-    const d = model.get("download") || {};
-    if (!d.n || d.n === last) return;
-    last = d.n;
-    const a = h("a", { href: URL.createObjectURL(new Blob([d.text], { type: d.mime })), download: d.name });
-    document.body.append(a);
-    a.click();
-    a.remove();
-  };
-  model.on("change:download", save);
-  const node = h("span", { class: "pl-export" }, "export ", ...["csv", "json", "report"].map((fmt) =>
-    h("button", { class: `pl-btn pl-export-${fmt}`, text: fmt.toUpperCase(), onclick: () => send({ action: "export", fmt }) })));
-  node.dispose = () => model.off("change:download", save);
-  return node;
-}
-
 export default {
   render({ model, el }) {
     el.classList.add("pl-root", "pl-groupby");

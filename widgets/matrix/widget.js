@@ -95,13 +95,11 @@ export default {
     const sortRows = sortChoice("pl-sort-rows", "rows");
     const sortCols = sortChoice("pl-sort-cols", "cols");
     const by = h("select", { class: "pl-by", onchange: (e) => send({ action: "by", by: e.target.value }) });
-    const exportButtons = h("span", { class: "pl-export" }, "export ",
-      ...["csv", "json", "report"].map((fmt) => h("button", { class: `pl-btn pl-export-${fmt}`, text: fmt.toUpperCase(),
-        onclick: () => send({ action: "export", fmt }) })));
+    const exports = exportButtons(model, send);
     const toolbar = h("div", { class: "pl-toolbar" }, search, differ, failures, range, paramFilters,
       h("label", {}, "across ", by), h("label", {}, "samples ", sortRows), h("label", {}, "columns ", sortCols),
       h("button", { class: "pl-btn pl-clear", text: "clear filters", onclick: () => send({ action: "clear" }) }),
-      exportButtons);
+      exports);
     // -- paging and the table
     const summary = h("span", { class: "pl-summary" });
     const where = h("span", { class: "pl-where" });
@@ -204,17 +202,6 @@ export default {
       setText(error, model.get("error"));
       error.hidden = !model.get("error");
     };
-    let lastDownload = 0;
-    const save = () => {
-      const d = model.get("download") || {};
-      if (!d.n || d.n === lastDownload) return;
-      lastDownload = d.n;
-      const a = h("a", { href: URL.createObjectURL(new Blob([d.text], { type: d.mime })), download: d.name });
-      document.body.append(a);
-      a.click();
-      a.remove();
-    };
-    lastDownload = (model.get("download") || {}).n || 0; // a re-opened notebook does not save again
     draw();
     drawDetail();
     drawDiff();
@@ -222,12 +209,11 @@ export default {
     for (const k of keys) model.on(`change:${k}`, draw);
     model.on("change:detail", drawDetail);
     model.on("change:diff", drawDiff);
-    model.on("change:download", save);
     return () => {
       for (const k of keys) model.off(`change:${k}`, draw);
       model.off("change:detail", drawDetail);
       model.off("change:diff", drawDiff);
-      model.off("change:download", save);
+      exports.dispose();
     };
   },
 };
