@@ -58,9 +58,8 @@ from ..providers.tool_calls import envelope
 from ..spec import EndpointSpec
 from .scripted import (
     DEFAULT_MODELS,
-    FaultDice,
     Faults,
-    Stats,
+    Scripted,
     content_text,
     default_reply,
     default_tool_calls,
@@ -83,7 +82,7 @@ _LOCK = threading.Lock()
 _NUMBERS = itertools.count(1)
 
 
-class FakeModel:
+class FakeModel(Scripted):
     """A scripted model endpoint in this process; see the module docstring.
 
     ``latency`` (seconds, ``asyncio.sleep``) delays every call, faulted or not, as on the server.
@@ -109,31 +108,13 @@ class FakeModel:
         self.usage = usage
         self.tool_calls = tool_calls or default_tool_calls
         self._reply, self._script = _script(reply)
-        self._dice = FaultDice(faults or Faults(), seed)
-        self._stats = Stats()
+        super().__init__(faults, seed)
         with _LOCK:
             _MODELS[self.name] = self  # a later model of the same name takes its place
 
     @property
     def base_url(self) -> str:
         return f"fake://{self.name}"
-
-    @property
-    def faults(self) -> Faults:
-        return self._dice.faults
-
-    def set_faults(self, faults: Faults) -> None:
-        """Replace the fault config; the draws start over, as on FakeServer."""
-        with self._stats.lock:
-            self._dice.reset(faults)
-
-    def stats(self) -> dict[str, Any]:
-        return self._stats.snapshot()
-
-    def reset(self) -> None:
-        with self._stats.lock:
-            self._stats.zero()
-            self._dice.reset()
 
     async def complete(self, request: ChatRequest, timeout: float = 60.0) -> ChatResponse:
         """One chat call as an endpoint with this ``timeout`` (seconds) would answer it."""

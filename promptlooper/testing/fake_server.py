@@ -44,9 +44,8 @@ from aiohttp import web
 from .scripted import (
     DEFAULT_MODELS,
     REFUSAL,
-    FaultDice,
     Faults,
-    Stats,
+    Scripted,
     content_text,
     default_reply,
     default_tool_calls,
@@ -72,7 +71,7 @@ def _error(
     return web.json_response(body, status=status, headers=headers)
 
 
-class FakeServer:
+class FakeServer(Scripted):
     """Fake OpenAI-compatible API server listening on 127.0.0.1.
 
     See the module docstring for the ways to run it; ``stats()`` / ``reset()``
@@ -116,8 +115,7 @@ class FakeServer:
         self.embeddings = embeddings
         self._host = host
         self._requested_port = port
-        self._dice = FaultDice(faults or Faults(), seed)
-        self._stats = Stats()
+        super().__init__(faults, seed)
         self._port: int | None = None
         self._runner: web.AppRunner | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -134,25 +132,6 @@ class FakeServer:
     @property
     def base_url(self) -> str:
         return f"http://{self._host}:{self.port}/v1"
-
-    @property
-    def faults(self) -> Faults:
-        return self._dice.faults
-
-    def set_faults(self, faults: Faults) -> None:
-        """Replace the fault config; reseeds the RNG so runs stay reproducible."""
-        with self._stats.lock:
-            self._dice.reset(faults)
-
-    def stats(self) -> dict[str, Any]:
-        """Snapshot (copies) of the counters; safe to call from any thread."""
-        return self._stats.snapshot()
-
-    def reset(self) -> None:
-        """Zero the counters (including the ``fail_first`` progress)."""
-        with self._stats.lock:
-            self._stats.zero()
-            self._dice.reset()
 
     # ------------------------------------------------------- async lifecycle
 

@@ -149,6 +149,34 @@ class Stats:
             }
 
 
+class Scripted:
+    """What both fakes (the loopback :class:`FakeServer` and the in-process :class:`FakeModel`)
+    share: their fault draws and their counters, read and reset the same way."""
+
+    def __init__(self, faults: Faults | None, seed: int) -> None:
+        self._dice = FaultDice(faults or Faults(), seed)
+        self._stats = Stats()
+
+    @property
+    def faults(self) -> Faults:
+        return self._dice.faults
+
+    def set_faults(self, faults: Faults) -> None:
+        """Replace the fault config; the draws start over (reseeded), so runs stay reproducible."""
+        with self._stats.lock:
+            self._dice.reset(faults)
+
+    def stats(self) -> dict[str, Any]:
+        """Snapshot (copies) of the counters; safe to call from any thread."""
+        return self._stats.snapshot()
+
+    def reset(self) -> None:
+        """Zero the counters (including the ``fail_first`` progress)."""
+        with self._stats.lock:
+            self._stats.zero()
+            self._dice.reset()
+
+
 def content_text(content: Any) -> str:
     """Text of a message's content, which may be a string or a list of parts."""
     if isinstance(content, str):
