@@ -20,8 +20,9 @@ import pandas as pd
 
 from .errors import NotFoundError
 from .hashing import short
+from .intervals import ALPHA, t_interval
 from .leaderboard import per_sample_scores
-from .stats import ALPHA, _weights, paired, resolve_config, t_interval
+from .stats import _weights, paired, resolve_config
 
 if TYPE_CHECKING:
     from .store import Store

@@ -1,7 +1,5 @@
 """Rankings you can trust: intervals, paired comparisons, and how well judges agree with people.
 
-* :func:`t_interval` / :func:`bootstrap_interval`: a 95% interval of a configuration's mean score
-  over samples (Student t, or a seeded percentile bootstrap that needs no normality).
 * :func:`paired` / :func:`compare`: two configurations on the samples both have finished. Pairing
   removes the variation between samples (some questions are hard for every prompt), so a real
   difference shows with far fewer samples than comparing two independent means. Mean difference,
@@ -10,8 +8,8 @@
   Spearman's rho (and its p-value, as ``scipy.stats.spearmanr`` gives it), and Cohen's kappa on
   values binarised at 0.5.
 
-The intervals and :func:`versus_best` live in :mod:`promptlooper.intervals` (the leaderboard's
-arithmetic, re-exported here); the t distribution in :mod:`promptlooper.student_t`, so nothing here
+A configuration's interval and :func:`~promptlooper.intervals.versus_best` are in
+:mod:`promptlooper.intervals` (the leaderboard's arithmetic); the t distribution in :mod:`promptlooper.student_t`, so nothing here
 needs scipy. This module reads the leaderboard and never the reverse.
 """
 
@@ -27,7 +25,7 @@ import pandas as pd
 
 from . import student_t
 from .errors import NotFoundError
-from .intervals import ALPHA, MIN_SHARED, bootstrap_interval, interval, t_interval, versus_best
+from .intervals import ALPHA
 from .leaderboard import leaderboard, per_sample_scores
 from .ratings import LABELS
 from .scorers.base import registered
@@ -190,5 +188,4 @@ def calibration(store: Store, experiment_ref: str, *, scorers: list[str] | None 
     return pd.DataFrame.from_records(records, columns=CALIBRATION_COLUMNS)
 
 
-__all__ = ["ALPHA", "MIN_SHARED", "Paired", "bootstrap_interval", "calibration", "cohen_kappa", "compare", "interval",
-           "paired", "spearman", "t_interval", "versus_best"]
+__all__ = ["Paired", "calibration", "cohen_kappa", "compare", "paired", "resolve_config", "spearman"]

@@ -289,7 +289,7 @@ class Workbench:
 
     # ------------------------------------------------------------------ reading
     def experiment(self, ref: str | Experiment) -> dict[str, Any]:
-        return self.store.experiment(ref.key if isinstance(ref, Experiment) else ref)
+        return self.store.experiment(_key(ref))
 
     def config_id(self, ref: str | Experiment, config: str | int) -> str:
         """The full id of one of the experiment's configurations: an id prefix, 'best', or a
@@ -327,7 +327,7 @@ class Workbench:
         """Every live view of the experiment in one widget (notebooks); see :mod:`promptlooper.ui`."""
         from . import ui  # anywidget and ipywidgets: imported when a notebook asks (start-up time)
 
-        return ui.workbench(self, ref.key if isinstance(ref, Experiment) else ref, handle, **options)
+        return ui.workbench(self, _key(ref), handle, **options)
 
     def definitions(self, ref: str | Experiment) -> list[dict[str, Any]]:
         """The experiment's definitions, oldest first: each time it ran with changed samples,
@@ -356,7 +356,7 @@ class Workbench:
         (judges take their calls from the cache when present; model_calls=False skips them)."""
         from .rescoring import rescore
 
-        key = ref.key if isinstance(ref, Experiment) else ref
+        key = _key(ref)
         if isinstance(ref, Experiment):
             self.register(ref)  # the experiment's current scorers are what to score with
         self._search_folder(self.experiment(key))
@@ -367,13 +367,13 @@ class Workbench:
         """A vs B: paired comparison over the samples both ran (difference, 95% interval, p-value)."""
         from .stats import compare
 
-        return compare(self.store, ref.key if isinstance(ref, Experiment) else ref, config_a, config_b, scorer=scorer)
+        return compare(self.store, _key(ref), config_a, config_b, scorer=scorer)
 
     def calibration(self, ref: str | Experiment, *, scorers: list[str] | None = None) -> pd.DataFrame:
         """Per judge: agreement with human ratings (Spearman rho, Cohen's kappa, n)."""
         from .stats import calibration
 
-        return calibration(self.store, ref.key if isinstance(ref, Experiment) else ref, scorers=scorers)
+        return calibration(self.store, _key(ref), scorers=scorers)
 
     def status(self, ref: str | Experiment) -> dict[str, Any]:
         """The experiment's state, its run counts and its latest sweep. The state is the latest

@@ -9,7 +9,7 @@ import pytest
 from helpers import fake_experiment
 
 import promptlooper as pl
-from promptlooper import stats
+from promptlooper import intervals, stats
 from promptlooper.leaderboard import leaderboard
 from promptlooper.ratings import rate
 from promptlooper.rescoring import rescore
@@ -88,12 +88,12 @@ def test_too_few_shared_samples_are_never_distinguishable(wb, fake):
 
 def test_bootstrap_interval(wb, controlled):
     values = np.array(A)
-    low, high = stats.bootstrap_interval(values)
+    low, high = intervals.bootstrap_interval(values)
     assert low < values.mean() < high and 0.5 <= low and high <= 0.9
-    assert stats.bootstrap_interval(values) == (low, high)  # seeded
-    t_low, t_high = stats.t_interval(values)
+    assert intervals.bootstrap_interval(values) == (low, high)  # seeded
+    t_low, t_high = intervals.t_interval(values)
     assert high - low < t_high - t_low  # percentile bootstrap is narrower on 5 values
-    assert all(math.isnan(x) for x in stats.bootstrap_interval(np.array([0.3])))
+    assert all(math.isnan(x) for x in intervals.bootstrap_interval(np.array([0.3])))
     exp, ids = controlled
     experiment = wb.experiment(exp.key)
     board = leaderboard(wb.store, experiment, interval="bootstrap").set_index("full_config_id")
