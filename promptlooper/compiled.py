@@ -71,8 +71,6 @@ class CompiledExperiment:
         """How many configurations there are (a guided search: as many as it may try), without building them."""
         if self.points is not None:
             return len(self.points)
-        if "configurations" in self.__dict__ and self.configurations:
-            return len(self.configurations)
         return configuration_count(self.experiment, strategy=self.strategy, max_configs=self.max_configs)
 
     @property
