@@ -128,6 +128,10 @@ def test_quickstart_leaderboard_in_jupyterlab(lab: Lab, page) -> None:
         page.screenshot(path=str(ARTIFACTS / "jupyterlab-quickstart.png"), full_page=True)
     rows = page.locator(".pl-leaderboard tr.pl-row")
     assert rows.count() == 4
+    # The live view shows the sweep's last count on its next refresh, which may come just after the
+    # leaderboard's first rows: wait for it, then read it.
+    page.wait_for_function("document.querySelector('.pl-live .pl-stat.pl-progress .pl-stat-value')"
+                           "?.textContent === '12 / 12 runs'", timeout=30_000)
     assert page.locator(".pl-live .pl-stat.pl-progress .pl-stat-value").first.text_content() == "12 / 12 runs"
     # a header click is sorted in Python and comes back as a new order
     page.locator(".pl-leaderboard th[data-key='tokens']").first.click()
