@@ -73,6 +73,7 @@ class Side:
         self.env = {**os.environ, "PYTHONPATH": str(tree), "PROMPTLOOPER_DB": str(work / "promptlooper.db"),
                     "NO_COLOR": "1"}
         self.figures: dict[str, list[float]] = {}
+        self.command = console_script(tree, work)
 
     def cli(self, *args: str, db: Path | None = None) -> tuple[float, float]:
         """(wall seconds, peak RSS in MB) of one ``promptlooper ARGS`` process."""
@@ -81,7 +82,7 @@ class Side:
         # pages it shared with it between fork and exec in its own ru_maxrss.
         rss_file = self.work / "maxrss"
         t0 = time.perf_counter()
-        proc = subprocess.run([TIME, "-f", "%M", "-o", str(rss_file), *promptlooper_command(), *args], cwd=self.work,
+        proc = subprocess.run([TIME, "-f", "%M", "-o", str(rss_file), *self.command, *args], cwd=self.work,
                               env=env, capture_output=True, text=True)
         wall = time.perf_counter() - t0
         if proc.returncode != 0:
@@ -97,10 +98,19 @@ class Side:
         self.figures.setdefault(key, []).append(value)
 
 
-def promptlooper_command() -> list[str]:
-    """The console script next to this interpreter (what a user types), else ``-m``."""
-    script = Path(sys.executable).parent / "promptlooper"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "promptlooper.cli"]
+def console_script(tree: Path, work: Path) -> list[str]:
+    """What a user types, as ``tree`` installs it: the ``promptlooper`` console script that pip
+    writes for that checkout's entry point (the venv's own script names this checkout's entry,
+    which an older checkout may not have)."""
+    import tomllib
+
+    entry = tomllib.loads((tree / "pyproject.toml").read_text())["project"]["scripts"]["promptlooper"]
+    module, func = entry.split(":")
+    script = work / "promptlooper"
+    script.write_text(f"#!{sys.executable}\nimport sys\nfrom {module} import {func}\n"
+                      f"if __name__ == '__main__':\n    sys.exit({func}())\n")
+    script.chmod(0o755)
+    return [str(script)]
 
 
 # ---------------------------------------------------------------------- scenarios (one repetition each)

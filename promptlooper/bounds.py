@@ -27,6 +27,15 @@ import yaml
 
 from .errors import Problem, SpecError
 
+# libyaml's parser (PyYAML's C binding, in every PyYAML wheel) reads a file ~15× faster than the
+# pure-Python one: 1.6 ms instead of 22 ms for a 7 kB experiment, a tenth of a short CLI run's
+# start-up. Both give the same events, nodes and marks; the pure one stays for a PyYAML built
+# without libyaml.
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# libyaml refuses nesting past its own limit (1,000) while scanning ahead, before our depth check
+# sees the 65th level: its refusal is the same problem, said our way.
+_LIBYAML_TOO_DEEP = "exceeded maximum nesting depth"
+
 MAX_FILE_BYTES = 1_000_000
 MAX_DEPTH = 64
 MAX_VALUES = 200_000        # scalars and collections, after alias expansion
@@ -69,14 +78,17 @@ def load_yaml(text: str, name: str) -> Any:
         line = f" line {where.line + 1}" if where is not None else ""
         return SpecError([Problem(f"{name}{line}", message, hint)])
 
+    def too_deep(where: Any) -> SpecError:
+        return problem(where, f"nested more than {MAX_DEPTH} levels deep",
+                       "an experiment needs a few levels; check for runaway brackets")
+
     try:
         depth = count = 0
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        for event in yaml.parse(text, Loader=_Loader):
             if isinstance(event, yaml.CollectionStartEvent):
                 depth += 1
                 if depth > MAX_DEPTH:
-                    raise problem(event.start_mark, f"nested more than {MAX_DEPTH} levels deep",
-                                  "an experiment needs a few levels; check for runaway brackets")
+                    raise too_deep(event.start_mark)
             elif isinstance(event, yaml.CollectionEndEvent):
                 depth -= 1
             elif isinstance(event, yaml.ScalarEvent) and len(event.value) > MAX_STRING:
@@ -85,7 +97,7 @@ def load_yaml(text: str, name: str) -> Any:
             count += 1
             if count > MAX_VALUES:
                 raise problem(event.start_mark, f"more than {MAX_VALUES:,} values", "put samples in a .jsonl file")
-        loader = yaml.SafeLoader(text)
+        loader = _Loader(text)
         try:
             node = loader.get_single_node()
             if node is None:
@@ -98,6 +110,8 @@ def load_yaml(text: str, name: str) -> Any:
         raise
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
+        if getattr(exc, "problem", None) == _LIBYAML_TOO_DEEP:
+            raise too_deep(mark) from exc
         raise problem(mark, f"invalid YAML: {getattr(exc, 'problem', None) or exc}", "fix the YAML syntax") from exc
     except RecursionError as exc:
         raise problem(None, "nested too deeply to read", "check for runaway brackets") from exc

@@ -126,7 +126,10 @@ def verdict(wb: Workbench, exp: Experiment, progress: Any, board: Any, args: arg
         if not threshold.ok:
             status = 1
     if args.junit:
-        ci.write_junit(wb.store, exp.key, wb.leaderboard(exp.key, include_rejected=True, as_frame=False),
+        # Imported only now: a run without --junit never imports an XML library.
+        from ..junit import write_junit
+
+        write_junit(wb.store, exp.key, wb.leaderboard(exp.key, include_rejected=True, as_frame=False),
                        progress, args.junit, threshold)
         print(f"wrote {args.junit}", file=sys.stderr)
     return status
