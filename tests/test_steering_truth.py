@@ -9,6 +9,8 @@ import signal
 import subprocess
 import sys
 import threading
+import time
+from datetime import datetime
 from typing import Any
 
 import anyio
@@ -85,12 +87,12 @@ def test_cli_redirect_set_changes_one_axis_and_keeps_the_others(db, server):
 
 
 def test_redirect_starts_no_run_of_a_dropped_configuration_and_recounts_the_total(db):
-    sent: list[float] = []  # temperatures of the calls the server received, in arrival order
+    sent: list[tuple[float, Any]] = []  # (arrival time, temperature) of the calls the server received
     lock = threading.Lock()
 
     def reply(body: dict[str, Any]) -> str:
         with lock:
-            sent.append(body.get("temperature"))
+            sent.append((time.time(), body.get("temperature")))
         return default_reply(body)
 
     with FakeServer(latency=0.15, reply=reply) as srv:
@@ -98,28 +100,23 @@ def test_redirect_starts_no_run_of_a_dropped_configuration_and_recounts_the_tota
         exp = fake_experiment(srv.base_url, name="redir", space={"answer.temperature": temps}, concurrency=2)
         wb = pl.Workbench(db)
         handle = wb.start(exp)
-        at_redirect: dict[str, int] = {}
-
-        def on_event(etype: str, payload: dict[str, Any]) -> None:
-            if etype == "experiment.redirected":
-                with lock:
-                    at_redirect["calls"] = len(sent)
-                at_redirect["total"] = handle.progress.total
-
-        handle.sweep.event_listeners.append(on_event)
         _wait(lambda: handle.progress.done >= 4, timeout=30)
         kept = [0.0, 0.05, 0.9, 0.95]
         assert wb.redirect(exp.key, {"answer.temperature": kept})["live"]
         progress = handle.wait(60)
         assert progress.status == "completed"
+        # The sweep's own record of when the redirect landed, and the total it recounted then.
+        (landed,) = wb.events(exp.key, types=["experiment.redirected"])
+        at = datetime.fromisoformat(landed["ts"]).timestamp()
         # Calls out when the redirect landed (at most `concurrency`) may still arrive; nothing after.
-        late_dropped = [t for t in sent[at_redirect["calls"]:] if t not in kept]
+        late_dropped = [t for arrived, t in sent if arrived > at and t not in kept]
         assert len(late_dropped) <= 2, f"{len(late_dropped)} calls of dropped configurations started after the redirect"
         stored = wb.runs(exp.key, limit=1000)
         assert progress.done == progress.total == len(stored)
-        assert at_redirect["total"] <= progress.total <= at_redirect["total"] + 2  # recounted, not grown by dropped runs
+        total_then = landed["payload"]["total"]
+        assert total_then <= progress.total <= total_then + 2  # recounted, not grown by dropped runs
         assert wb.status(exp.key)["sweep"]["total"] == len(stored)
-        assert {0.9, 0.95} <= {t for t in sent}
+        assert {0.9, 0.95} <= {t for _, t in sent}
         wb.close()
 
 

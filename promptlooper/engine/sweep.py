@@ -188,8 +188,6 @@ class Sweep:
         self._priced: dict[str, bool] = {}  # endpoint/model -> has a price (see _spent)
         self._scorer_stats: dict[str, dict[str, list[float]]] = {}  # config -> scorer -> [sum, n]
         self._expected_per_config = len(plan.samples) * plan.repeat
-        # In-process observers of each event as it is emitted (the store has them a flush later).
-        self.event_listeners: list[Callable[[str, dict[str, Any]], None]] = []
         # Redirect: given the new space (from the store), the configurations that remain to run.
         self.replan = replan
         self._items: Iterator[RunItem] = iter(())
@@ -220,9 +218,6 @@ class Sweep:
     # ------------------------------------------------------------------ events
     def emit(self, etype: str, payload: dict[str, Any], ts: str | None = None) -> None:
         self._batch.add_event(ts or now_iso(), self.plan.experiment_id, etype, payload)
-        for listener in self.event_listeners:
-            with contextlib.suppress(Exception):
-                listener(etype, payload)
 
     # ------------------------------------------------------------------ main
     async def run(self) -> Progress:
@@ -637,7 +632,7 @@ class Sweep:
         remaining = len(new_ids - skip) + sum(1 for cid in self._inflight.values() if cid in keep)
         self.progress.total = self.progress.done + remaining
         self.emit("experiment.redirected", {"space": space, "configurations": len(configs), "remaining_runs": remaining,
-                                            "sweep_id": self.sweep_id})
+                                            "total": self.progress.total, "sweep_id": self.sweep_id})
 
     async def _apply(self, requested: str, store: Store) -> None:
         p = self.progress
