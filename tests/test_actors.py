@@ -27,6 +27,7 @@ import promptlooper as pl
 from promptlooper.cli import main
 from promptlooper.mcp_server import build_server
 from promptlooper.testing import FakeModel
+from promptlooper.ui.timeline import event_row
 
 CLI = [sys.executable, "-m", "promptlooper.cli"]
 
@@ -75,6 +76,10 @@ def test_each_steering_verb_records_who_asked_from_whichever_process(opened, loc
     assert _who(runner, exp.key) == [("experiment.started", "ana"), ("experiment.paused", "bo"),
                                      ("experiment.resumed", "bo"), ("experiment.stopped", "cy")]
     assert other.status(exp.key)["started_by"] == "ana"
+    # The notebook's and the dashboards' timeline says it too.
+    rows = {r["type"]: r for r in map(event_row, runner.events(exp.key, ["experiment.*"]))}
+    assert rows["experiment.paused"]["by"] == "bo" and rows["experiment.paused"]["summary"].endswith("by bo")
+    assert rows["experiment.started"]["summary"].endswith("by ana")
 
 
 def test_a_redirect_and_a_budget_change_name_who_made_them(opened) -> None:
