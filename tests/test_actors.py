@@ -144,7 +144,9 @@ def test_the_cli_takes_as_and_shows_who_in_the_event_log(opened, location: str, 
     assert json.loads(capsys.readouterr().out)["started_by"] == "ana"
 
 
-def test_an_mcp_client_acts_as_the_servers_name_never_the_os_user(opened, location: str) -> None:
+def test_an_mcp_client_acts_as_the_servers_name_never_the_os_user(opened, location: str,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PROMPTLOOPER_USER", raising=False)
     for name, expected in ((None, "agent"), ("claude-ops", "claude-ops")):
         wb = opened(name) if name else pl.Workbench(location)
         exp = _slow(f"mcp-{expected}")
