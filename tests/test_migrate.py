@@ -10,9 +10,12 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
 
 import promptlooper as pl
@@ -87,6 +90,70 @@ def test_a_second_migrate_copies_only_what_the_file_gained(tmp_path: Path, pg_ur
     assert {t.table: t.copied for t in third.tables if t.copied} == {"project_notes": 1}
     with _opened(pg_url) as wb:
         assert [n["text"] for n in wb.notes("tests")][-1] == "one more line" and len(wb.runs(exp.key, limit=100)) == 12
+
+
+def test_a_row_the_target_changed_since_is_kept_and_a_renumbered_history_is_refused(tmp_path: Path, pg_url: str,
+                                                                                     make_fake_exp) -> None:
+    db = tmp_path / "pl.db"
+    exp = _filled(db, make_fake_exp)
+    copy_store(str(db), pg_url)
+    with _opened(pg_url) as wb:  # the team goes on on PostgreSQL: another configuration approved
+        other = wb.leaderboard(exp.key, as_frame=False)[1]["config_id"]
+        wb.approve(exp.key, other, by="bo", reason="on second thought")
+    again = copy_store(str(db), pg_url)
+    kept = {t.table: t.kept for t in again.tables if t.kept}
+    # (the webhook's cursor moved on too: the PostgreSQL side's process queued the approval for it)
+    assert kept == {"configurations": 1, "webhooks": 1} and again.copied == 0
+    with _opened(pg_url) as wb:
+        assert wb.store.configuration(wb.experiment(exp.key)["id"], other)["decided_by"] == "bo"  # the target's kept
+        events_before = wb.events(exp.key)
+    # Now the file goes on too: its next event has the number PostgreSQL gave to the approval above.
+    with _opened(str(db)) as wb:
+        wb.request_human(exp.key, "written after the copy")
+    with pytest.raises(StoreError, match="events.*numbers the target uses"):
+        copy_store(str(db), pg_url)
+    with _opened(pg_url) as wb:
+        assert wb.events(exp.key) == events_before
+
+
+def test_two_migrates_racing_copy_each_row_once(tmp_path: Path, pg_url: str, make_fake_exp) -> None:
+    db = tmp_path / "pl.db"
+    _filled(db, make_fake_exp)
+    reports: list[Any] = []
+    errors: list[BaseException] = []
+
+    def copy() -> None:
+        try:
+            reports.append(copy_store(str(db), pg_url))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=copy) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors and len(reports) == 2
+    first, second = sorted(reports, key=lambda r: -r.copied)
+    assert second.copied == 0 and first.copied == sum(t.source for t in first.tables)
+    with _opened(pg_url) as wb:
+        assert len(wb.runs("tests/fake-exp", limit=100)) == 12
+
+
+def test_no_key_value_reaches_the_database(tmp_path: Path, pg_url: str, make_fake_exp,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    db = tmp_path / "pl.db"
+    monkeypatch.setenv("TEAM_LLM_KEY", "sk-team-very-secret-1234")
+    monkeypatch.setenv("HOOK_AUTH", "Bearer hook-very-secret-5678")
+    _filled(db, make_fake_exp)
+    with _opened(str(db)) as wb:
+        wb.add_endpoint("team", "http://127.0.0.1:9/v1", api_key_env="TEAM_LLM_KEY")
+    copy_store(str(db), pg_url)
+    with psycopg.connect(pg_url) as conn:
+        tables = [r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+        dump = "".join(str(conn.execute(f'SELECT json_agg(t)::text FROM "{t}" t').fetchone()[0]) for t in tables)
+    assert "TEAM_LLM_KEY" in dump and "HOOK_AUTH" in dump  # the variables' names, as in the file
+    assert "very-secret" not in dump
 
 
 def test_a_copy_that_fails_half_way_leaves_the_target_as_it_was(tmp_path: Path, pg_url: str, make_fake_exp) -> None:

@@ -18,13 +18,18 @@ How:
   in the order of the foreign keys. Tables PostgreSQL reads in write order (scores, sweeps: their
   ``rowid`` column) are copied in SQLite's rowid order.
 * Identity columns' sequences are moved past the copied ids, so new events and notes get new ones.
-* Verification: for every table, each source row's key is looked up in the target; a count that
-  differs aborts the transaction.
+* Verification: after the inserts, every source row is compared, all its columns, with the
+  target's row of the same key; unless each is there with the same values or counted as *kept*
+  (below), the transaction is rolled back.
 
-Reruns are safe: a row whose key the target already has is left as the target has it (counted as
-*already there*), so a second run copies only what the SQLite file gained since. A target that
-already holds projects the source does not know is another team's store: refused, unless
-``force=True``, so one typo in a URL cannot mix two stores.
+Reruns are safe: a row the target already has is not copied again, so a second run copies only
+what the SQLite file gained since. A row whose key the target has with other values (a run
+re-run on PostgreSQL since, a sweep row or webhook cursor that moved on) keeps the target's
+values, counted as *kept*. Except in numbered tables (events, notes, the webhook outbox and its
+deliveries, told values): the same number with other values is another history's record, and the
+copy is refused (both stores went on after an earlier copy, or the target is another store).
+A target that already holds projects the source does not know is another team's store: refused,
+unless ``force=True``, so one typo in a URL cannot mix two stores.
 """
 
 from __future__ import annotations
@@ -45,12 +50,14 @@ _NOT_DATA = {"_sqlite_migrations", "sqlite_sequence", "_promptlooper_migrations"
 
 @dataclass
 class TableCopy:
-    """One table's figures: rows in the source, rows copied now, rows the target already had."""
+    """One table's figures: rows in the source, rows copied now, rows the target already had as they
+    are, and rows whose key the target has with other values (the target's kept: see the module)."""
 
     table: str
     source: int = 0
     copied: int = 0
     already: int = 0
+    kept: int = 0
 
 
 @dataclass
@@ -86,8 +93,9 @@ def copy_store(source: str, target: str, *, force: bool = False,
             pg.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
             tables = _tables_in_order(pg, _source_tables(src))
             _refuse_a_mixed_target(src, pg, force)
+            numbered = _identity_columns(pg)
             for table in tables:
-                done = _copy_table(src, pg, table)
+                done = _copy_table(src, pg, table, numbered=table in numbered)
                 report.tables.append(done)
                 if progress:
                     progress(done)
@@ -153,7 +161,7 @@ def _columns(src: sqlite3.Connection, pg: Any, table: str) -> list[tuple[str, st
     return [(name, kind, key) for name, kind, key in rows if name in theirs and name != "rowid"]
 
 
-def _copy_table(src: sqlite3.Connection, pg: Any, table: str) -> TableCopy:
+def _copy_table(src: sqlite3.Connection, pg: Any, table: str, *, numbered: bool) -> TableCopy:
     from psycopg import sql
 
     columns = _columns(src, pg, table)
@@ -170,16 +178,30 @@ def _copy_table(src: sqlite3.Connection, pg: Any, table: str) -> TableCopy:
         for row in _rows(src, table, names):
             copy.write_row(row)
             done.source += 1
-    key_match = sql.SQL(" AND ").join(sql.SQL("t.{k} = s.{k}").format(k=sql.Identifier(k)) for k in keys)
+    target = sql.Identifier(table)
+
+    def matching(compare: str) -> int:
+        """Source rows whose key the target has, with the same values (``compare`` "NOT DISTINCT") or other ones."""
+        on = sql.SQL(" AND ").join(sql.SQL("t.{k} = s.{k}").format(k=sql.Identifier(k)) for k in keys)
+        mine = sql.SQL(", ").join(sql.SQL("s.{}").format(sql.Identifier(n)) for n in names)
+        theirs = sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(n)) for n in names)
+        query = sql.SQL("SELECT count(*) FROM {s} s JOIN {t} t ON {on} WHERE ROW({a}) IS {cmp} FROM ROW({b})").format(
+            s=stage, t=target, on=on, a=mine, b=theirs, cmp=sql.SQL(compare))
+        return int(pg.execute(query).fetchone()[0])
+
+    done.kept = matching("DISTINCT")
+    if done.kept and numbered:
+        raise StoreError(f"{table}: {done.kept:,} record(s) of the SQLite store have numbers the target uses for other "
+                         "records: the two stores each went on after an earlier copy, or the target is another store. "
+                         "Copy into an empty database (nothing was written)")
     inserted = pg.execute(sql.SQL("INSERT INTO {t} ({c}) SELECT {c} FROM {s} ORDER BY _n ON CONFLICT DO NOTHING").format(
-        t=sql.Identifier(table), c=cols, s=stage))
+        t=target, c=cols, s=stage))
     done.copied = inserted.rowcount
-    done.already = done.source - done.copied
-    present = pg.execute(sql.SQL("SELECT count(*) FROM {s} s WHERE EXISTS (SELECT 1 FROM {t} t WHERE {m})").format(
-        s=stage, t=sql.Identifier(table), m=key_match)).fetchone()[0]
-    if present != done.source:
-        raise StoreError(f"verification failed for {table}: {done.source} rows in the SQLite store, {present} of them "
-                         "found in the target after the copy")
+    done.already = done.source - done.copied - done.kept
+    same = matching("NOT DISTINCT")
+    if same + done.kept != done.source:
+        raise StoreError(f"verification failed for {table}: of {done.source:,} rows of the SQLite store, {same:,} are in "
+                         f"the target as they are and {done.kept:,} kept the target's values (nothing was written)")
     return done
 
 
@@ -190,13 +212,17 @@ def _rows(src: sqlite3.Connection, table: str, names: list[str]) -> Iterator[tup
         yield from rows
 
 
+def _identity_columns(pg: Any) -> dict[str, str]:
+    """Table → its identity column (the numbered tables: events, notes, …)."""
+    return dict(pg.execute("SELECT table_name, column_name FROM information_schema.columns"
+                           " WHERE table_schema = current_schema() AND is_identity = 'YES'").fetchall())
+
+
 def _advance_identities(pg: Any, tables: list[str]) -> None:
     """Move each identity column's sequence past the largest copied id (else the next insert collides)."""
     from psycopg import sql
 
-    found = pg.execute("SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = current_schema()"
-                       " AND is_identity = 'YES'").fetchall()
-    for table, column in found:
+    for table, column in _identity_columns(pg).items():
         if table in tables:
             pg.execute(sql.SQL("SELECT setval(pg_get_serial_sequence({tl}, {cl}), m) FROM"
                                " (SELECT max({c}) AS m FROM {t}) x WHERE m IS NOT NULL").format(
