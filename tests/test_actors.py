@@ -27,6 +27,9 @@ import promptlooper as pl
 from promptlooper.cli import main
 from promptlooper.mcp_server import build_server
 from promptlooper.testing import FakeModel
+from promptlooper.ui.matrix_view import MatrixView
+from promptlooper.ui.rating import Rating
+from promptlooper.ui.rating_queue import RatingQueue
 from promptlooper.ui.timeline import event_row
 
 CLI = [sys.executable, "-m", "promptlooper.cli"]
@@ -114,6 +117,16 @@ def test_decisions_ratings_and_notes_default_to_the_workbench_actor(opened, make
     assert _who(wb, exp.key, "configuration.") == [("configuration.approved", "ana"), ("configuration.rejected", "bo")]
     assert {by for _, by in _who(wb, exp.key, "run.rated")} == {"ana"}
     assert _who(wb, exp.key, "experiment.started") == [("experiment.started", "ana")]
+
+
+def test_a_notebooks_rating_widgets_rate_as_its_workbenchs_actor(opened, make_fake_exp) -> None:
+    wb = opened("ana")
+    exp = make_fake_exp()
+    wb.run(exp)
+    queue, matrix, single = (RatingQueue(wb, exp.key, readonly=False), MatrixView(wb, exp.key, readonly=False),
+                             Rating(wb, exp.key, readonly=False))
+    assert (queue.rater, matrix.rater, single.by) == ("ana", "ana", "ana")
+    assert RatingQueue(wb, exp.key, readonly=False, rater="bo").rater == "bo"  # a name given to the widget wins
 
 
 def test_without_a_name_the_environment_then_the_os_user_acts(opened, make_fake_exp,
