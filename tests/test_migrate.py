@@ -11,12 +11,14 @@ import contextlib
 import json
 import sqlite3
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from helpers import fake_experiment, wait
 
 import promptlooper as pl
 from promptlooper.cli import main
@@ -47,7 +49,7 @@ def _filled(path: Path, make_fake_exp) -> pl.Experiment:
 
 def _picture(wb: pl.Workbench, exp: pl.Experiment) -> dict:
     return {"board": wb.leaderboard(exp.key, as_frame=False), "counts": wb.store.run_counts(wb.experiment(exp.key)["id"]),
-            "export": json.loads(wb.export(exp.key, "json")), "events": wb.events(exp.key),
+            "export": {k: v for k, v in json.loads(wb.export(exp.key, "json")).items() if k != "exported_at"}, "events": wb.events(exp.key),
             "notes": wb.notes("tests"), "webhooks": wb.webhooks(), "ratings": wb.ratings(_rated(wb, exp))}
 
 
@@ -138,6 +140,32 @@ def test_two_migrates_racing_copy_each_row_once(tmp_path: Path, pg_url: str, mak
     assert second.copied == 0 and first.copied == sum(t.source for t in first.tables)
     with _opened(pg_url) as wb:
         assert len(wb.runs("tests/fake-exp", limit=100)) == 12
+
+
+def test_a_store_copied_while_a_sweep_writes_it_is_a_consistent_snapshot(tmp_path: Path, pg_url: str) -> None:
+    db = tmp_path / "pl.db"
+    fake = FakeModel(f"test-{uuid.uuid4().hex[:12]}", latency=0.05)
+    exp = fake_experiment(fake.base_url, name="busy", space={"answer.temperature": [round(i * 0.01, 2) for i in range(100)]},
+                          concurrency=4)
+    with _opened(str(db)) as wb:
+        handle = wb.start(exp)
+        wait(lambda: handle.progress.done >= 20, timeout=30)
+        copies = []
+        while not handle.done():  # each copy reads one snapshot: a run's scores never without their run
+            copies.append(copy_store(str(db), pg_url))
+        assert handle.wait(60).status == "completed"
+        last = copy_store(str(db), pg_url)
+    assert len(copies) >= 2 and sum(c.copied for c in copies) > 0
+    with _opened(pg_url) as wb:
+        runs = wb.runs(exp.key, limit=1000)
+        assert len(runs) == 300 and all(r["status"] in ("completed", "cached") for r in runs)
+        board = wb.leaderboard(exp.key, as_frame=False)
+    with _opened(str(db)) as wb:
+        assert wb.leaderboard(exp.key, as_frame=False) == board
+        sweep = wb.store.latest_sweep(wb.experiment(exp.key)["id"])
+        assert sweep["status"] == "completed" and sweep["done"] == 300 and wb.experiment(exp.key)["status"] == "completed"
+    # The sweep's row and its experiment's changed in the file after the earlier copies: the later change won.
+    assert {t.table: t.updated for t in last.tables if t.updated} == {"sweeps": 1, "experiments": 1}
 
 
 def test_no_key_value_reaches_the_database(tmp_path: Path, pg_url: str, make_fake_exp,

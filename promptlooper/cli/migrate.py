@@ -38,7 +38,7 @@ def cmd_migrate(wb: Workbench, args: argparse.Namespace) -> int:
     print(f"copying {source} …", file=sys.stderr)
     report = copy_store(source, args.to, force=args.force, progress=shown)
     print(table([{"table": t.table, "rows": t.source, "copied": t.copied, "already there": t.already,
-                  "target's kept": t.kept} for t in report.tables]))
+                  "updated (newer)": t.updated, "target's kept": t.kept} for t in report.tables]))
     print(f"verified: every row of {report.source} is in {report.target} ({report.copied:,} copied now)")
     return 0
 

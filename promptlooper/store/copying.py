@@ -11,6 +11,7 @@ variables, never their values.
 How:
 * The target's schema is made or brought up to date first (the PostgreSQL store's migrations), and
   the source must have no table the target lacks (its rows would be lost: upgrade PromptLooper).
+* The SQLite file is read in one read transaction (one snapshot, even while a sweep writes it).
 * One transaction holds the whole copy, under the store's write lock (:data:`.postgres.connection.
   WRITE_LOCK`): a failure leaves the target as it was, and no writer interleaves.
 * Each table streams from SQLite (read in batches of :data:`BATCH` rows) through ``COPY`` into a
@@ -23,9 +24,11 @@ How:
   (below), the transaction is rolled back.
 
 Reruns are safe: a row the target already has is not copied again, so a second run copies only
-what the SQLite file gained since. A row whose key the target has with other values (a run
-re-run on PostgreSQL since, a sweep row or webhook cursor that moved on) keeps the target's
-values, counted as *kept*. Except in numbered tables (events, notes, the webhook outbox and its
+what the SQLite file gained since. A row whose key the target has with other values keeps the
+target's values (a configuration approved on PostgreSQL since, a webhook cursor that moved on),
+counted as *kept*, unless the row says when it changed (``updated_at``: projects, experiments,
+sweeps, endpoints) and the source's is later: then the source's values replace it (*updated*), so
+a store copied while a sweep ran, and copied again after, shows the sweep finished. Except in numbered tables (events, notes, the webhook outbox and its
 deliveries, told values): the same number with other values is another history's record, and the
 copy is refused (both stores went on after an earlier copy, or the target is another store).
 A target that already holds projects the source does not know is another team's store: refused,
@@ -51,13 +54,15 @@ _NOT_DATA = {"_sqlite_migrations", "sqlite_sequence", "_promptlooper_migrations"
 @dataclass
 class TableCopy:
     """One table's figures: rows in the source, rows copied now, rows the target already had as they
-    are, and rows whose key the target has with other values (the target's kept: see the module)."""
+    are, rows whose key the target has with other values (the target's kept), and rows the source
+    changed later than the target did (``updated_at``: the source's copied over; see the module)."""
 
     table: str
     source: int = 0
     copied: int = 0
     already: int = 0
     kept: int = 0
+    updated: int = 0
 
 
 @dataclass
@@ -86,7 +91,10 @@ def copy_store(source: str, target: str, *, force: bool = False,
     from .postgres.connection import WRITE_LOCK
 
     PostgresStore(target).close()  # makes or migrates the target's schema (and says clearly if it cannot connect)
-    src = sqlite3.connect(f"file:{Path(_file(source)).resolve()}?mode=ro", uri=True)
+    src = sqlite3.connect(f"file:{Path(_file(source)).resolve()}?mode=ro", uri=True, isolation_level=None)
+    # One read transaction for the whole copy: every table is read from the same snapshot (WAL), so
+    # a sweep still writing the file cannot give scores whose runs were committed after runs were read.
+    src.execute("BEGIN")
     report = CopyReport(shown_location(source), shown_location(target))
     try:
         with psycopg.connect(target) as pg, pg.transaction():
@@ -194,10 +202,17 @@ def _copy_table(src: sqlite3.Connection, pg: Any, table: str, *, numbered: bool)
         raise StoreError(f"{table}: {done.kept:,} record(s) of the SQLite store have numbers the target uses for other "
                          "records: the two stores each went on after an earlier copy, or the target is another store. "
                          "Copy into an empty database (nothing was written)")
+    if done.kept and "updated_at" in names:
+        # The later change wins where rows say when they changed (ISO timestamps of one format compare as text).
+        on = sql.SQL(" AND ").join(sql.SQL("t.{k} = s.{k}").format(k=sql.Identifier(k)) for k in keys)
+        sets = sql.SQL(", ").join(sql.SQL("{c} = s.{c}").format(c=sql.Identifier(n)) for n in names if n not in keys)
+        done.updated = pg.execute(sql.SQL("UPDATE {t} t SET {sets} FROM {s} s WHERE {on} AND s.updated_at > t.updated_at")
+                                  .format(t=target, sets=sets, s=stage, on=on)).rowcount
+        done.kept -= done.updated
     inserted = pg.execute(sql.SQL("INSERT INTO {t} ({c}) SELECT {c} FROM {s} ORDER BY _n ON CONFLICT DO NOTHING").format(
         t=target, c=cols, s=stage))
     done.copied = inserted.rowcount
-    done.already = done.source - done.copied - done.kept
+    done.already = done.source - done.copied - done.kept - done.updated
     same = matching("NOT DISTINCT")
     if same + done.kept != done.source:
         raise StoreError(f"verification failed for {table}: of {done.source:,} rows of the SQLite store, {same:,} are in "
