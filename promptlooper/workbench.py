@@ -558,7 +558,8 @@ class Workbench:
 
     def request_human(self, ref: str | Experiment, reason: str, context: dict[str, Any] | None = None) -> int:
         """Raise the human_needed event (shown in notebooks, dashboards and webhooks)."""
-        event_id = self.store.add_event(self.experiment(ref)["id"], "human_needed", {"reason": reason, "context": context or {}})
+        event_id = self.store.add_event(self.experiment(ref)["id"], "human_needed",
+                                        {"reason": reason, "context": context or {}, "by": self._by()})
         self._events_raised()
         return event_id
 

@@ -117,6 +117,8 @@ def test_decisions_ratings_and_notes_default_to_the_workbench_actor(opened, make
     assert _who(wb, exp.key, "configuration.") == [("configuration.approved", "ana"), ("configuration.rejected", "bo")]
     assert {by for _, by in _who(wb, exp.key, "run.rated")} == {"ana"}
     assert _who(wb, exp.key, "experiment.started") == [("experiment.started", "ana")]
+    wb.request_human(exp.key, "pick between the top two")
+    assert _who(wb, exp.key, "human_needed") == [("human_needed", "ana")]
 
 
 def test_a_notebooks_rating_widgets_rate_as_its_workbenchs_actor(opened, make_fake_exp) -> None:
