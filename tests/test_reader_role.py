@@ -77,7 +77,7 @@ def test_the_reader_role_refuses_writes_a_session_tries_after_turning_read_only_
 
 def test_db_reader_role_wants_a_postgresql_store(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--db", str(tmp_path / "pl.db"), "db", "reader-role", "r"]) == 1
-    assert "PostgreSQL" in capsys.readouterr().err
+    assert "PostgreSQL" in capsys.readouterr().err and not (tmp_path / "pl.db").exists()
 
 
 def test_the_dashboard_warns_when_given_a_role_that_may_write(stored: str, capsys: pytest.CaptureFixture[str],

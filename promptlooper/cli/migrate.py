@@ -71,7 +71,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--from", dest="db", metavar="FILE", default=argparse.SUPPRESS,
                    help="the SQLite store to copy (default: --db, $PROMPTLOOPER_DB or ./promptlooper.db)")
     p.add_argument("--force", action="store_true",
-                   help="copy even into a database that holds other projects (rows it has are kept as they are)")
+                   help="copy even into a database that holds other projects (its own rows are left as they are)")
     p = command(sub, "db", cmd_db, "Database administration of a PostgreSQL store (DATABASE_URL).", database=CREATES)
     verbs = p.add_subparsers(dest="action", required=True)
     r = action(verbs, "reader-role", "Create (or refresh) a role that may only read: for `promptlooper dashboard --db`.",

@@ -154,7 +154,7 @@ def _refuse_a_mixed_target(src: sqlite3.Connection, pg: Any, force: bool) -> Non
     if strangers and not force:
         raise StoreError(f"the target already holds projects the SQLite store does not have ({', '.join(strangers[:5])}"
                          f"{', …' if len(strangers) > 5 else ''}): is it the right database? Give --force to copy into it "
-                         "anyway (rows the target already has are kept as they are)")
+                         "anyway (rows of the same key keep the target's values unless the file's changed later)")
 
 
 def _columns(src: sqlite3.Connection, pg: Any, table: str) -> list[tuple[str, str, bool]]:
