@@ -213,6 +213,15 @@ def test_migrate_refuses_a_sqlite_target_and_another_teams_database(tmp_path: Pa
         assert sorted(p["name"] for p in wb.projects()) == ["tests", "their-project"]
 
 
+def test_a_file_that_is_no_database_is_named_and_nothing_written(tmp_path: Path, pg_url: str) -> None:
+    junk = tmp_path / "notes.db"
+    junk.write_bytes(b"not a database at all " * 100)
+    with pytest.raises(StoreError, match="notes.db"):
+        copy_store(str(junk), pg_url)
+    with _opened(pg_url) as wb:
+        assert wb.projects() == []
+
+
 def test_migrate_names_a_missing_source_file(tmp_path: Path, pg_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["migrate", "--from", str(tmp_path / "nope.db"), "--to", pg_url]) == 1
     assert "nope.db" in capsys.readouterr().err and not (tmp_path / "nope.db").exists()

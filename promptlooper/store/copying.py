@@ -91,12 +91,12 @@ def copy_store(source: str, target: str, *, force: bool = False,
     from .postgres.connection import WRITE_LOCK
 
     PostgresStore(target).close()  # makes or migrates the target's schema (and says clearly if it cannot connect)
-    src = sqlite3.connect(f"file:{Path(_file(source)).resolve()}?mode=ro", uri=True, isolation_level=None)
-    # One read transaction for the whole copy: every table is read from the same snapshot (WAL), so
-    # a sweep still writing the file cannot give scores whose runs were committed after runs were read.
-    src.execute("BEGIN")
     report = CopyReport(shown_location(source), shown_location(target))
+    src = sqlite3.connect(f"file:{Path(_file(source)).resolve()}?mode=ro", uri=True, isolation_level=None)
     try:
+        # One read transaction for the whole copy: every table is read from the same snapshot (WAL), so
+        # a sweep still writing the file cannot give scores whose runs were committed after runs were read.
+        src.execute("BEGIN")
         with psycopg.connect(target) as pg, pg.transaction():
             pg.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
             tables = _tables_in_order(pg, _source_tables(src))
@@ -110,6 +110,8 @@ def copy_store(source: str, target: str, *, force: bool = False,
             _advance_identities(pg, tables)
     except psycopg.Error as exc:
         raise StoreError(f"copying into {report.target} failed, nothing was written: {exc}") from exc
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot read the SQLite store {report.source}: {exc}; nothing was written") from exc
     finally:
         src.close()
     return report
