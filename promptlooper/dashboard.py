@@ -3,8 +3,11 @@
 Read-only is enforced in three layers, not just hidden: the Voila process (and so every kernel it
 starts) has ``PROMPTLOOPER_READONLY=1``, so widgets render no steering controls and drop steering
 messages; the dashboards open the store with ``Workbench(readonly=True)``, a SQLite ``mode=ro``
-connection through which nothing can be written whatever a crafted message asks; and Voila itself
-refuses code execution from the page. Each page view runs the notebook in a fresh kernel that reads
+connection (on PostgreSQL, sessions with ``default_transaction_read_only``) through which nothing
+can be written whatever a crafted message asks; and Voila itself refuses code execution from the
+page. On PostgreSQL the operator should also give a read-only role's URL (``promptlooper db
+reader-role``), so that the server refuses writes even to a session that turns read-only off; the
+launcher warns when the URL's role may write. Each page view runs the notebook in a fresh kernel that reads
 the store, so a dashboard follows a sweep running in any other process.
 
 The door: on loopback the pages are open (only this machine reaches them); on any other address a
@@ -40,7 +43,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from .store.opening import shown_location
+from .store.opening import is_url, shown_location
 
 TOKEN_ENV = "PROMPTLOOPER_DASHBOARD_TOKEN"
 
@@ -172,6 +175,10 @@ def serve(db: str, host: str = "127.0.0.1", port: int = 8402, *, preheat: bool =
     if "://" not in db and not Path(db).exists():
         print(f"error: no database at {db}; run a sweep first (promptlooper run …)", file=sys.stderr)
         return 1
+    if is_url(db) and _role_may_write(db):
+        print("dashboard: warning: this database URL's role may write; the dashboards' sessions are read-only "
+              "(default_transaction_read_only), but for the server itself to refuse their writes, serve them with "
+              "a read-only role: promptlooper db reader-role NAME", file=sys.stderr)
     if not port_free(host, port):
         print(f"error: port {port} on {host} is taken; choose another with --port", file=sys.stderr)
         return 1
@@ -194,6 +201,18 @@ def serve(db: str, host: str = "127.0.0.1", port: int = 8402, *, preheat: bool =
     finally:
         if config_dir:
             shutil.rmtree(config_dir, ignore_errors=True)
+
+
+def _role_may_write(url: str) -> bool:
+    # psycopg (the PostgreSQL extra) is imported only for a postgresql:// URL.
+    import psycopg
+
+    from .store.postgres.roles import may_write
+
+    try:
+        return may_write(url)
+    except psycopg.Error:  # an unreachable server is reported by the pages' own store, with its reason
+        return False
 
 
 def _supervise(cmd: list[str], env: dict[str, str]) -> int:

@@ -2,7 +2,9 @@
 
 pause / resume / stop / redirect are requests queued in the sweep's row, which the engine polls a
 few times a second (wherever it runs); approve / reject are decisions on configurations; fork
-makes a new experiment from a configuration. Every verb is recorded as an event.
+makes a new experiment from a configuration. Every verb is recorded as an event, with who asked
+(``by``: see :mod:`promptlooper.actors`); a queued request carries its ``by`` to the sweep's
+process, which records it in the event it raises (``experiment.paused``, ``…resumed``, …).
 
 Each function takes the store and the experiment's stored row (and plain values); the facade
 (:class:`~promptlooper.workbench.Workbench`) resolves references, validates, and delivers the
@@ -17,6 +19,7 @@ from .errors import NotFoundError, Problem, SpecError, SweepInterruptedError
 from .providers.registry import EndpointPool
 from .spec import Experiment, Linked
 from .store import Store
+from .store.sweeps import steering_request
 from .validation import cost_budget_problems
 
 
@@ -35,10 +38,10 @@ def live_sweep(store: Store, row: dict[str, Any], verb: str) -> dict[str, Any] |
     return sweep
 
 
-def steer(store: Store, row: dict[str, Any], verb: str, reason: str = "") -> dict[str, Any]:
-    """Queue ``verb`` (pause, resume, stop) for the experiment's live sweep."""
+def steer(store: Store, row: dict[str, Any], verb: str, reason: str = "", by: str = "") -> dict[str, Any]:
+    """Queue ``verb`` (pause, resume, stop) for the experiment's live sweep, asked by ``by``."""
     live_sweep(store, row, verb)  # a sweep whose process is gone is said so, not asked to pause
-    sweep = store.request_steering(row["id"], f"{verb}:{reason}" if reason else verb)
+    sweep = store.request_steering(row["id"], steering_request(verb, reason, by))
     if sweep is None:
         raise NotFoundError(f"experiment {row['project']}/{row['name']} has no running or paused sweep")
     return sweep
@@ -58,7 +61,7 @@ def new_space(exp: Experiment, space: dict[str, Any] | None, changes: dict[str, 
     return {**current, **(changes or {})} if space is None else {**space, **(changes or {})}
 
 
-def redirect(store: Store, row: dict[str, Any], changed: Experiment) -> bool:
+def redirect(store: Store, row: dict[str, Any], changed: Experiment, by: str = "") -> bool:
     """Make ``changed`` (validated) the experiment; a live sweep is asked to swap its remaining
     runs, otherwise the new space is the next run's. Returns whether a live sweep was redirected."""
     record = changed.to_record()
@@ -69,14 +72,14 @@ def redirect(store: Store, row: dict[str, Any], changed: Experiment) -> bool:
     store.upsert_experiment(row["project"], row["name"], record, row.get("description") or "")
     if sweep is not None:
         store.merge_sweep_options(sweep["id"], {"redirect_space": record["space"]})
-        store.request_steering(row["id"], "redirect")
+        store.request_steering(row["id"], steering_request("redirect", by=by))
     else:
-        store.add_event(row["id"], "experiment.redirected", {"space": record["space"], "live": False})
+        store.add_event(row["id"], "experiment.redirected", {"space": record["space"], "live": False, **_by(by)})
     return sweep is not None
 
 
 def set_budget(store: Store, row: dict[str, Any], spec: Experiment, pool: EndpointPool, *, max_tokens: int | None,
-               max_cost: float | None) -> dict[str, Any]:
+               max_cost: float | None, by: str = "") -> dict[str, Any]:
     """Raise (or set) the budget of the live sweep."""
     sweep = live_sweep(store, row, "change the budget of")
     if sweep is None:
@@ -88,7 +91,7 @@ def set_budget(store: Store, row: dict[str, Any], spec: Experiment, pool: Endpoi
         if problems:
             raise SpecError(problems)
     store.merge_sweep_options(sweep["id"], {"budget": budget})
-    store.add_event(row["id"], "budget.changed", {"budget": budget})
+    store.add_event(row["id"], "budget.changed", {"budget": budget, **_by(by)})
     return budget
 
 
@@ -135,11 +138,16 @@ def fork_of(store: Store, parent: Experiment, config: dict[str, Any], changes: d
 
 
 def record_fork(store: Store, parent_row: dict[str, Any], child: Experiment, child_id: str, config_id: str,
-                changes: dict[str, Any] | None) -> None:
+                changes: dict[str, Any] | None, by: str = "") -> None:
     payload = {"parent": f"{parent_row['project']}/{parent_row['name']}", "child": child.key, "from_config_id": config_id,
-               "changes": changes or {}}
+               "changes": changes or {}, **_by(by)}
     store.add_event(parent_row["id"], "experiment.forked", payload)
     store.add_event(child_id, "experiment.forked", payload)
+
+
+def _by(by: str) -> dict[str, str]:
+    """``{"by": by}`` for an event's payload, nothing when no one is named."""
+    return {"by": by} if by else {}
 
 
 __all__ = ["decide", "fork_of", "live_sweep", "new_space", "record_fork", "redirect", "set_budget", "steer"]

@@ -13,6 +13,7 @@ Nothing here knows about SQL or HTTP: it validates, plans and delegates to the s
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import asktell, cache_explain, compiled, data_views, housekeeping, keys, sizing, steering
 from . import leaderboard as _leaderboard
+from .actors import actor_of, configured, default_actor
 from .asyncutil import run_sync
 from .bounds import SweepSize
 from .compiled import CompiledExperiment, compile_experiment, problems_of
@@ -57,8 +59,14 @@ class Workbench:
     sweep analysis), :mod:`promptlooper.compiled` (what a sweep or a plan runs).
     """
 
-    def __init__(self, db: str | os.PathLike[str] | None = None, *, readonly: bool = False, create: bool = True):
+    def __init__(self, db: str | os.PathLike[str] | None = None, *, readonly: bool = False, create: bool = True,
+                 actor: str | None = None):
         self.db_path = str(db or default_path())
+        # Who acts through this workbench, recorded with what it starts, steers, decides, rates and
+        # notes (promptlooper.actors): given, else $PROMPTLOOPER_USER, else the OS user. named_actor
+        # is "" in that last case: a service (the MCP server) then uses a name of its own instead.
+        self.named_actor = (actor or "").strip() or configured()
+        self.actor = self.named_actor or default_actor()
         self.readonly = readonly
         self.create = create  # False: a missing database file is an error, not a new empty one
         self._store: Store | None = None
@@ -198,6 +206,8 @@ class Workbench:
     def _prepare(self, exp: Experiment | CompiledExperiment, *, strategy: str | None, max_configs: int | None,
                  seed: int | None, concurrency: int | None, points: list[dict[str, Any]] | None = None,
                  options: SweepOptions | None = None) -> tuple[Sweep, str]:
+        options = options or SweepOptions()
+        options.actor = options.actor or self._by()  # who started it, in experiment.started
         # A compiled experiment (Workbench.compile) runs as compiled: its options were settled then.
         if isinstance(exp, CompiledExperiment):
             ready, exp = exp, exp.experiment
@@ -344,7 +354,7 @@ class Workbench:
         """A human rating of a run (thumbs up/down and/or 1-5 stars, with a comment)."""
         from .ratings import rate
 
-        return rate(self.store, run, thumbs=thumbs, stars=stars, comment=comment, by=by)
+        return rate(self.store, run, thumbs=thumbs, stars=stars, comment=comment, by=self._by(by))
 
     def ratings(self, run: str) -> dict[str, Any]:
         from .ratings import ratings
@@ -389,7 +399,9 @@ class Workbench:
             except NotFoundError:
                 parent = exp["parent_id"]  # the parent was deleted: its id is all there is
         forks = [f"{f['project']}/{f['name']}" for f in self.store.forks(exp["id"])]
+        started_by = json.loads(sweep.get("options") or "{}").get("started_by") if sweep else None
         return {"experiment": f"{exp['project']}/{exp['name']}", "id": exp["id"], "status": sweep["status"] if sweep else exp["status"],
+                "started_by": started_by,
                 "archived": bool(exp.get("archived_at")), "runs": counts, "sweep": sweep, "parent": parent, "forks": forks,
                 "notes": [f"{n['created_at']}  {n['text']}" for n in self.store.notes(exp["project_id"])]}
 
@@ -463,17 +475,21 @@ class Workbench:
         return _export(self.store, exp, board, format)
 
     # ------------------------------------------------------------------ steering (promptlooper.steering)
-    def pause(self, ref: str | Experiment, reason: str = "") -> dict[str, Any]:
-        return steering.steer(self.store, self.experiment(ref), "pause", reason)
+    def _by(self, by: str = "") -> str:
+        """Who acts now: ``by`` if given, else the caller's context (an MCP tool call), else this workbench's actor."""
+        return actor_of(by, self.actor)
 
-    def resume(self, ref: str | Experiment) -> dict[str, Any]:
-        return steering.steer(self.store, self.experiment(ref), "resume")
+    def pause(self, ref: str | Experiment, reason: str = "", *, by: str = "") -> dict[str, Any]:
+        return steering.steer(self.store, self.experiment(ref), "pause", reason, self._by(by))
 
-    def stop(self, ref: str | Experiment, reason: str = "") -> dict[str, Any]:
-        return steering.steer(self.store, self.experiment(ref), "stop", reason)
+    def resume(self, ref: str | Experiment, *, by: str = "") -> dict[str, Any]:
+        return steering.steer(self.store, self.experiment(ref), "resume", by=self._by(by))
+
+    def stop(self, ref: str | Experiment, reason: str = "", *, by: str = "") -> dict[str, Any]:
+        return steering.steer(self.store, self.experiment(ref), "stop", reason, self._by(by))
 
     def redirect(self, ref: str | Experiment, space: dict[str, Any] | None = None, *,
-                 changes: dict[str, Any] | None = None) -> dict[str, Any]:
+                 changes: dict[str, Any] | None = None, by: str = "") -> dict[str, Any]:
         """Change the remaining space of a running sweep (runs already done stay and count).
 
         ``space`` replaces the whole space; ``changes`` replaces only the axes it names and keeps
@@ -484,16 +500,18 @@ class Workbench:
         row = self.experiment(ref)
         exp = self._experiment_object(row)
         changed = self._with_space(exp, steering.new_space(exp, space, changes))  # raises SpecError with field paths
-        live = steering.redirect(self.store, row, changed)
+        live = steering.redirect(self.store, row, changed, self._by(by))
         self._events_raised()
         return {"experiment": f"{row['project']}/{row['name']}", "space": changed.to_record()["space"],
                 "configurations": len(self.configurations(changed)), "live": live}
 
-    def set_budget(self, ref: str | Experiment, *, max_tokens: int | None = None, max_cost: float | None = None) -> dict[str, Any]:
+    def set_budget(self, ref: str | Experiment, *, max_tokens: int | None = None, max_cost: float | None = None,
+                   by: str = "") -> dict[str, Any]:
         """Raise (or set) the budget of the live sweep; `resume` then continues a budget pause."""
         row = self.experiment(ref)
         spec = self._experiment_object(row)
-        budget = steering.set_budget(self.store, row, spec, self.pool(spec), max_tokens=max_tokens, max_cost=max_cost)
+        budget = steering.set_budget(self.store, row, spec, self.pool(spec), max_tokens=max_tokens, max_cost=max_cost,
+                                    by=self._by(by))
         self._events_raised()
         return budget
 
@@ -509,7 +527,7 @@ class Workbench:
         return self._decide(ref, config_id, None, by, "")
 
     def _decide(self, ref: str | Experiment, config_id: str, decision: str | None, by: str, reason: str) -> dict[str, Any]:
-        result = steering.decide(self.store, self.experiment(ref), config_id, decision, by, reason)
+        result = steering.decide(self.store, self.experiment(ref), config_id, decision, self._by(by), reason)
         self._events_raised()
         return result
 
@@ -534,13 +552,14 @@ class Workbench:
             raise SpecError(problems)
         child_id = self.register(child, parent_id=row["id"])
         self._specs[child_id] = child
-        steering.record_fork(self.store, row, child, child_id, config["id"], changes)
+        steering.record_fork(self.store, row, child, child_id, config["id"], changes, self._by())
         self._events_raised()
         return child
 
     def request_human(self, ref: str | Experiment, reason: str, context: dict[str, Any] | None = None) -> int:
         """Raise the human_needed event (shown in notebooks, dashboards and webhooks)."""
-        event_id = self.store.add_event(self.experiment(ref)["id"], "human_needed", {"reason": reason, "context": context or {}})
+        event_id = self.store.add_event(self.experiment(ref)["id"], "human_needed",
+                                        {"reason": reason, "context": context or {}, "by": self._by()})
         self._events_raised()
         return event_id
 
@@ -598,7 +617,7 @@ class Workbench:
 
     def add_note(self, project: str, text: str, *, by: str = "") -> dict[str, Any]:
         """A dated note on a project (what was tried, what was decided), listed with its experiments."""
-        return housekeeping.add_note(self.store, project, text, by)
+        return housekeeping.add_note(self.store, project, text, self._by(by))
 
     def notes(self, project: str) -> list[dict[str, Any]]:
         return self.store.notes(self.store.project(project)["id"])

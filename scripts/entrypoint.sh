@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Start JupyterLab (token required), the read-only Voila dashboard and the MCP server over HTTP,
-# all on one database under $DATA_DIR. Used by the Docker image; runs the same outside Docker.
+# all on one database: $PROMPTLOOPER_DB, else $DATABASE_URL, else a SQLite file under $DATA_DIR.
+# Used by the Docker image; runs the same outside Docker.
 #   JUPYTER_TOKEN          JupyterLab's token (generated and printed once if unset)
 #   PROMPTLOOPER_MCP_KEY   the MCP server's bearer key (generated and printed once if unset)
 #   PROMPTLOOPER_DASHBOARD_TOKEN  the dashboards' token (generated and printed once if unset,
@@ -14,7 +15,7 @@ HOST="${HOST:-0.0.0.0}"
 PORT="${PORT:-8400}"
 MCP_PORT="${MCP_PORT:-8401}"
 DASHBOARD_PORT="${DASHBOARD_PORT:-8402}"
-export PROMPTLOOPER_DB="${PROMPTLOOPER_DB:-$DATA_DIR/promptlooper.db}"
+export PROMPTLOOPER_DB="${PROMPTLOOPER_DB:-${DATABASE_URL:-$DATA_DIR/promptlooper.db}}"
 mkdir -p "$DATA_DIR/notebooks"
 # Jupyter writes state under $HOME; keep it with the data, not in the image.
 export JUPYTER_CONFIG_DIR="$DATA_DIR/.jupyter" JUPYTER_DATA_DIR="$DATA_DIR/.local/share/jupyter" \

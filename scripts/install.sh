@@ -2,8 +2,10 @@
 # Install PromptLooper into ./.venv from this checkout's own files, offline-capable afterwards.
 #   scripts/install.sh          the workbench + the embedded default model (compiles llama.cpp
 #                               once, about 7 minutes on 2 cores; pip caches the wheel)
-#   scripts/install.sh --test   also the test tools, Debian's chromium for browser tests and Debian's
+#   scripts/install.sh --test   also the test tools, Debian's chromium for browser tests, Debian's
 #                               postgresql server (the store tests start throwaway clusters of it)
+#                               and Debian's docker-compose when Docker has no compose plugin
+#                               (tests/test_compose.py validates docker-compose.yml with it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -33,6 +35,14 @@ if [ "$WITH_TEST" = 1 ] && ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
   else
     echo "note: the PostgreSQL store tests need Debian's postgresql (sudo apt-get install postgresql); they fail without it" >&2
+  fi
+fi
+# `docker compose config` checks docker-compose.yml; Debian ships Compose v1 (docker-compose), not the v2 plugin.
+if [ "$WITH_TEST" = 1 ] && ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null
+  else
+    echo "note: tests/test_compose.py needs docker compose or Debian's docker-compose (sudo apt-get install docker-compose)" >&2
   fi
 fi
 echo "installed: $(.venv/bin/promptlooper --help >/dev/null && echo promptlooper) in $(pwd)/.venv"

@@ -45,10 +45,12 @@ NOT_RUN_HERE = {
 # promptlooper commands that run elsewhere, and where.
 RUN_ELSEWHERE = {
     "quickstart": "runs the embedded model (minutes here); tests/test_packaging.py runs it from a fresh install",
+    "migrate": "needs a PostgreSQL server: tests/test_migrate.py copies a store into a real one",
+    "db": "needs a PostgreSQL server: tests/test_reader_role.py makes the role on a real one",
 }
 # `code spans` in the prose that name a command without being one.
 PROSE_ONLY = {"promptlooper endpoints add", "promptlooper rerun", "promptlooper pause EXPERIMENT", "promptlooper prices set",
-              "promptlooper resume"}
+              "promptlooper resume", "promptlooper worker"}
 
 
 # --------------------------------------------------------------------------- reading the README

@@ -81,10 +81,11 @@ def workbench(args: argparse.Namespace) -> Workbench:
     from ..workbench import Workbench
 
     db = getattr(args, "db", None) or default_path()
+    actor = getattr(args, "actor", None)  # --as NAME (promptlooper.actors: else $PROMPTLOOPER_USER, else the OS user)
     if args.database == NONE_NEEDED and not is_url(db) and not Path(db).exists():
-        return Workbench(":memory:")  # nothing registered, nothing cached: what a missing file means
+        return Workbench(":memory:", actor=actor)  # nothing registered, nothing cached: what a missing file means
     # A server's database is there already, only its schema may not be: a command that needs none sets it up.
-    return Workbench(db, create=args.database == CREATES or (args.database == NONE_NEEDED and is_url(db)))
+    return Workbench(db, create=args.database == CREATES or (args.database == NONE_NEEDED and is_url(db)), actor=actor)
 
 
 def _main(argv: list[str] | None) -> int:

@@ -11,16 +11,27 @@ import argparse
 from typing import Any
 
 from .. import __version__
-from . import endpoints, housekeeping, results, run, scores, serve, steering, views, webhooks
+from . import (
+    endpoints,
+    housekeeping,
+    migrate,
+    results,
+    run,
+    scores,
+    serve,
+    steering,
+    views,
+    webhooks,
+)
 
 # In this order in `promptlooper --help`: a sweep's life, then what surrounds it.
-GROUPS = (run, results, views, scores, steering, housekeeping, endpoints, webhooks, serve)
+GROUPS = (run, results, views, scores, steering, housekeeping, endpoints, webhooks, serve, migrate)
 
 
 class Parser(argparse.ArgumentParser):
-    """Every (sub)command parser takes ``--db``, so it works wherever a user puts it.
+    """Every (sub)command parser takes ``--db`` and ``--as``, so they work wherever a user puts them.
 
-    A subcommand's ``--db`` is SUPPRESSed unless given, so it never overwrites one given before the
+    A subcommand's ``--db`` / ``--as`` is SUPPRESSed unless given, so it never overwrites one given before the
     command. ``add_subparsers`` makes its parsers of this class too, commands added later included.
     """
 
@@ -28,6 +39,9 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
         self.add_argument("--db", metavar="FILE", default=argparse.SUPPRESS,
                           help="database file (default ./promptlooper.db or $PROMPTLOOPER_DB)")
+        self.add_argument("--as", dest="actor", metavar="NAME", default=argparse.SUPPRESS,
+                          help="who acts, recorded with what this command starts, steers, decides, rates or notes "
+                               "(default $PROMPTLOOPER_USER, else your user name)")
 
 
 def build_parser() -> argparse.ArgumentParser:

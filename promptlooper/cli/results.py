@@ -90,7 +90,10 @@ def cmd_events(wb: Workbench, args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
     else:
         for r in rows:
-            print(f"{r['ts']}  {r['type']:<22} {json.dumps(r['payload'], ensure_ascii=False)[:120]}")
+            payload = dict(r["payload"] or {})
+            by = payload.pop("by", "") if isinstance(payload.get("by"), str) else ""
+            who = f"by {by}" if by else ""  # who acted (promptlooper.actors), in a column of its own
+            print(f"{r['ts']}  {r['type']:<22} {who:<16} {json.dumps(payload, ensure_ascii=False)[:120]}")
     return 0
 
 

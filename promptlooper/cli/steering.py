@@ -61,7 +61,7 @@ def cmd_budget(wb: Workbench, args: argparse.Namespace) -> int:
 def cmd_decide(wb: Workbench, args: argparse.Namespace) -> int:
     fn = wb.approve if args.command == "approve" else wb.reject
     out = fn(args.experiment, args.config, by=args.by, reason=args.reason)
-    print(f"configuration {out['config_id'][:12]} {out['decision']}" + (f" by {args.by}" if args.by else ""))
+    print(f"configuration {out['config_id'][:12]} {out['decision']} by {out['by']}")
     return 0
 
 
@@ -94,7 +94,7 @@ def add_parser(sub: Any) -> None:
         p = command(sub, verb, cmd_decide, text)
         p.add_argument("experiment")
         p.add_argument("config", help="configuration id (a prefix from the leaderboard)")
-        p.add_argument("--by", default="", help="who decides")
+        p.add_argument("--by", default="", help="who decides (default: --as, $PROMPTLOOPER_USER or your user name)")
         p.add_argument("--reason", default="")
     p = command(sub, "fork", cmd_fork,
                 "A new experiment from a configuration (default: the approved one, else the best) with changed parameters.")

@@ -33,6 +33,7 @@ from ..store import CacheEntry, RunRecord, Store, now_iso, open_store
 from ..store.batchwriter import WriterError, WriterProcess
 from ..store.opening import uses_writer_process
 from ..store.store import ResultBatch
+from ..store.sweeps import read_steering_request, steering_request
 from ..sweeps.runs import RunItem, run_id, run_id_from, run_id_head
 from ..sweeps.space import Configuration
 from .calls import CacheReader, CallExecutor
@@ -124,6 +125,8 @@ class SweepOptions:
     # waits, paused, for a probe to be answered or a resume (a notebook); the CLI sets it.
     unhealthy_timeout: float | None = None
     listeners: list[Callable[[Progress], None]] = field(default_factory=list)  # after each commit
+    # Who started it (promptlooper.actors): in experiment.started, and the asker of this process's own steering.
+    actor: str = ""
 
 
 class SearchDriver(Protocol):
@@ -176,6 +179,7 @@ class Sweep:
         self._gate = asyncio.Event()
         self._gate.set()
         self._stopping = False
+        self._stopped_by = ""  # who asked to stop (promptlooper.actors), for experiment.stopped
         self._poke = asyncio.Event()
         self._turn = TurnBudget()  # the loop time the workers share per turn (see engine/turns.py)
         self._batch = ResultBatch()  # open: finished runs, cache entries and events go here
@@ -201,6 +205,7 @@ class Sweep:
         self._writer_process: WriterProcess | None = None
         # Failures: open breakers, retry waits that pause / stop cut short, a lost writer process.
         self.failures = FailureWatch(self)
+        self.actor = options.actor
         self.failures.unhealthy_timeout = options.unhealthy_timeout
 
     # ------------------------------------------------------------------ public steering (in-process)
@@ -210,7 +215,8 @@ class Sweep:
             return
         store = open_store(self.store_path)
         try:
-            store.add_steering(self.sweep_id, what)
+            verb, _, reason = what.partition(":")
+            store.add_steering(self.sweep_id, steering_request(verb, reason, self.actor))
         finally:
             store.close()
         self._poke.set()
@@ -242,7 +248,7 @@ class Sweep:
             # The lease first: what is read below cannot change under this sweep afterwards.
             self.sweep_id = await asyncio.to_thread(
                 wstore.begin_sweep, plan.experiment_id, plan.strategy, plan.total,
-                {**plan.options, "budget": self.budget, "concurrency": self.concurrency},
+                {**plan.options, "budget": self.budget, "concurrency": self.concurrency, "started_by": self.actor},
             )
             finished = await asyncio.to_thread(rstore.finished_run_ids, plan.experiment_id)
             # Runs stored but not finished (failed, or left by a crash) are replaced when run again;
@@ -254,7 +260,8 @@ class Sweep:
             self._load_best(rstore)
             self.progress.status = "running"
             self.emit("experiment.started", {"sweep_id": self.sweep_id, "strategy": plan.strategy, "total": plan.total,
-                                             "already_done": self.progress.skipped, "configurations": len(plan.configurations)})
+                                             "already_done": self.progress.skipped, "configurations": len(plan.configurations),
+                                             **_by(self.actor)})
             calls = CallExecutor(
                 CacheReader(rstore), self._add_cache_entry,
                 global_limit=asyncio.Semaphore(self.concurrency), gate=self._wait_gate, is_open=self._open,
@@ -324,7 +331,8 @@ class Sweep:
             return
         if self._stopping:
             p.status = "stopped"
-            self.emit("experiment.stopped", {"sweep_id": self.sweep_id, "reason": p.stop_reason or "requested", **self._summary()})
+            self.emit("experiment.stopped", {"sweep_id": self.sweep_id, "reason": p.stop_reason or "requested", **self._summary(),
+                                             **_by(self._stopped_by)})
         else:
             p.status = "completed"
             self.emit("experiment.completed", {"sweep_id": self.sweep_id, "best_config_id": p.best_config_id,
@@ -597,7 +605,7 @@ class Sweep:
         finally:
             stop()
 
-    async def _redirect(self, store: Store) -> None:
+    async def _redirect(self, store: Store, by: str = "") -> None:
         """Swap the remaining part of the plan for the new space; finished runs stay and count."""
         import json
 
@@ -632,16 +640,16 @@ class Sweep:
         remaining = len(new_ids - skip) + sum(1 for cid in self._inflight.values() if cid in keep)
         self.progress.total = self.progress.done + remaining
         self.emit("experiment.redirected", {"space": space, "configurations": len(configs), "remaining_runs": remaining,
-                                            "total": self.progress.total, "sweep_id": self.sweep_id})
+                                            "total": self.progress.total, "sweep_id": self.sweep_id, **_by(by)})
 
     async def _apply(self, requested: str, store: Store) -> None:
         p = self.progress
-        verb, _, reason = requested.partition(":")
+        verb, reason, by = read_steering_request(requested)  # by: who asked (promptlooper.actors)
         if verb == "pause" and p.status == "running":
             self._gate.clear()
             p.status = "paused"
             p.stop_reason = reason or "requested"
-            self.emit("experiment.paused", {"reason": p.stop_reason, "sweep_id": self.sweep_id})
+            self.emit("experiment.paused", {"reason": p.stop_reason, "sweep_id": self.sweep_id, **_by(by)})
         elif verb == "resume" and p.status == "paused":
             fresh = await asyncio.to_thread(store.sweep, self.sweep_id)
             import json
@@ -650,14 +658,15 @@ class Sweep:
             self.budget = options.get("budget") or self.budget
             p.status = "running"
             p.stop_reason = None
-            self.emit("experiment.resumed", {"sweep_id": self.sweep_id})
+            self.emit("experiment.resumed", {"sweep_id": self.sweep_id, **_by(by)})
             self._gate.set()
             self._check_budget()  # still over a budget that was not raised: pause again
         elif verb == "redirect" and self.replan is not None:
-            await self._redirect(store)
+            await self._redirect(store, by)
         elif verb == "stop":
             self._stopping = True
             p.stop_reason = reason or "requested"
+            self._stopped_by = by
             self._gate.set()  # paused workers wake up to see they must stop
         self.failures.steered(verb)
         await asyncio.to_thread(store.update_sweep, self.sweep_id, status=p.status)
@@ -665,6 +674,11 @@ class Sweep:
             # The experiment's row says it too, for readers that list experiments.
             await asyncio.to_thread(store.set_experiment_status, self.plan.experiment_id, p.status)
         self._poke.clear()
+
+
+def _by(by: str) -> dict[str, str]:
+    """``{"by": by}`` for an event's payload, nothing when no one is named."""
+    return {"by": by} if by else {}
 
 
 __all__ = ["SearchDriver", "Sweep", "SweepConflictError", "SweepOptions", "SweepPlan"]

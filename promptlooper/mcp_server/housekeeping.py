@@ -60,7 +60,7 @@ def register(server: Any, context: ToolContext) -> None:
     def add_project_note(
         project: ProjectName,
         text: Annotated[str, Field(min_length=1, max_length=10_000, description="The note: what was tried, found or decided.")],
-        by: By = "agent",
+        by: By = "",
     ) -> dict[str, Any]:
         """Leave a dated note on a project (listed with its experiments, in status and list_experiments)."""
         with argument("project"):

@@ -91,7 +91,7 @@ def register(server: Any, context: ToolContext) -> None:
         thumbs: Annotated[Literal["up", "down"] | None, Field(description="'up' or 'down'.")] = None,
         stars: Annotated[int | None, Field(ge=1, le=5, description="1 to 5 stars.")] = None,
         comment: Annotated[str, Field(description="Why.")] = "",
-        by: By = "agent",
+        by: By = "",
     ) -> dict[str, Any]:
         """Rate a finished run's output (thumbs and/or stars); shown in the leaderboard as human_* columns."""
         rating = "thumbs" if thumbs is not None and stars is None else "stars" if stars is not None and thumbs is None else "rating"

@@ -89,7 +89,8 @@ MaxCalls = Annotated[int | None, Field(ge=1, description=(
     "The most model calls you accept for this sweep. Required when the sweep would exceed the operator's "
     "confirmation limits (PROMPTLOOPER_CONFIRM_CALLS / _COST); a sweep over it is refused, not started."))]
 Full = Annotated[bool, Field(description="Return long texts (prompts, responses) in full instead of truncated.")]
-By = Annotated[str, Field(description="Who decides (recorded in the event).")]
+By = Annotated[str, Field(description="Who decides (recorded in the event); default: this server's name for its "
+                                      "clients ('agent' unless the operator named it).")]
 Reason = Annotated[str, Field(description="Why (recorded in the event).")]
 Confirm = Annotated[bool, Field(description="Must be true: deleting cannot be undone (archive hides instead).")]
 ProjectName = Annotated[str, Field(min_length=1, description="A project's name.")]

@@ -81,14 +81,14 @@ def register(server: Any, context: ToolContext) -> None:
         return out
 
     @tool
-    def approve_configuration(experiment: ExperimentRef, config_id: ConfigRef, by: By = "agent", reason: Reason = "") -> dict[str, Any]:
+    def approve_configuration(experiment: ExperimentRef, config_id: ConfigRef, by: By = "", reason: Reason = "") -> dict[str, Any]:
         """Mark a configuration good enough: it becomes the exported best."""
         row = context.experiment(experiment)
         with argument("config_id"):
             return wb.approve(row["id"], config_id, by=by, reason=reason)
 
     @tool
-    def reject_configuration(experiment: ExperimentRef, config_id: ConfigRef, by: By = "agent", reason: Reason = "") -> dict[str, Any]:
+    def reject_configuration(experiment: ExperimentRef, config_id: ConfigRef, by: By = "", reason: Reason = "") -> dict[str, Any]:
         """Exclude a configuration from the leaderboard (its runs are kept)."""
         row = context.experiment(experiment)
         with argument("config_id"):

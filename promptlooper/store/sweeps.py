@@ -129,6 +129,26 @@ class Sweeps(Queries):
         return _request_queue(raw[0] if raw else None)
 
 
+def steering_request(verb: str, reason: str = "", by: str = "") -> str:
+    """A steering request as queued in a sweep's row: ``verb`` or ``verb:reason`` as older versions
+    wrote it, and a JSON object when it names who asked (``by``), so the engine records them."""
+    if by:
+        return dumps({"verb": verb, "reason": reason, "by": by})
+    return f"{verb}:{reason}" if reason else verb
+
+
+def read_steering_request(request: str) -> tuple[str, str, str]:
+    """``(verb, reason, by)`` of a queued request, of either form (``by`` is ``""`` when not named)."""
+    if request.startswith("{"):
+        try:
+            data = json.loads(request)
+            return str(data.get("verb", "")), str(data.get("reason") or ""), str(data.get("by") or "")
+        except (ValueError, AttributeError):
+            pass
+    verb, _, reason = request.partition(":")
+    return verb, reason, ""
+
+
 def _request_queue(raw: str | None) -> list[str]:
     if not raw:
         return []

@@ -118,7 +118,7 @@ class MatrixView(PLWidget):
         self.experiment = experiment_key(experiment)
         self.by = by
         self.page_rows, self.page_cols = max(1, page_rows), max(1, page_cols)
-        self.rater = rater if rater is not None else _user()
+        self.rater = rater if rater is not None else (getattr(wb, "actor", "") or _user())  # the Workbench's actor
         self._row = self._col = 0
         self._downloads = 0
         self._reader = Reader(wb)

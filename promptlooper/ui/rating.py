@@ -94,7 +94,7 @@ class Rating(PLWidget):
         super().__init__(readonly=readonly)
         self.wb = wb
         self.experiment = experiment_key(experiment)
-        self.by = by if by is not None else _user()
+        self.by = by if by is not None else (getattr(wb, "actor", "") or _user())  # the Workbench's actor
         self.available = rate_function() is not None
         self.reload_choices()
         if run_id:

@@ -56,7 +56,7 @@ class RatingQueue(PLWidget):
         super().__init__(readonly=readonly, slot=slot)
         self.wb = wb
         self.experiment = experiment_key(experiment)
-        self.rater = rater if rater is not None else _user()
+        self.rater = rater if rater is not None else (getattr(wb, "actor", "") or _user())  # the Workbench's actor
         self._order: list[str] = []
         self._unrated: set[str] = set()
         self._at = -1

@@ -62,8 +62,12 @@ def summarize(event: dict[str, Any]) -> str:
 
 def event_row(event: dict[str, Any]) -> dict[str, Any]:
     ts = str(event.get("ts") or "")
+    summary = summarize(event)
+    by = str((event.get("payload") or {}).get("by") or "")  # who acted (promptlooper.actors), on a shared store
+    if by and f" by {by}" not in summary:
+        summary = f"{summary} · by {by}" if summary else f"by {by}"
     return {"id": int(event["id"]), "ts": ts, "time": ts[11:19] if len(ts) >= 19 else ts, "type": str(event.get("type", "")),
-            "family": str(event.get("type", "")).split(".")[0], "summary": summarize(event)}
+            "family": str(event.get("type", "")).split(".")[0], "summary": summary, "by": by}
 
 
 class Timeline(PLWidget):

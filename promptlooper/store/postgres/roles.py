@@ -39,6 +39,16 @@ def create_reader_role(url: str, role: str, password: str | None = None) -> str:
     return _as_url(make_conninfo(**params))
 
 
+def may_write(url: str) -> bool:
+    """Whether the role ``url`` connects as may change the store's rows (the owner, any writer),
+    which a dashboard's URL should not: its read-only sessions are then the client's promise only."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT bool_or(has_table_privilege(c.oid, 'INSERT') OR has_table_privilege(c.oid, 'UPDATE')"
+                           " OR has_table_privilege(c.oid, 'DELETE')) FROM pg_class c"
+                           " WHERE c.relkind = 'r' AND c.relnamespace = 'public'::regnamespace").fetchone()
+    return bool(row and row[0])
+
+
 def _as_url(conninfo: str) -> str:
     """A libpq key=value string as a postgresql:// URL (what --db and DATABASE_URL take)."""
     p = conninfo_to_dict(conninfo)
@@ -47,4 +57,4 @@ def _as_url(conninfo: str) -> str:
     return f"postgresql://{auth}@{host}/{p.get('dbname', '')}"
 
 
-__all__ = ["create_reader_role"]
+__all__ = ["create_reader_role", "may_write"]
