@@ -36,6 +36,7 @@ from ..store.store import ResultBatch
 from ..sweeps.runs import RunItem, run_id, run_id_from, run_id_head
 from ..sweeps.space import Configuration
 from .calls import CacheReader, CallExecutor
+from .claims import CallClaims
 from .failures import FailureWatch
 from .gcfreeze import older_objects_frozen
 from .progress import Progress
@@ -268,6 +269,9 @@ class Sweep:
                 on_healthy=self.failures.endpoint_healthy,
             )
             self.calls = calls
+            # Calls shared with other processes sweeping this store (engine/claims.py): its own connection.
+            claims = calls.claims = CallClaims(open_store(self.store_path), calls.claim_candidates)
+            await claims.start()
             runner = self.runner = Runner(plan.experiment_id, self.sweep_id, self.pool, calls, self.scorers, self.functions)
             self._finished = finished
             self._items = self._looking_ahead(plan.items(finished))
@@ -300,6 +304,7 @@ class Sweep:
                     await writer
                 # Whatever finished is committed, even on Ctrl+C or cancellation.
                 await asyncio.shield(self._flush(wstore, final=True))
+                await asyncio.shield(claims.close())  # after the last commit: waiters now find every entry
                 await scoring_env.aclose()
                 await self.pool.aclose()
             return self.progress

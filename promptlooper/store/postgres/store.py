@@ -18,6 +18,7 @@ import psycopg
 from ...errors import NotFoundError, StoreError
 from ..batchwriter import now_iso
 from ..cache import Cache
+from ..claims import Claims
 from ..events import Events
 from ..experiments import Experiments
 from ..housekeeping import Housekeeping
@@ -32,7 +33,7 @@ from .connection import PgConnection, PgDatabase
 from .notify import Listener, notify
 
 
-class PostgresStore(Experiments, Runs, Scores, Cache, Events, Sweeps, Housekeeping, Outbox):
+class PostgresStore(Experiments, Runs, Scores, Cache, Events, Sweeps, Housekeeping, Outbox, Claims):
     """One PostgreSQL database. ``readonly=True``: every session refuses writes (a dashboard's store)."""
 
     def __init__(self, url: str, *, readonly: bool = False, create: bool = True):
