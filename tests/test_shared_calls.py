@@ -137,25 +137,24 @@ def test_a_claim_whose_owner_is_killed_is_taken_over_after_it_expires(location: 
     open_store(location).close()
     env = {"PROMPTLOOPER_CLAIM_TTL": "2"}
     owner = _start(location, a, env=env)
+    wait(lambda: srv.stats()["requests"] > 0, timeout=20, every=0.02)  # alone, calling: the first sweeper
     waiter = _start(location, b, env=env)
     store = open_store(location)
     try:
-        # Both sweep and claim: the owner holds claims of calls it has out.
-        wait(lambda: len({c["owner"] for c in store.call_claims()}) == 2 and
-             any(c["owner"].split(":")[1] == str(owner.pid) for c in store.call_claims()), timeout=20, every=0.02)
-        held = [c["key"] for c in store.call_claims() if c["owner"].split(":")[1] == str(owner.pid)]
+        # The owner has seen the waiter: its calls out (and all it queued) are claimed.
+        wait(lambda: any(c["owner"].split(":")[1] == str(owner.pid) for c in store.call_claims()), timeout=20, every=0.02)
         owner.send_signal(signal.SIGKILL)
         owner.wait()
+        sent_by_owner = srv.stats()["requests"]  # out or answered, maybe not yet committed: may go out again
         started = time.monotonic()
         _finish(waiter, timeout=40)
         assert time.monotonic() - started < 30  # nothing hangs
-        assert held
     finally:
         store.close()
     done = _runs(location, "waiter")
     assert done["completed"] + done["cached"] == 9 and not done["failed"]  # nothing lost
-    # Only the calls the killed owner had out can have gone out twice.
-    assert len(recorder.seen) == 9 and sum(n - 1 for n in recorder.seen.values()) <= len(held)
+    # Only the calls the killed owner had made can have gone out twice.
+    assert len(recorder.seen) == 9 and 0 < sent_by_owner and sum(n - 1 for n in recorder.seen.values()) <= sent_by_owner
 
 
 # ---------------------------------------------------------------------------------------------- claims, two owners in one test
