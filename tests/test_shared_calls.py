@@ -221,3 +221,38 @@ def test_a_waiter_uses_the_entry_the_owner_committed_and_the_claim_goes(location
         asyncio.run(_two_owners(location, body))
     finally:
         store.close()
+
+
+# ---------------------------------------------------------------------------------------------- breakers
+def test_a_breaker_one_process_opens_stops_the_other_calling_that_endpoint(location: str, tmp_path: Path) -> None:
+    from promptlooper.testing.scripted import Faults
+
+    with FakeServer(latency=0.1) as srv:
+        temps = [round(i * 0.01, 2) for i in range(60)]
+        opener = _experiment(srv.base_url, "opener", temps, max_retries=0, breaker_failures=2, breaker_cooldown=60)
+        # The follower's own breaker would take 1,000 failures: only the shared one can stop it.
+        follower = _experiment(srv.base_url, "follower", temps, max_retries=0, breaker_failures=1000, breaker_cooldown=60)
+        follower.stages[0].model = "fake/fake-large"
+        a = write_experiment(tmp_path / "a.yaml", opener)
+        b = write_experiment(tmp_path / "b.yaml", follower)
+        open_store(location).close()
+        procs = [_start(location, a, "--unhealthy-timeout", "3"), _start(location, b, "--unhealthy-timeout", "3")]
+        store = open_store(location)
+        try:
+            by_model = lambda: srv.stats()["by_model"]  # noqa: E731
+            wait(lambda: by_model().get("fake-small", 0) > 4 and by_model().get("fake-large", 0) > 4, timeout=20, every=0.02)
+            srv.set_faults(Faults(server_error=1.0))
+            wait(lambda: store.open_breakers(time.time()), timeout=10, every=0.02)
+            time.sleep(1.0)  # the follower reads it on its steering poll (every 0.25 s); calls out then land
+            after_a_second = by_model().get("fake-large", 0)
+            time.sleep(1.0)
+            assert by_model().get("fake-large", 0) == after_a_second  # no call to the endpoint since
+            for proc in procs:
+                _finish(proc)
+            events = store.events(store.experiment("tests/follower")["id"], types=["endpoint.unhealthy"])
+            assert events and events[0]["payload"]["opened_by"].split(":")[1] == str(procs[0].pid)
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+            store.close()

@@ -134,7 +134,8 @@ class CallExecutor:
         found = self.breakers.get(provider.name)
         if found is None:
             found = self.breakers[provider.name] = Breaker(
-                provider.name, threshold=provider.breaker_failures, cooldown=provider.breaker_cooldown)
+                provider.name, threshold=provider.breaker_failures, cooldown=provider.breaker_cooldown,
+                identity=provider.identity)
         return found
 
     def prefetch(self, keys: list[str]) -> None:

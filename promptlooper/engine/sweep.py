@@ -41,6 +41,7 @@ from .failures import FailureWatch
 from .gcfreeze import older_objects_frozen
 from .progress import Progress
 from .runner import Runner
+from .shared_breakers import SharedBreakers
 from .turns import TurnBudget
 
 if TYPE_CHECKING:
@@ -272,6 +273,7 @@ class Sweep:
             # Calls shared with other processes sweeping this store (engine/claims.py): its own connection.
             claims = calls.claims = CallClaims(open_store(self.store_path), calls.claim_candidates)
             await claims.start()
+            self.failures.shared = SharedBreakers(claims.store, claims.owner)  # through the same connection
             runner = self.runner = Runner(plan.experiment_id, self.sweep_id, self.pool, calls, self.scorers, self.functions)
             self._finished = finished
             self._items = self._looking_ahead(plan.items(finished))
@@ -604,6 +606,7 @@ class Sweep:
                 self._poke.clear()
                 for requested in await asyncio.to_thread(store.take_steering, self.sweep_id):
                     await self._apply(requested, store)
+                await self.failures.follow_shared()  # breakers other processes opened (engine/shared_breakers.py)
         finally:
             stop()
 
