@@ -32,6 +32,7 @@ import os
 import socket
 import time
 import uuid
+import warnings
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -88,6 +89,7 @@ class CallClaims:
         self._failed: set[str] = set()  # own claims whose call failed (released at the next tick)
         self._renewed = 0.0
         self._task: asyncio.Task[None] | None = None
+        self._warned = False
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -120,7 +122,11 @@ class CallClaims:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._ready.wait(), self.tick)
             await gate()
-        outcome = await self._coalescer.get(key)
+        try:
+            outcome = await self._coalescer.get(key)
+        except Exception as exc:  # noqa: BLE001 - the store failed: call unclaimed rather than not at all
+            self._trouble(exc)
+            return None
         while outcome == HELD:
             fut = self._waiting.get(key)
             if fut is None:
@@ -166,17 +172,29 @@ class CallClaims:
         else:
             self._ready.clear()
 
+    def _trouble(self, exc: Exception) -> None:
+        if not self._warned:
+            self._warned = True
+            warnings.warn(f"promptlooper: call claims unavailable ({type(exc).__name__}: {exc}); identical calls of "
+                          "other processes may go out twice", stacklevel=2)
+
     async def _ticker(self) -> None:
         while True:
             await asyncio.sleep(self.tick if self.claiming else self.solo_tick)
-            if not self.claiming:
-                result = await self._run_tick(self._tick_of(claiming=False))
-                if result.others:
-                    await self._adopt()
-                    continue
-                self._update(result)
-                continue
+            try:
+                await self._step()
+            except Exception as exc:  # noqa: BLE001 - a store that failed once may answer the next tick
+                self._trouble(exc)
+
+    async def _step(self) -> None:
+        if self.claiming:
             await self._poll()
+            return
+        result = await self._run_tick(self._tick_of(claiming=False))  # alone: a heartbeat, and who else is there
+        if result.others:
+            await self._adopt()
+        else:
+            self._update(result)
 
     async def _adopt(self) -> None:
         """Another process sweeps now: claim what this one has out or just made, then claim on."""

@@ -122,7 +122,10 @@ class FailureWatch:
         calls = getattr(self.sweep, "calls", None)
         if self.shared is None or calls is None or not calls.breakers:
             return
-        elsewhere = await self.shared.open_elsewhere()
+        try:
+            elsewhere = await self.shared.open_elsewhere()
+        except Exception:  # noqa: BLE001 - steering must go on; the next poll reads them again
+            return
         for breaker in list(calls.breakers.values()):
             row = elsewhere.get(breaker.identity)
             if row is not None and not breaker.is_open:
