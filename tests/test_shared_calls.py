@@ -223,6 +223,59 @@ def test_a_waiter_uses_the_entry_the_owner_committed_and_the_claim_goes(location
         store.close()
 
 
+class CountingStore:
+    """A real store that counts its claim transactions."""
+
+    def __init__(self, location: str) -> None:
+        self.store = open_store(location)
+        self.ticks: list[int] = []  # keys claimed by each transaction that claimed any
+
+    def claims_tick(self, t: Any) -> Any:
+        if t.claim:
+            self.ticks.append(len(t.claim))
+        return self.store.claims_tick(t)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+
+def test_the_misses_of_one_loop_turn_are_claimed_in_one_transaction(location: str) -> None:
+    counting = CountingStore(location)
+
+    async def main() -> None:
+        first = CallClaims(counting, lambda: ((), ()), ttl=30)  # type: ignore[arg-type]
+        second = CallClaims(open_store(location), lambda: ((), ()), ttl=30)
+        await first.start()
+        await second.start()
+        try:
+            await wait_async(lambda: first.claiming and second.claiming)
+            await wait_async(lambda: first._ready.is_set())
+            # 64 calls missing the cache at once (C = 64): one round trip claims them all.
+            got = await asyncio.gather(*(first.acquire(f"key{i}", _gate) for i in range(64)))
+            assert got == [None] * 64 and counting.ticks == [64]
+        finally:
+            await first.close()
+            await second.close()
+
+    asyncio.run(main())
+
+
+def test_a_sweep_alone_claims_nothing(location: str, recorded: Any, tmp_path: Path) -> None:
+    srv, recorder = recorded
+    path = write_experiment(tmp_path / "alone.yaml", _experiment(srv.base_url, "alone", [0.0, 0.1, 0.2, 0.3]))
+    proc = _start(location, path)
+    store = open_store(location)
+    try:
+        claims_seen = []
+        while proc.poll() is None:
+            claims_seen += store.call_claims()
+            time.sleep(0.01)
+        _finish(proc)
+        assert not claims_seen and len(recorder.seen) == 12
+    finally:
+        store.close()
+
+
 # ---------------------------------------------------------------------------------------------- breakers
 def test_a_breaker_one_process_opens_stops_the_other_calling_that_endpoint(location: str, tmp_path: Path) -> None:
     from promptlooper.testing.scripted import Faults

@@ -46,7 +46,7 @@ class ClaimTick:
     now: float
     ttl: float  # seconds a claim made or renewed now holds
     stale_after: float  # seconds without a heartbeat after which a sharer is gone
-    claiming: bool | None  # True / False: this process claims / does not; None: it claims if others are live
+    claiming: bool | None  # True / False: this process claims / does not; None (joining): it claims if others are live
     claim: Sequence[str] = ()  # keys to claim now (or find in the cache)
     adopt: Sequence[str] = ()  # keys claimed without looking (calls already out when claiming starts)
     renew: Sequence[str] = ()  # own claims still being called
@@ -75,6 +75,9 @@ class Claims(Queries):
     def claims_tick(self, t: ClaimTick) -> ClaimResult:
         """Heartbeat, claim, renew and release in one write transaction; what the others are doing."""
         with self.cx.write() as c:
+            if t.claiming is None:  # joining: first forget the rows killed processes left long ago
+                c.execute("DELETE FROM call_sharers WHERE heartbeat < ?", (t.now - FORGET_AFTER,))
+                c.execute("DELETE FROM call_claims WHERE expires_at < ?", (t.now - FORGET_AFTER,))
             others = {owner: bool(claiming) for owner, claiming in c.execute(
                 "SELECT owner, claiming FROM call_sharers WHERE owner <> ? AND heartbeat > ?",
                 (t.owner, t.now - t.stale_after))}
@@ -130,12 +133,6 @@ class Claims(Queries):
         with self.cx.write() as c:
             c.execute("DELETE FROM call_claims WHERE owner = ?", (owner,))
             c.execute("DELETE FROM call_sharers WHERE owner = ?", (owner,))
-
-    def forget_gone_sharers(self, now: float) -> None:
-        """Delete the rows of sharers and claims gone long ago (killed processes leave them)."""
-        with self.cx.write() as c:
-            c.execute("DELETE FROM call_sharers WHERE heartbeat < ?", (now - FORGET_AFTER,))
-            c.execute("DELETE FROM call_claims WHERE expires_at < ?", (now - FORGET_AFTER,))
 
     def call_claims(self) -> list[dict[str, Any]]:
         """Every claim row (owner, key, expires_at): what a test or an operator looks at."""
