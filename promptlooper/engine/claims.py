@@ -118,6 +118,7 @@ class CallClaims:
         """The cache entry of ``key`` if another process called it (or it is cached), else None:
         the key is now claimed by this process, which must call and then say :meth:`finished`.
         ``gate`` is awaited while waiting for another process (a pause holds it, a stop raises)."""
+        await gate()  # a paused sweep claims nothing (another process may call it meanwhile)
         while not self._ready.is_set():
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._ready.wait(), self.tick)

@@ -72,40 +72,40 @@ def _chunks(keys: Sequence[str]) -> Iterable[list[str]]:
 class Claims(Queries):
     """Claimed call keys, the processes that share calls, and breakers opened for all of them."""
 
-    def claims_tick(self, t: ClaimTick) -> ClaimResult:
+    def claims_tick(self, tick: ClaimTick) -> ClaimResult:
         """Heartbeat, claim, renew and release in one write transaction; what the others are doing."""
         with self.cx.write() as c:
-            if t.claiming is None:  # joining: first forget the rows killed processes left long ago
-                c.execute("DELETE FROM call_sharers WHERE heartbeat < ?", (t.now - FORGET_AFTER,))
-                c.execute("DELETE FROM call_claims WHERE expires_at < ?", (t.now - FORGET_AFTER,))
+            if tick.claiming is None:  # joining: first forget the rows killed processes left long ago
+                c.execute("DELETE FROM call_sharers WHERE heartbeat < ?", (tick.now - FORGET_AFTER,))
+                c.execute("DELETE FROM call_claims WHERE expires_at < ?", (tick.now - FORGET_AFTER,))
             others = {owner: bool(claiming) for owner, claiming in c.execute(
                 "SELECT owner, claiming FROM call_sharers WHERE owner <> ? AND heartbeat > ?",
-                (t.owner, t.now - t.stale_after))}
-            claiming = bool(others) if t.claiming is None else t.claiming
+                (tick.owner, tick.now - tick.stale_after))}
+            claiming = bool(others) if tick.claiming is None else tick.claiming
             c.execute("INSERT INTO call_sharers (owner, heartbeat, claiming) VALUES (?,?,?) ON CONFLICT (owner)"
                       " DO UPDATE SET heartbeat = excluded.heartbeat, claiming = excluded.claiming",
-                      (t.owner, t.now, int(claiming)))
+                      (tick.owner, tick.now, int(claiming)))
             result = ClaimResult(claiming, others)
-            expires = t.now + t.ttl
-            for chunk in _chunks(t.adopt):
+            expires = tick.now + tick.ttl
+            for chunk in _chunks(tick.adopt):
                 c.execute(f"INSERT INTO call_claims (key, owner, expires_at) VALUES {_rows(len(chunk))}"
-                          " ON CONFLICT (key) DO NOTHING", _bind(chunk, t.owner, expires))
-            for chunk in _chunks(t.renew):
+                          " ON CONFLICT (key) DO NOTHING", _bind(chunk, tick.owner, expires))
+            for chunk in _chunks(tick.renew):
                 c.execute(f"UPDATE call_claims SET expires_at = ? WHERE owner = ? AND key IN ({_marks(len(chunk))})",
-                          (expires, t.owner, *chunk))
-            for chunk in _chunks(t.release):
-                c.execute(f"DELETE FROM call_claims WHERE owner = ? AND key IN ({_marks(len(chunk))})", (t.owner, *chunk))
-            for chunk in _chunks(t.release_if_cached):
+                          (expires, tick.owner, *chunk))
+            for chunk in _chunks(tick.release):
+                c.execute(f"DELETE FROM call_claims WHERE owner = ? AND key IN ({_marks(len(chunk))})", (tick.owner, *chunk))
+            for chunk in _chunks(tick.release_if_cached):
                 marks = _marks(len(chunk))
                 result.released.update(r[0] for r in c.execute(
                     f"DELETE FROM call_claims WHERE owner = ? AND key IN ({marks})"
                     f" AND key IN (SELECT key FROM response_cache WHERE key IN ({marks})) RETURNING key",
-                    (t.owner, *chunk, *chunk)))
+                    (tick.owner, *chunk, *chunk)))
                 # Claims someone else took over (ours expired) are not ours to wait for either.
                 result.released.update(set(chunk) - {r[0] for r in c.execute(
-                    f"SELECT key FROM call_claims WHERE owner = ? AND key IN ({marks})", (t.owner, *chunk))})
-            for chunk in _chunks(t.claim):
-                self._claim(c, chunk, t.owner, t.now, expires, result)
+                    f"SELECT key FROM call_claims WHERE owner = ? AND key IN ({marks})", (tick.owner, *chunk))})
+            for chunk in _chunks(tick.claim):
+                self._claim(c, chunk, tick.owner, tick.now, expires, result)
         return result
 
     @staticmethod
