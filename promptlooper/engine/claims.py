@@ -71,9 +71,13 @@ class CallClaims:
 
     def __init__(self, store: StoreBackend, recent: Callable[[], tuple[Iterable[str], Iterable[str]]], *,
                  owner: str | None = None, ttl: float | None = None, tick: float = TICK, solo_tick: float = SOLO_TICK,
-                 stale_after: float = STALE_AFTER):
+                 stale_after: float = STALE_AFTER, is_open: Callable[[], bool] = lambda: True):
         self.store = store
         self.recent = recent
+        # While the sweep is paused its claims are not renewed: after ``ttl`` another process may
+        # take them over (a call this sweep then still makes on resume goes out twice, rather
+        # than a colleague's sweep waiting for as long as this one stays paused).
+        self.is_open = is_open
         self.owner = owner or new_owner()
         self.ttl = claim_ttl() if ttl is None else ttl
         self.tick = tick
@@ -212,7 +216,7 @@ class CallClaims:
         waiting = [k for k, fut in self._waiting.items() if not fut.done()]
         failed, done = list(self._failed), list(self._done)
         renew: list[str] = []
-        if time.monotonic() - self._renewed > self.ttl / 4:
+        if time.monotonic() - self._renewed > self.ttl / 4 and self.is_open():
             renew = list(self._calling)
             self._renewed = time.monotonic()
         result = await self._run_tick(self._tick_of(claiming=True, claim=waiting, renew=renew, release=failed,

@@ -271,7 +271,7 @@ class Sweep:
             )
             self.calls = calls
             # Calls shared with other processes sweeping this store (engine/claims.py): its own connection.
-            claims = calls.claims = CallClaims(open_store(self.store_path), calls.claim_candidates)
+            claims = calls.claims = CallClaims(open_store(self.store_path), calls.claim_candidates, is_open=self._open)
             await claims.start()
             self.failures.shared = SharedBreakers(claims.store, claims.owner)  # through the same connection
             runner = self.runner = Runner(plan.experiment_id, self.sweep_id, self.pool, calls, self.scorers, self.functions)
