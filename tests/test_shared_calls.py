@@ -26,6 +26,7 @@ from helpers import fake_experiment, wait, write_experiment
 
 from promptlooper.engine.claims import CallClaims
 from promptlooper.store import CacheEntry, open_store
+from promptlooper.store.claims import ClaimTick
 from promptlooper.testing import FakeServer
 from promptlooper.testing.fake_server import default_reply
 
@@ -155,6 +156,37 @@ def test_a_claim_whose_owner_is_killed_is_taken_over_after_it_expires(location: 
     assert done["completed"] + done["cached"] == 6 and not done["failed"]  # nothing lost
     # Only the calls the killed owner had made can have gone out twice.
     assert len(recorder.seen) == 6 and 0 < sent_by_owner and sum(n - 1 for n in recorder.seen.values()) <= sent_by_owner
+
+
+# ---------------------------------------------------------------------------------------------- the store's claims
+def _tick(owner: str, now: float, **over: Any) -> ClaimTick:
+    return ClaimTick(**{"owner": owner, "now": now, "ttl": 10.0, "stale_after": 5.0, "claiming": True, **over})
+
+
+def test_the_store_decides_claims_one_process_at_a_time(location: str) -> None:
+    store = open_store(location)
+    try:
+        now = time.time()
+        # Alone, a joining process claims nothing; the next one sees it and claims from the start.
+        assert store.claims_tick(_tick("a", now, claiming=None)).claiming is False
+        joined = store.claims_tick(_tick("b", now, claiming=None))
+        assert joined.claiming is True and joined.others == {"a": False}
+        # A live claim is held; an expired one is taken over; a cached key is found, not claimed.
+        store.write_results([], cache=[_entry("cached")])
+        first = store.claims_tick(_tick("a", now, claim=["k", "old", "cached"], ttl=1.0))
+        assert first.claimed == {"k", "old"} and set(first.found) == {"cached"}
+        store.claims_tick(_tick("a", now, renew=["k"], ttl=10.0))
+        later = store.claims_tick(_tick("b", now + 5, claim=["k", "old"]))
+        assert later.claimed == {"old"} and not later.found
+        assert {c["key"]: c["owner"] for c in store.call_claims()} == {"k": "a", "old": "b"}
+        # An owner's claim goes once its entry is committed, not before.
+        assert store.claims_tick(_tick("a", now, release_if_cached=["k"])).released == set()
+        store.write_results([], cache=[_entry("k")])
+        assert store.claims_tick(_tick("a", now, release_if_cached=["k"])).released == {"k"}
+        store.leave_sharing("b")
+        assert store.call_claims() == [] and store.claims_tick(_tick("a", now + 6, claiming=None)).others == {}
+    finally:
+        store.close()
 
 
 # ---------------------------------------------------------------------------------------------- claims, two owners in one test
