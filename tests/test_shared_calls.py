@@ -285,10 +285,9 @@ class CountingStore:
         self.store = open_store(location)
         self.ticks: list[int] = []  # keys claimed by each transaction that claimed any
 
-    def claims_tick(self, t: Any) -> Any:
-        if t.claim:
-            self.ticks.append(len(t.claim))
-        return self.store.claims_tick(t)
+    def claim_calls(self, owner: str, keys: list[str], now: float, ttl: float) -> Any:
+        self.ticks.append(len(keys))
+        return self.store.claim_calls(owner, keys, now, ttl)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.store, name)
