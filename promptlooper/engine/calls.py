@@ -6,8 +6,9 @@ one query for many), among identical calls in flight right now (single-flight: a
 awaits the first), then in the store, where look-ups that arrive in the same event-loop turn are
 coalesced into one ``SELECT … IN`` on the loop itself (:mod:`promptlooper.coalescing`). While other
 processes sweep the same store, a miss then claims its key there (:mod:`.claims`), or waits for
-the process that claimed it and uses its reply as a cache hit. Only a miss reaches the endpoint, tried again as :mod:`promptlooper.retrying` says; each failed try also
-tells the endpoint's adaptive limit and circuit breaker, which are the engine's.
+the process that claimed it and uses its reply as a cache hit. Only a miss reaches the endpoint,
+tried again as :mod:`promptlooper.retrying` says; each failed try also tells the endpoint's
+adaptive limit and circuit breaker, which are the engine's.
 """
 
 from __future__ import annotations
