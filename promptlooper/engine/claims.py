@@ -107,8 +107,10 @@ class CallClaims:
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         """Join the store's sharers (claiming at once if others sweep), and tick until :meth:`close`."""
-        result = await self._run_tick(self._tick_of(claiming=None))
-        self._update(result)
+        try:
+            self._update(await self._run_tick(self._tick_of(claiming=None)))
+        except Exception as exc:  # noqa: BLE001 - the sweep runs unshared; the ticker tries again
+            self._trouble(exc)
         self._task = asyncio.ensure_future(self._ticker())
 
     async def close(self) -> None:
