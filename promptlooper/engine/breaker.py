@@ -8,6 +8,10 @@ their first try or for a retry send nothing more. While it is open, the sweep se
 or a ``resume``, closes it and the sweep goes on. Without it an always-500 endpoint got seven
 requests a run (every retry of every run).
 
+Processes sharing a store share their breakers (:mod:`.shared_breakers`): one that opens is
+written to the store, and the others open theirs *remotely* on their next steering poll; only the
+process that opened it probes, and when the store says it closed, the others close theirs.
+
 The counting is a few attribute updates per call: the hot path (a healthy endpoint) only resets a
 counter that is already zero.
 """
@@ -25,16 +29,18 @@ def is_unhealthy(error: ProviderError) -> bool:
 
 
 class Breaker:
-    __slots__ = ("name", "threshold", "cooldown", "failures", "is_open", "reason", "probes")
+    __slots__ = ("name", "identity", "threshold", "cooldown", "failures", "is_open", "reason", "probes", "remote")
 
-    def __init__(self, name: str, *, threshold: int = 5, cooldown: float = 30.0):
+    def __init__(self, name: str, *, threshold: int = 5, cooldown: float = 30.0, identity: str | None = None):
         self.name = name
+        self.identity = identity or name  # the endpoint itself (its URL): what processes agree on
         self.threshold = max(1, threshold)
         self.cooldown = cooldown
         self.failures = 0  # consecutive unhealthy failures
         self.is_open = False
         self.reason = ""  # the failure that opened it
         self.probes = 0  # failed probes since it opened (each doubles the wait before the next)
+        self.remote = False  # opened because another process's breaker for the endpoint is open
 
     def on_success(self) -> bool:
         """Record a call answered; True if that closed an open breaker."""
@@ -57,8 +63,16 @@ class Breaker:
         self.probes = 0
         return True
 
+    def open_remotely(self, reason: str) -> None:
+        """Open because another process sharing the store opened its breaker for this endpoint."""
+        self.is_open = True
+        self.remote = True
+        self.reason = reason
+        self.probes = 0
+
     def close(self) -> None:
         self.is_open = False
+        self.remote = False
         self.failures = 0
         self.probes = 0
 

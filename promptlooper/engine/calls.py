@@ -4,9 +4,11 @@ A call is looked up, in order: among the entries this sweep wrote recently (not 
 committed), among those a sweep looked up ahead for its next runs (:meth:`CallExecutor.prefetch`,
 one query for many), among identical calls in flight right now (single-flight: a second caller
 awaits the first), then in the store, where look-ups that arrive in the same event-loop turn are
-coalesced into one ``SELECT … IN`` on the loop itself (:mod:`promptlooper.coalescing`). Only a
-miss reaches the endpoint, tried again as :mod:`promptlooper.retrying` says; each failed try also
-tells the endpoint's adaptive limit and circuit breaker, which are the engine's.
+coalesced into one ``SELECT … IN`` on the loop itself (:mod:`promptlooper.coalescing`). While other
+processes sweep the same store, a miss then claims its key there (:mod:`.claims`), or waits for
+the process that claimed it and uses its reply as a cache hit. Only a miss reaches the endpoint,
+tried again as :mod:`promptlooper.retrying` says; each failed try also tells the endpoint's
+adaptive limit and circuit breaker, which are the engine's.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from ..providers.base import ChatRequest, ChatResponse, Provider
 from ..retrying import Retry, Verdict, retrying, verdict
 from ..store import CacheEntry, Store
 from .breaker import Breaker
+from .claims import CallClaims
 from .limits import AdaptiveLimit
 
 
@@ -108,6 +111,8 @@ class CallExecutor:
         self.backoff = backoff
         self.on_unhealthy = on_unhealthy  # an endpoint's breaker just opened
         self.on_healthy = on_healthy  # an open breaker closed: a call was answered
+        # Set by a sweep: cache keys claimed in the store while other processes sweep it too.
+        self.claims: CallClaims | None = None
         self.limits: dict[str, AdaptiveLimit] = {}
         self.breakers: dict[str, Breaker] = {}
         self.policies: dict[str, Retry] = {}
@@ -130,7 +135,8 @@ class CallExecutor:
         found = self.breakers.get(provider.name)
         if found is None:
             found = self.breakers[provider.name] = Breaker(
-                provider.name, threshold=provider.breaker_failures, cooldown=provider.breaker_cooldown)
+                provider.name, threshold=provider.breaker_failures, cooldown=provider.breaker_cooldown,
+                identity=provider.identity)
         return found
 
     def prefetch(self, keys: list[str]) -> None:
@@ -144,6 +150,12 @@ class CallExecutor:
         found = self.reader.store.cache_get_many(wanted)
         self._prefetched.update(found)
         self._prefetched_missing.update(k for k in wanted if k not in found)
+
+    def claim_candidates(self, recent: int = 4096) -> tuple[list[str], list[str]]:
+        """Keys of the calls out now, and of the ``recent`` latest answered or looked up: what this
+        process claims when another one starts sweeping the store (entries may be uncommitted)."""
+        keys = list(self._recent)
+        return list(self._inflight), keys[-recent:]
 
     def remember(self, key: str, value: tuple[str, int, int, float]) -> None:
         self._recent[key] = value
@@ -202,14 +214,30 @@ class CallExecutor:
 
         fut: asyncio.Future[ChatResponse] = asyncio.get_running_loop().create_future()
         self._inflight[key] = fut
+        claims = self.claims
+        claimed = False
         try:
+            if claims is not None and claims.claiming:  # other processes sweep this store: see engine/claims.py
+                shared = await claims.acquire(key, self.gate)
+                if shared is not None:  # another process called it: a cache hit, paid by that process
+                    self.hits += 1
+                    self.remember(key, shared)
+                    resp = ChatResponse(*shared)
+                    fut.set_result(resp)
+                    return CallResult(resp, True, key, messages_json)
+                claimed = True
             resp = await self._call_with_retries(provider, ChatRequest(model, messages, params))
         except BaseException as exc:
-            fut.set_exception(exc)
-            fut.exception()  # mark retrieved: waiters (if any) get it through shield
+            if claimed:
+                claims.finished(key, ok=False)  # type: ignore[union-attr]
+            if not fut.done():
+                fut.set_exception(exc)
+                fut.exception()  # mark retrieved: waiters (if any) get it through shield
             raise
         finally:
             self._inflight.pop(key, None)
+        if claimed:
+            claims.finished(key, ok=True)  # type: ignore[union-attr]
         fut.set_result(resp)
         if self.on_spent is not None:
             self.on_spent(provider.name, model, resp.tokens_in, resp.tokens_out)

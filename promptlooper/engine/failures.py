@@ -5,6 +5,8 @@
 * pauses the sweep when an endpoint's circuit breaker opens (``endpoint.unhealthy``), probes the
   endpoint while it is open, and resumes the sweep when a probe is answered (``endpoint.healthy``);
   with ``unhealthy_timeout`` set (the CLI sets it) a breaker open that long stops the sweep instead;
+  with ``shared`` set (:mod:`.shared_breakers`), a breaker it opens holds for every process sweeping
+  the store, and one another process opened pauses this sweep too (that process probes);
 * makes a retry's backoff wait one that a pause or a stop cuts short at once (a ``Retry-After`` of
   minutes used to hold ``stop`` that long);
 * counts the reasons runs failed, grouped, for the end-of-sweep summary;
@@ -27,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ProviderError
 from ..providers.base import ChatRequest, Provider
 from .breaker import Breaker, is_unhealthy
+from .shared_breakers import SharedBreakers
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -47,6 +50,7 @@ class FailureWatch:
         self._waker: asyncio.Future[None] | None = None  # resolved by a pause / stop: ends every backoff wait
         self._probes: dict[str, asyncio.Task[None]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.shared: SharedBreakers | None = None  # breakers shared with the store's other processes
 
     # ------------------------------------------------------------------ failed runs
     def run_failed(self, error: str | None) -> None:
@@ -78,6 +82,8 @@ class FailureWatch:
             self.interrupt_waits()
         elif verb == "resume":
             calls = getattr(self.sweep, "calls", None)
+            if self.shared is not None and calls is not None:
+                self.shared.resumed(calls.breakers.values())
             for breaker in (calls.breakers.values() if calls is not None else ()):
                 breaker.close()
             for task in self._probes.values():
@@ -86,25 +92,62 @@ class FailureWatch:
 
     # ------------------------------------------------------------------ circuit breaker
     def endpoint_unhealthy(self, breaker: Breaker, provider: Provider, request: ChatRequest) -> None:
-        sweep, p = self.sweep, self.sweep.progress
         reason = f"endpoint {breaker.name!r} unhealthy after {breaker.failures} consecutive failures: {breaker.reason}"
-        sweep.emit("endpoint.unhealthy", {"endpoint": breaker.name, "reason": breaker.reason, "failures": breaker.failures,
+        if self.shared is not None:
+            self.shared.opened(breaker)
+        if not self._pause_for(breaker, reason, {"failures": breaker.failures}):
+            return
+        old = self._probes.get(breaker.name)
+        if old is None or old.done():
+            self._probes[breaker.name] = asyncio.ensure_future(self._probe(breaker, provider, request))
+
+    def _pause_for(self, breaker: Breaker, reason: str, details: dict[str, Any]) -> bool:
+        """``endpoint.unhealthy`` and a pause (or a stop, with a zero ``unhealthy_timeout``: then False)."""
+        sweep, p = self.sweep, self.sweep.progress
+        sweep.emit("endpoint.unhealthy", {"endpoint": breaker.name, "reason": breaker.reason, **details,
                                           "sweep_id": sweep.sweep_id})
         if self.unhealthy_timeout is not None and self.unhealthy_timeout <= 0:
             self.stop(reason)
-            return
+            return False
         if p.status == "running":
             sweep._gate.clear()
             p.status = "paused"
             p.stop_reason = reason
             sweep.emit("experiment.paused", {"reason": reason, "sweep_id": sweep.sweep_id})
         self.interrupt_waits()
-        old = self._probes.get(breaker.name)
-        if old is None or old.done():
-            self._probes[breaker.name] = asyncio.ensure_future(self._probe(breaker, provider, request))
+        return True
+
+    async def follow_shared(self) -> None:
+        """On the steering poll: open the breakers other processes hold open, close those they closed."""
+        calls = getattr(self.sweep, "calls", None)
+        if self.shared is None or calls is None or not calls.breakers:
+            return
+        try:
+            elsewhere = await self.shared.open_elsewhere()
+        except Exception:  # noqa: BLE001 - steering must go on; the next poll reads them again
+            return
+        for breaker in list(calls.breakers.values()):
+            row = elsewhere.get(breaker.identity)
+            if row is not None and not breaker.is_open:
+                breaker.open_remotely(row[1])
+                reason = f"endpoint {breaker.name!r} unhealthy (its breaker opened by another process): {row[1]}"
+                if self._pause_for(breaker, reason, {"failures": 0, "opened_by": row[0]}):
+                    self._probes[breaker.name] = asyncio.ensure_future(self._wait_remote(breaker))
+            elif row is None and breaker.is_open and breaker.remote:
+                self.endpoint_healthy(breaker)
+
+    async def _wait_remote(self, breaker: Breaker) -> None:
+        """A breaker another process opened (and probes): this sweep only gives up after ``unhealthy_timeout``."""
+        if self.unhealthy_timeout is None:
+            return
+        await asyncio.sleep(self.unhealthy_timeout)
+        if breaker.is_open and not self.sweep.stopping:
+            self.stop(f"endpoint {breaker.name!r} still unhealthy after {self.unhealthy_timeout:g}s: {breaker.reason}")
 
     def endpoint_healthy(self, breaker: Breaker) -> None:
         sweep, p = self.sweep, self.sweep.progress
+        if self.shared is not None:
+            self.shared.closed(breaker)
         breaker.close()
         sweep.emit("endpoint.healthy", {"endpoint": breaker.name, "sweep_id": sweep.sweep_id})
         others_open = any(b.is_open for b in sweep.calls.breakers.values())
@@ -137,6 +180,8 @@ class FailureWatch:
                 if is_unhealthy(exc):
                     breaker.probes += 1
                     breaker.reason = str(exc)
+                    if self.shared is not None:
+                        self.shared.opened(breaker)  # open for the others until after the next probe
                     self.sweep.emit("endpoint.probe_failed", {"endpoint": breaker.name, "reason": str(exc),
                                                               "next_probe_in": breaker.next_probe_in()})
                     continue
@@ -181,6 +226,8 @@ class FailureWatch:
                 await task
         self._probes.clear()
         self.interrupt_waits()
+        if self.shared is not None:
+            await self.shared.aclose()
 
 
 def summary_reasons(reasons: dict[str, Any], limit: int = 10) -> list[tuple[str, int]]:

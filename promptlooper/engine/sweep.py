@@ -37,10 +37,12 @@ from ..store.sweeps import read_steering_request, steering_request
 from ..sweeps.runs import RunItem, run_id, run_id_from, run_id_head
 from ..sweeps.space import Configuration
 from .calls import CacheReader, CallExecutor
+from .claims import CallClaims
 from .failures import FailureWatch
 from .gcfreeze import older_objects_frozen
 from .progress import Progress
 from .runner import Runner
+from .shared_breakers import SharedBreakers
 from .turns import TurnBudget
 
 if TYPE_CHECKING:
@@ -270,6 +272,10 @@ class Sweep:
                 on_healthy=self.failures.endpoint_healthy,
             )
             self.calls = calls
+            # Calls shared with other processes sweeping this store (engine/claims.py): its own connection.
+            claims = calls.claims = CallClaims(open_store(self.store_path), calls.claim_candidates, is_open=self._open)
+            await claims.start()
+            self.failures.shared = SharedBreakers(claims.store, claims.owner)  # through the same connection
             runner = self.runner = Runner(plan.experiment_id, self.sweep_id, self.pool, calls, self.scorers, self.functions)
             self._finished = finished
             self._items = self._looking_ahead(plan.items(finished))
@@ -302,6 +308,7 @@ class Sweep:
                     await writer
                 # Whatever finished is committed, even on Ctrl+C or cancellation.
                 await asyncio.shield(self._flush(wstore, final=True))
+                await asyncio.shield(claims.close())  # after the last commit: waiters now find every entry
                 await scoring_env.aclose()
                 await self.pool.aclose()
             return self.progress
@@ -602,6 +609,7 @@ class Sweep:
                 self._poke.clear()
                 for requested in await asyncio.to_thread(store.take_steering, self.sweep_id):
                     await self._apply(requested, store)
+                await self.failures.follow_shared()  # breakers other processes opened (engine/shared_breakers.py)
         finally:
             stop()
 

@@ -217,3 +217,19 @@ def m007_embedding_cache(db: Database) -> None:
         );
         """
     )
+
+
+@migrations()
+def m020_call_claims(db: Database) -> None:
+    # Calls shared by the processes of one store (store/claims.py): cache keys claimed while their
+    # call is out, the processes that claim, and circuit breakers one process opened for all.
+    db.executescript(
+        """
+        CREATE TABLE call_claims (key TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_at REAL NOT NULL);
+        CREATE INDEX call_claims_owner ON call_claims (owner);
+        CREATE TABLE call_sharers (owner TEXT PRIMARY KEY, heartbeat REAL NOT NULL, claiming INTEGER NOT NULL DEFAULT 0);
+        CREATE TABLE endpoint_breakers (
+            endpoint TEXT PRIMARY KEY, owner TEXT NOT NULL, open_until REAL NOT NULL, reason TEXT
+        );
+        """
+    )

@@ -129,6 +129,13 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
     ("m007_embedding_cache", [
         f"CREATE TABLE IF NOT EXISTS embedding_cache (key {T} PRIMARY KEY, model {T} NOT NULL, vector BYTEA NOT NULL, created_at {T})",
     ]),
+    ("m020_call_claims", [
+        f"CREATE TABLE call_claims (key {T} PRIMARY KEY, owner {T} NOT NULL, expires_at DOUBLE PRECISION NOT NULL)",
+        "CREATE INDEX call_claims_owner ON call_claims (owner)",
+        f"CREATE TABLE call_sharers (owner {T} PRIMARY KEY, heartbeat DOUBLE PRECISION NOT NULL, claiming BIGINT NOT NULL DEFAULT 0)",
+        f"""CREATE TABLE endpoint_breakers (
+            endpoint {T} PRIMARY KEY, owner {T} NOT NULL, open_until DOUBLE PRECISION NOT NULL, reason {T})""",
+    ]),
 ]
 
 # Any constant both migrating processes agree on: "PLmigrat" as a 64-bit number.

@@ -10,7 +10,8 @@ have no meaning on a server and do nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import psycopg
@@ -18,6 +19,8 @@ import psycopg
 from ...errors import NotFoundError, StoreError
 from ..batchwriter import now_iso
 from ..cache import Cache
+from ..claims import Claims
+from ..db import ReadOnlyError
 from ..events import Events
 from ..experiments import Experiments
 from ..housekeeping import Housekeeping
@@ -28,11 +31,11 @@ from ..scores import Scores
 from ..store import Store
 from ..sweeps import Sweeps
 from . import batches, schema
-from .connection import PgConnection, PgDatabase
+from .connection import Cursorish, PgConnection, PgDatabase
 from .notify import Listener, notify
 
 
-class PostgresStore(Experiments, Runs, Scores, Cache, Events, Sweeps, Housekeeping, Outbox):
+class PostgresStore(Experiments, Runs, Scores, Cache, Events, Sweeps, Housekeeping, Outbox, Claims):
     """One PostgreSQL database. ``readonly=True``: every session refuses writes (a dashboard's store)."""
 
     def __init__(self, url: str, *, readonly: bool = False, create: bool = True):
@@ -81,6 +84,19 @@ class PostgresStore(Experiments, Runs, Scores, Cache, Events, Sweeps, Housekeepi
             rows = conn.execute("SELECT key, response, tokens_in, tokens_out, latency_ms FROM response_cache"
                                 " WHERE key = ANY(%s)", (list(keys),)).fetchall()
         return {key: (resp, tin or 0, tout or 0, lat or 0.0) for key, resp, tin, tout, lat in rows}
+
+    # Claims are made on the sweep's loop, like its cache look-ups (see engine/claims.py).
+    claims_on_loop = True
+
+    @contextlib.contextmanager
+    def _claims_write(self) -> Iterator[Cursorish]:
+        """Claims statement by statement (autocommit), without the store's write lock (see
+        ``Claims._claims_write``): the claim commits before the cache is read, which is all the
+        claim-then-look order needs, and two round trips a loop turn is what a claim costs."""
+        if self.readonly:
+            raise ReadOnlyError("this store is open read-only (a dashboard): nothing can be changed from here")
+        with self.cx.connection() as conn:
+            yield Cursorish(conn)
 
     # ------------------------------------------------------------------ steering by notification (notify.py)
     @staticmethod

@@ -1,0 +1,255 @@
+"""Identical calls of several processes go out once: cache keys claimed in the store.
+
+Within a process, an identical call in flight is awaited (single-flight, in :mod:`.calls`). Across
+processes that share a store (two notebooks, two CLI runs, workers) a call looks like a cache
+miss to each of them until its reply is committed; :class:`CallClaims` makes the first process
+*claim* the key in the store (:mod:`promptlooper.store.claims`) and the others wait for its cache
+entry, which they then use as a cache hit (nothing spent: the process that called paid).
+
+Design, measured against a sweep alone (benchmarks/run.py a, b):
+
+* **Alone, nothing per call.** A process sweeping alone claims nothing: it only writes a heartbeat
+  every ``SOLO_TICK`` from a thread. In the transaction in which it first sees another live
+  sharer it starts claiming, and claims at once the calls it already has out and those it made
+  recently (their entries may not be committed yet). A process that starts beside others claims
+  from its first call, but makes no claim until every live sharer says it claims, so a key is
+  never called unclaimed by one process and claimed by another.
+* **Claims batched per loop turn.** The keys missed in one turn of the event loop are claimed
+  together (a :class:`~promptlooper.coalescing.Coalescer`), which also returns those already
+  cached: on PostgreSQL on the loop, like the cache look-ups (two statements); on SQLite in one
+  transaction in a thread (it may wait for the sweep's writer process, which the loop must not).
+  Keys held by another process are polled together, one transaction every ``TICK``.
+* **A dead owner's claim is taken over.** The owner renews its claims while the calls are out; one
+  not renewed for ``ttl`` seconds (``PROMPTLOOPER_CLAIM_TTL``, default 10) is taken by the next
+  process polling it, which calls itself. A failed call's claim is deleted at the next tick; a
+  successful one's once its cache entry is committed (the sweep's writer commits every 50 ms).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import os
+import socket
+import time
+import uuid
+import warnings
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from ..coalescing import Coalescer
+from ..store.backend import StoreBackend
+from ..store.claims import ClaimResult, ClaimTick
+
+TICK = 0.1  # seconds between polls of the keys another process holds (and heartbeats) while claiming
+SOLO_TICK = 0.25  # seconds between heartbeats while alone (how soon a newcomer may make its first claim)
+STALE_AFTER = 5.0  # seconds without a heartbeat after which a sharer is gone
+DEFAULT_TTL = 10.0  # seconds a claim holds unless renewed
+
+CLAIMED = "claimed"  # the key is this process's to call
+HELD = "held"  # another live process is calling it
+Value = tuple[str, int, int, float]  # a cache entry: (response, tokens in, tokens out, latency ms)
+
+
+def claim_ttl() -> float:
+    """Seconds a claim holds without renewal: ``$PROMPTLOOPER_CLAIM_TTL``, else 10."""
+    raw = os.environ.get("PROMPTLOOPER_CLAIM_TTL")
+    return float(raw) if raw else DEFAULT_TTL
+
+
+def new_owner() -> str:
+    """This sweep's name in the claims table: host and pid, for whoever reads it, and a unique tail."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class CallClaims:
+    """One sweeping process's claims (see the module docstring).
+
+    ``recent`` gives the keys of the calls this process has out and of those it made lately: what it
+    claims when another process appears. ``store`` is its own (the sweep's loop reads through
+    another connection, which a write waiting for SQLite's lock must not hold).
+    """
+
+    def __init__(self, store: StoreBackend, recent: Callable[[], tuple[Iterable[str], Iterable[str]]], *,
+                 owner: str | None = None, ttl: float | None = None, tick: float = TICK, solo_tick: float = SOLO_TICK,
+                 stale_after: float = STALE_AFTER, is_open: Callable[[], bool] = lambda: True):
+        self.store = store
+        self.recent = recent
+        # While the sweep is paused its claims are not renewed: after ``ttl`` another process may
+        # take them over (a call this sweep then still makes on resume goes out twice, rather
+        # than a colleague's sweep waiting for as long as this one stays paused).
+        self.is_open = is_open
+        self.owner = owner or new_owner()
+        self.ttl = claim_ttl() if ttl is None else ttl
+        self.tick = tick
+        self.solo_tick = solo_tick
+        self.stale_after = stale_after
+        self.claiming = False  # read by the call path on every miss: False while this process is alone
+        self.others: dict[str, bool] = {}
+        self._ready = asyncio.Event()  # set while every live sharer claims
+        # On PostgreSQL a turn's claims are made on the loop, as its cache look-ups are (two round
+        # trips, no thread hop: from a thread they waited ~20 ms a turn for the GIL, measured);
+        # SQLite's may wait for its writer process's lock, so they go to a thread.
+        on_loop = getattr(store, "claims_on_loop", False)
+        self._coalescer: Coalescer[str, Any] = Coalescer(self._claim_now if on_loop else self._claim_batch)
+        self._waiting: dict[str, asyncio.Future[Any]] = {}  # keys another process holds
+        self._calling: set[str] = set()  # own claims whose call is out (renewed)
+        self._done: set[str] = set()  # own claims whose call was answered (released once cached)
+        self._failed: set[str] = set()  # own claims whose call failed (released at the next tick)
+        self._renewed = 0.0
+        self._task: asyncio.Task[None] | None = None
+        # Threads of its own: queued behind the sweep's other thread work (steering polls, scorers),
+        # a claim waited ~40 ms a turn (measured on PostgreSQL, two sweeps of C = 64).
+        self._executor = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="promptlooper-claims")
+        self._warned = False
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        """Join the store's sharers (claiming at once if others sweep), and tick until :meth:`close`."""
+        try:
+            self._update(await self._run_tick(self._tick_of(claiming=None)))
+        except Exception as exc:  # noqa: BLE001 - the sweep runs unshared; the ticker tries again
+            self._trouble(exc)
+        self._task = asyncio.ensure_future(self._ticker())
+
+    async def close(self) -> None:
+        """Leave: every claim of this process is deleted. Call it after the sweep's last commit
+        (earlier, a waiter could claim and call a key whose entry is about to be committed)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for fut in self._waiting.values():
+            fut.cancel()
+        self._waiting.clear()
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self.store.leave_sharing, self.owner)
+        finally:
+            self._executor.shutdown(wait=True)
+            self.store.close()
+
+    # ------------------------------------------------------------------ the call path
+    async def acquire(self, key: str, gate: Callable[[], Awaitable[Any]]) -> Value | None:
+        """The cache entry of ``key`` if another process called it (or it is cached), else None:
+        the key is now claimed by this process, which must call and then say :meth:`finished`.
+        ``gate`` is awaited while waiting for another process (a pause holds it, a stop raises)."""
+        await gate()  # a paused sweep claims nothing (another process may call it meanwhile)
+        while not self._ready.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._ready.wait(), self.tick)
+            await gate()
+        try:
+            outcome = await self._coalescer.get(key)
+        except Exception as exc:  # noqa: BLE001 - the store failed: call unclaimed rather than not at all
+            self._trouble(exc)
+            return None
+        while outcome == HELD:
+            fut = self._waiting.get(key)
+            if fut is None:
+                fut = self._waiting[key] = asyncio.get_running_loop().create_future()
+            try:
+                while not fut.done():
+                    await asyncio.wait((fut,), timeout=0.25)
+                    await gate()
+            except BaseException:
+                if not fut.done():
+                    fut.cancel()
+                    self._waiting.pop(key, None)
+                elif not fut.cancelled() and fut.result() == CLAIMED:
+                    self.finished(key, ok=False)  # taken over for a run that no longer wants it
+                raise
+            outcome = fut.result()
+        return None if outcome == CLAIMED else outcome
+
+    def finished(self, key: str, *, ok: bool) -> None:
+        """The call of a claimed key ended: its claim goes once its entry is committed, or now."""
+        if key in self._calling:
+            self._calling.discard(key)
+            (self._done if ok else self._failed).add(key)
+
+    # ------------------------------------------------------------------ store transactions
+    async def _claim_batch(self, keys: list[str]) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        return self._outcomes(keys, await loop.run_in_executor(
+            self._executor, self.store.claim_calls, self.owner, keys, time.time(), self.ttl))
+
+    def _claim_now(self, keys: list[str]) -> dict[str, Any]:
+        return self._outcomes(keys, self.store.claim_calls(self.owner, keys, time.time(), self.ttl))
+
+    def _outcomes(self, keys: list[str], result: ClaimResult) -> dict[str, Any]:
+        self._calling.update(result.claimed)
+        return {key: result.found.get(key) or (CLAIMED if key in result.claimed else HELD) for key in keys}
+
+    def _tick_of(self, *, claiming: bool | None, claim: list[str] | None = None, **rest: Any) -> ClaimTick:
+        return ClaimTick(self.owner, time.time(), self.ttl, self.stale_after, claiming, claim or (), **rest)
+
+    async def _run_tick(self, t: ClaimTick) -> ClaimResult:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self.store.claims_tick, t)
+
+    def _update(self, result: ClaimResult) -> None:
+        self.claiming = result.claiming
+        self.others = result.others
+        if self.claiming and all(result.others.values()):
+            self._ready.set()
+        else:
+            self._ready.clear()
+
+    def _trouble(self, exc: Exception) -> None:
+        if not self._warned:
+            self._warned = True
+            warnings.warn(f"promptlooper: call claims unavailable ({type(exc).__name__}: {exc}); identical calls of "
+                          "other processes may go out twice", stacklevel=2)
+
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(self.tick if self.claiming else self.solo_tick)
+            try:
+                await self._step()
+            except Exception as exc:  # noqa: BLE001 - a store that failed once may answer the next tick
+                self._trouble(exc)
+
+    async def _step(self) -> None:
+        if self.claiming:
+            await self._poll()
+            return
+        result = await self._run_tick(self._tick_of(claiming=False))  # alone: a heartbeat, and who else is there
+        if result.others:
+            await self._adopt()
+        else:
+            self._update(result)
+
+    async def _adopt(self) -> None:
+        """Another process sweeps now: claim what this one has out or just made, then claim on."""
+        out, made = self.recent()
+        out = set(out)
+        self.claiming = True  # from here the call path claims (once the others claim too)
+        self._calling.update(out)
+        self._done.update(k for k in made if k not in out)
+        result = await self._run_tick(self._tick_of(claiming=True, adopt=sorted(out | self._done)))
+        self._renewed = time.monotonic()
+        self._update(result)
+
+    async def _poll(self) -> None:
+        waiting = [k for k, fut in self._waiting.items() if not fut.done()]
+        failed, done = list(self._failed), list(self._done)
+        renew: list[str] = []
+        if time.monotonic() - self._renewed > self.ttl / 4 and self.is_open():
+            renew = list(self._calling)
+            self._renewed = time.monotonic()
+        result = await self._run_tick(self._tick_of(claiming=True, claim=waiting, renew=renew, release=failed,
+                                                    release_if_cached=done))
+        self._failed.difference_update(failed)
+        self._done.difference_update(result.released)
+        self._update(result)
+        self._calling.update(result.claimed)
+        for key in waiting:
+            outcome = result.found.get(key) or (CLAIMED if key in result.claimed else None)
+            if outcome is None:
+                continue
+            fut = self._waiting.pop(key, None)
+            if fut is None or fut.done():  # its waiter went away meanwhile
+                if outcome == CLAIMED:
+                    self.finished(key, ok=False)
+                continue
+            fut.set_result(outcome)
