@@ -199,11 +199,18 @@ class PLWidget(anywidget.AnyWidget):  # type: ignore[misc]
 
     # -- loop -------------------------------------------------------------
     def _start_loop(self, key: tuple[str, ...], coro: Coroutine[Any, Any, Any]) -> None:
-        self._loop_task = replace_loop((type(self).__name__, *key, self.slot), coro, owner=self)
+        self._loop_task = task = replace_loop((type(self).__name__, *key, self.slot), coro, owner=self)
+        if task is not None:
+            task.add_done_callback(self._loop_ended)
+
+    def _loop_ended(self, task: asyncio.Task[Any]) -> None:
+        # however it ended (cancelled, replaced, returned), unless this view started another since
+        if self._loop_task is task or self._loop_task is None:
+            self._heap.give_back()
 
     def _following(self, status: Any) -> None:
         """The sweep this view follows is in ``status``: hold the heap frozen while it runs."""
-        if status == "running" and not self._closed and self._loop_task is not None:
+        if status == "running" and not self._closed and self._loop_task is not None and not self._loop_task.done():
             self._heap.take()
         else:
             self._heap.give_back()

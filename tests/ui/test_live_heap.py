@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from helpers import temperature_sweep, write_experiment
 
@@ -95,3 +96,37 @@ def test_a_view_closed_mid_sweep_hands_the_heap_back(wb: pl.Workbench, tmp_path:
             proc.wait(timeout=10)
     assert status == "running"  # the other process's sweep still ran when the view was closed
     assert held > 0 and closed == 0
+
+
+def test_a_view_replaced_by_a_rerun_cell_hands_its_share_back(wb: pl.Workbench, tmp_path: Path) -> None:
+    from promptlooper.ui.charts import Charts
+
+    with FakeServer(latency=0.2) as srv:
+        proc, key = _start_other_process(wb, srv, tmp_path, 40)
+
+        async def until(check: Any) -> None:
+            for _ in range(500):
+                if check():
+                    return
+                await asyncio.sleep(0.01)
+            raise AssertionError("timed out")
+
+        async def main() -> tuple[int, int, str]:
+            first = Charts(wb, key, interval=0.05)  # polls the store itself (no leaderboard to follow)
+            await until(lambda: gc.get_freeze_count() > 0)
+            again = Charts(wb, key, interval=0.05)  # the same cell run again: replaces the first's loop
+            await until(lambda: again._heap.held)
+            await asyncio.sleep(0.1)
+            held = gc.get_freeze_count()
+            again.close()
+            after = gc.get_freeze_count()  # the replaced view, never closed, holds nothing either
+            first.close()
+            return held, after, wb.status(key)["sweep"]["status"]
+
+        try:
+            held, after, status = asyncio.run(main())
+        finally:
+            proc.kill()
+            proc.wait(timeout=10)
+    assert status == "running"
+    assert held > 0 and after == 0
