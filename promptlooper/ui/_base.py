@@ -2,7 +2,7 @@
 
 Design: the browser side of a widget only draws state and sends messages (``{"action": ...}``);
 all sorting, diffing and state building happens here, in Python, where it is tested without a
-browser. Three rules keep a live notebook healthy:
+browser. Four rules keep a live notebook healthy:
 
 - **Read-only is enforced in Python.** A widget in read-only mode (``readonly=True``, or by
   default ``PROMPTLOOPER_READONLY=1`` or a Voila kernel) hides its steering buttons *and* drops

@@ -120,7 +120,11 @@ class LiveSweep(PLWidget):
         else:
             # the loop first: a view with a loop to see the sweep end holds the heap (_following)
             self._start_loop((wb.db_path, self.experiment), every(self.poll, self._poll_store))
-            self.refresh_from(self._read_store(wb))
+            try:
+                self.refresh_from(self._read_store(wb))
+            except BaseException:  # no view (an unknown experiment, say): no loop left polling for it
+                self.stop_updates()
+                raise
 
     # -- a sweep of this kernel -------------------------------------------
     def watch(self, handle: Any) -> None:

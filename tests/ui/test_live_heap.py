@@ -130,3 +130,20 @@ def test_a_view_replaced_by_a_rerun_cell_hands_its_share_back(wb: pl.Workbench, 
             proc.wait(timeout=10)
     assert status == "running"
     assert held > 0 and after == 0
+
+
+def test_a_view_of_an_unknown_experiment_leaves_no_loop_behind(wb: pl.Workbench) -> None:
+    from promptlooper.ui._base import live_loops
+
+    async def main() -> dict[Any, Any]:
+        try:
+            LiveSweep(wb, "nowhere/nothing", poll=0.05)
+        except pl.NotFoundError:
+            pass
+        else:
+            raise AssertionError("an unknown experiment was shown")
+        await asyncio.sleep(0.1)
+        return live_loops()
+
+    assert asyncio.run(main()) == {}
+    assert gc.get_freeze_count() == 0
