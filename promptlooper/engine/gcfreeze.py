@@ -12,6 +12,12 @@ collections skip; ``gc.unfreeze()`` gives them back when the last sweep of the p
 Cycles among those older objects that become garbage meanwhile are collected after the sweep,
 not during it. Sweeps may overlap (on one loop, or on threads): the first one in freezes, the
 last one out unfreezes.
+
+A live view that follows a sweep of another process (a terminal's ``promptlooper run``, workers)
+allocates as it refreshes and set off the same full collections in the kernel (40-190 ms, with
+the widgets' loop probe of ``benchmarks/widget_latency.py --sweep-in cli``). It takes a
+:class:`HeapHold` while that sweep runs, and gives it back when the sweep ends or the view
+closes: a share of the same freeze, counted with the sweeps'.
 """
 
 from __future__ import annotations
@@ -22,21 +28,54 @@ import threading
 from collections.abc import Iterator
 
 _lock = threading.Lock()
-_sweeps = 0  # sweeps of this process running now
+_sweeps = 0  # sweeps of this process running now, and views holding a share for one elsewhere
 
 
-@contextlib.contextmanager
-def older_objects_frozen() -> Iterator[None]:
-    """Freeze the heap for the time of the ``with`` block (see the module docstring)."""
+def _enter() -> None:
     global _sweeps
     with _lock:
         if _sweeps == 0:
             gc.freeze()
         _sweeps += 1
+
+
+def _leave() -> None:
+    global _sweeps
+    with _lock:
+        _sweeps -= 1
+        if _sweeps == 0:
+            gc.unfreeze()
+
+
+@contextlib.contextmanager
+def older_objects_frozen() -> Iterator[None]:
+    """Freeze the heap for the time of the ``with`` block (see the module docstring)."""
+    _enter()
     try:
         yield
     finally:
-        with _lock:
-            _sweeps -= 1
-            if _sweeps == 0:
-                gc.unfreeze()
+        _leave()
+
+
+class HeapHold:
+    """One owner's share of the freeze, taken and given back as the owner learns of a sweep's
+    start and end (a view that follows a sweep of another process). Both are idempotent."""
+
+    __slots__ = ("_held",)
+
+    def __init__(self) -> None:
+        self._held = False
+
+    @property
+    def held(self) -> bool:
+        return self._held
+
+    def take(self) -> None:
+        if not self._held:
+            _enter()
+            self._held = True
+
+    def give_back(self) -> None:
+        if self._held:
+            self._held = False
+            _leave()

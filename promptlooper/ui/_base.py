@@ -2,7 +2,7 @@
 
 Design: the browser side of a widget only draws state and sends messages (``{"action": ...}``);
 all sorting, diffing and state building happens here, in Python, where it is tested without a
-browser. Three rules keep a live notebook healthy:
+browser. Four rules keep a live notebook healthy:
 
 - **Read-only is enforced in Python.** A widget in read-only mode (``readonly=True``, or by
   default ``PROMPTLOOPER_READONLY=1`` or a Voila kernel) hides its steering buttons *and* drops
@@ -12,6 +12,10 @@ browser. Three rules keep a live notebook healthy:
   cell that builds the same view cancels the previous loop instead of adding a second one.
 - **Slow reads leave the loop.** Store reads of a background refresh run in a worker thread on
   a read-only connection of their own, so cells stay responsive while a sweep writes.
+- **Full collections skip the kernel's heap while a followed sweep runs.** A refresh allocates,
+  and now and then sets off a full collection of every object of the kernel (tens to hundreds of
+  ms with the GIL held); a view that sees the sweep it follows running holds a share of the
+  engine's freeze (``engine/gcfreeze.py``) until it sees the sweep end or is closed.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from typing import Any, ClassVar
 
 import anywidget
 import traitlets
+
+from ..engine.gcfreeze import HeapHold
 
 log = logging.getLogger("promptlooper.ui")
 
@@ -146,6 +152,7 @@ class PLWidget(anywidget.AnyWidget):  # type: ignore[misc]
         self.slot = slot
         self._loop_task: asyncio.Task[Any] | None = None
         self._closed = False
+        self._heap = HeapHold()
         self.on_msg(self._receive)
 
     # -- messages ---------------------------------------------------------
@@ -192,10 +199,25 @@ class PLWidget(anywidget.AnyWidget):  # type: ignore[misc]
 
     # -- loop -------------------------------------------------------------
     def _start_loop(self, key: tuple[str, ...], coro: Coroutine[Any, Any, Any]) -> None:
-        self._loop_task = replace_loop((type(self).__name__, *key, self.slot), coro, owner=self)
+        self._loop_task = task = replace_loop((type(self).__name__, *key, self.slot), coro, owner=self)
+        if task is not None:
+            task.add_done_callback(self._loop_ended)
+
+    def _loop_ended(self, task: asyncio.Task[Any]) -> None:
+        # however it ended (cancelled, replaced, returned), unless this view started another since
+        if self._loop_task is task or self._loop_task is None:
+            self._heap.give_back()
+
+    def _following(self, status: Any) -> None:
+        """The sweep this view follows is in ``status``: hold the heap frozen while it runs."""
+        if status == "running" and not self._closed and self._loop_task is not None and not self._loop_task.done():
+            self._heap.take()
+        else:
+            self._heap.give_back()
 
     def superseded(self) -> None:
         """A newer view of the same experiment (a re-run cell) took over this one's updates."""
+        self._heap.give_back()
         self._loop_task = None
         self.notice = "This view stopped updating: a newer view of the same experiment replaced it."
 
@@ -204,6 +226,7 @@ class PLWidget(anywidget.AnyWidget):  # type: ignore[misc]
         if self._loop_task is not None and not self._loop_task.done():
             self._loop_task.cancel()
         self._loop_task = None
+        self._heap.give_back()
 
     def close(self) -> None:
         self._closed = True

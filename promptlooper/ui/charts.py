@@ -12,6 +12,7 @@ import asyncio
 import math
 from typing import Any
 
+from ..engine.gcfreeze import HeapHold
 from ._base import Reader, every, experiment_key, log, replace_loop
 from ._format import clean, fmt_value, short
 from .leaderboard import classify_columns
@@ -183,6 +184,7 @@ class Charts:
         self._seen: Any = None
         self._offered: Any = None
         self._wake = asyncio.Event()
+        self._heap = HeapHold()  # polling the store itself: see _base.PLWidget._following
         self.updates = 0
         board = source.frame if source is not None and source.frame is not None else wb.leaderboard(self.experiment)
         # Following a live view, the first figures are drawn by the loop, after the cell has
@@ -208,6 +210,8 @@ class Charts:
                 self._task = replace_loop(key, self._follow())
             else:
                 self._task = replace_loop(key, every(interval, self._tick))
+                if self._task is not None:  # replaced by a re-run cell or closed: the share goes back
+                    self._task.add_done_callback(lambda _task: self._heap.give_back())
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
@@ -240,6 +244,10 @@ class Charts:
         status = await self._reader.call("status", self.experiment)
         sweep = status.get("sweep") or {}
         marker = (sweep.get("id"), sweep.get("done"), sweep.get("status"))
+        if sweep.get("status") == "running":
+            self._heap.take()
+        else:
+            self._heap.give_back()
         if marker != self._seen:
             self._seen = marker
             await self._redraw(await self._reader.call("leaderboard", self.experiment))
@@ -264,6 +272,7 @@ class Charts:
     def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
+        self._heap.give_back()
         self._reader.close()
         for fw in self.figures.values():
             fw.close()

@@ -248,7 +248,8 @@ class Leaderboard(PLWidget):
     async def _tick(self) -> bool:
         marker = await self._change_marker()
         now = time.monotonic()
-        final = marker[-1] in TERMINAL if isinstance(marker, tuple) and marker else False
+        self._following(marker[-1])
+        final = marker[-1] in TERMINAL
         if marker != self._seen and (now >= self._next or final):
             self._seen = marker
             frame, built = await self._reader.run(self._read)

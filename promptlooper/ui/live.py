@@ -118,8 +118,13 @@ class LiveSweep(PLWidget):
         if handle is not None:
             self.watch(handle)
         else:
-            self.refresh_from(self._read_store(wb))
+            # the loop first: a view with a loop to see the sweep end holds the heap (_following)
             self._start_loop((wb.db_path, self.experiment), every(self.poll, self._poll_store))
+            try:
+                self.refresh_from(self._read_store(wb))
+            except BaseException:  # no view (an unknown experiment, say): no loop left polling for it
+                self.stop_updates()
+                raise
 
     # -- a sweep of this kernel -------------------------------------------
     def watch(self, handle: Any) -> None:
@@ -174,6 +179,7 @@ class LiveSweep(PLWidget):
         self._push(numbers, self._varied.get(numbers.get("best_config_id") or ""))
 
     def _push(self, numbers: dict[str, Any], varied: dict[str, Any] | None) -> None:
+        self._following(numbers.get("status"))
         state = progress_state(self.experiment, numbers, varied)
         if state != self.state:
             self.state = state
