@@ -19,8 +19,10 @@ finalizers, so every new session first removes what dead sessions left (namespac
 whose pid is gone, after killing what still ran inside them).
 
 Hosts: ``host.run(argv, env=…)`` / ``host.popen(argv, …)`` run a command inside the host's
-namespace (``ip netns exec``; the environment, PYTHONPATH included, is inherited), and
-``host.address`` is its address. ``host.cut()`` takes its cable out of the switch (its bridge port
+namespace (``ip netns exec``; the environment, PYTHONPATH included, is inherited) under the host's
+name as host name (a UTS namespace: ``socket.gethostname()`` is ``w1`` there), and
+``host.address`` is its address. Only the network and the host name are separate: the hosts share
+the file system, users and process ids with the root namespace. ``host.cut()`` takes its cable out of the switch (its bridge port
 down: packets to and from it vanish, as when a link between two machines fails) and
 ``host.restore()`` plugs it back; TCP connections in flight survive a short cut, as across a
 real network.
@@ -141,7 +143,10 @@ class Host:
         self.processes: list[subprocess.Popen[Any]] = []
 
     def command(self, argv: Sequence[str]) -> list[str]:
-        return ["ip", "netns", "exec", self.ns, *argv]
+        """``argv`` run in this host: its network namespace, and a host name of its own (``w1``) so
+        that a sweep's owner reads as on another machine (liveness then goes by heartbeat, not pid)."""
+        return ["ip", "netns", "exec", self.ns, "unshare", "--uts", "--",
+                "sh", "-c", 'hostname "$0" && exec "$@"', self.name, *argv]
 
     def run(self, argv: Sequence[str], *, env: dict[str, str] | None = None, timeout: float = 120,
             **kw: Any) -> subprocess.CompletedProcess[str]:
@@ -251,7 +256,7 @@ class DbHost:
 class LlmHost:
     """The fake OpenAI-compatible server in the ``llm`` host, bound to its address."""
 
-    def __init__(self, host: Host, latency: float = 0.02):
+    def __init__(self, host: Host, latency: float = 0.05):
         self.host = host
         self.latency = latency
         self.base_url = ""
