@@ -66,7 +66,7 @@ import pytest
 from pg import Cluster
 
 PREFIX = "plnet"
-_NAME_RE = re.compile(rf"^{PREFIX}(\d+)(?:-|$)")
+_NAME_RE = re.compile(rf"^{PREFIX}(\d+)[a-z]?(?:-|$)")
 FAKE_SERVER_PORT = 8000
 
 
@@ -189,9 +189,12 @@ class Host:
 class Network:
     """A switch, a leg of the root namespace on it, and hosts added by name."""
 
-    def __init__(self) -> None:
+    def __init__(self, tag: str = "") -> None:
+        """``tag``: one letter, for a second network of the same session (``plnet<pid><tag>-…``)."""
+        if not re.match(r"^[a-z]?$", tag):
+            raise ValueError(f"a network's tag is one lower-case letter, not {tag!r}")
         remove_stale()
-        self.prefix = f"{PREFIX}{os.getpid()}"
+        self.prefix = f"{PREFIX}{os.getpid()}{tag}"
         self.switch = f"{self.prefix}-switch"
         self.subnet = _free_subnet()
         self.cidr = f"{self.subnet}.0/24"

@@ -293,3 +293,40 @@ def test_an_endpoint_that_stays_away_stops_the_sweep_with_its_reason_and_a_rerun
         assert seen.runs() == {"completed": 180}
     finally:
         seen.close()
+
+
+def _names() -> str:
+    return subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout + \
+        subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True, check=True).stdout
+
+
+def test_a_network_leaves_nothing_behind(network: Network) -> None:
+    other = Network(tag="t")  # beside the file's own network: another /24, other names
+    try:
+        host = other.add_host("h1")
+        assert other.subnet != network.subnet and other.add_host("h1") is host
+        sleeper = host.popen(["sleep", "600"])
+        assert host.run(["hostname"]).stdout.strip() == "h1"
+    finally:
+        other.close()
+    assert sleeper.poll() is not None
+    assert other.prefix not in _names()
+
+
+def test_what_a_killed_session_left_is_removed_by_the_next_one() -> None:
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pytest session killed with SIGKILL: its pid is free, its namespaces are not
+    prefix = f"{netns.PREFIX}{gone.pid}"
+    subprocess.run(["ip", "netns", "add", f"{prefix}-db"], check=True)
+    subprocess.run(["ip", "link", "add", prefix, "type", "veth", "peer", "name", "p-root", "netns", f"{prefix}-db"], check=True)
+    left = subprocess.Popen(["ip", "netns", "exec", f"{prefix}-db", "sleep", "600"])
+    try:
+        wait(lambda: subprocess.run(["ip", "netns", "pids", f"{prefix}-db"], capture_output=True, text=True).stdout.strip())
+        removed = netns.remove_stale()
+        assert f"{prefix}-db" in removed
+        assert left.wait(10) == -9  # the server it left running was killed
+        assert prefix not in _names()
+    finally:
+        if left.poll() is None:
+            left.kill()
+        subprocess.run(["ip", "netns", "del", f"{prefix}-db"], capture_output=True, check=False)
