@@ -252,6 +252,12 @@ class DbHost:
     def stop(self) -> None:
         self.cluster.stop()
 
+    def restart(self) -> None:
+        """Restart the server (``pg_ctl restart -m fast``: every session is ended, as on a reboot)."""
+        done = self.cluster._run("pg_ctl", "-D", str(self.cluster.data), "-l", str(self.cluster.log), "-m", "fast", "-w", "restart")
+        if done.returncode != 0:
+            raise RuntimeError(f"PostgreSQL did not restart: {done.stdout}{done.stderr}")
+
     def database(self) -> contextlib.AbstractContextManager[str]:
         return self.cluster.database()
 

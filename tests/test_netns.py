@@ -241,6 +241,20 @@ def test_store_connections_notice_a_dead_peer_unless_the_url_says_otherwise(url:
         cx.close()
 
 
+def test_a_notebook_keeps_working_after_the_database_server_restarts(db_host: DbHost, url: str) -> None:
+    from promptlooper.store.postgres.connection import CHECK_AFTER_IDLE
+
+    wb = pl.Workbench(url)  # in the root namespace, as a notebook on another machine
+    try:
+        wb.create_project("before")
+        db_host.restart()  # every pooled connection of the notebook is dead now
+        time.sleep(CHECK_AFTER_IDLE)  # as a person between two cells
+        wb.create_project("after")
+        assert {"before", "after"} <= {p["name"] for p in wb.store.projects()}
+    finally:
+        wb.close()
+
+
 def _endpoint_sweep(llm_host: LlmHost, name: str, temps: int) -> pl.Experiment:
     # Calls give up after 1 s; five failures in a row open the breaker; a probe every second.
     endpoint = {"base_url": llm_host.base_url, "timeout": 1.0, "max_retries": 4, "breaker_cooldown": 1.0}

@@ -21,8 +21,8 @@ about 20 s instead of the kernel's quarter of an hour: TCP keepalives and ``tcp_
 the client's side, and the same on the server's side of each session, so that the server ends the
 session of a client gone dead and frees the write lock it held for the other writers. A URL that
 sets any of these (``?keepalives_idle=…``, ``options=-c tcp_keepalives_idle=…``) keeps its own.
-A pooled connection is checked before use, so one that died idle (the network, a restart of the
-server) is replaced rather than failing the call that gets it. A connection lost mid-call, or none
+A pooled connection that rested over 2 s is checked before use, so one that died idle (the
+network, a restart of the server) is replaced rather than failing the call that gets it. A connection lost mid-call, or none
 to be had from the pool, raises :class:`~promptlooper.errors.StoreError`
 saying so: what was committed is kept, and the same command resumes once the server is back.
 
@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
+import weakref
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -58,6 +60,9 @@ CLIENT_DEAD_PEER = {"keepalives": "1", "keepalives_idle": "10", "keepalives_inte
 # with it the transaction and the write lock it held (by default it would wait two hours).
 SERVER_DEAD_PEER = "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=2 -c tcp_user_timeout=20000"
 
+
+# Seconds a pooled connection may rest before it is checked on its next use.
+CHECK_AFTER_IDLE = 2.0
 
 # Databases this process lost a connection to: until one works again, every store of this process
 # on them waits 1 s for a connection, not the pool's 30 s (a CLI that failed must not take minutes
@@ -100,10 +105,9 @@ class PgConnection:
         # The URL's own options after ours (the last -c of a setting wins); a read-only store's
         # sessions refuse writes on the server's side too, whatever the URL says.
         options = [SERVER_DEAD_PEER, given.get("options", ""), "-c default_transaction_read_only=on" if readonly else ""]
-        # check: a pooled connection the network or a server restart killed while it sat idle is
-        # replaced before use, instead of failing the next store call (one empty query per use).
+        self._idle_since: weakref.WeakKeyDictionary[psycopg.Connection[Any], float] = weakref.WeakKeyDictionary()
         self.pool = ConnectionPool(url, min_size=1, max_size=max_size, open=False, configure=self._configure,
-                                   check=ConnectionPool.check_connection,
+                                   check=self._check, reset=self._returned,
                                    kwargs={**kwargs, "autocommit": True, "options": " ".join(o for o in options if o)})
         self.pool.open(wait=True, timeout=10)
         self._local = threading.local()
@@ -111,6 +115,17 @@ class PgConnection:
     @staticmethod
     def _configure(conn: psycopg.Connection[Any]) -> None:
         conn.adapters.register_loader("numeric", _NumericLoader)
+
+    def _returned(self, conn: psycopg.Connection[Any]) -> None:
+        self._idle_since[conn] = time.monotonic()
+
+    def _check(self, conn: psycopg.Connection[Any]) -> None:
+        # A pooled connection that rested a while (the network, or a restart of the server, may have
+        # killed it meanwhile) is tried with an empty query before use, and replaced if dead,
+        # instead of failing the store call that gets it (a notebook after an outage). A busy
+        # store reuses its connections within the second and pays no round trip for this.
+        if time.monotonic() - self._idle_since.get(conn, 0.0) > CHECK_AFTER_IDLE:
+            ConnectionPool.check_connection(conn)
 
     def close(self) -> None:
         self.pool.close()
