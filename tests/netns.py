@@ -20,32 +20,43 @@ whose pid is gone, after killing what still ran inside them).
 
 Hosts: ``host.run(argv, env=…)`` / ``host.popen(argv, …)`` run a command inside the host's
 namespace (``ip netns exec``; the environment, PYTHONPATH included, is inherited) under the host's
-name as host name (a UTS namespace: ``socket.gethostname()`` is ``w1`` there), and
-``host.address`` is its address. Only the network and the host name are separate: the hosts share
-the file system, users and process ids with the root namespace. ``host.cut()`` takes its cable out of the switch (its bridge port
-down: packets to and from it vanish, as when a link between two machines fails) and
-``host.restore()`` plugs it back; TCP connections in flight survive a short cut, as across a
-real network.
+name as host name (a UTS namespace: ``socket.gethostname()`` is ``w1`` there, so a sweep's owner
+reads as on another machine and its liveness goes by heartbeat), and ``host.address`` is its
+address. Only the network and the host name are separate: the hosts share the file system, users
+and process ids with the root namespace. Hosts get .10, .11, … in the order they are added.
 
-Fixtures (module-scoped: one network and one database server per test file):
+Failures: ``host.cut()`` takes the host's cable out of the switch (its bridge port down: packets to
+and from it vanish, as when the link to a machine fails; TCP connections survive a short cut) and
+``host.restore()`` plugs it back. A cut is of the whole cable: to cut the database off from
+everyone, cut ``db``; to cut one worker off from everything, cut that worker. (This kernel has no
+``netem`` and no ``tc`` classifiers, so there is no loss rate or pair-wise filter to set.)
+``db_host.restart()`` restarts PostgreSQL (every session ends). A dead peer is noticed by the
+store's TCP keepalives in about 20 s; :func:`quick_url` gives a database URL that notices it in
+about 3 s, for tests that wait on it.
+
+Fixtures (module-scoped: one network and one database server per test file; a test module names
+them at its top, ``network, db_host, llm_host = netns.network, netns.db_host, netns.llm_host``):
 
 * ``network`` -- the :class:`Network`, with hosts ``db``, ``llm`` and ``w1``;
 * ``db_host`` -- a real PostgreSQL cluster (tests/pg.py's :class:`~pg.Cluster`) started inside
   the ``db`` namespace, listening on the db host's address, trusting the session's /24;
-  ``db_host.database()`` gives a fresh database's URL, as ``pg_url`` does;
+  ``with db_host.database() as url`` gives a fresh database's URL, as ``pg_url`` does;
 * ``llm_host`` -- ``python -m promptlooper.testing.fake_server`` running in the ``llm`` namespace,
-  bound to its address; ``llm_host.base_url`` is the endpoint, ``llm_host.set_faults(…)`` /
-  ``llm_host.stats()`` drive and read it over HTTP.
+  bound to its address, port 8000, latency 50 ms; ``llm_host.base_url`` is the endpoint,
+  ``llm_host.set_faults(…)`` / ``stats()`` / ``reset()`` drive and read it over HTTP.
 
-N worker hosts (for issue 18's worker tests)::
+N worker hosts (for issue 18's worker tests; the worker command's own options are its own)::
 
-    workers = [network.add_host(f"w{i}") for i in range(1, 4)]      # w1 exists already: add_host returns it
-    procs = [w.popen([*CLI, "--db", url, "worker"]) for w in workers]   # each its own address
-    ...
-    workers[0].cut(); ...; workers[0].restore()                   # a network failure of one worker
-    os.kill(procs[1].pid, signal.SIGKILL)                         # a worker killed mid-chunk
+    CLI = [sys.executable, "-m", "promptlooper.cli"]
+    workers = [network.add_host(f"w{i}") for i in range(1, 4)]   # w1 exists: add_host returns it
+    with db_host.database() as url:
+        procs = [w.popen([*CLI, "--db", url, "worker"]) for w in workers]   # .12, .13, .14
+        ... start the sweep (from the root namespace, or w1) ...
+        os.kill(procs[1].pid, signal.SIGKILL)     # a worker killed mid-chunk (the Popen pid is the worker's)
+        workers[2].cut(); time.sleep(5); workers[2].restore()   # one worker off the network a while
 
-Processes started with ``popen`` are killed when the network is torn down, after the test file.
+Processes started with ``popen`` are killed when the network is torn down, after the test file;
+a second, independent network in the same session takes a one-letter tag: ``Network(tag="b")``.
 """
 
 from __future__ import annotations
@@ -61,6 +72,7 @@ import threading
 import urllib.request
 from collections.abc import Iterator, Sequence
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from pg import Cluster
@@ -297,6 +309,16 @@ class LlmHost:
 
     def set_faults(self, **faults: Any) -> None:
         self._call("/_faults", faults)
+
+
+# libpq and server settings that notice a dead peer in about 3 s (the store's defaults: about 20 s).
+QUICK = ("keepalives_idle=1&keepalives_interval=1&keepalives_count=2&tcp_user_timeout=3000&connect_timeout=3&options="
+         + quote("-c tcp_keepalives_idle=1 -c tcp_keepalives_interval=1 -c tcp_keepalives_count=2 -c tcp_user_timeout=3000"))
+
+
+def quick_url(url: str) -> str:
+    """``url`` with settings that notice a dead peer in about 3 s, on both sides of each connection."""
+    return f"{url}{'&' if '?' in url else '?'}{QUICK}"
 
 
 def _require_root() -> None:

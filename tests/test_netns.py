@@ -11,12 +11,15 @@ network fails:
   once the server is back, 0 runs lost;
 * a process holding the database's write lock drops off the network: the server notices the dead
   client and the other writers go on;
+* the database server restarts: a notebook's open Workbench works on at its next call;
 * the endpoint is unreachable: calls time out and are retried, its circuit breaker pauses the
   sweep, and the sweep resumes by itself when the endpoint answers again, or stops with the
   reason when it stays away; nothing is lost either way.
 
-Dead peers are noticed by TCP keepalives and ``tcp_user_timeout`` (tens of seconds by default,
-see store/postgres/connection.py); the tests give the database URL shorter ones, as a user may.
+Dead peers are noticed by TCP keepalives and ``tcp_user_timeout`` (about 20 s by default, see
+store/postgres/connection.py); the tests give the database URL shorter ones (``netns.quick_url``),
+as a user may. The last tests check the harness itself: it leaves nothing behind, and removes what
+a killed session left.
 """
 
 from __future__ import annotations
@@ -27,13 +30,12 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import netns
 import psycopg
 import pytest
 from helpers import fake_experiment, temperature_sweep, wait, write_experiment
-from netns import DbHost, Host, LlmHost, Network
+from netns import DbHost, Host, LlmHost, Network, quick_url
 
 import promptlooper as pl
 from promptlooper.store import open_store
@@ -42,20 +44,12 @@ CLI = [sys.executable, "-m", "promptlooper.cli"]
 REACH = ("import socket, sys\n"
          "try:\n    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=2).close()\n"
          "except OSError as exc:\n    print(type(exc).__name__); sys.exit(1)\n")
-# A dead peer noticed in about 3 s on either side (the defaults take tens of seconds).
-QUICK = ("keepalives_idle=1&keepalives_interval=1&keepalives_count=2&tcp_user_timeout=3000&connect_timeout=3&options="
-         + quote("-c tcp_keepalives_idle=1 -c tcp_keepalives_interval=1 -c tcp_keepalives_count=2 -c tcp_user_timeout=3000"))
-
 # The harness's module-scoped fixtures, by name: one network, database server and endpoint for the file.
 network, db_host, llm_host = netns.network, netns.db_host, netns.llm_host
 
 
 def _reaches(host: Host, address: str, port: int) -> bool:
     return host.run([sys.executable, "-c", REACH, address, str(port)]).returncode == 0
-
-
-def _quick(url: str) -> str:
-    return f"{url}{'&' if '?' in url else '?'}{QUICK}"
 
 
 def _sweep_in(host: Host, url: str, file: Path, *extra: str) -> subprocess.Popen[str]:
@@ -159,7 +153,7 @@ def test_the_database_gone_mid_sweep_stops_the_cli_with_a_clear_error_and_the_sa
     file = write_experiment(tmp_path / "exp.yaml", exp)
     seen = Reader(url, exp.key)
     try:
-        proc = _sweep_in(w1, _quick(url), file)
+        proc = _sweep_in(w1, quick_url(url), file)
         wait(lambda: seen.completed() >= 40, timeout=30)
         db.cut()
         started = time.monotonic()
@@ -186,7 +180,7 @@ def test_the_database_gone_mid_sweep_stops_the_cli_with_a_clear_error_and_the_sa
 def test_a_write_lock_holder_that_drops_off_the_network_does_not_block_the_other_writers(
         network: Network, url: str) -> None:
     w1 = network.hosts["w1"]
-    holder = w1.popen([sys.executable, "-c", HOLD, _quick(url)], stdout=subprocess.PIPE, text=True)
+    holder = w1.popen([sys.executable, "-c", HOLD, quick_url(url)], stdout=subprocess.PIPE, text=True)
     assert holder.stdout is not None and holder.stdout.readline().strip() == "holding the write lock"
     w1.cut()
     store = open_store(url)
@@ -231,7 +225,7 @@ def test_store_connections_notice_a_dead_peer_unless_the_url_says_otherwise(url:
         assert client["keepalives"] == "1" and int(client["tcp_user_timeout"]) > 0 and server != "0"
     finally:
         cx.close()
-    cx = PgConnection(_quick(url), readonly=True)
+    cx = PgConnection(quick_url(url), readonly=True)
     try:
         client, server = settings(cx)
         assert client["tcp_user_timeout"] == "3000" and server == "1"
