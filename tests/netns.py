@@ -62,6 +62,7 @@ a second, independent network in the same session takes a one-letter tag: ``Netw
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import re
@@ -80,6 +81,7 @@ from pg import Cluster
 PREFIX = "plnet"
 _NAME_RE = re.compile(rf"^{PREFIX}(\d+)[a-z]?(?:-|$)")
 FAKE_SERVER_PORT = 8000
+LOCK = "/tmp/plnet.lock"
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -151,7 +153,7 @@ class Host:
         self.name = name
         self.ns = f"{network.prefix}-{name}"
         self.address = address
-        self.port = f"p-{name}"[:15]  # its cable's end on the switch (a name inside the switch namespace)
+        self.port = f"p-{name}"  # its cable's end on the switch (a name inside the switch namespace)
         self.processes: list[subprocess.Popen[Any]] = []
 
     def command(self, argv: Sequence[str]) -> list[str]:
@@ -205,14 +207,20 @@ class Network:
         """``tag``: one letter, for a second network of the same session (``plnet<pid><tag>-…``)."""
         if not re.match(r"^[a-z]?$", tag):
             raise ValueError(f"a network's tag is one lower-case letter, not {tag!r}")
-        remove_stale()
         self.prefix = f"{PREFIX}{os.getpid()}{tag}"
         self.switch = f"{self.prefix}-switch"
-        self.subnet = _free_subnet()
-        self.cidr = f"{self.subnet}.0/24"
         self.root_leg = self.prefix
-        self.root_address = f"{self.subnet}.1"
         self.hosts: dict[str, Host] = {}
+        # Sessions starting together take turns: each sees the others' subnets before choosing one.
+        with open(LOCK, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            remove_stale()
+            self.subnet = _free_subnet()
+            self.cidr = f"{self.subnet}.0/24"
+            self.root_address = f"{self.subnet}.1"
+            self._wire()
+
+    def _wire(self) -> None:
         try:
             _ip("netns", "add", self.switch)
             _ip("-n", self.switch, "link", "add", "br0", "type", "bridge")
@@ -229,9 +237,10 @@ class Network:
         """The host called ``name``, made (namespace, cable, address .10, .11, …) if it is new."""
         if name in self.hosts:
             return self.hosts[name]
+        # Its switch port, p-NAME, is an interface name (15 characters at most); p-root is the root leg's.
+        if not re.match(r"^[a-z][a-z0-9]{0,11}$", name) or name in ("root", "switch"):
+            raise ValueError(f"host names are short lower-case words (12 at most, not root or switch), not {name!r}")
         host = Host(self, name, f"{self.subnet}.{10 + len(self.hosts)}")
-        if len(host.ns) > 40 or not re.match(r"^[a-z0-9]+$", name):
-            raise ValueError(f"host names are short lower-case words, not {name!r}")
         self.hosts[name] = host
         _ip("netns", "add", host.ns)
         _ip("link", "add", "eth0", "netns", host.ns, "type", "veth", "peer", "name", host.port, "netns", self.switch)
