@@ -30,6 +30,7 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import netns
 import psycopg
@@ -231,6 +232,14 @@ def test_store_connections_notice_a_dead_peer_unless_the_url_says_otherwise(url:
         assert client["tcp_user_timeout"] == "3000" and server == "1"
         with pytest.raises(psycopg.errors.ReadOnlySqlTransaction), cx.connection() as conn:
             conn.execute("CREATE TABLE t (x int)")  # read-only is kept with the URL's own options
+    finally:
+        cx.close()
+    cx = PgConnection(f"{url}?options={quote('-c statement_timeout=5s')}")  # its own options only (a pooler's needs)
+    try:
+        client, server = settings(cx)
+        with cx.connection() as conn:
+            assert conn.execute("SHOW statement_timeout").fetchone()[0] == "5s"
+        assert client["keepalives"] == "1" and server != "10"
     finally:
         cx.close()
 

@@ -18,13 +18,15 @@ A ``write()`` or ``read()`` inside a ``write()`` of the same thread joins that t
 
 A server that vanishes without a word (its machine off the network, a cable out) is noticed in
 about 20 s instead of the kernel's quarter of an hour: TCP keepalives and ``tcp_user_timeout`` on
-the client's side, and the same on the server's side of each session, so that the server ends the
-session of a client gone dead and frees the write lock it held for the other writers. A URL that
-sets any of these (``?keepalives_idle=…``, ``options=-c tcp_keepalives_idle=…``) keeps its own.
+the client's side, and the same on the server's side of each session (startup ``options``), so
+that the server ends the session of a client gone dead and frees the write lock it held for the
+other writers. A URL that sets any of these keeps its own (``?keepalives_idle=…``); one that sets
+``options`` sends only its own (``?options=`` sends none, for a pooler that refuses them).
 A pooled connection that rested over 2 s is checked before use, so one that died idle (the
-network, a restart of the server) is replaced rather than failing the call that gets it. A connection lost mid-call, or none
-to be had from the pool, raises :class:`~promptlooper.errors.StoreError`
-saying so: what was committed is kept, and the same command resumes once the server is back.
+network, a restart of the server) is replaced rather than failing the call that gets it. A
+connection lost mid-call, or none to be had from the pool, raises
+:class:`~promptlooper.errors.StoreError` saying so: what was committed is kept, and the same
+command resumes once the server is back.
 
 Values: ``SUM`` of an integer column is ``numeric`` in PostgreSQL; it is loaded as an ``int`` when
 whole and as a ``float`` otherwise (``AVG``), the Python types SQLite gives for the same queries.
@@ -59,7 +61,6 @@ CLIENT_DEAD_PEER = {"keepalives": "1", "keepalives_idle": "10", "keepalives_inte
 # The same for the server's end of each session: it ends the session of a client gone dead, and
 # with it the transaction and the write lock it held (by default it would wait two hours).
 SERVER_DEAD_PEER = "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=2 -c tcp_user_timeout=20000"
-
 
 # Seconds a pooled connection may rest before it is checked on its next use.
 CHECK_AFTER_IDLE = 2.0
@@ -102,9 +103,8 @@ class PgConnection:
         self.readonly = readonly
         given = conninfo_to_dict(url)
         kwargs: dict[str, Any] = {k: v for k, v in CLIENT_DEAD_PEER.items() if k not in given}
-        # The URL's own options after ours (the last -c of a setting wins); a read-only store's
-        # sessions refuse writes on the server's side too, whatever the URL says.
-        options = [SERVER_DEAD_PEER, given.get("options", ""), "-c default_transaction_read_only=on" if readonly else ""]
+        # A read-only store's sessions refuse writes on the server's side too, whatever the URL says.
+        options = [given.get("options", SERVER_DEAD_PEER), "-c default_transaction_read_only=on" if readonly else ""]
         self._idle_since: weakref.WeakKeyDictionary[psycopg.Connection[Any], float] = weakref.WeakKeyDictionary()
         self.pool = ConnectionPool(url, min_size=1, max_size=max_size, open=False, configure=self._configure,
                                    check=self._check, reset=self._returned,
