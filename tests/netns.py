@@ -27,7 +27,9 @@ and process ids with the root namespace. Hosts get .10, .11, … in the order th
 
 Failures: ``host.cut()`` takes the host's cable out of the switch (its bridge port down: packets to
 and from it vanish, as when the link to a machine fails; TCP connections survive a short cut) and
-``host.restore()`` plugs it back. A cut is of the whole cable: to cut the database off from
+``host.restore()`` plugs it back. Every host knows every other's MAC address for good (static ARP),
+so a host cut off is silent, as a machine beyond a router is, rather than refused at once by a
+failed ARP look-up. A cut is of the whole cable: to cut the database off from
 everyone, cut ``db``; to cut one worker off from everything, cut that worker. (This kernel has no
 ``netem`` and no ``tc`` classifiers, so there is no loss rate or pair-wise filter to set.)
 ``db_host.restart()`` restarts PostgreSQL (every session ends). A dead peer is noticed by the
@@ -248,7 +250,21 @@ class Network:
         _ip("-n", host.ns, "addr", "add", f"{host.address}/24", "dev", "eth0")
         _ip("-n", host.ns, "link", "set", "eth0", "up")
         _ip("-n", host.ns, "link", "set", "lo", "up")
+        self._pin_neighbours(host)
         return host
+
+    def _pin_neighbours(self, new: Host) -> None:
+        """Every address's MAC known to every host for good (static ARP), both ways: a host cut off
+        is then silent, as a machine beyond a router is (its packets vanish), and not refused at
+        once by a failed ARP look-up ("no route to host"), which only a shared LAN gives."""
+        ends = [(h.address, ["-n", h.ns], "eth0") for h in self.hosts.values()]
+        ends.append((self.root_address, [], self.root_leg))
+        macs = {address: json.loads(_ip(*where, "-j", "link", "show", dev).stdout)[0]["address"] for address, where, dev in ends}
+        mine = next(end for end in ends if end[0] == new.address)
+        for address, where, dev in ends:
+            if address != new.address:
+                _ip(*where, "neigh", "replace", new.address, "lladdr", macs[new.address], "nud", "permanent", "dev", dev)
+                _ip(*mine[1], "neigh", "replace", address, "lladdr", macs[address], "nud", "permanent", "dev", mine[2])
 
     def close(self) -> None:
         for host in self.hosts.values():

@@ -244,6 +244,21 @@ def test_store_connections_notice_a_dead_peer_unless_the_url_says_otherwise(url:
         cx.close()
 
 
+def test_a_command_started_while_the_database_is_unreachable_fails_within_seconds_saying_so(
+        network: Network, url: str) -> None:
+    w1, db = network.hosts["w1"], network.hosts["db"]
+    db.cut()
+    try:
+        started = time.monotonic()
+        done = w1.run([*CLI, "--db", url, "experiments"], timeout=100)
+        took = time.monotonic() - started
+    finally:
+        db.restore()
+    print(f"gave up after {took:.1f}s")
+    assert done.returncode == 1 and "cannot connect to the PostgreSQL database" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and took < 30  # libpq alone waits out the kernel's SYN retries (~2 min)
+
+
 def test_a_notebook_keeps_working_after_the_database_server_restarts(db_host: DbHost, url: str) -> None:
     from promptlooper.store.postgres.connection import CHECK_AFTER_IDLE
 

@@ -62,6 +62,14 @@ CLIENT_DEAD_PEER = {"keepalives": "1", "keepalives_idle": "10", "keepalives_inte
 # with it the transaction and the write lock it held (by default it would wait two hours).
 SERVER_DEAD_PEER = "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=2 -c tcp_user_timeout=20000"
 
+
+
+def dead_peer_settings(url: str) -> dict[str, Any]:
+    """libpq's dead-server settings the URL does not set itself, for ``psycopg.connect(url, **…)``."""
+    given = conninfo_to_dict(url)
+    return {k: v for k, v in CLIENT_DEAD_PEER.items() if k not in given}
+
+
 # Seconds a pooled connection may rest before it is checked on its next use.
 CHECK_AFTER_IDLE = 2.0
 
@@ -102,7 +110,7 @@ class PgConnection:
         self.url = url
         self.readonly = readonly
         given = conninfo_to_dict(url)
-        kwargs: dict[str, Any] = {k: v for k, v in CLIENT_DEAD_PEER.items() if k not in given}
+        kwargs = dead_peer_settings(url)
         # A read-only store's sessions refuse writes on the server's side too, whatever the URL says.
         options = [given.get("options", SERVER_DEAD_PEER), "-c default_transaction_read_only=on" if readonly else ""]
         self._idle_since: weakref.WeakKeyDictionary[psycopg.Connection[Any], float] = weakref.WeakKeyDictionary()
