@@ -12,6 +12,7 @@ network fails:
 * a process holding the database's write lock drops off the network: the server notices the dead
   client and the other writers go on;
 * the database server restarts: a notebook's open Workbench works on at its next call;
+* a command started while the database is unreachable says so in seconds, not minutes;
 * the endpoint is unreachable: calls time out and are retried, its circuit breaker pauses the
   sweep, and the sweep resumes by itself when the endpoint answers again, or stops with the
   reason when it stays away; nothing is lost either way.
