@@ -22,7 +22,7 @@ import socket
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -47,7 +47,10 @@ def _free_port() -> int:
 class Cluster:
     """One running PostgreSQL server and the URL of each database made on it."""
 
-    def __init__(self) -> None:
+    def __init__(self, listen: str = "127.0.0.1", allow: str | None = None, wrap: Sequence[str] = ()) -> None:
+        # listen/allow/wrap: a server on another address, trusting clients of the ``allow`` subnet, its
+        # commands run through ``wrap`` (``ip netns exec NS``): the db host of tests/netns.py.
+        self.listen, self.allow, self.wrap = listen, allow, list(wrap)
         self.bin = _initdb()
         self.dir = Path(tempfile.mkdtemp(prefix="pl-pg-"))
         self.as_root = os.geteuid() == 0
@@ -61,16 +64,19 @@ class Cluster:
         cmd = [str(self.bin / args[0]), *args[1:]]
         if self.as_root:
             cmd = ["runuser", "-u", "postgres", "--", *cmd]
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+        return subprocess.run([*self.wrap, *cmd], capture_output=True, text=True, timeout=120, check=False)
 
     def start(self) -> None:
         steps = [
             ("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync"),
             ("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-o",
-             f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
+             f"-p {self.port} -k {self.dir} -c listen_addresses={self.listen} -c fsync=off "
              "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200", "start"),
         ]
         for step in steps:
+            if step[0] == "pg_ctl" and self.allow:
+                with open(self.data / "pg_hba.conf", "a") as hba:
+                    hba.write(f"host all all {self.allow} trust\n")
             done = self._run(*step)
             if done.returncode != 0:
                 log = self.log.read_text()[-2000:] if self.log.exists() else ""
@@ -86,7 +92,7 @@ class Cluster:
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def url(self, database: str = "postgres") -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+        return f"postgresql://postgres@{self.listen}:{self.port}/{database}"
 
     def admin(self, sql: str) -> None:
         """Run one statement outside a transaction (CREATE/DROP DATABASE need that)."""

@@ -21,13 +21,14 @@ command declares which it is (:mod:`.commands`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import PromptLooperError, SpecError
+from ..errors import PromptLooperError, SpecError, StoreError
 from .commands import CREATES, NONE_NEEDED
 from .output import print_problems
 from .parser import build_parser
@@ -106,7 +107,10 @@ def _main(argv: list[str] | None) -> int:
         print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 1
     finally:
-        wb.close()
+        # The database gone (a lost PostgreSQL server): the error is said above; closing must not
+        # end in a traceback about the same loss.
+        with contextlib.suppress(StoreError):
+            wb.close()
 
 
 __all__ = ["build_parser", "console", "main"]

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..errors import SweepConflictError
+from ..errors import StoreError, SweepConflictError
 from ..hashing import canonical_text
 from ..providers.pricing import cost
 from ..store import CacheEntry, RunRecord, Store, now_iso, open_store
@@ -607,7 +607,11 @@ class Sweep:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._poke.wait(), POLL_EVERY)
                 self._poke.clear()
-                for requested in await asyncio.to_thread(store.take_steering, self.sweep_id):
+                try:
+                    taken = await asyncio.to_thread(store.take_steering, self.sweep_id)
+                except StoreError:
+                    continue  # the database is away: steering waits for it (the writer reports a lasting loss)
+                for requested in taken:
                     await self._apply(requested, store)
                 await self.failures.follow_shared()  # breakers other processes opened (engine/shared_breakers.py)
         finally:

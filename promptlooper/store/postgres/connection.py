@@ -16,6 +16,18 @@ and the webhook outbox's event cursors (ids visible in commit order) rely on. Ro
 (``FOR UPDATE``) would let unrelated writes overlap; they come with the workers of issue 18.
 A ``write()`` or ``read()`` inside a ``write()`` of the same thread joins that transaction.
 
+A server that vanishes without a word (its machine off the network, a cable out) is noticed in
+about 20 s instead of the kernel's quarter of an hour: TCP keepalives and ``tcp_user_timeout`` on
+the client's side, and the same on the server's side of each session (startup ``options``), so
+that the server ends the session of a client gone dead and frees the write lock it held for the
+other writers. A URL that sets any of these keeps its own (``?keepalives_idle=…``); one that sets
+``options`` sends only its own (``?options=`` sends none, for a pooler that refuses them).
+A pooled connection that rested over 2 s is checked before use, so one that died idle (the
+network, a restart of the server) is replaced rather than failing the call that gets it. A
+connection lost mid-call, or none to be had from the pool, raises
+:class:`~promptlooper.errors.StoreError` saying so: what was committed is kept, and the same
+command resumes once the server is back.
+
 Values: ``SUM`` of an integer column is ``numeric`` in PostgreSQL; it is loaded as an ``int`` when
 whole and as a ``float`` otherwise (``AVG``), the Python types SQLite gives for the same queries.
 """
@@ -24,19 +36,47 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
+import weakref
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import psycopg
 from psycopg.adapt import Loader
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
+from ...errors import StoreError
 from ..db import ReadOnlyError
 from .dialect import translate
 
 # Every write transaction of a PromptLooper database takes this lock ("PLwrite" as a number).
 WRITE_LOCK = int.from_bytes(b"PLwrite", "big")
+
+# libpq's settings for a dead server: probes after 10 s idle, every 5 s, 2 unanswered = gone;
+# data unacknowledged for 20 s = gone (the kernel's own default is about 15 minutes).
+CLIENT_DEAD_PEER = {"keepalives": "1", "keepalives_idle": "10", "keepalives_interval": "5", "keepalives_count": "2",
+                    "tcp_user_timeout": "20000", "connect_timeout": "10"}
+# The same for the server's end of each session: it ends the session of a client gone dead, and
+# with it the transaction and the write lock it held (by default it would wait two hours).
+SERVER_DEAD_PEER = "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=2 -c tcp_user_timeout=20000"
+
+
+
+def dead_peer_settings(url: str) -> dict[str, Any]:
+    """libpq's dead-server settings the URL does not set itself, for ``psycopg.connect(url, **…)``."""
+    given = conninfo_to_dict(url)
+    return {k: v for k, v in CLIENT_DEAD_PEER.items() if k not in given}
+
+
+# Seconds a pooled connection may rest before it is checked on its next use.
+CHECK_AFTER_IDLE = 2.0
+
+# Databases this process lost a connection to: until one works again, every store of this process
+# on them waits 1 s for a connection, not the pool's 30 s (a CLI that failed must not take minutes
+# to close its stores, one after the other).
+_LOST: set[str] = set()
 
 
 class _NumericLoader(Loader):
@@ -69,16 +109,31 @@ class PgConnection:
     def __init__(self, url: str, *, readonly: bool = False, max_size: int = 8):
         self.url = url
         self.readonly = readonly
-        # A read-only store's sessions refuse writes on the server's side too.
-        options = "-c default_transaction_read_only=on" if readonly else ""
-        self.pool = ConnectionPool(url, min_size=1, max_size=max_size, open=False,
-                                   kwargs={"autocommit": True, "options": options}, configure=self._configure)
+        given = conninfo_to_dict(url)
+        kwargs = dead_peer_settings(url)
+        # A read-only store's sessions refuse writes on the server's side too, whatever the URL says.
+        options = [given.get("options", SERVER_DEAD_PEER), "-c default_transaction_read_only=on" if readonly else ""]
+        self._idle_since: weakref.WeakKeyDictionary[psycopg.Connection[Any], float] = weakref.WeakKeyDictionary()
+        self.pool = ConnectionPool(url, min_size=1, max_size=max_size, open=False, configure=self._configure,
+                                   check=self._check, reset=self._returned,
+                                   kwargs={**kwargs, "autocommit": True, "options": " ".join(o for o in options if o)})
         self.pool.open(wait=True, timeout=10)
         self._local = threading.local()
 
     @staticmethod
     def _configure(conn: psycopg.Connection[Any]) -> None:
         conn.adapters.register_loader("numeric", _NumericLoader)
+
+    def _returned(self, conn: psycopg.Connection[Any]) -> None:
+        self._idle_since[conn] = time.monotonic()
+
+    def _check(self, conn: psycopg.Connection[Any]) -> None:
+        # A pooled connection that rested a while (the network, or a restart of the server, may have
+        # killed it meanwhile) is tried with an empty query before use, and replaced if dead,
+        # instead of failing the store call that gets it (a notebook after an outage). A busy
+        # store reuses its connections within the second and pays no round trip for this.
+        if time.monotonic() - self._idle_since.get(conn, 0.0) > CHECK_AFTER_IDLE:
+            ConnectionPool.check_connection(conn)
 
     def close(self) -> None:
         self.pool.close()
@@ -90,7 +145,7 @@ class PgConnection:
         if current is not None:
             yield current
             return
-        with self.pool.connection() as conn:
+        with self._lost_as_store_error(), self.pool.connection(timeout=1.0 if self.url in _LOST else None) as conn:
             yield conn
 
     @contextlib.contextmanager
@@ -101,7 +156,7 @@ class PgConnection:
         if current is not None:  # nested: the outer transaction commits
             yield Cursorish(current)
             return
-        with self.pool.connection() as conn, conn.transaction():
+        with self._lost_as_store_error(), self.pool.connection(timeout=1.0 if self.url in _LOST else None) as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
             self._local.conn = conn
             try:
@@ -110,9 +165,32 @@ class PgConnection:
                 self._local.conn = None
 
     @contextlib.contextmanager
+    def _lost_as_store_error(self) -> Iterator[None]:
+        """The connection lost (or none had in the pool's time) as a StoreError; other errors as they are."""
+        try:
+            yield
+        except psycopg.OperationalError as exc:
+            if not _connection_lost(exc):
+                raise
+            _LOST.add(self.url)
+            info = conninfo_to_dict(self.url)
+            where = f"{info.get('host', '')}:{info.get('port', '5432')}/{info.get('dbname', '')}"
+            raise StoreError(f"lost the connection to the PostgreSQL database {where} ({str(exc).strip()}); what was "
+                             "written before is kept: run the same command again to resume once the server is reachable") from exc
+        _LOST.discard(self.url)
+
+    @contextlib.contextmanager
     def read(self) -> Iterator[Cursorish]:
         with self.connection() as conn:
             yield Cursorish(conn)
+
+
+def _connection_lost(exc: psycopg.OperationalError) -> bool:
+    # No SQLSTATE: the client's own failure (a broken socket, a timeout, the pool's PoolTimeout);
+    # class 08 and 57P0x: the server says the connection is gone. Others (a serialization failure,
+    # a lock not available) are the caller's to handle.
+    state = exc.sqlstate
+    return state is None or state.startswith("08") or state in ("57P01", "57P02", "57P03")
 
 
 class PgDatabase:

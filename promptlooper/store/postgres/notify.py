@@ -16,6 +16,8 @@ from typing import Any
 
 import psycopg
 
+from .connection import dead_peer_settings
+
 CHANNEL = "promptlooper_steering"
 
 
@@ -32,7 +34,7 @@ class Listener:
         self.wake = wake
         self._stopped = threading.Event()
         # Connected and listening before this returns: a request queued afterwards is never missed.
-        self.conn = psycopg.connect(url, autocommit=True)
+        self.conn = psycopg.connect(url, autocommit=True, **dead_peer_settings(url))
         self.conn.execute(f"LISTEN {CHANNEL}")
         self.thread = threading.Thread(target=self._run, name="promptlooper-steering-listener", daemon=True)
         self.thread.start()

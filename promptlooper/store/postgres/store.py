@@ -31,7 +31,7 @@ from ..scores import Scores
 from ..store import Store
 from ..sweeps import Sweeps
 from . import batches, schema
-from .connection import Cursorish, PgConnection, PgDatabase
+from .connection import Cursorish, PgConnection, PgDatabase, dead_peer_settings
 from .notify import Listener, notify
 
 
@@ -44,7 +44,7 @@ class PostgresStore(Experiments, Runs, Scores, Cache, Events, Sweeps, Housekeepi
         try:
             # One direct connection first: a wrong URL fails at once (a pool would keep retrying),
             # and it checks or migrates the schema before the pool opens.
-            with psycopg.connect(url, autocommit=True) as conn:
+            with psycopg.connect(url, autocommit=True, **dead_peer_settings(url)) as conn:
                 if readonly or not create:
                     known = conn.execute("SELECT to_regclass('_promptlooper_migrations') IS NOT NULL").fetchone()[0]  # type: ignore[index]
                     if not known:
