@@ -1,7 +1,16 @@
-"""Shared fixtures: an in-process fake model, a real loopback fake server, a workbench on a fresh database file.
+"""Shared fixtures: an in-process fake model, a real loopback fake server, a workbench on a fresh store.
 
 Engine tests use ``fake`` / ``make_fake_exp`` (no HTTP); tests about HTTP itself (faults over the
 wire, connections, endpoints, the CLI in other processes) use ``server`` / ``make_exp``.
+
+Backends: ``db`` is the location a user would pass as ``--db`` / ``Workbench(db)``. A test module
+marked ``pytestmark = pytest.mark.both_backends`` runs each of its tests that use ``db`` (or ``wb``)
+twice, on a SQLite file and on a fresh PostgreSQL database of the session's cluster (tests/pg.py),
+as ``test_x[sqlite]`` and ``test_x[postgresql]``; a test that is about SQLite itself (its file, its
+writer process) is marked ``sqlite_only``. Everything else stays on SQLite, so the PostgreSQL runs
+cost only what the store, engine, steering, MCP and dashboard tests take a second time.
+``--backends=sqlite`` (or ``$PROMPTLOOPER_TEST_BACKENDS``) narrows the marked modules to one
+backend while working; CI runs both, in the README's one pytest command.
 """
 
 from __future__ import annotations
@@ -38,8 +47,42 @@ def fake() -> FakeModel:
     return FakeModel(f"test-{uuid.uuid4().hex[:12]}")
 
 
+BACKENDS = ("sqlite", "postgresql")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--backends", default=os.environ.get("PROMPTLOOPER_TEST_BACKENDS", ",".join(BACKENDS)),
+                     help="store backends the both_backends tests run on, comma-separated (default: sqlite,postgresql)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "both_backends: the module's tests that use `db` run on SQLite and PostgreSQL")
+    config.addinivalue_line("markers", "sqlite_only: about SQLite itself (its file, its writer process): SQLite only")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" not in metafunc.fixturenames or not metafunc.definition.get_closest_marker("both_backends"):
+        return
+    if metafunc.definition.get_closest_marker("sqlite_only"):
+        return
+    chosen = [b.strip() for b in metafunc.config.getoption("backends").split(",") if b.strip()]
+    unknown = set(chosen) - set(BACKENDS)
+    if unknown:
+        raise pytest.UsageError(f"--backends: unknown {sorted(unknown)}; choose from {', '.join(BACKENDS)}")
+    metafunc.parametrize("backend", chosen, indirect=True)
+
+
 @pytest.fixture
-def db(tmp_path: Path) -> str:
+def backend(request: pytest.FixtureRequest) -> str:
+    """The store backend of this test: its parameter under ``both_backends``, otherwise SQLite."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture
+def db(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """Where this test's store lives: a SQLite file, or a fresh PostgreSQL database's URL."""
+    if backend == "postgresql":
+        return str(request.getfixturevalue("pg_url"))
     return str(tmp_path / "pl.db")
 
 

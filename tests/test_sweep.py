@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import math
-import sqlite3
+import subprocess
 
 import pytest
-from helpers import fake_experiment
+from helpers import db_value, fake_experiment
 
 import promptlooper as pl
 from promptlooper.testing import FakeModel, FakeServer, Faults
 
+pytestmark = pytest.mark.both_backends  # each test on a SQLite file and on PostgreSQL (tests/conftest.py)
+
 
 def _count(db: str, sql: str, *args) -> int:
-    with sqlite3.connect(db) as c:
-        return c.execute(sql, args).fetchone()[0]
+    return int(db_value(db, sql, *args))
 
 
 def test_grid_sweep_stores_every_run_and_ranks_configurations(wb, make_fake_exp, fake, db):
@@ -157,7 +158,15 @@ def test_rate_limited_sweep_recovers(wb):
     assert progress.failed == 0 and progress.completed == 12
 
 
-def test_api_key_value_never_reaches_the_database(tmp_path, db, monkeypatch):
+def _stored_bytes(db: str, tmp_path, request) -> dict[str, bytes]:
+    """Everything the store holds, as bytes: the SQLite file and its sidecars, or a pg_dump."""
+    if db.startswith("postgresql://"):
+        dump = subprocess.run([str(request.getfixturevalue("pg_cluster").bin / "pg_dump"), db], capture_output=True, check=True)
+        return {"pg_dump": dump.stdout}
+    return {str(path): path.read_bytes() for path in tmp_path.glob("pl.db*")}
+
+
+def test_api_key_value_never_reaches_the_database(tmp_path, db, monkeypatch, request):
     secret = "sk-test-SECRET-4f9a1c77d2"
     monkeypatch.setenv("PL_FAKE_KEY", secret)
     with FakeServer(api_key=secret) as srv:
@@ -169,8 +178,10 @@ def test_api_key_value_never_reaches_the_database(tmp_path, db, monkeypatch):
         assert progress.completed == 3
         assert f"Bearer {secret}" in srv.stats()["auth_headers"]
         wb.close()
-    for path in tmp_path.glob("pl.db*"):
-        assert secret.encode() not in path.read_bytes(), path
+    stored = _stored_bytes(db, tmp_path, request)
+    assert stored and all(len(data) > 1000 for data in stored.values())  # the runs are in there
+    for where, data in stored.items():
+        assert secret.encode() not in data and b"fake-small" in data, where
 
 
 def test_cache_explain_and_invalidate(wb, make_fake_exp, fake):
