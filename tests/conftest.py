@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +84,18 @@ def db(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
     if backend == "postgresql":
         return str(request.getfixturevalue("pg_url"))
     return str(tmp_path / "pl.db")
+
+
+@pytest.fixture
+def stored_bytes(db: str, request: pytest.FixtureRequest) -> Callable[[], dict[str, bytes]]:
+    """Everything the test's store holds, as bytes, by where it lies: the SQLite file and its
+    sidecars, or a ``pg_dump`` of the PostgreSQL database (to show a secret never reaches it)."""
+    def read() -> dict[str, bytes]:
+        if db.startswith("postgresql://"):
+            return {"pg_dump": request.getfixturevalue("pg_cluster").dump(db)}
+        return {str(path): path.read_bytes() for path in Path(db).parent.glob(Path(db).name + "*")}
+
+    return read
 
 
 @pytest.fixture

@@ -41,6 +41,11 @@ def _is_postgres(db: str) -> bool:
     return db.startswith(("postgresql://", "postgres://"))
 
 
+def store_exists(db: str) -> bool:
+    """Whether another process has made the store yet: a file appears; a server's database is there."""
+    return _is_postgres(db) or Path(db).exists()
+
+
 def db_rows(db: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
     """All rows of one statement on the store at ``db`` (a file or a PostgreSQL URL)."""
     if _is_postgres(db):
