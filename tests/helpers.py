@@ -52,7 +52,8 @@ def db_rows(db: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         import psycopg  # the optional driver: only PostgreSQL runs need it
 
         with psycopg.connect(db, autocommit=True) as c:
-            return [tuple(r) for r in c.execute(sql.replace("?", "%s"), args).fetchall()]
+            cur = c.execute(sql.replace("?", "%s"), args)
+            return [tuple(r) for r in cur.fetchall()] if cur.description else []  # an UPDATE returns none
     with sqlite3.connect(db) as c:
         return c.execute(sql, args).fetchall()
 
