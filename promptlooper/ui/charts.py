@@ -207,7 +207,7 @@ class Charts:
                 self._offer(board)
                 self._task = replace_loop(key, self._follow())
             else:
-                self._task = replace_loop(key, every(interval, self._tick))
+                self._task = replace_loop(key, every(interval, self._tick, self._reader.changes(self.experiment)))
 
     def _ipython_display_(self) -> None:
         from IPython.display import display

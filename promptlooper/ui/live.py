@@ -119,7 +119,7 @@ class LiveSweep(PLWidget):
             self.watch(handle)
         else:
             self.refresh_from(self._read_store(wb))
-            self._start_loop((wb.db_path, self.experiment), every(self.poll, self._poll_store))
+            self._start_loop((wb.db_path, self.experiment), every(self.poll, self._poll_store, self._reader.changes(self.experiment)))
 
     # -- a sweep of this kernel -------------------------------------------
     def watch(self, handle: Any) -> None:
