@@ -37,6 +37,7 @@ from .dialect import translate
 
 # Every write transaction of a PromptLooper database takes this lock ("PLwrite" as a number).
 WRITE_LOCK = int.from_bytes(b"PLwrite", "big")
+LOCK_TRIES = 3  # connections found dropped before a write holds the lock: replaced this many times
 
 
 class _NumericLoader(Loader):
@@ -71,7 +72,11 @@ class PgConnection:
         self.readonly = readonly
         # A read-only store's sessions refuse writes on the server's side too.
         options = "-c default_transaction_read_only=on" if readonly else ""
-        self.pool = ConnectionPool(url, min_size=1, max_size=max_size, open=False,
+        # check: a connection the server dropped while it sat in the pool (a restart, an idle
+        # timeout, pg_terminate_backend) is replaced when taken instead of failing the store call
+        # that gets it. It costs one empty round trip a call: ~20 µs on loopback (113 → 133 µs a
+        # pooled statement, measured on the 2-core machine).
+        self.pool = ConnectionPool(url, min_size=1, max_size=max_size, open=False, check=ConnectionPool.check_connection,
                                    kwargs={"autocommit": True, "options": options}, configure=self._configure)
         self.pool.open(wait=True, timeout=10)
         self._local = threading.local()
@@ -101,13 +106,38 @@ class PgConnection:
         if current is not None:  # nested: the outer transaction commits
             yield Cursorish(current)
             return
-        with self.pool.connection() as conn, conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+        with self._locked() as conn:
             self._local.conn = conn
             try:
                 yield Cursorish(conn)
             finally:
                 self._local.conn = None
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection in a transaction that holds the write lock.
+
+        A connection the server drops before the lock is held (a restart while the writer queues
+        behind another: the likeliest moment, since writers wait there) is replaced, and the lock
+        asked for again: nothing was written on it, so nothing can be written twice. A connection
+        lost later fails the write; its transaction is rolled back by the server."""
+        for attempt in range(1, LOCK_TRIES + 1):
+            stack = contextlib.ExitStack()
+            conn: psycopg.Connection[Any] | None = None
+            try:
+                conn = stack.enter_context(self.pool.connection())
+                stack.enter_context(conn.transaction())
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+            except psycopg.OperationalError as exc:
+                lost = conn is not None and conn.broken
+                with contextlib.suppress(psycopg.Error):  # the pool discards a broken connection
+                    stack.__exit__(type(exc), exc, exc.__traceback__)
+                if lost and attempt < LOCK_TRIES:
+                    continue
+                raise
+            with stack:
+                yield conn
+            return
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Cursorish]:
