@@ -9,12 +9,15 @@ twice, on a SQLite file and on a fresh PostgreSQL database of the session's clus
 as ``test_x[sqlite]`` and ``test_x[postgresql]``; a test that is about SQLite itself (its file, its
 writer process) is marked ``sqlite_only``. Everything else stays on SQLite, so the PostgreSQL runs
 cost only what the store, engine, steering, MCP and dashboard tests take a second time.
+Module-scoped fixtures (one sweep read by many tests) take ``new_store(name)`` instead of ``db``:
+the module's tests then run once per backend, each backend's sweep made once.
 ``--backends=sqlite`` (or ``$PROMPTLOOPER_TEST_BACKENDS``) narrows the marked modules to one
 backend while working; CI runs both, in the README's one pytest command.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -61,7 +64,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "backend" not in metafunc.fixturenames or not metafunc.definition.get_closest_marker("both_backends"):
+    if not {"backend", "module_backend"} & set(metafunc.fixturenames):
+        return
+    if not metafunc.definition.get_closest_marker("both_backends"):
         return
     if metafunc.definition.get_closest_marker("sqlite_only"):
         return
@@ -69,7 +74,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     unknown = set(chosen) - set(BACKENDS)
     if unknown:
         raise pytest.UsageError(f"--backends: unknown {sorted(unknown)}; choose from {', '.join(BACKENDS)}")
-    metafunc.parametrize("backend", chosen, indirect=True)
+    if "backend" in metafunc.fixturenames:
+        metafunc.parametrize("backend", chosen, indirect=True)
+    if "module_backend" in metafunc.fixturenames:
+        metafunc.parametrize("module_backend", chosen, indirect=True, scope="module")
 
 
 @pytest.fixture
@@ -84,6 +92,26 @@ def db(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
     if backend == "postgresql":
         return str(request.getfixturevalue("pg_url"))
     return str(tmp_path / "pl.db")
+
+
+@pytest.fixture(scope="module")
+def module_backend(request: pytest.FixtureRequest) -> str:
+    """``backend`` for a module's shared fixtures (one sweep read by many tests)."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture(scope="module")
+def new_store(module_backend: str, tmp_path_factory: pytest.TempPathFactory,
+              request: pytest.FixtureRequest) -> Iterator[Callable[[str], str]]:
+    """``new_store(name)``: the location of a fresh store for a module-scoped fixture, on the
+    module's backend (a file, or a PostgreSQL database dropped when the module's tests end)."""
+    with contextlib.ExitStack() as made:
+        def make(name: str) -> str:
+            if module_backend == "postgresql":
+                return str(made.enter_context(request.getfixturevalue("pg_cluster").database()))
+            return str(tmp_path_factory.mktemp(name) / f"{name}.db")
+
+        yield make
 
 
 @pytest.fixture
