@@ -173,12 +173,17 @@ class Changes:
     def clear(self) -> None:
         self._event.clear()
 
-    async def wait(self, not_before: float) -> None:
-        """Until the next announcement, and not before the loop time ``not_before``."""
-        await self._event.wait()
+    async def wait(self, not_before: float, timeout: float | None = None) -> bool:
+        """Until the next announcement (True), and not before the loop time ``not_before``; or
+        until ``timeout`` seconds have passed without one (False)."""
+        try:
+            await asyncio.wait_for(self._event.wait(), timeout)
+        except TimeoutError:
+            return False
         delay = not_before - asyncio.get_running_loop().time()
         if delay > 0:
             await asyncio.sleep(delay)
+        return True
 
     def stop(self) -> None:
         if self._stop is not None:
@@ -275,16 +280,22 @@ class PLWidget(anywidget.AnyWidget):  # type: ignore[misc]
 #: With announcements, the shortest gap between two reads of one view: a sweep commits many times a
 #: second, and a view that shows each commit within this much is live enough (its reads are shared).
 QUICKEST = 0.2
+#: With announcements, how long after the last one a view still reads every interval: a view that
+#: paces itself (the leaderboard skips a change that comes sooner than a few times its last read
+#: took) catches up with the last change of a burst, which no announcement would follow.
+SETTLE = 5.0
 
 
 async def every(interval: float, step: Callable[[], Coroutine[Any, Any, bool | None]], changes: Changes | None = None) -> None:
     """Call ``step`` every ``interval`` seconds until it returns True; errors are logged, not fatal.
 
     With ``changes`` from a store that announces them (PostgreSQL), ``step`` runs once at the start
-    and then after each announcement (at most one read per ``min(interval, QUICKEST)``) instead of
-    every interval: an idle view reads nothing, and a commit shows within about ``QUICKEST``.
+    and then after each announcement (at most one read per ``min(interval, QUICKEST)``), and every
+    interval for ``SETTLE`` seconds after the last one: a commit shows within about ``QUICKEST``,
+    and a view with nothing new reads nothing.
     """
     listening = False
+    last_news = float("-inf")
     if changes is not None:
         try:
             listening = await changes.start()
@@ -308,7 +319,9 @@ async def every(interval: float, step: Callable[[], Coroutine[Any, Any, bool | N
                     log.warning("widget refresh failed: %r", exc)
                 last = repr(exc)
             if listening:
-                await changes.wait(began + min(interval, QUICKEST))  # type: ignore[union-attr]
+                settling = began < last_news + SETTLE
+                if await changes.wait(began + min(interval, QUICKEST), interval if settling else None):  # type: ignore[union-attr]
+                    last_news = loop.time()
             else:
                 await asyncio.sleep(interval)
     finally:

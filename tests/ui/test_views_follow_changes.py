@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 import psycopg
 import pytest
-from helpers import fake_experiment
+from helpers import fake_experiment, runs_done, write_experiment
 
 import promptlooper as pl
-from promptlooper.testing import FakeModel
+from promptlooper.testing import FakeModel, FakeServer
 from promptlooper.ui.leaderboard import Leaderboard
 from promptlooper.ui.live import LiveSweep
 from promptlooper.ui.timeline import Timeline
@@ -141,3 +143,38 @@ def test_a_dropped_listening_connection_comes_back_and_misses_nothing(two, pg_ur
         view.close()
 
     asyncio.run(scenario())
+
+
+def test_a_view_that_paces_itself_catches_up_with_a_sweep_killed_between_announcements(pg_url: str, tmp_path) -> None:
+    # The leaderboard skips a change that comes sooner than its interval after its last read. A
+    # sweep killed just after such a change announces nothing more (its process is gone; the store
+    # reads "interrupted" without a write): the view must still come to show what the store holds.
+    viewer = pl.Workbench(pg_url)
+    with FakeServer(latency=0.1) as srv:
+        exp = fake_experiment(srv.base_url, name="killed", concurrency=2,
+                              space={"answer.temperature": [round(i * 0.02, 2) for i in range(40)]})
+        f = write_experiment(tmp_path / "killed.yaml", exp)
+        proc = subprocess.Popen([sys.executable, "-m", "promptlooper.cli", "--db", pg_url, "run", str(f), "--quiet"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        async def scenario() -> tuple[int, int]:
+            while runs_done(pg_url) < 3:
+                await asyncio.sleep(0.05)
+            board = Leaderboard(viewer, exp, interval=2.0)
+            await asyncio.sleep(0.5)  # a few batches land within its interval, skipped
+            proc.kill()
+            proc.wait(10)
+            expected = await asyncio.to_thread(lambda: len(viewer.leaderboard(exp.key)))
+            try:
+                await _until(lambda: len(board.rows) == expected, timeout=15)
+            finally:
+                board.close()
+            return len(board.rows), expected
+
+        try:
+            shown, expected = asyncio.run(scenario())
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            viewer.close()
+    assert shown == expected > 0
