@@ -68,8 +68,11 @@ class PostgresStore(Experiments, Runs, Scores, Cache, Events, Sweeps, Housekeepi
         rows = batch.rows()
         with self.cx.write() as c:
             event_ids = batches.write_rows(c.conn, rows, sweep_update)
-            notify_changes(c.conn, {run[1] for run in rows[2]} | {event[1] for event in rows[5]})
-            if sweep_update:
+            # One statement: a batch's runs are its sweep's experiment's; a batch of progress only names the sweep.
+            changed = {run[1] for run in rows[2]} | {event[1] for event in rows[5] if event[1]}
+            if changed:
+                notify_changes(c.conn, changed)
+            elif sweep_update:
                 notify_sweep_changed(c.conn, sweep_update["id"])
             return event_ids
 
