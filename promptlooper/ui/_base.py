@@ -280,10 +280,12 @@ class PLWidget(anywidget.AnyWidget):  # type: ignore[misc]
 #: With announcements, the shortest gap between two reads of one view: a sweep commits many times a
 #: second, and a view that shows each commit within this much is live enough (its reads are shared).
 QUICKEST = 0.2
-#: With announcements, how long after the last one a view still reads every interval: a view that
-#: paces itself (the leaderboard skips a change that comes sooner than a few times its last read
-#: took) catches up with the last change of a burst, which no announcement would follow.
-SETTLE = 5.0
+#: With announcements, how long after the last one a view still reads every interval. Some changes
+#: are announced by nothing: a view that paces itself (the leaderboard skips a change that comes
+#: sooner than a few times its last read took) must catch up with the last change of a burst, and
+#: a sweep whose process died stops writing, so it reads "interrupted" only once its heartbeat
+#: (written every 2 s while it lives) is 30 s old (store/liveness.py's READER_STALE_AFTER).
+SETTLE = 35.0
 
 
 async def every(interval: float, step: Callable[[], Coroutine[Any, Any, bool | None]], changes: Changes | None = None) -> None:

@@ -4,7 +4,9 @@ Each view here polls once a minute at most (``poll=60``), so only an announcemen
 commit made by another store (its own connections, as another process's) into it within the
 test's bounds; the bounds are generous for a loaded machine and are not rates. An idle view makes
 no read of a PostgreSQL store at all, and still polls a SQLite file. A listening connection that
-the server drops (a restart) is made again, and what was committed meanwhile still shows.
+the server drops (a restart) is made again, and what was committed meanwhile still shows. What no
+commit announces (a view that skipped a change to pace itself, a sweep elsewhere that died) still
+shows: a view reads on its interval for a while after the last announcement.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from helpers import fake_experiment, runs_done, write_experiment
+from helpers import db_rows, fake_experiment, runs_done, write_experiment
 
 import promptlooper as pl
 from promptlooper.testing import FakeModel, FakeServer
@@ -191,3 +193,25 @@ def test_a_view_that_paces_itself_catches_up_with_a_sweep_killed_between_announc
             if viewer is not None:
                 viewer.close()
     assert shown == expected > 0
+
+
+def test_a_sweep_elsewhere_that_stops_beating_reads_interrupted_in_a_view(two, pg_url: str) -> None:
+    # A sweep on another machine that dies writes nothing more: no announcement says so. Its last
+    # beat is announced; the view goes on reading until the beat is stale (30 s), then shows it.
+    viewer, writer, exp = two
+    exp_id = writer.register(exp)
+    sweep_id = writer.store.begin_sweep(exp_id, "grid", 12, {})
+
+    async def scenario() -> float:
+        view = LiveSweep(viewer, exp, poll=0.2)
+        await asyncio.sleep(0.5)
+        assert view.state["status"] == "running"
+        await asyncio.to_thread(writer.store.update_sweep, sweep_id, owner_host="another-host", owner_pid=1)  # its last beat
+        await asyncio.sleep(0.3)
+        # As if that beat had been written 22 s ago (not announced): stale 8 s from now.
+        await asyncio.to_thread(db_rows, pg_url, "UPDATE sweeps SET heartbeat = heartbeat - 22 WHERE id = ?", sweep_id)
+        took = await _until(lambda: view.state["status"] == "interrupted", timeout=20)
+        view.close()
+        return took
+
+    assert asyncio.run(scenario()) > 5  # read after the beat went stale, not at the update
