@@ -155,7 +155,7 @@ def test_dashboard_follows_the_sweep_and_cannot_write(dashboard, tmp_path, backe
         }""")
         assert sent >= 7
         page.wait_for_timeout(3000)
-        page.screenshot(path=str(ARTIFACTS / "voila-dashboard.png" if backend == "sqlite" else f"voila-dashboard-{backend}.png"), full_page=True)
+        page.screenshot(path=str(ARTIFACTS / ("voila-dashboard.png" if backend == "sqlite" else f"voila-dashboard-{backend}.png")), full_page=True)
         html = page.content()
         ctx.close()
     for t, n in before.items():
