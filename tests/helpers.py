@@ -1,7 +1,10 @@
 """Helpers shared by the tests (a module of its own: `conftest` names two files, tests/ and tests/ui/).
 
 A small experiment on the fake endpoint (and its YAML file, for the CLI), waiting, free ports, and
-reading another process's store.
+reading another process's store with plain SQL, on either backend: ``db`` is a SQLite file or a
+``postgresql://`` URL (tests/conftest.py's ``db``). The statements are ones both dialects read the
+same way, with ``?`` placeholders (turned into psycopg's ``%s`` for PostgreSQL); the tests use them
+to look under the facade (row counts, the sweep row) exactly as before, whatever the backend.
 """
 
 from __future__ import annotations
@@ -34,14 +37,41 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def db_value(db: str, sql: str, default: Any = None) -> Any:
-    """First column of the first row, or ``default`` while the other process creates the schema."""
+def _is_postgres(db: str) -> bool:
+    return db.startswith(("postgresql://", "postgres://"))
+
+
+def store_exists(db: str) -> bool:
+    """Whether another process has made the store yet: a file appears; a server's database is there."""
+    return _is_postgres(db) or Path(db).exists()
+
+
+def db_rows(db: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    """All rows of one statement on the store at ``db`` (a file or a PostgreSQL URL)."""
+    if _is_postgres(db):
+        import psycopg  # the optional driver: only PostgreSQL runs need it
+
+        with psycopg.connect(db, autocommit=True) as c:
+            cur = c.execute(sql.replace("?", "%s"), args)
+            return [tuple(r) for r in cur.fetchall()] if cur.description else []  # an UPDATE returns none
+    with sqlite3.connect(db) as c:
+        return c.execute(sql, args).fetchall()
+
+
+def db_value(db: str, sql: str, *args: Any, default: Any = None) -> Any:
+    """First column of the first row, or ``default`` while the other process creates the schema
+    (no file / no tables yet)."""
+    if _is_postgres(db):
+        import psycopg
+
+        not_yet: tuple[type[Exception], ...] = (psycopg.errors.UndefinedTable,)
+    else:
+        not_yet = (sqlite3.OperationalError,)
     try:
-        with sqlite3.connect(db) as c:
-            row = c.execute(sql).fetchone()
-    except sqlite3.OperationalError:
+        rows = db_rows(db, sql, *args)
+    except not_yet:
         return default
-    return row[0] if row else default
+    return rows[0][0] if rows else default
 
 
 def sweep_status(db: str) -> str | None:
@@ -49,7 +79,7 @@ def sweep_status(db: str) -> str | None:
 
 
 def runs_done(db: str) -> int:
-    return int(db_value(db, "SELECT COUNT(*) FROM runs WHERE status IN ('completed','cached')", 0))
+    return int(db_value(db, "SELECT COUNT(*) FROM runs WHERE status IN ('completed','cached')", default=0))
 
 
 def fake_experiment(base_url: str, name: str = "fake-exp", **over: Any) -> pl.Experiment:

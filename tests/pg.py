@@ -101,6 +101,10 @@ class Cluster:
         with psycopg.connect(self.url(), autocommit=True) as conn:
             conn.execute(sql)
 
+    def dump(self, url: str) -> bytes:
+        """Everything a database holds, as ``pg_dump`` writes it (to look for what must not be there)."""
+        return subprocess.run([str(self.bin / "pg_dump"), url], capture_output=True, check=True, timeout=120).stdout
+
     @contextlib.contextmanager
     def database(self) -> Iterator[str]:
         name = f"t_{uuid.uuid4().hex[:16]}"

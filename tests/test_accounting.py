@@ -8,19 +8,21 @@ FakeModel's, or the loopback FakeServer's where embeddings or another process ar
 
 from __future__ import annotations
 
-import sqlite3
 import subprocess
 import sys
 import time
 from typing import Any
 
 import anyio
-from helpers import fake_experiment, wait, write_experiment
+import pytest
+from helpers import db_rows, fake_experiment, wait, write_experiment
 from mcp import Client
 
 import promptlooper as pl
 from promptlooper.mcp_server import build_server
 from promptlooper.testing import FakeModel, FakeServer
+
+pytestmark = pytest.mark.both_backends  # each test on a SQLite file and on PostgreSQL (tests/conftest.py)
 
 CLI = [sys.executable, "-m", "promptlooper.cli"]
 JUDGE = "fake/judge-model"
@@ -39,8 +41,7 @@ def _constant(body: dict[str, Any]) -> str:
 
 
 def _sql(db: str, query: str) -> Any:
-    with sqlite3.connect(db) as c:
-        return c.execute(query).fetchone()
+    return db_rows(db, query)[0]
 
 
 def test_judge_calls_count_in_runs_sweep_and_cost(wb, db):

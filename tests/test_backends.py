@@ -1,6 +1,6 @@
 """Key engine, steering and MCP tests, run on each store backend: a SQLite file and PostgreSQL.
 
-The ``location`` fixture is what a user passes as ``--db`` / ``Workbench(db)``: a file path, or a
+The ``db`` fixture is what a user passes as ``--db`` / ``Workbench(db)``: a file path, or a
 ``postgresql://`` URL of a fresh database on the session's throwaway server (tests/pg.py). The
 tests read results through the facade and the store's interface only, never SQL, so each holds
 both backends to the same behaviour. Models are the in-process fake (no HTTP) unless said.
@@ -14,7 +14,6 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,16 +32,7 @@ from promptlooper.testing.fake_server import default_reply
 CLI = [sys.executable, "-m", "promptlooper.cli"]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return str(tmp_path / "pl.db") if request.param == "sqlite" else str(request.getfixturevalue("pg_url"))
-
-
-@pytest.fixture
-def wb(location: str) -> Iterator[pl.Workbench]:
-    w = pl.Workbench(location)
-    yield w
-    w.close()
+pytestmark = pytest.mark.both_backends  # db / wb: a SQLite file, then a PostgreSQL database (tests/conftest.py)
 
 
 def _slow_fake(latency: float) -> FakeModel:
@@ -87,10 +77,10 @@ def test_events_record_the_sweep_in_order(wb: pl.Workbench, make_fake_exp) -> No
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
 
 
-def test_a_second_workbench_pauses_and_resumes_a_running_sweep(location: str) -> None:
+def test_a_second_workbench_pauses_and_resumes_a_running_sweep(db: str) -> None:
     fake = _slow_fake(0.05)
     exp = fake_experiment(fake.base_url, name="steer", space={"answer.temperature": [i / 10 for i in range(10)]}, concurrency=2)
-    runner, other = pl.Workbench(location), pl.Workbench(location)  # as another process would: its own store
+    runner, other = pl.Workbench(db), pl.Workbench(db)  # as another process would: its own store
     try:
         handle = runner.start(exp)
         _wait(lambda: handle.progress.done >= 4, timeout=30)
@@ -163,9 +153,9 @@ def test_an_agent_sweeps_and_reads_the_leaderboard_over_mcp(wb: pl.Workbench, fa
     assert board["configurations"] == 4 and len(board["top"]) == 2
 
 
-def _completed(location: str) -> int:
+def _completed(db: str) -> int:
     """Completed runs of the (only) experiment, read through the store's interface."""
-    store = open_store(location, readonly=True)
+    store = open_store(db, readonly=True)
     try:
         experiments = store.experiments()
         return store.run_counts(experiments[0]["id"]).get("completed", 0) if experiments else 0
@@ -173,14 +163,14 @@ def _completed(location: str) -> int:
         store.close()
 
 
-def _completed_yet(location: str) -> int:
+def _completed_yet(db: str) -> int:
     try:
-        return _completed(location)
+        return _completed(db)
     except Exception:  # noqa: BLE001  (the other process has not created the store or its schema yet)
         return 0
 
 
-def test_kill_9_midway_then_rerun_repeats_no_completed_call(location: str, tmp_path: Path) -> None:
+def test_kill_9_midway_then_rerun_repeats_no_completed_call(db: str, tmp_path: Path) -> None:
     counts: dict[str, int] = {}
     lock = threading.Lock()
 
@@ -192,18 +182,18 @@ def test_kill_9_midway_then_rerun_repeats_no_completed_call(location: str, tmp_p
 
     with FakeServer(latency=0.02, reply=reply) as srv:
         f = write_experiment(tmp_path / "steer.yaml", temperature_sweep(srv.base_url, "steer", 60))
-        proc = subprocess.Popen([*CLI, "--db", location, "run", str(f), "--quiet"], stdout=subprocess.DEVNULL,
+        proc = subprocess.Popen([*CLI, "--db", db, "run", str(f), "--quiet"], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE)
-        _wait(lambda: _completed_yet(location) >= 40, timeout=60, every=0.02)
+        _wait(lambda: _completed_yet(db) >= 40, timeout=60, every=0.02)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
         before = sum(counts.values())
-        done_before = _completed(location)
+        done_before = _completed(db)
         assert 40 <= done_before < 180
-        res = subprocess.run([*CLI, "--db", location, "run", str(f), "--quiet"], capture_output=True, text=True, timeout=120)
+        res = subprocess.run([*CLI, "--db", db, "run", str(f), "--quiet"], capture_output=True, text=True, timeout=120)
         assert res.returncode == 0, res.stderr
         assert "completed: 180/180" in res.stdout
     # Every call whose run was stored before the kill is served from the store: the rerun makes
     # only the others (180 in all, plus any the killed process made but never stored).
     assert sum(counts.values()) - before == 180 - done_before
-    assert _completed(location) == 180
+    assert _completed(db) == 180

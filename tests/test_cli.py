@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from helpers import fake_experiment, write_experiment
 
+pytestmark = pytest.mark.both_backends  # each test on a SQLite file and on PostgreSQL (tests/conftest.py)
+
 CLI = [sys.executable, "-m", "promptlooper.cli"]
 README = Path(__file__).resolve().parent.parent / "README.md"
 

@@ -8,6 +8,8 @@ import pytest
 
 from promptlooper.coalescing import Coalescer
 
+pytestmark = pytest.mark.both_backends  # each test on a SQLite file and on PostgreSQL (tests/conftest.py)
+
 
 def test_keys_of_one_turn_go_in_one_batch_answered_on_the_loop():
     batches: list[list[str]] = []

@@ -18,6 +18,8 @@ from promptlooper.mcp_server import build_server
 from promptlooper.testing import FakeServer, Faults
 from promptlooper.validation import parse_experiment, validate
 
+pytestmark = pytest.mark.both_backends  # each test on a SQLite file and on PostgreSQL (tests/conftest.py)
+
 
 def _exp(endpoints: dict[str, Any], name: str = "grouped", n: int = 24, model: str = "pool/fake-small", **over: Any) -> pl.Experiment:
     data: dict[str, Any] = {

@@ -20,6 +20,8 @@ from helpers import fake_experiment
 import promptlooper as pl
 from promptlooper.functions import register_function
 
+pytestmark = pytest.mark.both_backends  # each test on a SQLite file and on PostgreSQL (tests/conftest.py)
+
 SECRET = "sk-live-EXPORT-WHOLE-42"
 
 

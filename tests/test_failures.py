@@ -21,6 +21,8 @@ import promptlooper as pl
 from promptlooper import ci
 from promptlooper.testing import FakeModel, FakeServer, Faults
 
+pytestmark = pytest.mark.both_backends  # each test on a SQLite file and on PostgreSQL (tests/conftest.py)
+
 CLI = [sys.executable, "-m", "promptlooper.cli"]
 
 
@@ -206,6 +208,7 @@ def test_pause_and_stop_interrupt_a_long_retry_wait(wb, fake, first):
 
 
 # ---------------------------------------------------------------------- the writer process
+@pytest.mark.sqlite_only  # only a SQLite sweep hands its batches to a writer process
 def test_killed_writer_process_loses_nothing(wb, db):
     with FakeServer(latency=0.02) as slow:
         exp = temperature_sweep(slow.base_url, "writer", 70)  # 210 runs, 4 at a time

@@ -331,23 +331,18 @@ def test_keys_from_a_dotenv_file_are_used_and_never_stored(tmp_path):
 
 # --------------------------------------------------------------------------- housekeeping
 def _sweep_running(db: str, name: str) -> bool:
-    import sqlite3
+    from helpers import db_value
 
-    try:
-        with sqlite3.connect(db) as c:
-            row = c.execute("SELECT s.status FROM sweeps s JOIN experiments e ON e.id = s.experiment_id WHERE e.name = ?",
-                            (name,)).fetchone()
-    except sqlite3.OperationalError:
-        return False
-    return bool(row and row[0] == "running")
+    return db_value(db, "SELECT s.status FROM sweeps s JOIN experiments e ON e.id = s.experiment_id WHERE e.name = ?",
+                    name) == "running"
 
 
-def test_delete_archive_notes_and_prices_refused_while_a_sweep_runs(tmp_path):
-    from helpers import wait
+@pytest.mark.both_backends  # deletes, archives and notes in a SQLite file and in PostgreSQL
+def test_delete_archive_notes_and_prices_refused_while_a_sweep_runs(tmp_path, db):
+    from helpers import db_value, wait
 
     from promptlooper.testing import FakeServer
 
-    db = str(tmp_path / "pl.db")
     with FakeServer(latency=0.4) as slow:
         wb = pl.Workbench(db)
         for name in ("keep", "old", "gone"):
@@ -419,8 +414,8 @@ def test_delete_archive_notes_and_prices_refused_while_a_sweep_runs(tmp_path):
     assert wb.runs("files/keep")  # the others' runs are untouched
     wb.archive_project("files", archived=False)
     assert wb.delete_project("files") == {"deleted": "files", "experiments": 2, "runs": 8, "notes": 2}
-    assert wb.store.db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 0
-    assert wb.store.db.execute("SELECT COUNT(*) FROM response_cache").fetchone()[0] > 0  # the cache is shared by content
+    assert db_value(db, "SELECT COUNT(*) FROM runs") == 0
+    assert db_value(db, "SELECT COUNT(*) FROM response_cache") > 0  # the cache is shared by content
     wb.close()
 
 

@@ -13,6 +13,8 @@ import yaml
 import promptlooper as pl
 from promptlooper.testing import FakeModel, FakeServer
 
+pytestmark = pytest.mark.both_backends  # each test on a SQLite file and on PostgreSQL (tests/conftest.py)
+
 TEMPS = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
 PERSONAS = ["p1", "p2", "p3", "p4"]
 

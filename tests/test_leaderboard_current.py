@@ -21,6 +21,8 @@ from helpers import fake_experiment
 import promptlooper as pl
 from promptlooper.functions import register_function
 
+pytestmark = pytest.mark.both_backends  # each test on a SQLite file and on PostgreSQL (tests/conftest.py)
+
 CLI = [sys.executable, "-m", "promptlooper.cli"]
 SAMPLES = [{"question": "capital of France", "reference": "paris"}, {"question": "capital of Japan", "reference": "tokyo"},
            {"question": "capital of Italy", "reference": "rome"}]

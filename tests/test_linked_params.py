@@ -16,6 +16,8 @@ from promptlooper.sweeps.guided import distributions, params_to_point, point_to_
 from promptlooper.sweeps.space import build_configuration, grid_points, grid_size
 from promptlooper.validation import parse_experiment, validate
 
+pytestmark = pytest.mark.both_backends  # each test on a SQLite file and on PostgreSQL (tests/conftest.py)
+
 BUNDLES = [
     {"answer.model": "fake/fake-small", "answer.system": "Small model, be terse.", "answer.max_tokens": 4},
     {"answer.model": "fake/fake-large", "answer.system": "Large model, {{ tone }}.", "answer.max_tokens": 12},

@@ -9,7 +9,6 @@ with $HOOK_TOKEN; PromptLooper's and Jupyter's own secrets are set too.
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
 import sys
 import time
@@ -24,6 +23,8 @@ from recorder import Recorder
 import promptlooper as pl
 from promptlooper.mcp_server import build_server
 from promptlooper.webhooks import add_webhook
+
+pytestmark = pytest.mark.both_backends  # each test on a SQLite file and on PostgreSQL (tests/conftest.py)
 
 SECRETS = {
     "OPENAI_API_KEY": "sk-operator-openai-7f3a9c",
@@ -164,7 +165,7 @@ def test_an_adversarial_mcp_client_sends_no_secret_anywhere(db, secrets_env):
     assert not any(r["path"].endswith("/hook") for r in attacker.requests)
 
 
-def test_operator_grants_work_over_mcp_and_store_names_never_values(db, secrets_env, tmp_path: Path):
+def test_operator_grants_work_over_mcp_and_store_names_never_values(db, secrets_env, tmp_path: Path, stored_bytes):
     """The operator's CLI registration grants the key; a client may then use it there, and only there."""
     with Recorder() as legit, Recorder() as other:
         env = {**__import__("os").environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
@@ -196,9 +197,8 @@ def test_operator_grants_work_over_mcp_and_store_names_never_values(db, secrets_
         wb.close()
     assert legit.found([SECRETS["OPENAI_API_KEY"]]), "the granted endpoint gets its key"
     assert other.requests == []
-    with sqlite3.connect(db) as cx:
-        dump = "\n".join(cx.iterdump())
-    assert "OPENAI_API_KEY" in dump and not [v for v in SECRETS.values() if v in dump]
+    dump = b"".join(stored_bytes().values())
+    assert b"OPENAI_API_KEY" in dump and not [v for v in SECRETS.values() if v.encode() in dump]
 
 
 def test_without_an_allow_list_a_client_names_no_key(db, monkeypatch):

@@ -4,12 +4,11 @@ with real samples, and the README's `judge` example."""
 
 from __future__ import annotations
 
-import sqlite3
 import subprocess
 import sys
 
 import pytest
-from helpers import fake_experiment, write_experiment
+from helpers import db_rows, fake_experiment, write_experiment
 from sqlite_utils import Database
 
 import promptlooper as pl
@@ -17,6 +16,8 @@ from promptlooper.samples import read_samples
 from promptlooper.scorers import check_args
 from promptlooper.testing import FakeModel, FakeServer
 from promptlooper.testing.fake_server import default_reply
+
+pytestmark = pytest.mark.both_backends  # each test on a SQLite file and on PostgreSQL (tests/conftest.py)
 
 CLI = [sys.executable, "-m", "promptlooper.cli"]
 
@@ -95,8 +96,7 @@ def test_an_embedding_scorer_error_is_a_missing_score_never_a_silent_zero(wb, db
         assert wb.run(exp).failed == 0
     row = wb.leaderboard(exp.key).iloc[0]
     assert row["missing"] == 3 and row["score"] == 1.0  # the length scorer alone, not dragged down by zeros
-    with sqlite3.connect(db) as c:
-        rows = c.execute("SELECT value, metadata FROM scores WHERE scorer = 'embedding'").fetchall()
+    rows = db_rows(db, "SELECT value, metadata FROM scores WHERE scorer = 'embedding'")
     assert len(rows) == 3 and all(value is None and "/embeddings failed" in meta for value, meta in rows)
 
 

@@ -4,7 +4,6 @@ sweep reads `paused` and a dead one `interrupted` in every front end (facade, CL
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -14,7 +13,8 @@ from datetime import datetime
 from typing import Any
 
 import anyio
-from helpers import fake_experiment, temperature_sweep, write_experiment
+import pytest
+from helpers import db_rows, fake_experiment, store_exists, temperature_sweep, write_experiment
 from helpers import runs_done as _runs_done
 from helpers import sweep_status as _sweep_status
 from helpers import wait as _wait
@@ -26,6 +26,8 @@ from promptlooper.testing import FakeServer
 from promptlooper.testing.fake_server import default_reply
 from promptlooper.ui.live import sweep_numbers
 from promptlooper.ui.steering import status_view
+
+pytestmark = pytest.mark.both_backends  # each test on a SQLite file and on PostgreSQL (tests/conftest.py)
 
 CLI = [sys.executable, "-m", "promptlooper.cli"]
 
@@ -144,7 +146,7 @@ def test_a_sweep_whose_process_is_gone_reads_interrupted_everywhere_and_pause_sa
         f = write_experiment(tmp_path / "gone.yaml", temperature_sweep(srv.base_url, "gone", 60))
         proc = subprocess.Popen([*CLI, "--db", db, "run", str(f), "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            _wait(lambda: os.path.exists(db) and _sweep_status(db) == "running" and _runs_done(db) >= 2, timeout=60)
+            _wait(lambda: store_exists(db) and _sweep_status(db) == "running" and _runs_done(db) >= 2, timeout=60)
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.wait(10)
@@ -176,7 +178,7 @@ def test_a_sweep_on_another_host_is_interrupted_once_its_heartbeat_is_stale(db, 
     sweep_id = wb.store.begin_sweep(exp_id, "grid", 12, {})
     wb.store.update_sweep(sweep_id, owner_host="another-host", owner_pid=1)  # beats now: alive
     assert wb.status(exp.key)["status"] == "running"
-    wb.store.db.execute("UPDATE sweeps SET heartbeat = heartbeat - 120 WHERE id = ?", [sweep_id])
+    db_rows(db, "UPDATE sweeps SET heartbeat = heartbeat - 120 WHERE id = ?", sweep_id)  # as if it stopped beating
     assert wb.status(exp.key)["status"] == "interrupted"
     assert wb.status(exp.key)["sweep"]["stop_reason"] == "owner process gone"
     wb.close()

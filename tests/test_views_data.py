@@ -15,6 +15,8 @@ import pytest
 import promptlooper as pl
 from promptlooper.testing import FakeModel
 
+pytestmark = pytest.mark.both_backends  # the shared sweeps in a SQLite file and in PostgreSQL (new_store)
+
 CLI = [sys.executable, "-m", "promptlooper.cli"]
 CAPITALS = {"France": "paris", "Japan": "tokyo", "Italy": "rome"}
 
@@ -48,9 +50,9 @@ def _experiment(base_url: str, name: str = "views", **over: Any) -> pl.Experimen
 
 
 @pytest.fixture(scope="module")
-def swept(tmp_path_factory: pytest.TempPathFactory):
+def swept(new_store):
     """One real sweep (2 temperatures x 2 personas x 3 samples), its workbench, fake model and database."""
-    db = str(tmp_path_factory.mktemp("views") / "views.db")
+    db = new_store("views")
     model = FakeModel(reply=_reply)
     wb = pl.Workbench(db)
     exp = _experiment(model.base_url)
@@ -91,9 +93,9 @@ def test_runs_as_a_tidy_frame_with_clean_dtypes_that_parquet_takes(swept, tmp_pa
 
 
 @pytest.fixture(scope="module")
-def many(tmp_path_factory: pytest.TempPathFactory):
+def many(new_store):
     """A sweep of 60 runs (20 temperatures x 3 samples): past the list's default of 50 rows."""
-    db = str(tmp_path_factory.mktemp("many") / "many.db")
+    db = new_store("many")
     model = FakeModel(reply=_reply)
     wb = pl.Workbench(db)
     exp = _experiment(model.base_url, name="many", space={"answer.temperature": {"min": 0.0, "max": 0.95, "step": 0.05},

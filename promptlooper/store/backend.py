@@ -21,6 +21,8 @@ Concurrency
     only state: a sweep's progress, lease and steering queue live in its ``sweeps`` row, which its
     engine polls (``take_steering``) and heartbeats (``update_sweep``); ``listen_steering`` lets a
     backend wake the poll sooner (PostgreSQL: LISTEN/NOTIFY; SQLite: nothing to listen to).
+    ``listen_changes`` does the same for live views: PostgreSQL calls ``wake`` after each commit
+    that changes an experiment, so an idle view reads nothing; SQLite returns None (poll the file).
 
 Read-only stores
     ``readonly=True`` (dashboards; a read-only role on PostgreSQL): every write raises
@@ -159,6 +161,7 @@ class StoreBackend(Protocol):
     def add_steering(self, sweep_id: str, request: str) -> None: ...
     def take_steering(self, sweep_id: str) -> list[str]: ...
     def listen_steering(self, sweep_id: str, wake: Callable[[], None]) -> Callable[[], None]: ...
+    def listen_changes(self, experiment_id: str | None, wake: Callable[[], None]) -> Callable[[], None] | None: ...
 
     # ------------------------------------------------------------------ webhooks: subscriptions, outbox, deliveries
     def add_webhook(self, event_type: str, url: str, headers_env: dict[str, str], max_attempts: int, backoff: float) -> str: ...

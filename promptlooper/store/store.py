@@ -124,6 +124,10 @@ class Store(Experiments, Runs, Scores, Cache, Events, Sweeps, Housekeeping, Outb
         """Nothing to listen to in a file: the sweep polls its steering queue. Returns a no-op stop."""
         return _no_op
 
+    def listen_changes(self, experiment_id: str | None, wake: Callable[[], None]) -> Callable[[], None] | None:
+        """None: a file announces nothing, so live views poll it."""
+        return None
+
     def write_batch(self, batch: ResultBatch, sweep_update: dict[str, Any] | None = None) -> list[int]:
         """Write ``batch`` (and the sweep's progress row) in one transaction; returns the event ids."""
         with self.cx.write() as c:

@@ -16,6 +16,11 @@ browser. Four rules keep a live notebook healthy:
   and now and then sets off a full collection of every object of the kernel (tens to hundreds of
   ms with the GIL held); a view that sees the sweep it follows running holds a share of the
   engine's freeze (``engine/gcfreeze.py``) until it sees the sweep end or is closed.
+- **Read when told, where the store can tell.** A PostgreSQL store announces each commit that
+  changes an experiment (LISTEN/NOTIFY, ``listen_changes``): a view's loop given its
+  :class:`Changes` then reads after each announcement instead of every interval, so a commit
+  shows within a read and an idle view reads nothing. A SQLite file announces nothing: its views
+  poll as before.
 """
 
 from __future__ import annotations
@@ -109,6 +114,7 @@ class Reader:
         self.wb = wb
         self._ro: Any = None
         self._lock = threading.Lock()
+        self.reads = 0  # how many reads this view made of the store (tests: an idle view makes none)
 
     def _open(self) -> Any:
         if self._ro is None:
@@ -118,6 +124,7 @@ class Reader:
 
     def run_sync(self, fn: Callable[[Any], Any]) -> Any:
         with self._lock:
+            self.reads += 1
             return fn(self._open())
 
     async def run(self, fn: Callable[[Any], Any]) -> Any:
@@ -132,6 +139,62 @@ class Reader:
             if self._ro is not None:
                 self._ro.close()
             self._ro = None
+
+    def changes(self, experiment: str | None) -> Changes:
+        """What wakes a view of ``experiment`` (``None``: of every experiment) when it changes."""
+        return Changes(self, experiment)
+
+
+class Changes:
+    """The store's announcements that an experiment changed, as wake-ups of one view's loop.
+
+    :meth:`start` (on the loop) subscribes through the read-only store and says whether this store
+    announces changes at all. The announcement comes from another thread and only sets an event:
+    the loop clears it before each read, so a commit during a read brings one more read.
+    """
+
+    def __init__(self, reader: Reader, experiment: str | None):
+        self.reader = reader
+        self.experiment = experiment
+        self._event = asyncio.Event()
+        self._stop: Callable[[], None] | None = None
+
+    async def start(self) -> bool:
+        loop = asyncio.get_running_loop()
+
+        def wake() -> None:  # from the store's listening thread
+            loop.call_soon_threadsafe(self._event.set)
+
+        self._stop = await self.reader.run(lambda ro: ro.store.listen_changes(self._experiment_id(ro), wake))
+        return self._stop is not None
+
+    def _experiment_id(self, ro: Any) -> str | None:
+        if self.experiment is None:
+            return None
+        try:
+            return str(ro.store.experiment(self.experiment)["id"])
+        except LookupError:  # not registered yet: woken by any change until it is
+            return None
+
+    def clear(self) -> None:
+        self._event.clear()
+
+    async def wait(self, not_before: float, timeout: float | None = None) -> bool:
+        """Until the next announcement (True), and not before the loop time ``not_before``; or
+        until ``timeout`` seconds have passed without one (False)."""
+        try:
+            await asyncio.wait_for(self._event.wait(), timeout)
+        except TimeoutError:
+            return False
+        delay = not_before - asyncio.get_running_loop().time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        return True
+
+    def stop(self) -> None:
+        if self._stop is not None:
+            self._stop()
+            self._stop = None
 
 
 # ---------------------------------------------------------------------- widget base
@@ -237,18 +300,55 @@ class PLWidget(anywidget.AnyWidget):  # type: ignore[misc]
         super().close()
 
 
-async def every(interval: float, step: Callable[[], Coroutine[Any, Any, bool | None]]) -> None:
-    """Call ``step`` every ``interval`` seconds until it returns True; errors are logged, not fatal."""
-    last = ""
-    while True:
+#: With announcements, the shortest gap between two reads of one view: a sweep commits many times a
+#: second, and a view that shows each commit within this much is live enough (its reads are shared).
+QUICKEST = 0.2
+#: With announcements, how long after the last one a view still reads every interval. Some changes
+#: are announced by nothing: a view that paces itself (the leaderboard skips a change that comes
+#: sooner than a few times its last read took) must catch up with the last change of a burst, and
+#: a sweep whose process died stops writing, so it reads "interrupted" only once its heartbeat
+#: (written every 2 s while it lives) is 30 s old (store/liveness.py's READER_STALE_AFTER).
+SETTLE = 35.0
+
+
+async def every(interval: float, step: Callable[[], Coroutine[Any, Any, bool | None]], changes: Changes | None = None) -> None:
+    """Call ``step`` every ``interval`` seconds until it returns True; errors are logged, not fatal.
+
+    With ``changes`` from a store that announces them (PostgreSQL), ``step`` runs once at the start
+    and then after each announcement (at most one read per ``min(interval, QUICKEST)``), and every
+    interval for ``SETTLE`` seconds after the last one: a commit shows within about ``QUICKEST``,
+    and a view with nothing new reads nothing.
+    """
+    listening = False
+    last_news = float("-inf")
+    if changes is not None:
         try:
-            if await step():
-                return
-            last = ""
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - a failed refresh must not kill the view
-            if repr(exc) != last:  # once per distinct failure, not once a second
-                log.warning("widget refresh failed: %r", exc)
-            last = repr(exc)
-        await asyncio.sleep(interval)
+            listening = await changes.start()
+        except Exception as exc:  # noqa: BLE001 - no announcements: the view polls, as on SQLite
+            log.warning("widget polls: listening for changes failed: %r", exc)
+    loop = asyncio.get_running_loop()
+    last = ""
+    try:
+        while True:
+            began = loop.time()
+            if listening:
+                changes.clear()  # type: ignore[union-attr]
+            try:
+                if await step():
+                    return
+                last = ""
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a failed refresh must not kill the view
+                if repr(exc) != last:  # once per distinct failure, not once a second
+                    log.warning("widget refresh failed: %r", exc)
+                last = repr(exc)
+            if listening:
+                settling = began < last_news + SETTLE
+                if await changes.wait(began + min(interval, QUICKEST), interval if settling else None):  # type: ignore[union-attr]
+                    last_news = loop.time()
+            else:
+                await asyncio.sleep(interval)
+    finally:
+        if changes is not None:
+            changes.stop()

@@ -209,7 +209,7 @@ class Charts:
                 self._offer(board)
                 self._task = replace_loop(key, self._follow())
             else:
-                self._task = replace_loop(key, every(interval, self._tick))
+                self._task = replace_loop(key, every(interval, self._tick, self._reader.changes(self.experiment)))
                 if self._task is not None:  # replaced by a re-run cell or closed: the share goes back
                     self._task.add_done_callback(lambda _task: self._heap.give_back())
 

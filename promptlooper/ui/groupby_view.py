@@ -81,7 +81,7 @@ class GroupByView(PLWidget):
                 self._show(table)
             return ended or self._closed
 
-        self._start_loop(("groupby", self.experiment), every(interval, step))
+        self._start_loop(("groupby", self.experiment), every(interval, step, self._reader.changes(self.experiment)))
 
     def _show(self, table: Any) -> None:
         self._table = table

@@ -213,7 +213,7 @@ class Leaderboard(PLWidget):
         self._run_callbacks: list[Callable[[list[str]], None]] = []
         self.refresh()
         if live:
-            self._start_loop((wb.db_path, self.experiment), every(interval, self._tick))
+            self._start_loop((wb.db_path, self.experiment), every(interval, self._tick, self._reader.changes(self.experiment)))
 
     # -- data ---------------------------------------------------------------
     @property

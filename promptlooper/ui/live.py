@@ -119,7 +119,7 @@ class LiveSweep(PLWidget):
             self.watch(handle)
         else:
             # the loop first: a view with a loop to see the sweep end holds the heap (_following)
-            self._start_loop((wb.db_path, self.experiment), every(self.poll, self._poll_store))
+            self._start_loop((wb.db_path, self.experiment), every(self.poll, self._poll_store, self._reader.changes(self.experiment)))
             try:
                 self.refresh_from(self._read_store(wb))
             except BaseException:  # no view (an unknown experiment, say): no loop left polling for it

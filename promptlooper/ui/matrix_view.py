@@ -214,7 +214,7 @@ class MatrixView(PLWidget):
             self._show(m)
             return ended
 
-        self._start_loop(("matrix", self.experiment), every(interval, step))
+        self._start_loop(("matrix", self.experiment), every(interval, step, self._reader.changes(self.experiment)))
 
     def filter(self, **given: Any) -> None:
         """Narrow the matrix from a notebook as the browser does: ``differ``, ``failures``,

@@ -42,7 +42,7 @@ class Overview(PLWidget):
         self._reader = Reader(wb)
         self.rows = overview_rows(wb)
         if live:
-            self._start_loop((wb.db_path,), every(interval, self._tick))
+            self._start_loop((wb.db_path,), every(interval, self._tick, self._reader.changes(None)))
 
     async def _tick(self) -> bool:
         rows = await self._reader.run(overview_rows)

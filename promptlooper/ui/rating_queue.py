@@ -100,7 +100,7 @@ class RatingQueue(PLWidget):
                 self._on_next()
             return ended
 
-        self._start_loop(("queue", self.experiment), every(interval, step))
+        self._start_loop(("queue", self.experiment), every(interval, step, self._reader.changes(self.experiment)))
 
     def next_unrated(self) -> None:
         """Move to the next unrated run (``j`` in the browser)."""

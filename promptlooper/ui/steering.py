@@ -77,7 +77,7 @@ class Steering(PLWidget):
         self.apply_status(wb.status(self.experiment))
         self._apply_space(wb.experiment(self.experiment)["spec"].get("space") or {})
         if live:
-            self._start_loop((wb.db_path, self.experiment), every(poll, self._poll))
+            self._start_loop((wb.db_path, self.experiment), every(poll, self._poll, self._reader.changes(self.experiment)))
 
     async def _poll(self) -> bool:
         self.apply_status(await self._reader.call("status", self.experiment))

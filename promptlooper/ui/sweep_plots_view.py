@@ -43,7 +43,7 @@ class SweepPlots(ipywidgets.VBox):  # type: ignore[misc]
             self._draw(await self._reader.run(lambda ro: ro.sweep_plots(self.experiment)))
             return ended
 
-        self._task = replace_loop(("SweepPlots", self.experiment), every(interval, step))
+        self._task = replace_loop(("SweepPlots", self.experiment), every(interval, step, self._reader.changes(self.experiment)))
 
     def _draw(self, figures: dict[str, Any]) -> None:
         for name in ORDER:

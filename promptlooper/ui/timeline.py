@@ -91,7 +91,7 @@ class Timeline(PLWidget):
         self._last_id = 0
         self.add_events(self._fetch(wb))
         if live:
-            self._start_loop((wb.db_path, self.experiment), every(poll, self._poll))
+            self._start_loop((wb.db_path, self.experiment), every(poll, self._poll, self._reader.changes(self.experiment)))
 
     def _fetch(self, wb: Any) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import sqlite3
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers import fake_experiment, free_port, write_experiment
+from helpers import db_rows, db_value, fake_experiment, free_port, write_experiment
 
 from promptlooper.testing import FakeServer
 
@@ -28,11 +27,8 @@ SECRET = "sk-dashboard-NEVER-SHOWN-7731"
 
 
 def _count(db: str, sql: str) -> int:
-    try:
-        with sqlite3.connect(db) as c:
-            return c.execute(sql).fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0
+    """A count from the store (a file or a PostgreSQL URL); 0 before the sweep made its tables."""
+    return int(db_value(db, sql, default=0))
 
 
 def _wait_http(url: str, timeout: float = 90) -> None:
@@ -49,15 +45,15 @@ def _wait_http(url: str, timeout: float = 90) -> None:
 
 
 @pytest.fixture
-def running_sweep(tmp_path, monkeypatch):
-    """A CLI sweep (another process) on a slow fake server: 600 runs, about a minute."""
+def running_sweep(tmp_path, monkeypatch, db):
+    """A CLI sweep (another process) on a slow fake server: 600 runs, about a minute; in a SQLite
+    file, or in PostgreSQL for a test marked both_backends (tests/conftest.py's ``db``)."""
     monkeypatch.setenv("PL_DASH_KEY", SECRET)
     with FakeServer(latency=0.2, api_key=SECRET) as srv:
         exp = fake_experiment(srv.base_url, name="live", concurrency=2,
                               space={"answer.temperature": [round(i * 0.02, 2) for i in range(100)], "persona": ["terse", "verbose"]},
                               endpoints={"fake": {"base_url": srv.base_url, "api_key_env": "PL_DASH_KEY"}})
         f = write_experiment(tmp_path / "live.yaml", exp)
-        db = str(tmp_path / "dash.db")
         proc = subprocess.Popen([sys.executable, "-m", "promptlooper.cli", "--db", db, "run", str(f), "--quiet"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
@@ -86,13 +82,14 @@ def dashboard(running_sweep, tmp_path):
         proc.wait(15)
 
 
-def test_dashboard_follows_the_sweep_and_cannot_write(dashboard):
+@pytest.mark.both_backends  # the page follows a sweep in a SQLite file and in PostgreSQL
+def test_dashboard_follows_the_sweep_and_cannot_write(dashboard, tmp_path, backend):
     from playwright.sync_api import sync_playwright
 
     base, db, sweep_proc = dashboard
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
-        ctx = p.chromium.launch_persistent_context(str(Path(db).parent / "chrome"), executable_path=CHROMIUM, headless=True,
+        ctx = p.chromium.launch_persistent_context(str(tmp_path / "chrome"), executable_path=CHROMIUM, headless=True,
                                                    args=ARGS, viewport={"width": 1300, "height": 1000})
         page = ctx.new_page()
         failed: list[str] = []
@@ -119,8 +116,7 @@ def test_dashboard_follows_the_sweep_and_cannot_write(dashboard):
         sweep_proc.wait(10)
 
         def finished_configs() -> set[str]:
-            with sqlite3.connect(db) as c:
-                return {r[0][:12] for r in c.execute("SELECT DISTINCT config_id FROM runs WHERE status IN ('completed','cached')")}
+            return {r[0][:12] for r in db_rows(db, "SELECT DISTINCT config_id FROM runs WHERE status IN ('completed','cached')")}
 
         # The sweep's writer process outlives it long enough to commit what it was handed (nothing
         # finished is lost): compare with the store once that last batch has landed.
@@ -159,7 +155,7 @@ def test_dashboard_follows_the_sweep_and_cannot_write(dashboard):
         }""")
         assert sent >= 7
         page.wait_for_timeout(3000)
-        page.screenshot(path=str(ARTIFACTS / "voila-dashboard.png"), full_page=True)
+        page.screenshot(path=str(ARTIFACTS / ("voila-dashboard.png" if backend == "sqlite" else f"voila-dashboard-{backend}.png")), full_page=True)
         html = page.content()
         ctx.close()
     for t, n in before.items():

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 
 import pytest
-from helpers import fake_experiment
+from helpers import db_rows, fake_experiment
 
 from promptlooper.scorers import build
 from promptlooper.scorers.env import ScoringEnv, using
@@ -72,6 +71,7 @@ def judge_reply(body):
     return "I would rather not say." if "France" in text else "Score: 5"
 
 
+@pytest.mark.both_backends  # a missing grade is NULL in a SQLite file and in PostgreSQL
 def test_missing_grades_are_left_out_of_the_mean_and_counted(wb, db):
     model = FakeModel(reply=judge_reply)
     exp = fake_experiment(model.base_url, space={}, scorers=[{"name": "judge", "model": "fake/fake-small"}])
@@ -82,6 +82,5 @@ def test_missing_grades_are_left_out_of_the_mean_and_counted(wb, db):
     # Two samples graded 5 (1.0 on 0..1); the France sample has no grade: it is not a 0.
     assert row["judge"] == 1.0 and row["score"] == 1.0 and row["n"] == 2
     assert row["missing"] == 1
-    with sqlite3.connect(db) as c:
-        values = sorted(c.execute("SELECT value FROM scores WHERE scorer = 'judge'").fetchall(), key=lambda r: r[0] is None)
+    values = sorted(db_rows(db, "SELECT value FROM scores WHERE scorer = 'judge'"), key=lambda r: r[0] is None)
     assert values == [(1.0,), (1.0,), (None,)]

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 
 import pytest
-from helpers import fake_experiment
+from helpers import db_rows, fake_experiment
 
 import promptlooper as pl
 from promptlooper.engine.calls import cache_key_material
@@ -47,14 +46,14 @@ def test_judge_is_registered_as_calling_models():
     assert not get("embedding").model_calls and not get("contains").model_calls
 
 
-def test_judge_against_the_fake_server_goes_through_the_response_cache(tmp_path):
+@pytest.mark.both_backends  # the judge's own store: a SQLite file or PostgreSQL
+def test_judge_against_the_fake_server_goes_through_the_response_cache(db):
     seen = []
 
     def reply(body):
         seen.append(body)
         return "Score: 4"
 
-    db = str(tmp_path / "j.db")
     with FakeServer(reply=reply) as srv:
         args = {"model": "fake/fake-small", "base_url": srv.base_url, "scale": [1, 5]}
         result = judge_once(args, ScoringEnv(store_path=db))
@@ -70,8 +69,7 @@ def test_judge_against_the_fake_server_goes_through_the_response_cache(tmp_path)
         key = content_hash("call", cache_key_material(P(), "fake-small", seen[0]["messages"],  # type: ignore[arg-type]
                                                       {k: v for k, v in seen[0].items() if k not in ("model", "messages")}))
         assert result.detail["cache_key"] == key
-        with sqlite3.connect(db) as c:
-            assert c.execute("SELECT response, model FROM response_cache WHERE key = ?", (key,)).fetchone() == ("Score: 4", "fake-small")
+        assert db_rows(db, "SELECT response, model FROM response_cache WHERE key = ?", key) == [("Score: 4", "fake-small")]
 
         srv.reset()
         again = judge_once(args, ScoringEnv(store_path=db))
@@ -100,6 +98,7 @@ def test_custom_prompt_scale_and_params(tmp_path):
     assert bodies[0]["max_tokens"] == 3
 
 
+@pytest.mark.both_backends
 def test_judge_in_a_sweep_shares_the_sweeps_endpoints_and_cache(wb, db):
     def reply(body):
         text = body["messages"][-1]["content"]
@@ -122,8 +121,7 @@ def test_judge_in_a_sweep_shares_the_sweeps_endpoints_and_cache(wb, db):
     assert model.stats()["completions"] == 6  # 3 stage calls + 3 judge calls
     board = wb.leaderboard(exp.key)
     assert board.loc[0, "judge"] == 1.0
-    with sqlite3.connect(db) as c:
-        assert c.execute("SELECT COUNT(*) FROM response_cache").fetchone()[0] == 6
+    assert db_rows(db, "SELECT COUNT(*) FROM response_cache") == [(6,)]
 
 
 def test_judge_without_an_environment_uses_the_default_database(monkeypatch, tmp_path):

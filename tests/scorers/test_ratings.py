@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
+from helpers import db_rows
 
 from promptlooper import NotFoundError
 from promptlooper.ratings import RatingError, rate, ratings, unrate
+
+pytestmark = pytest.mark.both_backends  # each test on a SQLite file and on PostgreSQL (tests/conftest.py)
 
 
 @pytest.fixture
@@ -21,9 +22,8 @@ def test_rate_stores_human_scores(wb, runs, db):
     exp, rs = runs
     out = rate(wb.store, rs[0]["id"][:10], thumbs="up", stars=4, comment="clear", by="ana")
     assert out == {"run_id": rs[0]["id"], "thumbs": "up", "stars": 4, "comment": "clear", "by": "ana", "rated_at": out["rated_at"]}
-    with sqlite3.connect(db) as c:
-        rows = dict(c.execute("SELECT scorer, value FROM scores WHERE source = 'human' AND run_id = ?", (rs[0]["id"],)).fetchall())
-        names = {r[0] for r in c.execute("SELECT scorer_name FROM scores WHERE source = 'human'")}
+    rows = dict(db_rows(db, "SELECT scorer, value FROM scores WHERE source = 'human' AND run_id = ?", rs[0]["id"]))
+    names = {r[0] for r in db_rows(db, "SELECT scorer_name FROM scores WHERE source = 'human'")}
     assert rows == {"human_thumbs": 1.0, "human_stars": 0.75} and names == {"human_rating"}
     rate(wb.store, rs[1]["id"], thumbs="down", stars=1)
     assert ratings(wb.store, rs[1]["id"])["thumbs"] == "down"
@@ -63,8 +63,7 @@ def test_unknown_and_unfinished_runs(wb, runs, db):
     with pytest.raises(NotFoundError, match="not found"):
         rate(wb.store, "ffffffffffff", thumbs="up")
     rid = runs[1][0]["id"]
-    with sqlite3.connect(db) as c:
-        c.execute("UPDATE runs SET status = 'failed' WHERE id = ?", (rid,))
+    db_rows(db, "UPDATE runs SET status = 'failed' WHERE id = ?", rid)
     with pytest.raises(RatingError, match="is failed; only finished runs"):
         rate(wb.store, rid, thumbs="up")
 

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
-from helpers import fake_experiment
+from helpers import db_rows, fake_experiment
 
 import promptlooper as pl
 from promptlooper.ratings import rate
 from promptlooper.rescoring import rescore
 from promptlooper.testing import FakeModel
 from promptlooper.testing.fake_server import default_reply
+
+pytestmark = pytest.mark.both_backends  # each test on a SQLite file and on PostgreSQL (tests/conftest.py)
 
 
 def reply(body):
@@ -31,8 +31,7 @@ def swept(wb):
 
 
 def _scores(db, label):
-    with sqlite3.connect(db) as c:
-        return dict(c.execute("SELECT run_id, value FROM scores WHERE scorer = ?", (label,)).fetchall())
+    return dict(db_rows(db, "SELECT run_id, value FROM scores WHERE scorer = ?", label))
 
 
 def test_rescore_with_new_scorers_makes_zero_calls(wb, swept, db):
@@ -45,8 +44,7 @@ def test_rescore_with_new_scorers_makes_zero_calls(wb, swept, db):
     for label in ("contains", "embedding", "python", "short"):
         assert len(_scores(db, label)) == 12
     # the runs' own outputs were scored: `short` agrees with the word counts of runs.output
-    with sqlite3.connect(db) as c:
-        outputs = dict(c.execute("SELECT id, output FROM runs").fetchall())
+    outputs = dict(db_rows(db, "SELECT id, output FROM runs"))
     short = _scores(db, "short")
     for run_id, text in outputs.items():
         n = len(text.split())
@@ -81,8 +79,7 @@ def test_rescore_with_the_experiments_own_scorers_updates_scores_and_drops_stale
     assert fake.stats()["requests"] == 0 and summary["scorers"] == ["length"]
     assert _scores(db, "json") == {} and _scores(db, "keyword") == {}  # no longer in the experiment
     assert _scores(db, "human_thumbs") == {rid: 1.0}  # never touched
-    with sqlite3.connect(db) as c:
-        run_scores = dict(c.execute("SELECT id, score FROM runs").fetchall())
+    run_scores = dict(db_rows(db, "SELECT id, score FROM runs"))
     assert run_scores == pytest.approx(_scores(db, "length"))  # the weighted score is the only scorer's
     board = wb.leaderboard(exp.key)
     assert "keyword" not in board.columns and board["score"].is_monotonic_decreasing

@@ -16,6 +16,8 @@ from promptlooper.rescoring import rescore
 from promptlooper.testing import FakeModel
 from promptlooper.testing.fake_server import default_reply
 
+pytestmark = pytest.mark.both_backends  # each test on a SQLite file and on PostgreSQL (tests/conftest.py)
+
 # Per-sample scores each persona will get, by construction (through a python scorer).
 A = [0.5, 0.6, 0.7, 0.8, 0.9]
 B = [0.4, 0.4, 0.4, 0.7, 0.6]  # A - B = [.1, .2, .3, .1, .3]: mean .2, sd .1

@@ -53,6 +53,7 @@ from .dialect import translate
 
 # Every write transaction of a PromptLooper database takes this lock ("PLwrite" as a number).
 WRITE_LOCK = int.from_bytes(b"PLwrite", "big")
+LOCK_TRIES = 3  # connections found dropped before a write holds the lock: replaced this many times
 
 # libpq's settings for a dead server: probes after 10 s idle, every 5 s, 2 unanswered = gone;
 # data unacknowledged for 20 s = gone (the kernel's own default is about 15 minutes).
@@ -156,8 +157,7 @@ class PgConnection:
         if current is not None:  # nested: the outer transaction commits
             yield Cursorish(current)
             return
-        with self._lost_as_store_error(), self.pool.connection(timeout=1.0 if self.url in _LOST else None) as conn, conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+        with self._lost_as_store_error(), self._locked() as conn:
             self._local.conn = conn
             try:
                 yield Cursorish(conn)
@@ -178,6 +178,32 @@ class PgConnection:
             raise StoreError(f"lost the connection to the PostgreSQL database {where} ({str(exc).strip()}); what was "
                              "written before is kept: run the same command again to resume once the server is reachable") from exc
         _LOST.discard(self.url)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection in a transaction that holds the write lock.
+
+        A connection the server drops before the lock is held (a restart while the writer queues
+        behind another: the likeliest moment, since writers wait there) is replaced, and the lock
+        asked for again: nothing was written on it, so nothing can be written twice. A connection
+        lost later fails the write; its transaction is rolled back by the server."""
+        for attempt in range(1, LOCK_TRIES + 1):
+            stack = contextlib.ExitStack()
+            conn: psycopg.Connection[Any] | None = None
+            try:
+                conn = stack.enter_context(self.pool.connection(timeout=1.0 if self.url in _LOST else None))
+                stack.enter_context(conn.transaction())
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+            except psycopg.OperationalError as exc:
+                lost = conn is not None and conn.broken
+                with contextlib.suppress(psycopg.Error):  # the pool discards a broken connection
+                    stack.__exit__(type(exc), exc, exc.__traceback__)
+                if lost and attempt < LOCK_TRIES:
+                    continue
+                raise
+            with stack:
+                yield conn
+            return
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Cursorish]:

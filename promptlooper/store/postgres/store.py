@@ -4,8 +4,10 @@ Selected by a ``postgresql://`` URL (``DATABASE_URL``, ``--db``, ``Workbench(url
 of the same noun classes as :class:`~promptlooper.store.Store` (their shared SQL rewritten by
 :mod:`.dialect`), over a pool of psycopg 3 connections (:mod:`.connection`), with its own schema
 (:mod:`.schema`) and its own bulk writes (:mod:`.batches`). Only what SQLite does differently is
-written here: how the database opens, batches and event ids, and SQLite's tuning knobs, which
-have no meaning on a server and do nothing.
+written here: how the database opens, batches and event ids, SQLite's tuning knobs, which
+have no meaning on a server and do nothing, and the notifications a file cannot send: steering
+requests wake their sweep (:mod:`.notify`), and every write a live view shows wakes the views of
+its experiment (:mod:`.changes`), in the writing transaction, so at its commit.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from ..scores import Scores
 from ..store import Store
 from ..sweeps import Sweeps
 from . import batches, schema
+from .changes import ChangeFeed, notify_changes, notify_sweep_changed
 from .connection import Cursorish, PgConnection, PgDatabase, dead_peer_settings
 from .notify import Listener, notify
 
@@ -65,12 +68,46 @@ class PostgresStore(Experiments, Runs, Scores, Cache, Events, Sweeps, Housekeepi
 
     def write_batch(self, batch: ResultBatch, sweep_update: dict[str, Any] | None = None) -> list[int]:
         """Write ``batch`` (and the sweep's progress row) in one transaction; returns the event ids."""
+        rows = batch.rows()
         with self.cx.write() as c:
-            return batches.write_rows(c.conn, batch.rows(), sweep_update)
+            event_ids = batches.write_rows(c.conn, rows, sweep_update)
+            # One statement: a batch's runs are its sweep's experiment's; a batch of progress only names the sweep.
+            changed = {run[1] for run in rows[2]} | {event[1] for event in rows[5] if event[1]}
+            if changed:
+                notify_changes(c.conn, changed)
+            elif sweep_update:
+                notify_sweep_changed(c.conn, sweep_update["id"])
+            return event_ids
 
     def _insert_events(self, c: Any, events: Sequence[tuple[str, str | None, str, dict[str, Any]]], ts: str) -> list[int]:
         rows = [(ev_ts, eid, etype, dumps(payload)) for ev_ts, eid, etype, payload in events]
+        notify_changes(c.conn, {eid for _, eid, _, _ in events})  # ratings, decisions, requests: all as events
         return batches.insert_events(c.conn, rows, ts)
+
+    def upsert_experiment(self, project: str, name: str, spec: dict[str, Any], description: str = "",
+                          parent_id: str | None = None) -> str:
+        with self.cx.write() as c:
+            experiment_id = super().upsert_experiment(project, name, spec, description, parent_id)
+            notify_changes(c.conn, [experiment_id])  # the overview lists it
+            return experiment_id
+
+    def begin_sweep(self, experiment_id: str, strategy: str, total: int, options: dict[str, Any], *,
+                    stale_after: float = 10.0) -> str:
+        with self.cx.write() as c:
+            sweep_id = super().begin_sweep(experiment_id, strategy, total, options, stale_after=stale_after)
+            notify_sweep_changed(c.conn, sweep_id)
+            return sweep_id
+
+    def update_sweep(self, sweep_id: str, **fields: Any) -> None:
+        with self.cx.write() as c:
+            super().update_sweep(sweep_id, **fields)
+            notify_sweep_changed(c.conn, sweep_id)
+
+    def listen_changes(self, experiment_id: str | None, wake: Callable[[], None]) -> Callable[[], None] | None:
+        """Call ``wake`` (from another thread) after each commit that changes the experiment (every
+        experiment for None), through the process's one listening connection to this database;
+        returns what stops listening."""
+        return ChangeFeed.listen(self.path, experiment_id, wake)
 
     def add_note(self, project_id: str, text: str, by: str = "") -> int:
         with self.cx.write() as c:
@@ -103,6 +140,7 @@ class PostgresStore(Experiments, Runs, Scores, Cache, Events, Sweeps, Housekeepi
     def _append_request(c: Any, sweep_id: str, request: str) -> None:
         Sweeps._append_request(c, sweep_id, request)
         notify(c, sweep_id)
+        notify_sweep_changed(c.conn, sweep_id)  # the views show a request as soon as it is queued
 
     def listen_steering(self, sweep_id: str, wake: Callable[[], None]) -> Callable[[], None]:
         """Call ``wake`` (from another thread) whenever a steering request for the sweep commits;
