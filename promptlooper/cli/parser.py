@@ -11,10 +11,21 @@ import argparse
 from typing import Any
 
 from .. import __version__
-from . import endpoints, housekeeping, results, run, scores, serve, steering, views, webhooks
+from . import (
+    endpoints,
+    housekeeping,
+    results,
+    run,
+    scores,
+    serve,
+    steering,
+    views,
+    webhooks,
+    worker,
+)
 
 # In this order in `promptlooper --help`: a sweep's life, then what surrounds it.
-GROUPS = (run, results, views, scores, steering, housekeeping, endpoints, webhooks, serve)
+GROUPS = (run, results, views, scores, steering, housekeeping, endpoints, webhooks, serve, worker)
 
 
 class Parser(argparse.ArgumentParser):

@@ -145,6 +145,8 @@ class Sweep:
     ``replan`` gives the configurations of a redirected space; ``driver`` is a search that decides
     the configurations itself (otherwise the compiled experiment's are run, in order)."""
 
+    writer_process = True  # SQLite: commit batches from a child process (a worker's chunk writes its own, fenced)
+
     def __init__(
         self,
         store_path: str,
@@ -238,17 +240,14 @@ class Sweep:
         # cannot be stopped in its thread, and the connection must outlive it.
         self._write_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="promptlooper-writer")
         # PostgreSQL: batches go through the store's pool from the writer thread (no writer process).
-        self._writer_process = _start_writer_process(self.store_path) if uses_writer_process(self.store_path) else None
+        self._writer_process = _start_writer_process(self.store_path) if uses_writer_process(self.store_path) and self.writer_process else None
         if self._writer_process is not None:
             wstore.defer_checkpoints()  # the writer process checkpoints, in the background
         else:
             wstore.use_bulk_cache()  # batches go through this connection
         try:
             # The lease first: what is read below cannot change under this sweep afterwards.
-            self.sweep_id = await asyncio.to_thread(
-                wstore.begin_sweep, plan.experiment_id, plan.strategy, plan.total,
-                {**plan.options, "budget": self.budget, "concurrency": self.concurrency},
-            )
+            self.sweep_id = await asyncio.to_thread(self._begin, wstore)
             finished = await asyncio.to_thread(rstore.finished_run_ids, plan.experiment_id)
             # Runs stored but not finished (failed, or left by a crash) are replaced when run again;
             # any other run has no rows yet, and its writes skip the look-ups a replacement needs.
@@ -309,6 +308,13 @@ class Sweep:
             self._write_thread.submit(wstore.close)
             self._write_thread.shutdown(wait=True)  # at once, unless a cancellation left a write running
             rstore.close()
+
+    def _begin(self, store: Store) -> str:
+        """The sweep's row (on the write thread): a new one, holding the experiment's lease. A
+        worker's chunk of a shared sweep joins that sweep's row instead (promptlooper/workers)."""
+        plan = self.plan
+        return store.begin_sweep(plan.experiment_id, plan.strategy, plan.total,
+                                 {**plan.options, "budget": self.budget, "concurrency": self.concurrency})
 
     def _workers_needed(self) -> int:
         """Workers (runs in progress at once) to keep ``concurrency`` calls out.

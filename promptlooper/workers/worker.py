@@ -1,0 +1,165 @@
+"""A worker: claims chunks of any queued sweep, one after the other, and runs each through the engine.
+
+The loop is Optuna's worker's: ask the database for work, do it, record it, ask again; the
+database is the only state, so any number of workers on any number of hosts share the sweeps,
+and one that dies costs only its lease (:mod:`promptlooper.store.chunks`).
+
+* Each sweep's experiment is compiled once per worker, from the spec stored with it and the
+  options it was queued with (``compile_stored``, given by the caller: the workbench knows how to
+  turn a stored experiment into a compiled one; this package stays below it). An experiment this
+  worker cannot compile (a Python stage or scorer it cannot import) is reported — on stderr and
+  as a ``worker.failed`` event of the experiment, for the notebook that queued it — its chunk
+  given back at once for a worker that can, and its sweep skipped by this worker from then on.
+* A chunk ends in one of four ways: all its runs recorded (done; the last chunk completes the
+  sweep), a stop request or a stop the engine decided (an endpoint unhealthy too long, a budget
+  with nobody to steer: the sweep ends ``stopped``), its lease taken (nothing more to do: the new
+  owner records its runs), or this worker told to exit (SIGTERM: the calls in flight land and are
+  recorded, then the chunk is given back).
+* ``once``: exit when no chunk is left to claim; ``max_idle``: exit after that many seconds
+  without one; otherwise wait for work, polling every ``IDLE_POLL`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..store import open_store
+from ..store.chunks import Claim
+from .chunk_sweep import ChunkSweep
+
+if TYPE_CHECKING:
+    from ..compiled import CompiledExperiment
+    from ..store.backend import StoreBackend
+
+IDLE_POLL = 0.5  # seconds between claims while there is no work
+DEFAULT_LEASE = 10.0  # seconds a claim lasts without a commit (batches renew it at least every 2 s)
+
+
+@dataclass
+class WorkerStats:
+    chunks: int = 0
+    runs: int = 0
+    lost: int = 0  # chunks whose lease another worker took
+    failed_sweeps: dict[str, str] = field(default_factory=dict)  # sweep id -> why this worker cannot run it
+
+
+class Worker:
+    """One worker process's loop (see the module docstring)."""
+
+    def __init__(self, store_path: str, compile_stored: Callable[[str, dict[str, Any]], CompiledExperiment], *,
+                 concurrency: int | None = None, lease: float = DEFAULT_LEASE, max_idle: float | None = None,
+                 once: bool = False, name: str | None = None, say: Callable[[str], None] | None = None):
+        self.store_path = store_path
+        self.compile_stored = compile_stored
+        self.concurrency = concurrency
+        self.lease = lease
+        self.max_idle = max_idle
+        self.once = once
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        self.say = say or (lambda line: print(line, file=sys.stderr, flush=True))
+        self.stats = WorkerStats()
+        self._compiled: dict[str, CompiledExperiment] = {}
+        self._current: ChunkSweep | None = None
+        self._exiting = False
+        self._wake = asyncio.Event()
+
+    def exit_soon(self) -> None:
+        """Finish the calls in flight, record them, give the chunk back and exit (SIGTERM)."""
+        self._exiting = True
+        self._wake.set()
+        if self._current is not None:
+            self._current.failures.stop("worker exiting")
+
+    async def run(self) -> int:
+        """Work until told to exit (or idle, with ``once`` / ``max_idle``); 0, or 1 if a sweep
+        could not be compiled here."""
+        store = open_store(self.store_path)
+        try:
+            idle_since = time.monotonic()
+            while not self._exiting:
+                claim = await asyncio.to_thread(store.claim_chunk, self.name, self.lease,
+                                                exclude=tuple(self.stats.failed_sweeps))
+                if claim is None:
+                    if self.once or (self.max_idle is not None and time.monotonic() - idle_since >= self.max_idle):
+                        break
+                    self._wake.clear()
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), IDLE_POLL)
+                    except TimeoutError:
+                        pass
+                    continue
+                await self._work(store, claim)
+                idle_since = time.monotonic()
+        finally:
+            store.close()
+        return 1 if self.stats.failed_sweeps else 0
+
+    async def _work(self, store: StoreBackend, claim: Claim) -> None:
+        compiled = await self._compile(store, claim)
+        if compiled is None:
+            return
+        sweep = self._current = ChunkSweep(self.store_path, compiled, claim, lease=self.lease, worker=self.name)
+        where = f"sweep {claim.sweep_id[:8]} chunk {claim.index} (configurations {claim.lo}–{claim.hi - 1}, try {claim.generation})"
+        self.say(f"{self.name}: {where}: started")
+        try:
+            progress = await sweep.run()
+        finally:
+            self._current = None
+        self.stats.runs += progress.done - progress.skipped
+        if sweep.lease_lost:
+            self.stats.lost += 1
+            self.say(f"{self.name}: {where}: lease lost to another worker; its runs are theirs now")
+        elif self._exiting:
+            await asyncio.to_thread(store.release_chunk, claim.sweep_id, claim.index, claim.generation)
+            self.say(f"{self.name}: {where}: given back ({progress.done - progress.skipped} runs recorded)")
+        elif sweep.stopping:
+            await asyncio.to_thread(store.release_chunk, claim.sweep_id, claim.index, claim.generation)
+            reason = progress.stop_reason or "requested"
+            if await asyncio.to_thread(store.end_sweep, claim.sweep_id, "stopped", reason):
+                await asyncio.to_thread(store.add_event, claim.experiment_id, "experiment.stopped",
+                                        {"sweep_id": claim.sweep_id, "reason": reason})
+            self.say(f"{self.name}: {where}: stopped ({reason})")
+        else:
+            status = await asyncio.to_thread(store.finish_chunk, claim.sweep_id, claim.index, claim.generation)
+            self.stats.chunks += 1
+            if status == "completed":
+                await self._completed(store, claim)
+            self.say(f"{self.name}: {where}: done, {progress.done - progress.skipped} runs"
+                     + (" — sweep completed" if status == "completed" else ""))
+
+    async def _completed(self, store: StoreBackend, claim: Claim) -> None:
+        row = await asyncio.to_thread(store.sweep, claim.sweep_id)
+        await asyncio.to_thread(store.add_event, claim.experiment_id, "experiment.completed", {
+            "sweep_id": claim.sweep_id, "done": row.get("done"), "total": row.get("total"), "failed": row.get("failed"),
+            "cached": row.get("cached"), "tokens": (row.get("tokens_in") or 0) + (row.get("tokens_out") or 0),
+            "cost": round(row.get("cost") or 0.0, 6), "workers": True})
+
+    async def _compile(self, store: StoreBackend, claim: Claim) -> CompiledExperiment | None:
+        compiled = self._compiled.get(claim.sweep_id)
+        if compiled is not None:
+            return compiled
+        options = {**claim.options, **({"concurrency": self.concurrency} if self.concurrency else {})}
+        try:
+            compiled = await asyncio.to_thread(self.compile_stored, claim.experiment_id, options)
+        except Exception as exc:  # noqa: BLE001 - any reason this worker cannot run it is reported, not fatal
+            why = f"{type(exc).__name__}: {exc}"
+            self.stats.failed_sweeps[claim.sweep_id] = why
+            self.say(f"{self.name}: cannot run sweep {claim.sweep_id[:8]} here (its chunk is given back): {why}\n"
+                     "  hint: a worker imports the experiment's Python stages and scorers by their import path;"
+                     " install their module where the worker runs, or put it on PYTHONPATH")
+            await asyncio.to_thread(store.release_chunk, claim.sweep_id, claim.index, claim.generation)
+            await asyncio.to_thread(store.add_event, claim.experiment_id, "worker.failed",
+                                    {"sweep_id": claim.sweep_id, "worker": self.name, "error": why})
+            return None
+        self._compiled[claim.sweep_id] = compiled
+        return compiled
+
+
+__all__ = ["DEFAULT_LEASE", "Worker", "WorkerStats"]
