@@ -1,0 +1,206 @@
+"""Sweeps shared by `promptlooper worker` processes through a real PostgreSQL (issue 18).
+
+Three workers are started as the real CLI (subprocesses) against a fresh database of the
+session's cluster (tests/pg.py); the model is a loopback FakeServer with latency, which counts
+every request it receives. The test process plays the notebook: it queues the sweep with
+``wb.start(exp, workers=True)`` and steers it through the handle, as a kernel would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import temperature_sweep, wait
+
+import promptlooper as pl
+from promptlooper.engine.sweep import FLUSH_EVERY
+from promptlooper.store import open_store
+from promptlooper.testing import FakeServer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@contextlib.contextmanager
+def workers(url: str, n: int = 3, *extra: str) -> Iterator[list[subprocess.Popen[str]]]:
+    """``n`` worker processes (named w0, w1, …), stopped by SIGTERM at the end (killed if they hang)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    procs = [subprocess.Popen([sys.executable, "-m", "promptlooper.cli", "--db", url, "worker", "--name", f"w{i}",
+                               "--max-idle", "60", *extra], env=env, stderr=subprocess.PIPE, text=True)
+             for i in range(n)]
+    try:
+        for p in procs:  # each has its store open and is polling for chunks
+            assert "waiting for sweeps" in (p.stderr.readline() if p.stderr else ""), "worker did not start"
+        yield procs
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+def sweep_row(url: str, sweep_id: str) -> dict[str, Any]:
+    store = open_store(url)
+    try:
+        return store.sweep(sweep_id)
+    finally:
+        store.close()
+
+
+def chunks(url: str, sweep_id: str) -> list[dict[str, Any]]:
+    store = open_store(url)
+    try:
+        return store.chunks(sweep_id)
+    finally:
+        store.close()
+
+
+def board(wb: pl.Workbench, key: str) -> list[tuple[Any, ...]]:
+    return [(r["full_config_id"], round(r["score"], 9), r["n"], r["failed"]) for r in wb.leaderboard(key, as_frame=False)]
+
+
+def test_a_worker_killed_mid_sweep_loses_no_run_and_repeats_at_most_its_calls_in_flight(pg_cluster: Any) -> None:
+    concurrency, latency = 2, 0.2
+    with FakeServer(latency=latency) as srv, pg_cluster.database() as url, pg_cluster.database() as alone:
+        exp = temperature_sweep(f"http://127.0.0.1:{srv.port}/v1", "killed", 40, concurrency=concurrency)  # 120 runs
+        wb = pl.Workbench(url)
+        with workers(url, 3, "--lease", "3") as procs:
+            handle = wb.start(exp, workers=True, chunk_runs=12)  # 10 chunks of 4 configurations
+            # All three at work, then w0 killed while it holds a chunk with calls out.
+            wait(lambda: len({c["owner"] for c in chunks(url, handle.sweep_id) if c["state"] == "leased"}) == 3, 20)
+            wait(lambda: handle.progress.done >= 30, 20)
+            wait(lambda: any(c["owner"] == "w0" and c["state"] == "leased" for c in chunks(url, handle.sweep_id)), 10)
+            procs[0].kill()  # SIGKILL: no chance to give its chunk back
+            progress = handle.wait(60)
+        assert progress.status == "completed"
+        counts = wb.store.run_counts(wb.experiment(exp.key)["id"])
+        assert counts.get("completed", 0) == 120 and progress.done == 120 and progress.failed == 0
+        taken_again = [c for c in chunks(url, handle.sweep_id) if c["generation"] > 1]
+        assert taken_again, "the killed worker's chunk was never claimed again"
+        # Every run is one distinct call: what the server saw beyond 120 was repeated. A killed
+        # worker loses its calls in flight (at most its concurrency) and the results that landed in
+        # the last flush interval before the kill, not yet committed.
+        repeated = srv.stats()["requests"] - 120
+        assert 0 <= repeated <= concurrency * (1 + FLUSH_EVERY / latency), repeated
+        # The shared sweep ranks as one process's sweep of the same experiment would.
+        single = pl.Workbench(alone)
+        single.run(exp)
+        assert board(wb, exp.key) == board(single, exp.key)
+        wb.close()
+        single.close()
+
+
+def test_pause_from_a_notebook_stops_every_worker_within_a_second_and_resume_finishes(pg_cluster: Any) -> None:
+    with FakeServer(latency=0.1) as srv, pg_cluster.database() as url:
+        exp = temperature_sweep(f"http://127.0.0.1:{srv.port}/v1", "paused", 60, concurrency=2)  # 180 runs
+        wb = pl.Workbench(url)
+        with workers(url, 3):
+            handle = wb.start(exp, workers=True, chunk_runs=12)
+            wait(lambda: len({c["owner"] for c in chunks(url, handle.sweep_id) if c["state"] == "leased"}) == 3, 20)
+            handle.pause()
+            paused_at = time.monotonic()
+            time.sleep(1.0)
+            seen = srv.stats()["requests"]
+            time.sleep(1.0)
+            assert srv.stats()["requests"] == seen, "a worker still sent requests more than 1 s after the pause"
+            assert time.monotonic() - paused_at < 3
+            assert sweep_row(url, handle.sweep_id)["status"] == "paused"
+            assert handle.progress.done < 180
+            handle.resume()
+            progress = handle.wait(60)
+        assert progress.status == "completed" and progress.done == 180
+        assert srv.stats()["requests"] == 180  # nothing repeated by pausing
+        wb.close()
+
+
+def test_a_budget_holds_across_workers(pg_cluster: Any) -> None:
+    with FakeServer(latency=0.1) as srv, pg_cluster.database() as url:
+        concurrency = 2
+        exp = temperature_sweep(f"http://127.0.0.1:{srv.port}/v1", "budget", 100, concurrency=concurrency,
+                                budget={"max_tokens": 600})  # ~10 tokens a call: ~60 of the 300 runs' calls
+        wb = pl.Workbench(url)
+        with workers(url, 3):
+            handle = wb.start(exp, workers=True, chunk_runs=6)
+            wait(lambda: handle.status == "paused", 30)
+            time.sleep(1.0)  # the calls in flight land; none starts
+            served = srv.stats()
+            time.sleep(0.5)
+            assert srv.stats()["requests"] == served["requests"]
+            row = sweep_row(url, handle.sweep_id)
+            per_call = served["tokens_served"] / served["requests"]
+            spent = row["tokens_in"] + row["tokens_out"]
+            assert spent == served["tokens_served"]  # every worker's spend is in the sweep's row
+            assert 600 <= spent <= 600 + 3 * concurrency * per_call * 2, (spent, per_call)
+            assert row["stop_reason"] is None or "budget" in (row["stop_reason"] or "")
+            handle.stop()
+            progress = handle.wait(20)
+        assert progress.status == "stopped"
+        assert progress.done < 300
+        wb.close()
+
+
+def test_a_worker_that_cannot_import_the_experiment_says_why_and_gives_the_chunk_back(pg_cluster: Any, tmp_path: Path) -> None:
+    with pg_cluster.database() as url:
+        mod = tmp_path / "only_here_stage.py"
+        mod.write_text("def shout(text):\n    return text.upper()\n")
+        sys.path.insert(0, str(tmp_path))
+        try:
+            exp = pl.Experiment.model_validate({
+                "project": "tests", "name": "unimportable", "samples": [{"text": "a"}, {"text": "b"}],
+                "stages": [{"kind": "function", "name": "up", "function": "only_here_stage:shout"}],
+                "scorers": [{"name": "length", "max_words": 6}]})
+            wb = pl.Workbench(url)
+            handle = wb.start(exp, workers=True)
+        finally:
+            sys.path.remove(str(tmp_path))
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        done = subprocess.run([sys.executable, "-m", "promptlooper.cli", "--db", url, "worker", "--once"], env=env,
+                              capture_output=True, text=True, timeout=60, cwd="/")
+        assert done.returncode == 1
+        assert "only_here_stage" in done.stderr and "PYTHONPATH" in done.stderr
+        assert [c["state"] for c in chunks(url, handle.sweep_id)] == ["queued"]
+        assert wb.events(exp.key, types=["worker.failed"])
+        wb.close()
+
+
+def test_sigterm_gives_the_chunk_back_and_exits_0(pg_cluster: Any) -> None:
+    with FakeServer(latency=0.2) as srv, pg_cluster.database() as url:
+        exp = temperature_sweep(f"http://127.0.0.1:{srv.port}/v1", "termed", 20, concurrency=2)
+        wb = pl.Workbench(url)
+        with workers(url, 1) as procs:
+            handle = wb.start(exp, workers=True)
+            wait(lambda: handle.progress.done >= 2, 20)
+            procs[0].send_signal(signal.SIGTERM)
+            assert procs[0].wait(20) == 0
+        assert {c["state"] for c in chunks(url, handle.sweep_id)} == {"queued"}  # given back, none done or held
+        recorded = wb.store.run_counts(wb.experiment(exp.key)["id"]).get("completed", 0)
+        assert recorded == sweep_row(url, handle.sweep_id)["done"]  # the runs in flight landed and count
+        assert srv.stats()["requests"] == recorded
+        wb.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_workers_share_a_sqlite_file_too(backend: str, tmp_path: Path) -> None:
+    with FakeServer(latency=0.05) as srv:
+        db = str(tmp_path / "shared.db")
+        exp = temperature_sweep(f"http://127.0.0.1:{srv.port}/v1", "onefile", 20)
+        wb = pl.Workbench(db)
+        handle = wb.start(exp, workers=True, chunk_runs=6)
+        with workers(db, 2, "--once"):
+            progress = handle.wait(60)
+        assert progress.status == "completed" and progress.done == 60 == srv.stats()["requests"]
+        assert len({c["owner"] for c in chunks(db, handle.sweep_id)}) == 2
+        wb.close()
