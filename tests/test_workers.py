@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from helpers import temperature_sweep, wait
 
 import promptlooper as pl
@@ -27,6 +26,10 @@ from promptlooper.store import open_store
 from promptlooper.testing import FakeServer
 
 ROOT = Path(__file__).resolve().parent.parent
+# How long a result that landed stays unknown to the store: the writer's flush interval plus the
+# commit (and, for the budget, the other workers' read of it). 0.25 s covers what was seen on the
+# loaded 2-core machine (load 4-6): FLUSH_EVERY is 0.05 s, commits under load took up to ~0.15 s.
+LAG = 5 * FLUSH_EVERY
 
 
 @contextlib.contextmanager
@@ -91,10 +94,10 @@ def test_a_worker_killed_mid_sweep_loses_no_run_and_repeats_at_most_its_calls_in
         taken_again = [c for c in chunks(url, handle.sweep_id) if c["generation"] > 1]
         assert taken_again, "the killed worker's chunk was never claimed again"
         # Every run is one distinct call: what the server saw beyond 120 was repeated. A killed
-        # worker loses its calls in flight (at most its concurrency) and the results that landed in
-        # the last flush interval before the kill, not yet committed.
+        # worker loses its calls in flight (at most its concurrency) and the results that landed
+        # within LAG before the kill (not committed yet): each slot lands LAG / latency of them.
         repeated = srv.stats()["requests"] - 120
-        assert 0 <= repeated <= concurrency * (1 + FLUSH_EVERY / latency), repeated
+        assert 0 <= repeated <= concurrency * (1 + LAG / latency), repeated
         # The shared sweep ranks as one process's sweep of the same experiment would.
         single = pl.Workbench(alone)
         single.run(exp)
@@ -127,13 +130,14 @@ def test_pause_from_a_notebook_stops_every_worker_within_a_second_and_resume_fin
 
 
 def test_a_budget_holds_across_workers(pg_cluster: Any) -> None:
-    with FakeServer(latency=0.1) as srv, pg_cluster.database() as url:
+    latency = 0.25
+    with FakeServer(latency=latency) as srv, pg_cluster.database() as url:
         concurrency = 2
         exp = temperature_sweep(f"http://127.0.0.1:{srv.port}/v1", "budget", 100, concurrency=concurrency,
                                 budget={"max_tokens": 600})  # ~10 tokens a call: ~60 of the 300 runs' calls
         wb = pl.Workbench(url)
         with workers(url, 3):
-            handle = wb.start(exp, workers=True, chunk_runs=6)
+            handle = wb.start(exp, workers=True, chunk_runs=30)
             wait(lambda: handle.status == "paused", 30)
             time.sleep(1.0)  # the calls in flight land; none starts
             served = srv.stats()
@@ -143,7 +147,11 @@ def test_a_budget_holds_across_workers(pg_cluster: Any) -> None:
             per_call = served["tokens_served"] / served["requests"]
             spent = row["tokens_in"] + row["tokens_out"]
             assert spent == served["tokens_served"]  # every worker's spend is in the sweep's row
-            assert 600 <= spent <= 600 + 3 * concurrency * per_call * 2, (spent, per_call)
+            # Overshoot: the calls in flight on all three workers when the budget was reached, and
+            # those started before each worker knew — its view of the others' spend lags by their
+            # commit and then its own (2 × LAG): each slot starts 2 × LAG / latency calls meanwhile.
+            in_flight = 3 * concurrency
+            assert 600 <= spent <= 600 + per_call * in_flight * (1 + 2 * LAG / latency), (spent, per_call)
             assert row["stop_reason"] is None or "budget" in (row["stop_reason"] or "")
             handle.stop()
             progress = handle.wait(20)
@@ -192,14 +200,13 @@ def test_sigterm_gives_the_chunk_back_and_exits_0(pg_cluster: Any) -> None:
         wb.close()
 
 
-@pytest.mark.parametrize("backend", ["sqlite"])
-def test_workers_share_a_sqlite_file_too(backend: str, tmp_path: Path) -> None:
-    with FakeServer(latency=0.05) as srv:
+def test_workers_share_a_sqlite_file_too(tmp_path: Path) -> None:
+    with FakeServer(latency=0.1) as srv:
         db = str(tmp_path / "shared.db")
         exp = temperature_sweep(f"http://127.0.0.1:{srv.port}/v1", "onefile", 20)
         wb = pl.Workbench(db)
-        handle = wb.start(exp, workers=True, chunk_runs=6)
-        with workers(db, 2, "--once"):
+        with workers(db, 2):  # both waiting for work before it is queued
+            handle = wb.start(exp, workers=True, chunk_runs=6)
             progress = handle.wait(60)
         assert progress.status == "completed" and progress.done == 60 == srv.stats()["requests"]
         assert len({c["owner"] for c in chunks(db, handle.sweep_id)}) == 2

@@ -146,6 +146,7 @@ class Sweep:
     the configurations itself (otherwise the compiled experiment's are run, in order)."""
 
     writer_process = True  # SQLite: commit batches from a child process (a worker's chunk writes its own, fenced)
+    owns_pool = True  # closes the endpoints' connections at its end (a worker's chunks share them: the worker does)
 
     def __init__(
         self,
@@ -232,8 +233,8 @@ class Sweep:
             return await self._run()
 
     async def _run(self) -> Progress:
-        wstore = open_store(self.store_path)
-        rstore = open_store(self.store_path)
+        wstore = self._open_store()
+        rstore = self._open_store()
         plan = self.plan
         self.failures.started()
         # Every write, and finally the close, runs on this one thread, in order: a cancelled flush
@@ -261,7 +262,7 @@ class Sweep:
                                              "already_done": self.progress.skipped, "configurations": len(plan.configurations)})
             calls = CallExecutor(
                 CacheReader(rstore), self._add_cache_entry,
-                global_limit=asyncio.Semaphore(self.concurrency), gate=self._wait_gate, is_open=self._open,
+                global_limit=self._call_slots(), gate=self._wait_gate, is_open=self._open,
                 on_spent=self._spent,
                 backoff=self.failures.backoff, on_unhealthy=self.failures.endpoint_unhealthy,
                 on_healthy=self.failures.endpoint_healthy,
@@ -300,7 +301,8 @@ class Sweep:
                 # Whatever finished is committed, even on Ctrl+C or cancellation.
                 await asyncio.shield(self._flush(wstore, final=True))
                 await scoring_env.aclose()
-                await self.pool.aclose()
+                if self.owns_pool:
+                    await self.pool.aclose()
             return self.progress
         finally:
             if self._writer_process is not None:
@@ -309,12 +311,20 @@ class Sweep:
             self._write_thread.shutdown(wait=True)  # at once, unless a cancellation left a write running
             rstore.close()
 
+    def _open_store(self) -> Store:
+        """A store of this sweep's own (it opens two: the writer's and the reader's)."""
+        return open_store(self.store_path)
+
     def _begin(self, store: Store) -> str:
         """The sweep's row (on the write thread): a new one, holding the experiment's lease. A
         worker's chunk of a shared sweep joins that sweep's row instead (promptlooper/workers)."""
         plan = self.plan
         return store.begin_sweep(plan.experiment_id, plan.strategy, plan.total,
                                  {**plan.options, "budget": self.budget, "concurrency": self.concurrency})
+
+    def _call_slots(self) -> asyncio.Semaphore:
+        """The ``concurrency`` calls this sweep may have out (a worker's chunks share one)."""
+        return asyncio.Semaphore(self.concurrency)
 
     def _workers_needed(self) -> int:
         """Workers (runs in progress at once) to keep ``concurrency`` calls out.

@@ -30,12 +30,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..engine.sweep import POLL_EVERY, Sweep, SweepOptions
-from ..store import Store
+from ..store import Store, open_store
 from ..store.chunks import ADDED, Claim, LeaseLostError
 from ..store.store import ResultBatch
+from ..sweeps.runs import RunItem
 
 if TYPE_CHECKING:
     from ..compiled import CompiledExperiment
@@ -48,7 +50,10 @@ class ChunkSweep(Sweep):
 
     writer_process = False
 
-    def __init__(self, store_path: str, compiled: CompiledExperiment, claim: Claim, *, lease: float, worker: str):
+    owns_pool = False  # the worker's chunks of one sweep share its endpoints' connections
+
+    def __init__(self, store_path: str, compiled: CompiledExperiment, claim: Claim, *, lease: float, worker: str,
+                 slots: asyncio.Semaphore | None = None):
         opts = claim.options
         super().__init__(store_path, compiled, claim.experiment_id,
                          SweepOptions(stop_on_budget=bool(opts.get("stop_on_budget")),
@@ -66,10 +71,30 @@ class ChunkSweep(Sweep):
         self._joined: tuple[str, str | None] = ("running", None)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._gate.clear()  # opened after the steering log's first read (see _poller)
+        self._slots = slots
+        self._stores: list[Store] = []
+        self._steering_store: Store | None = None  # the reader store the poller uses (set when it starts)
+        # Set once every run of the chunk has been handed to a worker coroutine: only its last
+        # calls are out, and the worker may start its next chunk beside it (sharing the slots).
+        self.drained = asyncio.Event()
+
+    def _call_slots(self) -> asyncio.Semaphore:
+        return self._slots if self._slots is not None else super()._call_slots()
+
+    def _looking_ahead(self, items: Iterator[RunItem]) -> Iterator[RunItem]:
+        yield from super()._looking_ahead(items)
+        self.drained.set()
 
     async def run(self) -> Any:
         self._loop = asyncio.get_running_loop()
+        # Opened off the loop: a PostgreSQL store connects and checks its schema (~0.1 s), while
+        # the worker's previous chunk still has calls out on this loop.
+        self._stores = list(await asyncio.gather(asyncio.to_thread(open_store, self.store_path),
+                                                 asyncio.to_thread(open_store, self.store_path)))
         return await super().run()
+
+    def _open_store(self) -> Store:
+        return self._stores.pop() if self._stores else super()._open_store()
 
     # ------------------------------------------------------------------ joining the shared sweep
     def _begin(self, store: Store) -> str:
@@ -142,12 +167,16 @@ class ChunkSweep(Sweep):
             request = "stop:budget exhausted" if self.stop_on_budget else "pause:budget"
             if self.stop_on_budget:
                 self.failures.stop("budget exhausted")
-            # Every other worker of the sweep hears it through the log (within a poll, or at once by NOTIFY).
-            asyncio.get_running_loop().run_in_executor(None, self.request, request)
+            # Every other worker of the sweep hears it through the log (within a poll, or at once by
+            # NOTIFY), written through the poller's store: opening one would take longer than a call.
+            store = self._steering_store
+            if store is not None:
+                asyncio.get_running_loop().run_in_executor(None, store.add_steering, self.claim.sweep_id, request)
 
     # ------------------------------------------------------------------ steering, as a log
     async def _poller(self, store: Store) -> None:
         loop = asyncio.get_running_loop()
+        self._steering_store = store
         stop = await asyncio.to_thread(store.listen_steering, self.sweep_id, lambda: loop.call_soon_threadsafe(self._poke.set))
         try:
             self._open_as_joined()

@@ -66,52 +66,87 @@ class Worker:
         self.say = say or (lambda line: print(line, file=sys.stderr, flush=True))
         self.stats = WorkerStats()
         self._compiled: dict[str, CompiledExperiment] = {}
-        self._current: ChunkSweep | None = None
+        self._current: set[ChunkSweep] = set()
+        self._slots: dict[str, asyncio.Semaphore] = {}  # sweep id -> the calls its chunks here may have out
         self._exiting = False
         self._wake = asyncio.Event()
 
     def exit_soon(self) -> None:
-        """Finish the calls in flight, record them, give the chunk back and exit (SIGTERM)."""
+        """Finish the calls in flight, record them, give the chunks back and exit (SIGTERM)."""
         self._exiting = True
         self._wake.set()
-        if self._current is not None:
-            self._current.failures.stop("worker exiting")
+        for sweep in list(self._current):
+            sweep.failures.stop("worker exiting")
 
     async def run(self) -> int:
         """Work until told to exit (or idle, with ``once`` / ``max_idle``); 0, or 1 if a sweep
-        could not be compiled here."""
+        could not be compiled here.
+
+        At most two chunks at once: the next one is claimed when every run of the current one has
+        started (only its last calls are out), so the worker's calls do not drain at each chunk's
+        end; both share the sweep's ``concurrency`` call slots."""
         store = open_store(self.store_path)
+        active: dict[asyncio.Task[None], ChunkSweep | None] = {}
         try:
             idle_since = time.monotonic()
             while not self._exiting:
+                busy = [t for t, sweep in active.items() if sweep is None or not sweep.drained.is_set()]
+                if len(active) >= 2 or busy:
+                    await self._until_changed(active)
+                    continue
                 claim = await asyncio.to_thread(store.claim_chunk, self.name, self.lease,
                                                 exclude=tuple(self.stats.failed_sweeps))
                 if claim is None:
-                    if self.once or (self.max_idle is not None and time.monotonic() - idle_since >= self.max_idle):
+                    if not active and (self.once or (self.max_idle is not None and time.monotonic() - idle_since >= self.max_idle)):
                         break
-                    self._wake.clear()
-                    try:
-                        await asyncio.wait_for(self._wake.wait(), IDLE_POLL)
-                    except TimeoutError:
-                        pass
+                    await self._until_changed(active, IDLE_POLL)
+                    if active:
+                        idle_since = time.monotonic()
                     continue
-                await self._work(store, claim)
+                task = asyncio.ensure_future(self._work(store, claim, active))
+                active[task] = None
+                task.add_done_callback(lambda t: (active.pop(t, None), self._wake.set()))
                 idle_since = time.monotonic()
+            if active:
+                await asyncio.gather(*active)
         finally:
+            for compiled in self._compiled.values():
+                await compiled.pool.aclose()
             store.close()
         return 1 if self.stats.failed_sweeps else 0
 
-    async def _work(self, store: StoreBackend, claim: Claim) -> None:
+    async def _until_changed(self, active: dict[asyncio.Task[None], ChunkSweep | None], timeout: float | None = None) -> None:
+        """Wait for a chunk to end or to hand out its last run, an exit, or ``timeout``."""
+        self._wake.clear()
+        waits = [asyncio.ensure_future(self._wake.wait())]
+        waits += [asyncio.ensure_future(sweep.drained.wait()) for sweep in active.values()
+                  if sweep is not None and not sweep.drained.is_set()]
+        try:
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+
+    async def _work(self, store: StoreBackend, claim: Claim, active: dict[asyncio.Task[None], ChunkSweep | None]) -> None:
         compiled = await self._compile(store, claim)
         if compiled is None:
             return
-        sweep = self._current = ChunkSweep(self.store_path, compiled, claim, lease=self.lease, worker=self.name)
+        if self._exiting:  # told to exit while it compiled: nothing of the chunk has run
+            await asyncio.to_thread(store.release_chunk, claim.sweep_id, claim.index, claim.generation)
+            return
+        slots = self._slots.setdefault(claim.sweep_id, asyncio.Semaphore(compiled.concurrency))
+        sweep = ChunkSweep(self.store_path, compiled, claim, lease=self.lease, worker=self.name, slots=slots)
+        task = asyncio.current_task()
+        if task in active:
+            active[task] = sweep  # type: ignore[index]
+        self._current.add(sweep)
+        self._wake.set()
         where = f"sweep {claim.sweep_id[:8]} chunk {claim.index} (configurations {claim.lo}–{claim.hi - 1}, try {claim.generation})"
         self.say(f"{self.name}: {where}: started")
         try:
             progress = await sweep.run()
         finally:
-            self._current = None
+            self._current.discard(sweep)
         self.stats.runs += progress.done - progress.skipped
         if sweep.lease_lost:
             self.stats.lost += 1
