@@ -211,3 +211,22 @@ def test_workers_share_a_sqlite_file_too(tmp_path: Path) -> None:
         assert progress.status == "completed" and progress.done == 60 == srv.stats()["requests"]
         assert len({c["owner"] for c in chunks(db, handle.sweep_id)}) == 2
         wb.close()
+
+
+def test_a_sweep_no_worker_is_running_is_steered_all_the_same(pg_cluster: Any) -> None:
+    with FakeServer() as srv, pg_cluster.database() as url:
+        exp = temperature_sweep(f"http://127.0.0.1:{srv.port}/v1", "idle", 4)
+        wb = pl.Workbench(url)
+        handle = wb.start(exp, workers=True)
+        handle.pause()
+        assert sweep_row(url, handle.sweep_id)["status"] == "paused"  # at once: no worker is there to say it
+        wb.resume(exp.key)  # as `promptlooper resume` does: written to the log only
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        done = subprocess.run([sys.executable, "-m", "promptlooper.cli", "--db", url, "worker", "--once"], env=env,
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert handle.wait(10).status == "completed" and sweep_row(url, handle.sweep_id)["done"] == 12
+        other = wb.start(temperature_sweep(f"http://127.0.0.1:{srv.port}/v1", "never", 4), workers=True)
+        other.stop()
+        assert other.wait(5).status == "stopped"
+        wb.close()

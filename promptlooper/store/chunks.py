@@ -167,6 +167,24 @@ class Chunks(Queries):
             self._end(c, sweep_id, row[1], status, reason)
             return True
 
+    def settle_idle_sweep(self, sweep_id: str, state: str, reason: str | None) -> bool:
+        """Put a workers' sweep that no worker is running at the moment (no lease alive) in
+        ``state`` — what its steering log says (paused, running, stopped) — since no worker is
+        there to apply it. False if a worker holds a chunk (it applies the log itself)."""
+        with self.cx.write() as c:
+            held = c.execute("SELECT COUNT(*) FROM sweep_chunks WHERE sweep_id = ? AND state = 'leased' AND lease_until >= ?",
+                             (sweep_id, time.time())).fetchone()[0]
+            row = c.execute("SELECT status, experiment_id FROM sweeps WHERE id = ?", (sweep_id,)).fetchone()
+            if held or row is None or row[0] not in ("running", "paused"):
+                return False
+            if state == "stopped":
+                self._end(c, sweep_id, row[1], "stopped", reason or "requested")
+            else:
+                c.execute("UPDATE sweeps SET status = ?, stop_reason = ?, updated_at = ? WHERE id = ?",
+                          (state, reason if state == "paused" else None, now_iso(), sweep_id))
+                c.execute("UPDATE experiments SET status = ?, updated_at = ? WHERE id = ?", (state, now_iso(), row[1]))
+            return True
+
     @staticmethod
     def _end(c: Any, sweep_id: str, experiment_id: str, status: str, reason: str | None) -> None:
         ts = now_iso()
@@ -190,6 +208,12 @@ class Chunks(Queries):
     def chunks(self, sweep_id: str) -> list[dict[str, Any]]:
         """The sweep's chunks, in plan order (state, owner, generation, lease)."""
         return list(self.db.query("SELECT * FROM sweep_chunks WHERE sweep_id = ? ORDER BY idx", [sweep_id]))
+
+    def paused_shared_sweeps(self) -> list[str]:
+        """Workers' sweeps that are paused (a worker with nothing to claim checks whether a
+        resume came while no worker was running them: see Worker.run)."""
+        with self.cx.read() as c:
+            return [r[0] for r in c.execute("SELECT id FROM sweeps WHERE status = 'paused' AND owner_host = ?", (WORKERS,))]
 
     def steering_log(self, sweep_id: str) -> list[str]:
         """Every steering request written for a workers' sweep, oldest first (never taken away)."""

@@ -104,7 +104,7 @@ class ChunkSweep(Sweep):
         self._others = store.sweep_spent(sid)
         log = store.steering_log(sid)
         self._log_seen = len(log)
-        self._joined = _state_after(log)
+        self._joined = state_after(log)
         return sid
 
     def emit(self, etype: str, payload: dict[str, Any], ts: str | None = None) -> None:
@@ -207,7 +207,7 @@ class ChunkSweep(Sweep):
             self._check_budget()  # the others may have spent it all already
 
 
-def _state_after(log: list[str]) -> tuple[str, str | None]:
+def state_after(log: list[str]) -> tuple[str, str | None]:
     """Where a sweep stands after its steering log: running, paused or stopped, and why."""
     state, why = "running", None
     for entry in log:
@@ -219,4 +219,4 @@ def _state_after(log: list[str]) -> tuple[str, str | None]:
     return state, why
 
 
-__all__ = ["ChunkSweep"]
+__all__ = ["ChunkSweep", "state_after"]

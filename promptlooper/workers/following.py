@@ -20,6 +20,7 @@ from typing import Any
 
 from ..engine.progress import Progress
 from ..store import open_store
+from .chunk_sweep import state_after
 
 FOLLOW_EVERY = 0.25  # seconds between reads of the sweep's row
 _ENDED = ("completed", "stopped", "interrupted")
@@ -112,6 +113,9 @@ class WorkersHandle:
         store = open_store(self.store_path)
         try:
             store.add_steering(self._sweep_id, what)
+            # No worker at work on it (none started yet, all gone): the sweep's row says it at once.
+            state, reason = state_after(store.steering_log(self._sweep_id))
+            store.settle_idle_sweep(self._sweep_id, state, reason)
         finally:
             store.close()
 

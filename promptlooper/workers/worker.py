@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..store import open_store
 from ..store.chunks import Claim
-from .chunk_sweep import ChunkSweep
+from .chunk_sweep import ChunkSweep, state_after
 
 if TYPE_CHECKING:
     from ..compiled import CompiledExperiment
@@ -96,6 +96,8 @@ class Worker:
                     continue
                 claim = await asyncio.to_thread(store.claim_chunk, self.name, self.lease,
                                                 exclude=tuple(self.stats.failed_sweeps))
+                if claim is None and not active and await asyncio.to_thread(self._settle_paused, store):
+                    continue  # a sweep resumed while nobody ran it: its chunks are claimable now
                 if claim is None:
                     if not active and (self.once or (self.max_idle is not None and time.monotonic() - idle_since >= self.max_idle)):
                         break
@@ -114,6 +116,19 @@ class Worker:
                 await compiled.pool.aclose()
             store.close()
         return 1 if self.stats.failed_sweeps else 0
+
+    @staticmethod
+    def _settle_paused(store: StoreBackend) -> bool:
+        """A paused sweep resumed while no worker ran it (``promptlooper resume``) says so in its
+        log only: put it back to running, so that its chunks can be claimed again. True if any was."""
+        settled = False
+        for sweep_id in store.paused_shared_sweeps():
+            state, reason = state_after(store.steering_log(sweep_id))
+            if state == "running":
+                settled = store.settle_idle_sweep(sweep_id, state, reason) or settled
+            elif state == "stopped":
+                store.settle_idle_sweep(sweep_id, state, reason)
+        return settled
 
     async def _until_changed(self, active: dict[asyncio.Task[None], ChunkSweep | None], timeout: float | None = None) -> None:
         """Wait for a chunk to end or to hand out its last run, an exit, or ``timeout``."""
