@@ -100,8 +100,11 @@ def test_a_worker_killed_mid_sweep_loses_no_run_and_repeats_at_most_its_calls_in
         assert 0 <= repeated <= concurrency * (1 + LAG / latency), repeated
         # The shared sweep ranks as one process's sweep of the same experiment would.
         single = pl.Workbench(alone)
-        single.run(exp)
+        alone_progress = single.run(exp)
         assert board(wb, exp.key) == board(single, exp.key)
+        row = sweep_row(url, handle.sweep_id)  # the best, as the widgets show it (ties: any of the tied)
+        assert round(row["best_score"], 9) == round(alone_progress.best_score, 9)
+        assert row["best_config_id"] in {c for c, score, *_ in board(single, exp.key) if score == round(row["best_score"], 9)}
         wb.close()
         single.close()
 

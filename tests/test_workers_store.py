@@ -79,6 +79,17 @@ def test_a_worker_whose_lease_ran_out_and_was_taken_cannot_commit(backend: Opene
     assert store.sweep(sid)["done"] == 2 and store.sweep_spent(sid) == (20, 0, 0.0)
 
 
+def test_the_best_configuration_is_the_best_any_chunk_reported(backend: Opener) -> None:
+    store = backend()
+    eid, sid = _queued(store, chunks=2)
+    a, b = store.claim_chunk("a", 5.0), store.claim_chunk("b", 5.0)
+    assert a is not None and b is not None
+    store.write_chunk_batch(_batch(eid, sid, "r1"), {**_update(sid, a.index, a.generation), "best": ("cfg-a", 0.7)})
+    store.write_chunk_batch(_batch(eid, sid, "r2"), {**_update(sid, b.index, b.generation), "best": ("cfg-b", 0.5)})
+    row = store.sweep(sid)
+    assert (row["best_config_id"], row["best_score"]) == ("cfg-a", 0.7)
+
+
 def test_claimers_racing_take_each_chunk_exactly_once(backend: Opener) -> None:
     _queued(backend(), chunks=40)
     stores = [backend() for _ in range(6)]

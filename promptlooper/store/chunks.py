@@ -79,6 +79,10 @@ def fenced_update(c: Any, update: dict[str, Any]) -> None:
     sets = ", ".join(f"{k} = {k} + ?" for k in ADDED)
     c.execute(f"UPDATE sweeps SET {sets}, heartbeat = ?, updated_at = ? WHERE id = ?",
               (*(add.get(k, 0) for k in ADDED), now, now_iso(), sweep_id))
+    if update.get("best"):  # a chunk holds whole configurations: the mean of its best one is final
+        config_id, score = update["best"]
+        c.execute("UPDATE sweeps SET best_config_id = ?, best_score = ? WHERE id = ? AND (best_score IS NULL OR best_score < ?)",
+                  (config_id, score, sweep_id, score))
 
 
 class Chunks(Queries):

@@ -149,7 +149,10 @@ class ChunkSweep(Sweep):
         add = dict(zip(ADDED, (len(statuses), statuses.count("cached"), statuses.count("failed"),
                                spent[0] - self._reported[0], spent[1] - self._reported[1], spent[2] - self._reported[2]),
                        strict=True))
-        return {"id": self.claim.sweep_id, "fence": (self.claim.index, self.claim.generation, self.lease), "add": add}
+        p = self.progress
+        best = (p.best_config_id, p.best_score) if p.best_score is not None else None
+        return {"id": self.claim.sweep_id, "fence": (self.claim.index, self.claim.generation, self.lease), "add": add,
+                "best": best}
 
     # ------------------------------------------------------------------ the sweep's budget
     def _check_budget(self) -> None:
