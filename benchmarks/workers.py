@@ -63,7 +63,9 @@ def workers(url: str, n: int, concurrency: int | None = None) -> Iterator[list[s
         yield procs
     finally:
         for p in procs:
-            p.wait(120)
+            _, err = p.communicate(timeout=120)
+            if os.environ.get("PL_BENCH_VERBOSE"):
+                print(err, file=sys.stderr)
 
 
 def flowing(wb: pl.Workbench, key: str) -> tuple[int, float]:

@@ -9,7 +9,8 @@ Sizing: about ``RUNS_PER_SLOT`` runs per call slot of the sweep's concurrency (`
 about 16 call latencies — 1.6 s at 100 ms, 8–16 s against a hosted model — long enough that the
 tail of a chunk (its last calls, when fewer than ``concurrency`` remain) costs a few percent, short
 enough that a lost lease repeats little and that several workers share even a small sweep.
-``chunk_runs`` overrides it.
+A sweep is cut into at least ``MIN_CHUNKS`` chunks where its configurations allow (so
+that a small one is shared out evenly too). ``chunk_runs`` overrides it.
 """
 
 from __future__ import annotations
@@ -25,10 +26,14 @@ if TYPE_CHECKING:
     from ..store.backend import StoreBackend
 
 RUNS_PER_SLOT = 16
+MIN_CHUNKS = 8
 
 
-def runs_per_chunk(concurrency: int) -> int:
-    return max(16, min(8192, concurrency * RUNS_PER_SLOT))
+def runs_per_chunk(concurrency: int, total: int) -> int:
+    """About ``concurrency × RUNS_PER_SLOT`` runs, but at most an ``1 / MIN_CHUNKS`` share of the
+    sweep, so that even a small sweep is shared out evenly (a CPU-bound sweep of 400 runs among two
+    workers: 8 chunks, not 4 of which one worker might take 3)."""
+    return max(16, min(8192, concurrency * RUNS_PER_SLOT, -(-total // MIN_CHUNKS)))
 
 
 def queue_for_workers(store: StoreBackend, ready: CompiledExperiment, experiment_id: str, *, stop_on_budget: bool = False,
@@ -49,7 +54,7 @@ def queue_for_workers(store: StoreBackend, ready: CompiledExperiment, experiment
         "concurrency": ready.concurrency, "budget": ready.budget, "stop_on_budget": stop_on_budget,
         "unhealthy_timeout": unhealthy_timeout, **({"points": ready.points} if ready.points is not None else {}),
     }
-    ranges = chunk_ranges(len(configurations), per_configuration, chunk_runs or runs_per_chunk(ready.concurrency))
+    ranges = chunk_ranges(len(configurations), per_configuration, chunk_runs or runs_per_chunk(ready.concurrency, total))
     sweep_id = store.queue_sweep(experiment_id, ready.strategy, total, done, options, ranges, per_configuration)
     store.add_event(experiment_id, "experiment.started", {
         "sweep_id": sweep_id, "strategy": ready.strategy, "total": total, "already_done": done,
@@ -59,4 +64,4 @@ def queue_for_workers(store: StoreBackend, ready: CompiledExperiment, experiment
     return sweep_id
 
 
-__all__ = ["RUNS_PER_SLOT", "queue_for_workers", "runs_per_chunk"]
+__all__ = ["MIN_CHUNKS", "RUNS_PER_SLOT", "queue_for_workers", "runs_per_chunk"]
