@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from helpers import temperature_sweep, wait
+from helpers import temperature_sweep, wait, write_experiment
 
 import promptlooper as pl
 from promptlooper.engine.sweep import FLUSH_EVERY
@@ -203,16 +203,21 @@ def test_sigterm_gives_the_chunk_back_and_exits_0(pg_cluster: Any) -> None:
         wb.close()
 
 
-def test_workers_share_a_sqlite_file_too(tmp_path: Path) -> None:
+def test_workers_share_a_sqlite_file_too_queued_by_the_cli(tmp_path: Path) -> None:
     with FakeServer(latency=0.1) as srv:
         db = str(tmp_path / "shared.db")
-        exp = temperature_sweep(f"http://127.0.0.1:{srv.port}/v1", "onefile", 20)
-        wb = pl.Workbench(db)
+        exp = temperature_sweep(f"http://127.0.0.1:{srv.port}/v1", "onefile", 16)  # 48 runs: 8 chunks
+        file = write_experiment(tmp_path / "onefile.yaml", exp)
         with workers(db, 2):  # both waiting for work before it is queued
-            handle = wb.start(exp, workers=True, chunk_runs=6)
-            progress = handle.wait(60)
-        assert progress.status == "completed" and progress.done == 60 == srv.stats()["requests"]
-        assert len({c["owner"] for c in chunks(db, handle.sweep_id)}) == 2
+            done = subprocess.run([sys.executable, "-m", "promptlooper.cli", "--db", db, "run", str(file), "--workers",
+                                   "--wait", "--yes", "--quiet"], capture_output=True, text=True, timeout=60,
+                                  env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert done.returncode == 0, done.stderr
+        assert "completed: 48/48 runs, 0 failed" in done.stdout and "rank" in done.stdout  # then the leaderboard
+        assert srv.stats()["requests"] == 48
+        wb = pl.Workbench(db)
+        sweep = wb.status(exp.key)["sweep"]
+        assert len({c["owner"] for c in chunks(db, sweep["id"])}) == 2
         wb.close()
 
 
