@@ -78,18 +78,23 @@ def flowing(wb: pl.Workbench, key: str) -> tuple[int, float]:
 
 def shared_sweep(url: str, exp: pl.Experiment, n_workers: int, concurrency: int | None = None) -> dict[str, Any]:
     wb = pl.Workbench(url)
+    server0, workers0 = scenarios._cpu_server(), scenarios._cpu_children()
     try:
         with workers(url, n_workers, concurrency):
             t0 = time.perf_counter()
             handle = wb.start(exp, workers=True)
             progress = handle.wait(600)
             wall = time.perf_counter() - t0
+        # CPU seconds: the workers (every one, start-up included) and the fake server, for context:
+        # on 2 cores, what they need together bounds the aggregate rate before any other load.
+        cpu = {"workers": round(scenarios._cpu_children() - workers0, 2), "server": round(scenarios._cpu_server() - server0, 2)}
         done, span = flowing(wb, exp.key)
         chunks = len(wb.store.chunks(handle.sweep_id))
     finally:
         wb.close()
     assert progress.status == "completed" and done == progress.total, (progress, done)
-    return {"runs": done, "flowing_s": round(span, 3), "wall_s": round(wall, 3), "chunks": chunks}
+    return {"runs": done, "flowing_s": round(span, 3), "wall_s": round(wall, 3), "chunks": chunks, "cpu_s": cpu,
+            "load_after": round(os.getloadavg()[0], 2)}
 
 
 def calls(url: str, base_url: str, n_workers: int, n_configs: int, n_samples: int) -> dict[str, Any]:
@@ -151,6 +156,7 @@ def main() -> int:
     with database(args.url) as url:
         if "a" in args.only or "b" in args.only:
             server, base_url = spawn_fake_server(latency=LATENCY, slots=3 * scenarios.CONCURRENCY)
+            scenarios.SERVER_PID = server.pid
             try:
                 if "a" in args.only:
                     results["a"] = {**calls(url, base_url, 1, 80, 50), "one_process": one_process(url, base_url, 80, 50)}
