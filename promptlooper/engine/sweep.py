@@ -307,13 +307,17 @@ class Sweep:
         finally:
             if self._writer_process is not None:
                 self._write_thread.submit(self._writer_process.close)  # after the last batch: it commits, then exits
-            self._write_thread.submit(wstore.close)
+            self._write_thread.submit(self._close_store, wstore)
             self._write_thread.shutdown(wait=True)  # at once, unless a cancellation left a write running
-            rstore.close()
+            self._close_store(rstore)
 
     def _open_store(self) -> Store:
-        """A store of this sweep's own (it opens two: the writer's and the reader's)."""
+        """A store for this sweep (it opens two: the writer's and the reader's), closed at its end
+        by :meth:`_close_store`; a worker's chunks use the worker's instead."""
         return open_store(self.store_path)
+
+    def _close_store(self, store: Store) -> None:
+        store.close()
 
     def _begin(self, store: Store) -> str:
         """The sweep's row (on the write thread): a new one, holding the experiment's lease. A

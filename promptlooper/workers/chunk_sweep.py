@@ -34,7 +34,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..engine.sweep import POLL_EVERY, Sweep, SweepOptions
-from ..store import Store, open_store
+from ..store import Store
 from ..store.chunks import ADDED, Claim, LeaseLostError
 from ..store.store import ResultBatch
 from ..sweeps.runs import RunItem
@@ -53,7 +53,7 @@ class ChunkSweep(Sweep):
     owns_pool = False  # the worker's chunks of one sweep share its endpoints' connections
 
     def __init__(self, store_path: str, compiled: CompiledExperiment, claim: Claim, *, lease: float, worker: str,
-                 slots: asyncio.Semaphore | None = None):
+                 slots: asyncio.Semaphore | None = None, store: Store | None = None):
         opts = claim.options
         super().__init__(store_path, compiled, claim.experiment_id,
                          SweepOptions(stop_on_budget=bool(opts.get("stop_on_budget")),
@@ -72,7 +72,7 @@ class ChunkSweep(Sweep):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._gate.clear()  # opened after the steering log's first read (see _poller)
         self._slots = slots
-        self._stores: list[Store] = []
+        self._store = store  # the worker's (shared by its chunks), or None: the chunk opens its own
         self._steering_store: Store | None = None  # the reader store the poller uses (set when it starts)
         # Set once every run of the chunk has been handed to a worker coroutine: only its last
         # calls are out, and the worker may start its next chunk beside it (sharing the slots).
@@ -87,14 +87,17 @@ class ChunkSweep(Sweep):
 
     async def run(self) -> Any:
         self._loop = asyncio.get_running_loop()
-        # Opened off the loop: a PostgreSQL store connects and checks its schema (~0.1 s), while
-        # the worker's previous chunk still has calls out on this loop.
-        self._stores = list(await asyncio.gather(asyncio.to_thread(open_store, self.store_path),
-                                                 asyncio.to_thread(open_store, self.store_path)))
         return await super().run()
 
+    # The worker's store, for reading and writing, for all its chunks: opening a PostgreSQL store
+    # connects and checks the schema (~0.1 s, on the loop, while another chunk's calls are out),
+    # and a store a chunk keeps a pool of connections (the server's connections are few).
     def _open_store(self) -> Store:
-        return self._stores.pop() if self._stores else super()._open_store()
+        return self._store if self._store is not None else super()._open_store()
+
+    def _close_store(self, store: Store) -> None:
+        if store is not self._store:
+            store.close()
 
     # ------------------------------------------------------------------ joining the shared sweep
     def _begin(self, store: Store) -> str:

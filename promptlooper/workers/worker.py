@@ -150,7 +150,8 @@ class Worker:
             await asyncio.to_thread(store.release_chunk, claim.sweep_id, claim.index, claim.generation)
             return
         slots = self._slots.setdefault(claim.sweep_id, asyncio.Semaphore(compiled.concurrency))
-        sweep = ChunkSweep(self.store_path, compiled, claim, lease=self.lease, worker=self.name, slots=slots)
+        sweep = ChunkSweep(self.store_path, compiled, claim, lease=self.lease, worker=self.name, slots=slots,
+                           store=store)  # type: ignore[arg-type]
         task = asyncio.current_task()
         if task in active:
             active[task] = sweep  # type: ignore[index]
