@@ -175,9 +175,13 @@ class ChunkSweep(Sweep):
                 self.failures.stop("budget exhausted")
             # Every other worker of the sweep hears it through the log (within a poll, or at once by
             # NOTIFY), written through the poller's store: opening one would take longer than a call.
+            # The sweep's row says paused at once (no worker claims another of its chunks), and this
+            # worker's spend is committed now, so that a chunk starting meanwhile sees the total.
             store = self._steering_store
             if store is not None:
-                asyncio.get_running_loop().run_in_executor(None, store.add_steering, self.claim.sweep_id, request)
+                asyncio.get_running_loop().run_in_executor(None, _tell_every_worker, store, self.claim.sweep_id, request)
+            if self._store is not None:
+                asyncio.ensure_future(self._flush(self._store))
 
     # ------------------------------------------------------------------ steering, as a log
     async def _poller(self, store: Store) -> None:
@@ -211,6 +215,12 @@ class ChunkSweep(Sweep):
         else:
             self._gate.set()
             self._check_budget()  # the others may have spent it all already
+
+
+def _tell_every_worker(store: Store, sweep_id: str, request: str) -> None:
+    store.add_steering(sweep_id, request)
+    if request.startswith("pause"):
+        store.update_sweep(sweep_id, status="paused", stop_reason="budget")
 
 
 def state_after(log: list[str]) -> tuple[str, str | None]:
