@@ -166,6 +166,7 @@ def main() -> int:
                     print("b", json.dumps(results["b"]), flush=True)
             finally:
                 _terminate(server)
+                scenarios.SERVER_PID = None
         if "c" in args.only:
             one, two = cpu_bound(url, 1, 400), cpu_bound(url, 2, 400)
             results["c"] = {"one_worker": one, "two_workers": two, "speedup": round(two["runs_per_s"] / one["runs_per_s"], 2)}
