@@ -238,3 +238,27 @@ def test_a_sweep_no_worker_is_running_is_steered_all_the_same(pg_cluster: Any) -
         other.stop()
         assert other.wait(5).status == "stopped"
         wb.close()
+
+
+def test_a_database_restart_mid_sweep_loses_no_run(pg_cluster: Any) -> None:
+    with FakeServer(latency=0.1) as srv, pg_cluster.database() as url:
+        exp = temperature_sweep(f"http://127.0.0.1:{srv.port}/v1", "restarted", 40, concurrency=2)  # 120 runs
+        wb = pl.Workbench(url)
+        with workers(url, 2, "--lease", "3"):
+            handle = wb.start(exp, workers=True, chunk_runs=12)
+            wait(lambda: handle.progress.done >= 20, 20)
+            restarted = pg_cluster._run("pg_ctl", "-D", str(pg_cluster.data), "-l", str(pg_cluster.log), "-m", "fast", "-w", "restart")
+            assert restarted.returncode == 0, restarted.stderr
+            progress = handle.wait(90)
+        assert progress.status == "completed"
+        # This process's own pool still holds connections the restart killed: the store's pool does
+        # not check them out (a known gap of store/postgres/connection.py, outside the workers); the
+        # workers and the handle came through, which is what this test is about.
+        with contextlib.suppress(Exception):
+            wb.close()
+        fresh = pl.Workbench(url)
+        assert fresh.store.run_counts(fresh.experiment(exp.key)["id"]) == {"completed": 120}
+        assert sweep_row(url, handle.sweep_id)["done"] >= 120
+        # The chunks in progress at the restart could not be written from there: claimed again.
+        assert any(c["generation"] > 1 for c in chunks(url, handle.sweep_id))
+        fresh.close()

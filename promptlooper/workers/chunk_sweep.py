@@ -85,6 +85,11 @@ class ChunkSweep(Sweep):
         yield from super()._looking_ahead(items)
         self.drained.set()
 
+    @property
+    def store_lost(self) -> bool:
+        """Whether the chunk stopped because its results could not be written from here."""
+        return self._writer_failed and not self.lease_lost
+
     async def run(self) -> Any:
         self._loop = asyncio.get_running_loop()
         return await super().run()

@@ -15,6 +15,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Generator
 from typing import Any
 
@@ -23,6 +24,7 @@ from ..store import open_store
 from .chunk_sweep import state_after
 
 FOLLOW_EVERY = 0.25  # seconds between reads of the sweep's row
+GIVE_UP_AFTER = 120.0  # seconds of failed reads after which waiting raises the error
 _ENDED = ("completed", "stopped", "interrupted")
 
 
@@ -65,9 +67,19 @@ class WorkersHandle:
         return before != (p.status, p.done, p.failed, p.tokens_in, p.tokens_out, p.cost)
 
     def _follow(self) -> None:
+        failing_since: float | None = None
         try:
             while not self._closed.wait(FOLLOW_EVERY):
-                changed = self._read()
+                try:
+                    changed = self._read()
+                except Exception:
+                    # The database unreachable for a moment (a restart, a network blip): the
+                    # workers retry, and so does the handle, for up to GIVE_UP_AFTER seconds.
+                    failing_since = failing_since or time.monotonic()
+                    if time.monotonic() - failing_since > GIVE_UP_AFTER:
+                        raise
+                    continue
+                failing_since = None
                 if changed:
                     for listener in list(self._listeners):
                         with contextlib.suppress(Exception):

@@ -39,6 +39,8 @@ if TYPE_CHECKING:
     from ..store.backend import StoreBackend
 
 IDLE_POLL = 0.5  # seconds between claims while there is no work
+RETRY_AFTER = 2.0  # seconds before claiming again when the database could not be reached
+GIVE_UP_AFTER = 120.0  # seconds of an unreachable database after which the worker exits (with the error)
 DEFAULT_LEASE = 10.0  # seconds a claim lasts without a commit (batches renew it at least every 2 s)
 
 
@@ -89,13 +91,23 @@ class Worker:
         active: dict[asyncio.Task[None], ChunkSweep | None] = {}
         try:
             idle_since = time.monotonic()
+            unreachable = 0  # claims in a row that could not reach the database
             while not self._exiting:
                 busy = [t for t, sweep in active.items() if sweep is None or not sweep.drained.is_set()]
                 if len(active) >= 2 or busy:
                     await self._until_changed(active)
                     continue
-                claim = await asyncio.to_thread(store.claim_chunk, self.name, self.lease,
-                                                exclude=tuple(self.stats.failed_sweeps))
+                try:
+                    claim = await asyncio.to_thread(store.claim_chunk, self.name, self.lease,
+                                                    exclude=tuple(self.stats.failed_sweeps))
+                except Exception as exc:  # the database unreachable for now (psycopg's errors, unwrapped): retry
+                    unreachable += 1
+                    if unreachable * RETRY_AFTER > GIVE_UP_AFTER:
+                        raise
+                    self.say(f"{self.name}: cannot claim work ({type(exc).__name__}: {exc}); trying again")
+                    await self._until_changed(active, RETRY_AFTER)
+                    continue
+                unreachable = 0
                 if claim is None and not active and await asyncio.to_thread(self._settle_paused, store):
                     continue  # a sweep resumed while nobody ran it: its chunks are claimable now
                 if claim is None:
@@ -170,7 +182,12 @@ class Worker:
         elif self._exiting:
             await asyncio.to_thread(store.release_chunk, claim.sweep_id, claim.index, claim.generation)
             self.say(f"{self.name}: {where}: given back ({progress.done - progress.skipped} runs recorded)")
-        elif sweep.stopping:
+        elif sweep.store_lost:
+            # This worker cannot write (the database unreachable from here, a network cut): the
+            # chunk's lease runs out and another worker finishes it; this one goes on claiming.
+            self.say(f"{self.name}: {where}: results cannot be stored from here ({progress.stop_reason}); "
+                     "the chunk goes to another worker when its lease runs out")
+        elif sweep.stopping:  # a stop for the whole sweep: requested, its budget, an endpoint unhealthy too long
             await asyncio.to_thread(store.release_chunk, claim.sweep_id, claim.index, claim.generation)
             reason = progress.stop_reason or "requested"
             if await asyncio.to_thread(store.end_sweep, claim.sweep_id, "stopped", reason):
