@@ -16,7 +16,7 @@ from typing import Any
 
 MIGRATION_SET = "promptlooper"
 # The last migration in schema.py; tests/test_startup.py fails if a new one is added without this.
-LATEST_MIGRATION = "m007_embedding_cache"
+LATEST_MIGRATION = "m008_sweep_chunks"
 
 
 class PlainDatabase:
