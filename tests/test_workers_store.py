@@ -140,3 +140,18 @@ def test_chunks_are_whole_configurations_of_about_the_asked_runs() -> None:
     assert chunk_ranges(10, 3, 7) == [(0, 3), (3, 6), (6, 9), (9, 10)]
     assert chunk_ranges(2, 100, 16) == [(0, 1), (1, 2)]  # never less than one configuration
     assert chunk_ranges(0, 3, 16) == []
+
+
+def test_a_store_from_before_the_chunks_gets_them_when_opened(tmp_path: Path) -> None:
+    import sqlite3
+
+    Store(tmp_path / "old.db").close()
+    with sqlite3.connect(tmp_path / "old.db") as c:  # as a store of the release before (m007 last)
+        c.execute("DROP TABLE sweep_chunks")
+        c.execute("DELETE FROM _sqlite_migrations WHERE name = 'm008_sweep_chunks'")
+    store = Store(tmp_path / "old.db")
+    try:
+        _, sid = _queued(store)
+        assert len(store.chunks(sid)) == 4
+    finally:
+        store.close()
