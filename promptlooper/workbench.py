@@ -282,7 +282,12 @@ class Workbench:
     def compile_stored(self, experiment_id: str, options: dict[str, Any]) -> CompiledExperiment:
         """A stored experiment compiled with the options a sweep of it was queued with (a worker's
         view of it): SpecError, or the import error of a Python stage or scorer, if it cannot be."""
-        exp = self._experiment_object(self.store.experiment(experiment_id))
+        row = self.store.experiment(experiment_id)
+        if "spec" in options:  # the spec the sweep was queued with (the row may have changed since)
+            self._search_folder(row)
+            exp = Experiment.model_validate({**options["spec"], "base_dir": row.get("folder")})
+        else:
+            exp = self._experiment_object(row)
         return self.compile(exp, strategy=options.get("strategy"), max_configs=options.get("max_configs"),
                             seed=options.get("seed"), concurrency=options.get("concurrency"), points=options.get("points"))
 

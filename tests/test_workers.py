@@ -18,10 +18,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from helpers import temperature_sweep, wait, write_experiment
 
 import promptlooper as pl
 from promptlooper.engine.sweep import FLUSH_EVERY
+from promptlooper.errors import SweepConflictError
 from promptlooper.store import open_store
 from promptlooper.testing import FakeServer
 
@@ -184,6 +186,7 @@ def test_a_worker_that_cannot_import_the_experiment_says_why_and_gives_the_chunk
         assert "only_here_stage" in done.stderr and "PYTHONPATH" in done.stderr
         assert [c["state"] for c in chunks(url, handle.sweep_id)] == ["queued"]
         assert wb.events(exp.key, types=["worker.failed"])
+        handle.close()
         wb.close()
 
 
@@ -226,6 +229,8 @@ def test_a_sweep_no_worker_is_running_is_steered_all_the_same(pg_cluster: Any) -
         exp = temperature_sweep(f"http://127.0.0.1:{srv.port}/v1", "idle", 4)
         wb = pl.Workbench(url)
         handle = wb.start(exp, workers=True)
+        with pytest.raises(SweepConflictError, match="shared by workers"):  # its chunks index the queued plan
+            wb.redirect(exp.key, {"answer.temperature": [0.5, 0.7]})
         handle.pause()
         assert sweep_row(url, handle.sweep_id)["status"] == "paused"  # at once: no worker is there to say it
         wb.resume(exp.key)  # as `promptlooper resume` does: written to the log only

@@ -93,6 +93,10 @@ class WorkersHandle:
         finally:
             self._store.close()
 
+    def close(self) -> None:
+        """Stop following (the sweep goes on in its workers); ``wait()`` then never returns."""
+        self._closed.set()
+
     # ------------------------------------------------------------------ state
     @property
     def status(self) -> str:

@@ -50,6 +50,8 @@ def queue_for_workers(store: StoreBackend, ready: CompiledExperiment, experiment
     done = sum(1 for c in configurations for sid, _ in ready.samples for r in range(ready.experiment.repeat)
                if run_id(experiment_id, c.id, sid, r) in finished) if finished else 0
     options: dict[str, Any] = {
+        # The experiment as queued: workers compile this, whatever the experiment's row says later.
+        "spec": ready.experiment.to_record(),
         "workers": True, "strategy": ready.strategy, "max_configs": ready.max_configs, "seed": ready.seed,
         "concurrency": ready.concurrency, "budget": ready.budget, "stop_on_budget": stop_on_budget,
         "unhealthy_timeout": unhealthy_timeout, **({"points": ready.points} if ready.points is not None else {}),
