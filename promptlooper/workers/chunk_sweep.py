@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from ..engine.sweep import POLL_EVERY, Sweep, SweepOptions
 from ..store import Store
 from ..store.chunks import ADDED, Claim, LeaseLostError
+from ..store.records import RunRecord
 from ..store.store import ResultBatch
 from ..sweeps.runs import RunItem
 
@@ -74,16 +75,30 @@ class ChunkSweep(Sweep):
         self._slots = slots
         self._store = store  # the worker's (shared by its chunks), or None: the chunk opens its own
         self._steering_store: Store | None = None  # the reader store the poller uses (set when it starts)
-        # Set once every run of the chunk has been handed to a worker coroutine: only its last
-        # calls are out, and the worker may start its next chunk beside it (sharing the slots).
+        # Set once every run of the chunk has been handed to a worker coroutine and at most
+        # ``concurrency`` are left: the worker may start its next chunk beside it (sharing the slots).
         self.drained = asyncio.Event()
+        self._exhausted = False  # every run of the chunk handed to a worker coroutine
 
     def _call_slots(self) -> asyncio.Semaphore:
         return self._slots if self._slots is not None else super()._call_slots()
 
     def _looking_ahead(self, items: Iterator[RunItem]) -> Iterator[RunItem]:
         yield from super()._looking_ahead(items)
-        self.drained.set()
+        self._exhausted = True
+        self._maybe_drained()
+
+    def _record(self, record: RunRecord, item: RunItem) -> None:
+        super()._record(record, item)
+        if self._exhausted:
+            self._maybe_drained()
+
+    def _maybe_drained(self) -> None:
+        # Not before at most ``concurrency`` runs are left: a CPU-bound chunk has many more runs
+        # started than calls out (its runs wait for the loop, not for a server), and a worker that
+        # took its next chunk that early would hold work another, idle, worker could do.
+        if len(self._inflight) <= self.concurrency:
+            self.drained.set()
 
     @property
     def store_lost(self) -> bool:

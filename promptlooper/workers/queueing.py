@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from ..store.backend import StoreBackend
 
 RUNS_PER_SLOT = 16
-MIN_CHUNKS = 8
+MIN_CHUNKS = 16
 
 
 def runs_per_chunk(concurrency: int, total: int) -> int:

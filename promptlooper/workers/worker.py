@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from ..compiled import CompiledExperiment
     from ..store.backend import StoreBackend
 
-IDLE_POLL = 0.5  # seconds between claims while there is no work
+IDLE_POLL = 0.25  # seconds between claims while there is no work
 RETRY_AFTER = 2.0  # seconds before claiming again when the database could not be reached
 GIVE_UP_AFTER = 120.0  # seconds of an unreachable database after which the worker exits (with the error)
 DEFAULT_LEASE = 10.0  # seconds a claim lasts without a commit (batches renew it at least every 2 s)
