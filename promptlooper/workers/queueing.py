@@ -30,9 +30,9 @@ MIN_CHUNKS = 16
 
 
 def runs_per_chunk(concurrency: int, total: int) -> int:
-    """About ``concurrency × RUNS_PER_SLOT`` runs, but at most an ``1 / MIN_CHUNKS`` share of the
-    sweep, so that even a small sweep is shared out evenly (a CPU-bound sweep of 400 runs among two
-    workers: 8 chunks, not 4 of which one worker might take 3)."""
+    """About ``concurrency × RUNS_PER_SLOT`` runs, but at most a ``1 / MIN_CHUNKS`` share of the
+    sweep, so that even a small sweep is shared out evenly (a CPU-bound sweep of 400 runs between
+    two workers: 16 chunks, so that the last one leaves the other worker idle for 1/16 at most)."""
     return max(16, min(8192, concurrency * RUNS_PER_SLOT, -(-total // MIN_CHUNKS)))
 
 
