@@ -8,6 +8,7 @@
     ├── SweepConflictError    another live process is already sweeping this experiment
     ├── StoreError            the database cannot be opened (a folder, a missing parent, no permission)
     ├── SweepInterruptedError the sweep to steer is gone (its process died); rerun resumes it
+    ├── LeaseLostError        a worker's chunk was claimed by another worker (promptlooper.store.chunks)
     ├── ReadOnlyError         a write through a read-only store (promptlooper.store.db)
     ├── TemplateError         a prompt template failed to compile or render (promptlooper.templates)
     ├── ScorerError           a scorer could not be built or failed (promptlooper.scorers.base)

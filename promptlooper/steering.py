@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import NotFoundError, Problem, SpecError, SweepInterruptedError
+from .errors import NotFoundError, Problem, SpecError, SweepConflictError, SweepInterruptedError
 from .providers.registry import EndpointPool
 from .spec import Experiment, Linked
 from .store import Store
+from .store.liveness import WORKERS
 from .store.sweeps import steering_request
 from .validation import cost_budget_problems
 
@@ -69,6 +70,9 @@ def redirect(store: Store, row: dict[str, Any], changed: Experiment, by: str = "
         sweep = live_sweep(store, row, "redirect")
     except SweepInterruptedError:
         sweep = None  # its process is gone: the new space is the next run's
+    if sweep is not None and sweep.get("owner_host") == WORKERS:  # its chunks index the queued plan
+        raise SweepConflictError(f"the sweep of {row['project']}/{row['name']} is shared by workers and cannot be "
+                                 "redirected: stop it, then queue the new space (run --workers)")
     store.upsert_experiment(row["project"], row["name"], record, row.get("description") or "")
     if sweep is not None:
         store.merge_sweep_options(sweep["id"], {"redirect_space": record["space"]})

@@ -41,6 +41,8 @@ from .store.batchwriter import wait_for_writers
 from .sweeps.guided import GuidedDriver, guided_defaults
 from .validation import load_file, validate
 from .webhooks import CourierThread
+from .workers.following import WorkersHandle
+from .workers.queueing import queue_for_workers
 
 if TYPE_CHECKING:
     import pandas as pd  # a sweep and the CLI never import pandas: notebooks' frames build it lazily
@@ -245,14 +247,18 @@ class Workbench:
 
     def start(self, exp: Experiment | CompiledExperiment, *, strategy: str | None = None, max_configs: int | None = None,
               seed: int | None = None, concurrency: int | None = None,
-              on_progress: Callable[[Progress], None] | None = None) -> SweepHandle:
+              on_progress: Callable[[Progress], None] | None = None, workers: bool = False,
+              **worker_options: Any) -> SweepHandle | WorkersHandle:
         """Start a sweep in the background and return its handle.
 
         In a notebook it runs on the kernel's loop (``await handle`` to wait); starting the same
         experiment again stops the earlier sweep of this process first, so two loops never drive
-        one experiment.
+        one experiment. ``workers=True``: queue it for ``promptlooper worker`` processes instead
+        (any number, on any host reaching this database) and follow it through the store.
         """
         sweep, experiment_id = self._prepare(exp, strategy=strategy, max_configs=max_configs, seed=seed, concurrency=concurrency)
+        if workers:
+            return self._queue(sweep.compiled, experiment_id, on_progress, **worker_options)
         with self._lock:
             old = self._handles.get(experiment_id)
             if old is not None and not old.done():
@@ -274,8 +280,38 @@ class Workbench:
             self._handles[experiment_id] = handle
         return handle
 
+    def _queue(self, ready: CompiledExperiment, experiment_id: str, on_progress: Callable[[Progress], None] | None = None,
+               **options: Any) -> WorkersHandle:
+        """Queue a compiled sweep for workers (``stop_on_budget``, ``unhealthy_timeout``, ``chunk_runs``)."""
+        sweep_id = queue_for_workers(self.store, ready, experiment_id, **options)
+        handle = WorkersHandle(self.db_path, sweep_id, ready.key, experiment_id)
+        if on_progress:
+            handle.add_listener(on_progress)
+        return handle
+
+    def compile_stored(self, experiment_id: str, options: dict[str, Any]) -> CompiledExperiment:
+        """A stored experiment compiled with the options a sweep of it was queued with (a worker's
+        view of it): SpecError, or the import error of a Python stage or scorer, if it cannot be."""
+        row = self.store.experiment(experiment_id)
+        if "spec" in options:  # the spec the sweep was queued with (the row may have changed since)
+            self._search_folder(row)
+            exp = Experiment.model_validate({**options["spec"], "base_dir": row.get("folder")})
+        else:
+            exp = self._experiment_object(row)
+        return self.compile(exp, strategy=options.get("strategy"), max_configs=options.get("max_configs"),
+                            seed=options.get("seed"), concurrency=options.get("concurrency"), points=options.get("points"))
+
     async def sweep(self, exp: Experiment | CompiledExperiment, **options: Any) -> Progress:
-        """Async form: run the sweep on the current loop and return its final progress."""
+        """Async form: run the sweep on the current loop and return its final progress.
+        ``workers=True``: queue it for workers and follow it until they have finished it."""
+        if options.pop("workers", False):
+            sweep, experiment_id = self._prepare(exp, strategy=options.get("strategy"), max_configs=options.get("max_configs"),
+                                                 seed=options.get("seed"), concurrency=options.get("concurrency"))
+            handle = self._queue(sweep.compiled, experiment_id, stop_on_budget=bool(options.get("stop_on_budget")),
+                                 unhealthy_timeout=options.get("unhealthy_timeout"), chunk_runs=options.get("chunk_runs"))
+            for listener in options.get("listeners", []):
+                handle.add_listener(listener)
+            return await handle
         how = SweepOptions(stop_on_budget=bool(options.get("stop_on_budget")), unhealthy_timeout=options.get("unhealthy_timeout"),
                            listeners=list(options.get("listeners", [])))
         sweep, _ = self._prepare(exp, strategy=options.get("strategy"), max_configs=options.get("max_configs"),

@@ -81,7 +81,8 @@ def test_a_file_that_does_not_parse_lists_every_problem_once(tmp_path, capsys):
 
 # Which commands may create the database file, and which need none (an empty store in memory).
 CREATES = {"run", "quickstart", "mcp", "endpoints add", "endpoints remove", "webhooks add", "webhooks remove", "prices set",
-           "db", "db reader-role"}
+           "db", "db reader-role",
+           "worker"}  # workers may start before the first experiment (a fresh team database)
 NONE_NEEDED = {"validate", "plan", "endpoints", "endpoints list", "endpoints test", "webhooks", "webhooks list"}
 
 

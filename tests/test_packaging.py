@@ -63,6 +63,7 @@ def test_wheel_ships_widget_assets_dashboards_and_data(wheel):
     assert "promptlooper/jupyter_data/voila/templates/promptlooper/index.html.j2" in names
     assert "promptlooper/examples/quickstart.yaml" in names
     assert "promptlooper/mcp_server/server.py" in names  # a subpackage: listed in pyproject's packages
+    assert "promptlooper/workers/worker.py" in names  # `promptlooper worker`
     assert "promptlooper/cli/__main__.py" in names and "promptlooper/cli/parser.py" in names  # the command
     assert "promptlooper/jupyter_data/voila/templates/promptlooper/tree-lab.html" in names  # / is the overview
     # JupyterLab setting defaults: widget state saved with the notebook

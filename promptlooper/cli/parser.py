@@ -22,10 +22,11 @@ from . import (
     steering,
     views,
     webhooks,
+    worker,
 )
 
 # In this order in `promptlooper --help`: a sweep's life, then what surrounds it.
-GROUPS = (run, results, views, scores, steering, housekeeping, endpoints, webhooks, serve, migrate)
+GROUPS = (run, results, views, scores, steering, housekeeping, endpoints, webhooks, serve, worker, migrate)
 
 
 class Parser(argparse.ArgumentParser):

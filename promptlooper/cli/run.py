@@ -87,9 +87,16 @@ def sweep(wb: Workbench, exp: Experiment, args: argparse.Namespace) -> int:
     ready = compiled(wb, exp, args)  # the one validation: confirming, sweeping and reporting use it
     if not confirmed(wb, ready, args):
         return 2
+    if getattr(args, "workers", False) and not args.wait:
+        handle = wb.start(ready, workers=True, unhealthy_timeout=args.unhealthy_timeout, stop_on_budget=True)
+        print(f"queued sweep {handle.sweep_id[:8]} of {exp.key} for workers: {handle.progress.total} runs "
+              f"({handle.progress.done} already finished); run `promptlooper worker` where they should run, "
+              f"`promptlooper status {exp.key}` to follow it")
+        return 0
     bar = Bar(args.quiet)
     try:
-        progress = wb.run(ready, listeners=[bar], unhealthy_timeout=args.unhealthy_timeout, stop_on_budget=True)
+        progress = wb.run(ready, listeners=[bar], unhealthy_timeout=args.unhealthy_timeout, stop_on_budget=True,
+                          workers=getattr(args, "workers", False))
     except KeyboardInterrupt:
         bar.close()
         print("interrupted: finished runs are saved; run the same command again to resume", file=sys.stderr)
@@ -147,6 +154,9 @@ def sweep_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fail-under", type=score, metavar="SCORE",
                    help="exit 1 if the best configuration (the approved one, if any) scores below SCORE (0..1)")
     p.add_argument("--junit", metavar="FILE", help="write a JUnit XML report (one test case per configuration)")
+    p.add_argument("--workers", action="store_true",
+                   help="queue the sweep for `promptlooper worker` processes (any number, any host) and return at once")
+    p.add_argument("--wait", action="store_true", help="with --workers: follow the workers' progress and print the leaderboard")
     p.add_argument("--unhealthy-timeout", type=seconds, default=120.0, metavar="SECONDS",
                    help="stop the sweep when an endpoint stays unhealthy (its circuit breaker open) this long;"
                         " 0 stops at once (default 120)")

@@ -150,6 +150,9 @@ class Sweep:
     ``replan`` gives the configurations of a redirected space; ``driver`` is a search that decides
     the configurations itself (otherwise the compiled experiment's are run, in order)."""
 
+    writer_process = True  # SQLite: commit batches from a child process (a worker's chunk writes its own, fenced)
+    owns_pool = True  # closes the endpoints' connections at its end (a worker's chunks share them: the worker does)
+
     def __init__(
         self,
         store_path: str,
@@ -233,25 +236,22 @@ class Sweep:
             return await self._run()
 
     async def _run(self) -> Progress:
-        wstore = open_store(self.store_path)
-        rstore = open_store(self.store_path)
+        wstore = self._open_store()
+        rstore = self._open_store()
         plan = self.plan
         self.failures.started()
         # Every write, and finally the close, runs on this one thread, in order: a cancelled flush
         # cannot be stopped in its thread, and the connection must outlive it.
         self._write_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="promptlooper-writer")
         # PostgreSQL: batches go through the store's pool from the writer thread (no writer process).
-        self._writer_process = _start_writer_process(self.store_path) if uses_writer_process(self.store_path) else None
+        self._writer_process = _start_writer_process(self.store_path) if uses_writer_process(self.store_path) and self.writer_process else None
         if self._writer_process is not None:
             wstore.defer_checkpoints()  # the writer process checkpoints, in the background
         else:
             wstore.use_bulk_cache()  # batches go through this connection
         try:
             # The lease first: what is read below cannot change under this sweep afterwards.
-            self.sweep_id = await asyncio.to_thread(
-                wstore.begin_sweep, plan.experiment_id, plan.strategy, plan.total,
-                {**plan.options, "budget": self.budget, "concurrency": self.concurrency, "started_by": self.actor},
-            )
+            self.sweep_id = await asyncio.to_thread(self._begin, wstore)
             finished = await asyncio.to_thread(rstore.finished_run_ids, plan.experiment_id)
             # Runs stored but not finished (failed, or left by a crash) are replaced when run again;
             # any other run has no rows yet, and its writes skip the look-ups a replacement needs.
@@ -266,7 +266,7 @@ class Sweep:
                                              **_by(self.actor)})
             calls = CallExecutor(
                 CacheReader(rstore), self._add_cache_entry,
-                global_limit=asyncio.Semaphore(self.concurrency), gate=self._wait_gate, is_open=self._open,
+                global_limit=self._call_slots(), gate=self._wait_gate, is_open=self._open,
                 on_spent=self._spent,
                 backoff=self.failures.backoff, on_unhealthy=self.failures.endpoint_unhealthy,
                 on_healthy=self.failures.endpoint_healthy,
@@ -310,14 +310,35 @@ class Sweep:
                 await asyncio.shield(self._flush(wstore, final=True))
                 await asyncio.shield(claims.close())  # after the last commit: waiters now find every entry
                 await scoring_env.aclose()
-                await self.pool.aclose()
+                if self.owns_pool:
+                    await self.pool.aclose()
             return self.progress
         finally:
             if self._writer_process is not None:
                 self._write_thread.submit(self._writer_process.close)  # after the last batch: it commits, then exits
-            self._write_thread.submit(wstore.close)
+            self._write_thread.submit(self._close_store, wstore)
             self._write_thread.shutdown(wait=True)  # at once, unless a cancellation left a write running
-            rstore.close()
+            self._close_store(rstore)
+
+    def _open_store(self) -> Store:
+        """A store for this sweep (it opens two: the writer's and the reader's), closed at its end
+        by :meth:`_close_store`; a worker's chunks use the worker's instead."""
+        return open_store(self.store_path)
+
+    def _close_store(self, store: Store) -> None:
+        store.close()
+
+    def _begin(self, store: Store) -> str:
+        """The sweep's row (on the write thread): a new one, holding the experiment's lease. A
+        worker's chunk of a shared sweep joins that sweep's row instead (promptlooper/workers)."""
+        plan = self.plan
+        return store.begin_sweep(plan.experiment_id, plan.strategy, plan.total,
+                                 {**plan.options, "budget": self.budget, "concurrency": self.concurrency,
+                                  "started_by": self.actor})
+
+    def _call_slots(self) -> asyncio.Semaphore:
+        """The ``concurrency`` calls this sweep may have out (a worker's chunks share one)."""
+        return asyncio.Semaphore(self.concurrency)
 
     def _workers_needed(self) -> int:
         """Workers (runs in progress at once) to keep ``concurrency`` calls out.

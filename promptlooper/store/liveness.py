@@ -12,6 +12,9 @@ import socket
 import time
 from typing import Any
 
+# owner_host of a sweep that belongs to its leased chunks, not to one process (store/chunks.py): it
+# lives until its chunks are done or it is stopped, whichever workers come and go meanwhile.
+WORKERS = "(workers)"
 READER_STALE_AFTER = 30.0  # seconds without a heartbeat after which a reader deems a sweep's process gone
 
 
@@ -22,6 +25,8 @@ def sweep_owner_alive(sweep: dict[str, Any], stale_after: float = READER_STALE_A
     sweep on another host, by its heartbeat (written at least every 2 s, paused or not).
     """
     pid, host, beat = sweep.get("owner_pid"), sweep.get("owner_host"), sweep.get("heartbeat")
+    if host == WORKERS:
+        return True
     if pid is not None and host == socket.gethostname() and pid != os.getpid():
         return pid_alive(pid)
     return beat is not None and time.time() - float(beat) < stale_after
@@ -39,6 +44,8 @@ def pid_alive(pid: int) -> bool:
 
 
 def owner_alive(pid: int | None, owner_host: str | None, beat: float | None, host: str, stale_after: float) -> bool:
+    if owner_host == WORKERS:
+        return True
     if pid is None:
         return False
     if owner_host == host:

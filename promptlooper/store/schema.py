@@ -220,6 +220,24 @@ def m007_embedding_cache(db: Database) -> None:
 
 
 @migrations()
+def m008_sweep_chunks(db: Database) -> None:
+    # A sweep shared by worker processes (promptlooper/store/chunks.py): its plan cut into ranges of
+    # configuration indexes, each leased to one worker at a time. ``generation`` grows with every
+    # claim and fences the batches of a worker whose lease was taken; ``lease_until`` is a Unix time.
+    db.executescript(
+        """
+        CREATE TABLE sweep_chunks (
+            sweep_id TEXT NOT NULL REFERENCES sweeps(id) ON DELETE CASCADE,
+            idx INTEGER NOT NULL, lo INTEGER NOT NULL, hi INTEGER NOT NULL, runs INTEGER NOT NULL,
+            state TEXT NOT NULL DEFAULT 'queued', owner TEXT, generation INTEGER NOT NULL DEFAULT 0,
+            lease_until REAL, PRIMARY KEY (sweep_id, idx)
+        );
+        CREATE INDEX sweep_chunks_state ON sweep_chunks (state, sweep_id);
+        """
+    )
+
+
+@migrations()
 def m020_call_claims(db: Database) -> None:
     # Calls shared by the processes of one store (store/claims.py): cache keys claimed while their
     # call is out, the processes that claim, and circuit breakers one process opened for all.

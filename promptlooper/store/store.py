@@ -27,6 +27,7 @@ from ..errors import NotFoundError, StoreError
 from . import batchwriter
 from .batchwriter import now_iso
 from .cache import Cache
+from .chunks import Chunks
 from .claims import Claims
 from .db import Connection, connect, default_path
 from .events import Events
@@ -41,7 +42,7 @@ from .scores import Scores
 from .sweeps import Sweeps
 
 
-class Store(Experiments, Runs, Scores, Cache, Events, Sweeps, Housekeeping, Outbox, Claims):
+class Store(Experiments, Runs, Scores, Cache, Events, Sweeps, Chunks, Housekeeping, Outbox, Claims):
     """One SQLite file. ``readonly=True`` opens it so that nothing can be written."""
 
     def __init__(self, path: str | Path | None = None, *, readonly: bool = False, create: bool = True):

@@ -113,7 +113,7 @@ class Sweeps(Queries):
     def _append_request(c: Any, sweep_id: str, request: str) -> None:
         # A queue, not a slot: a redirect followed at once by a resume must not lose the redirect.
         raw = c.execute("SELECT requested FROM sweeps WHERE id = ?", (sweep_id,)).fetchone()[0]
-        queue = _request_queue(raw)
+        queue = request_queue(raw)
         queue.append(request)
         c.execute("UPDATE sweeps SET requested = ?, updated_at = ? WHERE id = ?", (dumps(queue), now_iso(), sweep_id))
 
@@ -126,7 +126,7 @@ class Sweeps(Queries):
         with self.cx.write() as c:
             raw = c.execute("SELECT requested FROM sweeps WHERE id = ?", (sweep_id,)).fetchone()
             c.execute("UPDATE sweeps SET requested = NULL WHERE id = ?", (sweep_id,))
-        return _request_queue(raw[0] if raw else None)
+        return request_queue(raw[0] if raw else None)
 
 
 def steering_request(verb: str, reason: str = "", by: str = "") -> str:
@@ -149,7 +149,8 @@ def read_steering_request(request: str) -> tuple[str, str, str]:
     return verb, reason, ""
 
 
-def _request_queue(raw: str | None) -> list[str]:
+def request_queue(raw: str | None) -> list[str]:
+    """The steering requests queued in a sweep row's ``requested`` column, oldest first."""
     if not raw:
         return []
     try:

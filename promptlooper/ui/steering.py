@@ -11,6 +11,8 @@ from typing import Any
 
 import traitlets
 
+from ..store.liveness import WORKERS
+from ..store.sweeps import read_steering_request, request_queue
 from ._assets import asset, esm
 from ._base import PLWidget, Reader, every, experiment_key
 from ._format import dump_mapping, fmt_int, fmt_value, parse_mapping, short
@@ -30,7 +32,9 @@ def status_view(status: dict[str, Any]) -> dict[str, Any]:
     """What the controls need from ``Workbench.status``: state, counts, and which verbs apply now."""
     sweep = status.get("sweep") or {}
     state = sweep.get("status") or "no sweep"
-    requested = (sweep.get("requested") or "").partition(":")[0]
+    # A sweep's own process takes its requests off the queue; a workers' sweep keeps them as a log.
+    queue = [] if sweep.get("owner_host") == WORKERS else request_queue(sweep.get("requested"))
+    requested = read_steering_request(queue[-1])[0] if queue else ""  # the latest request waiting
     text = state if state == "no sweep" else f"{state} · {fmt_int(sweep.get('done'))} / {fmt_int(sweep.get('total'))} runs"
     if requested and state in LIVE:
         text += f" · {requested} requested"

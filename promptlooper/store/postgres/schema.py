@@ -129,6 +129,14 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
     ("m007_embedding_cache", [
         f"CREATE TABLE IF NOT EXISTS embedding_cache (key {T} PRIMARY KEY, model {T} NOT NULL, vector BYTEA NOT NULL, created_at {T})",
     ]),
+    ("m008_sweep_chunks", [
+        f"""CREATE TABLE sweep_chunks (
+            sweep_id {T} NOT NULL REFERENCES sweeps(id) ON DELETE CASCADE,
+            idx BIGINT NOT NULL, lo BIGINT NOT NULL, hi BIGINT NOT NULL, runs BIGINT NOT NULL,
+            state {T} NOT NULL DEFAULT 'queued', owner {T}, generation BIGINT NOT NULL DEFAULT 0,
+            lease_until DOUBLE PRECISION, PRIMARY KEY (sweep_id, idx))""",
+        "CREATE INDEX sweep_chunks_state ON sweep_chunks (state, sweep_id)",
+    ]),
     ("m020_call_claims", [
         f"CREATE TABLE call_claims (key {T} PRIMARY KEY, owner {T} NOT NULL, expires_at DOUBLE PRECISION NOT NULL)",
         "CREATE INDEX call_claims_owner ON call_claims (owner)",

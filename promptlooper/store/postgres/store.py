@@ -13,6 +13,7 @@ its experiment (:mod:`.changes`), in the writing transaction, so at its commit.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -21,6 +22,7 @@ import psycopg
 from ...errors import NotFoundError, StoreError
 from ..batchwriter import now_iso
 from ..cache import Cache
+from ..chunks import Chunks, Claim
 from ..claims import Claims
 from ..db import ReadOnlyError
 from ..events import Events
@@ -38,7 +40,7 @@ from .connection import Cursorish, PgConnection, PgDatabase, dead_peer_settings
 from .notify import Listener, notify
 
 
-class PostgresStore(Experiments, Runs, Scores, Cache, Events, Sweeps, Housekeeping, Outbox, Claims):
+class PostgresStore(Experiments, Runs, Scores, Cache, Events, Sweeps, Chunks, Housekeeping, Outbox, Claims):
     """One PostgreSQL database. ``readonly=True``: every session refuses writes (a dashboard's store)."""
 
     def __init__(self, url: str, *, readonly: bool = False, create: bool = True):
@@ -134,6 +136,24 @@ class PostgresStore(Experiments, Runs, Scores, Cache, Events, Sweeps, Housekeepi
             raise ReadOnlyError("this store is open read-only (a dashboard): nothing can be changed from here")
         with self.cx.connection() as conn:
             yield Cursorish(conn)
+
+    # ------------------------------------------------------------------ leased chunks (store/chunks.py)
+    def claim_chunk(self, worker: str, lease: float, *, exclude: tuple[str, ...] = ()) -> Claim | None:
+        """As SQLite's, but with row locks instead of the store's write lock: the candidate row is
+        locked ``FOR UPDATE SKIP LOCKED``, so claims running at once take different chunks, and
+        a chunk whose batch is being committed (its row locked by the fence) is passed over."""
+        now = time.time()
+        with self.cx.connection() as conn, conn.transaction():
+            row = conn.execute(
+                "SELECT c.sweep_id, c.idx FROM sweep_chunks c JOIN sweeps s ON s.id = c.sweep_id"
+                " WHERE s.status = 'running' AND (c.state = 'queued' OR (c.state = 'leased' AND c.lease_until < %s))"
+                " AND NOT (c.sweep_id = ANY(%s)) ORDER BY s.started_at, c.idx LIMIT 1 FOR UPDATE OF c SKIP LOCKED",
+                (now, list(exclude))).fetchone()
+            if row is None:
+                return None
+            conn.execute("UPDATE sweep_chunks SET state = 'leased', owner = %s, generation = generation + 1, lease_until = %s"
+                         " WHERE sweep_id = %s AND idx = %s", (worker, now + lease, row[0], row[1]))
+            return self._claim(Cursorish(conn), row[0], row[1])
 
     # ------------------------------------------------------------------ steering by notification (notify.py)
     @staticmethod

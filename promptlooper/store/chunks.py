@@ -1,0 +1,232 @@
+"""Leased chunks: one sweep shared by any number of worker processes through the store.
+
+Part of :class:`~promptlooper.store.Store` (and of the PostgreSQL store, which claims with
+``FOR UPDATE SKIP LOCKED``). The shape is Optuna's: the database is the only state.
+
+A sweep that *needs workers* is queued (:meth:`Chunks.queue_sweep`): its ``sweeps`` row is owned
+by no process (``owner_host`` is :data:`WORKERS`), and its plan is cut into ``sweep_chunks`` rows,
+each a range ``[lo, hi)`` of the plan's configuration indexes (all samples and repeats of those
+configurations). A worker claims a chunk (state ``leased``, ``generation`` + 1, ``lease_until``),
+runs it through the ordinary engine, and keeps the lease alive with every batch it commits (at
+least every 2 s, the sweep's heartbeat). A lease that runs out (a worker killed, a host gone, a
+network cut) is claimed again by any worker, which skips the runs already recorded.
+
+Fencing: every batch a worker writes carries its chunk's (index, generation); the batch's
+transaction renews the lease only if the generation is still the worker's, and otherwise raises
+:class:`LeaseLostError`, which rolls the whole batch back. So a worker whose lease was taken
+cannot commit anything more for that chunk (its runs are the new owner's to record), and two
+owners never both record a run. Progress is summed, not overwritten: each batch adds its runs,
+tokens and cost to the sweep's row (``done = done + ?``) in the same transaction, so every reader
+sees the whole sweep, and workers read the shared spend back to hold the budget together.
+
+Steering: workers do not take the sweep's request queue (several must see each request), they
+read it as a log (:meth:`Chunks.steering_log`) and apply each entry once, in order; a worker that
+joins later replays it from the start and reaches the same state.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import PromptLooperError, SweepConflictError
+from .batchwriter import now_iso
+from .db import Queries
+from .liveness import WORKERS, owner_alive
+from .records import ResultBatch, dumps, new_id
+
+# Spend and progress a batch adds to its sweep's row (sweep_update["add"]).
+ADDED = ("done", "cached", "failed", "tokens_in", "tokens_out", "cost")
+
+
+class LeaseLostError(PromptLooperError):
+    """A worker's chunk was claimed by another worker (its lease ran out): its batch is refused."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A chunk a worker holds: runs of configurations ``lo`` to ``hi - 1`` of the sweep's plan."""
+
+    sweep_id: str
+    experiment_id: str
+    index: int
+    lo: int
+    hi: int
+    generation: int
+    options: dict[str, Any]
+
+
+def chunk_ranges(configurations: int, runs_per_configuration: int, runs_per_chunk: int) -> list[tuple[int, int]]:
+    """Configuration index ranges of about ``runs_per_chunk`` runs each (at least one configuration)."""
+    per = max(1, math.ceil(runs_per_chunk / max(1, runs_per_configuration)))
+    return [(lo, min(lo + per, configurations)) for lo in range(0, configurations, per)]
+
+
+def fenced_update(c: Any, update: dict[str, Any]) -> None:
+    """Inside a batch's transaction: renew the writer's lease if it still holds it (else raise
+    LeaseLostError, rolling the batch back), and add the batch's progress to the sweep's row."""
+    sweep_id = update["id"]
+    index, generation, lease = update["fence"]
+    now = time.time()
+    if c.execute("UPDATE sweep_chunks SET lease_until = ? WHERE sweep_id = ? AND idx = ? AND generation = ? AND state = 'leased'",
+                 (now + lease, sweep_id, index, generation)).rowcount != 1:
+        raise LeaseLostError(f"chunk {index} of sweep {sweep_id[:8]} was claimed by another worker")
+    add = update.get("add") or {}
+    sets = ", ".join(f"{k} = {k} + ?" for k in ADDED)
+    c.execute(f"UPDATE sweeps SET {sets}, heartbeat = ?, updated_at = ? WHERE id = ?",
+              (*(add.get(k, 0) for k in ADDED), now, now_iso(), sweep_id))
+    if update.get("best"):  # a chunk holds whole configurations: the mean of its best one is final
+        config_id, score = update["best"]
+        c.execute("UPDATE sweeps SET best_config_id = ?, best_score = ? WHERE id = ? AND (best_score IS NULL OR best_score < ?)",
+                  (config_id, score, sweep_id, score))
+
+
+class Chunks(Queries):
+    """Queued sweeps, their leased chunks, and the log of steering requests workers follow."""
+
+    def queue_sweep(self, experiment_id: str, strategy: str, total: int, done: int, options: dict[str, Any],
+                    ranges: list[tuple[int, int]], runs_per_configuration: int) -> str:
+        """Create a sweep for workers to share, cut into ``ranges``; SweepConflictError if the
+        experiment is being swept already (by a process or by workers)."""
+        host = socket.gethostname()
+        with self.cx.write() as c:
+            for sid, pid, owner_host, beat in c.execute(
+                "SELECT id, owner_pid, owner_host, heartbeat FROM sweeps WHERE experiment_id = ? AND status IN ('running', 'paused')",
+                (experiment_id,),
+            ).fetchall():
+                if owner_alive(pid, owner_host, beat, host, 10.0):
+                    raise SweepConflictError(
+                        f"experiment is already being swept (sweep {sid[:8]}); pause or stop it first (`promptlooper stop EXPERIMENT`)")
+                c.execute("UPDATE sweeps SET status = 'interrupted', finished_at = ?, stop_reason = 'owner process gone' WHERE id = ?",
+                          (now_iso(), sid))
+            sid = new_id()
+            ts = now_iso()
+            c.execute(
+                "INSERT INTO sweeps (id, experiment_id, strategy, status, total, done, options, owner_host, heartbeat, started_at, updated_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (sid, experiment_id, strategy, "running", total, done, dumps(options), WORKERS, time.time(), ts, ts),
+            )
+            c.executemany("INSERT INTO sweep_chunks (sweep_id, idx, lo, hi, runs) VALUES (?,?,?,?,?)",
+                          [(sid, i, lo, hi, (hi - lo) * runs_per_configuration) for i, (lo, hi) in enumerate(ranges)])
+            c.execute("UPDATE experiments SET status = 'running', updated_at = ? WHERE id = ?", (ts, experiment_id))
+        return sid
+
+    # The claim's candidates: chunks of running sweeps, never claimed or whose lease ran out.
+    _CANDIDATES = ("SELECT c.sweep_id, c.idx FROM sweep_chunks c JOIN sweeps s ON s.id = c.sweep_id"
+                   " WHERE s.status = 'running' AND (c.state = 'queued' OR (c.state = 'leased' AND c.lease_until < ?))")
+
+    def claim_chunk(self, worker: str, lease: float, *, exclude: tuple[str, ...] = ()) -> Claim | None:
+        """Lease the next chunk of any queued sweep to ``worker`` for ``lease`` seconds, or None.
+        SQLite: the write transaction (``BEGIN IMMEDIATE``) makes two claims queue, one wins."""
+        now = time.time()
+        skip = f" AND c.sweep_id NOT IN ({','.join('?' * len(exclude))})" if exclude else ""
+        with self.cx.write() as c:
+            row = c.execute(self._CANDIDATES + skip + " ORDER BY s.started_at, c.idx LIMIT 1", (now, *exclude)).fetchone()
+            if row is None:
+                return None
+            c.execute("UPDATE sweep_chunks SET state = 'leased', owner = ?, generation = generation + 1, lease_until = ?"
+                      " WHERE sweep_id = ? AND idx = ?", (worker, now + lease, row[0], row[1]))
+            return self._claim(c, row[0], row[1])
+
+    @staticmethod
+    def _claim(c: Any, sweep_id: str, index: int) -> Claim:
+        lo, hi, generation, experiment_id, options = c.execute(
+            "SELECT c.lo, c.hi, c.generation, s.experiment_id, s.options FROM sweep_chunks c JOIN sweeps s ON s.id = c.sweep_id"
+            " WHERE c.sweep_id = ? AND c.idx = ?", (sweep_id, index)).fetchone()
+        return Claim(sweep_id, experiment_id, int(index), int(lo), int(hi), int(generation), json.loads(options or "{}"))
+
+    def release_chunk(self, sweep_id: str, index: int, generation: int) -> bool:
+        """Give a chunk back unfinished (a worker told to exit): queued again at once, for anyone."""
+        with self.cx.write() as c:
+            return c.execute("UPDATE sweep_chunks SET state = 'queued', owner = NULL, lease_until = NULL"
+                             " WHERE sweep_id = ? AND idx = ? AND generation = ? AND state = 'leased'",
+                             (sweep_id, index, generation)).rowcount == 1
+
+    def finish_chunk(self, sweep_id: str, index: int, generation: int) -> str | None:
+        """Mark a chunk done (all its runs recorded) if the caller still holds it; when it was the
+        last one, the sweep is completed in the same transaction. Returns the sweep's status then,
+        or None if the lease had been lost."""
+        with self.cx.write() as c:
+            if c.execute("UPDATE sweep_chunks SET state = 'done', lease_until = NULL"
+                         " WHERE sweep_id = ? AND idx = ? AND generation = ? AND state = 'leased'",
+                         (sweep_id, index, generation)).rowcount != 1:
+                return None
+            left = c.execute("SELECT COUNT(*) FROM sweep_chunks WHERE sweep_id = ? AND state != 'done'", (sweep_id,)).fetchone()[0]
+            status, experiment_id = c.execute("SELECT status, experiment_id FROM sweeps WHERE id = ?", (sweep_id,)).fetchone()
+            if left == 0 and status in ("running", "paused"):
+                status = "completed"
+                self._end(c, sweep_id, experiment_id, status, None)
+            return str(status)
+
+    def end_sweep(self, sweep_id: str, status: str, reason: str | None) -> bool:
+        """End a workers' sweep (stopped); False if it had ended already."""
+        with self.cx.write() as c:
+            row = c.execute("SELECT status, experiment_id FROM sweeps WHERE id = ?", (sweep_id,)).fetchone()
+            if row is None or row[0] not in ("running", "paused"):
+                return False
+            self._end(c, sweep_id, row[1], status, reason)
+            return True
+
+    def settle_idle_sweep(self, sweep_id: str, state: str, reason: str | None) -> bool:
+        """Put a workers' sweep that no worker is running at the moment (no lease alive) in
+        ``state`` — what its steering log says (paused, running, stopped) — since no worker is
+        there to apply it. False if a worker holds a chunk (it applies the log itself)."""
+        with self.cx.write() as c:
+            held = c.execute("SELECT COUNT(*) FROM sweep_chunks WHERE sweep_id = ? AND state = 'leased' AND lease_until >= ?",
+                             (sweep_id, time.time())).fetchone()[0]
+            row = c.execute("SELECT status, experiment_id FROM sweeps WHERE id = ?", (sweep_id,)).fetchone()
+            if held or row is None or row[0] not in ("running", "paused"):
+                return False
+            if state == "stopped":
+                self._end(c, sweep_id, row[1], "stopped", reason or "requested")
+            else:
+                c.execute("UPDATE sweeps SET status = ?, stop_reason = ?, updated_at = ? WHERE id = ?",
+                          (state, reason if state == "paused" else None, now_iso(), sweep_id))
+                c.execute("UPDATE experiments SET status = ?, updated_at = ? WHERE id = ?", (state, now_iso(), row[1]))
+            return True
+
+    @staticmethod
+    def _end(c: Any, sweep_id: str, experiment_id: str, status: str, reason: str | None) -> None:
+        ts = now_iso()
+        c.execute("UPDATE sweeps SET status = ?, stop_reason = ?, finished_at = ?, updated_at = ? WHERE id = ?",
+                  (status, reason, ts, ts, sweep_id))
+        c.execute("UPDATE experiments SET status = ?, updated_at = ? WHERE id = ?", (status, ts, experiment_id))
+
+    def write_chunk_batch(self, batch: ResultBatch, update: dict[str, Any]) -> list[int]:
+        """A worker's batch: fenced by its lease and adding to the sweep's progress (see
+        :func:`fenced_update`), in the one transaction ``write_batch`` joins."""
+        with self.cx.write() as c:
+            fenced_update(c, update)  # first: on PostgreSQL it locks the chunk's row until the commit
+            return self.write_batch(batch)  # type: ignore[attr-defined,no-any-return]
+
+    def sweep_spent(self, sweep_id: str) -> tuple[int, int, float]:
+        """Tokens in, tokens out and cost the sweep's workers have committed, together."""
+        with self.cx.read() as c:
+            row = c.execute("SELECT tokens_in, tokens_out, cost FROM sweeps WHERE id = ?", (sweep_id,)).fetchone()
+        return (int(row[0] or 0), int(row[1] or 0), float(row[2] or 0.0)) if row else (0, 0, 0.0)
+
+    def chunks(self, sweep_id: str) -> list[dict[str, Any]]:
+        """The sweep's chunks, in plan order (state, owner, generation, lease)."""
+        return list(self.db.query("SELECT * FROM sweep_chunks WHERE sweep_id = ? ORDER BY idx", [sweep_id]))
+
+    def paused_shared_sweeps(self) -> list[str]:
+        """Workers' sweeps that are paused (a worker with nothing to claim checks whether a
+        resume came while no worker was running them: see Worker.run)."""
+        with self.cx.read() as c:
+            return [r[0] for r in c.execute("SELECT id FROM sweeps WHERE status = 'paused' AND owner_host = ?", (WORKERS,))]
+
+    def steering_log(self, sweep_id: str) -> list[str]:
+        """Every steering request written for a workers' sweep, oldest first (never taken away)."""
+        with self.cx.read() as c:
+            row = c.execute("SELECT requested FROM sweeps WHERE id = ?", (sweep_id,)).fetchone()
+        if not row or not row[0]:
+            return []
+        value = json.loads(row[0])
+        return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+
+
+__all__ = ["ADDED", "WORKERS", "Chunks", "Claim", "LeaseLostError", "chunk_ranges", "fenced_update"]

@@ -1,0 +1,8 @@
+"""Sweeps shared by worker processes through the database (issue 18).
+
+:mod:`.queueing` cuts a sweep's plan into chunks and queues it; :mod:`.worker` is the loop of
+``promptlooper worker`` (claim a chunk, run it, record it, repeat); :mod:`.chunk_sweep` is the
+engine's Sweep over one chunk, with fenced, additive writes and steering read as a log;
+:mod:`.following` follows a queued sweep from the process that queued it. The leases themselves
+live in the store (:mod:`promptlooper.store.chunks`).
+"""

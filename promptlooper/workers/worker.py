@@ -1,0 +1,233 @@
+"""A worker: claims chunks of any queued sweep, one after the other, and runs each through the engine.
+
+The loop is Optuna's worker's: ask the database for work, do it, record it, ask again; the
+database is the only state, so any number of workers on any number of hosts share the sweeps,
+and one that dies costs only its lease (:mod:`promptlooper.store.chunks`).
+
+* Each sweep's experiment is compiled once per worker, from the spec stored with it and the
+  options it was queued with (``compile_stored``, given by the caller: the workbench knows how to
+  turn a stored experiment into a compiled one; this package stays below it). An experiment this
+  worker cannot compile (a Python stage or scorer it cannot import) is reported — on stderr and
+  as a ``worker.failed`` event of the experiment, for the notebook that queued it — its chunk
+  given back at once for a worker that can, and its sweep skipped by this worker from then on.
+* A chunk ends in one of four ways: all its runs recorded (done; the last chunk completes the
+  sweep), a stop request or a stop the engine decided (an endpoint unhealthy too long, a budget
+  with nobody to steer: the sweep ends ``stopped``), its lease taken (nothing more to do: the new
+  owner records its runs), or this worker told to exit (SIGTERM: the calls in flight land and are
+  recorded, then the chunk is given back).
+* ``once``: exit when no chunk is left to claim; ``max_idle``: exit after that many seconds
+  without one; otherwise wait for work, polling every ``IDLE_POLL`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..store import open_store
+from ..store.chunks import Claim
+from .chunk_sweep import ChunkSweep, state_after
+
+if TYPE_CHECKING:
+    from ..compiled import CompiledExperiment
+    from ..store.backend import StoreBackend
+
+IDLE_POLL = 0.25  # seconds between claims while there is no work
+RETRY_AFTER = 2.0  # seconds before claiming again when the database could not be reached
+GIVE_UP_AFTER = 120.0  # seconds of an unreachable database after which the worker exits (with the error)
+DEFAULT_LEASE = 10.0  # seconds a claim lasts without a commit (batches renew it at least every 2 s)
+
+
+@dataclass
+class WorkerStats:
+    chunks: int = 0
+    runs: int = 0
+    lost: int = 0  # chunks whose lease another worker took
+    failed_sweeps: dict[str, str] = field(default_factory=dict)  # sweep id -> why this worker cannot run it
+
+
+class Worker:
+    """One worker process's loop (see the module docstring)."""
+
+    def __init__(self, store_path: str, compile_stored: Callable[[str, dict[str, Any]], CompiledExperiment], *,
+                 concurrency: int | None = None, lease: float = DEFAULT_LEASE, max_idle: float | None = None,
+                 once: bool = False, name: str | None = None, say: Callable[[str], None] | None = None):
+        self.store_path = store_path
+        self.compile_stored = compile_stored
+        self.concurrency = concurrency
+        self.lease = lease
+        self.max_idle = max_idle
+        self.once = once
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        self.say = say or (lambda line: print(line, file=sys.stderr, flush=True))
+        self.stats = WorkerStats()
+        self._compiled: dict[str, CompiledExperiment] = {}
+        self._current: set[ChunkSweep] = set()
+        self._slots: dict[str, asyncio.Semaphore] = {}  # sweep id -> the calls its chunks here may have out
+        self._exiting = False
+        self._wake = asyncio.Event()
+
+    def exit_soon(self) -> None:
+        """Finish the calls in flight, record them, give the chunks back and exit (SIGTERM)."""
+        self._exiting = True
+        self._wake.set()
+        for sweep in list(self._current):
+            sweep.failures.stop("worker exiting")
+
+    async def run(self) -> int:
+        """Work until told to exit (or idle, with ``once`` / ``max_idle``); 0, or 1 if a sweep
+        could not be compiled here.
+
+        At most two chunks at once: the next one is claimed when every run of the current one has
+        started (only its last calls are out), so the worker's calls do not drain at each chunk's
+        end; both share the sweep's ``concurrency`` call slots."""
+        store = open_store(self.store_path)
+        active: dict[asyncio.Task[None], ChunkSweep | None] = {}
+        try:
+            idle_since = time.monotonic()
+            unreachable = 0  # claims in a row that could not reach the database
+            while not self._exiting:
+                busy = [t for t, sweep in active.items() if sweep is None or not sweep.drained.is_set()]
+                if len(active) >= 2 or busy:
+                    await self._until_changed(active)
+                    continue
+                try:
+                    claim = await asyncio.to_thread(store.claim_chunk, self.name, self.lease,
+                                                    exclude=tuple(self.stats.failed_sweeps))
+                except Exception as exc:  # the database unreachable for now (psycopg's errors, unwrapped): retry
+                    unreachable += 1
+                    if unreachable * RETRY_AFTER > GIVE_UP_AFTER:
+                        raise
+                    self.say(f"{self.name}: cannot claim work ({type(exc).__name__}: {exc}); trying again")
+                    await self._until_changed(active, RETRY_AFTER)
+                    continue
+                unreachable = 0
+                if claim is None and not active and await asyncio.to_thread(self._settle_paused, store):
+                    continue  # a sweep resumed while nobody ran it: its chunks are claimable now
+                if claim is None:
+                    if not active and (self.once or (self.max_idle is not None and time.monotonic() - idle_since >= self.max_idle)):
+                        break
+                    await self._until_changed(active, IDLE_POLL)
+                    if active:
+                        idle_since = time.monotonic()
+                    continue
+                task = asyncio.ensure_future(self._work(store, claim, active))
+                active[task] = None
+                task.add_done_callback(lambda t: (active.pop(t, None), self._wake.set()))
+                idle_since = time.monotonic()
+            if active:
+                await asyncio.gather(*active)
+        finally:
+            for compiled in self._compiled.values():
+                await compiled.pool.aclose()
+            store.close()
+        return 1 if self.stats.failed_sweeps else 0
+
+    @staticmethod
+    def _settle_paused(store: StoreBackend) -> bool:
+        """A paused sweep resumed while no worker ran it (``promptlooper resume``) says so in its
+        log only: put it back to running, so that its chunks can be claimed again. True if any was."""
+        settled = False
+        for sweep_id in store.paused_shared_sweeps():
+            state, reason = state_after(store.steering_log(sweep_id))
+            if state == "running":
+                settled = store.settle_idle_sweep(sweep_id, state, reason) or settled
+            elif state == "stopped":
+                store.settle_idle_sweep(sweep_id, state, reason)
+        return settled
+
+    async def _until_changed(self, active: dict[asyncio.Task[None], ChunkSweep | None], timeout: float | None = None) -> None:
+        """Wait for a chunk to end or to hand out its last run, an exit, or ``timeout``."""
+        self._wake.clear()
+        waits = [asyncio.ensure_future(self._wake.wait())]
+        waits += [asyncio.ensure_future(sweep.drained.wait()) for sweep in active.values()
+                  if sweep is not None and not sweep.drained.is_set()]
+        try:
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+
+    async def _work(self, store: StoreBackend, claim: Claim, active: dict[asyncio.Task[None], ChunkSweep | None]) -> None:
+        compiled = await self._compile(store, claim)
+        if compiled is None:
+            return
+        if self._exiting:  # told to exit while it compiled: nothing of the chunk has run
+            await asyncio.to_thread(store.release_chunk, claim.sweep_id, claim.index, claim.generation)
+            return
+        slots = self._slots.setdefault(claim.sweep_id, asyncio.Semaphore(compiled.concurrency))
+        sweep = ChunkSweep(self.store_path, compiled, claim, lease=self.lease, worker=self.name, slots=slots,
+                           store=store)  # type: ignore[arg-type]
+        task = asyncio.current_task()
+        if task in active:
+            active[task] = sweep  # type: ignore[index]
+        self._current.add(sweep)
+        self._wake.set()
+        where = f"sweep {claim.sweep_id[:8]} chunk {claim.index} (configurations {claim.lo}–{claim.hi - 1}, try {claim.generation})"
+        self.say(f"{self.name}: {where}: started")
+        try:
+            progress = await sweep.run()
+        finally:
+            self._current.discard(sweep)
+        self.stats.runs += progress.done - progress.skipped
+        if sweep.lease_lost:
+            self.stats.lost += 1
+            self.say(f"{self.name}: {where}: lease lost to another worker; its runs are theirs now")
+        elif self._exiting:
+            await asyncio.to_thread(store.release_chunk, claim.sweep_id, claim.index, claim.generation)
+            self.say(f"{self.name}: {where}: given back ({progress.done - progress.skipped} runs recorded)")
+        elif sweep.store_lost:
+            # This worker cannot write (the database unreachable from here, a network cut): the
+            # chunk's lease runs out and another worker finishes it; this one goes on claiming.
+            self.say(f"{self.name}: {where}: results cannot be stored from here ({progress.stop_reason}); "
+                     "the chunk goes to another worker when its lease runs out")
+        elif sweep.stopping:  # a stop for the whole sweep: requested, its budget, an endpoint unhealthy too long
+            await asyncio.to_thread(store.release_chunk, claim.sweep_id, claim.index, claim.generation)
+            reason = progress.stop_reason or "requested"
+            if await asyncio.to_thread(store.end_sweep, claim.sweep_id, "stopped", reason):
+                await asyncio.to_thread(store.add_event, claim.experiment_id, "experiment.stopped",
+                                        {"sweep_id": claim.sweep_id, "reason": reason})
+            self.say(f"{self.name}: {where}: stopped ({reason})")
+        else:
+            status = await asyncio.to_thread(store.finish_chunk, claim.sweep_id, claim.index, claim.generation)
+            self.stats.chunks += 1
+            if status == "completed":
+                await self._completed(store, claim)
+            self.say(f"{self.name}: {where}: done, {progress.done - progress.skipped} runs"
+                     + (" — sweep completed" if status == "completed" else ""))
+
+    async def _completed(self, store: StoreBackend, claim: Claim) -> None:
+        row = await asyncio.to_thread(store.sweep, claim.sweep_id)
+        await asyncio.to_thread(store.add_event, claim.experiment_id, "experiment.completed", {
+            "sweep_id": claim.sweep_id, "done": row.get("done"), "total": row.get("total"), "failed": row.get("failed"),
+            "cached": row.get("cached"), "tokens": (row.get("tokens_in") or 0) + (row.get("tokens_out") or 0),
+            "cost": round(row.get("cost") or 0.0, 6), "workers": True})
+
+    async def _compile(self, store: StoreBackend, claim: Claim) -> CompiledExperiment | None:
+        compiled = self._compiled.get(claim.sweep_id)
+        if compiled is not None:
+            return compiled
+        options = {**claim.options, **({"concurrency": self.concurrency} if self.concurrency else {})}
+        try:
+            compiled = await asyncio.to_thread(self.compile_stored, claim.experiment_id, options)
+        except Exception as exc:  # noqa: BLE001 - any reason this worker cannot run it is reported, not fatal
+            why = f"{type(exc).__name__}: {exc}"
+            self.stats.failed_sweeps[claim.sweep_id] = why
+            self.say(f"{self.name}: cannot run sweep {claim.sweep_id[:8]} here (its chunk is given back): {why}\n"
+                     "  hint: a worker imports the experiment's Python stages and scorers by their import path;"
+                     " install their module where the worker runs, or put it on PYTHONPATH")
+            await asyncio.to_thread(store.release_chunk, claim.sweep_id, claim.index, claim.generation)
+            await asyncio.to_thread(store.add_event, claim.experiment_id, "worker.failed",
+                                    {"sweep_id": claim.sweep_id, "worker": self.name, "error": why})
+            return None
+        self._compiled[claim.sweep_id] = compiled
+        return compiled
+
+
+__all__ = ["DEFAULT_LEASE", "Worker", "WorkerStats"]

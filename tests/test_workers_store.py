@@ -1,0 +1,157 @@
+"""The leased chunks of a shared sweep, at the store's interface, on both backends.
+
+Adversarial cases first: a lease that runs out while its owner still writes (its batch must be
+refused, whole), many claimers racing for the same chunks (each chunk exactly once), and a sweep
+that belongs to workers outliving any process's heartbeat.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from promptlooper.errors import SweepConflictError
+from promptlooper.store import RunRecord, Store, now_iso
+from promptlooper.store.backend import StoreBackend
+from promptlooper.store.chunks import LeaseLostError, chunk_ranges
+from promptlooper.store.postgres import PostgresStore
+from promptlooper.store.records import ResultBatch
+
+Opener = Callable[[], StoreBackend]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
+    opened: list[StoreBackend] = []
+    url = request.getfixturevalue("pg_url") if request.param == "postgresql" else ""
+
+    def open_store() -> StoreBackend:
+        store: StoreBackend = Store(tmp_path / "chunks.db") if request.param == "sqlite" else PostgresStore(url)
+        opened.append(store)
+        return store
+
+    yield open_store
+    for store in opened:
+        store.close()
+
+
+def _queued(store: StoreBackend, chunks: int = 4) -> tuple[str, str]:
+    eid = store.upsert_experiment("proj", "exp", {"name": "exp"})
+    sid = store.queue_sweep(eid, "grid", chunks * 3, 0, {"workers": True}, chunk_ranges(chunks, 3, 3), 3)
+    return eid, sid
+
+
+def _batch(eid: str, sid: str, rid: str) -> ResultBatch:
+    ts = now_iso()
+    batch = ResultBatch()
+    batch.add_run(RunRecord(id=rid, experiment_id=eid, config_id="c", sample_id="s0", sample_index=0, repeat=0, sweep_id=sid,
+                            status="completed", started_at=ts, completed_at=ts, duration_ms=1.0, score=1.0, output="x"),
+                  replace=False)
+    return batch
+
+
+def _update(sid: str, index: int, generation: int, tokens: int = 10) -> dict[str, object]:
+    return {"id": sid, "fence": (index, generation, 5.0), "add": {"done": 1, "tokens_in": tokens}}
+
+
+def test_a_worker_whose_lease_ran_out_and_was_taken_cannot_commit(backend: Opener) -> None:
+    store = backend()
+    eid, sid = _queued(store, chunks=1)
+    slow = store.claim_chunk("slow", 0.2)
+    assert slow is not None and slow.generation == 1
+    store.write_chunk_batch(_batch(eid, sid, "r1"), _update(sid, slow.index, slow.generation))  # renews: 5 s now
+    assert backend().claim_chunk("fast", 0.2) is None  # held
+    time.sleep(5.1)
+    fast = backend().claim_chunk("fast", 5.0)
+    assert fast is not None and (fast.index, fast.generation) == (slow.index, 2)
+    with pytest.raises(LeaseLostError):
+        store.write_chunk_batch(_batch(eid, sid, "r2"), _update(sid, slow.index, slow.generation))
+    assert store.finish_chunk(sid, slow.index, slow.generation) is None  # nor finish it
+    assert not store.release_chunk(sid, slow.index, slow.generation)  # nor give it away
+    row = store.sweep(sid)
+    assert "r2" not in store.finished_run_ids(eid) and (row["done"], row["tokens_in"]) == (1, 10)  # nothing of it stayed
+    store.write_chunk_batch(_batch(eid, sid, "r2"), _update(sid, fast.index, fast.generation))
+    assert store.finish_chunk(sid, fast.index, fast.generation) == "completed"
+    assert store.sweep(sid)["done"] == 2 and store.sweep_spent(sid) == (20, 0, 0.0)
+
+
+def test_the_best_configuration_is_the_best_any_chunk_reported(backend: Opener) -> None:
+    store = backend()
+    eid, sid = _queued(store, chunks=2)
+    a, b = store.claim_chunk("a", 5.0), store.claim_chunk("b", 5.0)
+    assert a is not None and b is not None
+    store.write_chunk_batch(_batch(eid, sid, "r1"), {**_update(sid, a.index, a.generation), "best": ("cfg-a", 0.7)})
+    store.write_chunk_batch(_batch(eid, sid, "r2"), {**_update(sid, b.index, b.generation), "best": ("cfg-b", 0.5)})
+    row = store.sweep(sid)
+    assert (row["best_config_id"], row["best_score"]) == ("cfg-a", 0.7)
+
+
+def test_claimers_racing_take_each_chunk_exactly_once(backend: Opener) -> None:
+    _queued(backend(), chunks=40)
+    stores = [backend() for _ in range(6)]
+    taken: list[tuple[str, int]] = []
+    lock = threading.Lock()
+    start = threading.Barrier(len(stores))
+
+    def claim_all(store: StoreBackend, name: str) -> None:
+        start.wait()
+        while (claim := store.claim_chunk(name, 60.0)) is not None:
+            with lock:
+                taken.append((claim.sweep_id, claim.index))
+
+    threads = [threading.Thread(target=claim_all, args=(s, f"w{i}")) for i, s in enumerate(stores)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(i for _, i in taken) == list(range(40))
+
+
+def test_a_workers_sweep_lives_without_a_process_and_holds_the_experiment(backend: Opener) -> None:
+    store = backend()
+    eid, sid = _queued(store)
+    store.update_sweep(sid, heartbeat=time.time() - 3600)  # no process beats for it
+    assert store.settle_sweep(store.sweep(sid))["status"] == "running"
+    with pytest.raises(SweepConflictError):
+        store.begin_sweep(eid, "grid", 3, {})
+    with pytest.raises(SweepConflictError):
+        store.queue_sweep(eid, "grid", 3, 0, {}, [(0, 1)], 3)
+
+
+def test_steering_is_a_log_every_worker_reads_and_a_stopped_sweep_is_not_claimed(backend: Opener) -> None:
+    store = backend()
+    eid, sid = _queued(store)
+    store.request_steering(eid, "pause")
+    store.add_steering(sid, "resume")
+    assert store.steering_log(sid) == ["pause", "resume"]
+    assert backend().steering_log(sid) == ["pause", "resume"]  # read, not taken
+    claim = store.claim_chunk("w", 5.0)
+    assert claim is not None
+    assert store.end_sweep(sid, "stopped", "requested")
+    assert store.claim_chunk("w", 5.0) is None
+    assert store.experiment(eid)["status"] == "stopped"
+
+
+def test_chunks_are_whole_configurations_of_about_the_asked_runs() -> None:
+    assert chunk_ranges(10, 3, 7) == [(0, 3), (3, 6), (6, 9), (9, 10)]
+    assert chunk_ranges(2, 100, 16) == [(0, 1), (1, 2)]  # never less than one configuration
+    assert chunk_ranges(0, 3, 16) == []
+
+
+def test_a_store_from_before_the_chunks_gets_them_when_opened(tmp_path: Path) -> None:
+    import sqlite3
+
+    Store(tmp_path / "old.db").close()
+    with sqlite3.connect(tmp_path / "old.db") as c:  # as a store of the release before (m007 last)
+        c.execute("DROP TABLE sweep_chunks")
+        c.execute("DELETE FROM _sqlite_migrations WHERE name = 'm008_sweep_chunks'")
+    store = Store(tmp_path / "old.db")
+    try:
+        _, sid = _queued(store)
+        assert len(store.chunks(sid)) == 4
+    finally:
+        store.close()
