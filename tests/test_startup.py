@@ -161,10 +161,10 @@ def test_versus_best_in_plain_python():
     assert intervals.versus_best(rows[:2], "score", "a") == {"a": "best"}  # 2 shared samples: too few
 
 
-def test_the_schema_version_the_store_checks_is_the_last_migration():
+def test_the_migrations_the_store_checks_are_all_of_them():
     from sqlite_utils import Database
 
-    from promptlooper.store.plain_db import LATEST_MIGRATION
+    from promptlooper.store.plain_db import MIGRATIONS
     from promptlooper.store.schema import migrations
 
-    assert [m.name for m in migrations.pending(Database(memory=True))][-1] == LATEST_MIGRATION
+    assert {m.name for m in migrations.pending(Database(memory=True))} == MIGRATIONS

@@ -130,10 +130,10 @@ class Chunks(Queries):
                 return None
             c.execute("UPDATE sweep_chunks SET state = 'leased', owner = ?, generation = generation + 1, lease_until = ?"
                       " WHERE sweep_id = ? AND idx = ?", (worker, now + lease, row[0], row[1]))
-            return self._claim(c, row[0], row[1])
+            return self._lease_chunk(c, row[0], row[1])
 
     @staticmethod
-    def _claim(c: Any, sweep_id: str, index: int) -> Claim:
+    def _lease_chunk(c: Any, sweep_id: str, index: int) -> Claim:
         lo, hi, generation, experiment_id, options = c.execute(
             "SELECT c.lo, c.hi, c.generation, s.experiment_id, s.options FROM sweep_chunks c JOIN sweeps s ON s.id = c.sweep_id"
             " WHERE c.sweep_id = ? AND c.idx = ?", (sweep_id, index)).fetchone()

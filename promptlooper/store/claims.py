@@ -109,7 +109,7 @@ class Claims(Queries):
                 result.released.update(set(chunk) - {r[0] for r in c.execute(
                     f"SELECT key FROM call_claims WHERE owner = ? AND key IN ({marks})", (tick.owner, *chunk))})
             for chunk in _chunks(sorted(tick.claim)):
-                self._claim(c, chunk, tick.owner, tick.now, expires, result)
+                self._claim_keys(c, chunk, tick.owner, tick.now, expires, result)
         return result
 
     def claim_calls(self, owner: str, keys: Sequence[str], now: float, ttl: float) -> ClaimResult:
@@ -118,7 +118,7 @@ class Claims(Queries):
         result = ClaimResult(True)
         with self._claims_write() as c:
             for chunk in _chunks(sorted(keys)):  # one order for every process: no two wait for each other
-                self._claim(c, chunk, owner, now, now + ttl, result)
+                self._claim_keys(c, chunk, owner, now, now + ttl, result)
         return result
 
     def _claims_write(self) -> Any:
@@ -129,7 +129,7 @@ class Claims(Queries):
         return self.cx.write()
 
     @staticmethod
-    def _claim(c: Any, keys: list[str], owner: str, now: float, expires: float, result: ClaimResult) -> None:
+    def _claim_keys(c: Any, keys: list[str], owner: str, now: float, expires: float, result: ClaimResult) -> None:
         # Claim first, then look in the cache: a claim won means any earlier owner's claim is gone,
         # and an owner deletes its claim only after its cache entry committed, so the look-up that
         # follows sees that entry (a key cached meanwhile is not called twice).

@@ -5,7 +5,7 @@ and 90 MB here), and the store only reads through two methods of its ``Database`
 as dicts) and ``execute``. :class:`PlainDatabase` is those two over the store's own connection, with the
 same behaviour, so a run, the CLI and the MCP server open an existing database without that cost.
 The migrations still go through ``sqlite_utils.Migrations`` (``schema.py``), imported only when a
-database is new or older than :data:`LATEST_MIGRATION`.
+database lacks one of :data:`MIGRATIONS`.
 """
 
 from __future__ import annotations
@@ -15,8 +15,13 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 MIGRATION_SET = "promptlooper"
-# The last migration in schema.py; tests/test_startup.py fails if a new one is added without this.
-LATEST_MIGRATION = "m020_call_claims"
+# Every migration of schema.py (tests/test_startup.py fails if one is added without this). All of
+# them, not the last one: migrations written on parallel branches land in any order, and a store
+# that has a later one may still lack an earlier one.
+MIGRATIONS = frozenset({
+    "m001_initial", "m002_told_values", "m003_missing_scores", "m004_definitions", "m005_webhook_outbox",
+    "m006_archive_and_notes", "m007_embedding_cache", "m008_sweep_chunks", "m020_call_claims",
+})
 
 
 class PlainDatabase:
@@ -36,10 +41,10 @@ class PlainDatabase:
 
 
 def schema_is_current(conn: sqlite3.Connection) -> bool:
-    """True when every migration up to :data:`LATEST_MIGRATION` has been applied."""
+    """True when every migration of :data:`MIGRATIONS` has been applied."""
     try:
-        row = conn.execute("SELECT 1 FROM _sqlite_migrations WHERE migration_set = ? AND name = ?",
-                           (MIGRATION_SET, LATEST_MIGRATION)).fetchone()
+        applied = {name for (name,) in conn.execute("SELECT name FROM _sqlite_migrations WHERE migration_set = ?",
+                                                    (MIGRATION_SET,))}
     except sqlite3.OperationalError:  # no migrations table: a new database
         return False
-    return row is not None
+    return MIGRATIONS <= applied

@@ -153,7 +153,7 @@ class PostgresStore(Experiments, Runs, Scores, Cache, Events, Sweeps, Chunks, Ho
                 return None
             conn.execute("UPDATE sweep_chunks SET state = 'leased', owner = %s, generation = generation + 1, lease_until = %s"
                          " WHERE sweep_id = %s AND idx = %s", (worker, now + lease, row[0], row[1]))
-            return self._claim(Cursorish(conn), row[0], row[1])
+            return self._lease_chunk(Cursorish(conn), row[0], row[1])
 
     # ------------------------------------------------------------------ steering by notification (notify.py)
     @staticmethod
