@@ -12,7 +12,10 @@ configurations is hundreds of kilobytes. So the page receives
   deep), the keys gone, and the display order when it changed (keys, not 64-character ids).
 
 The page applies a delta whose ``base`` is its table's ``seq`` and keeps the merged table as its
-model's ``table`` (locally), so a notebook saved with its widget state keeps the whole board.
+model's ``table`` (locally), so a notebook saved with its widget state keeps the whole board. A
+page that missed deltas (one that connects while a sweep runs, as a dashboard does, gets the first
+table and only the latest delta) asks for the table again (``resync``): each delta builds on the
+one before, so applying a later one alone would leave rows out for good.
 Python stays the owner of the rows: this only decides how they travel.
 """
 
@@ -83,6 +86,10 @@ class BoardSync:
         if moved:
             delta["order"] = order
         return "delta", delta
+
+    def resend(self) -> None:
+        """Forget what the page has (it missed deltas): the next :meth:`update` sends the whole table."""
+        self._columns = None
 
     def _rebuild(self, page: list[dict[str, Any]], columns: list[str]) -> dict[str, Any]:
         self.seq += 1

@@ -324,6 +324,13 @@ class Leaderboard(PLWidget):
     def _on_refresh(self) -> None:
         self.refresh()
 
+    def _on_resync(self) -> None:
+        """A page missed deltas (it connected after them): every view gets the whole table again."""
+        self._sync.resend()
+        message = self._sync.update(self.rows, self.columns)
+        if message is not None:
+            setattr(self, *message)
+
     def _on_approve(self, config_id: str, reason: str = "") -> None:
         self._decide("approve", config_id, reason)
 

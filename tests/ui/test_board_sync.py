@@ -141,3 +141,35 @@ def test_the_page_merges_the_deltas_into_the_board_python_shows(tmp_path):
     assert any(m and m[0] == "delta" and m[1]["remove"] for m in messages) and sum(m is not None and m[0] == "table" for m in messages) == 2
     for (rows, _cols), page in zip(boards, shown, strict=True):
         assert page == [page_row(r) for r in rows]
+
+
+def test_a_page_that_missed_deltas_asks_for_the_table_and_gets_the_whole_board(tmp_path, wb, server, make_exp):
+    # A dashboard page connects while a sweep runs: the model it fetches holds the first table and
+    # only the latest delta. Applied alone, that delta left out for good the rows the missed ones
+    # added (a dashboard stayed one configuration short). The page must see the gap and resync.
+    sync = BoardSync()
+    boards = [[row(f"{i:064x}", i + 1, "0.5") for i in range(n)] for n in (2, 3, 4, 5)]
+    first, *deltas = [sync.update(rows, COLS) for rows in boards]
+    assert first[0] == "table" and [d[0] for d in deltas] == ["delta"] * 3
+    module = tmp_path / "board.mjs"
+    module.write_text(str(esm("leaderboard")) + "\nexport { applyDelta };\n")
+    script = tmp_path / "late.mjs"
+    script.write_text(
+        "const { applyDelta } = await import(process.argv[2]);\n"
+        "const [table, last, next] = JSON.parse(process.argv[3]);\n"
+        "const late = applyDelta(table, last);\n"  # the first table and the latest delta only
+        "const after = applyDelta(table, next);\n"  # in order, the next one applies
+        "console.log(JSON.stringify([late, after.rows.length]));\n")
+    done = subprocess.run(["node", str(script), module.as_uri(), json.dumps([first[1], deltas[-1][1], deltas[0][1]])],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    late, in_order = json.loads(done.stdout)
+    assert late is None and in_order == 3  # null: ask Python for the table
+
+    # The widget answers a resync, read-only views too (a dashboard's), with the whole board.
+    exp = make_exp(name="resync")
+    wb.run(exp)
+    board = Leaderboard(wb, exp, live=False, readonly=True)
+    seq = board.table["seq"]
+    assert board.handle_message({"action": "resync"})
+    assert board.table["seq"] == seq + 1 and [r["id"] for r in board.table["rows"]] == [r["id"] for r in board.rows]

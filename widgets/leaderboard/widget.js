@@ -32,9 +32,13 @@ function runDetail(run, isPicked, send) {
 const SORT_GRACE_MS = 3000; // rows that arrive this soon after a header click follow it at once
 
 // The table with one delta applied: new rows added, changed fields (and cells) patched, rows
-// removed, and the order set; the same table when the delta is for another table or none.
+// removed, and the order set; the same table when the delta is for another table or none; null
+// when deltas were missed (a page that connected after the first ones, as a dashboard does while a
+// sweep runs): each delta is relative to the one before, so the page must ask for the whole table.
 function applyDelta(table, delta) {
-  if (!delta || delta.base == null || delta.base !== table.seq || delta.n <= (table.n || 0)) return table;
+  if (!delta || delta.base == null || delta.base < table.seq) return table; // none, or for an older table
+  if (delta.base === table.seq && delta.n <= (table.n || 0)) return table; // applied already
+  if (delta.base !== table.seq || delta.n !== (table.n || 0) + 1) return null; // deltas missed
   const byK = new Map((table.rows || []).map((r) => [r.k, r]));
   for (const k of delta.remove || []) byK.delete(k);
   for (const r of delta.add || []) byK.set(r.k, r);
@@ -246,7 +250,8 @@ export default {
     const onDelta = () => {
       const table = model.get("table") || {};
       const merged = applyDelta(table, model.get("delta"));
-      if (merged !== table) model.set("table", merged);
+      if (merged === null) model.send({ action: "resync" }); // Python answers with the whole table
+      else if (merged !== table) model.set("table", merged);
     };
     onDelta(); // a saved or re-displayed model may hold a delta newer than its table
     draw();
