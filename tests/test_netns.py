@@ -25,6 +25,7 @@ a killed session left.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import threading
@@ -329,6 +330,58 @@ def test_an_endpoint_that_stays_away_stops_the_sweep_with_its_reason_and_a_rerun
 def _names() -> str:
     return subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout + \
         subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True, check=True).stdout
+
+
+def test_three_workers_on_three_hosts_survive_one_killed_and_all_pause_from_a_notebook(
+        network: Network, llm_host: LlmHost, url: str) -> None:
+    # Issue 18 as it will be used: PostgreSQL, the endpoint and each worker on a machine of its own,
+    # the notebook on a fourth (this process). One worker is killed -9 mid-chunk: nothing is lost,
+    # and no more calls are repeated than it had out (plus what landed just before, not committed).
+    # A pause from the notebook reaches the other workers, on their hosts, within a second.
+    from test_workers import LAG
+
+    hosts = [network.add_host(f"w{i}") for i in (1, 2, 3)]
+    assert len({h.address for h in hosts}) == 3
+    llm_host.reset()
+    concurrency, latency = 2, 0.05  # the llm host answers 50 ms after each request
+    exp = temperature_sweep(llm_host.base_url, "three-hosts", 80, concurrency=concurrency)  # 240 runs
+    procs = [h.popen([*CLI, "--db", url, "worker", "--name", h.name, "--lease", "3", "--max-idle", "60"],
+                     stderr=subprocess.PIPE, text=True) for h in hosts]
+    wb = pl.Workbench(url)
+    try:
+        for p in procs:
+            assert "waiting for sweeps" in (p.stderr.readline() if p.stderr else ""), "a worker did not start"
+        handle = wb.start(exp, workers=True, chunk_runs=12)  # 20 chunks of 4 configurations
+
+        def leased_by() -> set[str]:
+            return {c["owner"] for c in wb.store.chunks(handle.sweep_id) if c["state"] == "leased"}
+
+        wait(lambda: leased_by() == {"w1", "w2", "w3"}, 30)
+        wait(lambda: handle.progress.done >= 40, 30)
+        wait(lambda: "w2" in leased_by(), 10)
+        procs[1].kill()  # SIGKILL on w2: no chance to give its chunk back
+        wait(lambda: handle.progress.done >= 90, 30)
+        handle.pause()
+        time.sleep(1.0)
+        seen = llm_host.stats()["completions"]
+        time.sleep(1.0)
+        assert llm_host.stats()["completions"] == seen, "a worker still called the endpoint 1 s after the pause"
+        assert handle.progress.done < 240
+        handle.resume()
+        progress = handle.wait(90)
+        assert progress.status == "completed" and progress.done == 240 and progress.failed == 0
+        assert wb.store.run_counts(wb.experiment(exp.key)["id"]) == {"completed": 240}
+        assert [c for c in wb.store.chunks(handle.sweep_id) if c["generation"] > 1], "w2's chunk was never taken over"
+        repeated = llm_host.stats()["completions"] - 240
+        assert 0 <= repeated <= concurrency * (1 + LAG / latency), repeated
+    finally:
+        wb.close()
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.wait(20)
 
 
 def test_a_network_leaves_nothing_behind(network: Network) -> None:

@@ -47,6 +47,7 @@ RUN_ELSEWHERE = {
     "quickstart": "runs the embedded model (minutes here); tests/test_packaging.py runs it from a fresh install",
     "migrate": "needs a PostgreSQL server: tests/test_migrate.py copies a store into a real one",
     "db": "needs a PostgreSQL server: tests/test_reader_role.py makes the role on a real one",
+    "worker": "waits for queued sweeps on a shared database: tests/test_workers.py and tests/test_netns.py run real workers",
 }
 # `code spans` in the prose that name a command without being one.
 PROSE_ONLY = {"promptlooper endpoints add", "promptlooper rerun", "promptlooper pause EXPERIMENT", "promptlooper prices set",
