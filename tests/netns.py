@@ -80,6 +80,8 @@ from urllib.parse import quote
 import pytest
 from pg import Cluster
 
+from promptlooper.store.liveness import pid_alive
+
 PREFIX = "plnet"
 _NAME_RE = re.compile(rf"^{PREFIX}(\d+)[a-z]?(?:-|$)")
 FAKE_SERVER_PORT = 8000
@@ -91,16 +93,6 @@ def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     if check and done.returncode != 0:
         raise RuntimeError(f"ip {' '.join(args)} exited {done.returncode}: {done.stderr.strip()}")
     return done
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _namespaces() -> list[str]:
@@ -124,13 +116,13 @@ def remove_stale() -> list[str]:
     removed = []
     for ns in _namespaces():
         m = _NAME_RE.match(ns)
-        if m and not _alive(int(m.group(1))):
+        if m and not pid_alive(int(m.group(1))):
             _delete_namespace(ns)
             removed.append(ns)
     for line in _ip("-o", "link", "show").stdout.splitlines():
         name = line.split(":")[1].strip().split("@")[0]
         m = _NAME_RE.match(name)
-        if m and not _alive(int(m.group(1))):
+        if m and not pid_alive(int(m.group(1))):
             _ip("link", "del", name, check=False)
             removed.append(name)
     return removed

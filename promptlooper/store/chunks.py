@@ -28,16 +28,16 @@ from __future__ import annotations
 
 import json
 import math
-import socket
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import PromptLooperError, SweepConflictError
+from ..errors import PromptLooperError
 from .batchwriter import now_iso
 from .db import Queries
-from .liveness import WORKERS, owner_alive
+from .liveness import WORKERS
 from .records import ResultBatch, dumps, new_id
+from .sweeps import take_experiment
 
 # Spend and progress a batch adds to its sweep's row (sweep_update["add"]).
 ADDED = ("done", "cached", "failed", "tokens_in", "tokens_out", "cost")
@@ -92,17 +92,8 @@ class Chunks(Queries):
                     ranges: list[tuple[int, int]], runs_per_configuration: int) -> str:
         """Create a sweep for workers to share, cut into ``ranges``; SweepConflictError if the
         experiment is being swept already (by a process or by workers)."""
-        host = socket.gethostname()
         with self.cx.write() as c:
-            for sid, pid, owner_host, beat in c.execute(
-                "SELECT id, owner_pid, owner_host, heartbeat FROM sweeps WHERE experiment_id = ? AND status IN ('running', 'paused')",
-                (experiment_id,),
-            ).fetchall():
-                if owner_alive(pid, owner_host, beat, host, 10.0):
-                    raise SweepConflictError(
-                        f"experiment is already being swept (sweep {sid[:8]}); pause or stop it first (`promptlooper stop EXPERIMENT`)")
-                c.execute("UPDATE sweeps SET status = 'interrupted', finished_at = ?, stop_reason = 'owner process gone' WHERE id = ?",
-                          (now_iso(), sid))
+            take_experiment(c, experiment_id, stale_after=10.0)
             sid = new_id()
             ts = now_iso()
             c.execute(

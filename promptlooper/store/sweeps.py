@@ -17,7 +17,7 @@ from ..errors import NotFoundError, SweepConflictError
 from . import batchwriter
 from .batchwriter import now_iso
 from .db import Queries
-from .liveness import owner_alive, sweep_owner_alive
+from .liveness import WORKERS, owner_alive, sweep_owner_alive
 from .records import dumps, new_id
 
 
@@ -29,19 +29,7 @@ class Sweeps(Queries):
         """Create a sweep row and take the experiment's lease, or raise SweepConflictError."""
         host = socket.gethostname()
         with self.cx.write() as c:
-            for sid, pid, owner_host, beat in c.execute(
-                "SELECT id, owner_pid, owner_host, heartbeat FROM sweeps WHERE experiment_id = ? AND status IN ('running', 'paused')",
-                (experiment_id,),
-            ).fetchall():
-                if owner_alive(pid, owner_host, beat, host, stale_after):
-                    raise SweepConflictError(
-                        f"experiment is already being swept by pid {pid} on {owner_host} (sweep {sid[:8]}); "
-                        "pause or stop it first (`promptlooper stop EXPERIMENT`)"
-                    )
-                c.execute(
-                    "UPDATE sweeps SET status = 'interrupted', finished_at = ?, stop_reason = 'owner process gone' WHERE id = ?",
-                    (now_iso(), sid),
-                )
+            take_experiment(c, experiment_id, stale_after)
             sid = new_id()
             ts = now_iso()
             c.execute(
@@ -127,6 +115,22 @@ class Sweeps(Queries):
             raw = c.execute("SELECT requested FROM sweeps WHERE id = ?", (sweep_id,)).fetchone()
             c.execute("UPDATE sweeps SET requested = NULL WHERE id = ?", (sweep_id,))
         return request_queue(raw[0] if raw else None)
+
+
+def take_experiment(c: Any, experiment_id: str, stale_after: float) -> None:
+    """Inside a write: SweepConflictError if a live process (or workers) sweeps the experiment; the
+    sweeps whose owner is gone are marked interrupted, so a new one can begin."""
+    host = socket.gethostname()
+    for sid, pid, owner_host, beat in c.execute(
+        "SELECT id, owner_pid, owner_host, heartbeat FROM sweeps WHERE experiment_id = ? AND status IN ('running', 'paused')",
+        (experiment_id,),
+    ).fetchall():
+        if owner_alive(pid, owner_host, beat, host, stale_after):
+            owner = "workers" if owner_host == WORKERS else f"pid {pid} on {owner_host}"
+            raise SweepConflictError(f"experiment is already being swept by {owner} (sweep {sid[:8]}); "
+                                     "pause or stop it first (`promptlooper stop EXPERIMENT`)")
+        c.execute("UPDATE sweeps SET status = 'interrupted', finished_at = ?, stop_reason = 'owner process gone' WHERE id = ?",
+                  (now_iso(), sid))
 
 
 def steering_request(verb: str, reason: str = "", by: str = "") -> str:
