@@ -113,6 +113,9 @@ class CallExecutor:
         self.on_healthy = on_healthy  # an open breaker closed: a call was answered
         # Set by a sweep: cache keys claimed in the store while other processes sweep it too.
         self.claims: CallClaims | None = None
+        # Set by a sweep with many rounds ahead: each endpoint's first calls leave a little apart
+        # (engine/ramp.py), at most this many of them.
+        self.ramp_calls = 0
         self.limits: dict[str, AdaptiveLimit] = {}
         self.breakers: dict[str, Breaker] = {}
         self.policies: dict[str, Retry] = {}
@@ -129,6 +132,8 @@ class CallExecutor:
         lim = self.limits.get(provider.name)
         if lim is None:
             lim = self.limits[provider.name] = AdaptiveLimit(provider.max_concurrency)
+            if self.ramp_calls:
+                lim.ramp_up(min(lim.max, self.ramp_calls))
         return lim
 
     def breaker(self, provider: Provider) -> Breaker:
@@ -285,6 +290,11 @@ class CallExecutor:
                     if not self.is_open():
                         continue  # paused while queued for a slot: hand it back, wait at the gate
                     in_flight = limit.in_use
+                    wait = limit.ramp_delay()
+                    if wait:
+                        await asyncio.sleep(wait)
+                        if not self.is_open():
+                            continue  # paused meanwhile
                     self.calls += 1
                     resp = await provider.chat(request)
                     limit.on_success()

@@ -14,6 +14,7 @@ import asyncio
 import collections
 import time
 
+from .ramp import Ramp
 from .slots import ALONE_CALLS, SlotEstimate, slots_for
 
 
@@ -33,6 +34,24 @@ class AdaptiveLimit:
         self._slope: float | None = None  # S / K, once the first calls said the server queues
         self._before = self.max  # the limit before the calls sent alone
         self._alone: list[float] = []
+        # The first calls' spacing (engine/ramp.py), if the sweep asked for one.
+        self.ramp: Ramp | None = None
+        self._spacing_ms = 0.0
+
+    def ramp_up(self, calls: int) -> None:
+        """Send the first ``calls`` calls a little apart (see :mod:`.ramp`)."""
+        self.ramp = Ramp(calls)
+        self._spacing_ms = self.ramp.spacing * 1000.0
+
+    def ramp_delay(self) -> float:
+        """Seconds the call about to leave waits for the ramp (0 once it is over)."""
+        ramp = self.ramp
+        if ramp is None:
+            return 0.0
+        wait = ramp.delay()
+        if ramp.left <= 0:
+            self.ramp = None
+        return wait
 
     async def acquire(self) -> None:
         if self.in_use < self.limit and not self._waiters:
@@ -80,7 +99,9 @@ class AdaptiveLimit:
             if slope is None or self.limit < 2 or self._estimate.fastest / slope > self.limit:
                 self.calibrating = False
                 return
-            self._slope, self._before = slope, self.limit
+            # The k-th call left (k - 1) x spacing after the first: a queue's latencies rose that
+            # much less per call than the service time per slot (engine/ramp.py).
+            self._slope, self._before = slope + self._spacing_ms, self.limit
             self.limit = 1  # the next calls go alone: their exchange is the service time
             return
         if in_flight != 1:

@@ -58,6 +58,9 @@ class RunAbandoned(BaseException):  # noqa: N818 - a control-flow signal, like C
 FLUSH_EVERY = 0.05  # seconds: how stale the store (and other processes' view) may be
 FLUSH_MAX = 1024  # runs per transaction; a power of two, like the store's statement sizes (few statements)
 MAX_BACKLOG = 4  # full batches waiting for the writer before workers wait for it
+# Runs ahead, in rounds of ``concurrency``, for the first calls to leave a little apart
+# (engine/ramp.py): it costs the burst's last call up to 0.1 s once and saves a few ms every round.
+RAMP_ROUNDS = 8
 POLL_EVERY = 0.25  # seconds between reads of steering requests
 # Runs whose first call is rendered and looked up together, ahead of their workers, in one step of
 # the loop: 64 held a notebook's loop about twice as long as 32 (tests/test_loop_latency.py), and 16
@@ -272,6 +275,8 @@ class Sweep:
                 on_healthy=self.failures.endpoint_healthy,
             )
             self.calls = calls
+            if self.progress.total - self.progress.skipped >= RAMP_ROUNDS * self.concurrency:
+                calls.ramp_calls = self.concurrency  # many rounds ahead: worth spacing the first burst
             # Calls shared with other processes sweeping this store (engine/claims.py): its own connection.
             claims = calls.claims = CallClaims(open_store(self.store_path), calls.claim_candidates, is_open=self._open)
             await claims.start()
