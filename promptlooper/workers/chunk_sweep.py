@@ -62,6 +62,7 @@ class ChunkSweep(Sweep):
                                       unhealthy_timeout=opts.get("unhealthy_timeout")))
         self.claim = claim
         self.lease = lease
+        self.budget_hold_ttl = lease  # each call's cost reserved in the store, for as long as the lease (engine/budgets.py)
         self.worker = worker
         self.plan.configurations = self.plan.configurations[claim.lo:claim.hi]
         self.progress.total = self.plan.total
@@ -185,7 +186,7 @@ class ChunkSweep(Sweep):
         p = self.progress
         others_in, others_out, others_cost = self._others
         tokens, spent = p.tokens + others_in + others_out, p.cost + others_cost
-        hit = (max_tokens and tokens >= max_tokens) or (max_cost and spent >= max_cost)
+        hit = (max_tokens and tokens >= max_tokens) or (max_cost and spent >= max_cost) or self._budget_refused
         if hit and self._gate.is_set() and p.status == "running":
             self._gate.clear()
             p.status = "paused"

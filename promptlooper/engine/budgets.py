@@ -1,0 +1,317 @@
+"""A budget several processes spend together: every call reserved in the store before it goes out.
+
+Workers sharing a sweep (:mod:`promptlooper.workers`) spend one budget. Reading back what the
+others have spent lets each of them start calls against money already promised to calls in
+flight elsewhere (7–15 calls over the budget were measured with 6 in flight). So here, as a
+bank holds an amount on a card before the charge, each call is paid for in advance:
+
+* **Estimate** (:meth:`SharedBudget.ticket`): input tokens at most the bytes of the request's
+  messages as JSON (and of its tools: prompt tokens too) — a byte-level BPE token is at least one
+  byte, and the JSON's framing stands for each message's template tokens — plus output tokens at most the request's ``max_tokens``; priced with the model's price.
+  A request without ``max_tokens`` has no bound: its output is estimated by the mean of this
+  process's replies of that model so far (``DEFAULT_OUTPUT`` before the first), so such calls
+  can cost more than reserved.
+* **Reserve** (:meth:`SharedBudget.reserve`), once the call has its slot: granted only while the
+  sweep's ``spent + held + estimate`` stays within the budget, atomically across processes
+  (:mod:`promptlooper.store.budgets`). The reservations of one loop turn go out in one store
+  write (a :class:`~promptlooper.coalescing.Coalescer`, as call claims do): on PostgreSQL on the
+  loop itself (one statement), on SQLite from a thread of its own (its write may wait for another
+  process's batch, which the loop must not).
+* **Settle / release**: a reply turns its reservation into its real cost; a call that failed or
+  was abandoned lets it go. Both are queued and written with the next reservation (or by the
+  tick, every ``TICK``), which also renews this process's hold.
+* **Refused**: while the calls out elsewhere may still come in under their estimates, a refused
+  call waits for them (the tick re-reads the budget); once even the spend already settled leaves
+  no room for it (``spent + estimate > limit``), the budget is reached: ``on_exhausted`` pauses
+  (or stops) the sweep, as a single process does when its spend reaches the budget.
+* **A process killed** holding reservations stops renewing its hold; after ``ttl`` (the chunk's
+  lease) the next process that reaps frees it, so the others can spend it. A process that stalled
+  that long and finds its hold reaped counts its outstanding calls' estimates as freed (the
+  reaper freed them) and joins again with an empty hold.
+
+So with estimates that are upper bounds, the sweep's spend stays within the budget, whatever the
+number of workers; and the spend beyond it is at most what granted calls cost over their estimates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import math
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+from ..coalescing import Coalescer
+from ..hashing import canonical_json
+from ..providers.pricing import cost
+from ..store.backend import StoreBackend
+from ..store.budgets import NANOS, BudgetState, Grant, Settled
+
+TICK = 0.1  # seconds between the writes that renew this process's hold, settle calls and re-read the budget
+DEFAULT_OUTPUT = 256  # tokens a reply without max_tokens is reserved for before any reply of its model landed
+
+
+class Ticket:
+    """One call's reservation: its estimate, and whether the store granted it."""
+
+    __slots__ = ("tokens", "nanos", "granted", "orphan")
+
+    def __init__(self, tokens: int, nanos: int):
+        self.tokens = tokens
+        self.nanos = nanos
+        self.granted = False
+        self.orphan = False  # granted under a hold that was reaped: its estimate was freed already
+
+
+def _nbytes(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode())
+
+
+class SharedBudget:
+    """This process's reservations against a shared sweep's budget (see the module docstring).
+
+    ``limits`` gives the sweep's budget now (``max_tokens``, ``max_cost``; a resume may have raised
+    it), ``price`` an (endpoint, model)'s price, ``on_exhausted`` is called (on the loop) when a
+    call is refused for good.
+    """
+
+    def __init__(self, store: StoreBackend, sweep_id: str, owner: str, *, limits: Callable[[], dict[str, Any]],
+                 price: Callable[[str, str], tuple[float, float]], on_exhausted: Callable[[], None], ttl: float,
+                 tick: float = TICK):
+        self.store = store
+        self.sweep_id = sweep_id
+        self.owner = owner
+        self.limits = limits
+        self.price = price
+        self.on_exhausted = on_exhausted
+        self.ttl = ttl
+        self.tick = tick
+        self.state = BudgetState()  # the sweep's budget row as of this process's last write
+        self._on_loop = bool(getattr(store, "budgets_on_loop", False))
+        self._batches: Coalescer[Ticket, bool] = Coalescer(self._reserve_now if self._on_loop else self._reserve_batch)
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="promptlooper-budget")
+        self._outstanding: set[Ticket] = set()  # granted, not settled nor released yet
+        self._pending = [0, 0, 0, 0, 0]  # to write: estimates released (tokens, nanos), spent (tokens, nanos), calls
+        self._means: dict[tuple[str, str], list[int]] = {}  # (endpoint, model) -> [tokens out, replies]
+        self._changed = asyncio.Event()  # set (and replaced) whenever the budget row was read again
+        self._waiting = 0  # refused calls waiting for the calls out to settle
+        self._must_join = True
+        self._renewed = self._reaped = 0.0
+        self._task: asyncio.Task[None] | None = None
+        self._warned = False
+        self.granted = self.refused = 0  # reservations, for tests and benchmarks
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        await self._run(self._join)
+        self._task = asyncio.ensure_future(self._ticker())
+
+    async def close(self) -> None:
+        """Write what is pending and free what this process still holds (after the sweep's calls ended)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        try:
+            await self._run(self._settle_now, self._take())
+            await self._run(self.store.budget_leave, self.sweep_id, self.owner)
+        except Exception as exc:  # noqa: BLE001 - its hold expires anyway; the sweep's results are written
+            self._trouble(exc)
+        finally:
+            self._executor.shutdown(wait=True)
+
+    # ------------------------------------------------------------------ the call path
+    def ticket(self, endpoint: str, model: str, messages_json: str, params: dict[str, Any]) -> Ticket:
+        """A call's estimate (see the module docstring); nothing is reserved yet. ``messages_json``
+        is the canonical JSON of its messages: its bytes also cover each message's framing."""
+        tokens_in = _nbytes(messages_json)
+        if params.get("tools"):
+            tokens_in += _nbytes(canonical_json(params["tools"]))
+        out = params.get("max_tokens") or params.get("max_completion_tokens")
+        if not isinstance(out, int) or isinstance(out, bool) or out <= 0:
+            seen = self._means.get((endpoint, model))
+            out = math.ceil(seen[0] / seen[1]) if seen else DEFAULT_OUTPUT
+        return Ticket(tokens_in + out, math.ceil(cost(tokens_in, out, self.price(endpoint, model)) * NANOS))
+
+    async def reserve(self, ticket: Ticket) -> bool:
+        """True once ``ticket`` is held for this process; False if the budget is reached (after
+        ``on_exhausted``). A store that cannot be reached is waited for: no call goes out unpaid."""
+        while True:
+            try:
+                if await self._batches.get(ticket):
+                    return True
+            except Exception as exc:  # noqa: BLE001 - the store away (a restart): wait for it
+                self._trouble(exc)
+            else:
+                self.refused += 1
+                if self._beyond(ticket):
+                    self.on_exhausted()
+                    return False
+            self._waiting += 1
+            try:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), 2 * self.tick)
+            finally:
+                self._waiting -= 1
+
+    def settle(self, ticket: Ticket, endpoint: str, model: str, tokens_in: int, tokens_out: int) -> None:
+        """The reply landed: its reservation becomes its real cost (written with the next write)."""
+        seen = self._means.setdefault((endpoint, model), [0, 0])
+        seen[0] += tokens_out
+        seen[1] += 1
+        pending = self._pending
+        if ticket.granted and not ticket.orphan:
+            pending[0] += ticket.tokens
+            pending[1] += ticket.nanos
+        pending[2] += tokens_in + tokens_out
+        pending[3] += round(cost(tokens_in, tokens_out, self.price(endpoint, model)) * NANOS)
+        pending[4] += 1
+        self._outstanding.discard(ticket)
+
+    def release(self, ticket: Ticket) -> None:
+        """The call failed or was abandoned: its reservation is let go (nothing was spent)."""
+        if ticket.granted and not ticket.orphan:
+            self._pending[0] += ticket.tokens
+            self._pending[1] += ticket.nanos
+        self._outstanding.discard(ticket)
+
+    # ------------------------------------------------------------------ decisions
+    def _limits(self) -> tuple[int | None, int | None]:
+        budget = self.limits()
+        max_tokens, max_cost = budget.get("max_tokens"), budget.get("max_cost")
+        return (int(max_tokens) if max_tokens else None, math.floor(max_cost * NANOS) if max_cost else None)
+
+    def _beyond(self, ticket: Ticket) -> bool:
+        """Would ``ticket`` exceed the budget even if every call out now cost nothing?"""
+        max_tokens, max_nanos = self._limits()
+        s = self.state
+        return bool((max_tokens is not None and s.spent_tokens + ticket.tokens > max_tokens)
+                    or (max_nanos is not None and s.spent_nanos + ticket.nanos > max_nanos))
+
+    # ------------------------------------------------------------------ store writes
+    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        # Every write of this process's budget goes one at a time, in order: on the loop (PostgreSQL)
+        # or on the one thread of its own (SQLite), so each result says how things stood after the
+        # previous one (a hold reaped is noticed before anything else is written for it).
+        if self._on_loop:
+            return fn(*args)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def _take(self) -> Settled:
+        pending, self._pending = self._pending, [0, 0, 0, 0, 0]
+        return Settled(*pending)
+
+    def _join(self) -> BudgetState:
+        state = self.store.budget_join(self.sweep_id, self.owner, time.time() + self.ttl)
+        self._must_join = False
+        self._renewed = time.monotonic()
+        return state
+
+    def _settle_now(self, settled: Settled) -> tuple[BudgetState | None, bool]:
+        result = self.store.budget_settle(self.sweep_id, self.owner, settled, time.time() + self.ttl)
+        self._renewed = time.monotonic()
+        return result
+
+    def _reserve_now(self, tickets: list[Ticket]) -> dict[Ticket, bool]:
+        """A loop turn's reservations, on the loop (PostgreSQL): pending settlements first."""
+        settled = self._take()
+        return self._granted(tickets, *self._write_turn(settled, tickets))
+
+    async def _reserve_batch(self, tickets: list[Ticket]) -> dict[Ticket, bool]:
+        settled = self._take()
+        return self._granted(tickets, *await self._run(self._write_turn, settled, tickets))
+
+    def _write_turn(self, settled: Settled, tickets: list[Ticket]) -> tuple[tuple[BudgetState | None, bool] | None, Grant | None]:
+        """The writes of one turn (on the loop or the budget's thread): join again if the hold was
+        reaped, settle, reserve. What settled is put back if the store fails before it is written."""
+        after_settle = None
+        try:
+            if self._must_join:
+                self._join()
+            if settled != Settled():
+                after_settle = self._settle_now(settled)
+        except Exception:
+            self._restore(settled)
+            raise
+        max_tokens, max_nanos = self._limits()
+        grant = self.store.budget_reserve(self.sweep_id, self.owner, [(t.tokens, t.nanos) for t in tickets],
+                                          max_tokens, max_nanos, time.time() + self.ttl)
+        return after_settle, grant
+
+    def _granted(self, tickets: list[Ticket], after_settle: tuple[BudgetState | None, bool] | None,
+                 grant: Grant | None) -> dict[Ticket, bool]:
+        if after_settle is not None:
+            self._read(*after_settle)
+        assert grant is not None
+        if grant.state is not None:
+            self.state = grant.state
+        if not grant.held:
+            self._reaped_alive()
+        for ticket in tickets[:grant.granted]:
+            ticket.granted = True
+            self._outstanding.add(ticket)
+        self.granted += grant.granted
+        self._wake()
+        return {t: t.granted for t in tickets}
+
+    def _read(self, state: BudgetState | None, held: bool) -> None:
+        if state is not None:
+            self.state = state
+        if not held:
+            self._reaped_alive()
+
+    def _reaped_alive(self) -> None:
+        """This process's hold was reaped (it stalled past ``ttl``): the reaper freed every estimate
+        it held, so none of them is released again; it joins again with an empty hold."""
+        for ticket in self._outstanding:
+            ticket.orphan = True
+        self._outstanding.clear()
+        self._pending[0] = self._pending[1] = 0
+        self._must_join = True
+
+    def _restore(self, settled: Settled) -> None:
+        for i, value in enumerate((settled.release_tokens, settled.release_nanos, settled.spent_tokens,
+                                   settled.spent_nanos, settled.calls)):
+            self._pending[i] += value
+
+    def _wake(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(self.tick)
+            try:
+                await self._step()
+            except Exception as exc:  # noqa: BLE001 - a store that failed once may answer the next tick
+                self._trouble(exc)
+
+    async def _step(self) -> None:
+        if self._must_join:
+            await self._run(self._join)
+        now = time.monotonic()
+        if any(self._pending) or self._waiting or now - self._renewed > self.ttl / 4:
+            settled = self._take()
+            try:
+                self._read(*await self._run(self._settle_now, settled))
+            except Exception:
+                self._restore(settled)
+                raise
+        if self._waiting or now - self._reaped > self.ttl / 2:
+            self._reaped = now
+            state = await self._run(self.store.budget_reap, self.sweep_id, time.time())
+            if state is not None:
+                self.state = state
+        self._wake()
+
+    def _trouble(self, exc: Exception) -> None:
+        if not self._warned:
+            self._warned = True
+            warnings.warn(f"promptlooper: the shared budget cannot be reached ({type(exc).__name__}: {exc}); "
+                          "calls wait for it", stacklevel=2)
+
+
+__all__ = ["DEFAULT_OUTPUT", "TICK", "SharedBudget", "Ticket"]
