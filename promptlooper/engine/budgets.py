@@ -106,7 +106,11 @@ class SharedBudget:
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
-        await self._run(self._join)
+        """Join the sweep's budget (a hold of this process's), and tick until :meth:`close`."""
+        try:
+            await self._run(self._join)
+        except Exception as exc:  # noqa: BLE001 - the store away: the first reservation (or tick) joins
+            self._trouble(exc)
         self._task = asyncio.ensure_future(self._ticker())
 
     async def close(self) -> None:
