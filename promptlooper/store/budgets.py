@@ -26,7 +26,7 @@ again with an empty hold (:mod:`promptlooper.engine.budgets`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,13 +100,13 @@ def _state(row: Any) -> BudgetState | None:
     return BudgetState(*(int(v or 0) for v in row)) if row else None
 
 
-class Budgets(Queries):
-    """Reservations of a shared sweep's budget (see the module docstring). Each method is one write
-    transaction (SQLite: ``BEGIN IMMEDIATE``, which the grant's read-then-write relies on)."""
+class BudgetBook(Queries):
+    """What both backends' budget parts share: joining, reaping, leaving and reading. Each backend
+    part (:class:`Budgets` here, ``PostgresBudgets``) grants, settles and drops holds its own way."""
 
-    # Whether a sweep may make these writes on its event loop: not on SQLite, where a write may
-    # wait for another process's batch (PostgreSQL's store says True: one statement each).
-    budgets_on_loop = False
+    # Deletes the sweep's holds matching ``which`` (``"expires_at < ?"`` or ``"owner = ?"``) and
+    # frees what they held, in one write: each backend's part.
+    _drop_holds: Callable[[str, str, Any], BudgetState | None]
 
     def budget_join(self, sweep_id: str, owner: str, expires_at: float) -> BudgetState:
         """Make the sweep's budget row if it has none, and an empty hold for ``owner`` (or renew it)."""
@@ -118,6 +118,33 @@ class Budgets(Queries):
             state = _state(c.execute(_STATE, (sweep_id,)).fetchone())
         assert state is not None
         return state
+
+    def budget_reap(self, sweep_id: str, now: float) -> BudgetState | None:
+        """Free the holds of the sweep's owners gone silent (``expires_at`` before ``now``)."""
+        return self._drop_holds(sweep_id, "expires_at < ?", now)
+
+    def budget_leave(self, sweep_id: str, owner: str) -> BudgetState | None:
+        """``owner`` is done with the sweep: whatever it still holds is freed, its hold deleted."""
+        return self._drop_holds(sweep_id, "owner = ?", owner)
+
+    def budget_state(self, sweep_id: str) -> BudgetState | None:
+        """The sweep's budget row (None if no worker reserved for it)."""
+        with self.cx.read() as c:
+            return _state(c.execute(_STATE, (sweep_id,)).fetchone())
+
+    def budget_holds(self, sweep_id: str) -> list[dict[str, Any]]:
+        """Every owner's hold of the sweep (owner, tokens, nanos, expires_at): for tests and operators."""
+        return list(self.db.query("SELECT owner, tokens, nanos, expires_at FROM budget_holds WHERE sweep_id = ? ORDER BY owner",
+                                  [sweep_id]))
+
+
+class Budgets(BudgetBook):
+    """Reservations of a shared sweep's budget on SQLite (see the module docstring). Each method is
+    one write transaction (``BEGIN IMMEDIATE``, which the grant's read-then-write relies on)."""
+
+    # Whether a sweep may make these writes on its event loop: not on SQLite, where a write may
+    # wait for another process's batch (PostgreSQL's part says True: one statement each).
+    budgets_on_loop = False
 
     def budget_reserve(self, sweep_id: str, owner: str, asked: Sequence[tuple[int, int]], max_tokens: int | None,
                        max_nanos: int | None, expires_at: float) -> Grant:
@@ -154,14 +181,6 @@ class Budgets(Queries):
                       (rt, rc, settled.spent_tokens, settled.spent_nanos, settled.calls, sweep_id))
             return _state(c.execute(_STATE, (sweep_id,)).fetchone()), held
 
-    def budget_reap(self, sweep_id: str, now: float) -> BudgetState | None:
-        """Free the holds of the sweep's owners gone silent (``expires_at`` before ``now``)."""
-        return self._drop_holds(sweep_id, "expires_at < ?", now)
-
-    def budget_leave(self, sweep_id: str, owner: str) -> BudgetState | None:
-        """``owner`` is done with the sweep: whatever it still holds is freed, its hold deleted."""
-        return self._drop_holds(sweep_id, "owner = ?", owner)
-
     def _drop_holds(self, sweep_id: str, which: str, value: Any) -> BudgetState | None:
         with self.cx.write() as c:
             dropped = c.execute(f"DELETE FROM budget_holds WHERE sweep_id = ? AND {which} RETURNING tokens, nanos",
@@ -172,15 +191,5 @@ class Budgets(Queries):
                           (tokens, nanos, sweep_id))
             return _state(c.execute(_STATE, (sweep_id,)).fetchone())
 
-    def budget_state(self, sweep_id: str) -> BudgetState | None:
-        """The sweep's budget row (None if no worker reserved for it)."""
-        with self.cx.read() as c:
-            return _state(c.execute(_STATE, (sweep_id,)).fetchone())
 
-    def budget_holds(self, sweep_id: str) -> list[dict[str, Any]]:
-        """Every owner's hold of the sweep (owner, tokens, nanos, expires_at): for tests and operators."""
-        return list(self.db.query("SELECT owner, tokens, nanos, expires_at FROM budget_holds WHERE sweep_id = ? ORDER BY owner",
-                                  [sweep_id]))
-
-
-__all__ = ["NANOS", "UNLIMITED", "BudgetState", "Budgets", "Grant", "Settled", "cumulative", "granted_prefix"]
+__all__ = ["NANOS", "UNLIMITED", "BudgetBook", "BudgetState", "Budgets", "Grant", "Settled", "cumulative", "granted_prefix"]

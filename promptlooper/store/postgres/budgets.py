@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..budgets import UNLIMITED, Budgets, BudgetState, Grant, Settled, cumulative
+from ..budgets import UNLIMITED, BudgetBook, BudgetState, Grant, Settled, cumulative
 from ..db import ReadOnlyError
 
 _COLUMNS = "spent_tokens, spent_nanos, held_tokens, held_nanos, calls"
@@ -72,8 +72,8 @@ RETURNING {columns}
 """
 
 
-class PostgresBudgets(Budgets):
-    """:class:`~promptlooper.store.budgets.Budgets`, each write one statement (see the module docstring)."""
+class PostgresBudgets(BudgetBook):
+    """:class:`~promptlooper.store.budgets.Budgets`' grants, settlements and drops, each one statement (see the module docstring)."""
 
     budgets_on_loop = True  # one autocommit statement each: made on the sweep's loop, once a turn
 
