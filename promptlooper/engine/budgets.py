@@ -14,9 +14,9 @@ bank holds an amount on a card before the charge, each call is paid for in advan
 * **Reserve** (:meth:`SharedBudget.reserve`), once the call has its slot: granted only while the
   sweep's ``spent + held + estimate`` stays within the budget, atomically across processes
   (:mod:`promptlooper.store.budgets`). The reservations of one loop turn go out in one store
-  write (a :class:`~promptlooper.coalescing.Coalescer`, as call claims do): on PostgreSQL on the
-  loop itself (one statement), on SQLite from a thread of its own (its write may wait for another
-  process's batch, which the loop must not).
+  write (a :class:`~promptlooper.coalescing.Coalescer`, as call claims do): on PostgreSQL one
+  statement, awaited on the loop through an asyncio connection of its own; on SQLite from a
+  thread of its own (its write may wait for another process's batch, which the loop must not).
 * **Settle / release**: a reply turns its reservation into its real cost; a call that failed or
   was abandoned lets it go. Both are queued and written with the next reservation (or by the
   tick, every ``TICK``), which also renews this process's hold.
@@ -90,8 +90,10 @@ class SharedBudget:
         self.ttl = ttl
         self.tick = tick
         self.state = BudgetState()  # the sweep's budget row as of this process's last write
-        self._on_loop = bool(getattr(store, "budgets_on_loop", False))
-        self._batches: Coalescer[Ticket, bool] = Coalescer(self._reserve_now if self._on_loop else self._reserve_batch)
+        # PostgreSQL: an asyncio connection of the sweep's own; SQLite: None, writes from one thread.
+        self._link = store.budget_link() if store is not None else None
+        self._lock = asyncio.Lock()  # the link's writes, one at a time (the thread's are anyway)
+        self._batches: Coalescer[Ticket, bool] = Coalescer(self._reserve_batch)
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="promptlooper-budget")
         self._outstanding: set[Ticket] = set()  # granted, not settled nor released yet
         self._pending = [0, 0, 0, 0, 0]  # to write: estimates released (tokens, nanos), spent (tokens, nanos), calls
@@ -108,7 +110,7 @@ class SharedBudget:
     async def start(self) -> None:
         """Join the sweep's budget (a hold of this process's), and tick until :meth:`close`."""
         try:
-            await self._run(self._join)
+            await self._join()
         except Exception as exc:  # noqa: BLE001 - the store away: the first reservation (or tick) joins
             self._trouble(exc)
         self._task = asyncio.ensure_future(self._ticker())
@@ -120,12 +122,15 @@ class SharedBudget:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         try:
-            await self._run(self._settle_now, self._take())
-            await self._run(self.store.budget_leave, self.sweep_id, self.owner)
+            await self._settle(self._take())
+            await self._call("budget_leave", self.sweep_id, self.owner)
         except Exception as exc:  # noqa: BLE001 - its hold expires anyway; the sweep's results are written
             self._trouble(exc)
         finally:
             self._executor.shutdown(wait=True)
+            if self._link is not None:
+                with contextlib.suppress(Exception):
+                    await self._link.aclose()
 
     # ------------------------------------------------------------------ the call path
     def ticket(self, endpoint: str, model: str, messages_json: str, params: dict[str, Any]) -> Ticket:
@@ -196,60 +201,50 @@ class SharedBudget:
                     or (max_nanos is not None and s.spent_nanos + ticket.nanos > max_nanos))
 
     # ------------------------------------------------------------------ store writes
-    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        # Every write of this process's budget goes one at a time, in order: on the loop (PostgreSQL)
-        # or on the one thread of its own (SQLite), so each result says how things stood after the
+    async def _call(self, name: str, *args: Any) -> Any:
+        # Every write of this process's budget goes one at a time, in order: through the link (the
+        # lock) or on the one thread of its own, so each result says how things stood after the
         # previous one (a hold reaped is noticed before anything else is written for it).
-        if self._on_loop:
-            return fn(*args)
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        if self._link is not None:
+            async with self._lock:
+                return await getattr(self._link, name)(*args)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, getattr(self.store, name), *args)
 
     def _take(self) -> Settled:
         pending, self._pending = self._pending, [0, 0, 0, 0, 0]
         return Settled(*pending)
 
-    def _join(self) -> BudgetState:
-        state = self.store.budget_join(self.sweep_id, self.owner, time.time() + self.ttl)
+    async def _join(self) -> None:
+        state = await self._call("budget_join", self.sweep_id, self.owner, time.time() + self.ttl)
+        if state is not None:
+            self.state = state
         self._must_join = False
         self._renewed = time.monotonic()
-        return state
 
-    def _settle_now(self, settled: Settled) -> tuple[BudgetState | None, bool]:
-        result = self.store.budget_settle(self.sweep_id, self.owner, settled, time.time() + self.ttl)
-        self._renewed = time.monotonic()
-        return result
-
-    def _reserve_now(self, tickets: list[Ticket]) -> dict[Ticket, bool]:
-        """A loop turn's reservations, on the loop (PostgreSQL): pending settlements first."""
-        settled = self._take()
-        return self._granted(tickets, *self._write_turn(settled, tickets))
-
-    async def _reserve_batch(self, tickets: list[Ticket]) -> dict[Ticket, bool]:
-        settled = self._take()
-        return self._granted(tickets, *await self._run(self._write_turn, settled, tickets))
-
-    def _write_turn(self, settled: Settled, tickets: list[Ticket]) -> tuple[tuple[BudgetState | None, bool] | None, Grant | None]:
-        """The writes of one turn (on the loop or the budget's thread): join again if the hold was
-        reaped, settle, reserve. What settled is put back if the store fails before it is written."""
-        after_settle = None
+    async def _settle(self, settled: Settled) -> None:
+        """Write ``settled`` (and renew the hold); put back if the store fails before it is written."""
         try:
-            if self._must_join:
-                self._join()
-            if settled != Settled():
-                after_settle = self._settle_now(settled)
+            result = await self._call("budget_settle", self.sweep_id, self.owner, settled, time.time() + self.ttl)
         except Exception:
             self._restore(settled)
             raise
-        max_tokens, max_nanos = self._limits()
-        grant = self.store.budget_reserve(self.sweep_id, self.owner, [(t.tokens, t.nanos) for t in tickets],
-                                          max_tokens, max_nanos, time.time() + self.ttl)
-        return after_settle, grant
+        self._renewed = time.monotonic()
+        self._read(*result)
 
-    def _granted(self, tickets: list[Ticket], after_settle: tuple[BudgetState | None, bool] | None,
-                 grant: Grant | None) -> dict[Ticket, bool]:
-        if after_settle is not None:
-            self._read(*after_settle)
-        assert grant is not None
+    async def _reserve_batch(self, tickets: list[Ticket]) -> dict[Ticket, bool]:
+        """A loop turn's reservations, in one write (joining again first if the hold was reaped,
+        and writing what settled since the last write, so that the grant counts it)."""
+        if self._must_join:
+            await self._join()
+        settled = self._take()
+        if settled != Settled():
+            await self._settle(settled)
+        max_tokens, max_nanos = self._limits()
+        grant = await self._call("budget_reserve", self.sweep_id, self.owner, [(t.tokens, t.nanos) for t in tickets],
+                                 max_tokens, max_nanos, time.time() + self.ttl)
+        return self._granted(tickets, grant)
+
+    def _granted(self, tickets: list[Ticket], grant: Grant) -> dict[Ticket, bool]:
         if grant.state is not None:
             self.state = grant.state
         if not grant.held:
@@ -295,18 +290,13 @@ class SharedBudget:
 
     async def _step(self) -> None:
         if self._must_join:
-            await self._run(self._join)
+            await self._join()
         now = time.monotonic()
         if any(self._pending) or self._waiting or now - self._renewed > self.ttl / 4:
-            settled = self._take()
-            try:
-                self._read(*await self._run(self._settle_now, settled))
-            except Exception:
-                self._restore(settled)
-                raise
+            await self._settle(self._take())
         if self._waiting or now - self._reaped > self.ttl / 2:
             self._reaped = now
-            state = await self._run(self.store.budget_reap, self.sweep_id, time.time())
+            state = await self._call("budget_reap", self.sweep_id, time.time())
             if state is not None:
                 self.state = state
         self._wake()

@@ -142,9 +142,10 @@ class Budgets(BudgetBook):
     """Reservations of a shared sweep's budget on SQLite (see the module docstring). Each method is
     one write transaction (``BEGIN IMMEDIATE``, which the grant's read-then-write relies on)."""
 
-    # Whether a sweep may make these writes on its event loop: not on SQLite, where a write may
-    # wait for another process's batch (PostgreSQL's part says True: one statement each).
-    budgets_on_loop = False
+    def budget_link(self) -> None:
+        """None: a sweep makes these writes from a thread of its own (a write may wait for another
+        process's batch, which its event loop must not). PostgreSQL's part gives an asyncio link."""
+        return None
 
     def budget_reserve(self, sweep_id: str, owner: str, asked: Sequence[tuple[int, int]], max_tokens: int | None,
                        max_nanos: int | None, expires_at: float) -> Grant:
