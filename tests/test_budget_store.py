@@ -8,6 +8,7 @@ cost more than its estimate.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -155,3 +156,37 @@ def test_leaving_frees_what_is_still_held_and_limits_are_per_measure(backend: Op
     state = store.budget_leave(sid, "a")
     assert state is not None and state.held_nanos == 0 and store.budget_holds(sid) == []
     assert store.budget_reserve(sid, "a", [(1, 1)], None, 35, LATER).held is False  # left: must join again
+
+
+def test_sweeps_on_postgresql_reserve_through_an_asyncio_link_as_atomically(pg_url: str) -> None:
+    # What a worker's loop awaits (store/postgres/budgets.py BudgetLink): the same statements, on
+    # asyncio connections of their own; six of them racing for the last of the budget.
+    store = PostgresStore(pg_url)
+    try:
+        sid = _sweep(store)
+
+        async def race() -> list[int]:
+            links = [store.budget_link() for _ in range(6)]
+            for i, link in enumerate(links):
+                await link.budget_join(sid, f"w{i}", LATER)
+
+            async def reserve(i: int) -> int:
+                won = 0
+                for _ in range(30):
+                    grant = await links[i].budget_reserve(sid, f"w{i}", [(9, 0)] * 2, 500, None, LATER)
+                    won += grant.granted
+                    await links[i].budget_settle(sid, f"w{i}", Settled(), LATER)  # a renewal, interleaved
+                return won
+
+            try:
+                return await asyncio.gather(*(reserve(i) for i in range(6)))
+            finally:
+                for link in links:
+                    await link.aclose()
+
+        won = asyncio.run(race())
+        state = _consistent(store, sid)
+        assert state.held_tokens == 9 * sum(won) <= 500 and sum(won) == 500 // 9
+        assert sorted(h["tokens"] for h in store.budget_holds(sid)) == sorted(9 * w for w in won)
+    finally:
+        store.close()
