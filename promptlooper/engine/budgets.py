@@ -237,11 +237,16 @@ class SharedBudget:
         if self._must_join:
             await self._join()
         settled = self._take()
-        if settled != Settled():
-            await self._settle(settled)
         max_tokens, max_nanos = self._limits()
-        grant = await self._call("budget_reserve", self.sweep_id, self.owner, [(t.tokens, t.nanos) for t in tickets],
-                                 max_tokens, max_nanos, time.time() + self.ttl)
+        try:
+            after, grant = await self._call("budget_turn", self.sweep_id, self.owner, settled,
+                                            [(t.tokens, t.nanos) for t in tickets], max_tokens, max_nanos,
+                                            time.time() + self.ttl)
+        except Exception:
+            self._restore(settled)  # the turn's transaction rolled back: written with the next one
+            raise
+        self._renewed = time.monotonic()
+        self._read(*after)
         return self._granted(tickets, grant)
 
     def _granted(self, tickets: list[Ticket], grant: Grant) -> dict[Ticket, bool]:

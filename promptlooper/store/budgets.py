@@ -127,6 +127,16 @@ class BudgetBook(Queries):
         """``owner`` is done with the sweep: whatever it still holds is freed, its hold deleted."""
         return self._drop_holds(sweep_id, "owner = ?", owner)
 
+    def budget_turn(self, sweep_id: str, owner: str, settled: Settled, asked: Sequence[tuple[int, int]],
+                    max_tokens: int | None, max_nanos: int | None,
+                    expires_at: float) -> tuple[tuple[BudgetState | None, bool], Grant]:
+        """A sweep's writes of one loop turn, in one transaction (both or neither): ``budget_settle``,
+        then ``budget_reserve`` (which so counts what just settled). PostgreSQL's link sends both in
+        one round trip."""
+        with self.cx.write():  # the two methods' writes join it
+            after = self.budget_settle(sweep_id, owner, settled, expires_at)  # type: ignore[attr-defined]
+            return after, self.budget_reserve(sweep_id, owner, asked, max_tokens, max_nanos, expires_at)  # type: ignore[attr-defined]
+
     def budget_state(self, sweep_id: str) -> BudgetState | None:
         """The sweep's budget row (None if no worker reserved for it)."""
         with self.cx.read() as c:
