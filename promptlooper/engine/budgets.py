@@ -20,6 +20,12 @@ bank holds an amount on a card before the charge, each call is paid for in advan
 * **Settle / release**: a reply turns its reservation into its real cost; a call that failed or
   was abandoned lets it go. Both are queued and written with the next reservation (or by the
   tick, every ``TICK``), which also renews this process's hold.
+* **Credit**: what a settled call did not use of its estimate, a failed call's estimate, and as
+  much again as a turn's calls asked for (if the budget has room) stay held by this process as
+  credit; a call it covers is granted at once, without a write (a reservation waited 20–100 ms
+  under load on PostgreSQL when each turn wrote; 2–20 ms with credit). Credit is used only while
+  the hold is surely alive (renewed within ``ttl / 2``), and what is idle goes back every tick.
+  The store's ``spent + held`` never counts less than is spent, promised or credited.
 * **Refused**: while the calls out elsewhere may still come in under their estimates, a refused
   call waits for them (the tick re-reads the budget); once even the spend already settled leaves
   no room for it (``spent + estimate > limit``), the budget is reached: ``on_exhausted`` pauses
@@ -96,6 +102,10 @@ class SharedBudget:
         self._batches: Coalescer[Ticket, bool] = Coalescer(self._reserve_batch)
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="promptlooper-budget")
         self._outstanding: set[Ticket] = set()  # granted, not settled nor released yet
+        # Held in the store, given to no call yet (tokens, nanos): what settled calls did not use of
+        # their estimates, failed calls' estimates, and what a reservation got beyond its calls.
+        # A call it covers goes out without a write; the tick gives the rest back.
+        self._credit = [0, 0]
         self._pending = [0, 0, 0, 0, 0]  # to write: estimates released (tokens, nanos), spent (tokens, nanos), calls
         self._means: dict[tuple[str, str], list[int]] = {}  # (endpoint, model) -> [tokens out, replies]
         self._changed = asyncio.Event()  # set (and replaced) whenever the budget row was read again
@@ -122,6 +132,7 @@ class SharedBudget:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         try:
+            self._give_back_credit()
             await self._settle(self._take())
             await self._call("budget_leave", self.sweep_id, self.owner)
         except Exception as exc:  # noqa: BLE001 - its hold expires anyway; the sweep's results are written
@@ -148,6 +159,8 @@ class SharedBudget:
     async def reserve(self, ticket: Ticket) -> bool:
         """True once ``ticket`` is held for this process; False if the budget is reached (after
         ``on_exhausted``). A store that cannot be reached is waited for: no call goes out unpaid."""
+        if self._from_credit(ticket):
+            return True
         while True:
             try:
                 if await self._batches.get(ticket):
@@ -167,25 +180,54 @@ class SharedBudget:
                 self._waiting -= 1
 
     def settle(self, ticket: Ticket, endpoint: str, model: str, tokens_in: int, tokens_out: int) -> None:
-        """The reply landed: its reservation becomes its real cost (written with the next write)."""
+        """The reply landed: its reservation becomes its real cost (written with the next write).
+
+        Of its estimate, the part the reply cost leaves the hold when the spend is written (so
+        that the store's ``spent + held`` never counts less than is spent or promised); the rest
+        becomes credit at once, for the next call."""
         seen = self._means.setdefault((endpoint, model), [0, 0])
         seen[0] += tokens_out
         seen[1] += 1
-        pending = self._pending
+        tokens = tokens_in + tokens_out
+        nanos = round(cost(tokens_in, tokens_out, self.price(endpoint, model)) * NANOS)
+        pending, credit = self._pending, self._credit
         if ticket.granted and not ticket.orphan:
-            pending[0] += ticket.tokens
-            pending[1] += ticket.nanos
-        pending[2] += tokens_in + tokens_out
-        pending[3] += round(cost(tokens_in, tokens_out, self.price(endpoint, model)) * NANOS)
+            used_t, used_c = min(tokens, ticket.tokens), min(nanos, ticket.nanos)
+            pending[0] += used_t
+            pending[1] += used_c
+            credit[0] += ticket.tokens - used_t
+            credit[1] += ticket.nanos - used_c
+        pending[2] += tokens
+        pending[3] += nanos
         pending[4] += 1
         self._outstanding.discard(ticket)
 
     def release(self, ticket: Ticket) -> None:
-        """The call failed or was abandoned: its reservation is let go (nothing was spent)."""
+        """The call failed or was abandoned: its reservation becomes credit (nothing was spent)."""
         if ticket.granted and not ticket.orphan:
-            self._pending[0] += ticket.tokens
-            self._pending[1] += ticket.nanos
+            self._credit[0] += ticket.tokens
+            self._credit[1] += ticket.nanos
         self._outstanding.discard(ticket)
+
+    def _from_credit(self, ticket: Ticket) -> bool:
+        """Grant ``ticket`` from credit, without a write: only while this process's hold is surely
+        still there (renewed within half its ``ttl``: a hold is reaped only past it)."""
+        credit = self._credit
+        if (self._must_join or credit[0] < ticket.tokens or credit[1] < ticket.nanos
+                or time.monotonic() - self._renewed > self.ttl / 2):
+            return False
+        credit[0] -= ticket.tokens
+        credit[1] -= ticket.nanos
+        ticket.granted = True
+        self._outstanding.add(ticket)
+        self.granted += 1
+        return True
+
+    def _give_back_credit(self) -> None:
+        """Idle credit goes back to the store with the next write (others may need it)."""
+        self._pending[0] += self._credit[0]
+        self._pending[1] += self._credit[1]
+        self._credit = [0, 0]
 
     # ------------------------------------------------------------------ decisions
     def _limits(self) -> tuple[int | None, int | None]:
@@ -215,20 +257,22 @@ class SharedBudget:
         return Settled(*pending)
 
     async def _join(self) -> None:
+        sent = time.monotonic()
         state = await self._call("budget_join", self.sweep_id, self.owner, time.time() + self.ttl)
         if state is not None:
             self.state = state
         self._must_join = False
-        self._renewed = time.monotonic()
+        self._renewed = sent
 
     async def _settle(self, settled: Settled) -> None:
         """Write ``settled`` (and renew the hold); put back if the store fails before it is written."""
+        sent = time.monotonic()  # the hold's new expiry counts from here
         try:
             result = await self._call("budget_settle", self.sweep_id, self.owner, settled, time.time() + self.ttl)
         except Exception:
             self._restore(settled)
             raise
-        self._renewed = time.monotonic()
+        self._renewed = sent
         self._read(*result)
 
     async def _reserve_batch(self, tickets: list[Ticket]) -> dict[Ticket, bool]:
@@ -236,20 +280,32 @@ class SharedBudget:
         and writing what settled since the last write, so that the grant counts it)."""
         if self._must_join:
             await self._join()
+        waiting = [t for t in tickets if not self._from_credit(t)]  # credit that came back meanwhile
+        if not waiting:
+            return {t: True for t in tickets}
         settled = self._take()
         max_tokens, max_nanos = self._limits()
+        # As much again, as credit for the calls of the next turns, if the budget has room for it
+        # (asked after the calls: the grant is a prefix).
+        largest = max(waiting, key=lambda t: t.tokens)
+        asked = [(t.tokens, t.nanos) for t in waiting] + [(largest.tokens, largest.nanos)] * len(waiting)
+        sent = time.monotonic()
         try:
-            after, grant = await self._call("budget_turn", self.sweep_id, self.owner, settled,
-                                            [(t.tokens, t.nanos) for t in tickets], max_tokens, max_nanos,
-                                            time.time() + self.ttl)
+            after, grant = await self._call("budget_turn", self.sweep_id, self.owner, settled, asked, max_tokens,
+                                            max_nanos, time.time() + self.ttl)
         except Exception:
             self._restore(settled)  # the turn's transaction rolled back: written with the next one
             raise
-        self._renewed = time.monotonic()
+        self._renewed = sent
         self._read(*after)
-        return self._granted(tickets, grant)
+        extra = grant.granted - len(waiting)
+        if extra > 0 and grant.held:
+            self._credit[0] += extra * largest.tokens
+            self._credit[1] += extra * largest.nanos
+        self._granted(waiting, grant)
+        return {t: t.granted for t in tickets}
 
-    def _granted(self, tickets: list[Ticket], grant: Grant) -> dict[Ticket, bool]:
+    def _granted(self, tickets: list[Ticket], grant: Grant) -> None:
         if grant.state is not None:
             self.state = grant.state
         if not grant.held:
@@ -257,9 +313,8 @@ class SharedBudget:
         for ticket in tickets[:grant.granted]:
             ticket.granted = True
             self._outstanding.add(ticket)
-        self.granted += grant.granted
+        self.granted += min(grant.granted, len(tickets))
         self._wake()
-        return {t: t.granted for t in tickets}
 
     def _read(self, state: BudgetState | None, held: bool) -> None:
         if state is not None:
@@ -274,6 +329,7 @@ class SharedBudget:
             ticket.orphan = True
         self._outstanding.clear()
         self._pending[0] = self._pending[1] = 0
+        self._credit = [0, 0]
         self._must_join = True
 
     def _restore(self, settled: Settled) -> None:
@@ -297,6 +353,7 @@ class SharedBudget:
         if self._must_join:
             await self._join()
         now = time.monotonic()
+        self._give_back_credit()
         if any(self._pending) or self._waiting or now - self._renewed > self.ttl / 4:
             await self._settle(self._take())
         if self._waiting or now - self._reaped > self.ttl / 2:
