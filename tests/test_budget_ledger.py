@@ -89,3 +89,37 @@ def test_a_call_waits_for_a_stalled_holder_to_be_reaped_and_the_stalled_one_free
         assert store.budget_holds(sid) == [] and store.budget_state(sid).held_tokens == 0  # type: ignore[union-attr]
     finally:
         store.close()
+
+
+def test_a_call_waiting_for_room_goes_back_to_the_gate_when_the_sweep_pauses(db: str) -> None:
+    store = open_store(db)
+    eid = store.upsert_experiment("proj", "exp", {"name": "exp"})
+    sid = store.queue_sweep(eid, "grid", 12, 0, {"workers": True}, chunk_ranges(4, 3, 3), 3)
+    open_ = [True]
+    exhausted: list[str] = []
+
+    def ledger(owner: str) -> SharedBudget:
+        return SharedBudget(open_store(db), sid, owner, limits=lambda: {"max_tokens": 100},
+                            price=lambda endpoint, model: (0.0, 0.0), on_exhausted=lambda: exhausted.append(owner),
+                            ttl=30.0, tick=0.05, is_open=lambda: open_[0])
+
+    async def scenario() -> tuple[bool, bool]:
+        holder, waiter = ledger("holder"), ledger("waiter")
+        await holder.start()
+        await waiter.start()
+        assert await holder.reserve(Ticket(90, 0))  # its call out: 90 of the 100 promised
+        waiting = asyncio.ensure_future(waiter.reserve(Ticket(20, 0)))  # fits once that call settles
+        await asyncio.sleep(0.3)
+        still_waiting = not waiting.done()
+        open_[0] = False  # paused meanwhile: back to the gate, not "budget reached"
+        got = await asyncio.wait_for(waiting, 2)
+        for ledger_ in (holder, waiter):
+            await ledger_.close()
+            ledger_.store.close()
+        return still_waiting, got
+
+    try:
+        still_waiting, got = asyncio.run(scenario())
+        assert still_waiting and got is False and exhausted == []
+    finally:
+        store.close()

@@ -86,13 +86,14 @@ class SharedBudget:
 
     def __init__(self, store: StoreBackend, sweep_id: str, owner: str, *, limits: Callable[[], dict[str, Any]],
                  price: Callable[[str, str], tuple[float, float]], on_exhausted: Callable[[], None], ttl: float,
-                 tick: float = TICK):
+                 tick: float = TICK, is_open: Callable[[], bool] = lambda: True):
         self.store = store
         self.sweep_id = sweep_id
         self.owner = owner
         self.limits = limits
         self.price = price
         self.on_exhausted = on_exhausted
+        self.is_open = is_open  # False while the sweep is paused or stopping: a waiting call goes back to its gate
         self.ttl = ttl
         self.tick = tick
         self.state = BudgetState()  # the sweep's budget row as of this process's last write
@@ -158,12 +159,14 @@ class SharedBudget:
 
     async def reserve(self, ticket: Ticket) -> bool:
         """True once ``ticket`` is held for this process; False if the budget is reached (after
-        ``on_exhausted``). A store that cannot be reached is waited for: no call goes out unpaid."""
+        ``on_exhausted``), or if the sweep paused or is stopping while the call waited (it waits at
+        the sweep's gate instead). A store that cannot be reached is waited for: no call goes out
+        unpaid."""
         if self._from_credit(ticket):
             return True
         while True:
             try:
-                if await self._batches.get(ticket):
+                if ticket.granted or await self._batches.get(ticket):
                     return True
             except Exception as exc:  # noqa: BLE001 - the store away (a restart): wait for it
                 self._trouble(exc)
@@ -178,6 +181,8 @@ class SharedBudget:
                     await asyncio.wait_for(self._changed.wait(), 2 * self.tick)
             finally:
                 self._waiting -= 1
+            if not self.is_open():
+                return False
 
     def settle(self, ticket: Ticket, endpoint: str, model: str, tokens_in: int, tokens_out: int) -> None:
         """The reply landed: its reservation becomes its real cost (written with the next write).
@@ -280,7 +285,8 @@ class SharedBudget:
         and writing what settled since the last write, so that the grant counts it)."""
         if self._must_join:
             await self._join()
-        waiting = [t for t in tickets if not self._from_credit(t)]  # credit that came back meanwhile
+        # Credit that came back meanwhile (and tickets granted by a batch whose write then failed).
+        waiting = [t for t in tickets if not t.granted and not self._from_credit(t)]
         if not waiting:
             return {t: True for t in tickets}
         settled = self._take()

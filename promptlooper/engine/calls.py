@@ -297,7 +297,7 @@ class CallExecutor:
                     if not self.is_open():
                         continue  # paused while queued for a slot: hand it back, wait at the gate
                     if ticket is not None and not ticket.granted and not await self.budget.reserve(ticket):  # type: ignore[union-attr]
-                        continue  # the budget is reached: the sweep paused (or stops) on it; wait at the gate
+                        continue  # the budget is reached (the sweep paused or stops on it), or it paused: to the gate
                     in_flight = limit.in_use
                     self.calls += 1
                     resp = await provider.chat(request)

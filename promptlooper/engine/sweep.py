@@ -285,7 +285,7 @@ class Sweep:
             if self.budget_hold_ttl is not None and self.budget:
                 calls.budget = SharedBudget(claims.store, self.sweep_id, claims.owner, limits=lambda: self.budget,
                                             price=lambda endpoint, model: self.runner.price(endpoint, model),  # type: ignore[union-attr]
-                                            on_exhausted=self._budget_reached, ttl=self.budget_hold_ttl)
+                                            on_exhausted=self._budget_reached, ttl=self.budget_hold_ttl, is_open=self._open)
                 await calls.budget.start()
             runner = self.runner = Runner(plan.experiment_id, self.sweep_id, self.pool, calls, self.scorers, self.functions)
             self._finished = finished
