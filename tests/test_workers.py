@@ -152,11 +152,10 @@ def test_a_budget_holds_across_workers(pg_cluster: Any) -> None:
             per_call = served["tokens_served"] / served["requests"]
             spent = row["tokens_in"] + row["tokens_out"]
             assert spent == served["tokens_served"]  # every worker's spend is in the sweep's row
-            # Overshoot: the calls in flight on all three workers when the budget was reached, and
-            # those started before each worker knew — its view of the others' spend lags by their
-            # commit and then its own (2 × LAG): each slot starts 2 × LAG / latency calls meanwhile.
-            in_flight = 3 * concurrency
-            assert 600 <= spent <= 600 + per_call * in_flight * (1 + 2 * LAG / latency), (spent, per_call)
+            # Each call reserved at a bound of its tokens (its messages' ~60 bytes + max_tokens 8)
+            # before it went out: never past the budget, and stopped when no call's bound fit
+            # (tests/test_budget_workers.py).
+            assert 600 - 70 < spent <= 600, (spent, per_call)
             assert row["stop_reason"] is None or "budget" in (row["stop_reason"] or "")
             handle.stop()
             progress = handle.wait(20)

@@ -26,6 +26,7 @@ from ..providers.base import ChatRequest, ChatResponse, Provider
 from ..retrying import Retry, Verdict, retrying, verdict
 from ..store import CacheEntry, Store
 from .breaker import Breaker
+from .budgets import SharedBudget, Ticket
 from .claims import CallClaims
 from .limits import AdaptiveLimit
 
@@ -113,6 +114,8 @@ class CallExecutor:
         self.on_healthy = on_healthy  # an open breaker closed: a call was answered
         # Set by a sweep: cache keys claimed in the store while other processes sweep it too.
         self.claims: CallClaims | None = None
+        # Set by a sweep shared by workers: each call's cost reserved in the store before it goes out.
+        self.budget: SharedBudget | None = None
         # Set by a sweep with many rounds ahead: each endpoint's first calls leave a little apart
         # (engine/ramp.py), at most this many of them.
         self.ramp_calls = 0
@@ -221,6 +224,7 @@ class CallExecutor:
         self._inflight[key] = fut
         claims = self.claims
         claimed = False
+        ticket: Ticket | None = None
         try:
             if claims is not None and claims.claiming:  # other processes sweep this store: see engine/claims.py
                 shared = await claims.acquire(key, self.gate)
@@ -231,8 +235,13 @@ class CallExecutor:
                     fut.set_result(resp)
                     return CallResult(resp, True, key, messages_json)
                 claimed = True
-            resp = await self._call_with_retries(provider, ChatRequest(model, messages, params))
+            budget = self.budget
+            if budget is not None:  # reserved once it has its slot (see _attempt), settled below
+                ticket = budget.ticket(provider.name, model, messages_json, params)
+            resp = await self._call_with_retries(provider, ChatRequest(model, messages, params), ticket)
         except BaseException as exc:
+            if ticket is not None:
+                budget.release(ticket)  # type: ignore[union-attr]
             if claimed:
                 claims.finished(key, ok=False)  # type: ignore[union-attr]
             if not fut.done():
@@ -244,6 +253,8 @@ class CallExecutor:
         if claimed:
             claims.finished(key, ok=True)  # type: ignore[union-attr]
         fut.set_result(resp)
+        if ticket is not None:
+            budget.settle(ticket, provider.name, model, resp.tokens_in, resp.tokens_out)  # type: ignore[union-attr]
         if self.on_spent is not None:
             self.on_spent(provider.name, model, resp.tokens_in, resp.tokens_out)
         value = (resp.text, resp.tokens_in, resp.tokens_out, resp.latency_ms)
@@ -252,7 +263,7 @@ class CallExecutor:
                                        resp.text, resp.tokens_in, resp.tokens_out, resp.latency_ms))
         return CallResult(resp, False, key, messages_json)
 
-    async def _call_with_retries(self, provider: Provider, request: ChatRequest) -> ChatResponse:
+    async def _call_with_retries(self, provider: Provider, request: ChatRequest, ticket: Ticket | None = None) -> ChatResponse:
         limit = self._limit(provider)
         breaker = self.breaker(provider)
         policy = self._policy(provider)
@@ -267,7 +278,7 @@ class CallExecutor:
                 self.retries += 1
 
         try:
-            return await retrying(functools.partial(self._attempt, provider, request, limit, breaker), policy,
+            return await retrying(functools.partial(self._attempt, provider, request, limit, breaker, ticket), policy,
                                   sleep=self.backoff, on_failure=failed, classify=_provider_verdict)
         except ProviderError as error:
             suffix = f" (after {tries} attempts)" if tries > 1 else ""
@@ -280,15 +291,18 @@ class CallExecutor:
                                                          retry_after_max=provider.retry_after_max)
         return found
 
-    async def _attempt(self, provider: Provider, request: ChatRequest, limit: AdaptiveLimit, breaker: Breaker) -> ChatResponse:
-        """One try, once the sweep is open and a slot is free; a failure is the caller's to count
-        (after the slot is released)."""
+    async def _attempt(self, provider: Provider, request: ChatRequest, limit: AdaptiveLimit, breaker: Breaker,
+                       ticket: Ticket | None = None) -> ChatResponse:
+        """One try, once the sweep is open, a slot is free and its cost is reserved (``ticket``,
+        once for all tries); a failure is the caller's to count (after the slot is released)."""
         while True:
             await self.gate()
             async with self.global_limit:
                 async with limit:
                     if not self.is_open():
                         continue  # paused while queued for a slot: hand it back, wait at the gate
+                    if ticket is not None and not ticket.granted and not await self.budget.reserve(ticket):  # type: ignore[union-attr]
+                        continue  # the budget is reached (the sweep paused or stops on it), or it paused: to the gate
                     in_flight = limit.in_use
                     wait = limit.ramp_delay()
                     if wait:

@@ -36,6 +36,7 @@ from ..store.store import ResultBatch
 from ..store.sweeps import read_steering_request, steering_request
 from ..sweeps.runs import RunItem, run_id, run_id_from, run_id_head
 from ..sweeps.space import Configuration
+from .budgets import SharedBudget
 from .calls import CacheReader, CallExecutor
 from .claims import CallClaims
 from .failures import FailureWatch
@@ -180,6 +181,11 @@ class Sweep:
         self.concurrency = compiled.concurrency
         self.budget = dict(compiled.budget)
         self.stop_on_budget = options.stop_on_budget
+        # A sweep shared by workers reserves each call's cost in the store (engine/budgets.py), its
+        # reservations expiring this many seconds after its process stops renewing them (a
+        # worker's chunk: its lease). None: a sweep alone counts its spend as replies land.
+        self.budget_hold_ttl: float | None = None
+        self._budget_refused = False  # a reservation was refused for good: the budget is reached
         self.functions = compiled.functions
         self.progress = Progress(total=driver.total_bound if driver is not None else plan.total)
         self.sweep_id: str | None = None
@@ -281,6 +287,11 @@ class Sweep:
             claims = calls.claims = CallClaims(open_store(self.store_path), calls.claim_candidates, is_open=self._open)
             await claims.start()
             self.failures.shared = SharedBreakers(claims.store, claims.owner)  # through the same connection
+            if self.budget_hold_ttl is not None and self.budget:
+                calls.budget = SharedBudget(claims.store, self.sweep_id, claims.owner, limits=lambda: self.budget,
+                                            price=lambda endpoint, model: self.runner.price(endpoint, model),  # type: ignore[union-attr]
+                                            on_exhausted=self._budget_reached, ttl=self.budget_hold_ttl, is_open=self._open)
+                await calls.budget.start()
             runner = self.runner = Runner(plan.experiment_id, self.sweep_id, self.pool, calls, self.scorers, self.functions)
             self._finished = finished
             self._items = self._looking_ahead(plan.items(finished))
@@ -313,6 +324,8 @@ class Sweep:
                     await writer
                 # Whatever finished is committed, even on Ctrl+C or cancellation.
                 await asyncio.shield(self._flush(wstore, final=True))
+                if calls.budget is not None:
+                    await asyncio.shield(calls.budget.close())  # its calls ended: what it still holds is freed
                 await asyncio.shield(claims.close())  # after the last commit: waiters now find every entry
                 await scoring_env.aclose()
                 if self.owns_pool:
@@ -545,11 +558,17 @@ class Sweep:
                     "scores": {label: round(total / n, 6) for label, (total, n) in per_scorer.items() if n},
                     "varied": item.config.varied, "configuration": item.config.as_record()})
 
+    def _budget_reached(self) -> None:
+        """A call's reservation was refused for good (engine/budgets.py): even the spend settled
+        leaves it no room. The budget is reached, whatever this process's own spend says."""
+        self._budget_refused = True
+        self._check_budget()
+
     def _check_budget(self) -> None:
         max_tokens = self.budget.get("max_tokens")
         max_cost = self.budget.get("max_cost")
         p = self.progress
-        hit = (max_tokens and p.tokens >= max_tokens) or (max_cost and p.cost >= max_cost)
+        hit = (max_tokens and p.tokens >= max_tokens) or (max_cost and p.cost >= max_cost) or self._budget_refused
         if hit and self._gate.is_set() and p.status == "running":
             self._gate.clear()
             p.status = "paused"
@@ -694,6 +713,7 @@ class Sweep:
 
             options = json.loads(fresh.get("options") or "{}")
             self.budget = options.get("budget") or self.budget
+            self._budget_refused = False  # decided again against the budget as it is now
             p.status = "running"
             p.stop_reason = None
             self.emit("experiment.resumed", {"sweep_id": self.sweep_id, **_by(by)})

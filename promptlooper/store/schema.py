@@ -251,3 +251,25 @@ def m020_call_claims(db: Database) -> None:
         );
         """
     )
+
+
+@migrations()
+def m040_sweep_budgets(db: Database) -> None:
+    # A shared sweep's budget, reserved before each call (store/budgets.py): per sweep, what its
+    # settled calls cost and what the calls out may cost at most; per process, its share of the
+    # latter, freed when it stops renewing it. Costs in whole nano-dollars (exact sums).
+    db.executescript(
+        """
+        CREATE TABLE sweep_budgets (
+            sweep_id TEXT PRIMARY KEY REFERENCES sweeps(id) ON DELETE CASCADE,
+            spent_tokens INTEGER NOT NULL DEFAULT 0, spent_nanos INTEGER NOT NULL DEFAULT 0,
+            held_tokens INTEGER NOT NULL DEFAULT 0, held_nanos INTEGER NOT NULL DEFAULT 0,
+            calls INTEGER NOT NULL DEFAULT 0, last_grant INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE TABLE budget_holds (
+            sweep_id TEXT NOT NULL REFERENCES sweeps(id) ON DELETE CASCADE, owner TEXT NOT NULL,
+            tokens INTEGER NOT NULL DEFAULT 0, nanos INTEGER NOT NULL DEFAULT 0, expires_at REAL NOT NULL,
+            PRIMARY KEY (sweep_id, owner)
+        );
+        """
+    )

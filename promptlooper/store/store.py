@@ -26,6 +26,7 @@ from typing import Any
 from ..errors import NotFoundError, StoreError
 from . import batchwriter
 from .batchwriter import now_iso
+from .budgets import Budgets
 from .cache import Cache
 from .chunks import Chunks
 from .claims import Claims
@@ -42,7 +43,7 @@ from .scores import Scores
 from .sweeps import Sweeps
 
 
-class Store(Experiments, Runs, Scores, Cache, Events, Sweeps, Chunks, Housekeeping, Outbox, Claims):
+class Store(Experiments, Runs, Scores, Cache, Events, Sweeps, Chunks, Housekeeping, Outbox, Claims, Budgets):
     """One SQLite file. ``readonly=True`` opens it so that nothing can be written."""
 
     def __init__(self, path: str | Path | None = None, *, readonly: bool = False, create: bool = True):

@@ -14,10 +14,11 @@ what differs is only what a share of a sweep must do differently:
   (:meth:`Store.steering_log`). A chunk that joins late fast-forwards through the log without
   repeating its events (stopped, paused or running), then applies new entries as a sweep does.
   No call goes out before that: the gate opens only after the first read.
-* **The budget is the sweep's**: after each commit the worker reads what all workers have spent
-  (``sweep_spent``); the budget check adds the others' spend to its own, and the worker that
-  reaches it writes the pause (or, for a sweep nobody steers, the stop) into the log for all.
-  Overshoot: the calls in flight on every worker, plus what others start in one flush (50 ms).
+* **The budget is the sweep's**: each call's cost is reserved in the store before it goes out
+  (:mod:`promptlooper.engine.budgets`, for as long as the chunk's lease), so together the workers
+  do not pass it; after each commit the worker also reads what all workers have spent
+  (``sweep_spent``) into its budget check, and the worker that reaches the budget writes the
+  pause (or, for a sweep nobody steers, the stop) into the log for all.
 * **Sweep-level events** (``experiment.started`` / ``completed`` / ``stopped``) are the shared
   sweep's, written when it is queued and ended; a chunk records ``chunk.started`` / ``chunk.ended``.
 
@@ -62,6 +63,7 @@ class ChunkSweep(Sweep):
                                       unhealthy_timeout=opts.get("unhealthy_timeout")))
         self.claim = claim
         self.lease = lease
+        self.budget_hold_ttl = lease  # each call's cost reserved in the store, for as long as the lease (engine/budgets.py)
         self.worker = worker
         self.plan.configurations = self.plan.configurations[claim.lo:claim.hi]
         self.progress.total = self.plan.total
@@ -185,7 +187,7 @@ class ChunkSweep(Sweep):
         p = self.progress
         others_in, others_out, others_cost = self._others
         tokens, spent = p.tokens + others_in + others_out, p.cost + others_cost
-        hit = (max_tokens and tokens >= max_tokens) or (max_cost and spent >= max_cost)
+        hit = (max_tokens and tokens >= max_tokens) or (max_cost and spent >= max_cost) or self._budget_refused
         if hit and self._gate.is_set() and p.status == "running":
             self._gate.clear()
             p.status = "paused"

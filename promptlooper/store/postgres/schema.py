@@ -144,6 +144,17 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
         f"""CREATE TABLE endpoint_breakers (
             endpoint {T} PRIMARY KEY, owner {T} NOT NULL, open_until DOUBLE PRECISION NOT NULL, reason {T})""",
     ]),
+    ("m040_sweep_budgets", [
+        f"""CREATE TABLE sweep_budgets (
+            sweep_id {T} PRIMARY KEY REFERENCES sweeps(id) ON DELETE CASCADE,
+            spent_tokens BIGINT NOT NULL DEFAULT 0, spent_nanos BIGINT NOT NULL DEFAULT 0,
+            held_tokens BIGINT NOT NULL DEFAULT 0, held_nanos BIGINT NOT NULL DEFAULT 0,
+            calls BIGINT NOT NULL DEFAULT 0, last_grant BIGINT NOT NULL DEFAULT 0)""",
+        f"""CREATE TABLE budget_holds (
+            sweep_id {T} NOT NULL REFERENCES sweeps(id) ON DELETE CASCADE, owner {T} NOT NULL,
+            tokens BIGINT NOT NULL DEFAULT 0, nanos BIGINT NOT NULL DEFAULT 0, expires_at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (sweep_id, owner))""",
+    ]),
 ]
 
 # Any constant both migrating processes agree on: "PLmigrat" as a 64-bit number.

@@ -35,12 +35,14 @@ from ..scores import Scores
 from ..store import Store
 from ..sweeps import Sweeps
 from . import batches, schema
+from .budgets import PostgresBudgets
 from .changes import ChangeFeed, notify_changes, notify_sweep_changed
 from .connection import Cursorish, PgConnection, PgDatabase, dead_peer_settings
 from .notify import Listener, notify
 
 
-class PostgresStore(Experiments, Runs, Scores, Cache, Events, Sweeps, Chunks, Housekeeping, Outbox, Claims):
+class PostgresStore(Experiments, Runs, Scores, Cache, Events, Sweeps, Chunks, Housekeeping, Outbox, Claims,
+                    PostgresBudgets):
     """One PostgreSQL database. ``readonly=True``: every session refuses writes (a dashboard's store)."""
 
     def __init__(self, url: str, *, readonly: bool = False, create: bool = True):
