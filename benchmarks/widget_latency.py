@@ -162,8 +162,9 @@ def percentiles(values: list[float]) -> dict[str, float]:
 
 
 @contextlib.contextmanager
-def fake_server(latency: float, cpu: int | None, nice: int = 0) -> Iterator[str]:
-    """The fake server in a process of its own (on ``cpu`` only, if given; at ``nice``); yields its base URL."""
+def fake_server(latency: float, cpu: int | None, nice: int = 0) -> Iterator[tuple[str, int]]:
+    """The fake server in a process of its own (on ``cpu`` only, if given; at ``nice``); yields its
+    base URL and process id."""
     from promptlooper.testing import spawn_fake_server
 
     proc, base_url = spawn_fake_server(latency)
@@ -172,12 +173,46 @@ def fake_server(latency: float, cpu: int | None, nice: int = 0) -> Iterator[str]
             os.sched_setaffinity(proc.pid, {cpu})
         if nice:
             os.setpriority(os.PRIO_PROCESS, proc.pid, nice)
-        yield base_url
+        yield base_url, proc.pid
     finally:
         proc.terminate()
         proc.wait(10)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+class CpuMeter:
+    """CPU seconds used by processes (and their children, such as the sweep's writer) since start.
+
+    A child that exits between two samples keeps its last sample, so sample often enough."""
+
+    def __init__(self, **pids: int):
+        import psutil  # the measurement's own dependency (dev extra)
+
+        self.psutil = psutil
+        self.roots = pids
+        self.first: dict[int, float] = {}
+        self.last: dict[int, tuple[str, float]] = {}
+        self.sample(start=True)
+
+    def sample(self, start: bool = False) -> None:
+        for name, pid in self.roots.items():
+            with contextlib.suppress(self.psutil.Error):
+                root = self.psutil.Process(pid)
+                for i, proc in enumerate([root, *root.children(recursive=True)]):
+                    with contextlib.suppress(self.psutil.Error):
+                        t = proc.cpu_times()
+                        used = t.user + t.system
+                        if start:
+                            self.first[proc.pid] = used
+                        named = self.last.get(proc.pid, (name if i == 0 else f"{name}'s children", 0.0))[0]
+                        self.last[proc.pid] = (named, used)  # a process keeps the first root that names it
+
+    def used(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for pid, (name, used) in self.last.items():
+            out[name] = out.get(name, 0.0) + used - self.first.get(pid, 0.0)
+        return out
 
 
 def kernel_cpu(kc: Any) -> float:
@@ -197,23 +232,26 @@ def main() -> int:
                         help="run the sweep in the kernel (wb.start) or in a `promptlooper run` process watched by the kernel's views")
     parser.add_argument("--nice", type=int, default=0,
                         help="run the fake server (standing for a remote LLM) and a --sweep-in cli process at this niceness")
+    parser.add_argument("--interleave", type=int, default=0, metavar="N",
+                        help="pause the sweep for N cells after every N cells (kernel only): idle and during interleaved in time")
     parser.add_argument("--views", default="all", help="'all' (the composed dashboard), 'none', or names: LiveSweep,Leaderboard,...")
     args = parser.parse_args()
     results = [measure(args) for _ in range(args.repeat)]
     result = results[0] if len(results) == 1 else {**results[len(results) // 2], "repeats": results, "medians": medians(results)}
     if len(results) > 1:
         print(f"medians of {len(results)}: " + ", ".join(f"{k} {v}" for k, v in result["medians"].items()))
-    if args.views == "all" and args.sweep_in == "kernel" and not args.nice:
+    if args.views == "all" and args.sweep_in == "kernel" and not (args.nice or args.interleave):
         (HERE / "widget_latency.json").write_text(json.dumps(result, indent=2) + "\n")
     return 0 if all(r["during_sweep"]["p95_ms"] <= 100 for r in results) else 1
 
 
-MEDIANS = ("during_over_idle_p50", "during_over_control_p50", "control_over_control_idle_p50", "kernel_cpu_share")
+MEDIANS = ("during_over_idle_p50", "during_over_control_p50", "control_over_control_idle_p50", "kernel_cpu_share",
+           "during_over_paused_p50")
 
 
 def medians(results: list[dict[str, Any]]) -> dict[str, float]:
     """The figures to compare between configurations, each the median over the repeats."""
-    out = {k: round(statistics.median(r[k] for r in results), 2) for k in MEDIANS}
+    out = {k: round(statistics.median(r[k] for r in results), 2) for k in MEDIANS if k in results[0]}
     for part in ("baseline", "during_sweep", "control_during_sweep"):
         for q in ("p50_ms", "p95_ms", "max_ms"):
             out[f"{part}_{q}"] = round(statistics.median(r[part][q] for r in results), 1)
@@ -225,7 +263,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     from jupyter_client.manager import start_new_kernel
 
     temps = max(1, args.runs // 20)
-    with tempfile.TemporaryDirectory() as tmp, fake_server(args.latency, 1 if args.pin else None, args.nice) as base_url:
+    with tempfile.TemporaryDirectory() as tmp, fake_server(args.latency, 1 if args.pin else None, args.nice) as (base_url, server_pid):
         km, kc = start_new_kernel(kernel_name="python3", cwd=tmp)
         # The control: a second kernel with nothing to do, timed in turn with the first, so that both
         # see the same load of the machine (the fake server, the writer, other programs).
@@ -249,20 +287,35 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             if args.probe:  # after the setup cell, which blocks the loop while it runs (it is the user's)
                 run_cell(kc, PROBE)
             cpu_before = kernel_cpu(kc)
+            meter = CpuMeter(kernel=km.provisioner.pid, server=server_pid, control=ckm.provisioner.pid, client=os.getpid())
             during: list[float] = []
             control: list[float] = []
+            paused: list[float] = []  # --interleave: cells while the sweep is paused, views still shown
             started = time.perf_counter()
             while True:
+                if args.interleave and len(during) % args.interleave == 0 and during:
+                    run_cell(kc, "handle.pause()")
+                    time.sleep(0.3)  # calls in flight land, the writer commits them
+                    for _ in range(args.interleave):
+                        paused.append(run_cell(kc, TRIVIAL)[0])
+                        drain_iopub(kc)
+                        run_cell(ckc, TRIVIAL)
+                        time.sleep(args.pause)
+                    run_cell(kc, "handle.resume()")
+                    time.sleep(0.2)
                 elapsed, _ = run_cell(kc, TRIVIAL)
                 during.append(elapsed)
                 drain_iopub(kc)
                 control.append(run_cell(ckc, TRIVIAL)[0])
+                if len(during) % 5 == 0:
+                    meter.sample()
                 if len(during) % 20 == 0 and evaluate(kc, "_done()"):
                     break
                 time.sleep(args.pause)
                 if time.perf_counter() - started > 600:
                     raise RuntimeError("the sweep did not finish in 10 minutes")
             sweep_s = time.perf_counter() - started
+            meter.sample()
             cpu = kernel_cpu(kc) - cpu_before
             info = evaluate(kc, "_progress()")
             if views == ["all"]:
@@ -270,6 +323,13 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             else:
                 info += (0, 0, 0)
             lateness = evaluate(kc, "_probe_summary()") if args.probe else None
+            # The idle figures again once the sweep has ended (its writer gone too): the machine's
+            # speed drifts from minute to minute, so the baseline brackets the sweep.
+            run_cell(kc, "_done() or None")
+            time.sleep(0.5)
+            for _ in range(40):
+                baseline.append(run_cell(kc, TRIVIAL)[0])
+                control_idle.append(run_cell(ckc, TRIVIAL)[0])
         finally:
             for c, m in ((kc, km), (ckc, ckm)):
                 c.stop_channels()
@@ -285,7 +345,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "baseline": rounded(baseline), "during_sweep": rounded(during),
         "control_idle": rounded(control_idle), "control_during_sweep": rounded(control),
         "pinned": args.pin, "nice": args.nice,
+        "cpu_cores_used": {k: round(v / sweep_s, 3) for k, v in meter.used().items()},
     }
+    if paused:
+        result["paused_sweep"] = rounded(paused)
+        result["during_over_paused_p50"] = round(result["during_sweep"]["p50_ms"] / result["paused_sweep"]["p50_ms"], 2)
     if lateness:
         result["kernel_loop_lateness"] = dict(zip(("n", "p50_ms", "p95_ms", "p99_ms", "max_ms"), lateness, strict=True))
     b, d, ci, cd = (result[k]["p50_ms"] for k in ("baseline", "during_sweep", "control_idle", "control_during_sweep"))
@@ -302,9 +366,13 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
           f"-> target p95 <= 100 ms: {'met' if met else 'NOT met'}")
     print(f"control kernel, meanwhile : p50 {cd:.1f} ms, p95 {result['control_during_sweep']['p95_ms']:.1f} ms "
           f"(idle itself: what the machine's load alone does to a round trip)")
+    print("cores used meanwhile: " + ", ".join(f"{k} {v:.2f}" for k, v in result["cpu_cores_used"].items()))
     if lateness:
         late = result["kernel_loop_lateness"]
         print(f"kernel loop, 1 ms probe     : late p50 {late['p50_ms']} ms, p95 {late['p95_ms']} ms, p99 {late['p99_ms']} ms, max {late['max_ms']} ms")
+    if paused:
+        print(f"trivial cell, sweep paused: p50 {result['paused_sweep']['p50_ms']:.1f} ms in windows of {args.interleave} cells "
+              f"between the running ones -> during / paused p50: {result['during_over_paused_p50']:.2f}x")
     print(f"during / idle p50: {d / b:.2f}x (issue 16's target: <= 1.2x); during / control kernel meanwhile: {d / cd:.2f}x; "
           f"control meanwhile / control idle: {cd / ci:.2f}x")
     return result
