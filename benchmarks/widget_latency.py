@@ -232,26 +232,23 @@ def main() -> int:
                         help="run the sweep in the kernel (wb.start) or in a `promptlooper run` process watched by the kernel's views")
     parser.add_argument("--nice", type=int, default=0,
                         help="run the fake server (standing for a remote LLM) and a --sweep-in cli process at this niceness")
-    parser.add_argument("--interleave", type=int, default=0, metavar="N",
-                        help="pause the sweep for N cells after every N cells (kernel only): idle and during interleaved in time")
     parser.add_argument("--views", default="all", help="'all' (the composed dashboard), 'none', or names: LiveSweep,Leaderboard,...")
     args = parser.parse_args()
     results = [measure(args) for _ in range(args.repeat)]
     result = results[0] if len(results) == 1 else {**results[len(results) // 2], "repeats": results, "medians": medians(results)}
     if len(results) > 1:
         print(f"medians of {len(results)}: " + ", ".join(f"{k} {v}" for k, v in result["medians"].items()))
-    if args.views == "all" and args.sweep_in == "kernel" and not (args.nice or args.interleave):
+    if args.views == "all" and args.sweep_in == "kernel" and not args.nice:
         (HERE / "widget_latency.json").write_text(json.dumps(result, indent=2) + "\n")
     return 0 if all(r["during_sweep"]["p95_ms"] <= 100 for r in results) else 1
 
 
-MEDIANS = ("during_over_idle_p50", "during_over_control_p50", "control_over_control_idle_p50", "kernel_cpu_share",
-           "during_over_paused_p50")
+MEDIANS = ("during_over_idle_p50", "during_over_control_p50", "control_over_control_idle_p50", "kernel_cpu_share")
 
 
 def medians(results: list[dict[str, Any]]) -> dict[str, float]:
     """The figures to compare between configurations, each the median over the repeats."""
-    out = {k: round(statistics.median(r[k] for r in results), 2) for k in MEDIANS if k in results[0]}
+    out = {k: round(statistics.median(r[k] for r in results), 2) for k in MEDIANS}
     for part in ("baseline", "during_sweep", "control_during_sweep"):
         for q in ("p50_ms", "p95_ms", "max_ms"):
             out[f"{part}_{q}"] = round(statistics.median(r[part][q] for r in results), 1)
@@ -290,19 +287,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             meter = CpuMeter(kernel=km.provisioner.pid, server=server_pid, control=ckm.provisioner.pid, client=os.getpid())
             during: list[float] = []
             control: list[float] = []
-            paused: list[float] = []  # --interleave: cells while the sweep is paused, views still shown
             started = time.perf_counter()
             while True:
-                if args.interleave and len(during) % args.interleave == 0 and during:
-                    run_cell(kc, "handle.pause()")
-                    time.sleep(0.3)  # calls in flight land, the writer commits them
-                    for _ in range(args.interleave):
-                        paused.append(run_cell(kc, TRIVIAL)[0])
-                        drain_iopub(kc)
-                        run_cell(ckc, TRIVIAL)
-                        time.sleep(args.pause)
-                    run_cell(kc, "handle.resume()")
-                    time.sleep(0.2)
                 elapsed, _ = run_cell(kc, TRIVIAL)
                 during.append(elapsed)
                 drain_iopub(kc)
@@ -327,6 +313,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             # speed drifts from minute to minute, so the baseline brackets the sweep.
             run_cell(kc, "_done() or None")
             time.sleep(0.5)
+            idle_before = len(baseline)
             for _ in range(40):
                 baseline.append(run_cell(kc, TRIVIAL)[0])
                 control_idle.append(run_cell(ckc, TRIVIAL)[0])
@@ -347,9 +334,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "pinned": args.pin, "nice": args.nice,
         "cpu_cores_used": {k: round(v / sweep_s, 3) for k, v in meter.used().items()},
     }
-    if paused:
-        result["paused_sweep"] = rounded(paused)
-        result["during_over_paused_p50"] = round(result["during_sweep"]["p50_ms"] / result["paused_sweep"]["p50_ms"], 2)
+    result["idle_before_p50_ms"] = round(1000 * statistics.median(baseline[:idle_before]), 1)
+    result["idle_after_p50_ms"] = round(1000 * statistics.median(baseline[idle_before:]), 1)
     if lateness:
         result["kernel_loop_lateness"] = dict(zip(("n", "p50_ms", "p95_ms", "p99_ms", "max_ms"), lateness, strict=True))
     b, d, ci, cd = (result[k]["p50_ms"] for k in ("baseline", "during_sweep", "control_idle", "control_during_sweep"))
@@ -360,7 +346,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     print(f"sweep: {total} runs in the {args.sweep_in}, {status}, {sweep_s:.1f} s ({result['runs_per_s']} runs/s); "
           f"live view pushed {pushes} times ({result['pushes_per_s']}/s); the kernel used {cpu:.2f} s of CPU "
           f"({result['kernel_cpu_share']:.0%} of a core)")
-    print(f"trivial cell, idle kernel : p50 {b:.1f} ms, p95 {result['baseline']['p95_ms']:.1f} ms  (control kernel: p50 {ci:.1f} ms)")
+    print(f"trivial cell, idle kernel : p50 {b:.1f} ms (before the sweep {result['idle_before_p50_ms']} ms, after it "
+          f"{result['idle_after_p50_ms']} ms), p95 {result['baseline']['p95_ms']:.1f} ms  (control kernel: p50 {ci:.1f} ms)")
     print(f"trivial cell, during sweep: p50 {d:.1f} ms, p95 {result['during_sweep']['p95_ms']:.1f} ms, "
           f"max {result['during_sweep']['max_ms']:.1f} ms over {result['during_sweep']['n']} cells  "
           f"-> target p95 <= 100 ms: {'met' if met else 'NOT met'}")
@@ -370,9 +357,6 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     if lateness:
         late = result["kernel_loop_lateness"]
         print(f"kernel loop, 1 ms probe     : late p50 {late['p50_ms']} ms, p95 {late['p95_ms']} ms, p99 {late['p99_ms']} ms, max {late['max_ms']} ms")
-    if paused:
-        print(f"trivial cell, sweep paused: p50 {result['paused_sweep']['p50_ms']:.1f} ms in windows of {args.interleave} cells "
-              f"between the running ones -> during / paused p50: {result['during_over_paused_p50']:.2f}x")
     print(f"during / idle p50: {d / b:.2f}x (issue 16's target: <= 1.2x); during / control kernel meanwhile: {d / cd:.2f}x; "
           f"control meanwhile / control idle: {cd / ci:.2f}x")
     return result
