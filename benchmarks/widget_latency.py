@@ -147,11 +147,27 @@ def evaluate(kc: Any, expr: str) -> Any:
 
 
 def drain_iopub(kc: Any) -> None:
+    """Read what the kernel published so far (widget updates, status), without waiting for more."""
     while True:
         try:
-            kc.get_iopub_msg(timeout=0.01)
+            kc.get_iopub_msg(timeout=0)
         except Exception:  # noqa: BLE001 - queue.Empty
             return
+
+
+def timed_pair(kc: Any, ckc: Any, pause: float) -> tuple[float, float]:
+    """After ``pause``, one trivial cell in the measured kernel, then one in the control kernel.
+
+    The idle and the during phases time their cells with this same function, so that both follow
+    the same pause: a round trip after 50 ms with nothing to do costs more than one right after
+    another (the cores went idle, the threads sleep, caches cool: +60-90% at p50 on this 2-vCPU
+    machine), and a baseline timed back to back made any paced phase look slow by that much."""
+    time.sleep(pause)
+    elapsed = run_cell(kc, TRIVIAL)[0]
+    drain_iopub(kc)
+    control = run_cell(ckc, TRIVIAL)[0]
+    drain_iopub(ckc)
+    return elapsed, control
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
@@ -273,8 +289,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 run_cell(c, "import promptlooper, promptlooper.ui, ipywidgets, anywidget, plotly")
             baseline, control_idle = [], []
             for _ in range(40):
-                baseline.append(run_cell(kc, TRIVIAL)[0])
-                control_idle.append(run_cell(ckc, TRIVIAL)[0])
+                elapsed, ctl = timed_pair(kc, ckc, args.pause)
+                baseline.append(elapsed)
+                control_idle.append(ctl)
             views = [] if args.views == "none" else [v.strip() for v in args.views.split(",")]
             db = str(Path(tmp) / "bench.db")
             nice = ["nice", "-n", str(args.nice)] if args.nice else []
@@ -289,15 +306,13 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             control: list[float] = []
             started = time.perf_counter()
             while True:
-                elapsed, _ = run_cell(kc, TRIVIAL)
+                elapsed, ctl = timed_pair(kc, ckc, args.pause)
                 during.append(elapsed)
-                drain_iopub(kc)
-                control.append(run_cell(ckc, TRIVIAL)[0])
+                control.append(ctl)
                 if len(during) % 5 == 0:
                     meter.sample()
                 if len(during) % 20 == 0 and evaluate(kc, "_done()"):
                     break
-                time.sleep(args.pause)
                 if time.perf_counter() - started > 600:
                     raise RuntimeError("the sweep did not finish in 10 minutes")
             sweep_s = time.perf_counter() - started
@@ -315,8 +330,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             time.sleep(0.5)
             idle_before = len(baseline)
             for _ in range(40):
-                baseline.append(run_cell(kc, TRIVIAL)[0])
-                control_idle.append(run_cell(ckc, TRIVIAL)[0])
+                elapsed, ctl = timed_pair(kc, ckc, args.pause)
+                baseline.append(elapsed)
+                control_idle.append(ctl)
         finally:
             for c, m in ((kc, km), (ckc, ckm)):
                 c.stop_channels()
