@@ -10,7 +10,7 @@ programs, the host), "idle" and "during" then see different machines. Here the s
 every view (``promptlooper.ui.workbench``: progress, leaderboard, steering, timeline, charts), and
 after each one the views are closed and as many cells are timed with nothing running: a true idle
 window, a few seconds from the sweep's own. The control kernel (nothing to do) is timed in turn
-throughout, as in ``widget_latency.py``.
+throughout, and every cell follows the same pause, as in ``widget_latency.py``.
 """
 
 from __future__ import annotations
@@ -30,12 +30,12 @@ sys.path.insert(0, str(HERE))
 from widget_latency import (  # noqa: E402 - the same sweep, cells and timing as the widget benchmark
     SETUP,
     START_IN_KERNEL,
-    TRIVIAL,
     CpuMeter,
     drain_iopub,
     evaluate,
     fake_server,
     run_cell,
+    timed_pair,
 )
 
 CLOSE = """
@@ -66,14 +66,13 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 n = 0
                 while True:
                     n += 1
-                    cells["during"].append(run_cell(kc, TRIVIAL)[0])
-                    drain_iopub(kc)
-                    cells["control_during"].append(run_cell(ckc, TRIVIAL)[0])
+                    elapsed, control = timed_pair(kc, ckc, args.pause)
+                    cells["during"].append(elapsed)
+                    cells["control_during"].append(control)
                     if n % 5 == 0:
                         meter.sample()
                     if n % 10 == 0 and evaluate(kc, "_done()"):
                         break
-                    time.sleep(args.pause)
                 sweep_s += time.perf_counter() - started
                 meter.sample()
                 for k, v in meter.used().items():
@@ -84,10 +83,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 run_cell(kc, CLOSE)
                 time.sleep(0.5)  # the writer's last checkpoint
                 drain_iopub(kc)
-                for _ in range(n):  # as many idle cells as the sweep had
-                    cells["idle"].append(run_cell(kc, TRIVIAL)[0])
-                    cells["control_idle"].append(run_cell(ckc, TRIVIAL)[0])
-                    time.sleep(args.pause)
+                for _ in range(n):  # as many idle cells as the sweep had, paced the same
+                    elapsed, control = timed_pair(kc, ckc, args.pause)
+                    cells["idle"].append(elapsed)
+                    cells["control_idle"].append(control)
         finally:
             for c, m in ((kc, km), (ckc, ckm)):
                 c.stop_channels()
