@@ -9,7 +9,10 @@ process, 50 ms per call, concurrency 16) and displays ``promptlooper.ui.workbenc
 progress, leaderboard, steering, timeline, charts: every refresh loop running). While the sweep
 runs, the client executes a trivial cell again and again and times each round trip
 (execute_request -> execute_reply), which is what a person feels when they run a cell. The same
-cells are timed first with nothing running, as the baseline.
+cells are timed with nothing running, before the sweep and after it, as the baseline. Every cell,
+idle or not, follows the same ``--pause``: on this machine a round trip right after another costs
+~40% less than one after 50 ms of quiet, so a baseline timed back to back made the sweep look
+1.5x slower when it cost the kernel nothing (see benchmarks/README.md).
 
 ``--probe`` also runs a probe task in the kernel that sleeps 1 ms again and again and records how
 late it wakes up: how long the kernel's event loop went without looking at its sockets (what
@@ -26,7 +29,10 @@ A second kernel with nothing to do, the control, is timed in turn with the first
 a 2-core machine the fake server, the sweep, the writer and the client share the cores (and other
 programs too), and that load alone slows any round trip. "during / control" is what the sweep
 and the views cost the kernel itself; "control meanwhile / control idle" is what the machine's
-load costs every kernel. The kernel's CPU time during the sweep is printed as well.
+load costs every kernel. The CPU each process used during the sweep (the kernel, its writer
+process, the fake server, the control kernel, the client) is printed as well.
+``widget_latency_interleaved.py`` runs the same sweep as several shorter ones with idle windows in
+between, and ``latency_floor.py`` the same cells beside plain CPU load with no PromptLooper.
 
 Target: the cells' p95 <= 100 ms while the sweep updates the widgets (issue 16: p50 <= 1.2x idle). Figures are printed and
 written to ``benchmarks/widget_latency.json`` (the default configuration only). The figures are
@@ -160,7 +166,7 @@ def timed_pair(kc: Any, ckc: Any, pause: float) -> tuple[float, float]:
 
     The idle and the during phases time their cells with this same function, so that both follow
     the same pause: a round trip after 50 ms with nothing to do costs more than one right after
-    another (the cores went idle, the threads sleep, caches cool: +60-90% at p50 on this 2-vCPU
+    another (the cores went idle, the threads sleep, caches cool: +60-75% at p50 on this 2-vCPU
     machine), and a baseline timed back to back made any paced phase look slow by that much."""
     time.sleep(pause)
     elapsed = run_cell(kc, TRIVIAL)[0]
