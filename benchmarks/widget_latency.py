@@ -355,6 +355,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "control_idle": rounded(control_idle), "control_during_sweep": rounded(control),
         "pinned": args.pin, "nice": args.nice,
         "cpu_cores_used": {k: round(v / sweep_s, 3) for k, v in meter.used().items()},
+        "load_average_after": round(os.getloadavg()[0], 2),  # other work on the machine (1-minute average)
     }
     result["idle_before_p50_ms"] = round(1000 * statistics.median(baseline[:idle_before]), 1)
     result["idle_after_p50_ms"] = round(1000 * statistics.median(baseline[idle_before:]), 1)
