@@ -9,7 +9,10 @@ process, 50 ms per call, concurrency 16) and displays ``promptlooper.ui.workbenc
 progress, leaderboard, steering, timeline, charts: every refresh loop running). While the sweep
 runs, the client executes a trivial cell again and again and times each round trip
 (execute_request -> execute_reply), which is what a person feels when they run a cell. The same
-cells are timed first with nothing running, as the baseline.
+cells are timed with nothing running, before the sweep and after it, as the baseline. Every cell,
+idle or not, follows the same ``--pause``: on this machine a round trip right after another costs
+~40% less than one after 50 ms of quiet, so a baseline timed back to back made the sweep look
+1.5x slower when it cost the kernel nothing (see benchmarks/README.md).
 
 ``--probe`` also runs a probe task in the kernel that sleeps 1 ms again and again and records how
 late it wakes up: how long the kernel's event loop went without looking at its sockets (what
@@ -26,7 +29,10 @@ A second kernel with nothing to do, the control, is timed in turn with the first
 a 2-core machine the fake server, the sweep, the writer and the client share the cores (and other
 programs too), and that load alone slows any round trip. "during / control" is what the sweep
 and the views cost the kernel itself; "control meanwhile / control idle" is what the machine's
-load costs every kernel. The kernel's CPU time during the sweep is printed as well.
+load costs every kernel. The CPU each process used during the sweep (the kernel, its writer
+process, the fake server, the control kernel, the client) is printed as well.
+``widget_latency_interleaved.py`` runs the same sweep as several shorter ones with idle windows in
+between, and ``latency_floor.py`` the same cells beside plain CPU load with no PromptLooper.
 
 Target: the cells' p95 <= 100 ms while the sweep updates the widgets (issue 16: p50 <= 1.2x idle). Figures are printed and
 written to ``benchmarks/widget_latency.json`` (the default configuration only). The figures are
@@ -147,11 +153,27 @@ def evaluate(kc: Any, expr: str) -> Any:
 
 
 def drain_iopub(kc: Any) -> None:
+    """Read what the kernel published so far (widget updates, status), without waiting for more."""
     while True:
         try:
-            kc.get_iopub_msg(timeout=0.01)
+            kc.get_iopub_msg(timeout=0)
         except Exception:  # noqa: BLE001 - queue.Empty
             return
+
+
+def timed_pair(kc: Any, ckc: Any, pause: float) -> tuple[float, float]:
+    """After ``pause``, one trivial cell in the measured kernel, then one in the control kernel.
+
+    The idle and the during phases time their cells with this same function, so that both follow
+    the same pause: a round trip after 50 ms with nothing to do costs more than one right after
+    another (the cores went idle, the threads sleep, caches cool: +60-75% at p50 on this 2-vCPU
+    machine), and a baseline timed back to back made any paced phase look slow by that much."""
+    time.sleep(pause)
+    elapsed = run_cell(kc, TRIVIAL)[0]
+    drain_iopub(kc)
+    control = run_cell(ckc, TRIVIAL)[0]
+    drain_iopub(ckc)
+    return elapsed, control
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
@@ -162,8 +184,9 @@ def percentiles(values: list[float]) -> dict[str, float]:
 
 
 @contextlib.contextmanager
-def fake_server(latency: float, cpu: int | None, nice: int = 0) -> Iterator[str]:
-    """The fake server in a process of its own (on ``cpu`` only, if given; at ``nice``); yields its base URL."""
+def fake_server(latency: float, cpu: int | None, nice: int = 0) -> Iterator[tuple[str, int]]:
+    """The fake server in a process of its own (on ``cpu`` only, if given; at ``nice``); yields its
+    base URL and process id."""
     from promptlooper.testing import spawn_fake_server
 
     proc, base_url = spawn_fake_server(latency)
@@ -172,12 +195,46 @@ def fake_server(latency: float, cpu: int | None, nice: int = 0) -> Iterator[str]
             os.sched_setaffinity(proc.pid, {cpu})
         if nice:
             os.setpriority(os.PRIO_PROCESS, proc.pid, nice)
-        yield base_url
+        yield base_url, proc.pid
     finally:
         proc.terminate()
         proc.wait(10)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+class CpuMeter:
+    """CPU seconds used by processes (and their children, such as the sweep's writer) since start.
+
+    A child that exits between two samples keeps its last sample, so sample often enough."""
+
+    def __init__(self, **pids: int):
+        import psutil  # the measurement's own dependency (dev extra)
+
+        self.psutil = psutil
+        self.roots = pids
+        self.first: dict[int, float] = {}
+        self.last: dict[int, tuple[str, float]] = {}
+        self.sample(start=True)
+
+    def sample(self, start: bool = False) -> None:
+        for name, pid in self.roots.items():
+            with contextlib.suppress(self.psutil.Error):
+                root = self.psutil.Process(pid)
+                for i, proc in enumerate([root, *root.children(recursive=True)]):
+                    with contextlib.suppress(self.psutil.Error):
+                        t = proc.cpu_times()
+                        used = t.user + t.system
+                        if start:
+                            self.first[proc.pid] = used
+                        named = self.last.get(proc.pid, (name if i == 0 else f"{name}'s children", 0.0))[0]
+                        self.last[proc.pid] = (named, used)  # a process keeps the first root that names it
+
+    def used(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for pid, (name, used) in self.last.items():
+            out[name] = out.get(name, 0.0) + used - self.first.get(pid, 0.0)
+        return out
 
 
 def kernel_cpu(kc: Any) -> float:
@@ -225,7 +282,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     from jupyter_client.manager import start_new_kernel
 
     temps = max(1, args.runs // 20)
-    with tempfile.TemporaryDirectory() as tmp, fake_server(args.latency, 1 if args.pin else None, args.nice) as base_url:
+    with tempfile.TemporaryDirectory() as tmp, fake_server(args.latency, 1 if args.pin else None, args.nice) as (base_url, server_pid):
         km, kc = start_new_kernel(kernel_name="python3", cwd=tmp)
         # The control: a second kernel with nothing to do, timed in turn with the first, so that both
         # see the same load of the machine (the fake server, the writer, other programs).
@@ -238,8 +295,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 run_cell(c, "import promptlooper, promptlooper.ui, ipywidgets, anywidget, plotly")
             baseline, control_idle = [], []
             for _ in range(40):
-                baseline.append(run_cell(kc, TRIVIAL)[0])
-                control_idle.append(run_cell(ckc, TRIVIAL)[0])
+                elapsed, ctl = timed_pair(kc, ckc, args.pause)
+                baseline.append(elapsed)
+                control_idle.append(ctl)
             views = [] if args.views == "none" else [v.strip() for v in args.views.split(",")]
             db = str(Path(tmp) / "bench.db")
             nice = ["nice", "-n", str(args.nice)] if args.nice else []
@@ -249,20 +307,22 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             if args.probe:  # after the setup cell, which blocks the loop while it runs (it is the user's)
                 run_cell(kc, PROBE)
             cpu_before = kernel_cpu(kc)
+            meter = CpuMeter(kernel=km.provisioner.pid, server=server_pid, control=ckm.provisioner.pid, client=os.getpid())
             during: list[float] = []
             control: list[float] = []
             started = time.perf_counter()
             while True:
-                elapsed, _ = run_cell(kc, TRIVIAL)
+                elapsed, ctl = timed_pair(kc, ckc, args.pause)
                 during.append(elapsed)
-                drain_iopub(kc)
-                control.append(run_cell(ckc, TRIVIAL)[0])
+                control.append(ctl)
+                if len(during) % 5 == 0:
+                    meter.sample()
                 if len(during) % 20 == 0 and evaluate(kc, "_done()"):
                     break
-                time.sleep(args.pause)
                 if time.perf_counter() - started > 600:
                     raise RuntimeError("the sweep did not finish in 10 minutes")
             sweep_s = time.perf_counter() - started
+            meter.sample()
             cpu = kernel_cpu(kc) - cpu_before
             info = evaluate(kc, "_progress()")
             if views == ["all"]:
@@ -270,6 +330,15 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             else:
                 info += (0, 0, 0)
             lateness = evaluate(kc, "_probe_summary()") if args.probe else None
+            # The idle figures again once the sweep has ended (its writer gone too): the machine's
+            # speed drifts from minute to minute, so the baseline brackets the sweep.
+            run_cell(kc, "_done() or None")
+            time.sleep(0.5)
+            idle_before = len(baseline)
+            for _ in range(40):
+                elapsed, ctl = timed_pair(kc, ckc, args.pause)
+                baseline.append(elapsed)
+                control_idle.append(ctl)
         finally:
             for c, m in ((kc, km), (ckc, ckm)):
                 c.stop_channels()
@@ -285,7 +354,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "baseline": rounded(baseline), "during_sweep": rounded(during),
         "control_idle": rounded(control_idle), "control_during_sweep": rounded(control),
         "pinned": args.pin, "nice": args.nice,
+        "cpu_cores_used": {k: round(v / sweep_s, 3) for k, v in meter.used().items()},
+        "load_average_after": round(os.getloadavg()[0], 2),  # other work on the machine (1-minute average)
     }
+    result["idle_before_p50_ms"] = round(1000 * statistics.median(baseline[:idle_before]), 1)
+    result["idle_after_p50_ms"] = round(1000 * statistics.median(baseline[idle_before:]), 1)
     if lateness:
         result["kernel_loop_lateness"] = dict(zip(("n", "p50_ms", "p95_ms", "p99_ms", "max_ms"), lateness, strict=True))
     b, d, ci, cd = (result[k]["p50_ms"] for k in ("baseline", "during_sweep", "control_idle", "control_during_sweep"))
@@ -296,12 +369,14 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     print(f"sweep: {total} runs in the {args.sweep_in}, {status}, {sweep_s:.1f} s ({result['runs_per_s']} runs/s); "
           f"live view pushed {pushes} times ({result['pushes_per_s']}/s); the kernel used {cpu:.2f} s of CPU "
           f"({result['kernel_cpu_share']:.0%} of a core)")
-    print(f"trivial cell, idle kernel : p50 {b:.1f} ms, p95 {result['baseline']['p95_ms']:.1f} ms  (control kernel: p50 {ci:.1f} ms)")
+    print(f"trivial cell, idle kernel : p50 {b:.1f} ms (before the sweep {result['idle_before_p50_ms']} ms, after it "
+          f"{result['idle_after_p50_ms']} ms), p95 {result['baseline']['p95_ms']:.1f} ms  (control kernel: p50 {ci:.1f} ms)")
     print(f"trivial cell, during sweep: p50 {d:.1f} ms, p95 {result['during_sweep']['p95_ms']:.1f} ms, "
           f"max {result['during_sweep']['max_ms']:.1f} ms over {result['during_sweep']['n']} cells  "
           f"-> target p95 <= 100 ms: {'met' if met else 'NOT met'}")
     print(f"control kernel, meanwhile : p50 {cd:.1f} ms, p95 {result['control_during_sweep']['p95_ms']:.1f} ms "
           f"(idle itself: what the machine's load alone does to a round trip)")
+    print("cores used meanwhile: " + ", ".join(f"{k} {v:.2f}" for k, v in result["cpu_cores_used"].items()))
     if lateness:
         late = result["kernel_loop_lateness"]
         print(f"kernel loop, 1 ms probe     : late p50 {late['p50_ms']} ms, p95 {late['p95_ms']} ms, p99 {late['p99_ms']} ms, max {late['max_ms']} ms")
