@@ -284,7 +284,7 @@ class Workbench:
                **options: Any) -> WorkersHandle:
         """Queue a compiled sweep for workers (``stop_on_budget``, ``unhealthy_timeout``, ``chunk_runs``)."""
         sweep_id = queue_for_workers(self.store, ready, experiment_id, **options)
-        handle = WorkersHandle(self.db_path, sweep_id, ready.key, experiment_id)
+        handle = WorkersHandle(self.db_path, sweep_id, ready.key, experiment_id, actor=self._by())
         if on_progress:
             handle.add_listener(on_progress)
         return handle
