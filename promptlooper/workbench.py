@@ -43,6 +43,7 @@ from .validation import load_file, validate
 from .webhooks import CourierThread
 from .workers.following import WorkersHandle
 from .workers.queueing import queue_for_workers
+from .workers.replanning import redirect_shared
 
 if TYPE_CHECKING:
     import pandas as pd  # a sweep and the CLI never import pandas: notebooks' frames build it lazily
@@ -536,10 +537,15 @@ class Workbench:
         row = self.experiment(ref)
         exp = self._experiment_object(row)
         changed = self._with_space(exp, steering.new_space(exp, space, changes))  # raises SpecError with field paths
-        live = steering.redirect(self.store, row, changed, self._by(by))
+        live = steering.redirect(self.store, row, changed, self._by(by), shared=self._redirect_shared)
         self._events_raised()
         return {"experiment": f"{row['project']}/{row['name']}", "space": changed.to_record()["space"],
                 "configurations": len(self.configurations(changed)), "live": live}
+
+    def _redirect_shared(self, sweep: dict[str, Any], changed: Experiment, by: str) -> None:
+        """Re-plan a workers' sweep: the new space compiled with the options it was queued with."""
+        options = {**json.loads(sweep.get("options") or "{}"), "spec": changed.to_record(), "points": None}
+        redirect_shared(self.store, sweep, self.compile_stored(sweep["experiment_id"], options), by)
 
     def set_budget(self, ref: str | Experiment, *, max_tokens: int | None = None, max_cost: float | None = None,
                    by: str = "") -> dict[str, Any]:

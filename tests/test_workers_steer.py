@@ -7,11 +7,13 @@ request. The test process plays the notebook: it queues with ``wb.start(exp, wor
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import temperature_sweep
+from helpers import temperature_sweep, wait
+from test_workers import chunks, workers
 
 import promptlooper as pl
 from promptlooper.store import open_store
@@ -34,6 +36,10 @@ def steering_log(url: str, sweep_id: str) -> list[tuple[str, str, str]]:
         store.close()
 
 
+def runs(wb: pl.Workbench, key: str) -> list[dict[str, Any]]:
+    return wb.store.runs(wb.experiment(key)["id"])
+
+
 def test_a_pause_from_a_workers_handle_names_who_asked(url: str) -> None:
     with FakeServer() as srv:
         wb = pl.Workbench(url, actor="ana")
@@ -43,4 +49,44 @@ def test_a_pause_from_a_workers_handle_names_who_asked(url: str) -> None:
         handle.stop()
         assert steering_log(url, handle.sweep_id) == [("pause", "", "ana"), ("resume", "", "ana"), ("stop", "", "ana")]
         assert handle.wait(5).status == "stopped"
+        wb.close()
+
+
+def test_a_redirect_replans_the_remaining_work_and_every_worker_takes_the_new_chunks(url: str) -> None:
+    latency, concurrency = 0.1, 2
+    with FakeServer(latency=latency) as srv:
+        exp = temperature_sweep(f"http://127.0.0.1:{srv.port}/v1", "redirected", 200, concurrency=concurrency)  # 600 runs
+        wb = pl.Workbench(url, actor="ana")
+        kept = [round(i * 0.01, 2) for i in range(0, 200, 20)]  # 10 of the old temperatures (some done by then)
+        added = [0.015, 0.025, 0.035, 0.045, 0.055]  # 5 new ones
+        with workers(url, 3):
+            handle = wb.start(exp, workers=True, chunk_runs=6)  # 2 configurations a chunk
+            wait(lambda: len({c["owner"] for c in chunks(url, handle.sweep_id) if c["state"] == "leased"}) == 3, 20)
+            wait(lambda: handle.progress.done >= 30, 20)
+            before = {r["id"] for r in runs(wb, exp.key)}
+            wb.redirect(exp.key, {"answer.temperature": kept + added})
+            redirected_at = time.monotonic()
+            # Every worker is on the new plan within a second: the old chunks stopped at their next call.
+            wait(lambda: len({c["owner"] for c in chunks(url, handle.sweep_id) if c["plan"] == 1 and c["state"] != "queued"}) == 3, 5)
+            assert time.monotonic() - redirected_at < 1.0
+            progress = handle.wait(60)
+        assert progress.status == "completed"
+        temperatures = {round(t, 3) for t in kept + added}
+        by_config = {c["id"]: c["varied"]["answer.temperature"] for c in wb.store.configurations(wb.experiment(exp.key)["id"])}
+        recorded = runs(wb, exp.key)
+        # The new plan, whole: every configuration of it with its 3 samples, made once.
+        new_plan = [r for r in recorded if round(by_config[r["config_id"]], 3) in temperatures]
+        assert len(new_plan) == 3 * len(temperatures) and len({r["id"] for r in new_plan}) == len(new_plan)
+        # Dropped configurations: what was done before, and at most the calls out when the workers heard it.
+        dropped_after = [r for r in recorded if round(by_config[r["config_id"]], 3) not in temperatures and r["id"] not in before]
+        in_flight = 3 * concurrency  # each worker's calls out for the sweep
+        heard = (0.25 + 0.25) / latency  # calls each slot starts before a worker hears it: a commit's lag and a poll
+        assert len(dropped_after) <= in_flight * (1 + heard), len(dropped_after)
+        assert srv.stats()["requests"] == len(recorded)  # no call made twice (a run left to the new plan had none out)
+        event = wb.events(exp.key, types=["experiment.redirected"])[-1]["payload"]
+        assert event["by"] == "ana" and event["configurations"] == len(temperatures) and event["plan"] == 1
+        assert event["remaining_runs"] <= 3 * len(temperatures) and event["total"] >= len(before) + event["remaining_runs"]
+        assert progress.done == progress.total == len(recorded)
+        states = {(c["plan"], c["state"]) for c in chunks(url, handle.sweep_id)}
+        assert states <= {(0, "done"), (0, "replaced"), (1, "done")} and (1, "done") in states
         wb.close()

@@ -58,6 +58,7 @@ class Claim:
     hi: int
     generation: int
     options: dict[str, Any]
+    plan: int = 0  # which plan of the sweep lo / hi index: 0 as queued, n after its n-th redirect
 
 
 def chunk_ranges(configurations: int, runs_per_configuration: int, runs_per_chunk: int) -> list[tuple[int, int]]:
@@ -77,8 +78,11 @@ def fenced_update(c: Any, update: dict[str, Any]) -> None:
         raise LeaseLostError(f"chunk {index} of sweep {sweep_id[:8]} was claimed by another worker")
     add = update.get("add") or {}
     sets = ", ".join(f"{k} = {k} + ?" for k in ADDED)
-    c.execute(f"UPDATE sweeps SET {sets}, heartbeat = ?, updated_at = ? WHERE id = ?",
-              (*(add.get(k, 0) for k in ADDED), now, now_iso(), sweep_id))
+    # The total grows with done when runs land beyond it: a redirect's recount leaves out the runs
+    # of dropped configurations whose calls were already out (they still land, as in one process).
+    c.execute(f"UPDATE sweeps SET {sets}, total = CASE WHEN done + ? > total THEN done + ? ELSE total END,"
+              " heartbeat = ?, updated_at = ? WHERE id = ?",
+              (*(add.get(k, 0) for k in ADDED), add.get("done", 0), add.get("done", 0), now, now_iso(), sweep_id))
     if update.get("best"):  # a chunk holds whole configurations: the mean of its best one is final
         config_id, score = update["best"]
         c.execute("UPDATE sweeps SET best_config_id = ?, best_score = ? WHERE id = ? AND (best_score IS NULL OR best_score < ?)",
@@ -106,9 +110,15 @@ class Chunks(Queries):
             c.execute("UPDATE experiments SET status = 'running', updated_at = ? WHERE id = ?", (ts, experiment_id))
         return sid
 
-    # The claim's candidates: chunks of running sweeps, never claimed or whose lease ran out.
-    _CANDIDATES = ("SELECT c.sweep_id, c.idx FROM sweep_chunks c JOIN sweeps s ON s.id = c.sweep_id"
-                   " WHERE s.status = 'running' AND (c.state = 'queued' OR (c.state = 'leased' AND c.lease_until < ?))")
+    # The claim's candidates: chunks of running sweeps, never claimed or whose lease ran out, of
+    # the sweep's latest plan, once no chunk of an earlier plan is still held (a redirected sweep's
+    # chunks in progress stop at their next call; until their last calls land and are recorded,
+    # the new plan's chunks wait, so that no run is made by both). Parameters: now, now.
+    CANDIDATES = ("SELECT c.sweep_id, c.idx FROM sweep_chunks c JOIN sweeps s ON s.id = c.sweep_id"
+                  " WHERE s.status = 'running' AND (c.state = 'queued' OR (c.state = 'leased' AND c.lease_until < ?))"
+                  " AND c.plan = (SELECT MAX(p.plan) FROM sweep_chunks p WHERE p.sweep_id = c.sweep_id)"
+                  " AND NOT EXISTS (SELECT 1 FROM sweep_chunks o WHERE o.sweep_id = c.sweep_id AND o.plan < c.plan"
+                  " AND o.state = 'leased' AND o.lease_until >= ?)")
 
     def claim_chunk(self, worker: str, lease: float, *, exclude: tuple[str, ...] = ()) -> Claim | None:
         """Lease the next chunk of any queued sweep to ``worker`` for ``lease`` seconds, or None.
@@ -116,7 +126,7 @@ class Chunks(Queries):
         now = time.time()
         skip = f" AND c.sweep_id NOT IN ({','.join('?' * len(exclude))})" if exclude else ""
         with self.cx.write() as c:
-            row = c.execute(self._CANDIDATES + skip + " ORDER BY s.started_at, c.idx LIMIT 1", (now, *exclude)).fetchone()
+            row = c.execute(self.CANDIDATES + skip + " ORDER BY s.started_at, c.idx LIMIT 1", (now, now, *exclude)).fetchone()
             if row is None:
                 return None
             c.execute("UPDATE sweep_chunks SET state = 'leased', owner = ?, generation = generation + 1, lease_until = ?"
@@ -125,10 +135,10 @@ class Chunks(Queries):
 
     @staticmethod
     def _lease_chunk(c: Any, sweep_id: str, index: int) -> Claim:
-        lo, hi, generation, experiment_id, options = c.execute(
-            "SELECT c.lo, c.hi, c.generation, s.experiment_id, s.options FROM sweep_chunks c JOIN sweeps s ON s.id = c.sweep_id"
+        lo, hi, generation, experiment_id, options, plan = c.execute(
+            "SELECT c.lo, c.hi, c.generation, s.experiment_id, s.options, c.plan FROM sweep_chunks c JOIN sweeps s ON s.id = c.sweep_id"
             " WHERE c.sweep_id = ? AND c.idx = ?", (sweep_id, index)).fetchone()
-        return Claim(sweep_id, experiment_id, int(index), int(lo), int(hi), int(generation), json.loads(options or "{}"))
+        return Claim(sweep_id, experiment_id, int(index), int(lo), int(hi), int(generation), json.loads(options or "{}"), int(plan))
 
     def release_chunk(self, sweep_id: str, index: int, generation: int) -> bool:
         """Give a chunk back unfinished (a worker told to exit): queued again at once, for anyone."""
@@ -137,16 +147,18 @@ class Chunks(Queries):
                              " WHERE sweep_id = ? AND idx = ? AND generation = ? AND state = 'leased'",
                              (sweep_id, index, generation)).rowcount == 1
 
-    def finish_chunk(self, sweep_id: str, index: int, generation: int) -> str | None:
+    def finish_chunk(self, sweep_id: str, index: int, generation: int, *, replaced: bool = False) -> str | None:
         """Mark a chunk done (all its runs recorded) if the caller still holds it; when it was the
         last one, the sweep is completed in the same transaction. Returns the sweep's status then,
-        or None if the lease had been lost."""
+        or None if the lease had been lost. ``replaced``: a chunk of an earlier plan that stopped
+        for a redirect (its remaining runs are the new plan's to make)."""
         with self.cx.write() as c:
-            if c.execute("UPDATE sweep_chunks SET state = 'done', lease_until = NULL"
+            if c.execute("UPDATE sweep_chunks SET state = ?, lease_until = NULL"
                          " WHERE sweep_id = ? AND idx = ? AND generation = ? AND state = 'leased'",
-                         (sweep_id, index, generation)).rowcount != 1:
+                         ("replaced" if replaced else "done", sweep_id, index, generation)).rowcount != 1:
                 return None
-            left = c.execute("SELECT COUNT(*) FROM sweep_chunks WHERE sweep_id = ? AND state != 'done'", (sweep_id,)).fetchone()[0]
+            left = c.execute("SELECT COUNT(*) FROM sweep_chunks WHERE sweep_id = ? AND state IN ('queued', 'leased')"
+                             " AND plan = (SELECT MAX(plan) FROM sweep_chunks WHERE sweep_id = ?)", (sweep_id, sweep_id)).fetchone()[0]
             status, experiment_id = c.execute("SELECT status, experiment_id FROM sweeps WHERE id = ?", (sweep_id,)).fetchone()
             if left == 0 and status in ("running", "paused"):
                 status = "completed"
@@ -186,6 +198,39 @@ class Chunks(Queries):
         c.execute("UPDATE sweeps SET status = ?, stop_reason = ?, finished_at = ?, updated_at = ? WHERE id = ?",
                   (status, reason, ts, ts, sweep_id))
         c.execute("UPDATE experiments SET status = ?, updated_at = ? WHERE id = ?", (status, ts, experiment_id))
+
+    def replan_shared_sweep(self, sweep_id: str, options: dict[str, Any], ranges: list[tuple[int, int]],
+                            runs_per_configuration: int, planned: set[str], request: str) -> dict[str, Any] | None:
+        """Redirect a workers' sweep, in one transaction: its chunks not started are replaced by
+        ``ranges`` of the new plan (``options`` merged into the sweep's: the spec workers compile),
+        chunks in progress are left to stop at their next call (they hear ``request`` in the
+        steering log), and the total is recounted: what is done, plus the ``planned`` runs not
+        finished. Returns the new plan's number, chunks, remaining runs and total; None if the
+        sweep has ended."""
+        with self.cx.write() as c:
+            row = c.execute("SELECT status, experiment_id, done, options FROM sweeps WHERE id = ?", (sweep_id,)).fetchone()
+            if row is None or row[0] not in ("running", "paused"):
+                return None
+            status, experiment_id, done, old = row
+            plan, last = c.execute("SELECT COALESCE(MAX(plan), 0) + 1, COALESCE(MAX(idx), -1) + 1 FROM sweep_chunks"
+                                   " WHERE sweep_id = ?", (sweep_id,)).fetchone()
+            c.execute("UPDATE sweep_chunks SET state = 'replaced' WHERE sweep_id = ? AND state = 'queued'", (sweep_id,))
+            finished = {r[0] for r in c.execute("SELECT id FROM runs WHERE experiment_id = ? AND status IN ('completed', 'cached')",
+                                                 (experiment_id,))}
+            remaining = len(planned - finished)
+            total = int(done or 0) + remaining
+            c.executemany("INSERT INTO sweep_chunks (sweep_id, idx, lo, hi, runs, plan) VALUES (?,?,?,?,?,?)",
+                          [(sweep_id, last + i, lo, hi, (hi - lo) * runs_per_configuration, plan) for i, (lo, hi) in enumerate(ranges)])
+            c.execute("UPDATE sweeps SET options = ?, total = ?, updated_at = ? WHERE id = ?",
+                      (dumps({**json.loads(old or "{}"), **options}), total, now_iso(), sweep_id))
+            self._append_request(c, sweep_id, request)  # type: ignore[attr-defined]
+        return {"plan": int(plan), "chunks": len(ranges), "remaining_runs": remaining, "total": total}
+
+    def sweep_plan(self, sweep_id: str) -> int:
+        """The sweep's latest plan (0 until its first redirect)."""
+        with self.cx.read() as c:
+            row = c.execute("SELECT MAX(plan) FROM sweep_chunks WHERE sweep_id = ?", (sweep_id,)).fetchone()
+        return int(row[0] or 0) if row else 0
 
     def write_chunk_batch(self, batch: ResultBatch, update: dict[str, Any]) -> list[int]:
         """A worker's batch: fenced by its lease and adding to the sweep's progress (see

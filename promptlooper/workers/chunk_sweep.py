@@ -21,8 +21,12 @@ what differs is only what a share of a sweep must do differently:
 * **Sweep-level events** (``experiment.started`` / ``completed`` / ``stopped``) are the shared
   sweep's, written when it is queued and ended; a chunk records ``chunk.started`` / ``chunk.ended``.
 
-A redirect is not followed by chunks (the chunk ranges index the queued plan): it is recorded in
-the log and ignored, as for a sweep without a re-planner.
+* **A redirect replaces the plan** (:mod:`.replanning` re-plans the sweep in the database): a
+  chunk of an earlier plan stops at its next call — runs whose call is out land and are recorded,
+  the others (not started, or waiting for their next stage's call) are left to the new plan's
+  chunks, which skip what is finished and find the landed responses in the cache. A chunk claimed
+  just before a redirect and joining after it runs nothing. Either way the worker marks it
+  ``replaced`` and claims one of the new plan's chunks (claimable once no earlier chunk is held).
 """
 
 from __future__ import annotations
@@ -80,6 +84,7 @@ class ChunkSweep(Sweep):
         # ``concurrency`` are left: the worker may start its next chunk beside it (sharing the slots).
         self.drained = asyncio.Event()
         self._exhausted = False  # every run of the chunk handed to a worker coroutine
+        self.replaced = False  # a redirect gave the sweep a new plan: this chunk stopped for it
 
     def _call_slots(self) -> asyncio.Semaphore:
         return self._slots if self._slots is not None else super()._call_slots()
@@ -129,6 +134,9 @@ class ChunkSweep(Sweep):
         log = store.steering_log(sid)
         self._log_seen = len(log)
         self._joined = state_after(log)
+        if store.sweep_plan(sid) > self.claim.plan:  # redirected since the claim: nothing of it is to run
+            self.replaced = True
+            self.plan.configurations = []
         return sid
 
     def emit(self, etype: str, payload: dict[str, Any], ts: str | None = None) -> None:
@@ -220,8 +228,21 @@ class ChunkSweep(Sweep):
                     self._log_seen += 1
                     if read_steering_request(requested)[0] != "redirect":
                         await self._apply(requested, store)
+                    elif not self.replaced and await asyncio.to_thread(store.sweep_plan, self.sweep_id) > self.claim.plan:
+                        self._leave_plan()
         finally:
             stop()
+
+    def _leave_plan(self) -> None:
+        """Stop at the next call, for the sweep's new plan: no run is taken any more, and a run
+        asks for no call any more (the engine's redirect check, with no configuration allowed),
+        so those waiting for one are abandoned unrecorded, and those with a call out land."""
+        self.replaced = True
+        self._allowed = set()
+        self._items = iter(())
+        self._gate.set()  # paused runs wake to be abandoned: no call can go out (nothing is allowed)
+        self._exhausted = True
+        self._maybe_drained()
 
     def _open_as_joined(self) -> None:
         state, reason = self._joined

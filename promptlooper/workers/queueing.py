@@ -55,6 +55,7 @@ def queue_for_workers(store: StoreBackend, ready: CompiledExperiment, experiment
         "workers": True, "strategy": ready.strategy, "max_configs": ready.max_configs, "seed": ready.seed,
         "concurrency": ready.concurrency, "budget": ready.budget, "stop_on_budget": stop_on_budget,
         "unhealthy_timeout": unhealthy_timeout, **({"points": ready.points} if ready.points is not None else {}),
+        "chunk_runs": chunk_runs,  # a redirect cuts the new plan as this one was cut
     }
     ranges = chunk_ranges(len(configurations), per_configuration, chunk_runs or runs_per_chunk(ready.concurrency, total))
     sweep_id = store.queue_sweep(experiment_id, ready.strategy, total, done, options, ranges, per_configuration)

@@ -67,7 +67,7 @@ class Worker:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.say = say or (lambda line: print(line, file=sys.stderr, flush=True))
         self.stats = WorkerStats()
-        self._compiled: dict[str, CompiledExperiment] = {}
+        self._compiled: dict[tuple[str, int], CompiledExperiment] = {}  # by (sweep id, plan): a redirect changes the spec
         self._current: set[ChunkSweep] = set()
         self._slots: dict[str, asyncio.Semaphore] = {}  # sweep id -> the calls its chunks here may have out
         self._exiting = False
@@ -195,12 +195,13 @@ class Worker:
                                         {"sweep_id": claim.sweep_id, "reason": reason})
             self.say(f"{self.name}: {where}: stopped ({reason})")
         else:
-            status = await asyncio.to_thread(store.finish_chunk, claim.sweep_id, claim.index, claim.generation)
+            status = await asyncio.to_thread(store.finish_chunk, claim.sweep_id, claim.index, claim.generation,
+                                             replaced=sweep.replaced)
             self.stats.chunks += 1
             if status == "completed":
                 await self._completed(store, claim)
-            self.say(f"{self.name}: {where}: done, {progress.done - progress.skipped} runs"
-                     + (" — sweep completed" if status == "completed" else ""))
+            self.say(f"{self.name}: {where}: {'replaced by a redirect' if sweep.replaced else 'done'}, "
+                     f"{progress.done - progress.skipped} runs" + (" — sweep completed" if status == "completed" else ""))
 
     async def _completed(self, store: StoreBackend, claim: Claim) -> None:
         row = await asyncio.to_thread(store.sweep, claim.sweep_id)
@@ -210,7 +211,7 @@ class Worker:
             "cost": round(row.get("cost") or 0.0, 6), "workers": True})
 
     async def _compile(self, store: StoreBackend, claim: Claim) -> CompiledExperiment | None:
-        compiled = self._compiled.get(claim.sweep_id)
+        compiled = self._compiled.get((claim.sweep_id, claim.plan))  # a redirect's new plan compiles its new spec
         if compiled is not None:
             return compiled
         options = {**claim.options, **({"concurrency": self.concurrency} if self.concurrency else {})}
@@ -226,7 +227,7 @@ class Worker:
             await asyncio.to_thread(store.add_event, claim.experiment_id, "worker.failed",
                                     {"sweep_id": claim.sweep_id, "worker": self.name, "error": why})
             return None
-        self._compiled[claim.sweep_id] = compiled
+        self._compiled[(claim.sweep_id, claim.plan)] = compiled
         return compiled
 
 

@@ -37,6 +37,7 @@ from ..sweeps import Sweeps
 from . import batches, schema
 from .changes import ChangeFeed, notify_changes, notify_sweep_changed
 from .connection import Cursorish, PgConnection, PgDatabase, dead_peer_settings
+from .dialect import translate
 from .notify import Listener, notify
 
 
@@ -145,10 +146,8 @@ class PostgresStore(Experiments, Runs, Scores, Cache, Events, Sweeps, Chunks, Ho
         now = time.time()
         with self.cx.connection() as conn, conn.transaction():
             row = conn.execute(
-                "SELECT c.sweep_id, c.idx FROM sweep_chunks c JOIN sweeps s ON s.id = c.sweep_id"
-                " WHERE s.status = 'running' AND (c.state = 'queued' OR (c.state = 'leased' AND c.lease_until < %s))"
-                " AND NOT (c.sweep_id = ANY(%s)) ORDER BY s.started_at, c.idx LIMIT 1 FOR UPDATE OF c SKIP LOCKED",
-                (now, list(exclude))).fetchone()
+                translate(self.CANDIDATES) + " AND NOT (c.sweep_id = ANY(%s)) ORDER BY s.started_at, c.idx LIMIT 1"
+                " FOR UPDATE OF c SKIP LOCKED", (now, now, list(exclude))).fetchone()
             if row is None:
                 return None
             conn.execute("UPDATE sweep_chunks SET state = 'leased', owner = %s, generation = generation + 1, lease_until = %s"
