@@ -39,6 +39,13 @@ from .liveness import WORKERS
 from .records import ResultBatch, dumps, new_id
 from .sweeps import take_experiment
 
+# Leases run on the database's clock, never a worker's: workers on several hosts compare one
+# clock, so a host whose clock runs ahead neither takes a live lease (to it, every lease has run
+# out) nor, dead, keeps its own for as long as it is ahead; one that runs behind does not write
+# leases that have run out already. The time in Unix seconds, as SQL: SQLite's (the machine's, read
+# by the library, not by Python; one machine) here, PostgreSQL's clock_timestamp() in its store.
+SQLITE_CLOCK = "((julianday('now') - 2440587.5) * 86400.0)"
+
 # Spend and progress a batch adds to its sweep's row (sweep_update["add"]).
 ADDED = ("done", "cached", "failed", "tokens_in", "tokens_out", "cost")
 
@@ -67,14 +74,15 @@ def chunk_ranges(configurations: int, runs_per_configuration: int, runs_per_chun
     return [(lo, min(lo + per, configurations)) for lo in range(0, configurations, per)]
 
 
-def fenced_update(c: Any, update: dict[str, Any]) -> None:
+def fenced_update(c: Any, update: dict[str, Any], clock: str = SQLITE_CLOCK) -> None:
     """Inside a batch's transaction: renew the writer's lease if it still holds it (else raise
-    LeaseLostError, rolling the batch back), and add the batch's progress to the sweep's row."""
+    LeaseLostError, rolling the batch back), and add the batch's progress to the sweep's row.
+    ``clock``: the database's time, in SQL (the lease runs by it, see :data:`SQLITE_CLOCK`)."""
     sweep_id = update["id"]
     index, generation, lease = update["fence"]
-    now = time.time()
-    if c.execute("UPDATE sweep_chunks SET lease_until = ? WHERE sweep_id = ? AND idx = ? AND generation = ? AND state = 'leased'",
-                 (now + lease, sweep_id, index, generation)).rowcount != 1:
+    now = time.time()  # the sweep row's heartbeat, which readers compare with their own clocks
+    if c.execute(f"UPDATE sweep_chunks SET lease_until = {clock} + ? WHERE sweep_id = ? AND idx = ? AND generation = ? AND state = 'leased'",
+                 (lease, sweep_id, index, generation)).rowcount != 1:
         raise LeaseLostError(f"chunk {index} of sweep {sweep_id[:8]} was claimed by another worker")
     add = update.get("add") or {}
     sets = ", ".join(f"{k} = {k} + ?" for k in ADDED)
@@ -113,24 +121,24 @@ class Chunks(Queries):
     # The claim's candidates: chunks of running sweeps, never claimed or whose lease ran out, of
     # the sweep's latest plan, once no chunk of an earlier plan is still held (a redirected sweep's
     # chunks in progress stop at their next call; until their last calls land and are recorded,
-    # the new plan's chunks wait, so that no run is made by both). Parameters: now, now.
+    # the new plan's chunks wait, so that no run is made by both). ``{now}``: the database's clock.
     CANDIDATES = ("SELECT c.sweep_id, c.idx FROM sweep_chunks c JOIN sweeps s ON s.id = c.sweep_id"
-                  " WHERE s.status = 'running' AND (c.state = 'queued' OR (c.state = 'leased' AND c.lease_until < ?))"
+                  " WHERE s.status = 'running' AND (c.state = 'queued' OR (c.state = 'leased' AND c.lease_until < {now}))"
                   " AND c.plan = (SELECT MAX(p.plan) FROM sweep_chunks p WHERE p.sweep_id = c.sweep_id)"
                   " AND NOT EXISTS (SELECT 1 FROM sweep_chunks o WHERE o.sweep_id = c.sweep_id AND o.plan < c.plan"
-                  " AND o.state = 'leased' AND o.lease_until >= ?)")
+                  " AND o.state = 'leased' AND o.lease_until >= {now})")
+    CLOCK = SQLITE_CLOCK  # the database's time in SQL (PostgreSQL's store has its own)
 
     def claim_chunk(self, worker: str, lease: float, *, exclude: tuple[str, ...] = ()) -> Claim | None:
         """Lease the next chunk of any queued sweep to ``worker`` for ``lease`` seconds, or None.
         SQLite: the write transaction (``BEGIN IMMEDIATE``) makes two claims queue, one wins."""
-        now = time.time()
         skip = f" AND c.sweep_id NOT IN ({','.join('?' * len(exclude))})" if exclude else ""
         with self.cx.write() as c:
-            row = c.execute(self.CANDIDATES + skip + " ORDER BY s.started_at, c.idx LIMIT 1", (now, now, *exclude)).fetchone()
+            row = c.execute(self.CANDIDATES.format(now=self.CLOCK) + skip + " ORDER BY s.started_at, c.idx LIMIT 1", exclude).fetchone()
             if row is None:
                 return None
-            c.execute("UPDATE sweep_chunks SET state = 'leased', owner = ?, generation = generation + 1, lease_until = ?"
-                      " WHERE sweep_id = ? AND idx = ?", (worker, now + lease, row[0], row[1]))
+            c.execute(f"UPDATE sweep_chunks SET state = 'leased', owner = ?, generation = generation + 1, lease_until = {self.CLOCK} + ?"
+                      " WHERE sweep_id = ? AND idx = ?", (worker, lease, row[0], row[1]))
             return self._lease_chunk(c, row[0], row[1])
 
     @staticmethod
@@ -179,8 +187,8 @@ class Chunks(Queries):
         ``state`` — what its steering log says (paused, running, stopped) — since no worker is
         there to apply it. False if a worker holds a chunk (it applies the log itself)."""
         with self.cx.write() as c:
-            held = c.execute("SELECT COUNT(*) FROM sweep_chunks WHERE sweep_id = ? AND state = 'leased' AND lease_until >= ?",
-                             (sweep_id, time.time())).fetchone()[0]
+            held = c.execute(f"SELECT COUNT(*) FROM sweep_chunks WHERE sweep_id = ? AND state = 'leased' AND lease_until >= {self.CLOCK}",
+                             (sweep_id,)).fetchone()[0]
             row = c.execute("SELECT status, experiment_id FROM sweeps WHERE id = ?", (sweep_id,)).fetchone()
             if held or row is None or row[0] not in ("running", "paused"):
                 return False
@@ -236,7 +244,7 @@ class Chunks(Queries):
         """A worker's batch: fenced by its lease and adding to the sweep's progress (see
         :func:`fenced_update`), in the one transaction ``write_batch`` joins."""
         with self.cx.write() as c:
-            fenced_update(c, update)  # first: on PostgreSQL it locks the chunk's row until the commit
+            fenced_update(c, update, self.CLOCK)  # first: on PostgreSQL it locks the chunk's row until the commit
             return self.write_batch(batch)  # type: ignore[attr-defined,no-any-return]
 
     def sweep_spent(self, sweep_id: str) -> tuple[int, int, float]:
@@ -265,4 +273,4 @@ class Chunks(Queries):
         return [str(v) for v in value] if isinstance(value, list) else [str(value)]
 
 
-__all__ = ["ADDED", "WORKERS", "Chunks", "Claim", "LeaseLostError", "chunk_ranges", "fenced_update"]
+__all__ = ["ADDED", "SQLITE_CLOCK", "WORKERS", "Chunks", "Claim", "LeaseLostError", "chunk_ranges", "fenced_update"]

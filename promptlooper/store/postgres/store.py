@@ -13,7 +13,6 @@ its experiment (:mod:`.changes`), in the writing transaction, so at its commit.
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -139,19 +138,22 @@ class PostgresStore(Experiments, Runs, Scores, Cache, Events, Sweeps, Chunks, Ho
             yield Cursorish(conn)
 
     # ------------------------------------------------------------------ leased chunks (store/chunks.py)
+    # Leases run on the server's clock (see store/chunks.py): the time at each statement, not the
+    # transaction's start (now()), since a batch's transaction may wait for the write lock.
+    CLOCK = "EXTRACT(EPOCH FROM clock_timestamp())::double precision"
+
     def claim_chunk(self, worker: str, lease: float, *, exclude: tuple[str, ...] = ()) -> Claim | None:
         """As SQLite's, but with row locks instead of the store's write lock: the candidate row is
         locked ``FOR UPDATE SKIP LOCKED``, so claims running at once take different chunks, and
         a chunk whose batch is being committed (its row locked by the fence) is passed over."""
-        now = time.time()
         with self.cx.connection() as conn, conn.transaction():
             row = conn.execute(
-                translate(self.CANDIDATES) + " AND NOT (c.sweep_id = ANY(%s)) ORDER BY s.started_at, c.idx LIMIT 1"
-                " FOR UPDATE OF c SKIP LOCKED", (now, now, list(exclude))).fetchone()
+                translate(self.CANDIDATES.format(now=self.CLOCK)) + " AND NOT (c.sweep_id = ANY(%s)) ORDER BY s.started_at, c.idx"
+                " LIMIT 1 FOR UPDATE OF c SKIP LOCKED", (list(exclude),)).fetchone()
             if row is None:
                 return None
-            conn.execute("UPDATE sweep_chunks SET state = 'leased', owner = %s, generation = generation + 1, lease_until = %s"
-                         " WHERE sweep_id = %s AND idx = %s", (worker, now + lease, row[0], row[1]))
+            conn.execute(f"UPDATE sweep_chunks SET state = 'leased', owner = %s, generation = generation + 1, lease_until = {self.CLOCK} + %s"
+                         " WHERE sweep_id = %s AND idx = %s", (worker, lease, row[0], row[1]))
             return self._lease_chunk(Cursorish(conn), row[0], row[1])
 
     # ------------------------------------------------------------------ steering by notification (notify.py)
