@@ -6,7 +6,8 @@ Part of :class:`~promptlooper.store.Store` (and of the PostgreSQL store, which c
 A sweep that *needs workers* is queued (:meth:`Chunks.queue_sweep`): its ``sweeps`` row is owned
 by no process (``owner_host`` is :data:`WORKERS`), and its plan is cut into ``sweep_chunks`` rows,
 each a range ``[lo, hi)`` of the plan's configuration indexes (all samples and repeats of those
-configurations). A worker claims a chunk (state ``leased``, ``generation`` + 1, ``lease_until``),
+configurations), or, for a configuration bigger than a chunk, a range of its samples (all repeats
+of those samples: a one-configuration sweep is shared by workers too). A worker claims a chunk (state ``leased``, ``generation`` + 1, ``lease_until``),
 runs it through the ordinary engine, and keeps the lease alive with every batch it commits (at
 least every 2 s, the sweep's heartbeat). A lease that runs out (a worker killed, a host gone, a
 network cut) is claimed again by any worker, which skips the runs already recorded.
@@ -66,12 +67,36 @@ class Claim:
     generation: int
     options: dict[str, Any]
     plan: int = 0  # which plan of the sweep lo / hi index: 0 as queued, n after its n-th redirect
+    samples: tuple[int, int] | None = None  # a part of configuration lo: its samples [first, last + 1)
 
 
-def chunk_ranges(configurations: int, runs_per_configuration: int, runs_per_chunk: int) -> list[tuple[int, int]]:
-    """Configuration index ranges of about ``runs_per_chunk`` runs each (at least one configuration)."""
+def chunk_ranges(configurations: int, runs_per_configuration: int, runs_per_chunk: int, *,
+                 samples: int | None = None) -> list[tuple[int, ...]]:
+    """Configuration index ranges ``(lo, hi)`` of about ``runs_per_chunk`` runs each. Given the
+    number of ``samples``, a configuration of more runs than a chunk is cut into ranges of its
+    samples instead, ``(lo, lo + 1, first, last + 1, runs)`` (a sample keeps all its repeats);
+    otherwise a chunk is at least one configuration."""
+    if samples and runs_per_configuration > runs_per_chunk:
+        repeat = max(1, runs_per_configuration // samples)
+        step = max(1, runs_per_chunk // repeat)
+        return [(i, i + 1, s, min(s + step, samples), (min(s + step, samples) - s) * repeat)
+                for i in range(configurations) for s in range(0, samples, step)]
     per = max(1, math.ceil(runs_per_chunk / max(1, runs_per_configuration)))
     return [(lo, min(lo + per, configurations)) for lo in range(0, configurations, per)]
+
+
+def _chunk_rows(sweep_id: str, first: int, ranges: list[tuple[int, ...]], runs_per_configuration: int,
+                plan: int) -> list[tuple[Any, ...]]:
+    """``sweep_chunks`` rows of ``ranges`` (:func:`chunk_ranges`' two forms), numbered from ``first``."""
+    rows = []
+    for i, r in enumerate(ranges):
+        lo, hi = r[0], r[1]
+        part = (r[2], r[3], r[4]) if len(r) == 5 else (None, None, (hi - lo) * runs_per_configuration)
+        rows.append((sweep_id, first + i, lo, hi, part[2], plan, part[0], part[1]))
+    return rows
+
+
+_INSERT_CHUNKS = "INSERT INTO sweep_chunks (sweep_id, idx, lo, hi, runs, plan, samples_lo, samples_hi) VALUES (?,?,?,?,?,?,?,?)"
 
 
 def fenced_update(c: Any, update: dict[str, Any], clock: str = SQLITE_CLOCK) -> None:
@@ -101,7 +126,7 @@ class Chunks(Queries):
     """Queued sweeps, their leased chunks, and the log of steering requests workers follow."""
 
     def queue_sweep(self, experiment_id: str, strategy: str, total: int, done: int, options: dict[str, Any],
-                    ranges: list[tuple[int, int]], runs_per_configuration: int) -> str:
+                    ranges: list[tuple[int, ...]], runs_per_configuration: int) -> str:
         """Create a sweep for workers to share, cut into ``ranges``; SweepConflictError if the
         experiment is being swept already (by a process or by workers)."""
         with self.cx.write() as c:
@@ -113,8 +138,7 @@ class Chunks(Queries):
                 " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (sid, experiment_id, strategy, "running", total, done, dumps(options), WORKERS, time.time(), ts, ts),
             )
-            c.executemany("INSERT INTO sweep_chunks (sweep_id, idx, lo, hi, runs) VALUES (?,?,?,?,?)",
-                          [(sid, i, lo, hi, (hi - lo) * runs_per_configuration) for i, (lo, hi) in enumerate(ranges)])
+            c.executemany(_INSERT_CHUNKS, _chunk_rows(sid, 0, ranges, runs_per_configuration, 0))
             c.execute("UPDATE experiments SET status = 'running', updated_at = ? WHERE id = ?", (ts, experiment_id))
         return sid
 
@@ -143,10 +167,11 @@ class Chunks(Queries):
 
     @staticmethod
     def _lease_chunk(c: Any, sweep_id: str, index: int) -> Claim:
-        lo, hi, generation, experiment_id, options, plan = c.execute(
-            "SELECT c.lo, c.hi, c.generation, s.experiment_id, s.options, c.plan FROM sweep_chunks c JOIN sweeps s ON s.id = c.sweep_id"
-            " WHERE c.sweep_id = ? AND c.idx = ?", (sweep_id, index)).fetchone()
-        return Claim(sweep_id, experiment_id, int(index), int(lo), int(hi), int(generation), json.loads(options or "{}"), int(plan))
+        lo, hi, generation, experiment_id, options, plan, first, last = c.execute(
+            "SELECT c.lo, c.hi, c.generation, s.experiment_id, s.options, c.plan, c.samples_lo, c.samples_hi"
+            " FROM sweep_chunks c JOIN sweeps s ON s.id = c.sweep_id WHERE c.sweep_id = ? AND c.idx = ?", (sweep_id, index)).fetchone()
+        return Claim(sweep_id, experiment_id, int(index), int(lo), int(hi), int(generation), json.loads(options or "{}"), int(plan),
+                     None if first is None else (int(first), int(last)))
 
     def release_chunk(self, sweep_id: str, index: int, generation: int) -> bool:
         """Give a chunk back unfinished (a worker told to exit): queued again at once, for anyone."""
@@ -207,7 +232,7 @@ class Chunks(Queries):
                   (status, reason, ts, ts, sweep_id))
         c.execute("UPDATE experiments SET status = ?, updated_at = ? WHERE id = ?", (status, ts, experiment_id))
 
-    def replan_shared_sweep(self, sweep_id: str, options: dict[str, Any], ranges: list[tuple[int, int]],
+    def replan_shared_sweep(self, sweep_id: str, options: dict[str, Any], ranges: list[tuple[int, ...]],
                             runs_per_configuration: int, planned: set[str], request: str) -> dict[str, Any] | None:
         """Redirect a workers' sweep, in one transaction: its chunks not started are replaced by
         ``ranges`` of the new plan (``options`` merged into the sweep's: the spec workers compile),
@@ -227,12 +252,32 @@ class Chunks(Queries):
                                                  (experiment_id,))}
             remaining = len(planned - finished)
             total = int(done or 0) + remaining
-            c.executemany("INSERT INTO sweep_chunks (sweep_id, idx, lo, hi, runs, plan) VALUES (?,?,?,?,?,?)",
-                          [(sweep_id, last + i, lo, hi, (hi - lo) * runs_per_configuration, plan) for i, (lo, hi) in enumerate(ranges)])
+            c.executemany(_INSERT_CHUNKS, _chunk_rows(sweep_id, int(last), ranges, runs_per_configuration, int(plan)))
             c.execute("UPDATE sweeps SET options = ?, total = ?, updated_at = ? WHERE id = ?",
                       (dumps({**json.loads(old or "{}"), **options}), total, now_iso(), sweep_id))
             self._append_request(c, sweep_id, request)  # type: ignore[attr-defined]
         return {"plan": int(plan), "chunks": len(ranges), "remaining_runs": remaining, "total": total}
+
+    def settle_configuration(self, claim: Claim, config_id: str, expected: int) -> float | None:
+        """After a chunk holding a part of a configuration is done: if every part is, the
+        configuration's mean score (over its ``expected`` runs, as a one-process sweep takes it)
+        is a candidate for the sweep's best. Returns the mean if it became the best, else None.
+        (No worker saw the whole configuration: the store has all of it.)"""
+        with self.cx.write() as c:
+            left = c.execute("SELECT COUNT(*) FROM sweep_chunks WHERE sweep_id = ? AND plan = ? AND lo = ? AND state != 'done'",
+                             (claim.sweep_id, claim.plan, claim.lo)).fetchone()[0]
+            if left:
+                return None
+            total, n = c.execute("SELECT SUM(score), COUNT(score) FROM runs WHERE experiment_id = ? AND config_id = ?"
+                                 " AND status IN ('completed','cached') AND score IS NOT NULL",
+                                 (claim.experiment_id, config_id)).fetchone()
+            if not n or int(n) < expected:
+                return None  # a run failed: as in one process, the configuration is no candidate
+            mean = float(total) / int(n)
+            if c.execute("UPDATE sweeps SET best_config_id = ?, best_score = ? WHERE id = ? AND (best_score IS NULL OR best_score < ?)",
+                         (config_id, mean, claim.sweep_id, mean)).rowcount != 1:
+                return None
+            return mean
 
     def sweep_plan(self, sweep_id: str) -> int:
         """The sweep's latest plan (0 until its first redirect)."""

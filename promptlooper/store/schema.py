@@ -246,6 +246,14 @@ def m009_chunk_plans(db: Database) -> None:
 
 
 @migrations()
+def m010_chunk_samples(db: Database) -> None:
+    # A configuration bigger than a chunk is cut into ranges of its samples (store/chunks.py):
+    # such a chunk is configuration ``lo`` only, samples ``samples_lo`` to ``samples_hi - 1``.
+    db.execute("ALTER TABLE sweep_chunks ADD COLUMN samples_lo INTEGER")
+    db.execute("ALTER TABLE sweep_chunks ADD COLUMN samples_hi INTEGER")
+
+
+@migrations()
 def m020_call_claims(db: Database) -> None:
     # Calls shared by the processes of one store (store/claims.py): cache keys claimed while their
     # call is out, the processes that claim, and circuit breakers one process opened for all.

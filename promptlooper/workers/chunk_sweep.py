@@ -1,8 +1,8 @@
 """One leased chunk of a shared sweep, run by the ordinary engine.
 
 :class:`ChunkSweep` is a :class:`~promptlooper.engine.sweep.Sweep` over the plan's configurations
-``lo`` to ``hi - 1`` (every sample and repeat of each), joined to the shared sweep's row instead of
-taking a lease of its own. Runs, calls, retries, the cache, scorers and batching are the engine's;
+``lo`` to ``hi - 1`` (every sample and repeat of each), or over a range of configuration ``lo``'s
+samples, joined to the shared sweep's row instead of taking a lease of its own. Runs, calls, retries, the cache, scorers and batching are the engine's;
 what differs is only what a share of a sweep must do differently:
 
 * **Writes are fenced** (:meth:`Store.write_chunk_batch`): each batch renews the chunk's lease if
@@ -68,7 +68,10 @@ class ChunkSweep(Sweep):
         self.lease = lease
         self.worker = worker
         self.plan.configurations = self.plan.configurations[claim.lo:claim.hi]
-        self.progress.total = self.plan.total
+        # A part of a configuration: its samples' range. The plan keeps every sample (run ids and
+        # sample indexes are the whole plan's); the items outside the range are passed over.
+        self.samples = claim.samples
+        self.progress.total = (claim.samples[1] - claim.samples[0]) * self.plan.repeat if claim.samples else self.plan.total
         self._expected_per_config = len(self.plan.samples) * self.plan.repeat
         self.lease_lost = False
         self._reported = (0, 0, 0.0)  # this chunk's tokens in / out and cost already added to the sweep's row
@@ -90,6 +93,9 @@ class ChunkSweep(Sweep):
         return self._slots if self._slots is not None else super()._call_slots()
 
     def _looking_ahead(self, items: Iterator[RunItem]) -> Iterator[RunItem]:
+        if self.samples is not None:
+            first, last = self.samples
+            items = (item for item in items if first <= item.sample_index < last)
         yield from super()._looking_ahead(items)
         self._exhausted = True
         self._maybe_drained()

@@ -1,7 +1,9 @@
 """Queueing a sweep for workers: its plan cut into chunks of a few seconds of work each.
 
-A chunk is a range of the plan's configurations (all their samples and repeats), so a worker's
-Sweep over a chunk is the ordinary plan restricted to those configurations and its run ids are
+A chunk is a range of the plan's configurations (all their samples and repeats), or a range of
+one configuration's samples when a configuration has more runs than a chunk (a one-configuration
+sweep of 200 samples is 13 chunks, not one that a single worker runs while the others idle). A
+worker's Sweep over a chunk is the ordinary plan restricted to that range, and its run ids are
 the ones a single process would make (resuming and skipping finished runs work unchanged).
 
 Sizing: about ``RUNS_PER_SLOT`` runs per call slot of the sweep's concurrency (``concurrency ×
@@ -10,7 +12,11 @@ about 16 call latencies — 1.6 s at 100 ms, 8–16 s against a hosted model —
 tail of a chunk (its last calls, when fewer than ``concurrency`` remain) costs a few percent, short
 enough that a lost lease repeats little and that several workers share even a small sweep.
 A sweep is cut into at least ``MIN_CHUNKS`` chunks where its configurations allow (so
-that a small one is shared out evenly too). ``chunk_runs`` overrides it.
+that a small one is shared out evenly too), and a chunk is never under 16 runs: a chunk costs
+two transactions (its claim and its end) beside its batches' commits, so lease traffic stays a
+few percent of the store's writes even for runs of a few milliseconds (CPU-bound ones: 16 runs of
+the embedded model are ~1 s). The same size applies to a configuration's sample ranges.
+``chunk_runs`` overrides it.
 """
 
 from __future__ import annotations
@@ -57,7 +63,8 @@ def queue_for_workers(store: StoreBackend, ready: CompiledExperiment, experiment
         "unhealthy_timeout": unhealthy_timeout, **({"points": ready.points} if ready.points is not None else {}),
         "chunk_runs": chunk_runs,  # a redirect cuts the new plan as this one was cut
     }
-    ranges = chunk_ranges(len(configurations), per_configuration, chunk_runs or runs_per_chunk(ready.concurrency, total))
+    ranges = chunk_ranges(len(configurations), per_configuration, chunk_runs or runs_per_chunk(ready.concurrency, total),
+                          samples=len(ready.samples))
     sweep_id = store.queue_sweep(experiment_id, ready.strategy, total, done, options, ranges, per_configuration)
     store.add_event(experiment_id, "experiment.started", {
         "sweep_id": sweep_id, "strategy": ready.strategy, "total": total, "already_done": done,

@@ -43,7 +43,8 @@ def redirect_shared(store: StoreBackend, sweep: dict[str, Any], ready: CompiledE
     planned = {run_id(experiment_id, c.id, sid, r) for c in configurations for sid, _ in ready.samples
                for r in range(ready.experiment.repeat)}
     ranges = chunk_ranges(len(configurations), per_configuration,
-                          options.get("chunk_runs") or runs_per_chunk(ready.concurrency, len(planned)))
+                          options.get("chunk_runs") or runs_per_chunk(ready.concurrency, len(planned)),
+                          samples=len(ready.samples))
     store.add_configurations(experiment_id, ((c.id, c.as_record(), c.varied) for c in configurations))
     spec = ready.experiment.to_record()
     replanned = store.replan_shared_sweep(sweep["id"], {"spec": spec, "points": None}, ranges, per_configuration, planned,

@@ -198,10 +198,24 @@ class Worker:
             status = await asyncio.to_thread(store.finish_chunk, claim.sweep_id, claim.index, claim.generation,
                                              replaced=sweep.replaced)
             self.stats.chunks += 1
+            if status is not None and claim.samples is not None and not sweep.replaced:
+                await self._settle_configuration(store, claim, compiled)
             if status == "completed":
                 await self._completed(store, claim)
             self.say(f"{self.name}: {where}: {'replaced by a redirect' if sweep.replaced else 'done'}, "
                      f"{progress.done - progress.skipped} runs" + (" — sweep completed" if status == "completed" else ""))
+
+    async def _settle_configuration(self, store: StoreBackend, claim: Claim, compiled: CompiledExperiment) -> None:
+        """A part of a configuration is done: when it was the last part, the store ranks the
+        whole configuration (no worker saw all its runs) and the new best is announced as a
+        one-process sweep announces it."""
+        config = compiled.configurations[claim.lo]
+        expected = len(compiled.samples) * compiled.experiment.repeat
+        mean = await asyncio.to_thread(store.settle_configuration, claim, config.id, expected)
+        if mean is not None:
+            await asyncio.to_thread(store.add_event, claim.experiment_id, "new_best_found", {
+                "config_id": config.id, "score": round(mean, 6), "n": expected, "varied": config.varied,
+                "configuration": config.as_record(), "sweep_id": claim.sweep_id})
 
     async def _completed(self, store: StoreBackend, claim: Claim) -> None:
         row = await asyncio.to_thread(store.sweep, claim.sweep_id)

@@ -140,6 +140,10 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
     ("m009_chunk_plans", [
         "ALTER TABLE sweep_chunks ADD COLUMN plan BIGINT NOT NULL DEFAULT 0",
     ]),
+    ("m010_chunk_samples", [
+        "ALTER TABLE sweep_chunks ADD COLUMN samples_lo BIGINT",
+        "ALTER TABLE sweep_chunks ADD COLUMN samples_hi BIGINT",
+    ]),
     ("m020_call_claims", [
         f"CREATE TABLE call_claims (key {T} PRIMARY KEY, owner {T} NOT NULL, expires_at DOUBLE PRECISION NOT NULL)",
         "CREATE INDEX call_claims_owner ON call_claims (owner)",
