@@ -90,3 +90,25 @@ def test_a_redirect_replans_the_remaining_work_and_every_worker_takes_the_new_ch
         states = {(c["plan"], c["state"]) for c in chunks(url, handle.sweep_id)}
         assert states <= {(0, "done"), (0, "replaced"), (1, "done")} and (1, "done") in states
         wb.close()
+
+
+def test_a_paused_sweep_redirected_resumes_on_the_new_plan_only(url: str) -> None:
+    with FakeServer(latency=0.1) as srv:
+        exp = temperature_sweep(f"http://127.0.0.1:{srv.port}/v1", "paused-redirect", 60, concurrency=2)  # 180 runs
+        wb = pl.Workbench(url)
+        with workers(url, 2):
+            handle = wb.start(exp, workers=True, chunk_runs=6)
+            wait(lambda: len({c["owner"] for c in chunks(url, handle.sweep_id) if c["state"] == "leased"}) == 2, 20)
+            handle.pause()
+            wait(lambda: handle.status == "paused", 5)
+            # The paused chunks end for the new plan without a call (none may go out while paused).
+            seen = srv.stats()["requests"]
+            wb.redirect(exp.key, {"answer.temperature": [0.5, 0.6]})
+            wait(lambda: all(c["state"] != "leased" for c in chunks(url, handle.sweep_id) if c["plan"] == 0), 5)
+            assert srv.stats()["requests"] == seen
+            assert not any(c["state"] == "leased" for c in chunks(url, handle.sweep_id))  # paused: nothing claimed
+            handle.resume()
+            progress = handle.wait(30)
+        assert progress.status == "completed" and progress.done == progress.total == seen + 6
+        assert srv.stats()["requests"] == seen + 6
+        wb.close()
