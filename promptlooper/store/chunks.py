@@ -7,9 +7,10 @@ A sweep that *needs workers* is queued (:meth:`Chunks.queue_sweep`): its ``sweep
 by no process (``owner_host`` is :data:`WORKERS`), and its plan is cut into ``sweep_chunks`` rows,
 each a range ``[lo, hi)`` of the plan's configuration indexes (all samples and repeats of those
 configurations), or, for a configuration bigger than a chunk, a range of its samples (all repeats
-of those samples: a one-configuration sweep is shared by workers too). A worker claims a chunk (state ``leased``, ``generation`` + 1, ``lease_until``),
-runs it through the ordinary engine, and keeps the lease alive with every batch it commits (at
-least every 2 s, the sweep's heartbeat). A lease that runs out (a worker killed, a host gone, a
+of those samples: a one-configuration sweep is shared by workers too). A worker claims a chunk
+(state ``leased``, ``generation`` + 1, ``lease_until`` by the database's clock), runs it through
+the ordinary engine, and keeps the lease alive with every batch it commits (at least every 2 s,
+the sweep's heartbeat). A lease that runs out (a worker killed, a host gone, a
 network cut) is claimed again by any worker, which skips the runs already recorded.
 
 Fencing: every batch a worker writes carries its chunk's (index, generation); the batch's
@@ -19,6 +20,9 @@ cannot commit anything more for that chunk (its runs are the new owner's to reco
 owners never both record a run. Progress is summed, not overwritten: each batch adds its runs,
 tokens and cost to the sweep's row (``done = done + ?``) in the same transaction, so every reader
 sees the whole sweep, and workers read the shared spend back to hold the budget together.
+
+Redirects: the chunks carry the ``plan`` they belong to; :meth:`Chunks.replan_shared_sweep`
+replaces the chunks not started by the new plan's (see :mod:`promptlooper.workers.replanning`).
 
 Steering: workers do not take the sweep's request queue (several must see each request), they
 read it as a log (:meth:`Chunks.steering_log`) and apply each entry once, in order; a worker that
@@ -116,7 +120,9 @@ def fenced_update(c: Any, update: dict[str, Any], clock: str = SQLITE_CLOCK) -> 
     c.execute(f"UPDATE sweeps SET {sets}, total = CASE WHEN done + ? > total THEN done + ? ELSE total END,"
               " heartbeat = ?, updated_at = ? WHERE id = ?",
               (*(add.get(k, 0) for k in ADDED), add.get("done", 0), add.get("done", 0), now, now_iso(), sweep_id))
-    if update.get("best"):  # a chunk holds whole configurations: the mean of its best one is final
+    # The mean of a configuration all of whose runs the chunk saw is final (a part of one is ranked
+    # by the store when its last part is done: Chunks.settle_configuration).
+    if update.get("best"):
         config_id, score = update["best"]
         c.execute("UPDATE sweeps SET best_config_id = ?, best_score = ? WHERE id = ? AND (best_score IS NULL OR best_score < ?)",
                   (config_id, score, sweep_id, score))

@@ -2,8 +2,9 @@
 
 :class:`ChunkSweep` is a :class:`~promptlooper.engine.sweep.Sweep` over the plan's configurations
 ``lo`` to ``hi - 1`` (every sample and repeat of each), or over a range of configuration ``lo``'s
-samples, joined to the shared sweep's row instead of taking a lease of its own. Runs, calls, retries, the cache, scorers and batching are the engine's;
-what differs is only what a share of a sweep must do differently:
+samples, joined to the shared sweep's row instead of taking a lease of its own. Runs, calls,
+retries, the cache, scorers and batching are the engine's; what differs is only what a share of a
+sweep must do differently:
 
 * **Writes are fenced** (:meth:`Store.write_chunk_batch`): each batch renews the chunk's lease if
   this worker still holds it (its generation), else :class:`~promptlooper.store.chunks.LeaseLostError`
@@ -21,6 +22,11 @@ what differs is only what a share of a sweep must do differently:
 * **Sweep-level events** (``experiment.started`` / ``completed`` / ``stopped``) are the shared
   sweep's, written when it is queued and ended; a chunk records ``chunk.started`` / ``chunk.ended``.
 
+* **A part of a configuration** (a range of its samples) runs the plan's items of that range only,
+  with the plan's run ids and sample indexes; it ranks the configuration only if it sees all its
+  runs (the others' finished before it started), else the store does when the last part is done
+  (:meth:`~promptlooper.store.chunks.Chunks.settle_configuration`, called by the worker). Scorers
+  are per run; the leaderboard reads every run from the store.
 * **A redirect replaces the plan** (:mod:`.replanning` re-plans the sweep in the database): a
   chunk of an earlier plan stops at its next call — runs whose call is out land and are recorded,
   the others (not started, or waiting for their next stage's call) are left to the new plan's
