@@ -198,3 +198,15 @@ def test_a_worker_killed_holding_a_replaced_chunk_delays_the_new_plan_by_its_lea
     assert claim is not None and claim.plan == 1
     assert store.claim_chunk("other", 5.0) is None
     assert store.finish_chunk(sid, claim.index, claim.generation) == "completed"
+
+
+def test_a_chunk_of_an_earlier_plan_given_back_is_not_queued_again(backend: Opener) -> None:
+    store = backend()
+    _, sid = _queued(store, chunks=2)
+    leaving = store.claim_chunk("leaving", 5.0)
+    assert leaving is not None
+    store.replan_shared_sweep(sid, {}, [(0, 2)], 3, set(), "redirect")
+    assert store.release_chunk(sid, leaving.index, leaving.generation)  # SIGTERM'd worker gives it back
+    assert [(c["plan"], c["state"]) for c in store.chunks(sid)] == [(0, "replaced"), (0, "replaced"), (1, "queued")]
+    claim = backend().claim_chunk("new", 5.0)
+    assert claim is not None and claim.plan == 1 and backend().claim_chunk("other", 5.0) is None

@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,7 +43,7 @@ from .batchwriter import now_iso
 from .db import Queries
 from .liveness import WORKERS
 from .records import ResultBatch, dumps, new_id
-from .sweeps import take_experiment
+from .sweeps import request_queue, take_experiment
 
 # Leases run on the database's clock, never a worker's: workers on several hosts compare one
 # clock, so a host whose clock runs ahead neither takes a live lease (to it, every lease has run
@@ -149,27 +150,35 @@ class Chunks(Queries):
         return sid
 
     # The claim's candidates: chunks of running sweeps, never claimed or whose lease ran out, of
-    # the sweep's latest plan, once no chunk of an earlier plan is still held (a redirected sweep's
-    # chunks in progress stop at their next call; until their last calls land and are recorded,
-    # the new plan's chunks wait, so that no run is made by both). ``{now}``: the database's clock.
-    CANDIDATES = ("SELECT c.sweep_id, c.idx FROM sweep_chunks c JOIN sweeps s ON s.id = c.sweep_id"
-                  " WHERE s.status = 'running' AND (c.state = 'queued' OR (c.state = 'leased' AND c.lease_until < {now}))"
-                  " AND c.plan = (SELECT MAX(p.plan) FROM sweep_chunks p WHERE p.sweep_id = c.sweep_id)"
-                  " AND NOT EXISTS (SELECT 1 FROM sweep_chunks o WHERE o.sweep_id = c.sweep_id AND o.plan < c.plan"
-                  " AND o.state = 'leased' AND o.lease_until >= {now})")
+    # the sweep's latest plan. A queued chunk always is (a redirect replaces the others, and one
+    # given back later is replaced then), so only a lease that ran out asks for the plan, and the
+    # look-ups stay among the few chunks held. ``{now}``: the database's clock.
+    CANDIDATES = ("SELECT c.sweep_id, c.idx, c.plan FROM sweep_chunks c JOIN sweeps s ON s.id = c.sweep_id"
+                  " WHERE s.status = 'running' AND (c.state = 'queued' OR (c.state = 'leased' AND c.lease_until < {now}"
+                  " AND c.plan = (SELECT MAX(p.plan) FROM sweep_chunks p WHERE p.sweep_id = c.sweep_id)))")
+    # A redirected sweep's new plan waits while a chunk of an earlier plan is held: those stop at
+    # their next call, and until their last calls land and are recorded, no run is made by both.
+    # Checked for the chosen candidate only (once per sweep, not per chunk). Parameters: sweep, plan.
+    EARLIER_HELD = ("SELECT 1 FROM sweep_chunks WHERE state = 'leased' AND sweep_id = ? AND plan < ?"
+                    " AND lease_until >= {now} LIMIT 1")
     CLOCK = SQLITE_CLOCK  # the database's time in SQL (PostgreSQL's store has its own)
 
     def claim_chunk(self, worker: str, lease: float, *, exclude: tuple[str, ...] = ()) -> Claim | None:
         """Lease the next chunk of any queued sweep to ``worker`` for ``lease`` seconds, or None.
         SQLite: the write transaction (``BEGIN IMMEDIATE``) makes two claims queue, one wins."""
-        skip = f" AND c.sweep_id NOT IN ({','.join('?' * len(exclude))})" if exclude else ""
         with self.cx.write() as c:
-            row = c.execute(self.CANDIDATES.format(now=self.CLOCK) + skip + " ORDER BY s.started_at, c.idx LIMIT 1", exclude).fetchone()
-            if row is None:
-                return None
-            c.execute(f"UPDATE sweep_chunks SET state = 'leased', owner = ?, generation = generation + 1, lease_until = {self.CLOCK} + ?"
-                      " WHERE sweep_id = ? AND idx = ?", (worker, lease, row[0], row[1]))
-            return self._lease_chunk(c, row[0], row[1])
+            while True:
+                skip = f" AND c.sweep_id NOT IN ({','.join('?' * len(exclude))})" if exclude else ""
+                row = c.execute(self.CANDIDATES.format(now=self.CLOCK) + skip + " ORDER BY s.started_at, c.idx LIMIT 1",
+                                exclude).fetchone()
+                if row is None:
+                    return None
+                if c.execute(self.EARLIER_HELD.format(now=self.CLOCK), (row[0], row[2])).fetchone() is not None:
+                    exclude = (*exclude, row[0])  # its new plan waits: look at the other sweeps
+                    continue
+                c.execute(f"UPDATE sweep_chunks SET state = 'leased', owner = ?, generation = generation + 1, lease_until = {self.CLOCK} + ?"
+                          " WHERE sweep_id = ? AND idx = ?", (worker, lease, row[0], row[1]))
+                return self._lease_chunk(c, row[0], row[1])
 
     @staticmethod
     def _lease_chunk(c: Any, sweep_id: str, index: int) -> Claim:
@@ -180,11 +189,13 @@ class Chunks(Queries):
                      None if first is None else (int(first), int(last)))
 
     def release_chunk(self, sweep_id: str, index: int, generation: int) -> bool:
-        """Give a chunk back unfinished (a worker told to exit): queued again at once, for anyone."""
+        """Give a chunk back unfinished (a worker told to exit): queued again at once, for anyone
+        (replaced, if a redirect gave the sweep a new plan meanwhile)."""
         with self.cx.write() as c:
-            return c.execute("UPDATE sweep_chunks SET state = 'queued', owner = NULL, lease_until = NULL"
+            return c.execute("UPDATE sweep_chunks SET owner = NULL, lease_until = NULL, state = CASE WHEN plan <"
+                             " (SELECT MAX(p.plan) FROM sweep_chunks p WHERE p.sweep_id = ?) THEN 'replaced' ELSE 'queued' END"
                              " WHERE sweep_id = ? AND idx = ? AND generation = ? AND state = 'leased'",
-                             (sweep_id, index, generation)).rowcount == 1
+                             (sweep_id, sweep_id, index, generation)).rowcount == 1
 
     def finish_chunk(self, sweep_id: str, index: int, generation: int, *, replaced: bool = False) -> str | None:
         """Mark a chunk done (all its runs recorded) if the caller still holds it; when it was the
@@ -229,6 +240,23 @@ class Chunks(Queries):
                 c.execute("UPDATE sweeps SET status = ?, stop_reason = ?, updated_at = ? WHERE id = ?",
                           (state, reason if state == "paused" else None, now_iso(), sweep_id))
                 c.execute("UPDATE experiments SET status = ?, updated_at = ? WHERE id = ?", (state, now_iso(), row[1]))
+            return True
+
+    def paused_by_log(self, sweep_id: str, state_of: Callable[[list[str]], tuple[str, str | None]]) -> bool:
+        """Mark a workers' sweep paused if its steering log (``state_of`` reads it) still says so,
+        read in the same transaction (a resume written meanwhile wins). For a chunk that joins a
+        sweep paused before any worker applied the pause: it was claimed, then the pause came
+        before it read the log, so no worker was there to say it. True if the row changed."""
+        with self.cx.write() as c:
+            row = c.execute("SELECT status, requested, experiment_id FROM sweeps WHERE id = ?", (sweep_id,)).fetchone()
+            if row is None or row[0] != "running":
+                return False
+            state, reason = state_of(request_queue(row[1]))
+            if state != "paused":
+                return False
+            c.execute("UPDATE sweeps SET status = 'paused', stop_reason = ?, updated_at = ? WHERE id = ?",
+                      (reason or "requested", now_iso(), sweep_id))
+            c.execute("UPDATE experiments SET status = 'paused', updated_at = ? WHERE id = ?", (now_iso(), row[2]))
             return True
 
     @staticmethod

@@ -146,6 +146,8 @@ class ChunkSweep(Sweep):
         log = store.steering_log(sid)
         self._log_seen = len(log)
         self._joined = state_after(log)
+        if self._joined[0] == "paused" and row.get("status") == "running":
+            store.paused_by_log(sid, state_after)  # paused before any worker was there to apply it
         if store.sweep_plan(sid) > self.claim.plan:  # redirected since the claim: nothing of it is to run
             self.replaced = True
             self.plan.configurations = []

@@ -147,11 +147,16 @@ class PostgresStore(Experiments, Runs, Scores, Cache, Events, Sweeps, Chunks, Ho
         locked ``FOR UPDATE SKIP LOCKED``, so claims running at once take different chunks, and
         a chunk whose batch is being committed (its row locked by the fence) is passed over."""
         with self.cx.connection() as conn, conn.transaction():
-            row = conn.execute(
-                translate(self.CANDIDATES.format(now=self.CLOCK)) + " AND NOT (c.sweep_id = ANY(%s)) ORDER BY s.started_at, c.idx"
-                " LIMIT 1 FOR UPDATE OF c SKIP LOCKED", (list(exclude),)).fetchone()
-            if row is None:
-                return None
+            skip = list(exclude)
+            while True:
+                row = conn.execute(
+                    translate(self.CANDIDATES.format(now=self.CLOCK)) + " AND NOT (c.sweep_id = ANY(%s)) ORDER BY s.started_at, c.idx"
+                    " LIMIT 1 FOR UPDATE OF c SKIP LOCKED", (skip,)).fetchone()
+                if row is None:
+                    return None
+                if conn.execute(translate(self.EARLIER_HELD.format(now=self.CLOCK)), (row[0], row[2])).fetchone() is None:
+                    break
+                skip.append(row[0])  # its new plan waits for the chunks of the earlier one: the other sweeps
             conn.execute(f"UPDATE sweep_chunks SET state = 'leased', owner = %s, generation = generation + 1, lease_until = {self.CLOCK} + %s"
                          " WHERE sweep_id = %s AND idx = %s", (worker, lease, row[0], row[1]))
             return self._lease_chunk(Cursorish(conn), row[0], row[1])
