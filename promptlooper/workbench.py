@@ -30,7 +30,7 @@ from .engine.handle import SweepHandle
 from .engine.progress import Progress
 from .engine.sweep import Sweep, SweepOptions
 from .env_files import load_env_files
-from .errors import EndpointError, NotFoundError, Problem, SpecError
+from .errors import EndpointError, NotFoundError, Problem, SpecError, SweepConflictError
 from .export import best_configuration
 from .functions import add_search_dir
 from .providers.registry import LOCAL, EndpointPool
@@ -545,6 +545,9 @@ class Workbench:
     def _redirect_shared(self, sweep: dict[str, Any], changed: Experiment, by: str) -> None:
         """Re-plan a workers' sweep: the new space compiled with the options it was queued with."""
         options = {**json.loads(sweep.get("options") or "{}"), "spec": changed.to_record(), "points": None}
+        if options.get("guided"):
+            raise SweepConflictError("a guided search shared by workers decides its configurations from the space it was "
+                                     "queued with: stop it, then queue the new space")
         redirect_shared(self.store, sweep, self.compile_stored(sweep["experiment_id"], options), by)
 
     def set_budget(self, ref: str | Experiment, *, max_tokens: int | None = None, max_cost: float | None = None,

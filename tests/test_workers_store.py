@@ -148,7 +148,8 @@ def test_a_store_from_before_the_chunks_gets_them_when_opened(tmp_path: Path) ->
     Store(tmp_path / "old.db").close()
     with sqlite3.connect(tmp_path / "old.db") as c:  # as a store of the release before (m007 last)
         c.execute("DROP TABLE sweep_chunks")
-        c.execute("DELETE FROM _sqlite_migrations WHERE name IN ('m008_sweep_chunks', 'm009_chunk_plans', 'm010_chunk_samples')")
+        c.execute("DELETE FROM _sqlite_migrations WHERE name IN ('m008_sweep_chunks', 'm009_chunk_plans', 'm010_chunk_samples',"
+                  " 'm011_chunk_configurations')")
     store = Store(tmp_path / "old.db")
     try:
         _, sid = _queued(store)

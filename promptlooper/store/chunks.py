@@ -73,6 +73,7 @@ class Claim:
     options: dict[str, Any]
     plan: int = 0  # which plan of the sweep lo / hi index: 0 as queued, n after its n-th redirect
     samples: tuple[int, int] | None = None  # a part of configuration lo: its samples [first, last + 1)
+    config_id: str | None = None  # a guided search's chunk: this configuration, samples of the search's order
 
 
 def chunk_ranges(configurations: int, runs_per_configuration: int, runs_per_chunk: int, *,
@@ -182,11 +183,11 @@ class Chunks(Queries):
 
     @staticmethod
     def _lease_chunk(c: Any, sweep_id: str, index: int) -> Claim:
-        lo, hi, generation, experiment_id, options, plan, first, last = c.execute(
-            "SELECT c.lo, c.hi, c.generation, s.experiment_id, s.options, c.plan, c.samples_lo, c.samples_hi"
+        lo, hi, generation, experiment_id, options, plan, first, last, config_id = c.execute(
+            "SELECT c.lo, c.hi, c.generation, s.experiment_id, s.options, c.plan, c.samples_lo, c.samples_hi, c.config_id"
             " FROM sweep_chunks c JOIN sweeps s ON s.id = c.sweep_id WHERE c.sweep_id = ? AND c.idx = ?", (sweep_id, index)).fetchone()
         return Claim(sweep_id, experiment_id, int(index), int(lo), int(hi), int(generation), json.loads(options or "{}"), int(plan),
-                     None if first is None else (int(first), int(last)))
+                     None if first is None else (int(first), int(last)), config_id)
 
     def release_chunk(self, sweep_id: str, index: int, generation: int) -> bool:
         """Give a chunk back unfinished (a worker told to exit): queued again at once, for anyone
@@ -209,8 +210,10 @@ class Chunks(Queries):
                 return None
             left = c.execute("SELECT COUNT(*) FROM sweep_chunks WHERE sweep_id = ? AND state IN ('queued', 'leased')"
                              " AND plan = (SELECT MAX(plan) FROM sweep_chunks WHERE sweep_id = ?)", (sweep_id, sweep_id)).fetchone()[0]
-            status, experiment_id = c.execute("SELECT status, experiment_id FROM sweeps WHERE id = ?", (sweep_id,)).fetchone()
-            if left == 0 and status in ("running", "paused"):
+            status, experiment_id, options = c.execute("SELECT status, experiment_id, options FROM sweeps WHERE id = ?",
+                                                       (sweep_id,)).fetchone()
+            guided = bool(json.loads(options or "{}").get("guided"))  # its search says when it is done
+            if left == 0 and status in ("running", "paused") and not guided:
                 status = "completed"
                 self._end(c, sweep_id, experiment_id, status, None)
             return str(status)
@@ -312,6 +315,29 @@ class Chunks(Queries):
                          (config_id, mean, claim.sweep_id, mean)).rowcount != 1:
                 return None
             return mean
+
+    def add_guided_chunks(self, sweep_id: str, known: int, parts: list[tuple[str, int, int, int]]) -> bool:
+        """Queue a guided search's next chunks, ``(config_id, first, last, runs)`` (samples
+        ``first`` to ``last - 1`` of the search's order), if the sweep still has the ``known``
+        number of chunks its proposer read: two workers that decided at once do not both queue
+        (the other one decides again, from what the first queued). True if they were queued."""
+        with self.cx.write() as c:
+            row = c.execute("SELECT COUNT(*), COALESCE(MAX(idx), -1) + 1 FROM sweep_chunks WHERE sweep_id = ?", (sweep_id,)).fetchone()
+            status = c.execute("SELECT status FROM sweeps WHERE id = ?", (sweep_id,)).fetchone()
+            if int(row[0]) != known or status is None or status[0] not in ("running", "paused"):
+                return False
+            c.executemany("INSERT INTO sweep_chunks (sweep_id, idx, lo, hi, runs, samples_lo, samples_hi, config_id)"
+                          " VALUES (?,?,?,?,?,?,?,?)",
+                          [(sweep_id, int(row[1]) + i, 0, 1, runs, first, last, config_id)
+                           for i, (config_id, first, last, runs) in enumerate(parts)])
+            return True
+
+    def shared_sweeps(self, status: str = "running") -> list[dict[str, Any]]:
+        """Workers' sweeps in ``status``: id, experiment id and options (a worker with nothing to
+        claim looks for guided searches to decide for)."""
+        with self.cx.read() as c:
+            rows = c.execute("SELECT id, experiment_id, options FROM sweeps WHERE status = ? AND owner_host = ?", (status, WORKERS))
+            return [{"id": r[0], "experiment_id": r[1], "options": json.loads(r[2] or "{}")} for r in rows]
 
     def sweep_plan(self, sweep_id: str) -> int:
         """The sweep's latest plan (0 until its first redirect)."""

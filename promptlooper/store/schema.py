@@ -254,6 +254,13 @@ def m010_chunk_samples(db: Database) -> None:
 
 
 @migrations()
+def m011_chunk_configurations(db: Database) -> None:
+    # A guided search shared by workers (workers/guided.py) queues chunks as it decides them: each
+    # names its configuration (``config_id``) and a range of the search's sample order.
+    db.execute("ALTER TABLE sweep_chunks ADD COLUMN config_id TEXT")
+
+
+@migrations()
 def m020_call_claims(db: Database) -> None:
     # Calls shared by the processes of one store (store/claims.py): cache keys claimed while their
     # call is out, the processes that claim, and circuit breakers one process opened for all.

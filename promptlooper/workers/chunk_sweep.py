@@ -50,6 +50,7 @@ from ..store.records import RunRecord
 from ..store.store import ResultBatch
 from ..store.sweeps import read_steering_request
 from ..sweeps.runs import RunItem
+from ..sweeps.space import Configuration
 
 if TYPE_CHECKING:
     from ..compiled import CompiledExperiment
@@ -65,7 +66,8 @@ class ChunkSweep(Sweep):
     owns_pool = False  # the worker's chunks of one sweep share its endpoints' connections
 
     def __init__(self, store_path: str, compiled: CompiledExperiment, claim: Claim, *, lease: float, worker: str,
-                 slots: asyncio.Semaphore | None = None, store: Store | None = None):
+                 slots: asyncio.Semaphore | None = None, store: Store | None = None,
+                 configuration: Configuration | None = None, sample_ids: set[str] | None = None):
         opts = claim.options
         super().__init__(store_path, compiled, claim.experiment_id,
                          SweepOptions(stop_on_budget=bool(opts.get("stop_on_budget")),
@@ -73,11 +75,15 @@ class ChunkSweep(Sweep):
         self.claim = claim
         self.lease = lease
         self.worker = worker
-        self.plan.configurations = self.plan.configurations[claim.lo:claim.hi]
+        # A guided search's chunk names its configuration (and ``sample_ids``, a range of the
+        # search's order); any other indexes the plan's.
+        self.plan.configurations = [configuration] if configuration is not None else self.plan.configurations[claim.lo:claim.hi]
         # A part of a configuration: its samples' range. The plan keeps every sample (run ids and
         # sample indexes are the whole plan's); the items outside the range are passed over.
-        self.samples = claim.samples
-        self.progress.total = (claim.samples[1] - claim.samples[0]) * self.plan.repeat if claim.samples else self.plan.total
+        if sample_ids is None and claim.samples is not None:
+            sample_ids = {sid for sid, _ in self.plan.samples[claim.samples[0]:claim.samples[1]]}
+        self.sample_ids = sample_ids
+        self.progress.total = len(sample_ids) * self.plan.repeat if sample_ids is not None else self.plan.total
         self._expected_per_config = len(self.plan.samples) * self.plan.repeat
         self.lease_lost = False
         self._reported = (0, 0, 0.0)  # this chunk's tokens in / out and cost already added to the sweep's row
@@ -99,9 +105,9 @@ class ChunkSweep(Sweep):
         return self._slots if self._slots is not None else super()._call_slots()
 
     def _looking_ahead(self, items: Iterator[RunItem]) -> Iterator[RunItem]:
-        if self.samples is not None:
-            first, last = self.samples
-            items = (item for item in items if first <= item.sample_index < last)
+        if self.sample_ids is not None:
+            only = self.sample_ids
+            items = (item for item in items if item.sample_id in only)
         yield from super()._looking_ahead(items)
         self._exhausted = True
         self._maybe_drained()

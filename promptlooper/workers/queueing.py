@@ -23,9 +23,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..errors import Problem, SpecError
 from ..store.chunks import chunk_ranges
 from ..sweeps.runs import run_id
+from .guided import guided_bound
 
 if TYPE_CHECKING:
     from ..compiled import CompiledExperiment
@@ -46,12 +46,10 @@ def queue_for_workers(store: StoreBackend, ready: CompiledExperiment, experiment
                       unhealthy_timeout: float | None = None, chunk_runs: int | None = None) -> str:
     """Queue ``ready`` as a sweep for workers; returns the sweep's id. The options stored with it
     are what a worker compiles the stored experiment with (so it plans the same configurations)."""
-    if ready.guided:
-        raise SpecError([Problem("strategy", "a guided search decides its configurations as it goes and cannot be "
-                                             "shared by workers", "use strategy grid or random with workers")])
     configurations = ready.configurations
     per_configuration = len(ready.samples) * ready.experiment.repeat
-    total = len(configurations) * per_configuration
+    # A guided search queues no chunk: the workers decide them as it goes (workers/guided.py).
+    total = guided_bound(ready) if ready.guided else len(configurations) * per_configuration
     finished = store.finished_run_ids(experiment_id)
     done = sum(1 for c in configurations for sid, _ in ready.samples for r in range(ready.experiment.repeat)
                if run_id(experiment_id, c.id, sid, r) in finished) if finished else 0
@@ -62,6 +60,7 @@ def queue_for_workers(store: StoreBackend, ready: CompiledExperiment, experiment
         "concurrency": ready.concurrency, "budget": ready.budget, "stop_on_budget": stop_on_budget,
         "unhealthy_timeout": unhealthy_timeout, **({"points": ready.points} if ready.points is not None else {}),
         "chunk_runs": chunk_runs,  # a redirect cuts the new plan as this one was cut
+        **({"guided": True} if ready.guided else {}),
     }
     ranges = chunk_ranges(len(configurations), per_configuration, chunk_runs or runs_per_chunk(ready.concurrency, total),
                           samples=len(ready.samples))
@@ -69,7 +68,7 @@ def queue_for_workers(store: StoreBackend, ready: CompiledExperiment, experiment
     store.add_event(experiment_id, "experiment.started", {
         "sweep_id": sweep_id, "strategy": ready.strategy, "total": total, "already_done": done,
         "configurations": len(configurations), "chunks": len(ranges), "workers": True})
-    if not ranges:  # nothing to share out: no worker would ever complete it
+    if not ranges and not ready.guided:  # nothing to share out: no worker would ever complete it
         store.end_sweep(sweep_id, "completed", None)
     return sweep_id
 

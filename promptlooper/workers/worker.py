@@ -32,7 +32,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..store import open_store
 from ..store.chunks import Claim
+from ..sweeps.space import build_configuration
 from .chunk_sweep import ChunkSweep, state_after
+from .guided import decide, guided_driver
 
 if TYPE_CHECKING:
     from ..compiled import CompiledExperiment
@@ -71,6 +73,7 @@ class Worker:
         self._current: set[ChunkSweep] = set()
         self._slots: dict[str, asyncio.Semaphore] = {}  # sweep id -> the calls its chunks here may have out
         self._exiting = False
+        self._decided: dict[str, tuple[tuple[int, str], ...] | None] = {}  # guided sweep -> its chunks when last decided
         self._wake = asyncio.Event()
 
     def exit_soon(self) -> None:
@@ -110,6 +113,8 @@ class Worker:
                 unreachable = 0
                 if claim is None and not active and await asyncio.to_thread(self._settle_paused, store):
                     continue  # a sweep resumed while nobody ran it: its chunks are claimable now
+                if claim is None and await self._decide_guided(store):
+                    continue  # a guided search queued its next chunks
                 if claim is None:
                     if not active and (self.once or (self.max_idle is not None and time.monotonic() - idle_since >= self.max_idle)):
                         break
@@ -128,6 +133,27 @@ class Worker:
                 await compiled.pool.aclose()
             store.close()
         return 1 if self.stats.failed_sweeps else 0
+
+    async def _decide_guided(self, store: StoreBackend) -> bool:
+        """Decide for the guided searches that have nothing queued (workers/guided.py); True if one
+        queued chunks. A search is decided again only once its chunks changed since this worker
+        last did (a decision rebuilds the study: not at every idle poll)."""
+        queued = False
+        for sweep in await asyncio.to_thread(store.shared_sweeps):
+            sid = sweep["id"]
+            if not sweep["options"].get("guided") or sid in self.stats.failed_sweeps:
+                continue
+            seen = tuple((c["idx"], c["state"]) for c in await asyncio.to_thread(store.chunks, sid))
+            if self._decided.get(sid) == seen:
+                continue
+            claim = Claim(sid, sweep["experiment_id"], -1, 0, 0, 0, sweep["options"])  # what _compile needs
+            compiled = await self._compile(store, claim)
+            if compiled is None:
+                continue
+            outcome = await asyncio.to_thread(decide, store, sweep, compiled, self.store_path)
+            self._decided[sid] = None if outcome == "queued" else seen
+            queued = queued or outcome == "queued"
+        return queued
 
     @staticmethod
     def _settle_paused(store: StoreBackend) -> bool:
@@ -162,8 +188,14 @@ class Worker:
             await asyncio.to_thread(store.release_chunk, claim.sweep_id, claim.index, claim.generation)
             return
         slots = self._slots.setdefault(claim.sweep_id, asyncio.Semaphore(compiled.concurrency))
+        configuration, sample_ids = None, None
+        if claim.config_id is not None and claim.samples is not None:  # a guided search's: its configuration, by name
+            row = await asyncio.to_thread(store.configuration, claim.experiment_id, claim.config_id)
+            configuration = build_configuration(compiled.experiment, row["varied"])
+            order = guided_driver(compiled, self.store_path, claim.experiment_id).samples
+            sample_ids = {sid for sid, _ in order[claim.samples[0]:claim.samples[1]]}
         sweep = ChunkSweep(self.store_path, compiled, claim, lease=self.lease, worker=self.name, slots=slots,
-                           store=store)  # type: ignore[arg-type]
+                           store=store, configuration=configuration, sample_ids=sample_ids)  # type: ignore[arg-type]
         task = asyncio.current_task()
         if task in active:
             active[task] = sweep  # type: ignore[index]
@@ -198,7 +230,7 @@ class Worker:
             status = await asyncio.to_thread(store.finish_chunk, claim.sweep_id, claim.index, claim.generation,
                                              replaced=sweep.replaced)
             self.stats.chunks += 1
-            if status is not None and claim.samples is not None and not sweep.replaced:
+            if status is not None and claim.samples is not None and claim.config_id is None and not sweep.replaced:
                 await self._settle_configuration(store, claim, compiled)
             if status == "completed":
                 await self._completed(store, claim)

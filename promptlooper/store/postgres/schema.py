@@ -144,6 +144,9 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
         "ALTER TABLE sweep_chunks ADD COLUMN samples_lo BIGINT",
         "ALTER TABLE sweep_chunks ADD COLUMN samples_hi BIGINT",
     ]),
+    ("m011_chunk_configurations", [
+        f"ALTER TABLE sweep_chunks ADD COLUMN config_id {T}",
+    ]),
     ("m020_call_claims", [
         f"CREATE TABLE call_claims (key {T} PRIMARY KEY, owner {T} NOT NULL, expires_at DOUBLE PRECISION NOT NULL)",
         "CREATE INDEX call_claims_owner ON call_claims (owner)",
