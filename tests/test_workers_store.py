@@ -211,3 +211,18 @@ def test_a_chunk_of_an_earlier_plan_given_back_is_not_queued_again(backend: Open
     assert [(c["plan"], c["state"]) for c in store.chunks(sid)] == [(0, "replaced"), (0, "replaced"), (1, "queued")]
     claim = backend().claim_chunk("new", 5.0)
     assert claim is not None and claim.plan == 1 and backend().claim_chunk("other", 5.0) is None
+
+
+def test_two_workers_deciding_a_guided_search_at_once_queue_once(backend: Opener) -> None:
+    store = backend()
+    eid = store.upsert_experiment("proj", "exp", {"name": "exp"})
+    sid = store.queue_sweep(eid, "guided", 27, 0, {"workers": True, "guided": True}, [], 9)
+    assert store.add_guided_chunks(sid, 0, [("cfg-a", 0, 3, 3), ("cfg-b", 0, 3, 3)])
+    assert not backend().add_guided_chunks(sid, 0, [("cfg-c", 0, 3, 3)])  # decided from what it read before: refused
+    assert [(c["config_id"], c["samples_lo"], c["samples_hi"]) for c in store.chunks(sid)] == [("cfg-a", 0, 3), ("cfg-b", 0, 3)]
+    claims = [store.claim_chunk("w", 5.0) for _ in range(2)]
+    assert [(c.config_id, c.samples) for c in claims if c] == [("cfg-a", (0, 3)), ("cfg-b", (0, 3))]
+    for c in claims:
+        assert c is not None and store.finish_chunk(sid, c.index, c.generation) == "running"  # the search says when it is done
+    assert store.add_guided_chunks(sid, 2, [("cfg-a", 3, 9, 6)])  # a promotion, decided from the 2 chunks
+    assert [s["id"] for s in store.shared_sweeps()] == [sid]
