@@ -15,6 +15,8 @@ and one that dies costs only its lease (:mod:`promptlooper.store.chunks`).
   with nobody to steer: the sweep ends ``stopped``), its lease taken (nothing more to do: the new
   owner records its runs), or this worker told to exit (SIGTERM: the calls in flight land and are
   recorded, then the chunk is given back).
+* With nothing to claim, a worker decides for the guided searches that have nothing queued
+  (:mod:`.guided`: the sampler rebuilt from the database, as Optuna's workers ask theirs).
 * ``once``: exit when no chunk is left to claim; ``max_idle``: exit after that many seconds
   without one; otherwise wait for work, polling every ``IDLE_POLL`` seconds.
 """
