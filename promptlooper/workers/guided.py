@@ -100,7 +100,7 @@ def decide(store: StoreBackend, sweep: dict[str, Any], compiled: CompiledExperim
             parts = [(c.id, 0, driver.rung_sizes[0], driver.rung_sizes[0] * repeat) for c in new]
     if not parts and not pending:  # 3. before declaring a winner: the contenders get every sample
         parts = [(c.config.id, covered.get(c.config.id, 0), n, (n - covered.get(c.config.id, 0)) * repeat)
-                 for c in driver.contenders() if c.config.id in covered]
+                 for c in driver.contenders() if covered.get(c.config.id, n) < n]  # (failed runs do not make one queue forever)
     if parts:
         return "queued" if store.add_guided_chunks(sid, len(chunks), parts) else "waiting"
     if pending:
