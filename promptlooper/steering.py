@@ -13,6 +13,7 @@ events these record.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from .errors import NotFoundError, Problem, SpecError, SweepConflictError, SweepInterruptedError
@@ -62,17 +63,24 @@ def new_space(exp: Experiment, space: dict[str, Any] | None, changes: dict[str, 
     return {**current, **(changes or {})} if space is None else {**space, **(changes or {})}
 
 
-def redirect(store: Store, row: dict[str, Any], changed: Experiment, by: str = "") -> bool:
+def redirect(store: Store, row: dict[str, Any], changed: Experiment, by: str = "",
+             shared: Callable[[dict[str, Any], Experiment, str], object] | None = None) -> bool:
     """Make ``changed`` (validated) the experiment; a live sweep is asked to swap its remaining
-    runs, otherwise the new space is the next run's. Returns whether a live sweep was redirected."""
+    runs, otherwise the new space is the next run's. Returns whether a live sweep was redirected.
+    A sweep workers share is re-planned in the database by ``shared(sweep, changed, by)``
+    (the facade's: it compiles the new space as the workers will)."""
     record = changed.to_record()
     try:
         sweep = live_sweep(store, row, "redirect")
     except SweepInterruptedError:
         sweep = None  # its process is gone: the new space is the next run's
-    if sweep is not None and sweep.get("owner_host") == WORKERS:  # its chunks index the queued plan
-        raise SweepConflictError(f"the sweep of {row['project']}/{row['name']} is shared by workers and cannot be "
-                                 "redirected: stop it, then queue the new space (run --workers)")
+    if sweep is not None and sweep.get("owner_host") == WORKERS:
+        if shared is None:
+            raise SweepConflictError(f"the sweep of {row['project']}/{row['name']} is shared by workers and cannot be "
+                                     "redirected from here: stop it, then queue the new space (run --workers)")
+        store.upsert_experiment(row["project"], row["name"], record, row.get("description") or "")
+        shared(sweep, changed, by)
+        return True
     store.upsert_experiment(row["project"], row["name"], record, row.get("description") or "")
     if sweep is not None:
         store.merge_sweep_options(sweep["id"], {"redirect_space": record["space"]})

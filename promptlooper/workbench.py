@@ -30,7 +30,7 @@ from .engine.handle import SweepHandle
 from .engine.progress import Progress
 from .engine.sweep import Sweep, SweepOptions
 from .env_files import load_env_files
-from .errors import EndpointError, NotFoundError, Problem, SpecError
+from .errors import EndpointError, NotFoundError, Problem, SpecError, SweepConflictError
 from .export import best_configuration
 from .functions import add_search_dir
 from .providers.registry import LOCAL, EndpointPool
@@ -43,6 +43,7 @@ from .validation import load_file, validate
 from .webhooks import CourierThread
 from .workers.following import WorkersHandle
 from .workers.queueing import queue_for_workers
+from .workers.replanning import redirect_shared
 
 if TYPE_CHECKING:
     import pandas as pd  # a sweep and the CLI never import pandas: notebooks' frames build it lazily
@@ -284,7 +285,7 @@ class Workbench:
                **options: Any) -> WorkersHandle:
         """Queue a compiled sweep for workers (``stop_on_budget``, ``unhealthy_timeout``, ``chunk_runs``)."""
         sweep_id = queue_for_workers(self.store, ready, experiment_id, **options)
-        handle = WorkersHandle(self.db_path, sweep_id, ready.key, experiment_id)
+        handle = WorkersHandle(self.db_path, sweep_id, ready.key, experiment_id, actor=self._by())
         if on_progress:
             handle.add_listener(on_progress)
         return handle
@@ -536,10 +537,18 @@ class Workbench:
         row = self.experiment(ref)
         exp = self._experiment_object(row)
         changed = self._with_space(exp, steering.new_space(exp, space, changes))  # raises SpecError with field paths
-        live = steering.redirect(self.store, row, changed, self._by(by))
+        live = steering.redirect(self.store, row, changed, self._by(by), shared=self._redirect_shared)
         self._events_raised()
         return {"experiment": f"{row['project']}/{row['name']}", "space": changed.to_record()["space"],
                 "configurations": len(self.configurations(changed)), "live": live}
+
+    def _redirect_shared(self, sweep: dict[str, Any], changed: Experiment, by: str) -> None:
+        """Re-plan a workers' sweep: the new space compiled with the options it was queued with."""
+        options = {**json.loads(sweep.get("options") or "{}"), "spec": changed.to_record(), "points": None}
+        if options.get("guided"):
+            raise SweepConflictError("a guided search shared by workers decides its configurations from the space it was "
+                                     "queued with: stop it, then queue the new space")
+        redirect_shared(self.store, sweep, self.compile_stored(sweep["experiment_id"], options), by)
 
     def set_budget(self, ref: str | Experiment, *, max_tokens: int | None = None, max_cost: float | None = None,
                    by: str = "") -> dict[str, Any]:

@@ -148,10 +148,81 @@ def test_a_store_from_before_the_chunks_gets_them_when_opened(tmp_path: Path) ->
     Store(tmp_path / "old.db").close()
     with sqlite3.connect(tmp_path / "old.db") as c:  # as a store of the release before (m007 last)
         c.execute("DROP TABLE sweep_chunks")
-        c.execute("DELETE FROM _sqlite_migrations WHERE name = 'm008_sweep_chunks'")
+        c.execute("DELETE FROM _sqlite_migrations WHERE name IN ('m008_sweep_chunks', 'm009_chunk_plans', 'm010_chunk_samples',"
+                  " 'm011_chunk_configurations')")
     store = Store(tmp_path / "old.db")
     try:
         _, sid = _queued(store)
         assert len(store.chunks(sid)) == 4
     finally:
         store.close()
+
+
+def test_a_redirect_replaces_the_chunks_not_started_and_waits_for_those_in_progress(backend: Opener) -> None:
+    store = backend()
+    eid, sid = _queued(store, chunks=4)
+    held = store.claim_chunk("old", 0.5)
+    assert held is not None and held.plan == 0
+    store.write_chunk_batch(_batch(eid, sid, "r1"), _update(sid, held.index, held.generation))  # renews: 5 s
+    replanned = store.replan_shared_sweep(sid, {"spec": {"space": "new"}}, [(0, 1), (1, 2)], 3, {"r1", "n1", "n2", "n3"},
+                                          "redirect")
+    assert replanned == {"plan": 1, "chunks": 2, "remaining_runs": 3, "total": 4}  # 1 done + 3 planned not finished
+    assert store.sweep_plan(sid) == 1 and store.steering_log(sid) == ["redirect"]
+    assert [(c["plan"], c["state"]) for c in store.chunks(sid)] == [(0, "leased"), (0, "replaced"), (0, "replaced"),
+                                                                    (0, "replaced"), (1, "queued"), (1, "queued")]
+    # The old chunk's last runs still land (its lease holds), and a run beyond the recount grows the total.
+    store.write_chunk_batch(_batch(eid, sid, "r2"), _update(sid, held.index, held.generation))
+    store.write_chunk_batch(_batch(eid, sid, "r3"), _update(sid, held.index, held.generation))
+    assert (store.sweep(sid)["done"], store.sweep(sid)["total"]) == (3, 4)
+    assert backend().claim_chunk("new", 5.0) is None  # not while a chunk of the old plan is held
+    assert store.finish_chunk(sid, held.index, held.generation, replaced=True) == "running"
+    first = backend().claim_chunk("new", 5.0)
+    assert first is not None and (first.plan, first.index, first.lo, first.hi) == (1, 4, 0, 1)
+    assert first.options["spec"] == {"space": "new"} and first.options["workers"] is True
+    store.write_chunk_batch(_batch(eid, sid, "r4"), _update(sid, first.index, first.generation))
+    store.write_chunk_batch(_batch(eid, sid, "r5"), _update(sid, first.index, first.generation))
+    assert (store.sweep(sid)["done"], store.sweep(sid)["total"]) == (5, 5)
+    assert store.finish_chunk(sid, first.index, first.generation) == "running"
+    second = store.claim_chunk("new", 5.0)
+    assert second is not None and store.finish_chunk(sid, second.index, second.generation) == "completed"
+
+
+def test_a_worker_killed_holding_a_replaced_chunk_delays_the_new_plan_by_its_lease_only(backend: Opener) -> None:
+    store = backend()
+    eid, sid = _queued(store, chunks=2)
+    dead = store.claim_chunk("dead", 0.5)
+    assert dead is not None
+    store.replan_shared_sweep(sid, {}, [(0, 2)], 3, set(), "redirect")
+    assert store.claim_chunk("new", 5.0) is None
+    time.sleep(0.6)  # its lease ran out: the old chunk is nobody's, and never claimed again
+    claim = store.claim_chunk("new", 5.0)
+    assert claim is not None and claim.plan == 1
+    assert store.claim_chunk("other", 5.0) is None
+    assert store.finish_chunk(sid, claim.index, claim.generation) == "completed"
+
+
+def test_a_chunk_of_an_earlier_plan_given_back_is_not_queued_again(backend: Opener) -> None:
+    store = backend()
+    _, sid = _queued(store, chunks=2)
+    leaving = store.claim_chunk("leaving", 5.0)
+    assert leaving is not None
+    store.replan_shared_sweep(sid, {}, [(0, 2)], 3, set(), "redirect")
+    assert store.release_chunk(sid, leaving.index, leaving.generation)  # SIGTERM'd worker gives it back
+    assert [(c["plan"], c["state"]) for c in store.chunks(sid)] == [(0, "replaced"), (0, "replaced"), (1, "queued")]
+    claim = backend().claim_chunk("new", 5.0)
+    assert claim is not None and claim.plan == 1 and backend().claim_chunk("other", 5.0) is None
+
+
+def test_two_workers_deciding_a_guided_search_at_once_queue_once(backend: Opener) -> None:
+    store = backend()
+    eid = store.upsert_experiment("proj", "exp", {"name": "exp"})
+    sid = store.queue_sweep(eid, "guided", 27, 0, {"workers": True, "guided": True}, [], 9)
+    assert store.add_guided_chunks(sid, 0, [("cfg-a", 0, 3, 3), ("cfg-b", 0, 3, 3)])
+    assert not backend().add_guided_chunks(sid, 0, [("cfg-c", 0, 3, 3)])  # decided from what it read before: refused
+    assert [(c["config_id"], c["samples_lo"], c["samples_hi"]) for c in store.chunks(sid)] == [("cfg-a", 0, 3), ("cfg-b", 0, 3)]
+    claims = [store.claim_chunk("w", 5.0) for _ in range(2)]
+    assert [(c.config_id, c.samples) for c in claims if c] == [("cfg-a", (0, 3)), ("cfg-b", (0, 3))]
+    for c in claims:
+        assert c is not None and store.finish_chunk(sid, c.index, c.generation) == "running"  # the search says when it is done
+    assert store.add_guided_chunks(sid, 2, [("cfg-a", 3, 9, 6)])  # a promotion, decided from the 2 chunks
+    assert [s["id"] for s in store.shared_sweeps()] == [sid]

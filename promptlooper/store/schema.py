@@ -238,6 +238,29 @@ def m008_sweep_chunks(db: Database) -> None:
 
 
 @migrations()
+def m009_chunk_plans(db: Database) -> None:
+    # A redirected workers' sweep is re-planned in the database (store/chunks.py): its chunks not
+    # started are replaced by chunks of the new plan, numbered from 1 on; only the latest plan's
+    # chunks are claimed (the plan a chunk's lo / hi index).
+    db.execute("ALTER TABLE sweep_chunks ADD COLUMN plan INTEGER NOT NULL DEFAULT 0")
+
+
+@migrations()
+def m010_chunk_samples(db: Database) -> None:
+    # A configuration bigger than a chunk is cut into ranges of its samples (store/chunks.py):
+    # such a chunk is configuration ``lo`` only, samples ``samples_lo`` to ``samples_hi - 1``.
+    db.execute("ALTER TABLE sweep_chunks ADD COLUMN samples_lo INTEGER")
+    db.execute("ALTER TABLE sweep_chunks ADD COLUMN samples_hi INTEGER")
+
+
+@migrations()
+def m011_chunk_configurations(db: Database) -> None:
+    # A guided search shared by workers (workers/guided.py) queues chunks as it decides them: each
+    # names its configuration (``config_id``) and a range of the search's sample order.
+    db.execute("ALTER TABLE sweep_chunks ADD COLUMN config_id TEXT")
+
+
+@migrations()
 def m020_call_claims(db: Database) -> None:
     # Calls shared by the processes of one store (store/claims.py): cache keys claimed while their
     # call is out, the processes that claim, and circuit breakers one process opened for all.

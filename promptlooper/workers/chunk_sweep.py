@@ -1,9 +1,10 @@
 """One leased chunk of a shared sweep, run by the ordinary engine.
 
 :class:`ChunkSweep` is a :class:`~promptlooper.engine.sweep.Sweep` over the plan's configurations
-``lo`` to ``hi - 1`` (every sample and repeat of each), joined to the shared sweep's row instead of
-taking a lease of its own. Runs, calls, retries, the cache, scorers and batching are the engine's;
-what differs is only what a share of a sweep must do differently:
+``lo`` to ``hi - 1`` (every sample and repeat of each), or over a range of configuration ``lo``'s
+samples, joined to the shared sweep's row instead of taking a lease of its own. Runs, calls,
+retries, the cache, scorers and batching are the engine's; what differs is only what a share of a
+sweep must do differently:
 
 * **Writes are fenced** (:meth:`Store.write_chunk_batch`): each batch renews the chunk's lease if
   this worker still holds it (its generation), else :class:`~promptlooper.store.chunks.LeaseLostError`
@@ -22,8 +23,17 @@ what differs is only what a share of a sweep must do differently:
 * **Sweep-level events** (``experiment.started`` / ``completed`` / ``stopped``) are the shared
   sweep's, written when it is queued and ended; a chunk records ``chunk.started`` / ``chunk.ended``.
 
-A redirect is not followed by chunks (the chunk ranges index the queued plan): it is recorded in
-the log and ignored, as for a sweep without a re-planner.
+* **A part of a configuration** (a range of its samples) runs the plan's items of that range only,
+  with the plan's run ids and sample indexes; it ranks the configuration only if it sees all its
+  runs (the others' finished before it started), else the store does when the last part is done
+  (:meth:`~promptlooper.store.chunks.Chunks.settle_configuration`, called by the worker). Scorers
+  are per run; the leaderboard reads every run from the store.
+* **A redirect replaces the plan** (:mod:`.replanning` re-plans the sweep in the database): a
+  chunk of an earlier plan stops at its next call — runs whose call is out land and are recorded,
+  the others (not started, or waiting for their next stage's call) are left to the new plan's
+  chunks, which skip what is finished and find the landed responses in the cache. A chunk claimed
+  just before a redirect and joining after it runs nothing. Either way the worker marks it
+  ``replaced`` and claims one of the new plan's chunks (claimable once no earlier chunk is held).
 """
 
 from __future__ import annotations
@@ -41,6 +51,7 @@ from ..store.records import RunRecord
 from ..store.store import ResultBatch
 from ..store.sweeps import read_steering_request
 from ..sweeps.runs import RunItem
+from ..sweeps.space import Configuration
 
 if TYPE_CHECKING:
     from ..compiled import CompiledExperiment
@@ -56,7 +67,8 @@ class ChunkSweep(Sweep):
     owns_pool = False  # the worker's chunks of one sweep share its endpoints' connections
 
     def __init__(self, store_path: str, compiled: CompiledExperiment, claim: Claim, *, lease: float, worker: str,
-                 slots: asyncio.Semaphore | None = None, store: Store | None = None):
+                 slots: asyncio.Semaphore | None = None, store: Store | None = None,
+                 configuration: Configuration | None = None, sample_ids: set[str] | None = None):
         opts = claim.options
         super().__init__(store_path, compiled, claim.experiment_id,
                          SweepOptions(stop_on_budget=bool(opts.get("stop_on_budget")),
@@ -65,8 +77,15 @@ class ChunkSweep(Sweep):
         self.lease = lease
         self.budget_hold_ttl = lease  # each call's cost reserved in the store, for as long as the lease (engine/budgets.py)
         self.worker = worker
-        self.plan.configurations = self.plan.configurations[claim.lo:claim.hi]
-        self.progress.total = self.plan.total
+        # A guided search's chunk names its configuration (and ``sample_ids``, a range of the
+        # search's order); any other indexes the plan's.
+        self.plan.configurations = [configuration] if configuration is not None else self.plan.configurations[claim.lo:claim.hi]
+        # A part of a configuration: its samples' range. The plan keeps every sample (run ids and
+        # sample indexes are the whole plan's); the items outside the range are passed over.
+        if sample_ids is None and claim.samples is not None:
+            sample_ids = {sid for sid, _ in self.plan.samples[claim.samples[0]:claim.samples[1]]}
+        self.sample_ids = sample_ids
+        self.progress.total = len(sample_ids) * self.plan.repeat if sample_ids is not None else self.plan.total
         self._expected_per_config = len(self.plan.samples) * self.plan.repeat
         self.lease_lost = False
         self._reported = (0, 0, 0.0)  # this chunk's tokens in / out and cost already added to the sweep's row
@@ -82,11 +101,15 @@ class ChunkSweep(Sweep):
         # ``concurrency`` are left: the worker may start its next chunk beside it (sharing the slots).
         self.drained = asyncio.Event()
         self._exhausted = False  # every run of the chunk handed to a worker coroutine
+        self.replaced = False  # a redirect gave the sweep a new plan: this chunk stopped for it
 
     def _call_slots(self) -> asyncio.Semaphore:
         return self._slots if self._slots is not None else super()._call_slots()
 
     def _looking_ahead(self, items: Iterator[RunItem]) -> Iterator[RunItem]:
+        if self.sample_ids is not None:
+            only = self.sample_ids
+            items = (item for item in items if item.sample_id in only)
         yield from super()._looking_ahead(items)
         self._exhausted = True
         self._maybe_drained()
@@ -131,6 +154,11 @@ class ChunkSweep(Sweep):
         log = store.steering_log(sid)
         self._log_seen = len(log)
         self._joined = state_after(log)
+        if self._joined[0] == "paused" and row.get("status") == "running":
+            store.paused_by_log(sid, state_after)  # paused before any worker was there to apply it
+        if store.sweep_plan(sid) > self.claim.plan:  # redirected since the claim: nothing of it is to run
+            self.replaced = True
+            self.plan.configurations = []
         return sid
 
     def emit(self, etype: str, payload: dict[str, Any], ts: str | None = None) -> None:
@@ -222,8 +250,21 @@ class ChunkSweep(Sweep):
                     self._log_seen += 1
                     if read_steering_request(requested)[0] != "redirect":
                         await self._apply(requested, store)
+                    elif not self.replaced and await asyncio.to_thread(store.sweep_plan, self.sweep_id) > self.claim.plan:
+                        self._leave_plan()
         finally:
             stop()
+
+    def _leave_plan(self) -> None:
+        """Stop at the next call, for the sweep's new plan: no run is taken any more, and a run
+        asks for no call any more (the engine's redirect check, with no configuration allowed),
+        so those waiting for one are abandoned unrecorded, and those with a call out land."""
+        self.replaced = True
+        self._allowed = set()
+        self._items = iter(())
+        self._gate.set()  # paused runs wake to be abandoned: no call can go out (nothing is allowed)
+        self._exhausted = True
+        self._maybe_drained()
 
     def _open_as_joined(self) -> None:
         state, reason = self._joined

@@ -21,6 +21,7 @@ from typing import Any
 
 from ..engine.progress import Progress
 from ..store import open_store
+from ..store.sweeps import steering_request
 from .chunk_sweep import state_after
 
 FOLLOW_EVERY = 0.25  # seconds between reads of the sweep's row
@@ -39,8 +40,9 @@ class _Where:
 class WorkersHandle:
     """A queued sweep's progress as the workers record it (see the module docstring)."""
 
-    def __init__(self, store_path: str, sweep_id: str, experiment_key: str, experiment_id: str):
+    def __init__(self, store_path: str, sweep_id: str, experiment_key: str, experiment_id: str, actor: str = ""):
         self.experiment = experiment_key
+        self.actor = actor  # who steers through this handle (promptlooper.actors): its requests name them
         self.experiment_id = experiment_id
         self.store_path = store_path
         self._sweep_id = sweep_id
@@ -125,10 +127,11 @@ class WorkersHandle:
         return f"<WorkersHandle {self.experiment}: {self.progress.line()}>"
 
     # ------------------------------------------------------------------ steering (every worker follows the log)
-    def _steer(self, what: str) -> None:
+    def _steer(self, verb: str, reason: str = "") -> None:
         store = open_store(self.store_path)
         try:
-            store.add_steering(self._sweep_id, what)
+            # As Sweep.request: the request names who asked, and the workers record it in their events.
+            store.add_steering(self._sweep_id, steering_request(verb, reason, self.actor))
             # No worker at work on it (none started yet, all gone): the sweep's row says it at once.
             state, reason = state_after(store.steering_log(self._sweep_id))
             store.settle_idle_sweep(self._sweep_id, state, reason)

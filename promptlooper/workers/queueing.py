@@ -1,7 +1,9 @@
 """Queueing a sweep for workers: its plan cut into chunks of a few seconds of work each.
 
-A chunk is a range of the plan's configurations (all their samples and repeats), so a worker's
-Sweep over a chunk is the ordinary plan restricted to those configurations and its run ids are
+A chunk is a range of the plan's configurations (all their samples and repeats), or a range of
+one configuration's samples when a configuration has more runs than a chunk (a one-configuration
+sweep of 200 samples is 13 chunks, not one that a single worker runs while the others idle). A
+worker's Sweep over a chunk is the ordinary plan restricted to that range, and its run ids are
 the ones a single process would make (resuming and skipping finished runs work unchanged).
 
 Sizing: about ``RUNS_PER_SLOT`` runs per call slot of the sweep's concurrency (``concurrency ×
@@ -10,16 +12,20 @@ about 16 call latencies — 1.6 s at 100 ms, 8–16 s against a hosted model —
 tail of a chunk (its last calls, when fewer than ``concurrency`` remain) costs a few percent, short
 enough that a lost lease repeats little and that several workers share even a small sweep.
 A sweep is cut into at least ``MIN_CHUNKS`` chunks where its configurations allow (so
-that a small one is shared out evenly too). ``chunk_runs`` overrides it.
+that a small one is shared out evenly too), and a chunk is never under 16 runs: a chunk costs
+two transactions (its claim and its end) beside its batches' commits, so lease traffic stays a
+few percent of the store's writes even for runs of a few milliseconds (CPU-bound ones: 16 runs of
+the embedded model are ~1 s). The same size applies to a configuration's sample ranges.
+``chunk_runs`` overrides it.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..errors import Problem, SpecError
 from ..store.chunks import chunk_ranges
 from ..sweeps.runs import run_id
+from .guided import guided_bound
 
 if TYPE_CHECKING:
     from ..compiled import CompiledExperiment
@@ -40,12 +46,10 @@ def queue_for_workers(store: StoreBackend, ready: CompiledExperiment, experiment
                       unhealthy_timeout: float | None = None, chunk_runs: int | None = None) -> str:
     """Queue ``ready`` as a sweep for workers; returns the sweep's id. The options stored with it
     are what a worker compiles the stored experiment with (so it plans the same configurations)."""
-    if ready.guided:
-        raise SpecError([Problem("strategy", "a guided search decides its configurations as it goes and cannot be "
-                                             "shared by workers", "use strategy grid or random with workers")])
     configurations = ready.configurations
     per_configuration = len(ready.samples) * ready.experiment.repeat
-    total = len(configurations) * per_configuration
+    # A guided search queues no chunk: the workers decide them as it goes (workers/guided.py).
+    total = guided_bound(ready) if ready.guided else len(configurations) * per_configuration
     finished = store.finished_run_ids(experiment_id)
     done = sum(1 for c in configurations for sid, _ in ready.samples for r in range(ready.experiment.repeat)
                if run_id(experiment_id, c.id, sid, r) in finished) if finished else 0
@@ -55,13 +59,16 @@ def queue_for_workers(store: StoreBackend, ready: CompiledExperiment, experiment
         "workers": True, "strategy": ready.strategy, "max_configs": ready.max_configs, "seed": ready.seed,
         "concurrency": ready.concurrency, "budget": ready.budget, "stop_on_budget": stop_on_budget,
         "unhealthy_timeout": unhealthy_timeout, **({"points": ready.points} if ready.points is not None else {}),
+        "chunk_runs": chunk_runs,  # a redirect cuts the new plan as this one was cut
+        **({"guided": True} if ready.guided else {}),
     }
-    ranges = chunk_ranges(len(configurations), per_configuration, chunk_runs or runs_per_chunk(ready.concurrency, total))
+    ranges = chunk_ranges(len(configurations), per_configuration, chunk_runs or runs_per_chunk(ready.concurrency, total),
+                          samples=len(ready.samples))
     sweep_id = store.queue_sweep(experiment_id, ready.strategy, total, done, options, ranges, per_configuration)
     store.add_event(experiment_id, "experiment.started", {
         "sweep_id": sweep_id, "strategy": ready.strategy, "total": total, "already_done": done,
         "configurations": len(configurations), "chunks": len(ranges), "workers": True})
-    if not ranges:  # nothing to share out: no worker would ever complete it
+    if not ranges and not ready.guided:  # nothing to share out: no worker would ever complete it
         store.end_sweep(sweep_id, "completed", None)
     return sweep_id
 

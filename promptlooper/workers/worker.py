@@ -15,6 +15,8 @@ and one that dies costs only its lease (:mod:`promptlooper.store.chunks`).
   with nobody to steer: the sweep ends ``stopped``), its lease taken (nothing more to do: the new
   owner records its runs), or this worker told to exit (SIGTERM: the calls in flight land and are
   recorded, then the chunk is given back).
+* With nothing to claim, a worker decides for the guided searches that have nothing queued
+  (:mod:`.guided`: the sampler rebuilt from the database, as Optuna's workers ask theirs).
 * ``once``: exit when no chunk is left to claim; ``max_idle``: exit after that many seconds
   without one; otherwise wait for work, polling every ``IDLE_POLL`` seconds.
 """
@@ -32,7 +34,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..store import open_store
 from ..store.chunks import Claim
+from ..sweeps.space import build_configuration
 from .chunk_sweep import ChunkSweep, state_after
+from .guided import decide, guided_driver
 
 if TYPE_CHECKING:
     from ..compiled import CompiledExperiment
@@ -67,10 +71,11 @@ class Worker:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.say = say or (lambda line: print(line, file=sys.stderr, flush=True))
         self.stats = WorkerStats()
-        self._compiled: dict[str, CompiledExperiment] = {}
+        self._compiled: dict[tuple[str, int], CompiledExperiment] = {}  # by (sweep id, plan): a redirect changes the spec
         self._current: set[ChunkSweep] = set()
         self._slots: dict[str, asyncio.Semaphore] = {}  # sweep id -> the calls its chunks here may have out
         self._exiting = False
+        self._decided: dict[str, tuple[tuple[int, str], ...] | None] = {}  # guided sweep -> its chunks when last decided
         self._wake = asyncio.Event()
 
     def exit_soon(self) -> None:
@@ -110,6 +115,8 @@ class Worker:
                 unreachable = 0
                 if claim is None and not active and await asyncio.to_thread(self._settle_paused, store):
                     continue  # a sweep resumed while nobody ran it: its chunks are claimable now
+                if claim is None and await self._decide_guided(store):
+                    continue  # a guided search queued its next chunks
                 if claim is None:
                     if not active and (self.once or (self.max_idle is not None and time.monotonic() - idle_since >= self.max_idle)):
                         break
@@ -128,6 +135,27 @@ class Worker:
                 await compiled.pool.aclose()
             store.close()
         return 1 if self.stats.failed_sweeps else 0
+
+    async def _decide_guided(self, store: StoreBackend) -> bool:
+        """Decide for the guided searches that have nothing queued (workers/guided.py); True if one
+        queued chunks. A search is decided again only once its chunks changed since this worker
+        last did (a decision rebuilds the study: not at every idle poll)."""
+        queued = False
+        for sweep in await asyncio.to_thread(store.shared_sweeps):
+            sid = sweep["id"]
+            if not sweep["options"].get("guided") or sid in self.stats.failed_sweeps:
+                continue
+            seen = tuple((c["idx"], c["state"]) for c in await asyncio.to_thread(store.chunks, sid))
+            if self._decided.get(sid) == seen:
+                continue
+            claim = Claim(sid, sweep["experiment_id"], -1, 0, 0, 0, sweep["options"])  # what _compile needs
+            compiled = await self._compile(store, claim)
+            if compiled is None:
+                continue
+            outcome = await asyncio.to_thread(decide, store, sweep, compiled, self.store_path)
+            self._decided[sid] = None if outcome == "queued" else seen
+            queued = queued or outcome == "queued"
+        return queued
 
     @staticmethod
     def _settle_paused(store: StoreBackend) -> bool:
@@ -162,8 +190,14 @@ class Worker:
             await asyncio.to_thread(store.release_chunk, claim.sweep_id, claim.index, claim.generation)
             return
         slots = self._slots.setdefault(claim.sweep_id, asyncio.Semaphore(compiled.concurrency))
+        configuration, sample_ids = None, None
+        if claim.config_id is not None and claim.samples is not None:  # a guided search's: its configuration, by name
+            row = await asyncio.to_thread(store.configuration, claim.experiment_id, claim.config_id)
+            configuration = build_configuration(compiled.experiment, row["varied"])
+            order = guided_driver(compiled, self.store_path, claim.experiment_id).samples
+            sample_ids = {sid for sid, _ in order[claim.samples[0]:claim.samples[1]]}
         sweep = ChunkSweep(self.store_path, compiled, claim, lease=self.lease, worker=self.name, slots=slots,
-                           store=store)  # type: ignore[arg-type]
+                           store=store, configuration=configuration, sample_ids=sample_ids)  # type: ignore[arg-type]
         task = asyncio.current_task()
         if task in active:
             active[task] = sweep  # type: ignore[index]
@@ -195,12 +229,27 @@ class Worker:
                                         {"sweep_id": claim.sweep_id, "reason": reason})
             self.say(f"{self.name}: {where}: stopped ({reason})")
         else:
-            status = await asyncio.to_thread(store.finish_chunk, claim.sweep_id, claim.index, claim.generation)
+            status = await asyncio.to_thread(store.finish_chunk, claim.sweep_id, claim.index, claim.generation,
+                                             replaced=sweep.replaced)
             self.stats.chunks += 1
+            if status is not None and claim.samples is not None and claim.config_id is None and not sweep.replaced:
+                await self._settle_configuration(store, claim, compiled)
             if status == "completed":
                 await self._completed(store, claim)
-            self.say(f"{self.name}: {where}: done, {progress.done - progress.skipped} runs"
-                     + (" — sweep completed" if status == "completed" else ""))
+            self.say(f"{self.name}: {where}: {'replaced by a redirect' if sweep.replaced else 'done'}, "
+                     f"{progress.done - progress.skipped} runs" + (" — sweep completed" if status == "completed" else ""))
+
+    async def _settle_configuration(self, store: StoreBackend, claim: Claim, compiled: CompiledExperiment) -> None:
+        """A part of a configuration is done: when it was the last part, the store ranks the
+        whole configuration (no worker saw all its runs) and the new best is announced as a
+        one-process sweep announces it."""
+        config = compiled.configurations[claim.lo]
+        expected = len(compiled.samples) * compiled.experiment.repeat
+        mean = await asyncio.to_thread(store.settle_configuration, claim, config.id, expected)
+        if mean is not None:
+            await asyncio.to_thread(store.add_event, claim.experiment_id, "new_best_found", {
+                "config_id": config.id, "score": round(mean, 6), "n": expected, "varied": config.varied,
+                "configuration": config.as_record(), "sweep_id": claim.sweep_id})
 
     async def _completed(self, store: StoreBackend, claim: Claim) -> None:
         row = await asyncio.to_thread(store.sweep, claim.sweep_id)
@@ -210,7 +259,7 @@ class Worker:
             "cost": round(row.get("cost") or 0.0, 6), "workers": True})
 
     async def _compile(self, store: StoreBackend, claim: Claim) -> CompiledExperiment | None:
-        compiled = self._compiled.get(claim.sweep_id)
+        compiled = self._compiled.get((claim.sweep_id, claim.plan))  # a redirect's new plan compiles its new spec
         if compiled is not None:
             return compiled
         options = {**claim.options, **({"concurrency": self.concurrency} if self.concurrency else {})}
@@ -226,7 +275,7 @@ class Worker:
             await asyncio.to_thread(store.add_event, claim.experiment_id, "worker.failed",
                                     {"sweep_id": claim.sweep_id, "worker": self.name, "error": why})
             return None
-        self._compiled[claim.sweep_id] = compiled
+        self._compiled[(claim.sweep_id, claim.plan)] = compiled
         return compiled
 
 

@@ -137,6 +137,16 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             lease_until DOUBLE PRECISION, PRIMARY KEY (sweep_id, idx))""",
         "CREATE INDEX sweep_chunks_state ON sweep_chunks (state, sweep_id)",
     ]),
+    ("m009_chunk_plans", [
+        "ALTER TABLE sweep_chunks ADD COLUMN plan BIGINT NOT NULL DEFAULT 0",
+    ]),
+    ("m010_chunk_samples", [
+        "ALTER TABLE sweep_chunks ADD COLUMN samples_lo BIGINT",
+        "ALTER TABLE sweep_chunks ADD COLUMN samples_hi BIGINT",
+    ]),
+    ("m011_chunk_configurations", [
+        f"ALTER TABLE sweep_chunks ADD COLUMN config_id {T}",
+    ]),
     ("m020_call_claims", [
         f"CREATE TABLE call_claims (key {T} PRIMARY KEY, owner {T} NOT NULL, expires_at DOUBLE PRECISION NOT NULL)",
         "CREATE INDEX call_claims_owner ON call_claims (owner)",

@@ -13,7 +13,6 @@ its experiment (:mod:`.changes`), in the writing transaction, so at its commit.
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -38,6 +37,7 @@ from . import batches, schema
 from .budgets import PostgresBudgets
 from .changes import ChangeFeed, notify_changes, notify_sweep_changed
 from .connection import Cursorish, PgConnection, PgDatabase, dead_peer_settings
+from .dialect import translate
 from .notify import Listener, notify
 
 
@@ -140,21 +140,27 @@ class PostgresStore(Experiments, Runs, Scores, Cache, Events, Sweeps, Chunks, Ho
             yield Cursorish(conn)
 
     # ------------------------------------------------------------------ leased chunks (store/chunks.py)
+    # Leases run on the server's clock (see store/chunks.py): the time at each statement, not the
+    # transaction's start (now()), since a batch's transaction may wait for the write lock.
+    CLOCK = "EXTRACT(EPOCH FROM clock_timestamp())::double precision"
+
     def claim_chunk(self, worker: str, lease: float, *, exclude: tuple[str, ...] = ()) -> Claim | None:
         """As SQLite's, but with row locks instead of the store's write lock: the candidate row is
         locked ``FOR UPDATE SKIP LOCKED``, so claims running at once take different chunks, and
         a chunk whose batch is being committed (its row locked by the fence) is passed over."""
-        now = time.time()
         with self.cx.connection() as conn, conn.transaction():
-            row = conn.execute(
-                "SELECT c.sweep_id, c.idx FROM sweep_chunks c JOIN sweeps s ON s.id = c.sweep_id"
-                " WHERE s.status = 'running' AND (c.state = 'queued' OR (c.state = 'leased' AND c.lease_until < %s))"
-                " AND NOT (c.sweep_id = ANY(%s)) ORDER BY s.started_at, c.idx LIMIT 1 FOR UPDATE OF c SKIP LOCKED",
-                (now, list(exclude))).fetchone()
-            if row is None:
-                return None
-            conn.execute("UPDATE sweep_chunks SET state = 'leased', owner = %s, generation = generation + 1, lease_until = %s"
-                         " WHERE sweep_id = %s AND idx = %s", (worker, now + lease, row[0], row[1]))
+            skip = list(exclude)
+            while True:
+                row = conn.execute(
+                    translate(self.CANDIDATES.format(now=self.CLOCK)) + " AND NOT (c.sweep_id = ANY(%s)) ORDER BY s.started_at, c.idx"
+                    " LIMIT 1 FOR UPDATE OF c SKIP LOCKED", (skip,)).fetchone()
+                if row is None:
+                    return None
+                if conn.execute(translate(self.EARLIER_HELD.format(now=self.CLOCK)), (row[0], row[2])).fetchone() is None:
+                    break
+                skip.append(row[0])  # its new plan waits for the chunks of the earlier one: the other sweeps
+            conn.execute(f"UPDATE sweep_chunks SET state = 'leased', owner = %s, generation = generation + 1, lease_until = {self.CLOCK} + %s"
+                         " WHERE sweep_id = %s AND idx = %s", (worker, lease, row[0], row[1]))
             return self._lease_chunk(Cursorish(conn), row[0], row[1])
 
     # ------------------------------------------------------------------ steering by notification (notify.py)

@@ -1,0 +1,75 @@
+"""Chunks finer than a configuration: a big configuration is cut into ranges of its samples, so
+that a one-configuration, CPU-bound sweep is shared by workers too (issue 18), and what needs the
+whole configuration (the best configuration, the leaderboard) still sees every run of it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_workers import chunks, workers
+
+import promptlooper as pl
+from promptlooper.store.chunks import chunk_ranges
+
+CRUNCH = """\
+import hashlib
+
+
+def crunch(text):
+    # CPU-bound, as an embedded model or a heavy Python stage is: ~20 ms of hashing per run.
+    h = text.encode()
+    for _ in range(20000):
+        h = hashlib.sha256(h).digest()
+    return text.upper() + " " + h.hex()[: len(text) % 5]
+"""
+
+
+def test_a_configuration_bigger_than_a_chunk_is_cut_into_ranges_of_its_samples() -> None:
+    # 1 configuration of 200 samples, repeat 1, chunks of 16 runs: 13 sample ranges.
+    ranges = chunk_ranges(1, 200, 16, samples=200)
+    assert ranges[0] == (0, 1, 0, 16, 16) and ranges[-1] == (0, 1, 192, 200, 8) and len(ranges) == 13
+    # Repeats stay with their sample: 2 configurations of 10 samples × 3 repeats, chunks of 12 runs.
+    assert chunk_ranges(2, 30, 12, samples=10) == [(0, 1, 0, 4, 12), (0, 1, 4, 8, 12), (0, 1, 8, 10, 6),
+                                                    (1, 2, 0, 4, 12), (1, 2, 4, 8, 12), (1, 2, 8, 10, 6)]
+    assert chunk_ranges(10, 3, 7, samples=3) == [(0, 3), (3, 6), (6, 9), (9, 10)]  # small ones stay whole
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    if request.param == "sqlite":
+        return str(tmp_path / "shared.db")
+    return request.getfixturevalue("pg_url")
+
+
+def test_a_one_configuration_cpu_bound_sweep_is_shared_by_two_workers(url: str, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "crunching.py").write_text(CRUNCH)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    sys.path.insert(0, str(tmp_path))
+    try:
+        exp = pl.Experiment.model_validate({
+            "project": "tests", "name": "crunched", "samples": [{"text": f"sample {i:03d} " + "x" * (i % 7)} for i in range(200)],
+            "stages": [{"kind": "function", "name": "crunch", "function": "crunching:crunch"}],
+            "scorers": [{"name": "length", "max_words": 3}]})
+        wb = pl.Workbench(url)
+        with workers(url, 2):
+            handle = wb.start(exp, workers=True)
+            progress = handle.wait(120)
+    finally:
+        sys.path.remove(str(tmp_path))
+    assert progress.status == "completed" and progress.done == 200 and progress.failed == 0
+    done = chunks(url, handle.sweep_id)
+    assert len(done) > 2 and all(c["lo"] == 0 and c["hi"] == 1 for c in done)  # one configuration, many chunks
+    assert {c["state"] for c in done} == {"done"} and {c["owner"] for c in done} == {"w0", "w1"}  # both did runs
+    # What needs the whole configuration saw all of it: the leaderboard, and the sweep's best.
+    [row] = wb.leaderboard(exp.key, as_frame=False)
+    assert row["n"] == 200
+    sweep = wb.store.sweep(handle.sweep_id)
+    assert sweep["best_config_id"] == row["full_config_id"] and round(sweep["best_score"], 9) == round(row["score"], 9)
+    assert [e["payload"]["n"] for e in wb.events(exp.key, types=["new_best_found"])] == [200]
+    wb.close()
