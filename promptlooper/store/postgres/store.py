@@ -12,9 +12,8 @@ its experiment (:mod:`.changes`), in the writing transaction, so at its commit.
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
@@ -23,7 +22,7 @@ from ...errors import NotFoundError, StoreError
 from ..batchwriter import now_iso
 from ..cache import Cache
 from ..chunks import Chunks, Claim
-from ..claims import Claims
+from ..claims import ClaimResult, Claims
 from ..db import ReadOnlyError
 from ..events import Events
 from ..experiments import Experiments
@@ -36,6 +35,7 @@ from ..store import Store
 from ..sweeps import Sweeps
 from . import batches, schema
 from .changes import ChangeFeed, notify_changes, notify_sweep_changed
+from .claims import ClaimSession
 from .connection import Cursorish, PgConnection, PgDatabase, dead_peer_settings
 from .notify import Listener, notify
 
@@ -62,8 +62,10 @@ class PostgresStore(Experiments, Runs, Scores, Cache, Events, Sweeps, Chunks, Ho
             raise StoreError(f"cannot connect to the PostgreSQL database {_shown(url)}: {exc}; check DATABASE_URL / --db, "
                              "that the server is running and that this role may connect") from exc
         self.db = PgDatabase(self.cx)
+        self._claim_session = ClaimSession(self.cx)
 
     def close(self) -> None:
+        self._claim_session.close()  # its connection back to the pool first, which then closes it
         self.cx.close()
 
     write_results = Store.write_results
@@ -124,18 +126,14 @@ class PostgresStore(Experiments, Runs, Scores, Cache, Events, Sweeps, Chunks, Ho
                                 " WHERE key = ANY(%s)", (list(keys),)).fetchall()
         return {key: (resp, tin or 0, tout or 0, lat or 0.0) for key, resp, tin, tout, lat in rows}
 
-    # Claims are made on the sweep's loop, like its cache look-ups (see engine/claims.py).
+    # Claims are made on the sweep's loop, like its cache look-ups (see engine/claims.py), one
+    # round trip a batch on a connection of their own (see claims.py).
     claims_on_loop = True
 
-    @contextlib.contextmanager
-    def _claims_write(self) -> Iterator[Cursorish]:
-        """Claims statement by statement (autocommit), without the store's write lock (see
-        ``Claims._claims_write``): the claim commits before the cache is read, which is all the
-        claim-then-look order needs, and two round trips a loop turn is what a claim costs."""
+    def claim_calls(self, owner: str, keys: Sequence[str], now: float, ttl: float) -> ClaimResult:
         if self.readonly:
             raise ReadOnlyError("this store is open read-only (a dashboard): nothing can be changed from here")
-        with self.cx.connection() as conn:
-            yield Cursorish(conn)
+        return self._claim_session.claim(owner, keys, now, ttl)
 
     # ------------------------------------------------------------------ leased chunks (store/chunks.py)
     def claim_chunk(self, worker: str, lease: float, *, exclude: tuple[str, ...] = ()) -> Claim | None:
