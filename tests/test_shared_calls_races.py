@@ -12,9 +12,11 @@ hold what that must not lose, on both backends where both apply:
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -37,18 +39,27 @@ def _entry(key: str) -> CacheEntry:
 
 def _race(location: str, owner: str, order: list[str], start: threading.Barrier, won: list[str], found: list[str]) -> None:
     """One owner's sweep in miniature: claim a turn's keys, 'call' those won (the entry is committed),
-    then let their claims go, as CallClaims does (release once cached)."""
+    then let their claims go, as CallClaims does (release once cached). On PostgreSQL, owner "b"
+    claims as a sweep's loop does (``aclaim_calls``), owner "a" as a thread does."""
     store = open_store(location)
+    loop = asyncio.new_event_loop()
+    claim = store.claim_calls
+    if owner == "b" and hasattr(store, "aclaim_calls"):
+        def claim(*args: Any) -> Any:
+            return loop.run_until_complete(store.aclaim_calls(*args))
     try:
         start.wait()
         for i in range(0, len(order), BATCH):
-            result = store.claim_calls(owner, order[i : i + BATCH], time.time(), 30.0)
+            result = claim(owner, order[i : i + BATCH], time.time(), 30.0)
             won += result.claimed
             found += result.found
             if result.claimed:
                 store.write_results([], cache=[_entry(k) for k in result.claimed])
                 store.claims_tick(ClaimTick(owner, time.time(), 30.0, 5.0, True, release_if_cached=sorted(result.claimed)))
     finally:
+        if hasattr(store, "aclose_claims"):
+            loop.run_until_complete(store.aclose_claims())
+        loop.close()
         store.close()
 
 
@@ -86,5 +97,76 @@ def test_a_claim_batch_after_the_claims_connection_was_dropped_still_claims(pg_u
         other = store.claim_calls("b", ["k1", "k4"], time.time(), 30.0)
         assert other.claimed == {"k4"}  # k1 still held by a
         assert {c["key"]: c["owner"] for c in store.call_claims()} == {"k1": "a", "k2": "a", "k3": "a", "k4": "b"}
+    finally:
+        store.close()
+
+
+def test_a_loop_claim_batch_after_its_connection_was_dropped_still_claims(pg_url: str) -> None:
+    async def main() -> None:
+        store = open_store(pg_url)
+        try:
+            first = await store.aclaim_calls("a", ["k1", "k2"], time.time(), 30.0)  # type: ignore[attr-defined]
+            assert first.claimed == {"k1", "k2"}
+            with psycopg.connect(pg_url, autocommit=True) as admin:
+                assert admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname ="
+                                     " current_database() AND pid <> pg_backend_pid()").fetchall()
+            await asyncio.sleep(0.2)
+            again = await store.aclaim_calls("a", ["k3", "k1"], time.time(), 30.0)  # type: ignore[attr-defined]
+            assert again.claimed == {"k1", "k3"}
+            other = await store.aclaim_calls("b", ["k1", "k4"], time.time(), 30.0)  # type: ignore[attr-defined]
+            assert other.claimed == {"k4"}
+        finally:
+            await store.aclose_claims()  # type: ignore[attr-defined]
+            store.close()
+
+    asyncio.run(main())
+
+
+def test_two_processes_joining_at_once_never_both_find_themselves_alone(location: str) -> None:
+    # Joining decides whether to claim from what the other sharers' rows say: two joiners that did
+    # not decide one after the other could both see nobody and both call unclaimed.
+    store = open_store(location)
+    try:
+        for round_ in range(12):
+            start = threading.Barrier(2)
+            said: dict[str, bool] = {}
+
+            def join(owner: str, start: threading.Barrier, said: dict[str, bool]) -> None:
+                mine = open_store(location)
+                try:
+                    start.wait()
+                    said[owner] = mine.claims_tick(ClaimTick(owner, time.time(), 30.0, 5.0, None)).claiming
+                finally:
+                    mine.close()
+
+            owners = [f"a{round_}", f"b{round_}"]
+            threads = [threading.Thread(target=join, args=(o, start, said)) for o in owners]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(30)
+            assert sorted(said.values()) == [False, True], said  # the first alone, the second claiming
+            for o in owners:
+                store.leave_sharing(o)
+    finally:
+        store.close()
+
+
+def test_a_claims_tick_does_not_wait_for_the_stores_batch_writes(pg_url: str) -> None:
+    # A sweep's batch write holds the store's write lock; the claims' ticks (every 0.1 s of every
+    # sharing sweep) neither queue behind it nor hold it up.
+    from promptlooper.store.postgres.connection import WRITE_LOCK
+
+    store = open_store(pg_url)
+    done: list[object] = []
+    try:
+        store.claims_tick(ClaimTick("a", time.time(), 30.0, 5.0, None))
+        with psycopg.connect(pg_url, autocommit=True) as writer, writer.transaction():
+            writer.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))  # a batch write under way
+            tick = threading.Thread(target=lambda: done.append(store.claims_tick(
+                ClaimTick("a", time.time(), 30.0, 5.0, True, claim=["k"]))))
+            tick.start()
+            tick.join(10)
+            assert done and done[0].claimed == {"k"}  # type: ignore[attr-defined]
     finally:
         store.close()

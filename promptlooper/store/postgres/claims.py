@@ -1,31 +1,39 @@
-"""A sweep's claim batches on PostgreSQL: one round trip a loop turn, on a connection of their own.
+"""A sweep's claim batches on PostgreSQL: one round trip a loop turn, awaited, on a connection of their own.
 
-The call path claims the keys a loop turn missed (:mod:`promptlooper.engine.claims`), on the
-sweep's event loop, so every round trip is time the loop stands still. The portable
-:meth:`Claims._claim_keys <promptlooper.store.claims.Claims._claim_keys>` takes a pooled
-connection (whose liveness check is a round trip of its own) and then claims and looks up in two
-statements: three round trips a turn, which cost three workers of C = 64 about 0.08 of 3C/L
-(benchmarks/workers.py b; py-spy put a third of a worker's loop in them).
+The call path claims the keys a loop turn missed (:mod:`promptlooper.engine.claims`). Made with
+the portable :meth:`Claims._claim_keys <promptlooper.store.claims.Claims._claim_keys>` on the
+sweep's loop, a batch took a pooled connection (whose liveness check is a round trip of its own),
+then claimed and looked up in two statements: three round trips a turn during which the loop
+stood still; py-spy put a third of a worker's loop in them (benchmarks/workers.py b, three
+workers of C = 64). One pipelined round trip still held the loop as long (on a busy machine a
+round trip is mostly the wait for the server's process to be scheduled), so the sweep's loop
+*awaits* its batches on an asynchronous connection (:meth:`AsyncClaimSession.claim`): the loop
+sends and reads other calls meanwhile, and no thread is involved (a thread hop waited for the GIL,
+measured in engine/claims.py). Threads and tests use the blocking :class:`ClaimSession`.
 
-Here the batch is:
+Either way the batch is:
 
-* **pipelined**: the claim (``INSERT … ON CONFLICT … RETURNING``), the cache look-up and the
-  deletion of the claims on keys found cached are sent together and read back at one sync. They
-  run in that order in one implicit transaction; under READ COMMITTED each statement takes its
-  snapshot when it starts, so the look-up still sees every entry committed before a claim this
-  batch won (an owner deletes its claim only after its entry committed): the claim-then-look
-  order of the portable code, without waiting between the two.
-* **on a held connection**: taken from the store's pool once and kept (not checked before each
-  batch). One the server dropped (a restart, an admin) fails the next batch on its first use;
-  that batch is sent again once on a fresh connection from the pool (which checks it). Sending it
-  again is safe: a batch whose transaction never committed left nothing, and one that committed
-  before the link broke is found again as this owner's claims (``owner = excluded.owner``).
+* **pipelined**: the claim (``INSERT … ON CONFLICT … RETURNING``) and the cache look-up are sent
+  together and read back at one sync. They run in that order in one implicit transaction; under
+  READ COMMITTED each statement takes its snapshot when it starts, so the look-up still sees every
+  entry committed before a claim this batch won (an owner deletes its claim only after its entry
+  committed): the claim-then-look order of the portable code, without waiting between the two.
+  A key won *and* found cached (its entry committed meanwhile) is rare; its claim is deleted in
+  a second round trip then (a third statement in every pipeline, a join with the cache, cost the
+  server more than the two others together: ~250 µs a batch of 8 keys, measured).
+* **on a held connection**: the blocking one taken from the store's pool once and kept, the
+  asynchronous one opened with the pool's settings; neither checked before each batch. One the
+  server dropped (a restart, an admin) fails the next batch on its first use; that batch is sent
+  again once on a fresh connection. Sending it again is safe: a batch whose transaction never
+  committed left nothing, and one that committed before the link broke is found again as this
+  owner's claims (``owner = excluded.owner``).
 * **one statement shape**: keys travel as one array, so the server plans each statement once
   (psycopg prepares statements it sees repeatedly) whatever the batch size.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -43,11 +51,8 @@ CLAIM = ("INSERT INTO call_claims (key, owner, expires_at)"
          " WHERE call_claims.expires_at < %(now)s OR call_claims.owner = excluded.owner RETURNING key")
 LOOK_UP = ("SELECT key, response, tokens_in, tokens_out, latency_ms FROM response_cache"
            " WHERE key = ANY(%(keys)s::text[])")
-# A key cached meanwhile needs no claim: this owner's (just won) goes. Its own snapshot may see an
-# entry the look-up did not; such a key is neither found nor claimed, so the caller asks again
-# later (held) and then finds it.
-FORGET_CACHED = ("DELETE FROM call_claims c USING response_cache r WHERE c.owner = %(owner)s"
-                 " AND c.key = ANY(%(keys)s::text[]) AND r.key = c.key RETURNING c.key")
+# Keys found cached whose claim this batch won (a rare race): their claims go at once.
+FORGET = "DELETE FROM call_claims WHERE owner = %(owner)s AND key = ANY(%(cached)s::text[])"
 
 
 class ClaimSession:
@@ -91,13 +96,64 @@ class ClaimSession:
     @staticmethod
     def _batch(conn: psycopg.Connection[Any], params: dict[str, Any]) -> ClaimResult:
         with conn.pipeline():
-            won_cur = conn.execute(CLAIM, params)
-            found_cur = conn.execute(LOOK_UP, params)
-            gone_cur = conn.execute(FORGET_CACHED, params)
-        won = {row[0] for row in won_cur.fetchall()}
-        result = ClaimResult(True)
-        for key, resp, tin, tout, lat in found_cur.fetchall():
-            result.found[key] = (resp, tin or 0, tout or 0, lat or 0.0)
-        gone = {row[0] for row in gone_cur.fetchall()}
-        result.claimed = won - gone - result.found.keys()
+            won = conn.execute(CLAIM, params)
+            found = conn.execute(LOOK_UP, params)
+        result, cached = _result(won.fetchall(), found.fetchall())
+        if cached:
+            conn.execute(FORGET, {**params, "cached": cached})
         return result
+
+
+class AsyncClaimSession:
+    """The claim batches of one sweep's event loop, awaited on an asynchronous connection of their
+    own (opened on first use, with the settings of the store's pool)."""
+
+    def __init__(self, cx: PgConnection):
+        self.cx = cx
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._lock: asyncio.Lock | None = None  # made on the loop that uses it
+
+    async def claim(self, owner: str, keys: Sequence[str], now: float, ttl: float) -> ClaimResult:
+        params = {"owner": owner, "keys": sorted(set(keys)), "now": now, "expires": now + ttl}
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:  # a batch's pipeline at a time; the next turn's waits for it
+            with self.cx._lost_as_store_error():
+                try:
+                    return await self._batch(await self._held(), params)
+                except psycopg.OperationalError:
+                    if self._conn is None or not self._conn.broken:
+                        raise
+                    await self.close()  # dropped between two batches: once more, on a new connection
+                    return await self._batch(await self._held(), params)
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.close()
+
+    async def _held(self) -> psycopg.AsyncConnection[Any]:
+        if self._conn is None:
+            pool = self.cx.pool
+            self._conn = await psycopg.AsyncConnection.connect(pool.conninfo, **pool.kwargs)  # type: ignore[arg-type]
+        return self._conn
+
+    @staticmethod
+    async def _batch(conn: psycopg.AsyncConnection[Any], params: dict[str, Any]) -> ClaimResult:
+        async with conn.pipeline():
+            won = await conn.execute(CLAIM, params)
+            found = await conn.execute(LOOK_UP, params)
+        result, cached = _result(await won.fetchall(), await found.fetchall())
+        if cached:
+            await conn.execute(FORGET, {**params, "cached": cached})
+        return result
+
+
+def _result(won_rows: list[Any], found_rows: list[Any]) -> tuple[ClaimResult, list[str]]:
+    """The batch's outcome, and the keys it won that were found cached (whose claims must go)."""
+    result = ClaimResult(True)
+    for key, resp, tin, tout, lat in found_rows:
+        result.found[key] = (resp, tin or 0, tout or 0, lat or 0.0)
+    won = {row[0] for row in won_rows}
+    result.claimed = won - result.found.keys()
+    return result, sorted(won & result.found.keys())

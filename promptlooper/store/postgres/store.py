@@ -12,8 +12,9 @@ its experiment (:mod:`.changes`), in the writing transaction, so at its commit.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import psycopg
@@ -35,9 +36,12 @@ from ..store import Store
 from ..sweeps import Sweeps
 from . import batches, schema
 from .changes import ChangeFeed, notify_changes, notify_sweep_changed
-from .claims import ClaimSession
+from .claims import AsyncClaimSession, ClaimSession
 from .connection import Cursorish, PgConnection, PgDatabase, dead_peer_settings
 from .notify import Listener, notify
+
+# Claims ticks take this lock ("PLclaim" as a number) instead of the store's write lock.
+CLAIMS_LOCK = int.from_bytes(b"PLclaim", "big")
 
 
 class PostgresStore(Experiments, Runs, Scores, Cache, Events, Sweeps, Chunks, Housekeeping, Outbox, Claims):
@@ -63,6 +67,7 @@ class PostgresStore(Experiments, Runs, Scores, Cache, Events, Sweeps, Chunks, Ho
                              "that the server is running and that this role may connect") from exc
         self.db = PgDatabase(self.cx)
         self._claim_session = ClaimSession(self.cx)
+        self._aclaim_session = AsyncClaimSession(self.cx)
 
     def close(self) -> None:
         self._claim_session.close()  # its connection back to the pool first, which then closes it
@@ -126,14 +131,35 @@ class PostgresStore(Experiments, Runs, Scores, Cache, Events, Sweeps, Chunks, Ho
                                 " WHERE key = ANY(%s)", (list(keys),)).fetchall()
         return {key: (resp, tin or 0, tout or 0, lat or 0.0) for key, resp, tin, tout, lat in rows}
 
-    # Claims are made on the sweep's loop, like its cache look-ups (see engine/claims.py), one
-    # round trip a batch on a connection of their own (see claims.py).
-    claims_on_loop = True
+    # Claim batches: one round trip each, on a connection of their own (see claims.py); a sweep's
+    # are awaited on its loop (aclaim_calls).
 
     def claim_calls(self, owner: str, keys: Sequence[str], now: float, ttl: float) -> ClaimResult:
         if self.readonly:
             raise ReadOnlyError("this store is open read-only (a dashboard): nothing can be changed from here")
         return self._claim_session.claim(owner, keys, now, ttl)
+
+    async def aclaim_calls(self, owner: str, keys: Sequence[str], now: float, ttl: float) -> ClaimResult:
+        """:meth:`claim_calls`, awaited on the calling loop (one loop per store: a sweep's claims store)."""
+        if self.readonly:
+            raise ReadOnlyError("this store is open read-only (a dashboard): nothing can be changed from here")
+        return await self._aclaim_session.claim(owner, keys, now, ttl)
+
+    @contextlib.contextmanager
+    def _sharing_write(self) -> Iterator[Cursorish]:
+        """Claims ticks and leaving (``Claims._sharing_write``) one at a time under a lock of their
+        own, not the store's write lock: under it each tick (every 0.1 s of each sharing sweep)
+        queued behind the sweeps' batch writes and held them up in turn (pg_stat_statements: the
+        write lock was waited for ~100 ms a take by three workers of C = 64)."""
+        if self.readonly:
+            raise ReadOnlyError("this store is open read-only (a dashboard): nothing can be changed from here")
+        with self.cx.connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (CLAIMS_LOCK,))
+            yield Cursorish(conn)
+
+    async def aclose_claims(self) -> None:
+        """Close the connection :meth:`aclaim_calls` opened, on its loop (before :meth:`close`)."""
+        await self._aclaim_session.close()
 
     # ------------------------------------------------------------------ leased chunks (store/chunks.py)
     def claim_chunk(self, worker: str, lease: float, *, exclude: tuple[str, ...] = ()) -> Claim | None:
