@@ -90,9 +90,10 @@ class CallClaims:
         self.others: dict[str, bool] = {}
         self._ready = asyncio.Event()  # set while every live sharer claims
         # On PostgreSQL a turn's claims are awaited on the loop (one round trip on an asynchronous
-        # connection: no thread hop, which waited ~20 ms a turn for the GIL, and no loop standing
-        # still for the round trip, which took a third of a worker's loop: store/postgres/claims.py);
-        # SQLite's may wait for its writer process's lock, so they go to a thread.
+        # connection: no thread hop, which waited ~20 ms a turn for the GIL, and the loop does not
+        # stand still for the round trip, which grows with the distance to the server and with the
+        # machine's load: see store/postgres/claims.py); SQLite's may wait for its writer
+        # process's lock, so they go to a thread.
         self._aclaim = getattr(store, "aclaim_calls", None)
         self._coalescer: Coalescer[str, Any] = Coalescer(self._claim_async if self._aclaim else self._claim_batch)
         self._waiting: dict[str, asyncio.Future[Any]] = {}  # keys another process holds
