@@ -13,8 +13,10 @@ hold what that must not lose, on both backends where both apply:
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +39,30 @@ def _entry(key: str) -> CacheEntry:
     return CacheEntry(key, "http://x", "m", {"messages": []}, f"reply to {key}", 3, 4, 5.0)
 
 
-def _race(location: str, owner: str, order: list[str], start: threading.Barrier, won: list[str], found: list[str]) -> None:
+def _together(*jobs: Callable[[], None]) -> None:
+    """Run ``jobs`` in threads at once: a job that fails fails the test, and none can hang it."""
+    errors: list[BaseException] = []
+
+    def run(job: Callable[[], None]) -> None:
+        try:
+            job()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(job,), daemon=True) for job in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not any(t.is_alive() for t in threads), "a job did not finish"
+    if errors:
+        raise errors[0]
+
+
+def _race(store: Any, owner: str, order: list[str], start: threading.Barrier, won: list[str], found: list[str]) -> None:
     """One owner's sweep in miniature: claim a turn's keys, 'call' those won (the entry is committed),
     then let their claims go, as CallClaims does (release once cached). On PostgreSQL, owner "b"
     claims as a sweep's loop does (``aclaim_calls``), owner "a" as a thread does."""
-    store = open_store(location)
     loop = asyncio.new_event_loop()
     claim = store.claim_calls
     if owner == "b" and hasattr(store, "aclaim_calls"):
@@ -60,7 +81,6 @@ def _race(location: str, owner: str, order: list[str], start: threading.Barrier,
         if hasattr(store, "aclose_claims"):
             loop.run_until_complete(store.aclose_claims())
         loop.close()
-        store.close()
 
 
 def test_two_owners_racing_for_the_same_keys_call_each_once(location: str) -> None:
@@ -68,13 +88,14 @@ def test_two_owners_racing_for_the_same_keys_call_each_once(location: str) -> No
     # claims keys the other is claiming, calling, caching and releasing at that moment.
     won: dict[str, list[str]] = {"a": [], "b": []}
     found: dict[str, list[str]] = {"a": [], "b": []}
-    start = threading.Barrier(2)
-    threads = [threading.Thread(target=_race, args=(location, "a", KEYS, start, won["a"], found["a"])),
-               threading.Thread(target=_race, args=(location, "b", KEYS[::-1], start, won["b"], found["b"]))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    start = threading.Barrier(2, timeout=30)
+    stores = [open_store(location), open_store(location)]  # here: two threads creating one SQLite file race
+    try:
+        _together(lambda: _race(stores[0], "a", KEYS, start, won["a"], found["a"]),
+                  lambda: _race(stores[1], "b", KEYS[::-1], start, won["b"], found["b"]))
+    finally:
+        for store in stores:
+            store.close()
     both = won["a"] + won["b"]
     assert sorted(both) == KEYS  # every key called, and none twice
     # A key the other owner had called is found in the cache (or held while it is called: asked
@@ -125,31 +146,24 @@ def test_a_loop_claim_batch_after_its_connection_was_dropped_still_claims(pg_url
 def test_two_processes_joining_at_once_never_both_find_themselves_alone(location: str) -> None:
     # Joining decides whether to claim from what the other sharers' rows say: two joiners that did
     # not decide one after the other could both see nobody and both call unclaimed.
-    store = open_store(location)
+    stores = [open_store(location), open_store(location)]
     try:
         for round_ in range(12):
-            start = threading.Barrier(2)
+            start = threading.Barrier(2, timeout=30)
             said: dict[str, bool] = {}
 
-            def join(owner: str, start: threading.Barrier, said: dict[str, bool]) -> None:
-                mine = open_store(location)
-                try:
-                    start.wait()
-                    said[owner] = mine.claims_tick(ClaimTick(owner, time.time(), 30.0, 5.0, None)).claiming
-                finally:
-                    mine.close()
+            def join(store: Any, owner: str, start: threading.Barrier, said: dict[str, bool]) -> None:
+                start.wait()
+                said[owner] = store.claims_tick(ClaimTick(owner, time.time(), 30.0, 5.0, None)).claiming
 
             owners = [f"a{round_}", f"b{round_}"]
-            threads = [threading.Thread(target=join, args=(o, start, said)) for o in owners]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join(30)
+            _together(*(functools.partial(join, store, owner, start, said) for store, owner in zip(stores, owners, strict=True)))
             assert sorted(said.values()) == [False, True], said  # the first alone, the second claiming
-            for o in owners:
-                store.leave_sharing(o)
+            for owner in owners:
+                stores[0].leave_sharing(owner)
     finally:
-        store.close()
+        for store in stores:
+            store.close()
 
 
 def test_a_claims_tick_does_not_wait_for_the_stores_batch_writes(pg_url: str) -> None:
@@ -164,7 +178,7 @@ def test_a_claims_tick_does_not_wait_for_the_stores_batch_writes(pg_url: str) ->
         with psycopg.connect(pg_url, autocommit=True) as writer, writer.transaction():
             writer.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))  # a batch write under way
             tick = threading.Thread(target=lambda: done.append(store.claims_tick(
-                ClaimTick("a", time.time(), 30.0, 5.0, True, claim=["k"]))))
+                ClaimTick("a", time.time(), 30.0, 5.0, True, claim=["k"]))), daemon=True)
             tick.start()
             tick.join(10)
             assert done and done[0].claimed == {"k"}  # type: ignore[attr-defined]
