@@ -42,6 +42,17 @@ from promptlooper.testing.fake_server import _terminate, spawn_fake_server  # no
 RESULTS = HERE / "results.json"
 LATENCY = 0.100
 BURN_S = 0.020  # CPU seconds of the function stage of (c), a run
+DB_PID: int | None = None  # the throwaway cluster's postmaster, whose sessions' CPU time we also read
+
+
+def _cpu_db() -> float:
+    """CPU seconds of the database server's sessions that ended (its postmaster's reaped children):
+    every worker's sessions, once the workers exited. 0 for a database given by URL."""
+    if DB_PID is None:
+        return 0.0
+    with open(f"/proc/{DB_PID}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime, stime, cutime, cstime
 
 
 def burn(question: str, k: int = 0) -> str:
@@ -79,16 +90,18 @@ def flowing(wb: pl.Workbench, key: str) -> tuple[int, float]:
 
 def shared_sweep(url: str, exp: pl.Experiment, n_workers: int, concurrency: int | None = None) -> dict[str, Any]:
     wb = pl.Workbench(url)
-    server0, workers0 = scenarios._cpu_server(), scenarios._cpu_children()
+    server0, workers0, db0 = scenarios._cpu_server(), scenarios._cpu_children(), _cpu_db()
     try:
         with workers(url, n_workers, concurrency):
             t0 = time.perf_counter()
             handle = wb.start(exp, workers=True)
             progress = handle.wait(600)
             wall = time.perf_counter() - t0
-        # CPU seconds: the workers (every one, start-up included) and the fake server, for context:
-        # on 2 cores, what they need together bounds the aggregate rate before any other load.
-        cpu = {"workers": round(scenarios._cpu_children() - workers0, 2), "server": round(scenarios._cpu_server() - server0, 2)}
+        # CPU seconds: the workers (every one, start-up included), the fake server and the database's
+        # sessions, for context: on 2 cores, what they need together bounds the aggregate rate
+        # before any other load (and, unlike the rate, it hardly moves with the machine's load).
+        cpu = {"workers": round(scenarios._cpu_children() - workers0, 2), "server": round(scenarios._cpu_server() - server0, 2),
+               "db": round(_cpu_db() - db0, 2)}
         done, span = flowing(wb, exp.key)
         chunks = len(wb.store.chunks(handle.sweep_id))
     finally:
@@ -139,8 +152,10 @@ def database(url: str | None) -> Iterator[str]:
     sys.path.insert(0, str(ROOT / "tests"))
     from pg import Cluster  # the tests' throwaway cluster (tests/pg.py), outside pytest
 
+    global DB_PID
     cluster = Cluster()
     cluster.start()
+    DB_PID = int((cluster.data / "postmaster.pid").read_text().split()[0])
     try:
         with cluster.database() as fresh:
             yield fresh

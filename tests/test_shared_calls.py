@@ -289,6 +289,15 @@ class CountingStore:
         self.ticks.append(len(keys))
         return self.store.claim_calls(owner, keys, now, ttl)
 
+    @property
+    def aclaim_calls(self) -> Any:  # PostgreSQL's: awaited on the sweep's loop
+        inner = self.store.aclaim_calls  # AttributeError on SQLite, as the store's own
+
+        async def counted(owner: str, keys: list[str], now: float, ttl: float) -> Any:
+            self.ticks.append(len(keys))
+            return await inner(owner, keys, now, ttl)
+        return counted
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self.store, name)
 

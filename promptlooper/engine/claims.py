@@ -16,8 +16,9 @@ Design, measured against a sweep alone (benchmarks/run.py a, b):
   never called unclaimed by one process and claimed by another.
 * **Claims batched per loop turn.** The keys missed in one turn of the event loop are claimed
   together (a :class:`~promptlooper.coalescing.Coalescer`), which also returns those already
-  cached: on PostgreSQL on the loop, like the cache look-ups (two statements); on SQLite in one
-  transaction in a thread (it may wait for the sweep's writer process, which the loop must not).
+  cached: on PostgreSQL awaited on the loop, in one round trip on an asynchronous connection
+  (``aclaim_calls``, store/postgres/claims.py); on SQLite in one transaction in a thread (it may
+  wait for the sweep's writer process, which the loop must not).
   Keys held by another process are polled together, one transaction every ``TICK``.
 * **A dead owner's claim is taken over.** The owner renews its claims while the calls are out; one
   not renewed for ``ttl`` seconds (``PROMPTLOOPER_CLAIM_TTL``, default 10) is taken by the next
@@ -88,11 +89,13 @@ class CallClaims:
         self.claiming = False  # read by the call path on every miss: False while this process is alone
         self.others: dict[str, bool] = {}
         self._ready = asyncio.Event()  # set while every live sharer claims
-        # On PostgreSQL a turn's claims are made on the loop, as its cache look-ups are (two round
-        # trips, no thread hop: from a thread they waited ~20 ms a turn for the GIL, measured);
-        # SQLite's may wait for its writer process's lock, so they go to a thread.
-        on_loop = getattr(store, "claims_on_loop", False)
-        self._coalescer: Coalescer[str, Any] = Coalescer(self._claim_now if on_loop else self._claim_batch)
+        # On PostgreSQL a turn's claims are awaited on the loop (one round trip on an asynchronous
+        # connection: no thread hop, which waited ~20 ms a turn for the GIL, and the loop does not
+        # stand still for the round trip, which grows with the distance to the server and with the
+        # machine's load: see store/postgres/claims.py); SQLite's may wait for its writer
+        # process's lock, so they go to a thread.
+        self._aclaim = getattr(store, "aclaim_calls", None)
+        self._coalescer: Coalescer[str, Any] = Coalescer(self._claim_async if self._aclaim else self._claim_batch)
         self._waiting: dict[str, asyncio.Future[Any]] = {}  # keys another process holds
         self._calling: set[str] = set()  # own claims whose call is out (renewed)
         self._done: set[str] = set()  # own claims whose call was answered (released once cached)
@@ -124,6 +127,9 @@ class CallClaims:
             fut.cancel()
         self._waiting.clear()
         try:
+            aclose = getattr(self.store, "aclose_claims", None)
+            if aclose is not None:
+                await aclose()  # on this loop, where its connection was opened
             await asyncio.get_running_loop().run_in_executor(self._executor, self.store.leave_sharing, self.owner)
         finally:
             self._executor.shutdown(wait=True)
@@ -174,8 +180,8 @@ class CallClaims:
         return self._outcomes(keys, await loop.run_in_executor(
             self._executor, self.store.claim_calls, self.owner, keys, time.time(), self.ttl))
 
-    def _claim_now(self, keys: list[str]) -> dict[str, Any]:
-        return self._outcomes(keys, self.store.claim_calls(self.owner, keys, time.time(), self.ttl))
+    async def _claim_async(self, keys: list[str]) -> dict[str, Any]:
+        return self._outcomes(keys, await self._aclaim(self.owner, keys, time.time(), self.ttl))  # type: ignore[misc]
 
     def _outcomes(self, keys: list[str], result: ClaimResult) -> dict[str, Any]:
         self._calling.update(result.claimed)

@@ -20,8 +20,9 @@ model calls; the response cache already serves a call made earlier, and these ta
     An endpoint whose circuit breaker one process opened: the others read it on their steering
     poll and stop calling it too; the owner probes it and deletes the row when it answers.
 
-Each method is one write transaction (SQLite's ``BEGIN IMMEDIATE``, PostgreSQL's write lock), so
-registering, claiming and taking over are decided by one process at a time. Times are the callers'
+Each method is one write transaction (SQLite's ``BEGIN IMMEDIATE``; on PostgreSQL a lock of the
+claims' own, not the store's write lock, which a sweep's batch writes hold), so registering,
+claiming and taking over are decided by one process at a time. Times are the callers'
 ``time.time()``: machines that share a store are expected to keep their clocks in sync (NTP), and
 the expiry margins (seconds) are far above their skew.
 """
@@ -72,13 +73,9 @@ def _chunks(keys: Sequence[str]) -> Iterable[list[str]]:
 class Claims(Queries):
     """Claimed call keys, the processes that share calls, and breakers opened for all of them."""
 
-    # Whether :meth:`claim_calls` may run on a sweep's event loop: not on SQLite, where its
-    # ``BEGIN IMMEDIATE`` may wait for the sweep's writer process to commit.
-    claims_on_loop = False
-
     def claims_tick(self, tick: ClaimTick) -> ClaimResult:
         """Heartbeat, claim, renew and release in one write transaction; what the others are doing."""
-        with self.cx.write() as c:
+        with self._sharing_write() as c:
             if tick.claiming is None:  # joining: first forget the rows killed processes left long ago
                 c.execute("DELETE FROM call_sharers WHERE heartbeat < ?", (tick.now - FORGET_AFTER,))
                 c.execute("DELETE FROM call_claims WHERE expires_at < ?", (tick.now - FORGET_AFTER,))
@@ -123,9 +120,9 @@ class Claims(Queries):
 
     def _claims_write(self) -> Any:
         """The transaction :meth:`claim_calls` runs in: SQLite's only kind, ``BEGIN IMMEDIATE``.
-        (PostgreSQL's store claims without the store's write lock: each claim is one row's atomic
-        upsert, and under it every claim waited for a sweep's batch writes, ~40 ms a turn measured
-        with two sweeps of C = 64.)"""
+        (PostgreSQL's store claims in a pipeline of its own, without the store's write lock: each
+        claim is one row's atomic upsert, and under it every claim waited for a sweep's batch
+        writes, ~40 ms a turn measured with two sweeps of C = 64; see store/postgres/claims.py.)"""
         return self.cx.write()
 
     @staticmethod
@@ -148,9 +145,15 @@ class Claims(Queries):
                       (owner, *cached_and_won))
         result.claimed.update(won.difference(result.found))
 
+    def _sharing_write(self) -> Any:
+        """The transaction of :meth:`claims_tick` and :meth:`leave_sharing`: one at a time, so that
+        two processes joining at once do not both find themselves alone. On SQLite the store's
+        write transaction; PostgreSQL's store takes a lock of the claims' own (see there)."""
+        return self.cx.write()
+
     def leave_sharing(self, owner: str) -> None:
         """This process no longer sweeps: its heartbeat row and every claim it holds go."""
-        with self.cx.write() as c:
+        with self._sharing_write() as c:
             c.execute("DELETE FROM call_claims WHERE owner = ?", (owner,))
             c.execute("DELETE FROM call_sharers WHERE owner = ?", (owner,))
 

@@ -22,7 +22,7 @@ from ...errors import NotFoundError, StoreError
 from ..batchwriter import now_iso
 from ..cache import Cache
 from ..chunks import Chunks, Claim
-from ..claims import Claims
+from ..claims import ClaimResult, Claims
 from ..db import ReadOnlyError
 from ..events import Events
 from ..experiments import Experiments
@@ -36,9 +36,13 @@ from ..sweeps import Sweeps
 from . import batches, schema
 from .budgets import PostgresBudgets
 from .changes import ChangeFeed, notify_changes, notify_sweep_changed
+from .claims import AsyncClaimSession, ClaimSession
 from .connection import Cursorish, PgConnection, PgDatabase, dead_peer_settings
 from .dialect import translate
 from .notify import Listener, notify
+
+# Claims ticks take this lock ("PLclaim" as a number) instead of the store's write lock.
+CLAIMS_LOCK = int.from_bytes(b"PLclaim", "big")
 
 
 class PostgresStore(Experiments, Runs, Scores, Cache, Events, Sweeps, Chunks, Housekeeping, Outbox, Claims,
@@ -64,8 +68,11 @@ class PostgresStore(Experiments, Runs, Scores, Cache, Events, Sweeps, Chunks, Ho
             raise StoreError(f"cannot connect to the PostgreSQL database {_shown(url)}: {exc}; check DATABASE_URL / --db, "
                              "that the server is running and that this role may connect") from exc
         self.db = PgDatabase(self.cx)
+        self._claim_session = ClaimSession(self.cx)
+        self._aclaim_session = AsyncClaimSession(self.cx)
 
     def close(self) -> None:
+        self._claim_session.close()  # its connection back to the pool first, which then closes it
         self.cx.close()
 
     write_results = Store.write_results
@@ -126,18 +133,35 @@ class PostgresStore(Experiments, Runs, Scores, Cache, Events, Sweeps, Chunks, Ho
                                 " WHERE key = ANY(%s)", (list(keys),)).fetchall()
         return {key: (resp, tin or 0, tout or 0, lat or 0.0) for key, resp, tin, tout, lat in rows}
 
-    # Claims are made on the sweep's loop, like its cache look-ups (see engine/claims.py).
-    claims_on_loop = True
+    # Claim batches: one round trip each, on a connection of their own (see claims.py); a sweep's
+    # are awaited on its loop (aclaim_calls).
 
-    @contextlib.contextmanager
-    def _claims_write(self) -> Iterator[Cursorish]:
-        """Claims statement by statement (autocommit), without the store's write lock (see
-        ``Claims._claims_write``): the claim commits before the cache is read, which is all the
-        claim-then-look order needs, and two round trips a loop turn is what a claim costs."""
+    def claim_calls(self, owner: str, keys: Sequence[str], now: float, ttl: float) -> ClaimResult:
         if self.readonly:
             raise ReadOnlyError("this store is open read-only (a dashboard): nothing can be changed from here")
-        with self.cx.connection() as conn:
+        return self._claim_session.claim(owner, keys, now, ttl)
+
+    async def aclaim_calls(self, owner: str, keys: Sequence[str], now: float, ttl: float) -> ClaimResult:
+        """:meth:`claim_calls`, awaited on the calling loop (one loop per store: a sweep's claims store)."""
+        if self.readonly:
+            raise ReadOnlyError("this store is open read-only (a dashboard): nothing can be changed from here")
+        return await self._aclaim_session.claim(owner, keys, now, ttl)
+
+    @contextlib.contextmanager
+    def _sharing_write(self) -> Iterator[Cursorish]:
+        """Claims ticks and leaving (``Claims._sharing_write``) one at a time under a lock of their
+        own, not the store's write lock: under it each tick (every 0.1 s of each sharing sweep)
+        queued behind the sweeps' batch writes and held them up in turn (pg_stat_statements: the
+        write lock was waited for ~100 ms a take by three workers of C = 64)."""
+        if self.readonly:
+            raise ReadOnlyError("this store is open read-only (a dashboard): nothing can be changed from here")
+        with self.cx.connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (CLAIMS_LOCK,))
             yield Cursorish(conn)
+
+    async def aclose_claims(self) -> None:
+        """Close the connection :meth:`aclaim_calls` opened, on its loop (before :meth:`close`)."""
+        await self._aclaim_session.close()
 
     # ------------------------------------------------------------------ leased chunks (store/chunks.py)
     # Leases run on the server's clock (see store/chunks.py): the time at each statement, not the
