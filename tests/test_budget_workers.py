@@ -11,18 +11,12 @@ others for longer than its lease.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from helpers import temperature_sweep, wait
+from test_workers import workers
 
 import promptlooper as pl
 from promptlooper.hashing import canonical_json
@@ -32,31 +26,7 @@ from promptlooper.testing import FakeServer
 
 pytestmark = pytest.mark.both_backends
 
-ROOT = Path(__file__).resolve().parent.parent
 PRICE = (100.0, 100.0)  # USD per million tokens in and out: 1e-4 USD a token
-
-
-@contextlib.contextmanager
-def workers(db: str, n: int, *extra: str) -> Iterator[list[subprocess.Popen[str]]]:
-    """``n`` worker processes (w0, w1, …), each waiting for work; SIGTERM at the end (killed if they hang)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    procs = [subprocess.Popen([sys.executable, "-m", "promptlooper.cli", "--db", db, "worker", "--name", f"w{i}",
-                               "--max-idle", "60", *extra], env=env, stderr=subprocess.PIPE, text=True)
-             for i in range(n)]
-    try:
-        for p in procs:
-            assert "waiting for sweeps" in (p.stderr.readline() if p.stderr else ""), "worker did not start"
-        yield procs
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
 
 
 def _priced(base_url: str, name: str, n_temps: int, **over: Any) -> pl.Experiment:
