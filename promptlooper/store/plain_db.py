@@ -21,6 +21,7 @@ MIGRATION_SET = "promptlooper"
 MIGRATIONS = frozenset({
     "m001_initial", "m002_told_values", "m003_missing_scores", "m004_definitions", "m005_webhook_outbox",
     "m006_archive_and_notes", "m007_embedding_cache", "m008_sweep_chunks", "m020_call_claims",
+    "m050_written_batches",
 })
 
 

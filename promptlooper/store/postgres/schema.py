@@ -144,6 +144,10 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
         f"""CREATE TABLE endpoint_breakers (
             endpoint {T} PRIMARY KEY, owner {T} NOT NULL, open_until DOUBLE PRECISION NOT NULL, reason {T})""",
     ]),
+    ("m050_written_batches", [
+        f"CREATE TABLE written_batches (id {T} PRIMARY KEY, event_ids {T} NOT NULL, at DOUBLE PRECISION NOT NULL)",
+        "CREATE INDEX written_batches_at ON written_batches (at)",
+    ]),
 ]
 
 # Any constant both migrating processes agree on: "PLmigrat" as a 64-bit number.

@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import contextlib
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import psycopg
 
 from ...errors import NotFoundError, StoreError
-from ..batchwriter import now_iso
+from ..batchwriter import Rows, now_iso
 from ..cache import Cache
-from ..chunks import Chunks, Claim
+from ..chunks import Chunks, Claim, fenced_update
 from ..claims import Claims
 from ..db import ReadOnlyError
 from ..events import Events
@@ -69,17 +70,35 @@ class PostgresStore(Experiments, Runs, Scores, Cache, Events, Sweeps, Chunks, Ho
     write_results = Store.write_results
 
     def write_batch(self, batch: ResultBatch, sweep_update: dict[str, Any] | None = None) -> list[int]:
-        """Write ``batch`` (and the sweep's progress row) in one transaction; returns the event ids."""
-        rows = batch.rows()
-        with self.cx.write() as c:
-            event_ids = batches.write_rows(c.conn, rows, sweep_update)
-            # One statement: a batch's runs are its sweep's experiment's; a batch of progress only names the sweep.
-            changed = {run[1] for run in rows[2]} | {event[1] for event in rows[5] if event[1]}
-            if changed:
-                notify_changes(c.conn, changed)
-            elif sweep_update:
-                notify_sweep_changed(c.conn, sweep_update["id"])
-            return event_ids
+        """Write ``batch`` (and the sweep's progress row) in one transaction; returns the event ids.
+
+        A connection lost on the way is replaced and the batch written again, once in all (see
+        :meth:`.connection.PgConnection.write_retried` and :func:`.batches.write_once`)."""
+        rows, batch_id = batch.rows(), uuid.uuid4().hex
+        return self.cx.write_retried(
+            lambda c, first: batches.write_once(c.conn, batch_id, first, lambda: self._write_rows(c, rows, sweep_update)))
+
+    def write_chunk_batch(self, batch: ResultBatch, update: dict[str, Any]) -> list[int]:
+        """As SQLite's (the lease's fence, then the batch, in one transaction), written once in all
+        however often its connection is lost: the fence adds the batch's counts to the sweep's."""
+        rows, batch_id = batch.rows(), uuid.uuid4().hex
+
+        def write(c: Cursorish) -> list[int]:
+            fenced_update(c, update)  # first: it locks the chunk's row until the commit
+            return self._write_rows(c, rows, None)
+
+        return self.cx.write_retried(lambda c, first: batches.write_once(c.conn, batch_id, first, lambda: write(c)))
+
+    @staticmethod
+    def _write_rows(c: Cursorish, rows: Rows, sweep_update: dict[str, Any] | None) -> list[int]:
+        event_ids = batches.write_rows(c.conn, rows, sweep_update)
+        # One statement: a batch's runs are its sweep's experiment's; a batch of progress only names the sweep.
+        changed = {run[1] for run in rows[2]} | {event[1] for event in rows[5] if event[1]}
+        if changed:
+            notify_changes(c.conn, changed)
+        elif sweep_update:
+            notify_sweep_changed(c.conn, sweep_update["id"])
+        return event_ids
 
     def _insert_events(self, c: Any, events: Sequence[tuple[str, str | None, str, dict[str, Any]]], ts: str) -> list[int]:
         rows = [(ev_ts, eid, etype, dumps(payload)) for ev_ts, eid, etype, payload in events]
