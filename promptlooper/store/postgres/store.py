@@ -36,9 +36,17 @@ from ..scores import Scores
 from ..store import Store
 from ..sweeps import Sweeps
 from . import batches, schema
-from .changes import ChangeFeed, notify_changes, notify_sweep_changed
+from .changes import (
+    ChangeFeed,
+    notify_changes,
+    notify_everything_changed,
+    notify_project_changed,
+    notify_sweep_changed,
+)
 from .connection import Cursorish, PgConnection, PgDatabase, dead_peer_settings
 from .notify import Listener, notify
+
+VIEWED_SETTINGS = frozenset({"prices"})  # settings a view shows (costs): changing one wakes every view
 
 
 class PostgresStore(Experiments, Runs, Scores, Cache, Events, Sweeps, Chunks, Housekeeping, Outbox, Claims):
@@ -132,8 +140,27 @@ class PostgresStore(Experiments, Runs, Scores, Cache, Events, Sweeps, Chunks, Ho
 
     def add_note(self, project_id: str, text: str, by: str = "") -> int:
         with self.cx.write() as c:
-            return int(c.execute("INSERT INTO project_notes (project_id, text, by, created_at) VALUES (?,?,?,?) RETURNING id",
-                                 (project_id, text, by, now_iso())).fetchone()[0])
+            note_id = int(c.execute("INSERT INTO project_notes (project_id, text, by, created_at) VALUES (?,?,?,?) RETURNING id",
+                                    (project_id, text, by, now_iso())).fetchone()[0])
+            notify_project_changed(c.conn, project_id)  # an experiment's summary shows its project's notes
+            return note_id
+
+    # Prices and endpoints: every view may show them (costs, endpoint names), so every view wakes.
+    def save_endpoint(self, name: str, spec: dict[str, Any]) -> None:
+        with self.cx.write() as c:
+            super().save_endpoint(name, spec)
+            notify_everything_changed(c.conn)
+
+    def delete_endpoint(self, name: str) -> None:
+        with self.cx.write() as c:
+            super().delete_endpoint(name)
+            notify_everything_changed(c.conn)
+
+    def set_setting(self, key: str, value: Any) -> None:
+        with self.cx.write() as c:
+            super().set_setting(key, value)
+            if key in VIEWED_SETTINGS:
+                notify_everything_changed(c.conn)
 
     def cache_get_many(self, keys: Sequence[str]) -> dict[str, tuple[str, int, int, float]]:
         """As SQLite's, in one statement of one shape (``= ANY(array)``), which the server keeps
