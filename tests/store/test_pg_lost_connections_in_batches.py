@@ -21,6 +21,7 @@ from pg_proxy import CuttingProxy
 import promptlooper as pl
 from promptlooper.errors import StoreError
 from promptlooper.store import open_store
+from promptlooper.store.chunks import chunk_ranges
 from promptlooper.store.records import ResultBatch, RunRecord
 from promptlooper.testing import FakeModel
 
@@ -128,3 +129,17 @@ def test_a_batch_fails_with_a_store_error_once_the_database_stays_away_past_the_
     assert admin.execute("SELECT count(*) FROM events WHERE type = 'test.written'").fetchone()[0] == 0
     proxy.up()
     assert len(store.write_batch(_batch(experiment_id, 2, "back"))) == 2
+
+
+def test_a_workers_batch_whose_commit_answer_is_lost_adds_its_progress_once(proxied, proxy: CuttingProxy) -> None:
+    store, experiment_id = proxied
+    sweep_id = store.queue_sweep(experiment_id, "grid", 6, 0, {"workers": True}, chunk_ranges(2, 3, 3), 3)
+    claim = store.claim_chunk("worker-a", 30.0)
+    assert claim is not None
+    proxy.cut_after_next_commit()
+    update = {"id": sweep_id, "fence": (claim.index, claim.generation, 30.0), "add": {"done": 3, "tokens_in": 70}}
+    store.write_chunk_batch(_batch(experiment_id, 3, "chunk"), update)
+    assert proxy.commits_cut == 1
+    row = store.sweep(sweep_id)
+    assert (row["done"], row["tokens_in"]) == (3, 70)  # the batch's counts added once, not twice
+    assert len(store.events(experiment_id, types=["test.written"])) == 3
