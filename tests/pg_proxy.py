@@ -7,6 +7,8 @@ Everything a client and the server send is relayed unchanged, until the test ask
   whether its transaction committed: the ambiguous case a writer must survive without writing twice.
 - :meth:`CuttingProxy.down` / :meth:`CuttingProxy.up`: every connection cut, new ones refused
   (accepted and closed at once), as while a server restarts or a link is out; then back.
+- :meth:`CuttingProxy.freeze` / :meth:`CuttingProxy.thaw`: nothing relayed either way, connections
+  left open, as a stalled server or a congested link; then everything held is delivered.
 
 psycopg sends ``COMMIT`` in the simple query protocol (``Q``, length, text), so the relay
 recognises that exact message in a client's stream.
@@ -50,6 +52,8 @@ class CuttingProxy:
         self.commits_cut = 0
         self._down = False
         self._closed = False
+        self._flowing = threading.Event()
+        self._flowing.set()
         threading.Thread(target=self._accept, daemon=True).start()
 
     @property
@@ -74,8 +78,15 @@ class CuttingProxy:
         with self._lock:
             self._down = False
 
+    def freeze(self) -> None:
+        self._flowing.clear()
+
+    def thaw(self) -> None:
+        self._flowing.set()
+
     def close(self) -> None:
         self._closed = True
+        self.thaw()
         self.down()
         with contextlib.suppress(OSError):
             self._listener.close()
@@ -111,6 +122,7 @@ class CuttingProxy:
                             self._cut_commits -= 1
                             self.commits_cut += 1
                             pair.swallow = True  # before the server can answer
+                self._flowing.wait()
                 pair.server.sendall(data)
         except OSError:
             pass
@@ -121,6 +133,7 @@ class CuttingProxy:
             while data := pair.server.recv(65536):
                 if pair.swallow:
                     break  # the server committed and answered: the answer never arrives
+                self._flowing.wait()
                 pair.client.sendall(data)
         except OSError:
             pass

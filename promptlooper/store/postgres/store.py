@@ -170,6 +170,10 @@ class PostgresStore(Experiments, Runs, Scores, Cache, Events, Sweeps, Chunks, Ho
                                 " WHERE key = ANY(%s)", (list(keys),)).fetchall()
         return {key: (resp, tin or 0, tout or 0, lat or 0.0) for key, resp, tin, tout, lat in rows}
 
+    # A sweep reads the call cache in a thread, not on its loop: a round trip to a server that may
+    # stall (see engine/calls.py, CacheReader).
+    cache_reads_off_loop = True
+
     # Claims are made on the sweep's loop, like its cache look-ups (see engine/claims.py).
     claims_on_loop = True
 
