@@ -5,7 +5,7 @@ after it wrote the batch's runs and events but before its ``COMMIT`` (nothing co
 goes again on a new connection), and a ``COMMIT`` that the server carried out but whose answer
 never came back (tests/pg_proxy.py cuts the link right there: the batch must not be written a
 second time). A database that stays away past the write deadline fails the write with the
-store's StoreError; one back before it is waited for.
+store's StoreError; one back before it is waited for, by a batch and by a whole sweep.
 """
 
 from __future__ import annotations
@@ -143,3 +143,22 @@ def test_a_workers_batch_whose_commit_answer_is_lost_adds_its_progress_once(prox
     row = store.sweep(sweep_id)
     assert (row["done"], row["tokens_in"]) == (3, 70)  # the batch's counts added once, not twice
     assert len(store.events(experiment_id, types=["test.written"])) == 3
+
+
+def test_a_sweep_goes_on_through_a_short_outage_of_its_database(proxy: CuttingProxy) -> None:
+    model = FakeModel(f"outage-{time.monotonic_ns()}", latency=0.05)
+    exp = fake_experiment(model.base_url, name="outage", space={"answer.temperature": [i / 100 for i in range(100)]},
+                          concurrency=4)
+    wb = pl.Workbench(proxy.url)  # every connection through the relay
+    try:
+        handle = wb.start(exp)
+        wait(lambda: handle.progress.done >= 20, timeout=30)
+        proxy.down()  # every connection cut, none accepted: a restart of the server
+        time.sleep(2.0)
+        proxy.up()
+        progress = handle.wait(60)
+        assert (progress.status, progress.done, progress.failed) == ("completed", 300, 0)
+        runs = wb.runs(exp.key, limit=1000)
+        assert len(runs) == len({r["id"] for r in runs}) == 300
+    finally:
+        wb.close()

@@ -51,3 +51,4 @@ def test_runs_in_flight_finish_while_the_database_link_is_frozen(proxy: CuttingP
         assert len(runs) == len({r["id"] for r in runs}) == 120
     finally:
         wb.close()
+
