@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 
+import psycopg
 import pytest
 from helpers import fake_experiment
 
@@ -36,6 +37,15 @@ def followed(pg_url: str, fake: FakeModel):
     theirs = fake_experiment(fake.base_url, name="theirs", project="elsewhere")
     woken = {ours.key: threading.Event(), theirs.key: threading.Event()}
     stops = [wb.store.listen_changes(wb.store.experiment(wb.register(e))["id"], woken[e.key].set) for e in (ours, theirs)]
+    # The registrations' own announcements may reach the feed after the subscriptions: a marker
+    # announced after them arrives after them (one connection hears the commits in order).
+    synced = threading.Event()
+    stops.append(wb.store.listen_changes("marker", synced.set))
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("SELECT pg_notify('promptlooper_changes', 'marker')")
+    assert synced.wait(WOKEN_WITHIN)
+    for event in woken.values():
+        event.clear()
     yield wb, woken, ours, theirs
     for stop in stops:
         stop()
