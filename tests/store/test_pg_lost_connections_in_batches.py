@@ -120,12 +120,17 @@ def test_a_batch_waits_out_an_outage_shorter_than_the_deadline(proxied, proxy: C
 def test_a_batch_fails_with_a_store_error_once_the_database_stays_away_past_the_deadline(
         proxied, proxy: CuttingProxy, admin: psycopg.Connection) -> None:
     store, experiment_id = proxied
-    store.cx.write_deadline = 1.0
+    store.cx.write_deadline = 2.0
     proxy.down()
     began = time.monotonic()
     with pytest.raises(StoreError, match="lost the connection"):
         store.write_batch(_batch(experiment_id, 2, "gone"))
     assert time.monotonic() - began < 10  # the deadline, and one attempt begun before it
+    # The database still away: the next write (a sweep's last batch) tries once, not for the deadline again.
+    began = time.monotonic()
+    with pytest.raises(StoreError, match="lost the connection"):
+        store.write_batch(_batch(experiment_id, 2, "still gone"))
+    assert time.monotonic() - began < 1.0
     assert admin.execute("SELECT count(*) FROM events WHERE type = 'test.written'").fetchone()[0] == 0
     proxy.up()
     assert len(store.write_batch(_batch(experiment_id, 2, "back"))) == 2
@@ -160,5 +165,31 @@ def test_a_sweep_goes_on_through_a_short_outage_of_its_database(proxy: CuttingPr
         assert (progress.status, progress.done, progress.failed) == ("completed", 300, 0)
         runs = wb.runs(exp.key, limit=1000)
         assert len(runs) == len({r["id"] for r in runs}) == 300
+    finally:
+        wb.close()
+
+
+STATUS_WAITING = ("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                  " AND query LIKE 'UPDATE experiments SET status%'")
+
+
+def test_a_sweep_whose_last_status_write_is_ended_still_ends_completed(pg_url: str, admin: psycopg.Connection) -> None:
+    model = FakeModel(f"status-{id(admin)}", latency=0.02)
+    exp = fake_experiment(model.base_url, name="status", space={"answer.temperature": [i / 10 for i in range(10)]}, concurrency=4)
+    wb = pl.Workbench(pg_url)
+    try:
+        experiment_id = wb.register(exp)
+        handle = wb.start(exp)
+        wait(lambda: handle.progress.done >= 1, timeout=30)
+        with psycopg.connect(pg_url, autocommit=True) as locker:
+            # The experiment's row locked against updates (not against the runs' foreign keys): the
+            # sweep's closing write of its status stops there, after every batch was committed.
+            with locker.transaction():
+                locker.execute("SELECT 1 FROM experiments WHERE id = %s FOR NO KEY UPDATE", (experiment_id,))
+                [(pid,)] = wait(lambda: admin.execute(STATUS_WAITING).fetchall(), timeout=30)
+                assert admin.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone()[0]
+        progress = handle.wait(60)
+        assert (progress.status, progress.done, progress.failed) == ("completed", 30, 0)
+        assert wb.store.experiment(experiment_id)["status"] == "completed"
     finally:
         wb.close()

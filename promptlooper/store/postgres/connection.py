@@ -135,6 +135,10 @@ class PgConnection:
         self.pool.open(wait=True, timeout=10)
         self._local = threading.local()
         self.write_deadline = WRITE_DEADLINE
+        # When the current loss began (None: the last write went through). One clock for all the
+        # writes of this store: once the database has been away past the deadline, the writes
+        # still queued (a sweep's last batches, its closing status) try once each, not a minute each.
+        self._unreachable_since: float | None = None
 
     @staticmethod
     def _configure(conn: psycopg.Connection[Any]) -> None:
@@ -202,7 +206,6 @@ class PgConnection:
         if current is not None:
             return body(Cursorish(current), True)
         first, pause = True, RETRY_PAUSES[0]
-        began: float | None = None  # when the first attempt that failed began
         while True:
             attempt = time.monotonic()
             # After a loss, a connection of its own: the pool reconnects in the background with
@@ -223,13 +226,14 @@ class PgConnection:
                     raise
                 _LOST.add(self.url)  # meanwhile, other calls wait 1 s for a pooled connection, not 30
                 now = time.monotonic()
-                began = attempt if began is None else began
+                began = self._unreachable_since = self._unreachable_since or attempt
                 if now + pause - began > self.write_deadline:
                     raise self._lost(exc, now - began) from exc
                 first = False
                 time.sleep(pause)
                 pause = min(pause * 2, RETRY_PAUSES[1])
                 continue
+            self._unreachable_since = None
             if not direct:
                 _LOST.discard(self.url)
             return result

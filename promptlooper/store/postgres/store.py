@@ -127,10 +127,17 @@ class PostgresStore(Experiments, Runs, Scores, Cache, Events, Sweeps, Chunks, Ho
             notify_sweep_changed(c.conn, sweep_id)
             return sweep_id
 
+    # A sweep's own writes besides its batches (steering applied, its end) set values, so writing
+    # them again after a lost connection is harmless: they are retried as batches are.
     def update_sweep(self, sweep_id: str, **fields: Any) -> None:
-        with self.cx.write() as c:
-            super().update_sweep(sweep_id, **fields)
+        def write(c: Cursorish, first: bool) -> None:
+            Sweeps.update_sweep(self, sweep_id, **fields)  # joins the transaction write_retried began
             notify_sweep_changed(c.conn, sweep_id)
+
+        self.cx.write_retried(write)
+
+    def set_experiment_status(self, experiment_id: str, status: str) -> None:
+        self.cx.write_retried(lambda c, first: Experiments.set_experiment_status(self, experiment_id, status))
 
     def listen_changes(self, experiment_id: str | None, wake: Callable[[], None]) -> Callable[[], None] | None:
         """Call ``wake`` (from another thread) after each commit that changes the experiment (every
