@@ -158,8 +158,11 @@ def test_a_sweep_goes_on_through_a_short_outage_of_its_database(proxy: CuttingPr
     try:
         handle = wb.start(exp)
         wait(lambda: handle.progress.done >= 20, timeout=30)
-        proxy.down()  # every connection cut, none accepted: a restart of the server
+        proxy.freeze()  # statements on their way stay there (look-ups, a batch) ...
+        time.sleep(0.3)
+        proxy.down()  # ... until every connection is cut, and none accepted: a restart of the server
         time.sleep(2.0)
+        proxy.thaw()
         proxy.up()
         progress = handle.wait(60)
         assert (progress.status, progress.done, progress.failed) == ("completed", 300, 0)
@@ -193,3 +196,16 @@ def test_a_sweep_whose_last_status_write_is_ended_still_ends_completed(pg_url: s
         assert wb.store.experiment(experiment_id)["status"] == "completed"
     finally:
         wb.close()
+
+
+
+def test_a_cache_look_up_while_the_database_is_away_waits_for_it(proxied, proxy: CuttingProxy, admin: psycopg.Connection) -> None:
+    store, experiment_id = proxied
+    store.cx.write_deadline = 0.5
+    proxy.down()
+    with pytest.raises(StoreError):  # the outage, as the sweep's writer met it first
+        store.write_batch(_batch(experiment_id, 1, "first"))
+    store.cx.write_deadline = 30.0
+    threading.Timer(1.5, proxy.up).start()
+    # The look-ups of the runs in flight: a miss once the server is back, not a failed run.
+    assert store.cache_get_many(["a-key"]) == {}

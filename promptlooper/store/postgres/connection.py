@@ -205,28 +205,49 @@ class PgConnection:
         current = getattr(self._local, "conn", None)
         if current is not None:
             return body(Cursorish(current), True)
+
+        def attempt(first: bool, direct: bool) -> T:
+            with self._locked(min(self.write_deadline, 30.0), direct=direct) as conn:
+                self._local.conn = conn
+                try:
+                    return body(Cursorish(conn), first)
+                finally:
+                    self._local.conn = None
+
+        return self._retried(attempt)
+
+    def read_retried(self, body: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """``body(conn)`` on a connection, again on a fresh one whenever the connection is lost,
+        within the same deadline as writes: a sweep's cache look-ups wait out an outage as its
+        batches do, rather than fail the runs that look up."""
+        current = getattr(self._local, "conn", None)
+        if current is not None:
+            return body(current)
+
+        def attempt(first: bool, direct: bool) -> T:
+            with self._session(min(self.write_deadline, 30.0), direct=direct) as conn:
+                return body(conn)
+
+        return self._retried(attempt)
+
+    def _retried(self, attempt: Callable[[bool, bool], T]) -> T:
+        """``attempt(first, direct)`` until it does not lose its connection, or the database has
+        been away for ``write_deadline`` seconds (then the StoreError)."""
         first, pause = True, RETRY_PAUSES[0]
         while True:
-            attempt = time.monotonic()
+            began_attempt = time.monotonic()
             # After a loss, a connection of its own: the pool reconnects in the background with
             # growing pauses (1, 2, 4 … s), so it may come back long after the server did. Pooled
             # connections again once the pool has one ready.
             direct = not first or (self.url in _LOST and not self.pool.get_stats().get("pool_available"))
-            # A pooled connection is waited for no longer than the deadline (the pool's own is 30 s).
-            wait = min(self.write_deadline, 30.0)
             try:
-                with self._locked(wait, direct=direct) as conn:
-                    self._local.conn = conn
-                    try:
-                        result = body(Cursorish(conn), first)
-                    finally:
-                        self._local.conn = None
+                result = attempt(first, direct)
             except psycopg.OperationalError as exc:
                 if not _connection_lost(exc):
                     raise
                 _LOST.add(self.url)  # meanwhile, other calls wait 1 s for a pooled connection, not 30
                 now = time.monotonic()
-                began = self._unreachable_since = self._unreachable_since or attempt
+                began = self._unreachable_since = self._unreachable_since or began_attempt
                 if now + pause - began > self.write_deadline:
                     raise self._lost(exc, now - began) from exc
                 first = False
@@ -237,6 +258,17 @@ class PgConnection:
             if not direct:
                 _LOST.discard(self.url)
             return result
+
+    @contextlib.contextmanager
+    def _session(self, wait: float | None, *, direct: bool) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection, waited for at most ``wait`` seconds; ``direct``: a new one, closed after."""
+        if direct:
+            with psycopg.connect(self.url, **self._kwargs) as conn:
+                self._configure(conn)
+                yield conn
+        else:
+            with self.pool.connection(timeout=wait) as conn:
+                yield conn
 
     @contextlib.contextmanager
     def _locked(self, wait: float | None = None, *, direct: bool = False) -> Iterator[psycopg.Connection[Any]]:
@@ -250,12 +282,7 @@ class PgConnection:
             stack = contextlib.ExitStack()
             conn: psycopg.Connection[Any] | None = None
             try:
-                if direct:
-                    conn = stack.enter_context(psycopg.connect(self.url, **self._kwargs))
-                    self._configure(conn)
-                else:
-                    timeout = 1.0 if self.url in _LOST and wait is None else wait
-                    conn = stack.enter_context(self.pool.connection(timeout=timeout))
+                conn = stack.enter_context(self._session(1.0 if self.url in _LOST and wait is None else wait, direct=direct))
                 stack.enter_context(conn.transaction())
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
             except psycopg.OperationalError as exc:

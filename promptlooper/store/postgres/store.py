@@ -171,10 +171,12 @@ class PostgresStore(Experiments, Runs, Scores, Cache, Events, Sweeps, Chunks, Ho
 
     def cache_get_many(self, keys: Sequence[str]) -> dict[str, tuple[str, int, int, float]]:
         """As SQLite's, in one statement of one shape (``= ANY(array)``), which the server keeps
-        prepared: a sweep looks keys up on its event loop every turn, so each round trip counts."""
-        with self.cx.connection() as conn:
-            rows = conn.execute("SELECT key, response, tokens_in, tokens_out, latency_ms FROM response_cache"
-                                " WHERE key = ANY(%s)", (list(keys),)).fetchall()
+        prepared: a sweep looks keys up every turn, so each round trip counts. A connection lost
+        is replaced and the look-up made again, within the store's outage deadline: a run waits
+        for its look-up rather than fail (see ``PgConnection.read_retried``)."""
+        rows = self.cx.read_retried(lambda conn: conn.execute(
+            "SELECT key, response, tokens_in, tokens_out, latency_ms FROM response_cache WHERE key = ANY(%s)",
+            (list(keys),)).fetchall())
         return {key: (resp, tin or 0, tout or 0, lat or 0.0) for key, resp, tin, tout, lat in rows}
 
     # A sweep reads the call cache in a thread, not on its loop: a round trip to a server that may
