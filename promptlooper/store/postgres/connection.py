@@ -191,6 +191,10 @@ class PgConnection:
         return StoreError(f"lost the connection to the PostgreSQL database {where} ({str(exc).strip()}{during}); what was "
                           "written before is kept: run the same command again to resume once the server is reachable")
 
+    def in_write(self) -> bool:
+        """Whether this thread is inside a write transaction (a write now would join it)."""
+        return getattr(self._local, "conn", None) is not None
+
     def write_retried(self, body: Callable[[Cursorish, bool], T]) -> T:
         """``body(c, first)`` in one write transaction, run again on a fresh connection whenever the
         connection is lost before the commit's answer arrived, until it commits or the database has

@@ -23,7 +23,7 @@ import psycopg
 from ...errors import NotFoundError, StoreError
 from ..batchwriter import Rows, now_iso
 from ..cache import Cache
-from ..chunks import Chunks, Claim, fenced_update
+from ..chunks import Chunks, Claim
 from ..claims import Claims
 from ..db import ReadOnlyError
 from ..events import Events
@@ -81,21 +81,22 @@ class PostgresStore(Experiments, Runs, Scores, Cache, Events, Sweeps, Chunks, Ho
         """Write ``batch`` (and the sweep's progress row) in one transaction; returns the event ids.
 
         A connection lost on the way is replaced and the batch written again, once in all (see
-        :meth:`.connection.PgConnection.write_retried` and :func:`.batches.write_once`)."""
-        rows, batch_id = batch.rows(), uuid.uuid4().hex
+        :meth:`.connection.PgConnection.write_retried` and :func:`.batches.write_once`). Inside
+        another write (a worker's fenced batch), it is part of that one, which answers for a loss."""
+        rows = batch.rows()
+        if self.cx.in_write():
+            with self.cx.write() as c:
+                return self._write_rows(c, rows, sweep_update)
+        batch_id = uuid.uuid4().hex
         return self.cx.write_retried(
             lambda c, first: batches.write_once(c.conn, batch_id, first, lambda: self._write_rows(c, rows, sweep_update)))
 
     def write_chunk_batch(self, batch: ResultBatch, update: dict[str, Any]) -> list[int]:
-        """As SQLite's (the lease's fence, then the batch, in one transaction), written once in all
+        """SQLite's (the lease's fence, then the batch, in one transaction), written once in all
         however often its connection is lost: the fence adds the batch's counts to the sweep's."""
-        rows, batch_id = batch.rows(), uuid.uuid4().hex
-
-        def write(c: Cursorish) -> list[int]:
-            fenced_update(c, update)  # first: it locks the chunk's row until the commit
-            return self._write_rows(c, rows, None)
-
-        return self.cx.write_retried(lambda c, first: batches.write_once(c.conn, batch_id, first, lambda: write(c)))
+        batch_id = uuid.uuid4().hex
+        return self.cx.write_retried(
+            lambda c, first: batches.write_once(c.conn, batch_id, first, lambda: Chunks.write_chunk_batch(self, batch, update)))
 
     @staticmethod
     def _write_rows(c: Cursorish, rows: Rows, sweep_update: dict[str, Any] | None) -> list[int]:
