@@ -161,7 +161,7 @@ def test_the_database_gone_mid_sweep_stops_the_cli_with_a_clear_error_and_the_sa
         db.cut()
         started = time.monotonic()
         try:
-            code, out, err = _finished(proc, 90)  # the pool waits 30 s for a connection, then gives up
+            code, out, err = _finished(proc, 120)  # the sweep's writes and look-ups wait 60 s for the database, then give up
         finally:
             db.restore()
         print(f"the CLI ended {time.monotonic() - started:.1f}s after the database went away")

@@ -731,7 +731,8 @@ class Sweep:
         if verb in ("pause", "resume") and p.status in ("paused", "running"):
             # The experiment's row says it too, for readers that list experiments.
             await asyncio.to_thread(store.set_experiment_status, self.plan.experiment_id, p.status)
-        self._poke.clear()
+        # No clearing of the poke here: the poller clears it before each read, and one set while
+        # this request was applied is the next request's notification (cleared, it waited for the poll).
 
 
 def _by(by: str) -> dict[str, str]:

@@ -21,7 +21,7 @@ MIGRATION_SET = "promptlooper"
 MIGRATIONS = frozenset({
     "m001_initial", "m002_told_values", "m003_missing_scores", "m004_definitions", "m005_webhook_outbox",
     "m006_archive_and_notes", "m007_embedding_cache", "m008_sweep_chunks", "m009_chunk_plans", "m010_chunk_samples",
-    "m011_chunk_configurations", "m020_call_claims", "m040_sweep_budgets",
+    "m011_chunk_configurations", "m020_call_claims", "m040_sweep_budgets", "m050_written_batches",
 })
 
 

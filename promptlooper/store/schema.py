@@ -296,3 +296,17 @@ def m040_sweep_budgets(db: Database) -> None:
         );
         """
     )
+
+
+@migrations()
+def m050_written_batches(db: Database) -> None:
+    # Result batches a PostgreSQL store committed, by id, with their events' ids: a batch whose
+    # connection was lost during COMMIT looks itself up before writing again (store/postgres/batches.py).
+    # A SQLite file has no such loss (its commits are local), so its table stays empty: kept for
+    # one schema on both backends.
+    db.executescript(
+        """
+        CREATE TABLE written_batches (id TEXT PRIMARY KEY, event_ids TEXT NOT NULL, at REAL NOT NULL);
+        CREATE INDEX written_batches_at ON written_batches (at);
+        """
+    )

@@ -23,8 +23,7 @@ from promptlooper.testing import FakeModel
 
 OTHERS = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
 # The same, for the sessions sitting idle only: a sweep's pooled connections between two uses, and
-# its steering listener. One dropped inside a batch's transaction fails that batch (and the sweep:
-# rerun resumes it), which is not what this file is about.
+# its steering listener. Sessions dropped inside a batch's transaction: test_pg_lost_connections_in_batches.py.
 IDLE_OTHERS = OTHERS + " AND state = 'idle'"
 LOCK_WAITERS = "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
 

@@ -3,8 +3,9 @@
 Every write that a view shows sends ``NOTIFY promptlooper_changes`` with the experiment's id in
 its own transaction (so it is delivered when, and only if, it commits): a sweep's result batch,
 a sweep row changing (start, progress, pause, end), a steering request, an event (ratings,
-decisions, human requests). A view subscribes to one experiment's id, or to every experiment
-(``None``: the overview).
+decisions, human requests), a note (for every experiment of its project). What every view may
+show — prices (costs) and endpoints — is announced as ``*``, which wakes every subscriber. A view
+subscribes to one experiment's id, or to every experiment (``None``: the overview).
 
 :class:`ChangeFeed` is one listening connection per database per process, in a daemon thread,
 shared by all the views of that process (a dashboard page has half a dozen): subscribing costs
@@ -23,6 +24,7 @@ from typing import Any
 import psycopg
 
 CHANNEL = "promptlooper_changes"
+EVERYTHING = "*"  # the payload of a change every view may show
 RECONNECT_EVERY = 1.0  # seconds between attempts while the server is unreachable
 
 
@@ -37,6 +39,16 @@ def notify_changes(conn: psycopg.Connection[Any], experiment_ids: Iterable[str |
 def notify_sweep_changed(conn: psycopg.Connection[Any], sweep_id: str) -> None:
     """Inside a write transaction: announce a change of the sweep's experiment."""
     conn.execute("SELECT pg_notify(%s, experiment_id) FROM sweeps WHERE id = %s", (CHANNEL, sweep_id))
+
+
+def notify_project_changed(conn: psycopg.Connection[Any], project_id: str) -> None:
+    """Inside a write transaction: announce a change of every experiment of the project."""
+    conn.execute("SELECT pg_notify(%s, id) FROM experiments WHERE project_id = %s", (CHANNEL, project_id))
+
+
+def notify_everything_changed(conn: psycopg.Connection[Any]) -> None:
+    """Inside a write transaction: wake every view (prices, endpoints)."""
+    conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, EVERYTHING))
 
 
 class ChangeFeed:
@@ -110,7 +122,7 @@ class ChangeFeed:
                     while not self._stopped.is_set():
                         # A bounded wait, so that the feed's end is seen within half a second.
                         for note in conn.notifies(timeout=0.5):
-                            self._wake(note.payload)
+                            self._wake(None if note.payload == EVERYTHING else note.payload)
             except psycopg.Error:
                 self._listening.clear()
                 first = False

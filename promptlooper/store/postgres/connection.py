@@ -28,6 +28,14 @@ connection lost mid-call, or none to be had from the pool, raises
 :class:`~promptlooper.errors.StoreError` saying so: what was committed is kept, and the same
 command resumes once the server is back.
 
+A sweep's result batches do not fail on the first loss: :meth:`PgConnection.write_retried` runs a
+batch's transaction again on a fresh connection, with growing pauses, until it commits or the
+database has stayed unreachable for ``write_deadline`` seconds (then the StoreError). A loss
+before ``COMMIT`` rolled the attempt back on the server; a loss *during* it is ambiguous (the
+server may have committed and the answer been lost), so the batch records its id in its own
+transaction and a retry first looks for it (see :func:`.batches.write_once`): nothing is
+written twice.
+
 Values: ``SUM`` of an integer column is ``numeric`` in PostgreSQL; it is loaded as an ``int`` when
 whole and as a ``float`` otherwise (``AVG``), the Python types SQLite gives for the same queries.
 """
@@ -36,8 +44,9 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator, Sequence
-from typing import Any
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg.adapt import Loader
@@ -52,6 +61,12 @@ from .dialect import translate
 # Every write transaction of a PromptLooper database takes this lock ("PLwrite" as a number).
 WRITE_LOCK = int.from_bytes(b"PLwrite", "big")
 LOCK_TRIES = 3  # connections found dropped before a write holds the lock: replaced this many times
+# Seconds a result batch keeps trying while the database is unreachable: longer than a server's
+# restart or failover, short enough that a database gone for good stops the sweep with a message.
+WRITE_DEADLINE = 60.0
+RETRY_PAUSES = (0.05, 1.0)  # the first pause between two attempts, and the longest (it doubles)
+
+T = TypeVar("T")
 
 # libpq's settings for a dead server: probes after 10 s idle, every 5 s, 2 unanswered = gone;
 # data unacknowledged for 20 s = gone (the kernel's own default is about 15 minutes).
@@ -114,11 +129,16 @@ class PgConnection:
         # an idle timeout, pg_terminate_backend) is replaced when taken instead of failing the store
         # call that gets it. One empty round trip a take: ~20 µs on loopback (113 → 133 µs a pooled
         # statement, measured on the 2-core machine); benchmarks/store_backends.py saw no change.
+        self._kwargs = {**kwargs, "autocommit": True, "options": " ".join(o for o in options if o)}
         self.pool = ConnectionPool(url, min_size=1, max_size=max_size, open=False, configure=self._configure,
-                                   check=ConnectionPool.check_connection,
-                                   kwargs={**kwargs, "autocommit": True, "options": " ".join(o for o in options if o)})
+                                   check=ConnectionPool.check_connection, kwargs=self._kwargs)
         self.pool.open(wait=True, timeout=10)
         self._local = threading.local()
+        self.write_deadline = WRITE_DEADLINE
+        # When the current loss began (None: the last write went through). One clock for all the
+        # writes of this store: once the database has been away past the deadline, the writes
+        # still queued (a sweep's last batches, its closing status) try once each, not a minute each.
+        self._unreachable_since: float | None = None
 
     @staticmethod
     def _configure(conn: psycopg.Connection[Any]) -> None:
@@ -160,16 +180,103 @@ class PgConnection:
         except psycopg.OperationalError as exc:
             if not _connection_lost(exc):
                 raise
-            _LOST.add(self.url)
-            info = conninfo_to_dict(self.url)
-            where = f"{info.get('host', '')}:{info.get('port', '5432')}/{info.get('dbname', '')}"
-            raise StoreError(f"lost the connection to the PostgreSQL database {where} ({str(exc).strip()}); what was "
-                             "written before is kept: run the same command again to resume once the server is reachable") from exc
+            raise self._lost(exc) from exc
         _LOST.discard(self.url)
 
+    def _lost(self, exc: psycopg.OperationalError, tried: float | None = None) -> StoreError:
+        _LOST.add(self.url)
+        info = conninfo_to_dict(self.url)
+        where = f"{info.get('host', '')}:{info.get('port', '5432')}/{info.get('dbname', '')}"
+        during = f", unreachable for {tried:.0f} s" if tried is not None else ""
+        return StoreError(f"lost the connection to the PostgreSQL database {where} ({str(exc).strip()}{during}); what was "
+                          "written before is kept: run the same command again to resume once the server is reachable")
+
+    def in_write(self) -> bool:
+        """Whether this thread is inside a write transaction (a write now would join it)."""
+        return getattr(self._local, "conn", None) is not None
+
+    def write_retried(self, body: Callable[[Cursorish, bool], T]) -> T:
+        """``body(c, first)`` in one write transaction, run again on a fresh connection whenever the
+        connection is lost before the commit's answer arrived, until it commits or the database has
+        been unreachable for ``write_deadline`` seconds (then the StoreError).
+
+        ``first`` is False on every attempt after a lost one, which may have committed (the loss
+        came during ``COMMIT``): ``body`` must then find out whether it did and not write again.
+        Inside another write of this thread, ``body`` joins that transaction once: the outer write
+        commits, and answers for a loss."""
+        if self.readonly:
+            raise ReadOnlyError("this store is open read-only (a dashboard): nothing can be changed from here")
+        current = getattr(self._local, "conn", None)
+        if current is not None:
+            return body(Cursorish(current), True)
+
+        def attempt(first: bool, direct: bool) -> T:
+            with self._locked(min(self.write_deadline, 30.0), direct=direct) as conn:
+                self._local.conn = conn
+                try:
+                    return body(Cursorish(conn), first)
+                finally:
+                    self._local.conn = None
+
+        return self._retried(attempt)
+
+    def read_retried(self, body: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """``body(conn)`` on a connection, again on a fresh one whenever the connection is lost,
+        within the same deadline as writes: a sweep's cache look-ups wait out an outage as its
+        batches do, rather than fail the runs that look up."""
+        current = getattr(self._local, "conn", None)
+        if current is not None:
+            return body(current)
+
+        def attempt(first: bool, direct: bool) -> T:
+            with self._session(min(self.write_deadline, 30.0), direct=direct) as conn:
+                return body(conn)
+
+        return self._retried(attempt)
+
+    def _retried(self, attempt: Callable[[bool, bool], T]) -> T:
+        """``attempt(first, direct)`` until it does not lose its connection, or the database has
+        been away for ``write_deadline`` seconds (then the StoreError)."""
+        first, pause = True, RETRY_PAUSES[0]
+        while True:
+            began_attempt = time.monotonic()
+            # After a loss, a connection of its own: the pool reconnects in the background with
+            # growing pauses (1, 2, 4 … s), so it may come back long after the server did. Pooled
+            # connections again once the pool has one ready.
+            direct = not first or (self.url in _LOST and not self.pool.get_stats().get("pool_available"))
+            try:
+                result = attempt(first, direct)
+            except psycopg.OperationalError as exc:
+                if not _connection_lost(exc):
+                    raise
+                _LOST.add(self.url)  # meanwhile, other calls wait 1 s for a pooled connection, not 30
+                now = time.monotonic()
+                began = self._unreachable_since = self._unreachable_since or began_attempt
+                if now + pause - began > self.write_deadline:
+                    raise self._lost(exc, now - began) from exc
+                first = False
+                time.sleep(pause)
+                pause = min(pause * 2, RETRY_PAUSES[1])
+                continue
+            self._unreachable_since = None
+            if not direct:
+                _LOST.discard(self.url)
+            return result
+
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[psycopg.Connection[Any]]:
-        """A pooled connection in a transaction that holds the write lock.
+    def _session(self, wait: float | None, *, direct: bool) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection, waited for at most ``wait`` seconds; ``direct``: a new one, closed after."""
+        if direct:
+            with psycopg.connect(self.url, **self._kwargs) as conn:
+                self._configure(conn)
+                yield conn
+        else:
+            with self.pool.connection(timeout=wait) as conn:
+                yield conn
+
+    @contextlib.contextmanager
+    def _locked(self, wait: float | None = None, *, direct: bool = False) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection (``direct``: a new one, closed after) in a transaction that holds the write lock.
 
         A connection the server drops before the lock is held (a restart while the writer queues
         behind another: the likeliest moment, since writers wait there) is replaced, and the lock
@@ -179,7 +286,7 @@ class PgConnection:
             stack = contextlib.ExitStack()
             conn: psycopg.Connection[Any] | None = None
             try:
-                conn = stack.enter_context(self.pool.connection(timeout=1.0 if self.url in _LOST else None))
+                conn = stack.enter_context(self._session(1.0 if self.url in _LOST and wait is None else wait, direct=direct))
                 stack.enter_context(conn.transaction())
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
             except psycopg.OperationalError as exc:

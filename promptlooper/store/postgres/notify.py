@@ -6,6 +6,11 @@ with the sweep's id in the same transaction (delivered when it commits), and the
 :class:`Listener` — one connection of its own, in a daemon thread — wakes its poll at once. So
 pause / stop / redirect from any machine take effect in milliseconds, and many idle workers need
 not poll faster to get there.
+
+A listening connection that is lost (a server restart, ``pg_terminate_backend``, a link down) is
+made again, after 50 ms and then pauses doubling up to 2 s while the server stays away, and listens
+again; once back it wakes the sweep, since a request committed meanwhile was announced to nobody.
+Meanwhile the sweep's poll still reads its queue, only later.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import psycopg
 from .connection import dead_peer_settings
 
 CHANNEL = "promptlooper_steering"
+RECONNECT_PAUSES = (0.05, 2.0)  # the first pause before listening again, and the longest (it doubles)
 
 
 def notify(c: Any, sweep_id: str) -> None:
@@ -30,26 +36,46 @@ class Listener:
     """``wake()`` on each notification for ``sweep_id`` until :meth:`stop`."""
 
     def __init__(self, url: str, sweep_id: str, wake: Callable[[], None]):
+        self.url = url
         self.sweep_id = sweep_id
         self.wake = wake
         self._stopped = threading.Event()
         # Connected and listening before this returns: a request queued afterwards is never missed.
-        self.conn = psycopg.connect(url, autocommit=True, **dead_peer_settings(url))
-        self.conn.execute(f"LISTEN {CHANNEL}")
+        self.conn: psycopg.Connection[Any] | None = self._listen()
         self.thread = threading.Thread(target=self._run, name="promptlooper-steering-listener", daemon=True)
         self.thread.start()
 
-    def _run(self) -> None:
+    def _listen(self) -> psycopg.Connection[Any]:
+        conn = psycopg.connect(self.url, autocommit=True, **dead_peer_settings(self.url))
         try:
-            while not self._stopped.is_set():
+            conn.execute(f"LISTEN {CHANNEL}")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _run(self) -> None:
+        pause = RECONNECT_PAUSES[0]
+        while not self._stopped.is_set():
+            try:
+                if self.conn is None:
+                    self.conn = self._listen()
+                    pause = RECONNECT_PAUSES[0]
+                    self.wake()  # back: what was requested meanwhile was announced to nobody
                 # A bounded wait, so that stop() is seen within half a second.
                 for note in self.conn.notifies(timeout=0.5):
                     if note.payload == self.sweep_id:
                         self.wake()
-        except psycopg.Error:
-            pass  # the server went away: the sweep still polls its queue, only later
-        finally:
-            self.conn.close()
+            except psycopg.Error:
+                self._close()
+                self._stopped.wait(pause)
+                pause = min(pause * 2, RECONNECT_PAUSES[1])
+        self._close()
+
+    def _close(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            conn.close()
 
     def stop(self) -> None:
         self._stopped.set()

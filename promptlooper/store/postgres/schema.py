@@ -165,6 +165,10 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             tokens BIGINT NOT NULL DEFAULT 0, nanos BIGINT NOT NULL DEFAULT 0, expires_at DOUBLE PRECISION NOT NULL,
             PRIMARY KEY (sweep_id, owner))""",
     ]),
+    ("m050_written_batches", [
+        f"CREATE TABLE written_batches (id {T} PRIMARY KEY, event_ids {T} NOT NULL, at DOUBLE PRECISION NOT NULL)",
+        "CREATE INDEX written_batches_at ON written_batches (at)",
+    ]),
 ]
 
 # Any constant both migrating processes agree on: "PLmigrat" as a 64-bit number.

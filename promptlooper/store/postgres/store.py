@@ -13,13 +13,14 @@ its experiment (:mod:`.changes`), in the writing transaction, so at its commit.
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import psycopg
 
 from ...errors import NotFoundError, StoreError
-from ..batchwriter import now_iso
+from ..batchwriter import Rows, now_iso
 from ..cache import Cache
 from ..chunks import Chunks, Claim
 from ..claims import ClaimResult, Claims
@@ -35,7 +36,13 @@ from ..store import Store
 from ..sweeps import Sweeps
 from . import batches, schema
 from .budgets import PostgresBudgets
-from .changes import ChangeFeed, notify_changes, notify_sweep_changed
+from .changes import (
+    ChangeFeed,
+    notify_changes,
+    notify_everything_changed,
+    notify_project_changed,
+    notify_sweep_changed,
+)
 from .claims import AsyncClaimSession, ClaimSession
 from .connection import Cursorish, PgConnection, PgDatabase, dead_peer_settings
 from .dialect import translate
@@ -43,6 +50,8 @@ from .notify import Listener, notify
 
 # Claims ticks take this lock ("PLclaim" as a number) instead of the store's write lock.
 CLAIMS_LOCK = int.from_bytes(b"PLclaim", "big")
+VIEWED_SETTINGS = frozenset({"prices"})  # settings a view shows (costs): changing one wakes every view
+
 
 
 class PostgresStore(Experiments, Runs, Scores, Cache, Events, Sweeps, Chunks, Housekeeping, Outbox, Claims,
@@ -78,17 +87,36 @@ class PostgresStore(Experiments, Runs, Scores, Cache, Events, Sweeps, Chunks, Ho
     write_results = Store.write_results
 
     def write_batch(self, batch: ResultBatch, sweep_update: dict[str, Any] | None = None) -> list[int]:
-        """Write ``batch`` (and the sweep's progress row) in one transaction; returns the event ids."""
+        """Write ``batch`` (and the sweep's progress row) in one transaction; returns the event ids.
+
+        A connection lost on the way is replaced and the batch written again, once in all (see
+        :meth:`.connection.PgConnection.write_retried` and :func:`.batches.write_once`). Inside
+        another write (a worker's fenced batch), it is part of that one, which answers for a loss."""
         rows = batch.rows()
-        with self.cx.write() as c:
-            event_ids = batches.write_rows(c.conn, rows, sweep_update)
-            # One statement: a batch's runs are its sweep's experiment's; a batch of progress only names the sweep.
-            changed = {run[1] for run in rows[2]} | {event[1] for event in rows[5] if event[1]}
-            if changed:
-                notify_changes(c.conn, changed)
-            elif sweep_update:
-                notify_sweep_changed(c.conn, sweep_update["id"])
-            return event_ids
+        if self.cx.in_write():
+            with self.cx.write() as c:
+                return self._write_rows(c, rows, sweep_update)
+        batch_id = uuid.uuid4().hex
+        return self.cx.write_retried(
+            lambda c, first: batches.write_once(c.conn, batch_id, first, lambda: self._write_rows(c, rows, sweep_update)))
+
+    def write_chunk_batch(self, batch: ResultBatch, update: dict[str, Any]) -> list[int]:
+        """SQLite's (the lease's fence, then the batch, in one transaction), written once in all
+        however often its connection is lost: the fence adds the batch's counts to the sweep's."""
+        batch_id = uuid.uuid4().hex
+        return self.cx.write_retried(
+            lambda c, first: batches.write_once(c.conn, batch_id, first, lambda: Chunks.write_chunk_batch(self, batch, update)))
+
+    @staticmethod
+    def _write_rows(c: Cursorish, rows: Rows, sweep_update: dict[str, Any] | None) -> list[int]:
+        event_ids = batches.write_rows(c.conn, rows, sweep_update)
+        # One statement: a batch's runs are its sweep's experiment's; a batch of progress only names the sweep.
+        changed = {run[1] for run in rows[2]} | {event[1] for event in rows[5] if event[1]}
+        if changed:
+            notify_changes(c.conn, changed)
+        elif sweep_update:
+            notify_sweep_changed(c.conn, sweep_update["id"])
+        return event_ids
 
     def _insert_events(self, c: Any, events: Sequence[tuple[str, str | None, str, dict[str, Any]]], ts: str) -> list[int]:
         rows = [(ev_ts, eid, etype, dumps(payload)) for ev_ts, eid, etype, payload in events]
@@ -109,10 +137,17 @@ class PostgresStore(Experiments, Runs, Scores, Cache, Events, Sweeps, Chunks, Ho
             notify_sweep_changed(c.conn, sweep_id)
             return sweep_id
 
+    # A sweep's own writes besides its batches (steering applied, its end) set values, so writing
+    # them again after a lost connection is harmless: they are retried as batches are.
     def update_sweep(self, sweep_id: str, **fields: Any) -> None:
-        with self.cx.write() as c:
-            super().update_sweep(sweep_id, **fields)
+        def write(c: Cursorish, first: bool) -> None:
+            Sweeps.update_sweep(self, sweep_id, **fields)  # joins the transaction write_retried began
             notify_sweep_changed(c.conn, sweep_id)
+
+        self.cx.write_retried(write)
+
+    def set_experiment_status(self, experiment_id: str, status: str) -> None:
+        self.cx.write_retried(lambda c, first: Experiments.set_experiment_status(self, experiment_id, status))
 
     def listen_changes(self, experiment_id: str | None, wake: Callable[[], None]) -> Callable[[], None] | None:
         """Call ``wake`` (from another thread) after each commit that changes the experiment (every
@@ -122,16 +157,41 @@ class PostgresStore(Experiments, Runs, Scores, Cache, Events, Sweeps, Chunks, Ho
 
     def add_note(self, project_id: str, text: str, by: str = "") -> int:
         with self.cx.write() as c:
-            return int(c.execute("INSERT INTO project_notes (project_id, text, by, created_at) VALUES (?,?,?,?) RETURNING id",
-                                 (project_id, text, by, now_iso())).fetchone()[0])
+            note_id = int(c.execute("INSERT INTO project_notes (project_id, text, by, created_at) VALUES (?,?,?,?) RETURNING id",
+                                    (project_id, text, by, now_iso())).fetchone()[0])
+            notify_project_changed(c.conn, project_id)  # an experiment's summary shows its project's notes
+            return note_id
+
+    # Prices and endpoints: every view may show them (costs, endpoint names), so every view wakes.
+    def save_endpoint(self, name: str, spec: dict[str, Any]) -> None:
+        with self.cx.write() as c:
+            super().save_endpoint(name, spec)
+            notify_everything_changed(c.conn)
+
+    def delete_endpoint(self, name: str) -> None:
+        with self.cx.write() as c:
+            super().delete_endpoint(name)
+            notify_everything_changed(c.conn)
+
+    def set_setting(self, key: str, value: Any) -> None:
+        with self.cx.write() as c:
+            super().set_setting(key, value)
+            if key in VIEWED_SETTINGS:
+                notify_everything_changed(c.conn)
 
     def cache_get_many(self, keys: Sequence[str]) -> dict[str, tuple[str, int, int, float]]:
         """As SQLite's, in one statement of one shape (``= ANY(array)``), which the server keeps
-        prepared: a sweep looks keys up on its event loop every turn, so each round trip counts."""
-        with self.cx.connection() as conn:
-            rows = conn.execute("SELECT key, response, tokens_in, tokens_out, latency_ms FROM response_cache"
-                                " WHERE key = ANY(%s)", (list(keys),)).fetchall()
+        prepared: a sweep looks keys up every turn, so each round trip counts. A connection lost
+        is replaced and the look-up made again, within the store's outage deadline: a run waits
+        for its look-up rather than fail (see ``PgConnection.read_retried``)."""
+        rows = self.cx.read_retried(lambda conn: conn.execute(
+            "SELECT key, response, tokens_in, tokens_out, latency_ms FROM response_cache WHERE key = ANY(%s)",
+            (list(keys),)).fetchall())
         return {key: (resp, tin or 0, tout or 0, lat or 0.0) for key, resp, tin, tout, lat in rows}
+
+    # A sweep reads the call cache in a thread, not on its loop: a round trip to a server that may
+    # stall (see engine/calls.py, CacheReader).
+    cache_reads_off_loop = True
 
     # Claim batches: one round trip each, on a connection of their own (see claims.py); a sweep's
     # are awaited on its loop (aclaim_calls).
