@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,7 +35,9 @@ LAG = 5 * FLUSH_EVERY
 
 @contextlib.contextmanager
 def workers(url: str, n: int = 3, *extra: str) -> Iterator[list[subprocess.Popen[str]]]:
-    """``n`` worker processes (named w0, w1, …), stopped by SIGTERM at the end (killed if they hang)."""
+    """``n`` worker processes (named w0, w1, …), stopped by SIGTERM at the end (killed if they hang).
+    What each says on stderr is kept (``said(procs)``), read as it comes: a pipe nobody reads
+    would stop a worker once its buffer is full."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     procs = [subprocess.Popen([sys.executable, "-m", "promptlooper.cli", "--db", url, "worker", "--name", f"w{i}",
                                "--max-idle", "60", *extra], env=env, stderr=subprocess.PIPE, text=True)
@@ -42,6 +45,9 @@ def workers(url: str, n: int = 3, *extra: str) -> Iterator[list[subprocess.Popen
     try:
         for p in procs:  # each has its store open and is polling for chunks
             assert "waiting for sweeps" in (p.stderr.readline() if p.stderr else ""), "worker did not start"
+            lines: list[str] = []
+            _SAID[p.pid] = lines
+            threading.Thread(target=lambda p=p, lines=lines: lines.extend(p.stderr or ()), daemon=True).start()
         yield procs
     finally:
         for p in procs:
@@ -53,6 +59,14 @@ def workers(url: str, n: int = 3, *extra: str) -> Iterator[list[subprocess.Popen
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+
+
+_SAID: dict[int, list[str]] = {}
+
+
+def said(procs: list[subprocess.Popen[str]]) -> str:
+    """What the workers wrote on stderr so far (for an assertion's message)."""
+    return "".join(line for p in procs for line in _SAID.get(p.pid, []))
 
 
 def sweep_row(url: str, sweep_id: str) -> dict[str, Any]:
@@ -204,11 +218,13 @@ def test_sigterm_gives_the_chunk_back_and_exits_0(pg_cluster: Any) -> None:
 
 
 def test_workers_share_a_sqlite_file_too_queued_by_the_cli(tmp_path: Path) -> None:
-    with FakeServer(latency=0.1) as srv:
+    # 48 runs: 3 chunks of 16. Calls of 0.5 s, so that each chunk lasts longer than the other
+    # worker's idle poll (a worker takes a second chunk once its first one's runs have all started).
+    with FakeServer(latency=0.5) as srv:
         db = str(tmp_path / "shared.db")
-        exp = temperature_sweep(f"http://127.0.0.1:{srv.port}/v1", "onefile", 16)  # 48 runs: 8 chunks
+        exp = temperature_sweep(f"http://127.0.0.1:{srv.port}/v1", "onefile", 16)
         file = write_experiment(tmp_path / "onefile.yaml", exp)
-        with workers(db, 2):  # both waiting for work before it is queued
+        with workers(db, 2) as procs:  # both waiting for work before it is queued
             done = subprocess.run([sys.executable, "-m", "promptlooper.cli", "--db", db, "run", str(file), "--workers",
                                    "--wait", "--yes", "--quiet"], capture_output=True, text=True, timeout=60,
                                   env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -217,7 +233,7 @@ def test_workers_share_a_sqlite_file_too_queued_by_the_cli(tmp_path: Path) -> No
         assert srv.stats()["requests"] == 48
         wb = pl.Workbench(db)
         sweep = wb.status(exp.key)["sweep"]
-        assert len({c["owner"] for c in chunks(db, sweep["id"])}) == 2
+        assert len({c["owner"] for c in chunks(db, sweep["id"])}) == 2, said(procs)
         wb.close()
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_workers import chunks, workers
+from test_workers import chunks, said, workers
 
 import promptlooper as pl
 from promptlooper.store.chunks import chunk_ranges
@@ -57,15 +57,16 @@ def test_a_one_configuration_cpu_bound_sweep_is_shared_by_two_workers(url: str, 
             "stages": [{"kind": "function", "name": "crunch", "function": "crunching:crunch"}],
             "scorers": [{"name": "length", "max_words": 3}]})
         wb = pl.Workbench(url)
-        with workers(url, 2):
+        with workers(url, 2) as procs:
             handle = wb.start(exp, workers=True)
             progress = handle.wait(120)
+            told = said(procs)
     finally:
         sys.path.remove(str(tmp_path))
     assert progress.status == "completed" and progress.done == 200 and progress.failed == 0
     done = chunks(url, handle.sweep_id)
     assert len(done) > 2 and all(c["lo"] == 0 and c["hi"] == 1 for c in done)  # one configuration, many chunks
-    assert {c["state"] for c in done} == {"done"} and {c["owner"] for c in done} == {"w0", "w1"}  # both did runs
+    assert {c["state"] for c in done} == {"done"} and {c["owner"] for c in done} == {"w0", "w1"}, told  # both did runs
     # What needs the whole configuration saw all of it: the leaderboard, and the sweep's best.
     [row] = wb.leaderboard(exp.key, as_frame=False)
     assert row["n"] == 200
