@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 from helpers import fake_experiment
-from pg import pg_cluster, pg_url  # noqa: F401  (fixtures: a throwaway PostgreSQL, tests/pg.py)
+from pg import admin, pg_cluster, pg_url  # noqa: F401  (fixtures: a throwaway PostgreSQL, tests/pg.py)
 
 import promptlooper as pl
 from promptlooper.testing import FakeModel, FakeServer

@@ -24,6 +24,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -134,3 +135,13 @@ def pg_url(pg_cluster: Cluster) -> Iterator[str]:
     """The URL of a fresh, empty database of the session's cluster, dropped after the test."""
     with pg_cluster.database() as url:
         yield url
+
+
+@pytest.fixture
+def admin(pg_url: str) -> Iterator[Any]:
+    """An autocommit session on this test's database (``pg_url``), as its administrator: to look
+    at ``pg_stat_activity`` and end other sessions."""
+    import psycopg  # the driver is an optional extra; a missing one fails the test that needs it
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        yield conn

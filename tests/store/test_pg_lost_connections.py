@@ -13,7 +13,6 @@ from __future__ import annotations
 import threading
 
 import psycopg
-import pytest
 from helpers import fake_experiment, wait
 
 import promptlooper as pl
@@ -26,12 +25,6 @@ OTHERS = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname =
 # its steering listener. Sessions dropped inside a batch's transaction: test_pg_lost_connections_in_batches.py.
 IDLE_OTHERS = OTHERS + " AND state = 'idle'"
 LOCK_WAITERS = "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
-
-
-@pytest.fixture
-def admin(pg_url: str):
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        yield conn
 
 
 def test_reads_and_writes_after_every_pooled_connection_was_dropped(pg_url: str, admin: psycopg.Connection) -> None:

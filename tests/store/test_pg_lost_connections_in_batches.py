@@ -32,12 +32,6 @@ BATCH_WAITING = ("SELECT pid FROM pg_stat_activity WHERE datname = current_datab
 
 
 @pytest.fixture
-def admin(pg_url: str):
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        yield conn
-
-
-@pytest.fixture
 def proxy(pg_url: str):
     relay = CuttingProxy(pg_url)
     yield relay

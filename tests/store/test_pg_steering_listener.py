@@ -25,12 +25,6 @@ LISTENERS = ("SELECT pid FROM pg_stat_activity WHERE datname = current_database(
 
 
 @pytest.fixture
-def admin(pg_url: str):
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        yield conn
-
-
-@pytest.fixture
 def sweeping(pg_url: str, monkeypatch: pytest.MonkeyPatch):
     """A sweep running in one workbench that polls its steering queue once a minute, and another
     workbench (a notebook elsewhere) to steer it from."""
