@@ -109,6 +109,7 @@ class CallExecutor:
         backoff: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         on_unhealthy: Callable[[Breaker, Provider, ChatRequest], None] | None = None,
         on_healthy: Callable[[Breaker], None] | None = None,
+        ramp_calls: int = 0,
     ):
         self.reader = reader
         self.on_cache_entry = on_cache_entry
@@ -127,9 +128,9 @@ class CallExecutor:
         self.claims: CallClaims | None = None
         # Set by a sweep shared by workers: each call's cost reserved in the store before it goes out.
         self.budget: SharedBudget | None = None
-        # Set by a sweep with many rounds ahead: each endpoint's first calls leave a little apart
-        # (engine/ramp.py), at most this many of them.
-        self.ramp_calls = 0
+        # A sweep with many rounds ahead: each endpoint's first calls leave a little apart
+        # (engine/ramp.py), at most this many of them (0: at once).
+        self.ramp_calls = ramp_calls
         self.limits: dict[str, AdaptiveLimit] = {}
         self.breakers: dict[str, Breaker] = {}
         self.policies: dict[str, Retry] = {}

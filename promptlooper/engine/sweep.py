@@ -279,10 +279,10 @@ class Sweep:
                 on_spent=self._spent,
                 backoff=self.failures.backoff, on_unhealthy=self.failures.endpoint_unhealthy,
                 on_healthy=self.failures.endpoint_healthy,
+                # Many rounds ahead: worth spacing the first burst.
+                ramp_calls=self.concurrency if self.progress.total - self.progress.skipped >= RAMP_ROUNDS * self.concurrency else 0,
             )
             self.calls = calls
-            if self.progress.total - self.progress.skipped >= RAMP_ROUNDS * self.concurrency:
-                calls.ramp_calls = self.concurrency  # many rounds ahead: worth spacing the first burst
             # Calls shared with other processes sweeping this store (engine/claims.py): its own connection.
             claims = calls.claims = CallClaims(open_store(self.store_path), calls.claim_candidates, is_open=self._open)
             await claims.start()
