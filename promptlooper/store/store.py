@@ -19,13 +19,14 @@ they implement :class:`~promptlooper.store.backend.StoreBackend`, the interface 
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..errors import NotFoundError, StoreError
 from . import batchwriter
-from .batchwriter import now_iso
+from .batchwriter import BUSY_MS, now_iso
 from .budgets import Budgets
 from .cache import Cache
 from .chunks import Chunks
@@ -56,14 +57,33 @@ class Store(Experiments, Runs, Scores, Cache, Events, Sweeps, Chunks, Housekeepi
             raise NotFoundError(f"no PromptLooper database at {Path(self.path).resolve()}; run an experiment first "
                                 "(promptlooper run FILE), or point --db / $PROMPTLOOPER_DB at an existing database")
         try:
-            self.cx = Connection(connect(self.path, readonly=readonly), readonly=readonly)
-            self.db = PlainDatabase(self.cx.conn)
-            if not readonly and not schema_is_current(self.cx.conn):
-                self._migrate()
+            self._open(readonly)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open the database {self.path}: {exc}; check the path, that its folder "
                              "exists and is writable, and that it is a PromptLooper database "
                              "(--db FILE or $PROMPTLOOPER_DB)") from exc
+
+    def _open(self, readonly: bool) -> None:
+        # Seen in CI: a worker opening the file while another process wrote to it got "database is
+        # locked" here at once, not after the busy timeout (SQLite returns SQLITE_BUSY without
+        # waiting in some cases, e.g. while the WAL index is being rebuilt). Opening waits as long
+        # as a write would before it gives up.
+        deadline = time.monotonic() + BUSY_MS / 1000
+        while True:
+            conn = None
+            try:
+                conn = connect(self.path, readonly=readonly)  # its pragmas may meet the lock too
+                self.cx = Connection(conn, readonly=readonly)
+                self.db = PlainDatabase(conn)
+                if not readonly and not schema_is_current(conn):
+                    self._migrate()
+                return
+            except sqlite3.OperationalError as exc:
+                if conn is not None:
+                    conn.close()
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.05)
 
     def _migrate(self) -> None:
         # Imported here: sqlite_utils imports pandas and numpy (store/plain_db.py), and only a new
