@@ -72,5 +72,9 @@ def test_a_one_configuration_cpu_bound_sweep_is_shared_by_two_workers(url: str, 
     assert row["n"] == 200
     sweep = wb.store.sweep(handle.sweep_id)
     assert sweep["best_config_id"] == row["full_config_id"] and round(sweep["best_score"], 9) == round(row["score"], 9)
-    assert [e["payload"]["n"] for e in wb.events(exp.key, types=["new_best_found"])] == [200]
+    # Announced as a one-process sweep announces it: the run that completed it, each scorer's mean.
+    [best] = [e["payload"] for e in wb.events(exp.key, types=["new_best_found"])]
+    assert best["n"] == 200 and best["config_id"] == row["full_config_id"]
+    assert best["run_id"] in {r["id"] for r in wb.store.runs(wb.experiment(exp.key)["id"])}
+    assert best["scores"] == {"length": round(row["length"], 6)} and best["score"] == round(row["score"], 6)
     wb.close()

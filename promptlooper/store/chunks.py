@@ -130,6 +130,16 @@ def fenced_update(c: Any, update: dict[str, Any], clock: str = SQLITE_CLOCK) -> 
                   (config_id, score, sweep_id, score))
 
 
+@dataclass(frozen=True)
+class SettledBest:
+    """A configuration cut into parts that became the sweep's best once its last part was done."""
+
+    score: float
+    n: int
+    run_id: str  # the last of its runs to finish
+    scores: dict[str, float]  # each scorer's mean over its runs
+
+
 class Chunks(Queries):
     """Queued sweeps, their leased chunks, and the log of steering requests workers follow."""
 
@@ -295,26 +305,35 @@ class Chunks(Queries):
             self._append_request(c, sweep_id, request)  # type: ignore[attr-defined]
         return {"plan": int(plan), "chunks": len(ranges), "remaining_runs": remaining, "total": total}
 
-    def settle_configuration(self, claim: Claim, config_id: str, expected: int) -> float | None:
+    def settle_configuration(self, claim: Claim, config_id: str, expected: int) -> SettledBest | None:
         """After a chunk holding a part of a configuration is done: if every part is, the
         configuration's mean score (over its ``expected`` runs, as a one-process sweep takes it)
-        is a candidate for the sweep's best. Returns the mean if it became the best, else None.
+        is a candidate for the sweep's best. Returns it if it became the best, else None.
         (No worker saw the whole configuration: the store has all of it.)"""
         with self.cx.write() as c:
             left = c.execute("SELECT COUNT(*) FROM sweep_chunks WHERE sweep_id = ? AND plan = ? AND lo = ? AND state != 'done'",
                              (claim.sweep_id, claim.plan, claim.lo)).fetchone()[0]
             if left:
                 return None
-            total, n = c.execute("SELECT SUM(score), COUNT(score) FROM runs WHERE experiment_id = ? AND config_id = ?"
-                                 " AND status IN ('completed','cached') AND score IS NOT NULL",
-                                 (claim.experiment_id, config_id)).fetchone()
+            finished = ("FROM runs WHERE experiment_id = ? AND config_id = ? AND status IN ('completed','cached')"
+                        " AND score IS NOT NULL")
+            total, n = c.execute(f"SELECT SUM(score), COUNT(score) {finished}", (claim.experiment_id, config_id)).fetchone()
             if not n or int(n) < expected:
                 return None  # a run failed: as in one process, the configuration is no candidate
             mean = float(total) / int(n)
             if c.execute("UPDATE sweeps SET best_config_id = ?, best_score = ? WHERE id = ? AND (best_score IS NULL OR best_score < ?)",
                          (config_id, mean, claim.sweep_id, mean)).rowcount != 1:
                 return None
-            return mean
+            # What a one-process sweep's announcement carries too: the run that completed the
+            # configuration (here the last to finish) and each scorer's mean over its runs.
+            last = c.execute(f"SELECT id {finished} ORDER BY completed_at DESC, id LIMIT 1",
+                             (claim.experiment_id, config_id)).fetchone()[0]
+            scores = {label: round(float(value), 6) for label, value in c.execute(
+                "SELECT s.scorer, AVG(s.value) FROM scores s JOIN runs r ON r.id = s.run_id"
+                " WHERE r.experiment_id = ? AND r.config_id = ? AND r.status IN ('completed','cached')"
+                " AND s.source = 'auto' AND s.value IS NOT NULL GROUP BY s.scorer ORDER BY s.scorer",
+                (claim.experiment_id, config_id))}
+            return SettledBest(mean, int(n), last, scores)
 
     def add_guided_chunks(self, sweep_id: str, known: int, parts: list[tuple[str, int, int, int]]) -> bool:
         """Queue a guided search's next chunks, ``(config_id, first, last, runs)`` (samples

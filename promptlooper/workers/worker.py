@@ -245,11 +245,12 @@ class Worker:
         one-process sweep announces it."""
         config = compiled.configurations[claim.lo]
         expected = len(compiled.samples) * compiled.experiment.repeat
-        mean = await asyncio.to_thread(store.settle_configuration, claim, config.id, expected)
-        if mean is not None:
+        best = await asyncio.to_thread(store.settle_configuration, claim, config.id, expected)
+        if best is not None:
             await asyncio.to_thread(store.add_event, claim.experiment_id, "new_best_found", {
-                "config_id": config.id, "score": round(mean, 6), "n": expected, "varied": config.varied,
-                "configuration": config.as_record(), "sweep_id": claim.sweep_id})
+                "config_id": config.id, "run_id": best.run_id, "score": round(best.score, 6), "n": best.n,
+                "scores": best.scores, "varied": config.varied, "configuration": config.as_record(),
+                "sweep_id": claim.sweep_id})
 
     async def _completed(self, store: StoreBackend, claim: Claim) -> None:
         row = await asyncio.to_thread(store.sweep, claim.sweep_id)
