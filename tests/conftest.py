@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from backends import open_backend  # noqa: F401  (fixture: a fresh store of each backend, tests/backends.py)
 from helpers import fake_experiment
 from pg import admin, pg_cluster, pg_url  # noqa: F401  (fixtures: a throwaway PostgreSQL, tests/pg.py)
 

@@ -11,34 +11,15 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
 
-import pytest
+from backends import Opener
 
-from promptlooper.store import Store
 from promptlooper.store.backend import StoreBackend
 from promptlooper.store.budgets import BudgetState, Settled
 from promptlooper.store.chunks import chunk_ranges
 from promptlooper.store.postgres import PostgresStore
 
-Opener = Callable[[], StoreBackend]
 LATER = 1e12  # an expiry no test reaches
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
-    opened: list[StoreBackend] = []
-    url = request.getfixturevalue("pg_url") if request.param == "postgresql" else ""
-
-    def open_store() -> StoreBackend:
-        store: StoreBackend = Store(tmp_path / "budget.db") if request.param == "sqlite" else PostgresStore(url)
-        opened.append(store)
-        return store
-
-    yield open_store
-    for store in opened:
-        store.close()
 
 
 def _sweep(store: StoreBackend) -> str:
@@ -56,12 +37,12 @@ def _consistent(store: StoreBackend, sid: str) -> BudgetState:
     return state
 
 
-def test_racing_processes_never_hold_more_than_the_budget_together(backend: Opener) -> None:
-    first = backend()
+def test_racing_processes_never_hold_more_than_the_budget_together(open_backend: Opener) -> None:
+    first = open_backend()
     sid = _sweep(first)
     limit_tokens, limit_nanos = 1000, 7_000
     owners = [f"w{i}" for i in range(6)]
-    stores = [backend() for _ in owners]  # a connection (pool) each, as separate processes have
+    stores = [open_backend() for _ in owners]  # a connection (pool) each, as separate processes have
     for store, owner in zip(stores, owners, strict=True):
         store.budget_join(sid, owner, LATER)
     granted: dict[str, list[tuple[int, int]]] = {o: [] for o in owners}
@@ -92,8 +73,8 @@ def test_racing_processes_never_hold_more_than_the_budget_together(backend: Open
     assert by_owner == {o: (sum(t for t, _ in g), sum(c for _, c in g)) for o, g in granted.items()}
 
 
-def test_settling_frees_the_estimate_and_counts_the_real_cost_even_above_it(backend: Opener) -> None:
-    store = backend()
+def test_settling_frees_the_estimate_and_counts_the_real_cost_even_above_it(open_backend: Opener) -> None:
+    store = open_backend()
     sid = _sweep(store)
     store.budget_join(sid, "a", LATER)
     assert store.budget_reserve(sid, "a", [(40, 400), (40, 400), (40, 400)], 100, None, LATER).granted == 2
@@ -105,8 +86,8 @@ def test_settling_frees_the_estimate_and_counts_the_real_cost_even_above_it(back
     _consistent(store, sid)
 
 
-def test_a_dead_holders_reservations_are_freed_once_by_whoever_reaps_them(backend: Opener) -> None:
-    a, b, c = backend(), backend(), backend()
+def test_a_dead_holders_reservations_are_freed_once_by_whoever_reaps_them(open_backend: Opener) -> None:
+    a, b, c = open_backend(), open_backend(), open_backend()
     sid = _sweep(a)
     now = time.time()
     a.budget_join(sid, "dead", now + 0.2)
@@ -127,8 +108,8 @@ def test_a_dead_holders_reservations_are_freed_once_by_whoever_reaps_them(backen
     assert b.budget_reserve(sid, "alive", [(20, 0), (20, 0), (20, 0), (20, 0)], 60, None, LATER).granted == 3
 
 
-def test_a_holder_reaped_while_alive_does_not_free_its_estimates_twice(backend: Opener) -> None:
-    slow, other = backend(), backend()
+def test_a_holder_reaped_while_alive_does_not_free_its_estimates_twice(open_backend: Opener) -> None:
+    slow, other = open_backend(), open_backend()
     sid = _sweep(slow)
     slow.budget_join(sid, "slow", time.time() + 0.1)
     other.budget_join(sid, "other", LATER)
@@ -147,8 +128,8 @@ def test_a_holder_reaped_while_alive_does_not_free_its_estimates_twice(backend: 
     _consistent(slow, sid)
 
 
-def test_leaving_frees_what_is_still_held_and_limits_are_per_measure(backend: Opener) -> None:
-    store = backend()
+def test_leaving_frees_what_is_still_held_and_limits_are_per_measure(open_backend: Opener) -> None:
+    store = open_backend()
     sid = _sweep(store)
     store.budget_join(sid, "a", LATER)
     # No token limit, a cost limit: only the cost decides.

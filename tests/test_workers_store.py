@@ -9,34 +9,16 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from backends import Opener
 
 from promptlooper.errors import SweepConflictError
 from promptlooper.store import RunRecord, Store, now_iso
 from promptlooper.store.backend import StoreBackend
 from promptlooper.store.chunks import LeaseLostError, chunk_ranges
-from promptlooper.store.postgres import PostgresStore
 from promptlooper.store.records import ResultBatch
-
-Opener = Callable[[], StoreBackend]
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
-    opened: list[StoreBackend] = []
-    url = request.getfixturevalue("pg_url") if request.param == "postgresql" else ""
-
-    def open_store() -> StoreBackend:
-        store: StoreBackend = Store(tmp_path / "chunks.db") if request.param == "sqlite" else PostgresStore(url)
-        opened.append(store)
-        return store
-
-    yield open_store
-    for store in opened:
-        store.close()
 
 
 def _queued(store: StoreBackend, chunks: int = 4) -> tuple[str, str]:
@@ -58,15 +40,15 @@ def _update(sid: str, index: int, generation: int, tokens: int = 10) -> dict[str
     return {"id": sid, "fence": (index, generation, 5.0), "add": {"done": 1, "tokens_in": tokens}}
 
 
-def test_a_worker_whose_lease_ran_out_and_was_taken_cannot_commit(backend: Opener) -> None:
-    store = backend()
+def test_a_worker_whose_lease_ran_out_and_was_taken_cannot_commit(open_backend: Opener) -> None:
+    store = open_backend()
     eid, sid = _queued(store, chunks=1)
     slow = store.claim_chunk("slow", 0.2)
     assert slow is not None and slow.generation == 1
     store.write_chunk_batch(_batch(eid, sid, "r1"), _update(sid, slow.index, slow.generation))  # renews: 5 s now
-    assert backend().claim_chunk("fast", 0.2) is None  # held
+    assert open_backend().claim_chunk("fast", 0.2) is None  # held
     time.sleep(5.1)
-    fast = backend().claim_chunk("fast", 5.0)
+    fast = open_backend().claim_chunk("fast", 5.0)
     assert fast is not None and (fast.index, fast.generation) == (slow.index, 2)
     with pytest.raises(LeaseLostError):
         store.write_chunk_batch(_batch(eid, sid, "r2"), _update(sid, slow.index, slow.generation))
@@ -79,8 +61,8 @@ def test_a_worker_whose_lease_ran_out_and_was_taken_cannot_commit(backend: Opene
     assert store.sweep(sid)["done"] == 2 and store.sweep_spent(sid) == (20, 0, 0.0)
 
 
-def test_the_best_configuration_is_the_best_any_chunk_reported(backend: Opener) -> None:
-    store = backend()
+def test_the_best_configuration_is_the_best_any_chunk_reported(open_backend: Opener) -> None:
+    store = open_backend()
     eid, sid = _queued(store, chunks=2)
     a, b = store.claim_chunk("a", 5.0), store.claim_chunk("b", 5.0)
     assert a is not None and b is not None
@@ -90,9 +72,9 @@ def test_the_best_configuration_is_the_best_any_chunk_reported(backend: Opener) 
     assert (row["best_config_id"], row["best_score"]) == ("cfg-a", 0.7)
 
 
-def test_claimers_racing_take_each_chunk_exactly_once(backend: Opener) -> None:
-    _queued(backend(), chunks=40)
-    stores = [backend() for _ in range(6)]
+def test_claimers_racing_take_each_chunk_exactly_once(open_backend: Opener) -> None:
+    _queued(open_backend(), chunks=40)
+    stores = [open_backend() for _ in range(6)]
     taken: list[tuple[str, int]] = []
     lock = threading.Lock()
     start = threading.Barrier(len(stores))
@@ -111,8 +93,8 @@ def test_claimers_racing_take_each_chunk_exactly_once(backend: Opener) -> None:
     assert sorted(i for _, i in taken) == list(range(40))
 
 
-def test_a_workers_sweep_lives_without_a_process_and_holds_the_experiment(backend: Opener) -> None:
-    store = backend()
+def test_a_workers_sweep_lives_without_a_process_and_holds_the_experiment(open_backend: Opener) -> None:
+    store = open_backend()
     eid, sid = _queued(store)
     store.update_sweep(sid, heartbeat=time.time() - 3600)  # no process beats for it
     assert store.settle_sweep(store.sweep(sid))["status"] == "running"
@@ -122,13 +104,13 @@ def test_a_workers_sweep_lives_without_a_process_and_holds_the_experiment(backen
         store.queue_sweep(eid, "grid", 3, 0, {}, [(0, 1)], 3)
 
 
-def test_steering_is_a_log_every_worker_reads_and_a_stopped_sweep_is_not_claimed(backend: Opener) -> None:
-    store = backend()
+def test_steering_is_a_log_every_worker_reads_and_a_stopped_sweep_is_not_claimed(open_backend: Opener) -> None:
+    store = open_backend()
     eid, sid = _queued(store)
     store.request_steering(eid, "pause")
     store.add_steering(sid, "resume")
     assert store.steering_log(sid) == ["pause", "resume"]
-    assert backend().steering_log(sid) == ["pause", "resume"]  # read, not taken
+    assert open_backend().steering_log(sid) == ["pause", "resume"]  # read, not taken
     claim = store.claim_chunk("w", 5.0)
     assert claim is not None
     assert store.end_sweep(sid, "stopped", "requested")
@@ -158,8 +140,8 @@ def test_a_store_from_before_the_chunks_gets_them_when_opened(tmp_path: Path) ->
         store.close()
 
 
-def test_a_redirect_replaces_the_chunks_not_started_and_waits_for_those_in_progress(backend: Opener) -> None:
-    store = backend()
+def test_a_redirect_replaces_the_chunks_not_started_and_waits_for_those_in_progress(open_backend: Opener) -> None:
+    store = open_backend()
     eid, sid = _queued(store, chunks=4)
     held = store.claim_chunk("old", 0.5)
     assert held is not None and held.plan == 0
@@ -174,9 +156,9 @@ def test_a_redirect_replaces_the_chunks_not_started_and_waits_for_those_in_progr
     store.write_chunk_batch(_batch(eid, sid, "r2"), _update(sid, held.index, held.generation))
     store.write_chunk_batch(_batch(eid, sid, "r3"), _update(sid, held.index, held.generation))
     assert (store.sweep(sid)["done"], store.sweep(sid)["total"]) == (3, 4)
-    assert backend().claim_chunk("new", 5.0) is None  # not while a chunk of the old plan is held
+    assert open_backend().claim_chunk("new", 5.0) is None  # not while a chunk of the old plan is held
     assert store.finish_chunk(sid, held.index, held.generation, replaced=True) == "running"
-    first = backend().claim_chunk("new", 5.0)
+    first = open_backend().claim_chunk("new", 5.0)
     assert first is not None and (first.plan, first.index, first.lo, first.hi) == (1, 4, 0, 1)
     assert first.options["spec"] == {"space": "new"} and first.options["workers"] is True
     store.write_chunk_batch(_batch(eid, sid, "r4"), _update(sid, first.index, first.generation))
@@ -187,8 +169,8 @@ def test_a_redirect_replaces_the_chunks_not_started_and_waits_for_those_in_progr
     assert second is not None and store.finish_chunk(sid, second.index, second.generation) == "completed"
 
 
-def test_a_worker_killed_holding_a_replaced_chunk_delays_the_new_plan_by_its_lease_only(backend: Opener) -> None:
-    store = backend()
+def test_a_worker_killed_holding_a_replaced_chunk_delays_the_new_plan_by_its_lease_only(open_backend: Opener) -> None:
+    store = open_backend()
     eid, sid = _queued(store, chunks=2)
     dead = store.claim_chunk("dead", 0.5)
     assert dead is not None
@@ -201,24 +183,24 @@ def test_a_worker_killed_holding_a_replaced_chunk_delays_the_new_plan_by_its_lea
     assert store.finish_chunk(sid, claim.index, claim.generation) == "completed"
 
 
-def test_a_chunk_of_an_earlier_plan_given_back_is_not_queued_again(backend: Opener) -> None:
-    store = backend()
+def test_a_chunk_of_an_earlier_plan_given_back_is_not_queued_again(open_backend: Opener) -> None:
+    store = open_backend()
     _, sid = _queued(store, chunks=2)
     leaving = store.claim_chunk("leaving", 5.0)
     assert leaving is not None
     store.replan_shared_sweep(sid, {}, [(0, 2)], 3, set(), "redirect")
     assert store.release_chunk(sid, leaving.index, leaving.generation)  # SIGTERM'd worker gives it back
     assert [(c["plan"], c["state"]) for c in store.chunks(sid)] == [(0, "replaced"), (0, "replaced"), (1, "queued")]
-    claim = backend().claim_chunk("new", 5.0)
-    assert claim is not None and claim.plan == 1 and backend().claim_chunk("other", 5.0) is None
+    claim = open_backend().claim_chunk("new", 5.0)
+    assert claim is not None and claim.plan == 1 and open_backend().claim_chunk("other", 5.0) is None
 
 
-def test_two_workers_deciding_a_guided_search_at_once_queue_once(backend: Opener) -> None:
-    store = backend()
+def test_two_workers_deciding_a_guided_search_at_once_queue_once(open_backend: Opener) -> None:
+    store = open_backend()
     eid = store.upsert_experiment("proj", "exp", {"name": "exp"})
     sid = store.queue_sweep(eid, "guided", 27, 0, {"workers": True, "guided": True}, [], 9)
     assert store.add_guided_chunks(sid, 0, [("cfg-a", 0, 3, 3), ("cfg-b", 0, 3, 3)])
-    assert not backend().add_guided_chunks(sid, 0, [("cfg-c", 0, 3, 3)])  # decided from what it read before: refused
+    assert not open_backend().add_guided_chunks(sid, 0, [("cfg-c", 0, 3, 3)])  # decided from what it read before: refused
     assert [(c["config_id"], c["samples_lo"], c["samples_hi"]) for c in store.chunks(sid)] == [("cfg-a", 0, 3), ("cfg-b", 0, 3)]
     claims = [store.claim_chunk("w", 5.0) for _ in range(2)]
     assert [(c.config_id, c.samples) for c in claims if c] == [("cfg-a", (0, 3)), ("cfg-b", (0, 3))]

@@ -1,6 +1,6 @@
 """Conformance of a store backend to :class:`promptlooper.store.backend.StoreBackend`.
 
-Every test takes the ``backend`` fixture, parametrized by backend name (as optuna keeps its
+Every test takes the ``open_backend`` fixture, parametrized by backend name (as optuna keeps its
 storage tests): SQLite today; a PostgreSQL backend joins by adding a parameter that opens it.
 The tests use only the interface, never SQL, so they hold any backend to the same meaning.
 """
@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
+from backends import Opener
 
 from promptlooper.errors import NotFoundError, SweepConflictError
 from promptlooper.store import CacheEntry, RunRecord, StageRecord, Store, now_iso
@@ -21,32 +20,10 @@ from promptlooper.store.backend import StoreBackend
 from promptlooper.store.db import ReadOnlyError
 from promptlooper.store.postgres import PostgresStore
 
-Opener = Callable[..., StoreBackend]
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
-    """A function opening one fresh database of this backend (``readonly=True`` for a reader)."""
-    opened: list[StoreBackend] = []
-    # PostgreSQL: a fresh database of the session's throwaway cluster (tests/pg.py).
-    url = request.getfixturevalue("pg_url") if request.param == "postgresql" else ""
-
-    def open_store(readonly: bool = False) -> StoreBackend:
-        if request.param == "sqlite":
-            store: StoreBackend = Store(tmp_path / "conformance.db", readonly=readonly)
-        else:
-            store = PostgresStore(url, readonly=readonly)
-        opened.append(store)
-        return store
-
-    yield open_store
-    for store in opened:
-        store.close()
-
 
 @pytest.fixture
-def store(backend: Opener) -> StoreBackend:
-    return backend()
+def store(open_backend: Opener) -> StoreBackend:
+    return open_backend()
 
 
 def _experiment(store: StoreBackend, name: str = "exp", project: str = "proj") -> str:
@@ -196,11 +173,11 @@ def test_embedding_vectors_round_trip_by_key(store: StoreBackend) -> None:
     assert len(got) == 1200 and got["k1"] == (1).to_bytes(8, "little")
 
 
-def test_a_read_only_store_refuses_writes_but_keeps_no_embeddings_quietly(backend: Opener) -> None:
-    writer = backend()
+def test_a_read_only_store_refuses_writes_but_keeps_no_embeddings_quietly(open_backend: Opener) -> None:
+    writer = open_backend()
     eid = _experiment(writer)
     writer.put_embeddings("m", [("k", b"1234")])
-    reader = backend(readonly=True)
+    reader = open_backend(readonly=True)
     assert reader.readonly and reader.experiment(eid)["id"] == eid
     assert reader.embedding_vectors(["k"]) == {"k": b"1234"}
     reader.put_embeddings("m", [("k2", b"5678")])  # nothing kept, nothing raised
