@@ -92,27 +92,33 @@ UNREADABLE = with_colours(r"""
 }
 """)
 
-# Something drawn over a view (JupyterLab's splash screen while it swaps themes, a dialog): the
-# element at the centre of each view that is in the viewport must be part of that view.
+# Something drawn over a view (JupyterLab's splash screen while it swaps themes, a dialog, a
+# scrolled part of the view painted over its own sticky header): the element at a point of each
+# element's visible part (near its left edge, where a sticky neighbour on the right cannot be)
+# must be that element or inside it.
 COVERED = r"""
-(roots) => {
+(selectors) => {
   let looked = 0;
   const covered = [];
-  for (const root of document.querySelectorAll(roots)) {
-    // the part of the view its scrolling ancestors and the window let show
-    let [left, top, right, bottom] = ((r) => [r.left, r.top, r.right, r.bottom])(root.getBoundingClientRect());
+  for (const el of document.querySelectorAll(selectors.join(', '))) {
+    // the part its scrolling ancestors and the window let show (the body's overflow applies to
+    // the window, which is already counted)
+    let [left, top, right, bottom] = ((r) => [r.left, r.top, r.right, r.bottom])(el.getBoundingClientRect());
     [left, top, right, bottom] = [Math.max(left, 0), Math.max(top, 0), Math.min(right, innerWidth), Math.min(bottom, innerHeight)];
-    // (the body's overflow applies to the window, which is already counted)
-    for (let e = root.parentElement; e && e !== document.body; e = e.parentElement) {
+    for (let e = el.parentElement; e && e !== document.body; e = e.parentElement) {
       if (getComputedStyle(e).overflow === 'visible') continue;
       const c = e.getBoundingClientRect();
       [left, top, right, bottom] = [Math.max(left, c.left), Math.max(top, c.top), Math.min(right, c.right), Math.min(bottom, c.bottom)];
     }
     if (right - left < 4 || bottom - top < 4) continue;
-    const [x, y] = [(left + right) / 2, (top + bottom) / 2];
-    looked += 1;
+    const [x, y] = [left + Math.min(8, (right - left) / 2), (top + bottom) / 2];
     const hit = document.elementFromPoint(x, y);
-    if (!root.contains(hit)) covered.push({ view: root.className, by: hit ? `${hit.tagName.toLowerCase()}#${hit.id}.${hit.className}` : null });
+    // a sticky one of the same kind (a pinned column's header over a scrolled one) is the design
+    const same = hit && hit.closest(selectors.join(', '));
+    if (same && same !== el && !same.contains(el) && getComputedStyle(same).position === 'sticky') continue;
+    looked += 1;
+    if (!el.contains(hit)) covered.push({ el: `${el.tagName.toLowerCase()}.${el.className} ${el.textContent.slice(0, 30)}`,
+                                          by: hit ? `${hit.tagName.toLowerCase()}#${hit.id}.${hit.className} ${hit.textContent.slice(0, 30)}` : null });
   }
   return { looked, covered };
 }
@@ -148,10 +154,11 @@ def unreadable(page: Any, roots: str, minimum: float = 4.5) -> dict[str, Any]:
     return page.evaluate(UNREADABLE, [roots, minimum])
 
 
-def assert_theme(page: Any, roots: str, selectors: list[str], *, dark: bool, minimum: float = 4.5) -> None:
+def assert_theme(page: Any, roots: str, selectors: list[str], *, dark: bool, minimum: float = 4.5,
+                 uncovered: list[str] | None = None) -> None:
     """Every surface named by ``selectors`` is found and seen dark (or light), nothing is drawn over
-    the views under ``roots``, and every visible text in them reads at ``minimum`` contrast or
-    better against what is behind it."""
+    the views under ``roots`` (nor over the elements named by ``uncovered``), and every visible
+    text in them reads at ``minimum`` contrast or better against what is behind it."""
     found = surfaces(page, selectors)
     missing = [s["sel"] for s in found if not s["found"]]
     assert not missing, f"no visible element for {missing}"
@@ -160,8 +167,8 @@ def assert_theme(page: Any, roots: str, selectors: list[str], *, dark: bool, min
     else:
         wrong = [s for s in found if s["darkest"] < 0.6]
     assert not wrong, f"surfaces not {'dark' if dark else 'light'}: {wrong}"
-    over = page.evaluate(COVERED, roots)
-    assert over["looked"] > 0 and not over["covered"], f"views covered: {over}"
+    over = page.evaluate(COVERED, [roots, *(uncovered or [])])
+    assert over["looked"] > 0 and not over["covered"], f"covered: {over}"
     text = unreadable(page, roots, minimum)
     assert text["checked"] > 0, f"no text checked under {roots}"
     assert not text["bad"], f"text below {minimum}:1 contrast ({'dark' if dark else 'light'}): {text['bad']}"
