@@ -10,9 +10,10 @@ styles in the browser, so that a dark screenshot cannot pass with light parts in
 - :func:`surfaces`: the colour each surface is seen on (its background composited over its
   ancestors' down to the first opaque one), with its relative luminance.
 - :func:`unreadable`: every visible text in the given roots whose colour has a WCAG contrast
-  ratio below a minimum against the colour behind it (SVG text: its fill). Text inside an element
-  made translucent on purpose (a rejected row, a filter switched off) is left out: it is meant to
-  read as inactive.
+  ratio below a minimum against the colour behind it (SVG text: its fill, against the chart's
+  paper; text plotly draws inside a bar is left out, plotly colours it against the bar). Text
+  inside an element made translucent on purpose (a rejected row, a filter switched off) is left
+  out: it is meant to read as inactive.
 """
 
 from __future__ import annotations
@@ -79,6 +80,8 @@ UNREADABLE = with_colours(r"""
       const style = getComputedStyle(el);
       if (el.getClientRects().length === 0 || style.visibility !== 'visible' || dimmed(el)) continue;
       const svg = el.closest('svg');
+      // text plotly draws inside a bar is coloured by plotly against that bar, not the paper
+      if (svg && el.closest('.bartext-inside')) continue;
       const behind = svg ? plBackdrop(svg) : plBackdrop(el);
       const ink = plParse(svg ? style.fill : style.color);
       if (svg && Number(style.fillOpacity) < 1) ink[3] *= Number(style.fillOpacity);

@@ -184,19 +184,26 @@ TABS = {
                     ".pl-leaderboard td.pl-actions", ".pl-leaderboard tr.pl-row td[data-key='score']", ".pl-leaderboard .pl-btn",
                     ".pl-leaderboard .pl-detail td", ".pl-leaderboard .pl-run .pl-chip",
                     ".pl-steering .pl-btn", ".pl-steering .pl-space-text"],  # steering sits under the leaderboard
+    "Matrix": [".pl-matrix td.pl-cell", ".pl-matrix thead th", ".pl-matrix .pl-search", ".pl-matrix select"],
+    "Rate queue": [".pl-queue", ".pl-queue .pl-card", ".pl-queue .pl-btn"],
+    "Group by": [".pl-groupby select", ".pl-groupby .pl-track"],
+    "Sweep plots": [".pl-chart .main-svg"],
     "Charts": [".pl-chart .main-svg"],  # last: the theme is switched with the charts in view
 }
+# what shows once a tab is drawn (the last four are built when first opened)
+READY = {"Matrix": ".pl-matrix td.pl-cell", "Rate queue": ".pl-queue .pl-card:not([hidden])", "Group by": ".pl-groupby .pl-bar-row",
+         "Sweep plots": ".pl-chart .main-svg >> visible=true", "Charts": ".pl-chart .main-svg >> visible=true"}
 
 
 def shoot_tabs(page, theme: str) -> None:  # noqa: F811 - the page fixture, passed in
     dark = theme == "dark"
     for tab, surfaces in TABS.items():
         page.locator(f".lm-TabBar-tab:has-text('{tab}')").first.click()
-        if tab == "Charts":
-            page.wait_for_selector(".pl-chart .main-svg", timeout=60_000)
+        if tab in READY:
+            page.locator(READY[tab]).first.wait_for(timeout=60_000)
         page.wait_for_timeout(400)
         assert_theme(page, ".pl-root", PAGE + surfaces, dark=dark)
-        page.screenshot(path=str(ARTIFACTS / f"live-views-{tab.lower()}-{theme}.png"), full_page=True)
+        page.screenshot(path=str(ARTIFACTS / f"live-views-{tab.lower().replace(' ', '-')}-{theme}.png"), full_page=True)
         assert page.evaluate(THEME_APPLIED, dark), f"the {theme} theme changed while {tab} was shot"
 
 
