@@ -158,6 +158,7 @@ def test_views_hold_still_during_a_live_sweep(lab: Lab, page) -> None:  # noqa: 
     page.locator(".lm-TabBar-tab:has-text('Leaderboard')").first.click()
     page.locator(".pl-leaderboard tr.pl-row td[data-key='score']").first.click()  # an expanded row: its runs
     page.wait_for_selector(".pl-leaderboard .pl-run .pl-response", timeout=30_000)
+    scroller.evaluate("(el) => { el.scrollLeft = 0; }")  # the header clicks scrolled it sideways: all column names in the shots
     page.mouse.move(5, 5)
     shoot_tabs(page, "light")
     light = page.evaluate(CHART_TEXT)
