@@ -8,10 +8,15 @@ from pathlib import Path
 
 import pytest
 from test_voila_dashboard import ARGS, ARTIFACTS, CHROMIUM, dashboard, running_sweep  # noqa: F401 - fixtures
+from theme_check import assert_theme
 
 pytestmark = [pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (scripts/install.sh --test)"),
               pytest.mark.slow]
 
+# surfaces that must take the page's theme (tests/theme_check.py also checks every text's contrast)
+OVERVIEW = ["body", ".pl-overview", ".pl-overview th", ".pl-overview tbody td", ".pl-overview .pl-search"]
+EXPERIMENT = ["body", ".pl-live", ".widget-tab > .lm-TabBar .lm-TabBar-tab", ".pl-leaderboard th[data-key='score']",
+              ".pl-leaderboard td.pl-sel", ".pl-leaderboard td[data-key='config_id']", ".pl-leaderboard tr.pl-row td[data-key='score']"]
 BAD_TEXT = r"""() => [...document.querySelectorAll('.pl-root, .pl-notfound')].flatMap((root) => {
   const out = [], walk = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
   for (let n = walk.nextNode(); n; n = walk.nextNode()) if (/\b(null|None|undefined|NaN)\b/.test(n.textContent)) out.push(n.textContent);
@@ -46,9 +51,11 @@ def test_front_page_is_the_overview_and_unknown_experiments_are_explained(dashbo
         page.locator(".pl-overview .pl-search").fill("live")
         assert page.locator(".pl-overview tbody tr").count() == 1
         assert page.evaluate(BAD_TEXT) == []
+        assert_theme(page, ".pl-root", OVERVIEW, dark=False)
         page.screenshot(path=str(ARTIFACTS / "voila-overview-light.png"), full_page=True)
         page.goto(f"{base}/voila/render/overview.ipynb?theme=dark", timeout=90_000)
         page.wait_for_selector(".pl-overview tbody tr", timeout=90_000)
+        assert_theme(page, ".pl-root", OVERVIEW, dark=True)
         page.screenshot(path=str(ARTIFACTS / "voila-overview-dark.png"), full_page=True)
 
         page.goto(f"{base}/voila/render/experiment.ipynb?experiment=tests/no-such-experiment", timeout=90_000)
@@ -61,6 +68,7 @@ def test_front_page_is_the_overview_and_unknown_experiments_are_explained(dashbo
         page.goto(f"{base}/voila/render/experiment.ipynb?experiment=tests/live&theme=dark", timeout=90_000)
         page.wait_for_selector(".pl-table tbody tr", timeout=90_000)
         assert page.evaluate(BAD_TEXT) == []
+        assert_theme(page, ".pl-root", EXPERIMENT, dark=True)
         page.screenshot(path=str(ARTIFACTS / "voila-dashboard-dark.png"), full_page=True)
         ctx.close()
     assert outside == [], outside

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from test_matrix_browser import ARTIFACTS, CHROMIUM, browser, sweep  # noqa: F401 - fixtures
+from theme_check import assert_theme
 from widget_page import DARK, LIGHT, render, theme
 
 from promptlooper.ui.compare_view import CompareView
@@ -32,8 +33,10 @@ def test_compare_and_group_by_in_chromium(sweep, browser) -> None:  # noqa: F811
     page.wait_for_selector(".pl-compare .pl-pair:not([hidden])")
     assert "n = 8 paired samples" in page.locator(".pl-compare .pl-pair").text_content()
     assert page.locator(".pl-compare tr.pl-picked").count() == 2
+    assert_theme(page, ".pl-root", COMPARE, dark=False)
     page.screenshot(path=str(ARTIFACTS / "compare-light.png"), full_page=True)
     theme(page, DARK)
+    assert_theme(page, ".pl-root", COMPARE, dark=True)
     page.screenshot(path=str(ARTIFACTS / "compare-dark.png"), full_page=True)
     with page.expect_download() as got:
         page.click(".pl-compare .pl-export-report")
@@ -49,9 +52,17 @@ def test_compare_and_group_by_in_chromium(sweep, browser) -> None:  # noqa: F811
     assert page.locator(".pl-groupby .pl-bar-row").count() == 30
     assert page.locator(".pl-groupby .pl-pivot tbody tr").count() == 2
     assert page.locator(".pl-groupby .pl-pivot tbody td").first.text_content().endswith("(n=8)")
+    assert_theme(page, ".pl-root", GROUPBY, dark=True)
     page.screenshot(path=str(ARTIFACTS / "groupby-dark.png"), full_page=True)
     with page.expect_download() as got:
         page.click(".pl-groupby .pl-export-csv")
     assert len(Path(got.value.path()).read_text().strip().splitlines()) == 1 + 30
     theme(page, LIGHT)
+    assert_theme(page, ".pl-root", GROUPBY, dark=False)
     page.screenshot(path=str(ARTIFACTS / "groupby-light.png"), full_page=True)
+
+
+# surfaces that must take the theme's colours (JupyterLab's own variables, see widget_page.py)
+COMPARE = [".pl-compare", ".pl-compare th", ".pl-compare tr.pl-row td", ".pl-compare tr.pl-picked td", ".pl-compare .pl-pair",
+           ".pl-compare select", ".pl-compare .pl-btn"]
+GROUPBY = [".pl-groupby", ".pl-groupby select", ".pl-groupby .pl-track", ".pl-groupby .pl-pivot th", ".pl-groupby .pl-pivot td"]

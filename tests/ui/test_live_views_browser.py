@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from test_browser import ARTIFACTS, CHROMIUM, Lab, lab, open_and_run_all, page, sweep_state  # noqa: F401 - fixtures
+from theme_check import THEME_APPLIED, assert_theme, wait_for_jupyterlab_theme
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(CHROMIUM is None, reason="needs chromium (apt-get install chromium)")]
 
@@ -146,28 +147,65 @@ def test_views_hold_still_during_a_live_sweep(lab: Lab, page) -> None:  # noqa: 
     assert page.locator(".pl-steering .pl-space-text").input_value() == typo
     assert "ValueError" not in page.inner_text(".pl-steering .pl-error")
 
-    # 5. every view, light then dark (screenshots to look at); charts follow the theme
+    # 5. every view, light then dark (screenshots to look at): each view's surfaces take the
+    # theme's colours and its text stays readable; charts follow the theme
+    page.locator(".lm-TabBar-tab:has-text('Rate')").first.click()
+    page.locator(".pl-rating .pl-thumb-up").click()  # a human score: the rating chips show
+    page.locator(".pl-rating .pl-save").click()
+    page.wait_for_selector(".pl-rating .pl-human .pl-chip", timeout=30_000)
+    if not page.locator(".pl-rating .pl-thumb-up.pl-on").count():
+        page.locator(".pl-rating .pl-thumb-up").click()  # a draft choice, drawn as pressed
+    page.locator(".lm-TabBar-tab:has-text('Leaderboard')").first.click()
+    page.locator(".pl-leaderboard tr.pl-row td[data-key='score']").first.click()  # an expanded row: its runs
+    page.wait_for_selector(".pl-leaderboard .pl-run .pl-response", timeout=30_000)
+    scroller.evaluate("(el) => { el.scrollLeft = 0; }")  # the header clicks scrolled it sideways: all column names in the shots
+    page.mouse.move(5, 5)
     shoot_tabs(page, "light")
-    page.locator(".lm-TabBar-tab:has-text('Charts')").first.click()
-    page.wait_for_selector(".pl-chart .main-svg", timeout=60_000)
-    page.screenshot(path=str(ARTIFACTS / "live-views-charts-light.png"), full_page=True)
     light = page.evaluate(CHART_TEXT)
     page.evaluate("window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Dark'})")
-    page.wait_for_function("document.body.dataset.jpThemeLight === 'false'", timeout=30_000)
+    wait_for_jupyterlab_theme(page, dark=True)
     page.wait_for_function(f"({CHART_TEXT})() !== {json.dumps(light)}", timeout=30_000)
     rgb = lambda css: re.findall(r"\d+", css)[:3]  # noqa: E731 - plotly moves the alpha to fill-opacity
     assert rgb(page.evaluate(CHART_TEXT)) == rgb(page.evaluate(FONT_COLOR)), "chart text should take the theme's font colour"
-    page.screenshot(path=str(ARTIFACTS / "live-views-charts-dark.png"), full_page=True)
     shoot_tabs(page, "dark")
     assert page.evaluate(BAD_TEXT) == []
     page.evaluate("window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Light'})")
+    wait_for_jupyterlab_theme(page, dark=False)
+
+
+# The surfaces checked in each tab besides JupyterLab's own (menu bar, notebook toolbar, file
+# browser) and the progress header: a half-applied theme shows in them first.
+PAGE = ["#jp-menu-panel", ".jp-NotebookPanel-toolbar", ".jp-FileBrowser", ".pl-live", ".widget-tab > .lm-TabBar .lm-TabBar-tab"]
+TABS = {
+    "Diff": [".pl-diff", ".pl-diff .pl-cell", ".pl-diff .pl-chip", ".pl-diff select"],
+    "Rate": [".pl-rating", ".pl-rating .pl-run-card", ".pl-rating .pl-chip", ".pl-rating .pl-btn.pl-on", ".pl-rating .pl-comment"],
+    "Timeline": [".pl-timeline .pl-event", ".pl-timeline .pl-chip"],
+    "Leaderboard": [".pl-leaderboard th[data-key='score']", ".pl-leaderboard th.pl-sel", ".pl-leaderboard th.pl-actions-head",
+                    ".pl-leaderboard td.pl-sel", ".pl-leaderboard td[data-key='rank']", ".pl-leaderboard td[data-key='config_id']",
+                    ".pl-leaderboard td.pl-actions", ".pl-leaderboard tr.pl-row td[data-key='score']", ".pl-leaderboard .pl-btn",
+                    ".pl-leaderboard .pl-detail td", ".pl-leaderboard .pl-run .pl-chip",
+                    ".pl-steering .pl-btn", ".pl-steering .pl-space-text"],  # steering sits under the leaderboard
+    "Matrix": [".pl-matrix td.pl-cell", ".pl-matrix thead th", ".pl-matrix .pl-search", ".pl-matrix select"],
+    "Rate queue": [".pl-queue", ".pl-queue .pl-card", ".pl-queue .pl-btn"],
+    "Group by": [".pl-groupby select", ".pl-groupby .pl-track"],
+    "Sweep plots": [".pl-chart .main-svg"],
+    "Charts": [".pl-chart .main-svg"],  # last: the theme is switched with the charts in view
+}
+# what shows once a tab is drawn (the last four are built when first opened)
+READY = {"Matrix": ".pl-matrix td.pl-cell", "Rate queue": ".pl-queue .pl-card:not([hidden])", "Group by": ".pl-groupby .pl-bar-row",
+         "Sweep plots": ".pl-chart .main-svg >> visible=true", "Charts": ".pl-chart .main-svg >> visible=true"}
 
 
 def shoot_tabs(page, theme: str) -> None:  # noqa: F811 - the page fixture, passed in
-    for tab in ("Diff", "Rate", "Timeline", "Leaderboard"):
+    dark = theme == "dark"
+    for tab, surfaces in TABS.items():
         page.locator(f".lm-TabBar-tab:has-text('{tab}')").first.click()
+        if tab in READY:
+            page.locator(READY[tab]).first.wait_for(timeout=60_000)
         page.wait_for_timeout(400)
-        page.screenshot(path=str(ARTIFACTS / f"live-views-{tab.lower()}-{theme}.png"), full_page=True)
+        assert_theme(page, ".pl-root", PAGE + surfaces, dark=dark)
+        page.screenshot(path=str(ARTIFACTS / f"live-views-{tab.lower().replace(' ', '-')}-{theme}.png"), full_page=True)
+        assert page.evaluate(THEME_APPLIED, dark), f"the {theme} theme changed while {tab} was shot"
 
 
 ORDER = "() => [...document.querySelectorAll('.pl-leaderboard tr.pl-row')].map((r) => r.dataset.id)"

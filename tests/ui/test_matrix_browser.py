@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from helpers import fake_experiment
+from theme_check import assert_theme
 from widget_page import DARK, push, render, theme
 
 from promptlooper.ui.matrix_view import MatrixView
@@ -23,6 +24,9 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(CHROMIUM is None, reason="needs chromium (apt-get install chromium)")]
 playwright_api = pytest.importorskip("playwright.sync_api")
 
+# surfaces that must take the theme's colours (JupyterLab's own variables, see widget_page.py)
+MATRIX = [".pl-matrix", ".pl-matrix thead th", ".pl-matrix th.pl-sample", ".pl-matrix td.pl-cell", ".pl-matrix .pl-search",
+          ".pl-matrix select", ".pl-matrix .pl-btn"]
 NODES = "() => document.getElementById('root').querySelectorAll('*').length"
 CELLS = "() => document.querySelectorAll('.pl-matrix td.pl-cell').length"
 
@@ -57,6 +61,7 @@ def test_matrix_in_chromium(sweep, browser) -> None:
     assert page.evaluate(CELLS) == 30
     assert page.locator(".pl-matrix thead th").count() == 1 + 6
     assert page.locator(".pl-matrix td.pl-tone-good, .pl-matrix td.pl-tone-mid, .pl-matrix td.pl-tone-bad").count() == 30
+    assert_theme(page, ".pl-root", MATRIX, dark=False)
     page.screenshot(path=str(ARTIFACTS / "matrix-light.png"), full_page=True)
 
     # paging: other samples and columns, the same number of elements
@@ -98,6 +103,7 @@ def test_matrix_in_chromium(sweep, browser) -> None:
     page.wait_for_function("() => document.querySelectorAll('.pl-matrix td.pl-cell .pl-star.pl-on').length >= 5")
     assert page.evaluate("(td) => td.isConnected && td.__mark", marked) == "same element"
     theme(page, DARK)
+    assert_theme(page, ".pl-root", MATRIX + [".pl-matrix .pl-diffbox"], dark=True)
     page.screenshot(path=str(ARTIFACTS / "matrix-dark.png"), full_page=True)
 
     # export: the browser saves the file Python built
@@ -117,4 +123,5 @@ def test_read_only_matrix_has_no_rating_controls(sweep, browser) -> None:
     page.wait_for_selector(".pl-matrix td.pl-cell .pl-badge")
     assert page.locator(".pl-matrix button.pl-thumb, .pl-matrix button.pl-star").count() == 0
     assert page.locator(".pl-matrix .pl-rated", has_text="★★☆☆☆").count() == 1
+    assert_theme(page, ".pl-root", MATRIX, dark=True)
     page.screenshot(path=str(ARTIFACTS / "matrix-readonly-dark.png"), full_page=True)

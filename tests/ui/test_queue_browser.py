@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 from test_matrix_browser import ARTIFACTS, CHROMIUM, browser, sweep  # noqa: F401 - fixtures
+from theme_check import assert_theme
 from widget_page import DARK, render
 
 from promptlooper.ui.rating_queue import RatingQueue, queue_order
@@ -29,6 +30,7 @@ def test_queue_rated_from_the_keyboard(sweep, browser) -> None:  # noqa: F811 - 
     got = wb.ratings(ids[0])
     assert (got["stars"], got["thumbs"], got["by"]) == (4, "up", "ana")
     assert page.locator(".pl-queue .pl-given").text_content().startswith("▲ thumbs up ★★★★☆")
+    assert_theme(page, ".pl-root", QUEUE + [".pl-queue .pl-btn"], dark=False)
     page.screenshot(path=str(ARTIFACTS / "queue-light.png"), full_page=True)
     page.keyboard.press("j")
     page.wait_for_function("(id) => !document.querySelector('.pl-queue .pl-meta').textContent.includes(id)", arg=ids[0][:8])
@@ -57,4 +59,9 @@ def test_read_only_queue_in_dark_theme(sweep, browser) -> None:  # noqa: F811 - 
     q.show(ids[0])
     page.evaluate("(s) => window.plApply(s)", {"run": q.run})
     page.wait_for_function("() => document.querySelector('.pl-queue .pl-given').textContent.startsWith('▼ thumbs down ★★☆☆☆')")
+    assert_theme(page, ".pl-root", QUEUE, dark=True)
     page.screenshot(path=str(ARTIFACTS / "queue-readonly-dark.png"), full_page=True)
+
+
+# surfaces that must take the theme's colours (JupyterLab's own variables, see widget_page.py)
+QUEUE = [".pl-queue", ".pl-queue .pl-card"]

@@ -5,21 +5,34 @@ The page's ``model`` has anywidget's front-end surface (``get``, ``on``, ``off``
 ``send`` goes to the Python widget's ``handle_message`` through a Playwright binding and brings
 back the widget's synced traits, which fire ``change:<name>`` for each trait whose value changed
 - what the comm does in a notebook. :func:`push` sends state changed on the Python side (a live
-sweep's update). Themes: JupyterLab's CSS variables for its light and dark themes.
+sweep's update). Themes: the ``--jp-*`` variables of JupyterLab's own light and dark themes, read
+from the installed JupyterLab's theme stylesheets (its ``:root`` block, as JupyterLab loads it),
+with the page's ``color-scheme`` set as JupyterLab sets it, so that a view is checked against the
+colours it really gets.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import re
+from pathlib import Path
 from typing import Any
 
-LIGHT = {"--jp-layout-color0": "#fff", "--jp-layout-color1": "#fff", "--jp-layout-color2": "#eee",
-         "--jp-ui-font-color1": "rgba(0,0,0,.87)", "--jp-ui-font-color2": "rgba(0,0,0,.54)",
-         "--jp-border-color1": "#bdbdbd", "--jp-border-color2": "#e0e0e0", "--jp-brand-color1": "#1976d2"}
-DARK = {"--jp-layout-color0": "#111", "--jp-layout-color1": "#212121", "--jp-layout-color2": "#424242",
-        "--jp-ui-font-color1": "rgba(255,255,255,1)", "--jp-ui-font-color2": "rgba(255,255,255,.7)",
-        "--jp-border-color1": "#616161", "--jp-border-color2": "#424242", "--jp-brand-color1": "#64b5f6",
-        "--jp-warn-color1": "#ffb300", "--jp-success-color0": "#81c784", "--jp-error-color1": "#ef9a9a"}
+
+def jupyterlab_theme(name: str, scheme: str) -> str:
+    """The ``:root`` block of JupyterLab's ``theme-<name>-extension`` stylesheet (every ``--jp-*``
+    and ``--md-*`` variable), and the ``color-scheme`` JupyterLab gives the page with it."""
+    spec = importlib.util.find_spec("jupyterlab")
+    assert spec and spec.submodule_search_locations, "the browser tests need jupyterlab installed"
+    css = Path(spec.submodule_search_locations[0], "themes", "@jupyterlab", f"theme-{name}-extension", "index.css").read_text()
+    roots = re.findall(r":root\s*\{[^}]*\}", css)
+    assert roots, f"no :root block in JupyterLab's {name} theme"
+    return "\n".join(roots) + f"\nbody {{ color-scheme: {scheme}; }}"
+
+
+LIGHT = jupyterlab_theme("light", "light")
+DARK = jupyterlab_theme("dark", "dark")
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><style id="theme"></style><style id="css"></style></head>
 <body style="margin:8px;background:var(--jp-layout-color0);color:var(--jp-ui-font-color1)"><div id="root"></div></body></html>"""
@@ -52,12 +65,12 @@ def state(view: Any) -> dict[str, Any]:
     return json.loads(json.dumps({n: getattr(view, n) for n in names}, default=str))
 
 
-def theme(page: Any, variables: dict[str, str]) -> None:
-    body = ";".join(f"{k}:{v}" for k, v in variables.items())
-    page.evaluate("(css) => { document.getElementById('theme').textContent = `:root{${css}}`; }", body)
+def theme(page: Any, css: str) -> None:
+    """Switch the page to a theme (:data:`LIGHT` or :data:`DARK`)."""
+    page.evaluate("(css) => { document.getElementById('theme').textContent = css; }", css)
 
 
-def render(page: Any, view: Any, variables: dict[str, str] = LIGHT) -> None:
+def render(page: Any, view: Any, variables: str = LIGHT) -> None:
     """Show ``view`` in ``page`` with its messages going to the Python widget."""
     page.expose_function("plSend", lambda msg: (view.handle_message(json.loads(msg)), json.dumps(state(view)))[1])
     page.set_content(PAGE)
