@@ -23,7 +23,7 @@ from ...errors import NotFoundError, StoreError
 from ..batchwriter import Rows, now_iso
 from ..cache import Cache
 from ..chunks import Chunks, Claim
-from ..claims import ClaimResult, Claims
+from ..claims import ClaimResult, Claims, ClaimTick
 from ..db import ReadOnlyError
 from ..events import Events
 from ..experiments import Experiments
@@ -34,7 +34,7 @@ from ..runs import Runs
 from ..scores import Scores
 from ..store import Store
 from ..sweeps import Sweeps
-from . import batches, schema
+from . import batches, schema, ticks
 from .budgets import PostgresBudgets
 from .changes import (
     ChangeFeed,
@@ -206,6 +206,14 @@ class PostgresStore(Experiments, Runs, Scores, Cache, Events, Sweeps, Chunks, Ho
         if self.readonly:
             raise ReadOnlyError("this store is open read-only (a dashboard): nothing can be changed from here")
         return await self._aclaim_session.claim(owner, keys, now, ttl)
+
+    def claims_tick(self, tick: ClaimTick) -> ClaimResult:
+        """As SQLite's, in one pipelined round trip whose statements keep one shape whatever the
+        number of keys (see ticks.py), under the claims' own lock (:meth:`_sharing_write`)."""
+        if self.readonly:
+            raise ReadOnlyError("this store is open read-only (a dashboard): nothing can be changed from here")
+        with self.cx.connection() as conn:
+            return ticks.claims_tick(conn, CLAIMS_LOCK, tick)
 
     @contextlib.contextmanager
     def _sharing_write(self) -> Iterator[Cursorish]:
