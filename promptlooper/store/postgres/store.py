@@ -47,6 +47,7 @@ from .claims import AsyncClaimSession, ClaimSession
 from .connection import Cursorish, PgConnection, PgDatabase, dead_peer_settings
 from .dialect import translate
 from .notify import Listener, notify
+from .reads import HeldReads
 
 # Claims ticks take this lock ("PLclaim" as a number) instead of the store's write lock.
 CLAIMS_LOCK = int.from_bytes(b"PLclaim", "big")
@@ -79,9 +80,11 @@ class PostgresStore(Experiments, Runs, Scores, Cache, Events, Sweeps, Chunks, Ho
         self.db = PgDatabase(self.cx)
         self._claim_session = ClaimSession(self.cx)
         self._aclaim_session = AsyncClaimSession(self.cx)
+        self._reads = HeldReads(self.cx)
 
     def close(self) -> None:
-        self._claim_session.close()  # its connection back to the pool first, which then closes it
+        self._claim_session.close()  # their connections back to the pool first, which then closes them
+        self._reads.close()
         self.cx.close()
 
     write_results = Store.write_results
@@ -181,13 +184,10 @@ class PostgresStore(Experiments, Runs, Scores, Cache, Events, Sweeps, Chunks, Ho
 
     def cache_get_many(self, keys: Sequence[str]) -> dict[str, tuple[str, int, int, float]]:
         """As SQLite's, in one statement of one shape (``= ANY(array)``), which the server keeps
-        prepared: a sweep looks keys up every turn, so each round trip counts. A connection lost
-        is replaced and the look-up made again, within the store's outage deadline: a run waits
-        for its look-up rather than fail (see ``PgConnection.read_retried``)."""
-        rows = self.cx.read_retried(lambda conn: conn.execute(
-            "SELECT key, response, tokens_in, tokens_out, latency_ms FROM response_cache WHERE key = ANY(%s)",
-            (list(keys),)).fetchall())
-        return {key: (resp, tin or 0, tout or 0, lat or 0.0) for key, resp, tin, tout, lat in rows}
+        prepared, on a connection held for look-ups (one round trip each, see reads.py). A
+        connection lost is replaced and the look-up made again, within the store's outage
+        deadline: a run waits for its look-up rather than fail (see ``PgConnection.read_retried``)."""
+        return self._reads.cache_get_many(keys)
 
     # A sweep reads the call cache in a thread, not on its loop: a round trip to a server that may
     # stall (see engine/calls.py, CacheReader).

@@ -1,0 +1,109 @@
+"""What a sweep sends a PostgreSQL store over and over: the statements the server sees.
+
+The server's own statement log (``log_statement = all`` on the test's database) shows what was sent.
+
+* A claims tick (every 0.1 s of a sweep sharing calls) sends the same few statements whatever
+  the number of keys it renews, releases and waits for: written with one placeholder a key,
+  every batch size was a new statement text the server parsed and planned again (dozens of
+  shapes of ``DELETE … key IN ($2,…,$N)`` in one benchmark run). What a tick decides is checked
+  on both backends in tests/test_shared_calls*.py.
+* A cache look-up (every loop turn) is one statement, not a pooled connection's liveness check
+  and then the look-up; its held connection lost, the next look-up still answers.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+from promptlooper.store import CacheEntry
+from promptlooper.store.claims import ClaimTick
+from promptlooper.store.postgres import PostgresStore
+
+# "… LOG:  execute <unnamed>: SQL" (extended protocol) or "… LOG:  statement: SQL" (simple)
+_LOGGED = re.compile(r"LOG:  (?:execute [^:]*|statement): (.*)$")
+
+
+def _claims_statements(log: str) -> set[str]:
+    return {m.group(1).strip() for line in log.splitlines() if (m := _LOGGED.search(line)) and "call_claims" in m.group(1)}
+
+
+def _entry(key: str) -> CacheEntry:
+    return CacheEntry(key, "http://x", "m", {"messages": []}, f"reply to {key}", 3, 4, 5.0)
+
+
+def _tick(owner: str, **over: Any) -> ClaimTick:
+    return ClaimTick(**{"owner": owner, "now": time.time(), "ttl": 30.0, "stale_after": 5.0, "claiming": True, **over})
+
+
+def _round(store: PostgresStore, n: int) -> None:
+    """A sharer's tick of each kind with ``n`` keys, as a sweep of ``n`` calls in flight makes them."""
+    keys = [f"n{n}-{i:04d}" for i in range(n)]
+    store.claims_tick(_tick("a", claiming=None))
+    store.claims_tick(_tick("a", adopt=keys[: n // 2]))
+    store.claims_tick(_tick("a", claim=keys[n // 2 :]))
+    store.claims_tick(_tick("a", renew=keys))
+    store.write_results([], cache=[_entry(k) for k in keys[: n // 2]])
+    released = store.claims_tick(_tick("a", release_if_cached=keys[: n // 2], release=keys[n // 2 :])).released
+    assert released == set(keys[: n // 2])
+    assert store.call_claims() == []
+
+
+def test_claims_ticks_send_one_statement_shape_whatever_the_number_of_keys(pg_cluster: Any, pg_url: str, admin: Any) -> None:
+    admin.execute(f'ALTER DATABASE "{pg_url.rsplit("/", 1)[1]}" SET log_statement = \'all\'')
+    store = PostgresStore(pg_url)  # its sessions start after the setting: they log every statement
+    try:
+        shapes = []
+        for n in (4, 37, 500):  # 500: more keys than a portable statement takes (CHUNK)
+            start = pg_cluster.log.stat().st_size
+            _round(store, n)
+            with open(pg_cluster.log) as f:
+                f.seek(start)
+                shapes.append(_claims_statements(f.read()))
+        assert shapes[0], "the server logged no claims statement: the test sees nothing"
+        assert shapes[0] == shapes[1] == shapes[2]
+        assert not any("$9" in s for s in shapes[2])  # keys travel as one array, not one placeholder each
+    finally:
+        store.close()
+
+
+# ---------------------------------------------------------------------------------------------- cache look-ups
+def _logged(log: Any, start: int) -> list[str]:
+    with open(log) as f:
+        f.seek(start)
+        return [m.group(1).strip() for line in f.read().splitlines() if (m := _LOGGED.search(line))]
+
+
+def test_a_cache_look_up_is_one_statement_on_a_held_connection(pg_cluster: Any, pg_url: str, admin: Any) -> None:
+    admin.execute(f'ALTER DATABASE "{pg_url.rsplit("/", 1)[1]}" SET log_statement = \'all\'')
+    store = PostgresStore(pg_url)
+    try:
+        store.write_results([], cache=[_entry("k1")])
+        assert set(store.cache_get_many(["k1", "k2"])) == {"k1"}
+        start = pg_cluster.log.stat().st_size
+        for _ in range(10):
+            assert set(store.cache_get_many(["k1", "k2"])) == {"k1"}
+        time.sleep(0.2)  # the server's log is written by its own process
+        sent = _logged(pg_cluster.log, start)
+        # Nothing but the look-ups: no liveness check of a pooled connection before each.
+        assert len(sent) == 10 and all(s.startswith("SELECT key, response") for s in sent), sent
+    finally:
+        store.close()
+
+
+def test_a_cache_look_up_after_its_connection_was_dropped_answers(pg_url: str, admin: Any) -> None:
+    store = PostgresStore(pg_url)
+    try:
+        store.write_results([], cache=[_entry("k1")])
+        assert set(store.cache_get_many(["k1"])) == {"k1"}
+        # Every session of the store ends (a restart, an admin): the next look-ups still answer.
+        ended = admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                              " WHERE datname = current_database() AND pid <> pg_backend_pid()").fetchall()
+        assert ended
+        for _ in range(3):
+            assert store.cache_get_many(["k1", "k2"]) == {"k1": ("reply to k1", 3, 4, 5.0)}
+        store.write_results([], cache=[_entry("k2")])
+        assert set(store.cache_get_many(["k1", "k2"])) == {"k1", "k2"}
+    finally:
+        store.close()
