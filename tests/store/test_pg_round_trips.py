@@ -9,6 +9,8 @@ The server's own statement log (``log_statement = all`` on the test's database) 
   on both backends in tests/test_shared_calls*.py.
 * A cache look-up (every loop turn) is one statement, not a pooled connection's liveness check
   and then the look-up; its held connection lost, the next look-up still answers.
+* A worker's batch is pipelined after its lease's fence: a statement that fails on the server
+  after others were sent still leaves nothing of the batch, nor of its progress.
 """
 
 from __future__ import annotations
@@ -17,9 +19,13 @@ import re
 import time
 from typing import Any
 
-from promptlooper.store import CacheEntry
+import pytest
+
+from promptlooper.store import CacheEntry, RunRecord, now_iso
+from promptlooper.store.chunks import chunk_ranges
 from promptlooper.store.claims import ClaimTick
 from promptlooper.store.postgres import PostgresStore
+from promptlooper.store.records import ResultBatch
 
 # "… LOG:  execute <unnamed>: SQL" (extended protocol) or "… LOG:  statement: SQL" (simple)
 _LOGGED = re.compile(r"LOG:  (?:execute [^:]*|statement): (.*)$")
@@ -105,5 +111,41 @@ def test_a_cache_look_up_after_its_connection_was_dropped_answers(pg_url: str, a
             assert store.cache_get_many(["k1", "k2"]) == {"k1": ("reply to k1", 3, 4, 5.0)}
         store.write_results([], cache=[_entry("k2")])
         assert set(store.cache_get_many(["k1", "k2"])) == {"k1", "k2"}
+    finally:
+        store.close()
+
+
+# ---------------------------------------------------------------------------------------------- pipelined batches
+def _run(eid: str, sid: str, rid: str) -> RunRecord:
+    ts = now_iso()
+    return RunRecord(id=rid, experiment_id=eid, config_id="c", sample_id="s0", sample_index=0, repeat=0, sweep_id=sid,
+                     status="completed", started_at=ts, completed_at=ts, duration_ms=1.0, score=1.0, output="x")
+
+
+def test_a_workers_batch_that_fails_on_the_server_leaves_nothing(pg_url: str) -> None:
+    store = PostgresStore(pg_url)
+    try:
+        eid = store.upsert_experiment("proj", "exp", {"name": "exp"})
+        sid = store.queue_sweep(eid, "grid", 3, 0, {"workers": True}, chunk_ranges(1, 3, 3), 3)
+        lease = store.claim_chunk("w", 30.0)
+        assert lease is not None
+        update = {"id": sid, "fence": (lease.index, lease.generation, 30.0), "add": {"done": 2, "tokens_in": 10}}
+        bad = ResultBatch()
+        bad.add_cache(_entry("k1"))
+        bad.add_run(_run(eid, sid, "r1"), replace=False)
+        bad.add_run(_run("no-such-experiment", sid, "r2"), replace=False)  # its runs row fails (foreign key)
+        bad.add_event(now_iso(), eid, "run.completed", {"run_id": "r1"})
+        with pytest.raises(Exception, match="foreign key"):
+            store.write_chunk_batch(bad, update)
+        row = store.sweep(sid)
+        assert (row["done"], row["tokens_in"]) == (0, 0) and store.cache_get_many(["k1"]) == {}
+        assert store.run_counts(eid) == {} and store.events(eid) == []
+        good = ResultBatch()
+        good.add_cache(_entry("k1"))
+        good.add_run(_run(eid, sid, "r1"), replace=False)
+        good.add_event(now_iso(), eid, "run.completed", {"run_id": "r1"})
+        assert len(store.write_chunk_batch(good, update)) == 1  # the worker's lease and store still work
+        assert store.sweep(sid)["done"] == 2 and set(store.cache_get_many(["k1"])) == {"k1"}
+        assert [e["type"] for e in store.events(eid)] == ["run.completed"]
     finally:
         store.close()

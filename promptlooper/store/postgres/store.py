@@ -22,7 +22,7 @@ import psycopg
 from ...errors import NotFoundError, StoreError
 from ..batchwriter import Rows, now_iso
 from ..cache import Cache
-from ..chunks import Chunks, Claim
+from ..chunks import Chunks, Claim, fenced_update
 from ..claims import ClaimResult, Claims, ClaimTick
 from ..db import ReadOnlyError
 from ..events import Events
@@ -106,9 +106,10 @@ class PostgresStore(Experiments, Runs, Scores, Cache, Events, Sweeps, Chunks, Ho
     def write_chunk_batch(self, batch: ResultBatch, update: dict[str, Any]) -> list[int]:
         """SQLite's (the lease's fence, then the batch, in one transaction), written once in all
         however often its connection is lost: the fence adds the batch's counts to the sweep's."""
-        batch_id = uuid.uuid4().hex
-        return self.cx.write_retried(
-            lambda c, first: batches.write_once(c.conn, batch_id, first, lambda: Chunks.write_chunk_batch(self, batch, update)))
+        batch_id, rows = uuid.uuid4().hex, batch.rows()
+        # Chunks.write_chunk_batch's statements, the fence first (it locks the chunk's row until the commit).
+        return self.cx.write_retried(lambda c, first: batches.write_once(
+            c.conn, batch_id, first, lambda: self._write_rows(c, rows, None), fence=lambda: fenced_update(c, update, self.CLOCK)))
 
     @staticmethod
     def _write_rows(c: Cursorish, rows: Rows, sweep_update: dict[str, Any] | None) -> list[int]:
