@@ -9,6 +9,8 @@ The server's own statement log (``log_statement = all`` on the test's database) 
   on both backends in tests/test_shared_calls*.py.
 * A cache look-up (every loop turn) is one statement, not a pooled connection's liveness check
   and then the look-up; its held connection lost, the next look-up still answers.
+* Cache look-ups are planned for their keys, not from a plan the server kept since the cache was
+  small (a scan of the whole table for every look-up, once it grew).
 * A worker's batch is pipelined after its lease's fence: a statement that fails on the server
   after others were sent still leaves nothing of the batch, nor of its progress.
 """
@@ -149,3 +151,33 @@ def test_a_workers_batch_that_fails_on_the_server_leaves_nothing(pg_url: str) ->
         assert [e["type"] for e in store.events(eid)] == ["run.completed"]
     finally:
         store.close()
+
+
+def _seq_scans(admin: Any) -> int:
+    """Whole-table scans of the cache, as published by sessions that ended (a session publishes
+    its counts at its end, an idle one only every ten seconds or so)."""
+    row = admin.execute("SELECT seq_scan FROM pg_stat_user_tables WHERE relname = 'response_cache'").fetchone()
+    return int(row[0] or 0)
+
+
+def test_cache_look_ups_read_by_the_index_once_the_cache_grew(pg_url: str, admin: Any) -> None:
+    # A sweep's first look-ups meet a small cache (its statistics, as autovacuum gathers them, say
+    # so); a plan made then (a scan of the whole table) must not serve the look-ups that follow,
+    # once the table holds thousands of entries.
+    store = PostgresStore(pg_url)
+    try:
+        store.write_results([], cache=[_entry(f"first-{i}") for i in range(20)])
+        admin.execute("ANALYZE response_cache")
+        for i in range(12):  # these may scan the table: it is one page
+            assert store.cache_get_many([f"early-{i}", f"early-{i + 1}"]) == {}
+        store.write_results([], cache=[_entry(f"k{i:05d}") for i in range(3000)])
+        for i in range(30):
+            assert set(store.cache_get_many([f"k{i:05d}", "missing"])) == {f"k{i:05d}"}
+    finally:
+        store.close()
+    sessions = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    deadline = time.monotonic() + 10
+    while admin.execute(sessions).fetchone()[0] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    assert _seq_scans(admin) < 12 + 10  # not one more for each of the 30 later look-ups

@@ -6,6 +6,11 @@ trips: the pool's liveness check of the connection it hands out (an empty query,
 lost-connection tests need for every other store call) and the look-up itself. Here the look-ups
 go to one connection taken from the pool once (checked then) and kept: one round trip each.
 
+Never prepared (``prepare=False``: planned for its own keys each time). Prepared on a connection
+held from the sweep's start, the server kept the generic plan it made while the cache table was
+still empty, a sequential scan: 151 pages read a look-up instead of a few (pg_stat_statements,
+benchmarks/workers.py b: 0.77 ms a look-up instead of 0.27, and the database's CPU up by 0.4 s).
+
 A look-up needs no check before it because it can be made again: when the held connection turns
 out to be lost (a restart, an admin, the network), it is given back (the pool discards it) and
 this look-up is made the pool's way, through :meth:`.connection.PgConnection.read_retried`,
@@ -49,7 +54,7 @@ class HeldReads:
                 conn = self._held()
                 if conn is not None:
                     try:
-                        return _rows(conn.execute(LOOK_UP, params).fetchall())
+                        return _rows(conn.execute(LOOK_UP, params, prepare=False).fetchall())
                     except psycopg.OperationalError:
                         if not conn.broken:
                             raise

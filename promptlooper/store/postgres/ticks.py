@@ -74,9 +74,11 @@ def claims_tick(conn: psycopg.Connection[Any], lock: int, tick: ClaimTick) -> Cl
             for name, sql in (("adopt", ADOPT), ("renew", RENEW), ("release", RELEASE)):
                 if params[name]:
                     conn.execute(sql, params)
-            released = conn.execute(RELEASE_IF_CACHED, params) if params["done"] else None
+            # Statements that read the cache are planned for their own keys each time, never from a
+            # plan kept since the cache was small (see reads.py).
+            released = conn.execute(RELEASE_IF_CACHED, params, prepare=False) if params["done"] else None
             if params["keys"]:
-                won, found = conn.execute(CLAIM, params), conn.execute(LOOK_UP, params)
+                won, found = conn.execute(CLAIM, params), conn.execute(LOOK_UP, params, prepare=False)
         if params["keys"]:
             result, cached = _result(won.fetchall(), found.fetchall())
             if cached:
