@@ -14,7 +14,6 @@ adaptive limit and circuit breaker, which are the engine's.
 from __future__ import annotations
 
 import asyncio
-import collections
 import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
@@ -28,6 +27,7 @@ from ..store import CacheEntry, Store
 from .breaker import Breaker
 from .budgets import SharedBudget, Ticket
 from .claims import CallClaims
+from .flights import Flights
 from .limits import AdaptiveLimit
 
 
@@ -110,6 +110,7 @@ class CallExecutor:
         on_unhealthy: Callable[[Breaker, Provider, ChatRequest], None] | None = None,
         on_healthy: Callable[[Breaker], None] | None = None,
         ramp_calls: int = 0,
+        flights: Flights | None = None,
     ):
         self.reader = reader
         self.on_cache_entry = on_cache_entry
@@ -134,9 +135,11 @@ class CallExecutor:
         self.limits: dict[str, AdaptiveLimit] = {}
         self.breakers: dict[str, Breaker] = {}
         self.policies: dict[str, Retry] = {}
-        self._recent: collections.OrderedDict[str, tuple[str, int, int, float]] = collections.OrderedDict()
-        self._recent_size = recent_size
-        self._inflight: dict[str, asyncio.Future[ChatResponse]] = {}
+        # Calls out and replies landed lately, shared with the other sweeps of this process that
+        # share calls (a worker's chunks of one sweep: engine/sharing.py), or this sweep's own.
+        self.flights = flights if flights is not None else Flights(recent_size)
+        self._recent = self.flights.recent
+        self._inflight = self.flights.inflight
         self._prefetched: dict[str, tuple[str, int, int, float]] = {}  # see prefetch(); taken once each
         self._prefetched_missing: set[str] = set()  # looked up by prefetch() and not found: not asked again
         self.calls = 0
@@ -175,15 +178,11 @@ class CallExecutor:
         self._prefetched_missing.update(k for k in wanted if k not in found)
 
     def claim_candidates(self, recent: int = 4096) -> tuple[list[str], list[str]]:
-        """Keys of the calls out now, and of the ``recent`` latest answered or looked up: what this
-        process claims when another one starts sweeping the store (entries may be uncommitted)."""
-        keys = list(self._recent)
-        return list(self._inflight), keys[-recent:]
+        """See :meth:`Flights.claim_candidates`."""
+        return self.flights.claim_candidates(recent)
 
     def remember(self, key: str, value: tuple[str, int, int, float]) -> None:
-        self._recent[key] = value
-        if len(self._recent) > self._recent_size:
-            self._recent.popitem(last=False)
+        self.flights.remember(key, value)
 
     async def call(
         self,
