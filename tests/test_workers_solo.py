@@ -12,9 +12,11 @@ tables: every claim row written, and every sharer that said it claims, whoever d
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import json
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -22,6 +24,7 @@ from helpers import db_rows
 from test_workers import said, workers
 
 import promptlooper as pl
+from promptlooper.engine.sharing import CallSharing
 from promptlooper.store import open_store
 from promptlooper.testing import FakeServer
 from promptlooper.testing.fake_server import default_reply
@@ -122,3 +125,30 @@ def test_two_workers_both_claim_and_still_call_each_request_once(db: str) -> Non
     assert len(claiming) == 2, (logged, told)
     claimers = {owner.split(":")[1] for what, owner in logged if what == "claim"}
     assert len(claimers) == 2, (logged, told)
+
+
+def test_the_claims_of_a_sharing_close_with_its_last_member_and_a_later_member_gets_a_new_owner(db: str) -> None:
+    # A chunk that ends must not end the claims the worker's other chunk still uses; the last one
+    # out closes them (its sharer row goes); one joining afterwards is a new sharer, under a new
+    # owner, so that the old one's leaving deletes nothing of the new one's.
+    open_store(db).close()
+
+    def sharers() -> list[str]:
+        return [owner for (owner,) in db_rows(db, "SELECT owner FROM call_sharers")]
+
+    async def members() -> None:
+        sharing = CallSharing(db)
+        first, second = (lambda: True), (lambda: True)
+        claims = await sharing.join(first)
+        assert await sharing.join(second) is claims and sharers() == [claims.owner]
+        await sharing.leave(first)
+        assert not sharing.idle and sharers() == [claims.owner]
+        result = await asyncio.to_thread(claims.store.claim_calls, claims.owner, ["k"], time.time(), 5.0)  # still open
+        assert result.claimed == {"k"}
+        await sharing.leave(second)
+        assert sharing.idle and sharers() == [] and db_rows(db, "SELECT key FROM call_claims") == []
+        again = await sharing.join(first)
+        assert again is not claims and again.owner != claims.owner and sharers() == [again.owner]
+        await sharing.leave(first)
+
+    asyncio.run(members())

@@ -47,12 +47,12 @@ class CallSharing:
         """This process's claims, started for the first member; ``is_open`` says whether the
         joining sweep may call now (claims are renewed while any member may)."""
         async with self._lock:
-            self._members.append(is_open)
             if self.claims is None:
                 # Its own connection (the sweep's loop reads through another one).
                 claims = CallClaims(open_store(self.store_path), self.flights.claim_candidates, is_open=self._any_open)
                 await claims.start()
                 self.claims = claims
+            self._members.append(is_open)  # a member once the claims are there (a store that failed: none)
             return self.claims
 
     async def leave(self, is_open: Callable[[], bool]) -> None:
