@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from types import SimpleNamespace
 from typing import Any
 
 from promptlooper.engine.calls import CacheReader, CallExecutor, call_key
+from promptlooper.engine.sweep import LOOKAHEAD, Sweep
 from promptlooper.hashing import canonical_json
 from promptlooper.providers.registry import provider_for_url
 from promptlooper.store import CacheEntry
@@ -61,3 +63,26 @@ def test_the_calls_of_a_prefetch_off_the_loop_await_it_instead_of_looking_up_one
     assert [r.response.text for r in results[:8]] == [f"reply {i}" for i in range(8)]
     assert store.look_ups == [12], store.look_ups  # one query for all, not one per call
     assert model.stats()["completions"] == 4 and len(written) == 4
+
+
+class PreparingRunner:
+    """Records each group of run items handed to prepare() (what the sweep looks up ahead)."""
+
+    def __init__(self) -> None:
+        self.groups: list[list[int]] = []
+
+    def prepare(self, items: list[int]) -> None:
+        self.groups.append(list(items))
+
+
+def test_the_next_group_is_looked_up_while_the_current_one_is_taken() -> None:
+    assert LOOKAHEAD == 32
+    # A look-up off the loop takes a round trip: started when the next group's first run is
+    # already wanted, that run (and those after it, taken faster than the answer) wait for it.
+    runner = PreparingRunner()
+    taken = Sweep._looking_ahead(SimpleNamespace(runner=runner), iter(range(70)))  # type: ignore[arg-type]
+    assert next(taken) == 0 and runner.groups == [list(range(32))]
+    assert next(taken) == 1 and runner.groups == [list(range(32)), list(range(32, 64))]
+    rest = [next(taken) for _ in range(32)]  # up to the second run of the second group
+    assert rest == list(range(2, 34)) and runner.groups[-1] == list(range(64, 70))
+    assert list(taken) == list(range(34, 70)) and len(runner.groups) == 3

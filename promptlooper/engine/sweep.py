@@ -475,15 +475,20 @@ class Sweep:
                 # stage's calls). Run it again: it makes the call itself now.
 
     def _looking_ahead(self, items: Iterator[RunItem]) -> Iterator[RunItem]:
-        """``items``, prepared LOOKAHEAD at a time (see :meth:`Runner.prepare`)."""
+        """``items``, prepared LOOKAHEAD at a time (see :meth:`Runner.prepare`), a group ahead of
+        the one being taken: a store read off the loop answers the next group's look-up in a
+        thread while this one's runs start, instead of its first run waiting for it."""
         runner = self.runner
         assert runner is not None
-        while True:
-            chunk = list(itertools.islice(items, LOOKAHEAD))
-            if not chunk:
-                return
-            runner.prepare(chunk)
-            yield from chunk
+        chunk = list(itertools.islice(items, LOOKAHEAD))
+        runner.prepare(chunk)
+        while chunk:
+            following = list(itertools.islice(items, LOOKAHEAD))
+            yield chunk[0]
+            if following:  # at the second run taken, in a step of the loop of its own
+                runner.prepare(following)
+            yield from chunk[1:]
+            chunk = following
 
     def _record(self, record: RunRecord, item: RunItem) -> None:
         p = self.progress
