@@ -14,7 +14,6 @@ adaptive limit and circuit breaker, which are the engine's.
 from __future__ import annotations
 
 import asyncio
-import collections
 import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
@@ -28,6 +27,7 @@ from ..store import CacheEntry, Store
 from .breaker import Breaker
 from .budgets import SharedBudget, Ticket
 from .claims import CallClaims
+from .flights import Flights
 from .limits import AdaptiveLimit
 
 
@@ -79,11 +79,12 @@ class CacheReader(Coalescer[str, tuple[str, int, int, float]]):
     waits up to the 5 ms switch interval to get it back from the busy loop, once per row).
 
     A store that says ``cache_reads_off_loop`` (PostgreSQL: each look-up is a round trip to a
-    server, which may stall) is read in a worker thread instead, and :meth:`CallExecutor.prefetch`
-    leaves it alone: a stalled server then holds up the runs that wait for it, not the loop with
-    every reply, progress count and steering request on it. Measured with
-    benchmarks/store_backends.py on the 2-core machine: the same fraction of C/L, more cached
-    runs a second (the loop goes on while the server answers), ~25% more engine CPU a run.
+    server, which may stall) is read in a worker thread instead, and so is what
+    :meth:`CallExecutor.prefetch` looks up ahead (:meth:`read_ahead`): a stalled server then holds
+    up the runs that wait for it, not the loop with every reply, progress count and steering
+    request on it. Measured with benchmarks/store_backends.py on the 2-core machine: the same
+    fraction of C/L, more cached runs a second (the loop goes on while the server answers), ~25%
+    more engine CPU a run.
     """
 
     def __init__(self, store: Store):
@@ -93,6 +94,17 @@ class CacheReader(Coalescer[str, tuple[str, int, int, float]]):
 
     async def _read_off_loop(self, keys: list[str]) -> dict[str, tuple[str, int, int, float]]:
         return await asyncio.to_thread(self.store.cache_get_many, keys)
+
+    def read_ahead(self, keys: list[str]) -> asyncio.Task[dict[str, tuple[str, int, int, float]]]:
+        """``keys`` looked up in one query in a worker thread, started now (off-loop stores)."""
+        task = asyncio.ensure_future(self._read_off_loop(keys))
+        task.add_done_callback(_retrieved)  # its runs may all be dropped: nobody else would read a failure
+        return task
+
+
+def _retrieved(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 class CallExecutor:
@@ -110,6 +122,7 @@ class CallExecutor:
         on_unhealthy: Callable[[Breaker, Provider, ChatRequest], None] | None = None,
         on_healthy: Callable[[Breaker], None] | None = None,
         ramp_calls: int = 0,
+        flights: Flights | None = None,
     ):
         self.reader = reader
         self.on_cache_entry = on_cache_entry
@@ -134,11 +147,15 @@ class CallExecutor:
         self.limits: dict[str, AdaptiveLimit] = {}
         self.breakers: dict[str, Breaker] = {}
         self.policies: dict[str, Retry] = {}
-        self._recent: collections.OrderedDict[str, tuple[str, int, int, float]] = collections.OrderedDict()
-        self._recent_size = recent_size
-        self._inflight: dict[str, asyncio.Future[ChatResponse]] = {}
+        # Calls out and replies landed lately, shared with the other sweeps of this process that
+        # share calls (a worker's chunks of one sweep: engine/sharing.py), or this sweep's own.
+        self.flights = flights if flights is not None else Flights(recent_size)
+        self._recent = self.flights.recent
+        self._inflight = self.flights.inflight
         self._prefetched: dict[str, tuple[str, int, int, float]] = {}  # see prefetch(); taken once each
         self._prefetched_missing: set[str] = set()  # looked up by prefetch() and not found: not asked again
+        # Off-loop stores: look-ups prefetch() started and nobody awaited yet, by key (see call()).
+        self._prefetching: dict[str, asyncio.Task[dict[str, tuple[str, int, int, float]]]] = {}
         self.calls = 0
         self.hits = 0
         self.retries = 0
@@ -160,30 +177,32 @@ class CallExecutor:
         return found
 
     def prefetch(self, keys: list[str]) -> None:
-        """Look ``keys`` up in the store now (one query, on the loop), for calls about to be made;
-        nothing for a store read off the loop (see :class:`CacheReader`)."""
-        if getattr(self.reader, "off_loop", False):  # scorers may read through a reader of their own
-            return
+        """Look ``keys`` up in the store now, in one query, for calls about to be made: on the loop;
+        for a store read off the loop (see :class:`CacheReader`) in a worker thread, whose answer
+        a call of one of ``keys`` awaits instead of a look-up of its own (one round trip to the
+        server for LOOKAHEAD runs, made before most of them need it)."""
         wanted = [k for k in keys if k not in self._recent]
         if not wanted:
             return
-        if len(self._prefetched) + len(self._prefetched_missing) > 8 * len(wanted) + 4096:
+        if len(self._prefetched) + len(self._prefetched_missing) + len(self._prefetching) > 8 * len(wanted) + 4096:
             self._prefetched.clear()  # left by runs that were dropped (a redirect, a stop)
             self._prefetched_missing.clear()
+            self._prefetching.clear()
+        if getattr(self.reader, "off_loop", False):  # scorers may read through a reader of their own
+            lookup = self.reader.read_ahead(wanted)
+            for k in wanted:
+                self._prefetching[k] = lookup
+            return
         found = self.reader.store.cache_get_many(wanted)
         self._prefetched.update(found)
         self._prefetched_missing.update(k for k in wanted if k not in found)
 
     def claim_candidates(self, recent: int = 4096) -> tuple[list[str], list[str]]:
-        """Keys of the calls out now, and of the ``recent`` latest answered or looked up: what this
-        process claims when another one starts sweeping the store (entries may be uncommitted)."""
-        keys = list(self._recent)
-        return list(self._inflight), keys[-recent:]
+        """See :meth:`Flights.claim_candidates`."""
+        return self.flights.claim_candidates(recent)
 
     def remember(self, key: str, value: tuple[str, int, int, float]) -> None:
-        self._recent[key] = value
-        if len(self._recent) > self._recent_size:
-            self._recent.popitem(last=False)
+        self.flights.remember(key, value)
 
     async def call(
         self,
@@ -212,6 +231,8 @@ class CallExecutor:
             if hit is None and key in self._prefetched_missing:
                 self._prefetched_missing.discard(key)
                 looked_up = True
+            elif hit is None and key in self._prefetching:
+                hit, looked_up = await self._prefetched_off_loop(key)
         if hit is None:
             inflight = self._inflight.get(key)
             if inflight is None and not looked_up:
@@ -277,6 +298,17 @@ class CallExecutor:
         self.on_cache_entry(CacheEntry(key, provider.identity, model, {"messages": messages, "params": params},
                                        resp.text, resp.tokens_in, resp.tokens_out, resp.latency_ms))
         return CallResult(resp, False, key, messages_json)
+
+    async def _prefetched_off_loop(self, key: str) -> tuple[tuple[str, int, int, float] | None, bool]:
+        """``key``'s entry from the look-up prefetch() started, and whether it was looked up (False:
+        the look-up failed, the call looks it up itself)."""
+        lookup = self._prefetching.pop(key)
+        try:
+            found = await asyncio.shield(lookup)  # shared by other runs' keys: a cancelled run must not cancel it
+        except Exception:  # noqa: BLE001 - a look-up of its own reports (or retries) it
+            return None, False
+        hit = found.get(key)
+        return hit, hit is None
 
     async def _call_with_retries(self, provider: Provider, request: ChatRequest, ticket: Ticket | None = None) -> ChatResponse:
         limit = self._limit(provider)

@@ -14,6 +14,14 @@ Design, measured against a sweep alone (benchmarks/run.py a, b):
   recently (their entries may not be committed yet). A process that starts beside others claims
   from its first call, but makes no claim until every live sharer says it claims, so a key is
   never called unclaimed by one process and claimed by another.
+* **Alone again, solo again.** A claiming process that has seen no other live sharer for
+  ``SOLO_AFTER`` says in its next tick that it claims no more, and stops claiming only if that same
+  transaction (one at a time, see store/claims.py) saw no other live sharer: a process that joined
+  before it read the old row and claims, and is seen, so this one claims on (the row is corrected
+  at the next tick; meanwhile the other only waits); one that joins after it reads "not claiming"
+  and waits for it to claim again, which it does as at the first meeting above. Its claims left
+  from before are still renewed and released, and keys it waits for still polled, until none is
+  left. It leans on heartbeats as joining does: a sharer silent for ``STALE_AFTER`` is gone.
 * **Claims batched per loop turn.** The keys missed in one turn of the event loop are claimed
   together (a :class:`~promptlooper.coalescing.Coalescer`), which also returns those already
   cached: on PostgreSQL awaited on the loop, in one round trip on an asynchronous connection
@@ -46,6 +54,7 @@ from ..store.claims import ClaimResult, ClaimTick
 TICK = 0.1  # seconds between polls of the keys another process holds (and heartbeats) while claiming
 SOLO_TICK = 0.25  # seconds between heartbeats while alone (how soon a newcomer may make its first claim)
 STALE_AFTER = 5.0  # seconds without a heartbeat after which a sharer is gone
+SOLO_AFTER = 5.0  # seconds without another live sharer after which a claiming process stops claiming
 DEFAULT_TTL = 10.0  # seconds a claim holds unless renewed
 
 CLAIMED = "claimed"  # the key is this process's to call
@@ -74,7 +83,8 @@ class CallClaims:
 
     def __init__(self, store: StoreBackend, recent: Callable[[], tuple[Iterable[str], Iterable[str]]], *,
                  owner: str | None = None, ttl: float | None = None, tick: float = TICK, solo_tick: float = SOLO_TICK,
-                 stale_after: float = STALE_AFTER, is_open: Callable[[], bool] = lambda: True):
+                 stale_after: float = STALE_AFTER, solo_after: float = SOLO_AFTER,
+                 is_open: Callable[[], bool] = lambda: True):
         self.store = store
         self.recent = recent
         # While the sweep is paused its claims are not renewed: after ``ttl`` another process may
@@ -86,6 +96,8 @@ class CallClaims:
         self.tick = tick
         self.solo_tick = solo_tick
         self.stale_after = stale_after
+        self.solo_after = solo_after
+        self._alone_since: float | None = None  # while claiming: since when no other sharer was live
         self.claiming = False  # read by the call path on every miss: False while this process is alone
         self.others: dict[str, bool] = {}
         self._ready = asyncio.Event()  # set while every live sharer claims
@@ -142,6 +154,8 @@ class CallClaims:
         ``gate`` is awaited while waiting for another process (a pause holds it, a stop raises)."""
         await gate()  # a paused sweep claims nothing (another process may call it meanwhile)
         while not self._ready.is_set():
+            if not self.claiming:
+                return None  # alone again meanwhile (see _poll): called unclaimed, as every call now
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._ready.wait(), self.tick)
             await gate()
@@ -207,16 +221,20 @@ class CallClaims:
             warnings.warn(f"promptlooper: call claims unavailable ({type(exc).__name__}: {exc}); identical calls of "
                           "other processes may go out twice", stacklevel=2)
 
+    def _pending(self) -> bool:
+        """Claims of this process's, or keys it waits for, left from when it claimed."""
+        return bool(self._waiting or self._calling or self._done or self._failed)
+
     async def _ticker(self) -> None:
         while True:
-            await asyncio.sleep(self.tick if self.claiming else self.solo_tick)
+            await asyncio.sleep(self.tick if self.claiming or self._pending() else self.solo_tick)
             try:
                 await self._step()
             except Exception as exc:  # noqa: BLE001 - a store that failed once may answer the next tick
                 self._trouble(exc)
 
     async def _step(self) -> None:
-        if self.claiming:
+        if self.claiming or self._pending():
             await self._poll()
             return
         result = await self._run_tick(self._tick_of(claiming=False))  # alone: a heartbeat, and who else is there
@@ -229,6 +247,7 @@ class CallClaims:
         """Another process sweeps now: claim what this one has out or just made, then claim on."""
         out, made = self.recent()
         out = set(out)
+        self._alone_since = None
         self.claiming = True  # from here the call path claims (once the others claim too)
         self._calling.update(out)
         self._done.update(k for k in made if k not in out)
@@ -243,11 +262,31 @@ class CallClaims:
         if time.monotonic() - self._renewed > self.ttl / 4 and self.is_open():
             renew = list(self._calling)
             self._renewed = time.monotonic()
-        result = await self._run_tick(self._tick_of(claiming=True, claim=waiting, renew=renew, release=failed,
+        # Alone long enough: this tick says it claims no more. It stops only if the same
+        # transaction saw nobody else live; a newcomer after it sees it not claiming and waits for
+        # it to claim again (the join below), as beside a process that never claimed.
+        alone = self._alone_since is not None and time.monotonic() - self._alone_since >= self.solo_after
+        claiming = self.claiming and not alone
+        result = await self._run_tick(self._tick_of(claiming=claiming, claim=waiting, renew=renew, release=failed,
                                                     release_if_cached=done))
         self._failed.difference_update(failed)
         self._done.difference_update(result.released)
-        self._update(result)
+        if result.others:
+            self._alone_since = None
+            if not self.claiming:  # solo, with claims left from before, and another process came
+                await self._adopt()
+            else:
+                # Still claiming (a tick that said otherwise is corrected by the next one: until
+                # then the others only wait).
+                self.others = result.others
+                if all(result.others.values()):
+                    self._ready.set()
+                else:
+                    self._ready.clear()
+        else:
+            if self._alone_since is None:
+                self._alone_since = time.monotonic()
+            self._update(result)  # not claiming from here if this tick said so
         self._calling.update(result.claimed)
         for key in waiting:
             outcome = result.found.get(key) or (CLAIMED if key in result.claimed else None)

@@ -38,12 +38,12 @@ from ..sweeps.runs import RunItem, run_id, run_id_from, run_id_head
 from ..sweeps.space import Configuration
 from .budgets import SharedBudget
 from .calls import CacheReader, CallExecutor
-from .claims import CallClaims
 from .failures import FailureWatch
 from .gcfreeze import older_objects_frozen
 from .progress import Progress
 from .runner import Runner
 from .shared_breakers import SharedBreakers
+from .sharing import CallSharing, member_name
 from .turns import TurnBudget
 
 if TYPE_CHECKING:
@@ -273,6 +273,9 @@ class Sweep:
             self.emit("experiment.started", {"sweep_id": self.sweep_id, "strategy": plan.strategy, "total": plan.total,
                                              "already_done": self.progress.skipped, "configurations": len(plan.configurations),
                                              **_by(self.actor)})
+            # Calls out, recent replies and the store claims, shared with the sweeps of this process
+            # that run the same sweep's calls (a worker's chunks: engine/sharing.py).
+            sharing = self._call_sharing()
             calls = CallExecutor(
                 CacheReader(rstore), self._add_cache_entry,
                 global_limit=self._call_slots(), gate=self._wait_gate, is_open=self._open,
@@ -281,14 +284,16 @@ class Sweep:
                 on_healthy=self.failures.endpoint_healthy,
                 # Many rounds ahead: worth spacing the first burst.
                 ramp_calls=self.concurrency if self.progress.total - self.progress.skipped >= RAMP_ROUNDS * self.concurrency else 0,
+                flights=sharing.flights,
             )
             self.calls = calls
             # Calls shared with other processes sweeping this store (engine/claims.py): its own connection.
-            claims = calls.claims = CallClaims(open_store(self.store_path), calls.claim_candidates, is_open=self._open)
-            await claims.start()
-            self.failures.shared = SharedBreakers(claims.store, claims.owner)  # through the same connection
+            claims = calls.claims = await sharing.join(self._open)
+            # Breakers and the budget hold are this sweep's own, through the claims' connection.
+            member = member_name()
+            self.failures.shared = SharedBreakers(claims.store, member)
             if self.budget_hold_ttl is not None and self.budget:
-                calls.budget = SharedBudget(claims.store, self.sweep_id, claims.owner, limits=lambda: self.budget,
+                calls.budget = SharedBudget(claims.store, self.sweep_id, member, limits=lambda: self.budget,
                                             price=lambda endpoint, model: self.runner.price(endpoint, model),  # type: ignore[union-attr]
                                             on_exhausted=self._budget_reached, ttl=self.budget_hold_ttl, is_open=self._open)
                 await calls.budget.start()
@@ -326,7 +331,7 @@ class Sweep:
                 await asyncio.shield(self._flush(wstore, final=True))
                 if calls.budget is not None:
                     await asyncio.shield(calls.budget.close())  # its calls ended: what it still holds is freed
-                await asyncio.shield(claims.close())  # after the last commit: waiters now find every entry
+                await asyncio.shield(sharing.leave(self._open))  # after the last commit: waiters now find every entry
                 await scoring_env.aclose()
                 if self.owns_pool:
                     await self.pool.aclose()
@@ -345,6 +350,11 @@ class Sweep:
 
     def _close_store(self, store: Store) -> None:
         store.close()
+
+    def _call_sharing(self) -> CallSharing:
+        """What this sweep's call path shares (engine/sharing.py): its own; a worker's chunks of one
+        sweep share the worker's."""
+        return CallSharing(self.store_path)
 
     def _begin(self, store: Store) -> str:
         """The sweep's row (on the write thread): a new one, holding the experiment's lease. A
@@ -465,15 +475,20 @@ class Sweep:
                 # stage's calls). Run it again: it makes the call itself now.
 
     def _looking_ahead(self, items: Iterator[RunItem]) -> Iterator[RunItem]:
-        """``items``, prepared LOOKAHEAD at a time (see :meth:`Runner.prepare`)."""
+        """``items``, prepared LOOKAHEAD at a time (see :meth:`Runner.prepare`), a group ahead of
+        the one being taken: a store read off the loop answers the next group's look-up in a
+        thread while this one's runs start, instead of its first run waiting for it."""
         runner = self.runner
         assert runner is not None
-        while True:
-            chunk = list(itertools.islice(items, LOOKAHEAD))
-            if not chunk:
-                return
-            runner.prepare(chunk)
-            yield from chunk
+        chunk = list(itertools.islice(items, LOOKAHEAD))
+        runner.prepare(chunk)
+        while chunk:
+            following = list(itertools.islice(items, LOOKAHEAD))
+            yield chunk[0]
+            if following:  # at the second run taken, in a step of the loop of its own
+                runner.prepare(following)
+            yield from chunk[1:]
+            chunk = following
 
     def _record(self, record: RunRecord, item: RunItem) -> None:
         p = self.progress

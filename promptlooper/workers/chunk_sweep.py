@@ -44,6 +44,7 @@ import json
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from ..engine.sharing import CallSharing
 from ..engine.sweep import POLL_EVERY, Sweep, SweepOptions
 from ..store import Store
 from ..store.chunks import ADDED, Claim, LeaseLostError
@@ -68,7 +69,8 @@ class ChunkSweep(Sweep):
 
     def __init__(self, store_path: str, compiled: CompiledExperiment, claim: Claim, *, lease: float, worker: str,
                  slots: asyncio.Semaphore | None = None, store: Store | None = None,
-                 configuration: Configuration | None = None, sample_ids: set[str] | None = None):
+                 configuration: Configuration | None = None, sample_ids: set[str] | None = None,
+                 sharing: CallSharing | None = None):
         opts = claim.options
         super().__init__(store_path, compiled, claim.experiment_id,
                          SweepOptions(stop_on_budget=bool(opts.get("stop_on_budget")),
@@ -95,6 +97,9 @@ class ChunkSweep(Sweep):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._gate.clear()  # opened after the steering log's first read (see _poller)
         self._slots = slots
+        # The worker's for the sweep, shared by its chunks of it: one owner of call claims, so a
+        # worker alone on the store claims nothing, and one single-flight (engine/sharing.py).
+        self._sharing = sharing
         self._store = store  # the worker's (shared by its chunks), or None: the chunk opens its own
         self._steering_store: Store | None = None  # the reader store the poller uses (set when it starts)
         # Set once every run of the chunk has been handed to a worker coroutine and at most
@@ -105,6 +110,9 @@ class ChunkSweep(Sweep):
 
     def _call_slots(self) -> asyncio.Semaphore:
         return self._slots if self._slots is not None else super()._call_slots()
+
+    def _call_sharing(self) -> CallSharing:
+        return self._sharing if self._sharing is not None else super()._call_sharing()
 
     def _looking_ahead(self, items: Iterator[RunItem]) -> Iterator[RunItem]:
         if self.sample_ids is not None:

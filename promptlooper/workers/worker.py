@@ -32,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..engine.sharing import CallSharing
 from ..store import open_store
 from ..store.chunks import Claim
 from ..sweeps.space import build_configuration
@@ -74,6 +75,7 @@ class Worker:
         self._compiled: dict[tuple[str, int], CompiledExperiment] = {}  # by (sweep id, plan): a redirect changes the spec
         self._current: set[ChunkSweep] = set()
         self._slots: dict[str, asyncio.Semaphore] = {}  # sweep id -> the calls its chunks here may have out
+        self._sharing: dict[str, CallSharing] = {}  # sweep id -> what its chunks here share on the call path
         self._exiting = False
         self._decided: dict[str, tuple[tuple[int, str], ...] | None] = {}  # guided sweep -> its chunks when last decided
         self._wake = asyncio.Event()
@@ -190,6 +192,9 @@ class Worker:
             await asyncio.to_thread(store.release_chunk, claim.sweep_id, claim.index, claim.generation)
             return
         slots = self._slots.setdefault(claim.sweep_id, asyncio.Semaphore(compiled.concurrency))
+        sharing = self._sharing.get(claim.sweep_id)
+        if sharing is None:
+            sharing = self._sharing[claim.sweep_id] = CallSharing(self.store_path)
         configuration, sample_ids = None, None
         if claim.config_id is not None and claim.samples is not None:  # a guided search's: its configuration, by name
             row = await asyncio.to_thread(store.configuration, claim.experiment_id, claim.config_id)
@@ -197,7 +202,8 @@ class Worker:
             order = guided_driver(compiled, self.store_path, claim.experiment_id).samples
             sample_ids = {sid for sid, _ in order[claim.samples[0]:claim.samples[1]]}
         sweep = ChunkSweep(self.store_path, compiled, claim, lease=self.lease, worker=self.name, slots=slots,
-                           store=store, configuration=configuration, sample_ids=sample_ids)  # type: ignore[arg-type]
+                           store=store, configuration=configuration, sample_ids=sample_ids,  # type: ignore[arg-type]
+                           sharing=sharing)
         task = asyncio.current_task()
         if task in active:
             active[task] = sweep  # type: ignore[index]
@@ -209,6 +215,8 @@ class Worker:
             progress = await sweep.run()
         finally:
             self._current.discard(sweep)
+            if sharing.idle and self._sharing.get(claim.sweep_id) is sharing:
+                del self._sharing[claim.sweep_id]  # its recent replies go with it (a chunk joining later starts afresh)
         self.stats.runs += progress.done - progress.skipped
         if sweep.lease_lost:
             self.stats.lost += 1
