@@ -51,6 +51,8 @@ CLAIM = ("INSERT INTO call_claims (key, owner, expires_at)"
          " SELECT k, %(owner)s, %(expires)s FROM unnest(%(keys)s::text[]) WITH ORDINALITY AS u(k, i) ORDER BY i"
          " ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at"
          " WHERE call_claims.expires_at < %(now)s OR call_claims.owner = excluded.owner RETURNING key")
+# Never prepared: a plan kept on this long-held connection from when the cache was small scans
+# the whole table once it has grown (see store/postgres/reads.py, which measured it).
 LOOK_UP = ("SELECT key, response, tokens_in, tokens_out, latency_ms FROM response_cache"
            " WHERE key = ANY(%(keys)s::text[])")
 # Keys found cached whose claim this batch won (a rare race): their claims go at once.
@@ -99,7 +101,7 @@ class ClaimSession:
     def _batch(conn: psycopg.Connection[Any], params: dict[str, Any]) -> ClaimResult:
         with conn.pipeline():
             won = conn.execute(CLAIM, params)
-            found = conn.execute(LOOK_UP, params)
+            found = conn.execute(LOOK_UP, params, prepare=False)  # see LOOK_UP
         result, cached = _result(won.fetchall(), found.fetchall())
         if cached:
             conn.execute(FORGET, {**params, "cached": cached})
@@ -144,7 +146,7 @@ class AsyncClaimSession:
     async def _batch(conn: psycopg.AsyncConnection[Any], params: dict[str, Any]) -> ClaimResult:
         async with conn.pipeline():
             won = await conn.execute(CLAIM, params)
-            found = await conn.execute(LOOK_UP, params)
+            found = await conn.execute(LOOK_UP, params, prepare=False)  # see LOOK_UP
         result, cached = _result(await won.fetchall(), await found.fetchall())
         if cached:
             await conn.execute(FORGET, {**params, "cached": cached})
