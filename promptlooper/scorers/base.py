@@ -18,7 +18,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from pydantic import ConfigDict, ValidationError, create_model
+from pydantic import ConfigDict, Field, ValidationError, create_model
 
 from .core import (
     _REGISTRY,
@@ -85,7 +85,9 @@ def check_args(name: str, args: dict[str, Any]) -> list[tuple[str, str]]:
         if isinstance(annotation, str):
             annotation = eval(annotation, vars(inspect.getmodule(info.factory)))  # noqa: S307 - our own annotations
         default = ... if param.default is inspect.Parameter.empty else param.default
-        fields[pname] = (annotation, default)
+        # Each field under a name of our own, read from the argument's name: an argument named like
+        # a BaseModel attribute (json_schema's ``schema``) would otherwise warn the user.
+        fields[f"arg_{pname}"] = (annotation, Field(default, alias=pname))
     model = create_model(f"{name}_args", __config__=ConfigDict(extra="forbid"), **fields)
     try:
         model(**args)
