@@ -8,11 +8,13 @@ the second judged (as in run.py's (a)); (c) a new experiment of the same 2,000 c
 Issue 18's target: the PostgreSQL fraction of C/L as on SQLite (>= 0.90). Runs each location in
 this process one after the other; give an empty database (or a new file) each time.
 
-Measured on the 2-core machine (load 2-2.5 from other work), two rounds each:
-  sqlite      0.89 / 0.90 of C/L, engine CPU 386 / 382 us a run, cached 9,000 / 11,400 runs/s
-  postgresql  0.88 / 0.88 of C/L, engine CPU 439 / 444 us a run, cached 4,600 / 3,600 runs/s
-(PostgreSQL 15 with default durability on the same machine. The cached gap: a sweep looks its
-keys up on the event loop, one round trip a loop turn, which SQLite answers in-process.)
+Measured on the 2-core machine (quiet; PostgreSQL 15 of tests/pg.py, fsync off, on the same
+machine), two rounds each:
+  sqlite      0.90 / 0.86 of C/L, engine CPU 627 / 610 us a run, cached 8,600 / 9,500 runs/s
+  postgresql  0.90 / 0.90 of C/L, engine CPU 686 / 663 us a run, cached 4,900 / 5,200 runs/s
+(The cached gap: PostgreSQL is read off the sweep's loop, the next group of runs' keys looked up
+in one round trip on a connection held for it (store/postgres/reads.py), while SQLite answers
+in-process on the loop; the second process the server is costs CPU of its own on 2 cores.)
 """
 
 from __future__ import annotations
