@@ -81,18 +81,23 @@ def test_a_second_workbench_pauses_and_resumes_a_running_sweep(db: str) -> None:
     fake = _slow_fake(0.05)
     exp = fake_experiment(fake.base_url, name="steer", space={"answer.temperature": [i / 10 for i in range(10)]}, concurrency=2)
     runner, other = pl.Workbench(db), pl.Workbench(db)  # as another process would: its own store
+    handle = None
     try:
         handle = runner.start(exp)
         _wait(lambda: handle.progress.done >= 4, timeout=30)
         other.pause(exp.key)
         _wait(lambda: handle.status == "paused", timeout=10)
-        assert other.store.latest_sweep(other.store.experiment(exp.key)["id"])["status"] == "paused"
+        # The sweep says so in its store a moment after it paused (its write thread): wait for it.
+        _wait(lambda: other.store.latest_sweep(other.store.experiment(exp.key)["id"])["status"] == "paused", timeout=10)
         other.resume(exp.key)
         progress = handle.wait(60)
         assert progress.status == "completed" and progress.done == 30
         types = [e["type"] for e in other.events(exp.key, ["experiment.*"])]
         assert types == ["experiment.started", "experiment.paused", "experiment.resumed", "experiment.completed"]
     finally:
+        if handle is not None and not handle.done():  # a failed assertion must not leave a paused sweep behind
+            handle.stop()
+            handle.wait(30)
         runner.close()
         other.close()
 
