@@ -13,21 +13,18 @@ tables: every claim row written, and every sharer that said it claims, whoever d
 from __future__ import annotations
 
 import asyncio
-import collections
-import json
-import threading
 import time
 from typing import Any
 
 import pytest
 from helpers import db_rows
+from test_shared_calls import Recorder  # the FakeServer hook counting each distinct request
 from test_workers import said, workers
 
 import promptlooper as pl
 from promptlooper.engine.sharing import CallSharing
 from promptlooper.store import open_store
 from promptlooper.testing import FakeServer
-from promptlooper.testing.fake_server import default_reply
 
 pytestmark = pytest.mark.both_backends
 
@@ -52,20 +49,6 @@ PG_LOG = [
     " LANGUAGE plpgsql",
     "CREATE TRIGGER sharer_claims AFTER INSERT OR UPDATE ON call_sharers FOR EACH ROW EXECUTE FUNCTION log_sharer()",
 ]
-
-
-class Recorder:
-    """The FakeServer's reply hook: counts each distinct request it answered."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.seen: collections.Counter[str] = collections.Counter()
-
-    def __call__(self, body: dict[str, Any]) -> str:
-        key = json.dumps({k: body.get(k) for k in ("model", "messages", "temperature")}, sort_keys=True)
-        with self.lock:
-            self.seen[key] += 1
-        return default_reply(body)
 
 
 def _experiment(base_url: str, n_temps: int) -> pl.Experiment:
