@@ -1,7 +1,8 @@
 """A process's side of a shared budget (engine/budgets.py): what a call is reserved for (a bound of
 its cost when the request bounds its reply, the mean reply of its model when it does not), and,
 against a real store on both backends, a refused call waiting for the money a stalled process
-held, and that process, reaped meanwhile, not freeing its estimates a second time."""
+held, and that process, reaped meanwhile, not freeing its estimates a second time; and a reply that
+cost more than its reservation written before its call's slot carries another call."""
 
 from __future__ import annotations
 
@@ -11,10 +12,13 @@ from typing import Any
 import pytest
 
 from promptlooper.engine.budgets import DEFAULT_OUTPUT, SharedBudget, Ticket
+from promptlooper.engine.calls import CacheReader, CallExecutor
 from promptlooper.hashing import canonical_json
+from promptlooper.providers.registry import provider_for_url
 from promptlooper.store import open_store
 from promptlooper.store.budgets import NANOS, BudgetState
 from promptlooper.store.chunks import chunk_ranges
+from promptlooper.testing import FakeModel
 
 pytestmark = pytest.mark.both_backends
 
@@ -121,5 +125,137 @@ def test_a_call_waiting_for_room_goes_back_to_the_gate_when_the_sweep_pauses(db:
     try:
         still_waiting, got = asyncio.run(scenario())
         assert still_waiting and got is False and exhausted == []
+    finally:
+        store.close()
+
+
+def test_a_reply_costlier_than_its_reservation_is_in_the_store_once_written_now(db: str) -> None:
+    # Two members of one sweep's budget (two workers, or two chunks of one worker). A reply that
+    # cost more than its reservation, written now (as a call does before giving up its slot), is
+    # what the other member's next reservation is checked against: not the estimate it replaced.
+    store = open_store(db)
+    eid = store.upsert_experiment("proj", "exp", {"name": "exp"})
+    sid = store.queue_sweep(eid, "grid", 12, 0, {"workers": True}, chunk_ranges(4, 3, 3), 3)
+    exhausted: list[str] = []
+
+    def ledger(owner: str) -> SharedBudget:
+        return SharedBudget(open_store(db), sid, owner, limits=lambda: {"max_tokens": 200},
+                            price=lambda endpoint, model: (0.0, 0.0), on_exhausted=lambda: exhausted.append(owner),
+                            ttl=30.0, tick=10.0)  # no tick writes during the test
+
+    async def scenario() -> tuple[bool, bool, BudgetState | None]:
+        a, b = ledger("a"), ledger("b")
+        await a.start()
+        await b.start()
+        ticket = Ticket(50, 0)
+        assert await a.reserve(ticket)
+        overran = a.settle(ticket, "ep", "m", 30, 150)  # 180 tokens against 50 reserved
+        await a.write_now()
+        state = store.budget_state(sid)
+        # 180 spent leave no room for 50 more: the budget is reached, not granted on a stale 0.
+        got = await b.reserve(Ticket(50, 0))
+        for ledger_ in (a, b):
+            await ledger_.close()
+            ledger_.store.close()
+        return overran, got, state
+
+    try:
+        overran, got, state = asyncio.run(scenario())
+        assert overran is True
+        assert state is not None and state.spent_tokens == 180
+        assert got is False and exhausted == ["b"]
+    finally:
+        store.close()
+
+
+def test_a_reply_within_its_reservation_needs_no_write_of_its_own() -> None:
+    budget = _budget()
+    ticket = Ticket(100, 10**9)
+    ticket.granted = True
+    assert budget.settle(ticket, "ep", "m", 20, 30) is False  # 50 of 100: credit, written with the next write
+
+
+async def _open_gate() -> None:
+    return None
+
+
+def test_a_call_that_cost_more_than_reserved_is_written_before_its_slot_carries_another(db: str) -> None:
+    # One call slot; a server that ignores max_tokens, so every reply costs more than its
+    # reservation. However the slot's calls are granted (the first one's reservation asks as much
+    # again as credit, so the second goes out without a write), each call that leaves finds the
+    # replies before it in the store: what another worker is checked against cannot lag behind
+    # more than the calls out at that moment.
+    store = open_store(db)
+    eid = store.upsert_experiment("proj", "exp", {"name": "exp"})
+    sid = store.queue_sweep(eid, "grid", 12, 0, {"workers": True}, chunk_ranges(4, 3, 3), 3)
+    seen: list[int] = []  # the store's spend as each call reached the server
+
+    def reply(body: dict[str, Any]) -> str:
+        state = store.budget_state(sid)
+        seen.append(state.spent_tokens if state is not None else 0)
+        return " ".join(["word"] * 60)
+
+    FakeModel("overrun", reply=reply)
+    provider = provider_for_url("fake", "fake://overrun")
+
+    async def sweep() -> list[int]:
+        budget = SharedBudget(open_store(db), sid, "w", limits=lambda: {"max_tokens": 100_000},
+                              price=lambda endpoint, model: (0.0, 0.0), on_exhausted=lambda: None, ttl=30.0, tick=10.0)
+        await budget.start()
+        calls = CallExecutor(CacheReader(store), lambda entry: None, global_limit=asyncio.Semaphore(1), gate=_open_gate)
+        calls.budget = budget
+        results = await asyncio.gather(*(calls.call(provider, "fake-small", [{"role": "user", "content": f"q{i}"}],
+                                                    {"max_tokens": 4}) for i in range(4)))
+        await budget.close()
+        budget.store.close()
+        return [r.response.tokens_in + r.response.tokens_out for r in results]
+
+    try:
+        costs = asyncio.run(sweep())
+        assert all(cost > 4 + 30 for cost in costs)  # each past its reservation (its bytes + 4)
+        assert seen == [sum(costs[:i]) for i in range(4)]
+        assert store.budget_state(sid).spent_tokens == sum(costs)  # type: ignore[union-attr]
+    finally:
+        store.close()
+
+
+def test_credit_reserved_before_an_excess_was_written_is_not_spent_past_the_budget(db: str) -> None:
+    # Credit is money held for calls to come, reserved while the budget had room for it. Once
+    # replies that cost more than reserved have used that room (spent + held past the limit), the
+    # credit is no longer there to spend: the next call waits for the store instead.
+    store = open_store(db)
+    eid = store.upsert_experiment("proj", "exp", {"name": "exp"})
+    sid = store.queue_sweep(eid, "grid", 12, 0, {"workers": True}, chunk_ranges(4, 3, 3), 3)
+
+    def ledger(owner: str) -> SharedBudget:
+        return SharedBudget(open_store(db), sid, owner, limits=lambda: {"max_tokens": 300},
+                            price=lambda endpoint, model: (0.0, 0.0), on_exhausted=lambda: None,
+                            ttl=30.0, tick=10.0)  # no tick writes during the test
+
+    async def scenario() -> tuple[int, BudgetState | None, bool]:
+        a, b = ledger("a"), ledger("b")
+        await a.start()
+        await b.start()
+        first = Ticket(50, 0)
+        assert await a.reserve(first)  # 50, and 50 more as credit
+        assert await b.reserve(Ticket(50, 0))  # the same: 200 of 300 held
+        credit = a.granted
+        if a.settle(first, "ep", "m", 30, 150):  # 180 spent where 50 was held
+            await a.write_now()
+        state = store.budget_state(sid)  # 180 spent + 150 held > 300
+        try:
+            granted = await asyncio.wait_for(a.reserve(Ticket(50, 0)), 0.5)
+        except TimeoutError:
+            granted = False
+        for ledger_ in (a, b):
+            await ledger_.close()
+            ledger_.store.close()
+        return credit, state, granted
+
+    try:
+        credit, state, granted = asyncio.run(scenario())
+        assert credit == 1
+        assert state is not None and (state.spent_tokens, state.held_tokens) == (180, 150)
+        assert granted is False
     finally:
         store.close()

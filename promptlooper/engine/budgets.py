@@ -19,13 +19,21 @@ bank holds an amount on a card before the charge, each call is paid for in advan
   thread of its own (its write may wait for another process's batch, which the loop must not).
 * **Settle / release**: a reply turns its reservation into its real cost; a call that failed or
   was abandoned lets it go. Both are queued and written with the next reservation (or by the
-  tick, every ``TICK``), which also renews this process's hold.
+  tick, every ``TICK``), which also renews this process's hold — except a reply that cost more
+  than its reservation: it is written at once (:meth:`SharedBudget.write_now`, one write for a
+  loop turn's), and its call keeps its slot until then (engine/calls.py). Queued, its excess
+  would be invisible to the other processes, and the slot it freed could carry a call granted
+  from credit without a write: the excess nobody saw grew with every reply of the last tick
+  (13 replies of 204 tokens were served against a 2,000-token budget that 4 slots bound to 12).
+  Written before the slot is free, what the store does not know yet is at most the calls out.
 * **Credit**: what a settled call did not use of its estimate, a failed call's estimate, and as
   much again as a turn's calls asked for (if the budget has room) stay held by this process as
   credit; a call it covers is granted at once, without a write (a reservation waited 20–100 ms
   under load on PostgreSQL when each turn wrote; 2–20 ms with credit). Credit is used only while
   the hold is surely alive (renewed within ``ttl / 2``), and what is idle goes back every tick.
-  The store's ``spent + held`` never counts less than is spent, promised or credited.
+  The store's ``spent + held`` never counts less than is spent, promised or credited. Credit is
+  spent only while the budget row last read has room for it (``spent + held`` within the limit):
+  replies that cost more than reserved may have used the money it stands for.
 * **Refused**: while the calls out elsewhere may still come in under their estimates, a refused
   call waits for them (the tick re-reads the budget); once even the spend already settled leaves
   no room for it (``spent + estimate > limit``), the budget is reached: ``on_exhausted`` pauses
@@ -36,7 +44,8 @@ bank holds an amount on a card before the charge, each call is paid for in advan
   reaper freed them) and joins again with an empty hold.
 
 So with estimates that are upper bounds, the sweep's spend stays within the budget, whatever the
-number of workers; and the spend beyond it is at most what granted calls cost over their estimates.
+number of workers; and the spend beyond it is at most what the calls out at once (every worker's
+slots) cost over their estimates.
 """
 
 from __future__ import annotations
@@ -63,13 +72,14 @@ DEFAULT_OUTPUT = 256  # tokens a reply without max_tokens is reserved for before
 class Ticket:
     """One call's reservation: its estimate, and whether the store granted it."""
 
-    __slots__ = ("tokens", "nanos", "granted", "orphan")
+    __slots__ = ("tokens", "nanos", "granted", "orphan", "settled")
 
     def __init__(self, tokens: int, nanos: int):
         self.tokens = tokens
         self.nanos = nanos
         self.granted = False
         self.orphan = False  # granted under a hold that was reaped: its estimate was freed already
+        self.settled = False  # its reply counted: nothing is released for it any more
 
 
 def _nbytes(text: str) -> int:
@@ -101,6 +111,8 @@ class SharedBudget:
         self._link = store.budget_link() if store is not None else None
         self._lock = asyncio.Lock()  # the link's writes, one at a time (the thread's are anyway)
         self._batches: Coalescer[Ticket, bool] = Coalescer(self._reserve_batch)
+        self._writes: Coalescer[int, bool] = Coalescer(self._write_pending)  # write_now()'s, one per loop turn
+        self._asked = 0  # write_now()'s keys
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="promptlooper-budget")
         self._outstanding: set[Ticket] = set()  # granted, not settled nor released yet
         # Held in the store, given to no call yet (tokens, nanos): what settled calls did not use of
@@ -184,8 +196,10 @@ class SharedBudget:
             if not self.is_open():
                 return False
 
-    def settle(self, ticket: Ticket, endpoint: str, model: str, tokens_in: int, tokens_out: int) -> None:
+    def settle(self, ticket: Ticket, endpoint: str, model: str, tokens_in: int, tokens_out: int) -> bool:
         """The reply landed: its reservation becomes its real cost (written with the next write).
+        True if it cost more than was reserved for it (or its hold was reaped): the caller then
+        writes it with :meth:`write_now` before its slot is free (see the module docstring).
 
         Of its estimate, the part the reply cost leaves the hold when the spend is written (so
         that the store's ``spent + held`` never counts less than is spent or promised); the rest
@@ -205,10 +219,23 @@ class SharedBudget:
         pending[2] += tokens
         pending[3] += nanos
         pending[4] += 1
+        ticket.settled = True
         self._outstanding.discard(ticket)
+        return ticket.orphan or tokens > ticket.tokens or nanos > ticket.nanos
+
+    async def write_now(self) -> None:
+        """Write what is pending now, with the other writes asked for in this loop turn; a store
+        that fails is warned about, and the tick writes it later."""
+        self._asked += 1
+        try:
+            await self._writes.get(self._asked)
+        except Exception as exc:  # noqa: BLE001 - the reply is good; only the store is away
+            self._trouble(exc)
 
     def release(self, ticket: Ticket) -> None:
         """The call failed or was abandoned: its reservation becomes credit (nothing was spent)."""
+        if ticket.settled:
+            return  # its reply counted (the call was abandoned while its excess was written)
         if ticket.granted and not ticket.orphan:
             self._credit[0] += ticket.tokens
             self._credit[1] += ticket.nanos
@@ -219,7 +246,7 @@ class SharedBudget:
         still there (renewed within half its ``ttl``: a hold is reaped only past it)."""
         credit = self._credit
         if (self._must_join or credit[0] < ticket.tokens or credit[1] < ticket.nanos
-                or time.monotonic() - self._renewed > self.ttl / 2):
+                or time.monotonic() - self._renewed > self.ttl / 2 or self._overdrawn()):
             return False
         credit[0] -= ticket.tokens
         credit[1] -= ticket.nanos
@@ -239,6 +266,13 @@ class SharedBudget:
         budget = self.limits()
         max_tokens, max_cost = budget.get("max_tokens"), budget.get("max_cost")
         return (int(max_tokens) if max_tokens else None, math.floor(max_cost * NANOS) if max_cost else None)
+
+    def _overdrawn(self) -> bool:
+        """Has spend beyond its estimates used money held (credit included), as last read?"""
+        max_tokens, max_nanos = self._limits()
+        s = self.state
+        return bool((max_tokens is not None and s.spent_tokens + s.held_tokens > max_tokens)
+                    or (max_nanos is not None and s.spent_nanos + s.held_nanos > max_nanos))
 
     def _beyond(self, ticket: Ticket) -> bool:
         """Would ``ticket`` exceed the budget even if every call out now cost nothing?"""
@@ -279,6 +313,10 @@ class SharedBudget:
             raise
         self._renewed = sent
         self._read(*result)
+
+    async def _write_pending(self, asked: list[int]) -> dict[int, bool]:
+        await self._settle(self._take())  # in order after any write already under way (see _call)
+        return dict.fromkeys(asked, True)
 
     async def _reserve_batch(self, tickets: list[Ticket]) -> dict[Ticket, bool]:
         """A loop turn's reservations, in one write (joining again first if the hold was reaped,

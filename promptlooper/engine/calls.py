@@ -272,7 +272,7 @@ class CallExecutor:
                     return CallResult(resp, True, key, messages_json)
                 claimed = True
             budget = self.budget
-            if budget is not None:  # reserved once it has its slot (see _attempt), settled below
+            if budget is not None:  # reserved once it has its slot, settled before the slot is free (see _attempt)
                 ticket = budget.ticket(provider.name, model, messages_json, params)
             resp = await self._call_with_retries(provider, ChatRequest(model, messages, params), ticket)
         except BaseException as exc:
@@ -289,8 +289,6 @@ class CallExecutor:
         if claimed:
             claims.finished(key, ok=True)  # type: ignore[union-attr]
         fut.set_result(resp)
-        if ticket is not None:
-            budget.settle(ticket, provider.name, model, resp.tokens_in, resp.tokens_out)  # type: ignore[union-attr]
         if self.on_spent is not None:
             self.on_spent(provider.name, model, resp.tokens_in, resp.tokens_out)
         value = (resp.text, resp.tokens_in, resp.tokens_out, resp.latency_ms)
@@ -363,6 +361,11 @@ class CallExecutor:
                         limit.observe(in_flight, resp.latency_ms)
                     if breaker.failures and breaker.on_success() and self.on_healthy is not None:
                         self.on_healthy(breaker)
+                    if ticket is not None and self.budget.settle(ticket, provider.name, request.model,  # type: ignore[union-attr]
+                                                                 resp.tokens_in, resp.tokens_out):
+                        # It cost more than reserved: in the store before this slot carries another
+                        # call (engine/budgets.py, "Settle / release").
+                        await self.budget.write_now()  # type: ignore[union-attr]
                     return resp
 
     def _failed(self, provider: Provider, request: ChatRequest, limit: AdaptiveLimit, breaker: Breaker,
