@@ -20,7 +20,9 @@ repetition runs before and after back to back, so both see the same load. The fa
 database is made once per side (by an untimed run); every timed run is a new experiment with new
 calls (a nonce in its prompt), except ``cached``, whose calls an untimed run made first. ``run``
 is also timed on a new database (``run_new_db``): creating one applies the migrations through
-sqlite-utils, which imports pandas. Figures go to ``benchmarks/results.json`` under ``startup``.
+sqlite-utils, which imports pandas. Under each timed scenario the table also gives the process's
+CPU seconds (user + system, from GNU time): another agent's load on a shared machine moves wall
+times much more than CPU. Figures go to ``benchmarks/results.json`` under ``startup``.
 """
 
 from __future__ import annotations
@@ -70,24 +72,33 @@ class Side:
     def __init__(self, label: str, tree: Path, work: Path):
         self.label, self.tree, self.work = label, tree, work
         self.work.mkdir(parents=True, exist_ok=True)
-        self.env = {**os.environ, "PYTHONPATH": str(tree), "PROMPTLOOPER_DB": str(work / "promptlooper.db"),
+        # Without PYTHONDONTWRITEBYTECODE (set in some shells and CI jobs): a user's installed package has
+        # its .pyc files, and the warm-up run writes them here. With it, a checkout that never had them
+        # (the temporary --before tree) compiled every module from source in each timed process: a
+        # --before HEAD comparison of identical code read ~0.11 s more CPU for that side.
+        environ = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        self.env = {**environ, "PYTHONPATH": str(tree), "PROMPTLOOPER_DB": str(work / "promptlooper.db"),
                     "NO_COLOR": "1"}
         self.figures: dict[str, list[float]] = {}
+        self.last_cpu = 0.0
         self.command = console_script(tree, work)
 
     def cli(self, *args: str, db: Path | None = None) -> tuple[float, float]:
-        """(wall seconds, peak RSS in MB) of one ``promptlooper ARGS`` process."""
+        """(wall seconds, peak RSS in MB) of one ``promptlooper ARGS`` process; its CPU seconds
+        (user + system) in ``self.last_cpu``: less sensitive than wall time to what else runs."""
         env = self.env if db is None else {**self.env, "PROMPTLOOPER_DB": str(db)}
         # GNU time reports the peak RSS: a child forked from this (larger) process would count the
         # pages it shared with it between fork and exec in its own ru_maxrss.
         rss_file = self.work / "maxrss"
         t0 = time.perf_counter()
-        proc = subprocess.run([TIME, "-f", "%M", "-o", str(rss_file), *self.command, *args], cwd=self.work,
+        proc = subprocess.run([TIME, "-f", "%M %U %S", "-o", str(rss_file), *self.command, *args], cwd=self.work,
                               env=env, capture_output=True, text=True)
         wall = time.perf_counter() - t0
         if proc.returncode != 0:
             raise SystemExit(f"{self.label}: promptlooper {' '.join(args)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
-        return wall, int(rss_file.read_text().split()[-1]) / 1024
+        rss_kb, user, system = rss_file.read_text().split()[-3:]
+        self.last_cpu = float(user) + float(system)
+        return wall, int(rss_kb) / 1024
 
     def write(self, name: str, text: str) -> str:
         path = self.work / f"{name}.yaml"
@@ -118,6 +129,7 @@ def s_help(side: Side, urls: dict[str, str], timed: bool) -> None:
     wall, rss = side.cli("--help")
     if timed:
         side.add("help_s", wall)
+        side.add("help_cpu_s", side.last_cpu)
         side.add("help_rss_mb", rss)
 
 
@@ -125,12 +137,14 @@ def s_run(side: Side, urls: dict[str, str], timed: bool) -> None:
     nonce = uuid.uuid4().hex[:12]
     path = side.write("one", experiment_yaml(urls["fast"], f"one-{nonce}", nonce, 1, 1))
     wall, rss = side.cli("run", path, "--quiet", "--yes")
+    cpu = side.last_cpu
     fresh = side.work / f"new-{nonce}.db"
     wall_new, _ = side.cli("run", path, "--quiet", "--yes", db=fresh)
     for f in side.work.glob(f"new-{nonce}.db*"):
         f.unlink()
     if timed:
         side.add("run_s", wall)
+        side.add("run_cpu_s", cpu)
         side.add("run_rss_mb", rss)
         side.add("run_new_db_s", wall_new)
 
@@ -141,6 +155,7 @@ def s_calls(side: Side, urls: dict[str, str], timed: bool) -> None:
     wall, rss = side.cli("run", path, "--quiet", "--yes")
     if timed:
         side.add("calls_s", wall)
+        side.add("calls_cpu_s", side.last_cpu)
         side.add("calls_fraction", N_CALLS / wall / (CONCURRENCY / LATENCY))
         side.add("calls_rss_mb", rss)
 
@@ -156,6 +171,7 @@ def s_cached(side: Side, urls: dict[str, str], timed: bool) -> None:
     path = side.write("cached", experiment_yaml(urls["fast"], f"cached-{nonce}", "cached", 10, N_CACHED // 10))
     wall, rss = side.cli("run", path, "--quiet", "--yes")
     side.add("cached_s", wall)
+    side.add("cached_cpu_s", side.last_cpu)
     side.add("cached_runs_per_s", N_CACHED / wall)
     side.add("cached_rss_mb", rss)
 
@@ -186,9 +202,11 @@ def summary(side: Side) -> dict[str, Any]:
     return out
 
 
-ROWS = [("help_s", "promptlooper --help (s)", "<="), ("run_s", "one-call run (s)", "<="),
+ROWS = [("help_s", "promptlooper --help (s)", "<="), ("help_cpu_s", "  CPU (s)", None),
+        ("run_s", "one-call run (s)", "<="), ("run_cpu_s", "  CPU (s)", None),
         ("run_new_db_s", "  same, new database (s)", None), ("calls_fraction", "1,000 calls, fraction of C/L", ">="),
-        ("calls_s", "  wall (s)", None), ("cached_runs_per_s", "10,000 cached runs, runs/s", ">="),
+        ("calls_s", "  wall (s)", None), ("calls_cpu_s", "  CPU (s)", None),
+        ("cached_runs_per_s", "10,000 cached runs, runs/s", ">="), ("cached_cpu_s", "  CPU (s)", None),
         ("peak_rss_mb", "peak RSS of all these (MB)", "<="), ("d_peak_rss_mb", "  of run.py (d) (MB)", None),
         ("help_rss_mb", "  of --help (MB)", None), ("run_rss_mb", "  of the one-call run (MB)", None),
         ("calls_rss_mb", "  of the 1,000 calls (MB)", None), ("cached_rss_mb", "  of the cached run (MB)", None)]

@@ -33,7 +33,6 @@ from .scorers.base import computed
 from .scorers.bound import BoundScorer
 from .scorers.env import ScoringEnv
 from .spec import Experiment
-from .sweeps.guided import guided_defaults
 from .sweeps.space import Configuration, build_configuration, grid_points, grid_size, random_points
 from .validation import load_samples, validate
 
@@ -137,7 +136,7 @@ def configurations(exp: Experiment, *, strategy: str | None = None, max_configs:
     strategy = strategy or exp.strategy
     seed = exp.seed if seed is None else seed
     if strategy == "guided":
-        n = guided_defaults(exp, max_configs).max_configs or 20
+        n = _guided_configs(exp, max_configs)
         return [build_configuration(exp, p) for p in random_points(exp, n, seed)]
     if strategy == "random":
         n = max_configs or exp.max_configs or min(DEFAULT_RANDOM_CONFIGS, grid_size(exp))
@@ -149,12 +148,20 @@ def configurations(exp: Experiment, *, strategy: str | None = None, max_configs:
     return [build_configuration(exp, p) for p in points]
 
 
+def _guided_configs(exp: Experiment, max_configs: int | None) -> int:
+    """How many configurations a guided search may try. Its module is imported only here: grid and
+    random sweeps (every sweep of the 1,000-call start-up benchmark) never load it."""
+    from .sweeps.guided import guided_defaults
+
+    return guided_defaults(exp, max_configs).max_configs or 20
+
+
 def configuration_count(exp: Experiment, *, strategy: str | None = None, max_configs: int | None = None) -> int:
     """How many configurations :func:`configurations` gives, counted without building them."""
     strategy = strategy or exp.strategy
     size = grid_size(exp)
     if strategy == "guided":
-        return guided_defaults(exp, max_configs).max_configs or 20
+        return _guided_configs(exp, max_configs)
     if strategy == "random":
         n = max_configs or exp.max_configs or min(DEFAULT_RANDOM_CONFIGS, size)
         continuous = any(getattr(v, "step", 0) is None for v in exp.space.values())  # a Range without step

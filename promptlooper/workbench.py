@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from . import asktell, cache_explain, compiled, data_views, housekeeping, keys, sizing, steering
+from . import compiled, keys, sizing
 from . import leaderboard as _leaderboard
 from .actors import actor_of, configured, default_actor
 from .asyncutil import run_sync
@@ -31,24 +31,24 @@ from .engine.progress import Progress
 from .engine.sweep import Sweep, SweepOptions
 from .env_files import load_env_files
 from .errors import EndpointError, NotFoundError, Problem, SpecError, SweepConflictError
-from .export import best_configuration
 from .functions import add_search_dir
 from .providers.registry import LOCAL, EndpointPool
 from .scoring import weights_of
 from .spec import EndpointSpec, Experiment, parse_endpoint
 from .store import Store, default_path, open_store
 from .store.batchwriter import wait_for_writers
-from .sweeps.guided import GuidedDriver, guided_defaults
 from .validation import load_file, validate
 from .webhooks import CourierThread
-from .workers.following import WorkersHandle
-from .workers.queueing import queue_for_workers
-from .workers.replanning import redirect_shared
 
 if TYPE_CHECKING:
     import pandas as pd  # a sweep and the CLI never import pandas: notebooks' frames build it lazily
 
     from .matrix import Matrix
+    from .workers.following import WorkersHandle
+
+# What only other commands use (steering, workers, guided search, ask / tell, exports, housekeeping,
+# data views) is imported by the methods that use it: a sweep from the command line never needs it,
+# and importing it all cost 1-9 ms of CPU before the first call (measured in fresh processes, median of 20-25).
 
 
 class Workbench:
@@ -231,6 +231,8 @@ class Workbench:
 
         driver = None
         if ready.guided:
+            from .sweeps.guided import GuidedDriver, guided_defaults
+
             driver = GuidedDriver(exp, guided_defaults(exp, max_configs), ready.samples, exp.repeat, ready.seed,
                                   self.db_path, experiment_id, weights_of(exp.scorers))
         return Sweep(self.db_path, ready, experiment_id, options, replan=replan, driver=driver), experiment_id
@@ -284,6 +286,9 @@ class Workbench:
     def _queue(self, ready: CompiledExperiment, experiment_id: str, on_progress: Callable[[Progress], None] | None = None,
                **options: Any) -> WorkersHandle:
         """Queue a compiled sweep for workers (``stop_on_budget``, ``unhealthy_timeout``, ``chunk_runs``)."""
+        from .workers.following import WorkersHandle
+        from .workers.queueing import queue_for_workers
+
         sweep_id = queue_for_workers(self.store, ready, experiment_id, **options)
         handle = WorkersHandle(self.db_path, sweep_id, ready.key, experiment_id, actor=self._by())
         if on_progress:
@@ -517,12 +522,18 @@ class Workbench:
         return actor_of(by, self.actor)
 
     def pause(self, ref: str | Experiment, reason: str = "", *, by: str = "") -> dict[str, Any]:
+        from . import steering
+
         return steering.steer(self.store, self.experiment(ref), "pause", reason, self._by(by))
 
     def resume(self, ref: str | Experiment, *, by: str = "") -> dict[str, Any]:
+        from . import steering
+
         return steering.steer(self.store, self.experiment(ref), "resume", by=self._by(by))
 
     def stop(self, ref: str | Experiment, reason: str = "", *, by: str = "") -> dict[str, Any]:
+        from . import steering
+
         return steering.steer(self.store, self.experiment(ref), "stop", reason, self._by(by))
 
     def redirect(self, ref: str | Experiment, space: dict[str, Any] | None = None, *,
@@ -534,6 +545,8 @@ class Workbench:
         validated against the experiment first; with no live sweep it becomes the experiment's
         space for the next run.
         """
+        from . import steering
+
         row = self.experiment(ref)
         exp = self._experiment_object(row)
         changed = self._with_space(exp, steering.new_space(exp, space, changes))  # raises SpecError with field paths
@@ -544,6 +557,8 @@ class Workbench:
 
     def _redirect_shared(self, sweep: dict[str, Any], changed: Experiment, by: str) -> None:
         """Re-plan a workers' sweep: the new space compiled with the options it was queued with."""
+        from .workers.replanning import redirect_shared
+
         options = {**json.loads(sweep.get("options") or "{}"), "spec": changed.to_record(), "points": None}
         if options.get("guided"):
             raise SweepConflictError("a guided search shared by workers decides its configurations from the space it was "
@@ -553,6 +568,8 @@ class Workbench:
     def set_budget(self, ref: str | Experiment, *, max_tokens: int | None = None, max_cost: float | None = None,
                    by: str = "") -> dict[str, Any]:
         """Raise (or set) the budget of the live sweep; `resume` then continues a budget pause."""
+        from . import steering
+
         row = self.experiment(ref)
         spec = self._experiment_object(row)
         budget = steering.set_budget(self.store, row, spec, self.pool(spec), max_tokens=max_tokens, max_cost=max_cost,
@@ -572,6 +589,8 @@ class Workbench:
         return self._decide(ref, config_id, None, by, "")
 
     def _decide(self, ref: str | Experiment, config_id: str, decision: str | None, by: str, reason: str) -> dict[str, Any]:
+        from . import steering
+
         result = steering.decide(self.store, self.experiment(ref), config_id, decision, self._by(by), reason)
         self._events_raised()
         return result
@@ -583,6 +602,9 @@ class Workbench:
         ``changes`` maps space keys to a value (fixed) or a list of values (swept). Every call the
         fork shares with its parent is served from the cache.
         """
+        from . import steering
+        from .export import best_configuration
+
         row = self.experiment(ref)
         if config_id is None:
             try:  # the same choice as the export: the approved configuration when there is one
@@ -615,17 +637,23 @@ class Workbench:
         An outside driver (a notebook cell, an agent over MCP) runs them with :meth:`evaluate`,
         or evaluates them itself and reports with :meth:`tell`.
         """
+        from . import asktell
+
         exp = ref if isinstance(ref, Experiment) else self.load(ref)
         return asktell.ask(self.store, exp, self.register(exp), self.db_path, n)
 
     def tell(self, ref: str | Experiment, config: str | dict[str, Any], score: float, *, source: str = "agent") -> dict[str, Any]:
         """Record a score an outside driver measured for a configuration (id prefix or point)."""
+        from . import asktell
+
         if not 0.0 <= float(score) <= 1.0:
             raise ValueError(f"score must lie in 0..1, got {score}")
         exp = ref if isinstance(ref, Experiment) else self.load(ref)
         return asktell.tell(self.store, exp, self.register(exp), config, score, source)
 
     async def aevaluate(self, ref: str | Experiment, points: list[dict[str, Any]], **options: Any) -> list[dict[str, Any]]:
+        from . import asktell
+
         exp = ref if isinstance(ref, Experiment) else self.load(ref)
         for space in asktell.point_spaces(exp, points):  # an agent's own proposals are checked like any space
             self._with_space(exp, space)
@@ -641,10 +669,14 @@ class Workbench:
     # ------------------------------------------------------------------ housekeeping (promptlooper.housekeeping)
     def delete_experiment(self, ref: str) -> dict[str, Any]:
         """Delete an experiment with its runs, scores, sweeps and events (cached responses stay)."""
+        from . import housekeeping
+
         return housekeeping.delete_experiment(self.store, self.experiment(ref))
 
     def archive_experiment(self, ref: str, archived: bool = True) -> dict[str, Any]:
         """Hide an experiment from lists (``archived=False`` brings it back); its runs are kept."""
+        from . import housekeeping
+
         return housekeeping.archive_experiment(self.store, self.experiment(ref), archived)
 
     def projects(self, include_archived: bool = False) -> list[dict[str, Any]]:
@@ -662,6 +694,8 @@ class Workbench:
 
     def add_note(self, project: str, text: str, *, by: str = "") -> dict[str, Any]:
         """A dated note on a project (what was tried, what was decided), listed with its experiments."""
+        from . import housekeeping
+
         return housekeeping.add_note(self.store, project, text, self._by(by))
 
     def notes(self, project: str) -> list[dict[str, Any]]:
@@ -670,6 +704,8 @@ class Workbench:
     def prices(self) -> list[dict[str, Any]]:
         """Every price known, USD per million tokens: set with ``prices set`` (``user``), then an
         endpoint's own table, then the built-in defaults (globs such as ``gpt-4o*``)."""
+        from . import housekeeping
+
         return housekeeping.prices(self.store)
 
     # ------------------------------------------------------------------ data views (promptlooper.data_views)
@@ -685,6 +721,8 @@ class Workbench:
         Filters: ``differ`` (outputs not all the same), ``failures`` (a failed run or a scorer
         under ``threshold``), ``where`` (parameter values), ``score`` ((low, high) of the weighted
         score), ``search`` (text in the output or the prompts sent, case-insensitive)."""
+        from . import data_views
+
         return data_views.matrix(self.store, self.experiment(ref), by=by, differ=differ, failures=failures, where=where,
                                  score=score, search=search, threshold=threshold)
 
@@ -695,6 +733,8 @@ class Workbench:
             >>> wb.group_by(exp, ["persona", "answer.temperature"])   # pl.grouping.pivot(...) for a table
 
         ``metric``: the weighted score (default), a scorer, cost, tokens or latency_ms."""
+        from . import data_views
+
         return data_views.group_by(self.store, self.experiment(ref), by, metric)
 
     def compare_experiments(self, a: str | Experiment, b: str | Experiment, *, scorer: str | None = None) -> pd.DataFrame:
@@ -719,11 +759,15 @@ class Workbench:
         """``configurations`` (one row each, in the order finished, with the best so far) and
         ``importance`` (each varied parameter's, from Optuna's evaluator: mean_decrease_impurity with
         scikit-learn installed, else ped_anova; or name one, fanova included) of the experiment's sweep."""
+        from . import data_views
+
         return data_views.sweep_analysis(self.store, self.experiment(ref), evaluator)
 
     def sweep_plots(self, ref: str | Experiment) -> dict[str, Any]:
         """Plotly figures of the sweep: history (best so far), importance, parallel coordinates,
         contour, slices, and score vs cost (USD) with the Pareto front."""
+        from . import data_views
+
         return data_views.sweep_plots(self.sweep_analysis(ref))
 
     # ------------------------------------------------------------------ webhooks
@@ -798,6 +842,8 @@ class Workbench:
     # ------------------------------------------------------------------ cache
     def explain_cache(self, run_ref: str) -> list[dict[str, Any]]:
         """For each model call of a run: its cache key and exactly what went into it."""
+        from . import cache_explain
+
         run = self.store.run(run_ref)
         spec = self.store.experiment(run["experiment_id"])["spec"]
         inline = {k: parse_endpoint(v) for k, v in (spec.get("endpoints") or {}).items()}

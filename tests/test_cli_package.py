@@ -112,3 +112,37 @@ def test_the_package_names_resolve_on_first_use():
             "assert not hasattr(pl, 'no_such_thing'); print('ok')")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert res.stdout.strip() == "ok", res.stderr
+
+
+def _commands_of(parser):
+    return next(a for a in parser._actions if a.dest == "command").choices
+
+
+def test_each_group_declares_the_commands_it_adds():
+    from promptlooper.cli.parser import GROUPS, Parser
+
+    for group in GROUPS:
+        sub = Parser(prog="promptlooper").add_subparsers(dest="command")
+        group.add_parser(sub)
+        assert tuple(sub.choices) == group.COMMANDS, group.__name__
+
+
+@pytest.mark.parametrize(("argv", "command"), [
+    (["run", "exp.yaml", "--quiet"], "run"),
+    (["--db", "x.db", "leaderboard", "a/b"], "leaderboard"),
+    (["--db=x.db", "--as", "me", "approve", "a/b", "c1"], "approve"),
+    (["endpoints", "add", "local", "--base-url", "http://127.0.0.1:1/v1"], "endpoints"),
+])
+def test_a_command_line_naming_a_command_builds_only_its_group_and_parses_the_same(argv, command):
+    from promptlooper.cli.parser import GROUPS
+
+    full, named = build_parser(), build_parser(argv)
+    group = next(g for g in GROUPS if command in g.COMMANDS)
+    assert tuple(_commands_of(named)) == group.COMMANDS  # the other groups' dozens of parsers are not built
+    assert named.parse_args(argv) == full.parse_args(argv)
+    assert named.format_usage() == full.format_usage()  # the usage an error prints names every command still
+
+
+@pytest.mark.parametrize("argv", [[], ["--help"], ["--version"], ["nope"], ["--db"], ["--d", "x", "run"], ["-x", "run"]])
+def test_a_command_line_naming_no_known_command_gets_every_command(argv):
+    assert list(_commands_of(build_parser(argv))) == list(_commands_of(build_parser()))

@@ -86,6 +86,23 @@ def test_a_cli_run_and_the_leaderboard_it_prints_import_no_heavy_library(server,
     assert heavy == []  # and no XML library: that is for --junit only
 
 
+# What only other commands use (steering, workers, guided search, asking, exports, housekeeping,
+# notebook views): a sweep started from the command line imports none of it before or after its calls.
+OTHER_COMMANDS = ("promptlooper.workers", "promptlooper.sweeps.guided", "promptlooper.asktell",
+                  "promptlooper.cache_explain", "promptlooper.data_views", "promptlooper.export",
+                  "promptlooper.steering", "promptlooper.housekeeping")
+
+
+def test_a_cli_run_imports_nothing_only_other_commands_use(server, tmp_path):
+    exp = fake_experiment(server.base_url, name="cli-lean")
+    (tmp_path / "exp.json").write_text(exp.model_dump_json())
+    loaded = imported_after(f"""
+        from promptlooper.cli import main
+        assert main(["--db", {str(tmp_path / "lean.db")!r}, "run", "exp.json", "--quiet"]) == 0
+    """, tmp_path, OTHER_COMMANDS)
+    assert loaded == []
+
+
 def test_the_leaderboard_rows_are_the_frame_records(wb, server):
     exp = fake_experiment(server.base_url, name="rows", space={"answer.temperature": [0, 0.5], "persona": ["a", "b"]})
     wb.run(exp)

@@ -90,7 +90,7 @@ def workbench(args: argparse.Namespace) -> Workbench:
 
 
 def _main(argv: list[str] | None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(sys.argv[1:] if argv is None else argv).parse_args(argv)
     try:
         wb = workbench(args)
     except PromptLooperError as exc:

@@ -48,6 +48,10 @@ def cmd_prices(wb: Workbench, args: argparse.Namespace) -> int:
     return 0
 
 
+# What add_parser adds: a command line naming one of these builds only this group's parsers (cli/parser.py).
+COMMANDS = ("endpoints", "prices")
+
+
 def add_parser(sub: Any) -> None:
     p = command(sub, "endpoints", cmd_endpoints, "Manage model endpoints: list, add, test, remove.", database=NONE_NEEDED)
     p.set_defaults(json=False)

@@ -125,6 +125,10 @@ def _listing(sub: Any, name: str, fn: Any, help: str, noun: str, deletes: str, a
     action(verbs, "unarchive", unarchives).add_argument(noun)
 
 
+# What add_parser adds: a command line naming one of these builds only this group's parsers (cli/parser.py).
+COMMANDS = ("experiments", "projects", "notes", "cache")
+
+
 def add_parser(sub: Any) -> None:
     _listing(sub, "experiments", cmd_experiments,
              "List experiments (archived ones with --all); delete, archive or unarchive one.", "experiment",

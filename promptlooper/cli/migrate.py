@@ -64,6 +64,10 @@ def cmd_db(wb: Workbench, args: argparse.Namespace) -> int:
     return 0
 
 
+# What add_parser adds: a command line naming one of these builds only this group's parsers (cli/parser.py).
+COMMANDS = ("migrate", "db")
+
+
 def add_parser(sub: Any) -> None:
     p = command(sub, "migrate", cmd_migrate,
                 "Copy this SQLite store into a PostgreSQL database (ids kept, verified; safe to run again).")

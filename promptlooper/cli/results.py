@@ -107,6 +107,10 @@ def cmd_export(wb: Workbench, args: argparse.Namespace) -> int:
     return 0
 
 
+# What add_parser adds: a command line naming one of these builds only this group's parsers (cli/parser.py).
+COMMANDS = ("leaderboard", "definitions", "status", "runs", "show", "events", "export")
+
+
 def add_parser(sub: Any) -> None:
     p = command(sub, "leaderboard", cmd_leaderboard, "Configurations ranked by weighted score, with n and a 95-percent interval.")
     p.add_argument("experiment")

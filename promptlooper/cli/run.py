@@ -162,6 +162,10 @@ def sweep_options(p: argparse.ArgumentParser) -> None:
                         " 0 stops at once (default 120)")
 
 
+# What add_parser adds: a command line naming one of these builds only this group's parsers (cli/parser.py).
+COMMANDS = ("validate", "run", "quickstart", "plan", "rerun")
+
+
 def add_parser(sub: Any) -> None:
     p = command(sub, "validate", cmd_validate, "Check an experiment file; every problem with its field path (exit 2 if any).",
                 database=NONE_NEEDED)

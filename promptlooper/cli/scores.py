@@ -48,6 +48,10 @@ def cmd_calibration(wb: Workbench, args: argparse.Namespace) -> int:
     return 0
 
 
+# What add_parser adds: a command line naming one of these builds only this group's parsers (cli/parser.py).
+COMMANDS = ("rescore", "rate", "calibration")
+
+
 def add_parser(sub: Any) -> None:
     p = command(sub, "rescore", cmd_rescore, "Re-score every stored run with the experiment's (or a file's) scorers; no model calls.")
     p.add_argument("experiment", nargs="?", help="experiment to re-score with its stored scorers")

@@ -27,6 +27,10 @@ def cmd_mcp(wb: Workbench, args: argparse.Namespace) -> int:
         wb.close()
 
 
+# What add_parser adds: a command line naming one of these builds only this group's parsers (cli/parser.py).
+COMMANDS = ("dashboard", "mcp")
+
+
 def add_parser(sub: Any) -> None:
     p = command(sub, "dashboard", cmd_dashboard, "Serve the read-only Voila dashboards of this database (127.0.0.1 by default).")
     p.add_argument("--host", default="127.0.0.1", help="bind address; on any other than loopback a token is required (see --guest)")

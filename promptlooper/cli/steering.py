@@ -77,6 +77,10 @@ def cmd_human(wb: Workbench, args: argparse.Namespace) -> int:
     return 0
 
 
+# What add_parser adds: a command line naming one of these builds only this group's parsers (cli/parser.py).
+COMMANDS = ("pause", "resume", "stop", "redirect", "budget", "approve", "reject", "fork", "request-human")
+
+
 def add_parser(sub: Any) -> None:
     for verb, text in (("pause", "Pause a running sweep (from any process): calls in flight finish, no new ones start."),
                        ("resume", "Resume a paused sweep."), ("stop", "Stop a sweep; finished runs stay.")):

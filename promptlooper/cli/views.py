@@ -73,6 +73,10 @@ def cmd_group(wb: Workbench, args: argparse.Namespace) -> int:
     return 0
 
 
+# What add_parser adds: a command line naming one of these builds only this group's parsers (cli/parser.py).
+COMMANDS = ("compare", "group", "compare-experiments")
+
+
 def add_parser(sub: Any) -> None:
     p = command(sub, "compare", cmd_compare, "A vs B: paired comparison of two configurations over their shared samples "
                                              "(of one experiment, or of two: EXPERIMENT:CONFIG).")

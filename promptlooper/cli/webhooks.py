@@ -48,6 +48,10 @@ def cmd_webhooks(wb: Workbench, args: argparse.Namespace) -> int:
     return 0
 
 
+# What add_parser adds: a command line naming one of these builds only this group's parsers (cli/parser.py).
+COMMANDS = ("webhooks",)
+
+
 def add_parser(sub: Any) -> None:
     p = command(sub, "webhooks", cmd_webhooks, "Register webhooks (JSON POSTs of events, with retries) and deliver their queue.",
                 database=NONE_NEEDED)

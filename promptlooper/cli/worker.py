@@ -39,6 +39,10 @@ def cmd_worker(wb: Workbench, args: argparse.Namespace) -> int:
     return status
 
 
+# What add_parser adds: a command line naming one of these builds only this group's parsers (cli/parser.py).
+COMMANDS = ("worker",)
+
+
 def add_parser(sub: Any) -> None:
     p = command(sub, "worker", cmd_worker, "Run chunks of the sweeps queued for workers (`run --workers`), any experiment, until stopped.",
                 database=CREATES)
