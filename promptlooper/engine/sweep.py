@@ -547,12 +547,17 @@ class Sweep:
             stats = self._config_stats.setdefault(config_id, [0.0, 0.0])
             stats[0] += score
             stats[1] += 1
-        self._scorer_stats = store.scorer_sums(self.plan.experiment_id)
+        self._scorer_stats = store.scorer_sums(self.plan.experiment_id, self._scored_configs())
         for config_id, (total, n) in self._config_stats.items():
             if n >= self._expected_per_config:
                 mean = total / n
                 if self.progress.best_score is None or mean > self.progress.best_score:
                     self.progress.best_score, self.progress.best_config_id = mean, config_id
+
+    def _scored_configs(self) -> list[str] | None:
+        """The configurations whose per-scorer sums this sweep reads at its start (None: every one of
+        the experiment's; a redirect may bring back any). Only its own runs' are ever added to."""
+        return None
 
     def _update_best(self, record: RunRecord, item: RunItem) -> None:
         config_id = record.config_id

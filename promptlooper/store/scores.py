@@ -21,6 +21,7 @@ ScoreRow = tuple[str, float | None, dict[str, Any] | None, str, dict[str, Any]]
 # column -> (value or None to remove the column, metadata, scorer args): a ``human`` scorer's columns.
 HumanColumns = Callable[[dict[str, float]], Mapping[str, tuple[float | None, dict[str, Any], dict[str, Any]]]]
 
+SCOPE_MAX = 500  # configuration ids per statement of a scoped read (SQLite's placeholders are bounded)
 _INSERT = ("INSERT OR REPLACE INTO scores (run_id, scorer, value, metadata, scorer_name, scorer_args, source, created_at)"
            " VALUES (?,?,?,?,?,?,?,?)")
 
@@ -32,16 +33,25 @@ def _json(value: Any) -> str:
 class Scores(Queries):
     """Score rows and the weighted score of each run that follows from them."""
 
-    def scorer_sums(self, experiment_id: str) -> dict[str, dict[str, list[float]]]:
-        """Per configuration and scorer, [sum, count] of the automatic scores of finished runs (missing ones left out)."""
+    def scorer_sums(self, experiment_id: str, config_ids: Sequence[str] | None = None) -> dict[str, dict[str, list[float]]]:
+        """Per configuration and scorer, [sum, count] of the automatic scores of finished runs (missing ones left out);
+        of the configurations ``config_ids`` only, if given (a worker's chunk: the experiment's
+        whole join cost the server ~20 ms a chunk on benchmarks/workers.py b, for a dozen of them)."""
+        sql = ("SELECT r.config_id, s.scorer, SUM(s.value), COUNT(*) FROM scores s JOIN runs r ON r.id = s.run_id"
+               " WHERE r.experiment_id = ? AND r.status IN ('completed', 'cached') AND s.source = 'auto'"
+               " AND s.value IS NOT NULL")  # a missing score is left out, never counted as 0
+        if config_ids is None:
+            scopes: list[tuple[str, tuple[str, ...]]] = [("", ())]
+        else:  # in parts of SCOPE_MAX: one placeholder each (configurations never span two parts' groups)
+            ids = sorted(set(config_ids))
+            scopes = [(f" AND r.config_id IN ({','.join('?' * len(part))})", tuple(part))
+                      for part in (ids[i:i + SCOPE_MAX] for i in range(0, len(ids), SCOPE_MAX))]
         out: dict[str, dict[str, list[float]]] = {}
         with self.cx.read() as c:
-            for config_id, scorer, total, n in c.execute(
-                "SELECT r.config_id, s.scorer, SUM(s.value), COUNT(*) FROM scores s JOIN runs r ON r.id = s.run_id"
-                " WHERE r.experiment_id = ? AND r.status IN ('completed', 'cached') AND s.source = 'auto'"
-                " AND s.value IS NOT NULL"  # a missing score is left out, never counted as 0
-                " GROUP BY r.config_id, s.scorer", (experiment_id,)):
-                out.setdefault(config_id, {})[scorer] = [float(total), float(n)]
+            for where, params in scopes:
+                for config_id, scorer, total, n in c.execute(f"{sql}{where} GROUP BY r.config_id, s.scorer",
+                                                              (experiment_id, *params)):
+                    out.setdefault(config_id, {})[scorer] = [float(total), float(n)]
         return out
 
     def score_rows(self, experiment_id: str) -> list[tuple[Any, ...]]:

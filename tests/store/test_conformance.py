@@ -110,6 +110,19 @@ def test_scorer_sums_leave_missing_scores_out(store: StoreBackend) -> None:
     assert store.scorer_sums(eid) == {"cfg-a": {"length": [1.5, 2.0]}, "cfg-b": {"judge": [0.25, 1.0]}}
 
 
+def test_scorer_sums_of_some_configurations_read_only_theirs(store: StoreBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A worker's chunk reads the sums of its own configurations only, in parts of SCOPE_MAX ids.
+    monkeypatch.setattr("promptlooper.store.scores.SCOPE_MAX", 2)
+    eid = _experiment(store)
+    store.add_configurations(eid, [(f"cfg-{c}", {"m": c}, {"temperature": 0.5}) for c in "cde"])
+    store.write_results([_run(eid, f"r{i}", f"cfg-{c}", "s1", scores=[("length", 0.1 * (i + 1), None, "length", {})])
+                         for i, c in enumerate("abcde")])
+    assert store.scorer_sums(eid, ["cfg-b", "cfg-e", "cfg-d"]) == {
+        "cfg-b": {"length": [0.2, 1.0]}, "cfg-d": {"length": [0.4, 1.0]}, "cfg-e": {"length": [0.5, 1.0]}}
+    assert store.scorer_sums(eid, []) == {}
+    assert set(store.scorer_sums(eid)) == {f"cfg-{c}" for c in "abcde"}
+
+
 def test_ratings_are_human_rows_kept_in_write_order(store: StoreBackend) -> None:
     eid = _experiment(store)
     store.write_results([_run(eid, "r1", "cfg-a", "s1")])
