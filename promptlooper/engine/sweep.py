@@ -262,7 +262,7 @@ class Sweep:
         try:
             # The lease first: what is read below cannot change under this sweep afterwards.
             self.sweep_id = await asyncio.to_thread(self._begin, wstore)
-            finished = await asyncio.to_thread(rstore.finished_run_ids, plan.experiment_id)
+            finished = await asyncio.to_thread(rstore.finished_run_ids, plan.experiment_id, self._own_configs())
             # Runs stored but not finished (failed, or left by a crash) are replaced when run again;
             # any other run has no rows yet, and its writes skip the look-ups a replacement needs.
             self._unfinished = await asyncio.to_thread(rstore.unfinished_run_ids, plan.experiment_id)
@@ -543,20 +543,19 @@ class Sweep:
         self._batch.add_cache(entry)
 
     def _load_best(self, store: Store) -> None:
-        for config_id, score in store.finished_run_scores(self.plan.experiment_id):
-            stats = self._config_stats.setdefault(config_id, [0.0, 0.0])
-            stats[0] += score
-            stats[1] += 1
-        self._scorer_stats = store.scorer_sums(self.plan.experiment_id, self._scored_configs())
+        # Every configuration's: the best this sweep's own must beat before it says new_best_found.
+        for config_id, (total, n) in store.finished_score_sums(self.plan.experiment_id).items():
+            self._config_stats[config_id] = [total, float(n)]
+        self._scorer_stats = store.scorer_sums(self.plan.experiment_id, self._own_configs())
         for config_id, (total, n) in self._config_stats.items():
             if n >= self._expected_per_config:
                 mean = total / n
                 if self.progress.best_score is None or mean > self.progress.best_score:
                     self.progress.best_score, self.progress.best_config_id = mean, config_id
 
-    def _scored_configs(self) -> list[str] | None:
-        """The configurations whose per-scorer sums this sweep reads at its start (None: every one of
-        the experiment's; a redirect may bring back any). Only its own runs' are ever added to."""
+    def _own_configs(self) -> list[str] | None:
+        """The configurations whose finished runs and per-scorer sums this sweep reads at its start
+        (None: every one of the experiment's, since a redirect may bring back any)."""
         return None
 
     def _update_best(self, record: RunRecord, item: RunItem) -> None:

@@ -15,13 +15,13 @@ from typing import Any
 
 from ..scoring import weighted_score
 from .db import Queries
+from .scoping import config_scopes
 
 # (column, value or None, metadata or None, scorer name, scorer args): one score row as given.
 ScoreRow = tuple[str, float | None, dict[str, Any] | None, str, dict[str, Any]]
 # column -> (value or None to remove the column, metadata, scorer args): a ``human`` scorer's columns.
 HumanColumns = Callable[[dict[str, float]], Mapping[str, tuple[float | None, dict[str, Any], dict[str, Any]]]]
 
-SCOPE_MAX = 500  # configuration ids per statement of a scoped read (SQLite's placeholders are bounded)
 _INSERT = ("INSERT OR REPLACE INTO scores (run_id, scorer, value, metadata, scorer_name, scorer_args, source, created_at)"
            " VALUES (?,?,?,?,?,?,?,?)")
 
@@ -40,15 +40,9 @@ class Scores(Queries):
         sql = ("SELECT r.config_id, s.scorer, SUM(s.value), COUNT(*) FROM scores s JOIN runs r ON r.id = s.run_id"
                " WHERE r.experiment_id = ? AND r.status IN ('completed', 'cached') AND s.source = 'auto'"
                " AND s.value IS NOT NULL")  # a missing score is left out, never counted as 0
-        if config_ids is None:
-            scopes: list[tuple[str, tuple[str, ...]]] = [("", ())]
-        else:  # in parts of SCOPE_MAX: one placeholder each (configurations never span two parts' groups)
-            ids = sorted(set(config_ids))
-            scopes = [(f" AND r.config_id IN ({','.join('?' * len(part))})", tuple(part))
-                      for part in (ids[i:i + SCOPE_MAX] for i in range(0, len(ids), SCOPE_MAX))]
         out: dict[str, dict[str, list[float]]] = {}
         with self.cx.read() as c:
-            for where, params in scopes:
+            for where, params in config_scopes("r.config_id", config_ids):
                 for config_id, scorer, total, n in c.execute(f"{sql}{where} GROUP BY r.config_id, s.scorer",
                                                               (experiment_id, *params)):
                     out.setdefault(config_id, {})[scorer] = [float(total), float(n)]
@@ -69,12 +63,13 @@ class Scores(Queries):
             return c.execute("SELECT s.run_id, s.scorer, s.value FROM scores s JOIN runs r ON r.id = s.run_id"
                              " WHERE r.experiment_id = ?", (experiment_id,)).fetchall()
 
-    def finished_run_scores(self, experiment_id: str) -> list[tuple[str, float]]:
-        """(config_id, weighted score) of every finished run that has one."""
+    def finished_score_sums(self, experiment_id: str) -> dict[str, tuple[float, int]]:
+        """Per configuration, (sum, count) of the weighted scores of its finished runs that have one:
+        summed by the database (a row a run was ~3,400 rows to each chunk of benchmarks/workers.py b)."""
         with self.cx.read() as c:
-            return c.execute(
-                "SELECT config_id, score FROM runs WHERE experiment_id = ? AND status IN ('completed','cached') AND score IS NOT NULL",
-                (experiment_id,)).fetchall()
+            return {config_id: (float(total), int(n)) for config_id, total, n in c.execute(
+                "SELECT config_id, SUM(score), COUNT(*) FROM runs WHERE experiment_id = ? AND status IN ('completed','cached')"
+                " AND score IS NOT NULL GROUP BY config_id", (experiment_id,))}
 
     def finished_scores(self, experiment_id: str) -> list[tuple[Any, ...]]:
         """(run_id, column, scorer_name, value, source, metadata JSON) of every score of every finished

@@ -108,8 +108,8 @@ class ChunkSweep(Sweep):
         self._exhausted = False  # every run of the chunk handed to a worker coroutine
         self.replaced = False  # a redirect gave the sweep a new plan: this chunk stopped for it
 
-    def _scored_configs(self) -> list[str] | None:
-        # Its own: a redirect replaces the chunk instead of re-planning it (its _update_best sees no other).
+    def _own_configs(self) -> list[str] | None:
+        # Its own: it runs no other, and a redirect replaces the chunk instead of re-planning it.
         return [c.id for c in self.plan.configurations]
 
     def _call_slots(self) -> asyncio.Semaphore:
