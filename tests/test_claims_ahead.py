@@ -152,3 +152,21 @@ def test_keys_claimed_ahead_for_runs_dropped_before_their_call_are_released_at_t
     finally:
         reader_store.close()
     assert _owners(pg_url, keys) == {}  # every claim gone once both left
+
+
+def test_a_sweep_no_longer_wants_its_keys_claimed_ahead_once_paused_stopping_redirected_away_or_over() -> None:
+    from promptlooper.engine.sweep import Sweep
+
+    sweep = Sweep.__new__(Sweep)  # only the state _wants reads: what the claims ask each tick
+    sweep._gate, sweep._stopping, sweep._allowed, sweep._calls_over = asyncio.Event(), False, None, False
+    sweep._gate.set()
+    assert sweep._wants("a") and sweep._wants("b")
+    sweep._gate.clear()  # paused (by a person, an agent, a budget, an open breaker)
+    assert not sweep._wants("a")
+    sweep._gate.set()
+    sweep._allowed = {"a"}  # a redirect kept configuration a only
+    assert sweep._wants("a") and not sweep._wants("b")
+    sweep._stopping = True
+    assert not sweep._wants("a")
+    sweep._stopping, sweep._calls_over = False, True  # its runs are over (a worker's next chunk may share the claims)
+    assert not sweep._wants("a")
