@@ -139,6 +139,9 @@ class CallExecutor:
         self.on_healthy = on_healthy  # an open breaker closed: a call was answered
         # Set by a sweep: cache keys claimed in the store while other processes sweep it too.
         self.claims: CallClaims | None = None
+        # Set by a sweep: whether runs of a configuration may still call (not paused, stopped or
+        # redirected away), for the keys claimed ahead of their runs (see prefetch).
+        self.wants: Callable[[str], bool] | None = None
         # Set by a sweep shared by workers: each call's cost reserved in the store before it goes out.
         self.budget: SharedBudget | None = None
         # A sweep with many rounds ahead: each endpoint's first calls leave a little apart
@@ -176,11 +179,16 @@ class CallExecutor:
                 identity=provider.identity)
         return found
 
-    def prefetch(self, keys: list[str]) -> None:
+    def prefetch(self, keys: list[str], config_ids: list[str] | None = None) -> None:
         """Look ``keys`` up in the store now, in one query, for calls about to be made: on the loop;
         for a store read off the loop (see :class:`CacheReader`) in a worker thread, whose answer
         a call of one of ``keys`` awaits instead of a look-up of its own (one round trip to the
-        server for LOOKAHEAD runs, made before most of them need it)."""
+        server for LOOKAHEAD runs, made before most of them need it).
+
+        While other processes sweep the store, the look-up is a claim of the same keys, awaited on
+        the loop (:meth:`CallClaims.claim_ahead`): the calls then find their keys claimed instead
+        of each loop turn claiming the few it missed. ``config_ids`` (each key's run's
+        configuration) tell the claims which runs a pause, a stop or a redirect dropped."""
         wanted = [k for k in keys if k not in self._recent]
         if not wanted:
             return
@@ -189,13 +197,22 @@ class CallExecutor:
             self._prefetched_missing.clear()
             self._prefetching.clear()
         if getattr(self.reader, "off_loop", False):  # scorers may read through a reader of their own
-            lookup = self.reader.read_ahead(wanted)
+            claims = self.claims
+            if claims is not None and claims.ahead_ready and config_ids is not None and self.wants is not None:
+                lookup = asyncio.ensure_future(claims.claim_ahead(
+                    wanted, functools.partial(self._still_wanted, dict(zip(keys, config_ids, strict=True)))))
+                lookup.add_done_callback(_retrieved)  # as read_ahead's: its runs may all be dropped
+            else:
+                lookup = self.reader.read_ahead(wanted)
             for k in wanted:
                 self._prefetching[k] = lookup
             return
         found = self.reader.store.cache_get_many(wanted)
         self._prefetched.update(found)
         self._prefetched_missing.update(k for k in wanted if k not in found)
+
+    def _still_wanted(self, config_of: dict[str, str], key: str) -> bool:
+        return self.wants is not None and self.wants(config_of[key])
 
     def claim_candidates(self, recent: int = 4096) -> tuple[list[str], list[str]]:
         """See :meth:`Flights.claim_candidates`."""
@@ -244,12 +261,16 @@ class CallExecutor:
                     if hit is None:
                         inflight = self._inflight.get(key)
             if inflight is not None:
+                if self.claims is not None:
+                    self.claims.forgo(key)  # an identical call of this process's answers it
                 if on_send is not None:
                     on_send()
                 resp = await asyncio.shield(inflight)
                 self.hits += 1
                 return CallResult(resp, True, key, messages_json)
         if hit is not None:
+            if self.claims is not None:
+                self.claims.forgo(key)  # answered without a call: a claim made ahead for it goes
             self.hits += 1
             text, tin, tout, lat = hit
             return CallResult(ChatResponse(text, tin, tout, lat), True, key, messages_json)
@@ -262,7 +283,7 @@ class CallExecutor:
         claimed = False
         ticket: Ticket | None = None
         try:
-            if claims is not None and claims.claiming:  # other processes sweep this store: see engine/claims.py
+            if claims is not None and claims.covers(key):  # other processes sweep this store: see engine/claims.py
                 shared = await claims.acquire(key, self.gate)
                 if shared is not None:  # another process called it: a cache hit, paid by that process
                     self.hits += 1

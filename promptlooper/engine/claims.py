@@ -28,6 +28,15 @@ Design, measured against a sweep alone (benchmarks/run.py a, b):
   (``aclaim_calls``, store/postgres/claims.py); on SQLite in one transaction in a thread (it may
   wait for the sweep's writer process, which the loop must not).
   Keys held by another process are polled together, one transaction every ``TICK``.
+* **Claimed ahead, with the look-up ahead.** Where a batch is awaited on the loop (PostgreSQL),
+  the keys a sweep looks up ahead for its next group of runs (engine/calls.py, ``prefetch``) are
+  claimed in that same batch (:meth:`CallClaims.claim_ahead`): 32 keys a statement instead of the
+  ~6 a loop turn misses, and the runs' calls then find their keys claimed, with no batch of their
+  own. A key another process holds is left alone there: its run claims it when it calls, and
+  waits, as any other. Each key claimed ahead carries its run's "still wanted?" (the sweep's gate
+  open, not stopping, its configuration not redirected away); a tick that finds it no longer wanted
+  releases it, so a pause, a stop, a redirect or a budget that drops the run frees the key for
+  other processes within a tick instead of holding it until it expires.
 * **A dead owner's claim is taken over.** The owner renews its claims while the calls are out; one
   not renewed for ``ttl`` seconds (``PROMPTLOOPER_CLAIM_TTL``, default 10) is taken by the next
   process polling it, which calls itself. A failed call's claim is deleted at the next tick; a
@@ -39,6 +48,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import os
 import socket
 import time
@@ -112,6 +122,8 @@ class CallClaims:
         self._calling: set[str] = set()  # own claims whose call is out (renewed)
         self._done: set[str] = set()  # own claims whose call was answered (released once cached)
         self._failed: set[str] = set()  # own claims whose call failed (released at the next tick)
+        # Own claims made ahead of their run's call (see claim_ahead), each with its run's "still wanted?".
+        self._ahead: dict[str, Callable[[], bool]] = {}
         self._renewed = 0.0
         self._task: asyncio.Task[None] | None = None
         # Threads of its own: queued behind the sweep's other thread work (steering polls, scorers),
@@ -148,11 +160,42 @@ class CallClaims:
             self.store.close()
 
     # ------------------------------------------------------------------ the call path
+    @property
+    def ahead_ready(self) -> bool:
+        """Whether :meth:`claim_ahead` claims now: claiming beside others that claim, on a store
+        whose batches are awaited on the loop (a SQLite batch may wait for the writer's lock)."""
+        return self._aclaim is not None and self.claiming and self._ready.is_set()
+
+    async def claim_ahead(self, keys: list[str], wanted: Callable[[str], bool]) -> dict[str, Value]:
+        """Claim ``keys`` for runs about to call them, in one batch: the entries of those cached.
+        ``wanted(key)`` says whether the key's run still wants it; a tick releases those that do
+        not (see the module docstring). Keys another process holds are not waited for here."""
+        result = await self._aclaim(self.owner, keys, time.time(), self.ttl)  # type: ignore[misc]
+        for key in result.claimed:
+            if key not in self._calling:  # not a call of this process's already out with it
+                self._ahead[key] = functools.partial(wanted, key)
+                self._failed.discard(key)  # a failed call's claim, won again: no longer to release
+        return result.found
+
+    def covers(self, key: str) -> bool:
+        """Whether a call of ``key`` goes through :meth:`acquire`: while claiming, or with ``key``
+        claimed ahead (which the call takes, claiming or not by then)."""
+        return self.claiming or key in self._ahead
+
+    def forgo(self, key: str) -> None:
+        """A run got ``key``'s reply from this process (a reply landed or in flight, the cache)
+        instead of calling it: a claim made ahead for it goes once the entry is committed."""
+        if self._ahead.pop(key, None) is not None and key not in self._calling:
+            self._done.add(key)
+
     async def acquire(self, key: str, gate: Callable[[], Awaitable[Any]]) -> Value | None:
         """The cache entry of ``key`` if another process called it (or it is cached), else None:
         the key is now claimed by this process, which must call and then say :meth:`finished`.
         ``gate`` is awaited while waiting for another process (a pause holds it, a stop raises)."""
         await gate()  # a paused sweep claims nothing (another process may call it meanwhile)
+        if self._ahead.pop(key, None) is not None:  # claimed ahead (and renewed since): called now
+            self._calling.add(key)
+            return None
         while not self._ready.is_set():
             if not self.claiming:
                 return None  # alone again meanwhile (see _poll): called unclaimed, as every call now
@@ -223,7 +266,15 @@ class CallClaims:
 
     def _pending(self) -> bool:
         """Claims of this process's, or keys it waits for, left from when it claimed."""
-        return bool(self._waiting or self._calling or self._done or self._failed)
+        return bool(self._waiting or self._calling or self._done or self._failed or self._ahead)
+
+    def _release_unwanted(self) -> None:
+        """Claims made ahead for runs that will not call (paused, stopped, redirected away): to
+        the releases of this tick, unless a call of this process has the key out or answered."""
+        for key in [k for k, wanted in self._ahead.items() if not wanted()]:
+            del self._ahead[key]
+            if key not in self._calling and key not in self._done:
+                self._failed.add(key)
 
     async def _ticker(self) -> None:
         while True:
@@ -256,11 +307,12 @@ class CallClaims:
         self._update(result)
 
     async def _poll(self) -> None:
+        self._release_unwanted()
         waiting = [k for k, fut in self._waiting.items() if not fut.done()]
         failed, done = list(self._failed), list(self._done)
         renew: list[str] = []
         if time.monotonic() - self._renewed > self.ttl / 4 and self.is_open():
-            renew = list(self._calling)
+            renew = [*self._calling, *self._ahead]
             self._renewed = time.monotonic()
         # Alone long enough: this tick says it claims no more. It stops only if the same
         # transaction saw nobody else live; a newcomer after it sees it not claiming and waits for

@@ -235,7 +235,7 @@ class Runner:
         task switch and no coroutine resumed (~15% of a fully cached run). Anything that fails here
         (a template, an endpoint) is left for :meth:`execute` to fail with its usual message.
         """
-        keys = []
+        keys, config_ids = [], []
         for item in items:
             stage = item.config.stages[0]
             if stage["kind"] != "prompt":
@@ -250,7 +250,8 @@ class Runner:
             key, _ = call_key(call.provider.identity, call.model, messages, call.params_key, messages_json)
             item.prepared = _Prepared(ctx, messages, messages_json, key)
             keys.append(key)
-        self.calls.prefetch(keys)
+            config_ids.append(item.config.id)
+        self.calls.prefetch(keys, config_ids)
 
     def _stage_call(self, config_id: str, index: int, stage: dict[str, Any], repeat: int) -> _StageCall:
         """What a prompt stage's calls share for one configuration and repeat, made once."""

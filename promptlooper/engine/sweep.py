@@ -193,6 +193,7 @@ class Sweep:
         self._gate = asyncio.Event()
         self._gate.set()
         self._stopping = False
+        self._calls_over = False  # set once the sweep's runs are all done (see _wants)
         self._stopped_by = ""  # who asked to stop (promptlooper.actors), for experiment.stopped
         self._poke = asyncio.Event()
         self._turn = TurnBudget()  # the loop time the workers share per turn (see engine/turns.py)
@@ -261,7 +262,7 @@ class Sweep:
         try:
             # The lease first: what is read below cannot change under this sweep afterwards.
             self.sweep_id = await asyncio.to_thread(self._begin, wstore)
-            finished = await asyncio.to_thread(rstore.finished_run_ids, plan.experiment_id)
+            finished = await asyncio.to_thread(rstore.finished_run_ids, plan.experiment_id, self._own_configs())
             # Runs stored but not finished (failed, or left by a crash) are replaced when run again;
             # any other run has no rows yet, and its writes skip the look-ups a replacement needs.
             self._unfinished = await asyncio.to_thread(rstore.unfinished_run_ids, plan.experiment_id)
@@ -287,6 +288,7 @@ class Sweep:
                 flights=sharing.flights,
             )
             self.calls = calls
+            calls.wants = self._wants  # what frees the keys claimed ahead of dropped runs (engine/claims.py)
             # Calls shared with other processes sweeping this store (engine/claims.py): its own connection.
             claims = calls.claims = await sharing.join(self._open)
             # Breakers and the budget hold are this sweep's own, through the claims' connection.
@@ -319,6 +321,7 @@ class Sweep:
                 self.progress.stop_reason = "interrupted"
                 raise
             finally:
+                self._calls_over = True  # no run of this sweep calls any more: nothing claimed ahead is wanted
                 poller.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await poller
@@ -417,13 +420,18 @@ class Sweep:
         """May a call that just got its slot go out? Not while paused or stopping, nor for a run
         whose configuration a redirect dropped while it queued for the slot (it is abandoned at
         the gate, unstarted, instead of spending a call on a configuration no longer wanted)."""
+        return self._may_call(_current_config.get())
+
+    def _may_call(self, config_id: str | None) -> bool:
         if not self._gate.is_set() or self._stopping:
             return False
         allowed = self._allowed
-        if allowed is None:
-            return True
-        current = _current_config.get()
-        return current is None or current in allowed
+        return allowed is None or config_id is None or config_id in allowed
+
+    def _wants(self, config_id: str) -> bool:
+        """Does a run of ``config_id`` still want the key claimed ahead for it (engine/claims.py)?
+        Not while paused or stopping, nor once redirected away or the sweep's runs are over."""
+        return not self._calls_over and self._may_call(config_id)
 
     async def _worker(self, runner: Runner) -> None:
         turn = self._turn
@@ -535,16 +543,20 @@ class Sweep:
         self._batch.add_cache(entry)
 
     def _load_best(self, store: Store) -> None:
-        for config_id, score in store.finished_run_scores(self.plan.experiment_id):
-            stats = self._config_stats.setdefault(config_id, [0.0, 0.0])
-            stats[0] += score
-            stats[1] += 1
-        self._scorer_stats = store.scorer_sums(self.plan.experiment_id)
+        # Every configuration's: the best this sweep's own must beat before it says new_best_found.
+        for config_id, (total, n) in store.finished_score_sums(self.plan.experiment_id).items():
+            self._config_stats[config_id] = [total, float(n)]
+        self._scorer_stats = store.scorer_sums(self.plan.experiment_id, self._own_configs())
         for config_id, (total, n) in self._config_stats.items():
             if n >= self._expected_per_config:
                 mean = total / n
                 if self.progress.best_score is None or mean > self.progress.best_score:
                     self.progress.best_score, self.progress.best_config_id = mean, config_id
+
+    def _own_configs(self) -> list[str] | None:
+        """The configurations whose finished runs and per-scorer sums this sweep reads at its start
+        (None: every one of the experiment's, since a redirect may bring back any)."""
+        return None
 
     def _update_best(self, record: RunRecord, item: RunItem) -> None:
         config_id = record.config_id

@@ -7,22 +7,28 @@ Part of :class:`~promptlooper.store.Store`. Runs are written in batches by the e
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from ..errors import NotFoundError
 from .batchwriter import now_iso
 from .db import Queries
+from .scoping import config_scopes
 
 
 class Runs(Queries):
     """Read models of runs (and the values an outside driver told about configurations)."""
 
-    def finished_run_ids(self, experiment_id: str) -> set[str]:
-        """Runs that are done (completed or cached); failed runs are tried again on resume."""
+    def finished_run_ids(self, experiment_id: str, config_ids: Sequence[str] | None = None) -> set[str]:
+        """Runs that are done (completed or cached); failed runs are tried again on resume. Of the
+        configurations ``config_ids`` only, if given (a worker's chunk)."""
+        found: set[str] = set()
         with self.cx.read() as c:
-            return {r[0] for r in c.execute(
-                "SELECT id FROM runs WHERE experiment_id = ? AND status IN ('completed', 'cached')", (experiment_id,)
-            )}
+            for where, params in config_scopes("config_id", config_ids):
+                found.update(r[0] for r in c.execute(
+                    f"SELECT id FROM runs WHERE experiment_id = ? AND status IN ('completed', 'cached'){where}",
+                    (experiment_id, *params)))
+        return found
 
     def unfinished_run_ids(self, experiment_id: str) -> set[str]:
         """Runs stored but not done (failed, or written by a sweep that died mid-write)."""

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..scoring import weighted_score
 from .db import Queries
+from .scoping import config_scopes
 
 # (column, value or None, metadata or None, scorer name, scorer args): one score row as given.
 ScoreRow = tuple[str, float | None, dict[str, Any] | None, str, dict[str, Any]]
@@ -32,16 +33,19 @@ def _json(value: Any) -> str:
 class Scores(Queries):
     """Score rows and the weighted score of each run that follows from them."""
 
-    def scorer_sums(self, experiment_id: str) -> dict[str, dict[str, list[float]]]:
-        """Per configuration and scorer, [sum, count] of the automatic scores of finished runs (missing ones left out)."""
+    def scorer_sums(self, experiment_id: str, config_ids: Sequence[str] | None = None) -> dict[str, dict[str, list[float]]]:
+        """Per configuration and scorer, [sum, count] of the automatic scores of finished runs (missing ones left out);
+        of the configurations ``config_ids`` only, if given (a worker's chunk: the experiment's
+        whole join cost the server ~20 ms a chunk on benchmarks/workers.py b, for a dozen of them)."""
+        sql = ("SELECT r.config_id, s.scorer, SUM(s.value), COUNT(*) FROM scores s JOIN runs r ON r.id = s.run_id"
+               " WHERE r.experiment_id = ? AND r.status IN ('completed', 'cached') AND s.source = 'auto'"
+               " AND s.value IS NOT NULL")  # a missing score is left out, never counted as 0
         out: dict[str, dict[str, list[float]]] = {}
         with self.cx.read() as c:
-            for config_id, scorer, total, n in c.execute(
-                "SELECT r.config_id, s.scorer, SUM(s.value), COUNT(*) FROM scores s JOIN runs r ON r.id = s.run_id"
-                " WHERE r.experiment_id = ? AND r.status IN ('completed', 'cached') AND s.source = 'auto'"
-                " AND s.value IS NOT NULL"  # a missing score is left out, never counted as 0
-                " GROUP BY r.config_id, s.scorer", (experiment_id,)):
-                out.setdefault(config_id, {})[scorer] = [float(total), float(n)]
+            for where, params in config_scopes("r.config_id", config_ids):
+                for config_id, scorer, total, n in c.execute(f"{sql}{where} GROUP BY r.config_id, s.scorer",
+                                                              (experiment_id, *params)):
+                    out.setdefault(config_id, {})[scorer] = [float(total), float(n)]
         return out
 
     def score_rows(self, experiment_id: str) -> list[tuple[Any, ...]]:
@@ -59,12 +63,13 @@ class Scores(Queries):
             return c.execute("SELECT s.run_id, s.scorer, s.value FROM scores s JOIN runs r ON r.id = s.run_id"
                              " WHERE r.experiment_id = ?", (experiment_id,)).fetchall()
 
-    def finished_run_scores(self, experiment_id: str) -> list[tuple[str, float]]:
-        """(config_id, weighted score) of every finished run that has one."""
+    def finished_score_sums(self, experiment_id: str) -> dict[str, tuple[float, int]]:
+        """Per configuration, (sum, count) of the weighted scores of its finished runs that have one:
+        summed by the database (a row a run was ~3,400 rows to each chunk of benchmarks/workers.py b)."""
         with self.cx.read() as c:
-            return c.execute(
-                "SELECT config_id, score FROM runs WHERE experiment_id = ? AND status IN ('completed','cached') AND score IS NOT NULL",
-                (experiment_id,)).fetchall()
+            return {config_id: (float(total), int(n)) for config_id, total, n in c.execute(
+                "SELECT config_id, SUM(score), COUNT(*) FROM runs WHERE experiment_id = ? AND status IN ('completed','cached')"
+                " AND score IS NOT NULL GROUP BY config_id", (experiment_id,))}
 
     def finished_scores(self, experiment_id: str) -> list[tuple[Any, ...]]:
         """(run_id, column, scorer_name, value, source, metadata JSON) of every score of every finished

@@ -108,6 +108,10 @@ class ChunkSweep(Sweep):
         self._exhausted = False  # every run of the chunk handed to a worker coroutine
         self.replaced = False  # a redirect gave the sweep a new plan: this chunk stopped for it
 
+    def _own_configs(self) -> list[str] | None:
+        # Its own: it runs no other, and a redirect replaces the chunk instead of re-planning it.
+        return [c.id for c in self.plan.configurations]
+
     def _call_slots(self) -> asyncio.Semaphore:
         return self._slots if self._slots is not None else super()._call_slots()
 

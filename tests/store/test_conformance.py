@@ -87,7 +87,7 @@ def test_written_runs_are_read_back_by_status(store: StoreBackend) -> None:
     assert store.finished_run_ids(eid) == {"r1", "r2"}
     assert store.unfinished_run_ids(eid) == {"r3"}
     assert store.run_counts(eid) == {"completed": 2, "failed": 1}
-    assert sorted(store.finished_run_scores(eid)) == [("cfg-a", 0.4), ("cfg-a", 0.8)]
+    assert store.finished_score_sums(eid) == {"cfg-a": (pytest.approx(1.2), 2)}
     assert store.run("r2")["stages"][0]["prompt_sent"] == [{"role": "user", "content": "q s2"}]
     with pytest.raises(NotFoundError, match="ambiguous"):
         store.run("r")
@@ -108,6 +108,21 @@ def test_scorer_sums_leave_missing_scores_out(store: StoreBackend) -> None:
         _run(eid, "r3", "cfg-b", "s1", scores=[("length", None, {"error": "y"}, "length", {}), ("judge", 0.25, None, "judge", {})]),
     ])
     assert store.scorer_sums(eid) == {"cfg-a": {"length": [1.5, 2.0]}, "cfg-b": {"judge": [0.25, 1.0]}}
+
+
+def test_reads_of_some_configurations_read_only_theirs(store: StoreBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A worker's chunk reads the finished runs and sums of its own configurations only, in parts of SCOPE_MAX ids.
+    monkeypatch.setattr("promptlooper.store.scoping.SCOPE_MAX", 2)
+    eid = _experiment(store)
+    store.add_configurations(eid, [(f"cfg-{c}", {"m": c}, {"temperature": 0.5}) for c in "cde"])
+    store.write_results([_run(eid, f"r{i}", f"cfg-{c}", "s1", scores=[("length", 0.1 * (i + 1), None, "length", {})])
+                         for i, c in enumerate("abcde")])
+    assert store.scorer_sums(eid, ["cfg-b", "cfg-e", "cfg-d"]) == {
+        "cfg-b": {"length": [0.2, 1.0]}, "cfg-d": {"length": [0.4, 1.0]}, "cfg-e": {"length": [0.5, 1.0]}}
+    assert store.scorer_sums(eid, []) == {}
+    assert set(store.scorer_sums(eid)) == {f"cfg-{c}" for c in "abcde"}
+    assert store.finished_run_ids(eid, ["cfg-b", "cfg-e", "cfg-d"]) == {"r1", "r3", "r4"}
+    assert store.finished_run_ids(eid, []) == set() and store.finished_run_ids(eid) == {f"r{i}" for i in range(5)}
 
 
 def test_ratings_are_human_rows_kept_in_write_order(store: StoreBackend) -> None:

@@ -63,7 +63,7 @@ def _scenario(store: StoreBackend) -> dict[str, Any]:
         "run_prompts": sorted(store.run_prompts(eid)), "run_prompts_q": sorted(store.run_prompts(eid, "Q1 É%?")),
         "run_counts": store.run_counts(eid), "failed": store.failed_runs(eid), "told": store.told_values(eid),
         "sums": store.scorer_sums(eid), "score_rows": sorted(store.score_rows(eid), key=repr),
-        "values": sorted(store.run_score_values(eid), key=repr), "finished": sorted(store.finished_run_scores(eid)),
+        "values": sorted(store.run_score_values(eid), key=repr), "finished": store.finished_score_sums(eid),
         "finished_scores": sorted(store.finished_scores(eid), key=repr), "human": store.human_scores("r1"),
         "with_stages": store.finished_runs_with_stages(eid), "cache": store.cache_get_many(["k1", "k2", "k3"]),
         "cache_entry": store.cache_entry("k1"), "mean_tokens": store.mean_tokens_out_by_model(),

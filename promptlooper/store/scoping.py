@@ -1,0 +1,22 @@
+"""Reads scoped to some configurations of an experiment: the ``IN`` lists they add to a statement.
+
+A worker's chunk reads what concerns its own configurations only (engine/sweep.py, ``_own_configs``)
+instead of the whole experiment's rows. The ids go as placeholders, ``SCOPE_MAX`` a statement
+(SQLite bounds their number); a read whose rows are per configuration merges its parts' answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+SCOPE_MAX = 500  # configuration ids per statement
+
+
+def config_scopes(column: str, config_ids: Sequence[str] | None) -> list[tuple[str, tuple[str, ...]]]:
+    """``(" AND <column> IN (?,…)", ids)`` for each part of ``config_ids``; one empty scope for None
+    (every configuration), none for no configuration at all."""
+    if config_ids is None:
+        return [("", ())]
+    ids = sorted(set(config_ids))
+    parts = (ids[i:i + SCOPE_MAX] for i in range(0, len(ids), SCOPE_MAX))
+    return [(f" AND {column} IN ({','.join('?' * len(part))})", tuple(part)) for part in parts]
