@@ -154,6 +154,43 @@ def test_keys_claimed_ahead_for_runs_dropped_before_their_call_are_released_at_t
     assert _owners(pg_url, keys) == {}  # every claim gone once both left
 
 
+def test_a_key_claimed_ahead_whose_run_waited_for_a_call_that_failed_is_released_at_the_next_tick(pg_url: str) -> None:
+    # A call of this process went out unclaimed (before another process came), the key was then
+    # claimed ahead for a run, and that run waited for the call in flight instead of calling.
+    # The call fails: nothing will be cached, so the claim must go now, not when it expires.
+    FakeModel("fails", reply=[], latency=0.3)  # every call fails (not retried)
+    provider, messages, keys = _calls("fails", 1)
+    reader_store = PostgresStore(pg_url)
+
+    async def main() -> None:
+        mine = CallClaims(open_store(pg_url), lambda: ((), ()), ttl=30, tick=0.02, solo_tick=0.02)
+        other = CallClaims(open_store(pg_url), lambda: ((), ()), ttl=30, tick=0.02, solo_tick=0.02)
+        calls = CallExecutor(CacheReader(reader_store), lambda entry: None, global_limit=asyncio.Semaphore(8), gate=_gate)
+        first = asyncio.ensure_future(calls.call(provider, "fake-small", messages[0], PARAMS, key=keys[0]))
+        await mine.start()
+        await other.start()
+        try:
+            await _until(lambda: mine.ahead_ready and other.claiming)
+            assert not first.done()
+            calls.claims, calls.wants = mine, lambda config_id: True
+            calls.prefetch(keys, ["c"])
+            await _until(lambda: _owners(pg_url, keys) == {keys[0]: mine.owner}, 5)
+            second = asyncio.ensure_future(calls.call(provider, "fake-small", messages[0], PARAMS, key=keys[0]))
+            outcomes = await asyncio.gather(first, second, return_exceptions=True)
+            assert all(isinstance(o, Exception) for o in outcomes), outcomes
+            # Another process claims the key at once, instead of waiting 30 s for it.
+            assert await asyncio.wait_for(other.acquire(keys[0], _gate), 2) is None
+            other.finished(keys[0], ok=False)
+        finally:
+            await mine.close()
+            await other.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        reader_store.close()
+
+
 def test_a_sweep_no_longer_wants_its_keys_claimed_ahead_once_paused_stopping_redirected_away_or_over() -> None:
     from promptlooper.engine.sweep import Sweep
 

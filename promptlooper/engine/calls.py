@@ -261,11 +261,16 @@ class CallExecutor:
                     if hit is None:
                         inflight = self._inflight.get(key)
             if inflight is not None:
-                if self.claims is not None:
-                    self.claims.forgo(key)  # an identical call of this process's answers it
                 if on_send is not None:
                     on_send()
-                resp = await asyncio.shield(inflight)
+                try:
+                    resp = await asyncio.shield(inflight)
+                finally:
+                    # An identical call of this process's answered it (or failed: nothing will
+                    # be cached, and its run does not call either): a claim made ahead for it goes.
+                    if self.claims is not None:
+                        self.claims.forgo(key, answered=inflight.done() and not inflight.cancelled()
+                                          and inflight.exception() is None)
                 self.hits += 1
                 return CallResult(resp, True, key, messages_json)
         if hit is not None:

@@ -182,11 +182,12 @@ class CallClaims:
         claimed ahead (which the call takes, claiming or not by then)."""
         return self.claiming or key in self._ahead
 
-    def forgo(self, key: str) -> None:
+    def forgo(self, key: str, *, answered: bool = True) -> None:
         """A run got ``key``'s reply from this process (a reply landed or in flight, the cache)
-        instead of calling it: a claim made ahead for it goes once the entry is committed."""
+        instead of calling it: a claim made ahead for it goes once the entry is committed — or at
+        the next tick if the call it waited for failed (``answered`` False: no entry will come)."""
         if self._ahead.pop(key, None) is not None and key not in self._calling:
-            self._done.add(key)
+            (self._done if answered else self._failed).add(key)
 
     async def acquire(self, key: str, gate: Callable[[], Awaitable[Any]]) -> Value | None:
         """The cache entry of ``key`` if another process called it (or it is cached), else None:
