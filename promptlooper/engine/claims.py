@@ -22,6 +22,12 @@ Design, measured against a sweep alone (benchmarks/run.py a, b):
   and waits for it to claim again, which it does as at the first meeting above. Its claims left
   from before are still renewed and released, and keys it waits for still polled, until none is
   left. It leans on heartbeats as joining does: a sharer silent for ``STALE_AFTER`` is gone.
+* **Told at once on PostgreSQL.** The tick in which a process joins, or starts claiming, also
+  notifies the sharers (store/postgres/notify.py), whose claims then tick at once: a newcomer
+  waits a round trip or two for the others to claim, not a lone sweep's ``SOLO_TICK``, and the
+  others see it claim without waiting for its next tick. (Three workers starting a sweep together
+  waited up to 250 ms each: benchmarks/workers.py b, 0.79 of 3C/L before, see the commit.)
+  Without notifications (SQLite) the ticks find out as before.
 * **Claims batched per loop turn.** The keys missed in one turn of the event loop are claimed
   together (a :class:`~promptlooper.coalescing.Coalescer`), which also returns those already
   cached: on PostgreSQL awaited on the loop, in one round trip on an asynchronous connection
@@ -126,6 +132,8 @@ class CallClaims:
         self._ahead: dict[str, Callable[[], bool]] = {}
         self._renewed = 0.0
         self._task: asyncio.Task[None] | None = None
+        self._poke = asyncio.Event()  # another sharer joined or claims now: tick at once
+        self._stop_listening: Callable[[], None] | None = None
         # Threads of its own: queued behind the sweep's other thread work (steering polls, scorers),
         # a claim waited ~40 ms a turn (measured on PostgreSQL, two sweeps of C = 64).
         self._executor = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="promptlooper-claims")
@@ -134,9 +142,16 @@ class CallClaims:
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         """Join the store's sharers (claiming at once if others sweep), and tick until :meth:`close`."""
+        loop = asyncio.get_running_loop()
+        # Connecting meanwhile: a notification sent before it listens waits for a tick instead.
+        listening = loop.run_in_executor(self._executor, self.store.listen_sharers, functools.partial(self._poked, loop))
         try:
-            self._update(await self._run_tick(self._tick_of(claiming=None)))
+            self._update(await self._run_tick(self._tick_of(claiming=None, announce=True)))
         except Exception as exc:  # noqa: BLE001 - the sweep runs unshared; the ticker tries again
+            self._trouble(exc)
+        try:
+            self._stop_listening = await listening  # None: a store without notifications (SQLite)
+        except Exception as exc:  # noqa: BLE001 - the ticks find the others out anyway
             self._trouble(exc)
         self._task = asyncio.ensure_future(self._ticker())
 
@@ -147,6 +162,8 @@ class CallClaims:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._stop_listening is not None:
+            self._stop_listening()
         for fut in self._waiting.values():
             fut.cancel()
         self._waiting.clear()
@@ -277,9 +294,16 @@ class CallClaims:
             if key not in self._calling and key not in self._done:
                 self._failed.add(key)
 
+    def _poked(self, loop: asyncio.AbstractEventLoop) -> None:
+        """From the listener's thread: another sharer joined or claims now."""
+        with contextlib.suppress(RuntimeError):  # the loop closed: the sweep is over
+            loop.call_soon_threadsafe(self._poke.set)
+
     async def _ticker(self) -> None:
         while True:
-            await asyncio.sleep(self.tick if self.claiming or self._pending() else self.solo_tick)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._poke.wait(), self.tick if self.claiming or self._pending() else self.solo_tick)
+            self._poke.clear()
             try:
                 await self._step()
             except Exception as exc:  # noqa: BLE001 - a store that failed once may answer the next tick
@@ -303,7 +327,7 @@ class CallClaims:
         self.claiming = True  # from here the call path claims (once the others claim too)
         self._calling.update(out)
         self._done.update(k for k in made if k not in out)
-        result = await self._run_tick(self._tick_of(claiming=True, adopt=sorted(out | self._done)))
+        result = await self._run_tick(self._tick_of(claiming=True, adopt=sorted(out | self._done), announce=True))
         self._renewed = time.monotonic()
         self._update(result)
 

@@ -53,6 +53,7 @@ class ClaimTick:
     renew: Sequence[str] = ()  # own claims still being called
     release: Sequence[str] = ()  # own claims to delete (a failed call)
     release_if_cached: Sequence[str] = ()  # own claims to delete once their cache entry is committed
+    announce: bool = False  # tell the other sharers at commit (PostgreSQL: they tick at once, see notify.py)
 
 
 @dataclass

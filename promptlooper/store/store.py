@@ -150,6 +150,14 @@ class Store(Experiments, Runs, Scores, Cache, Events, Sweeps, Chunks, Housekeepi
         """None: a file announces nothing, so live views poll it."""
         return None
 
+    def listen_sharers(self, wake: Callable[[], None]) -> Callable[[], None] | None:
+        """None: call-cache sharers find each other by their heartbeats (engine/claims.py)."""
+        return None
+
+    def listen_work(self, wake: Callable[[], None]) -> Callable[[], None] | None:
+        """None: idle workers poll for chunks (workers/worker.py)."""
+        return None
+
     def write_batch(self, batch: ResultBatch, sweep_update: dict[str, Any] | None = None) -> list[int]:
         """Write ``batch`` (and the sweep's progress row) in one transaction; returns the event ids."""
         with self.cx.write() as c:

@@ -18,12 +18,15 @@ and one that dies costs only its lease (:mod:`promptlooper.store.chunks`).
 * With nothing to claim, a worker decides for the guided searches that have nothing queued
   (:mod:`.guided`: the sampler rebuilt from the database, as Optuna's workers ask theirs).
 * ``once``: exit when no chunk is left to claim; ``max_idle``: exit after that many seconds
-  without one; otherwise wait for work, polling every ``IDLE_POLL`` seconds.
+  without one; otherwise wait for work, polling every ``IDLE_POLL`` seconds (on PostgreSQL also
+  woken the moment chunks are queued: store/postgres/notify.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import os
 import socket
 import sys
@@ -96,10 +99,18 @@ class Worker:
         end; both share the sweep's ``concurrency`` call slots."""
         store = open_store(self.store_path)
         active: dict[asyncio.Task[None], ChunkSweep | None] = {}
+        # PostgreSQL: woken when chunks are queued, instead of at the next IDLE_POLL (store/postgres/notify.py).
+        try:
+            stop_listening = await asyncio.to_thread(store.listen_work, functools.partial(self._work_queued, asyncio.get_running_loop()))
+        except Exception:  # noqa: BLE001 - the database away for now: polling finds the chunks (and says why it cannot)
+            stop_listening = None
         try:
             idle_since = time.monotonic()
             unreachable = 0  # claims in a row that could not reach the database
             while not self._exiting:
+                # Cleared before looking for work, not after: chunks queued while the claim below
+                # finds none wake the wait that follows it.
+                self._wake.clear()
                 busy = [t for t, sweep in active.items() if sweep is None or not sweep.drained.is_set()]
                 if len(active) >= 2 or busy:
                     await self._until_changed(active)
@@ -133,6 +144,8 @@ class Worker:
             if active:
                 await asyncio.gather(*active)
         finally:
+            if stop_listening is not None:
+                stop_listening()
             for compiled in self._compiled.values():
                 await compiled.pool.aclose()
             store.close()
@@ -172,9 +185,13 @@ class Worker:
                 store.settle_idle_sweep(sweep_id, state, reason)
         return settled
 
+    def _work_queued(self, loop: asyncio.AbstractEventLoop) -> None:
+        """From the listener's thread: chunks were queued; an idle worker claims at once."""
+        with contextlib.suppress(RuntimeError):  # the loop closed: the worker is exiting
+            loop.call_soon_threadsafe(self._wake.set)
+
     async def _until_changed(self, active: dict[asyncio.Task[None], ChunkSweep | None], timeout: float | None = None) -> None:
-        """Wait for a chunk to end or to hand out its last run, an exit, or ``timeout``."""
-        self._wake.clear()
+        """Wait for a chunk to end or to hand out its last run, an exit, work queued, or ``timeout``."""
         waits = [asyncio.ensure_future(self._wake.wait())]
         waits += [asyncio.ensure_future(sweep.drained.wait()) for sweep in active.values()
                   if sweep is not None and not sweep.drained.is_set()]

@@ -11,6 +11,13 @@ A listening connection that is lost (a server restart, ``pg_terminate_backend``,
 made again, after 50 ms and then pauses doubling up to 2 s while the server stays away, and listens
 again; once back it wakes the sweep, since a request committed meanwhile was announced to nobody.
 Meanwhile the sweep's poll still reads its queue, only later.
+
+Sharers of the call cache (engine/claims.py) are told the same way: a process that joins them, or
+starts claiming, sends ``NOTIFY promptlooper_sharers`` with its claims tick, and every sharer's
+claims tick at once instead of at their next heartbeat (a lone sweep's is 250 ms away: three
+workers starting a sweep together waited for it, measured on benchmarks/workers.py b). And a sweep
+queued for workers (or re-planned by a redirect) sends ``NOTIFY promptlooper_work``: idle workers
+claim its chunks at once instead of at their next poll (``IDLE_POLL``, 250 ms).
 """
 
 from __future__ import annotations
@@ -24,6 +31,10 @@ import psycopg
 from .connection import dead_peer_settings
 
 CHANNEL = "promptlooper_steering"
+SHARERS_CHANNEL = "promptlooper_sharers"
+SHARERS_PAYLOAD = "changed"  # a sharer joined, or claims now
+WORK_CHANNEL = "promptlooper_work"
+WORK_PAYLOAD = "queued"  # chunks were queued for workers
 RECONNECT_PAUSES = (0.05, 2.0)  # the first pause before listening again, and the longest (it doubles)
 
 
@@ -32,23 +43,36 @@ def notify(c: Any, sweep_id: str) -> None:
     c.execute("SELECT pg_notify(?, ?)", (CHANNEL, sweep_id))
 
 
-class Listener:
-    """``wake()`` on each notification for ``sweep_id`` until :meth:`stop`."""
+def announce_sharers(conn: psycopg.Connection[Any]) -> None:
+    """Inside a claims tick's transaction (store/postgres/ticks.py): wake the other sharers'
+    claims when it commits."""
+    conn.execute("SELECT pg_notify(%s, %s)", (SHARERS_CHANNEL, SHARERS_PAYLOAD))
 
-    def __init__(self, url: str, sweep_id: str, wake: Callable[[], None]):
+
+def announce_work(c: Any) -> None:
+    """Inside a write transaction: wake the idle workers when it commits."""
+    c.execute("SELECT pg_notify(?, ?)", (WORK_CHANNEL, WORK_PAYLOAD))
+
+
+class Listener:
+    """``wake()`` on each notification of ``channel`` whose payload is ``payload`` (a sweep's id
+    on the steering channel) until :meth:`stop`."""
+
+    def __init__(self, url: str, payload: str, wake: Callable[[], None], *, channel: str = CHANNEL):
         self.url = url
-        self.sweep_id = sweep_id
+        self.payload = payload
+        self.channel = channel
         self.wake = wake
         self._stopped = threading.Event()
         # Connected and listening before this returns: a request queued afterwards is never missed.
         self.conn: psycopg.Connection[Any] | None = self._listen()
-        self.thread = threading.Thread(target=self._run, name="promptlooper-steering-listener", daemon=True)
+        self.thread = threading.Thread(target=self._run, name=f"promptlooper-{self.channel}", daemon=True)
         self.thread.start()
 
     def _listen(self) -> psycopg.Connection[Any]:
         conn = psycopg.connect(self.url, autocommit=True, **dead_peer_settings(self.url))
         try:
-            conn.execute(f"LISTEN {CHANNEL}")
+            conn.execute(f"LISTEN {self.channel}")
         except BaseException:
             conn.close()
             raise
@@ -64,7 +88,7 @@ class Listener:
                     self.wake()  # back: what was requested meanwhile was announced to nobody
                 # A bounded wait, so that stop() is seen within half a second.
                 for note in self.conn.notifies(timeout=0.5):
-                    if note.payload == self.sweep_id:
+                    if note.payload == self.payload:
                         self.wake()
             except psycopg.Error:
                 self._close()

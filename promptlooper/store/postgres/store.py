@@ -48,7 +48,15 @@ from .changes import (
 from .claims import AsyncClaimSession, ClaimSession
 from .connection import Cursorish, PgConnection, PgDatabase, dead_peer_settings
 from .dialect import translate
-from .notify import Listener, notify
+from .notify import (
+    SHARERS_CHANNEL,
+    SHARERS_PAYLOAD,
+    WORK_CHANNEL,
+    WORK_PAYLOAD,
+    Listener,
+    announce_work,
+    notify,
+)
 from .reads import HeldReads
 
 # Claims ticks take this lock ("PLclaim" as a number) instead of the store's write lock.
@@ -279,6 +287,30 @@ class PostgresStore(Experiments, Runs, Scores, Cache, Events, Sweeps, Chunks, Ho
         """Call ``wake`` (from another thread) whenever a steering request for the sweep commits;
         returns what stops listening."""
         return Listener(self.path, sweep_id, wake).stop
+
+    def listen_work(self, wake: Callable[[], None]) -> Callable[[], None]:
+        """Call ``wake`` (from another thread) whenever chunks are queued for workers (notify.py)."""
+        return Listener(self.path, WORK_PAYLOAD, wake, channel=WORK_CHANNEL).stop
+
+    def queue_sweep(self, experiment_id: str, strategy: str, total: int, done: int, options: dict[str, Any],
+                    ranges: list[tuple[int, ...]], runs_per_configuration: int) -> str:
+        sweep_id = super().queue_sweep(experiment_id, strategy, total, done, options, ranges, runs_per_configuration)
+        with self.cx.write() as c:  # after its commit: a worker woken now finds the chunks
+            announce_work(c)
+        return sweep_id
+
+    def replan_shared_sweep(self, sweep_id: str, options: dict[str, Any], ranges: list[tuple[int, ...]],
+                            runs_per_configuration: int, planned: set[str], request: str) -> dict[str, Any] | None:
+        replanned = super().replan_shared_sweep(sweep_id, options, ranges, runs_per_configuration, planned, request)
+        if replanned is not None:
+            with self.cx.write() as c:  # the new plan's chunks, for idle workers
+                announce_work(c)
+        return replanned
+
+    def listen_sharers(self, wake: Callable[[], None]) -> Callable[[], None]:
+        """Call ``wake`` (from another thread) whenever a call-cache sharer joins or starts
+        claiming (notify.py); returns what stops listening."""
+        return Listener(self.path, SHARERS_PAYLOAD, wake, channel=SHARERS_CHANNEL).stop
 
     # SQLite's page cache and WAL checkpoints: a server manages its own.
     def use_bulk_cache(self, megabytes: int = 32) -> None:

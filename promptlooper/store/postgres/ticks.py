@@ -33,6 +33,7 @@ import psycopg
 
 from ..claims import FORGET_AFTER, ClaimResult, ClaimTick
 from .claims import CLAIM, FORGET, LOOK_UP, _result
+from .notify import announce_sharers
 
 LOCK = "SELECT pg_advisory_xact_lock(%(lock)s)"
 FORGET_GONE = ("WITH sharers AS (DELETE FROM call_sharers WHERE heartbeat < %(forget)s)"
@@ -71,6 +72,8 @@ def claims_tick(conn: psycopg.Connection[Any], lock: int, tick: ClaimTick) -> Cl
                 conn.execute(FORGET_GONE, params)
             said = conn.execute(HEARTBEAT, params)
             others = conn.execute(OTHERS, params)
+            if tick.announce:
+                announce_sharers(conn)
             for name, sql in (("adopt", ADOPT), ("renew", RENEW), ("release", RELEASE)):
                 if params[name]:
                     conn.execute(sql, params)
