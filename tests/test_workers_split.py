@@ -78,3 +78,28 @@ def test_a_one_configuration_cpu_bound_sweep_is_shared_by_two_workers(url: str, 
     assert best["run_id"] in {r["id"] for r in wb.store.runs(wb.experiment(exp.key)["id"])}
     assert best["scores"] == {"length": round(row["length"], 6)} and best["score"] == round(row["score"], 6)
     wb.close()
+
+
+def test_a_chunk_holding_a_part_of_a_configuration_leaves_ranking_it_to_the_store() -> None:
+    # The last part to start reads the other parts' finished runs, so its own sums reach the whole
+    # configuration; ranked there and by the store (in another summing order), one clean-clone CI
+    # run got two new_best_found events for one configuration. A part ranks nothing; a chunk of
+    # whole configurations (or one process) still does.
+    from types import SimpleNamespace
+
+    from promptlooper.engine.progress import Progress
+    from promptlooper.engine.sweep import Sweep
+
+    def completed(ranks: bool) -> list[str]:
+        sweep = Sweep.__new__(Sweep)  # only the state _update_best reads
+        events: list[str] = []
+        sweep._config_stats, sweep._scorer_stats, sweep._expected_per_config = {"c": [1.5, 2.0]}, {}, 3
+        sweep._ranks_configurations, sweep.progress = ranks, Progress(total=3)
+        sweep.emit = lambda etype, payload, ts=None: events.append(etype)  # type: ignore[method-assign]
+        record = SimpleNamespace(config_id="c", score=0.5, scores=[], id="r3")
+        item = SimpleNamespace(config=SimpleNamespace(varied={}, as_record=dict))
+        sweep._update_best(record, item)  # type: ignore[arg-type]
+        return events
+
+    assert completed(ranks=True) == ["new_best_found"]
+    assert completed(ranks=False) == []

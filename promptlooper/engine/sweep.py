@@ -204,6 +204,10 @@ class Sweep:
         self._flushed = asyncio.Event()  # set after each flush, for workers held by the backlog
         self._writer_failed = False
         self._config_stats: dict[str, list[float]] = {}
+        # Whether this sweep ranks and announces the configurations whose runs it completes. A
+        # worker's chunk holding a part of a configuration does not: the store ranks it once its
+        # last part is done (workers/worker.py, settle_configuration).
+        self._ranks_configurations = True
         self._priced: dict[str, bool] = {}  # endpoint/model -> has a price (see _spent)
         self._scorer_stats: dict[str, dict[str, list[float]]] = {}  # config -> scorer -> [sum, n]
         self._expected_per_config = len(plan.samples) * plan.repeat
@@ -572,7 +576,7 @@ class Sweep:
             sums[0] += value
             sums[1] += 1
         # A configuration is a candidate only once all its samples are in: never a lucky first run.
-        if stats[1] == self._expected_per_config:
+        if self._ranks_configurations and stats[1] == self._expected_per_config:
             mean = stats[0] / stats[1]
             p = self.progress
             if p.best_score is None or mean > p.best_score:

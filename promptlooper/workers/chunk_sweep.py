@@ -89,6 +89,10 @@ class ChunkSweep(Sweep):
         self.sample_ids = sample_ids
         self.progress.total = len(sample_ids) * self.plan.repeat if sample_ids is not None else self.plan.total
         self._expected_per_config = len(self.plan.samples) * self.plan.repeat
+        # A part of a configuration is ranked by the store when its last part is done, once. Ranked
+        # here too, the last part to start (the other parts' runs read at its start) announced it a
+        # second time whenever its sum, taken in another order, came out a rounding error higher.
+        self._ranks_configurations = not (claim.samples is not None and claim.config_id is None)
         self.lease_lost = False
         self._reported = (0, 0, 0.0)  # this chunk's tokens in / out and cost already added to the sweep's row
         self._others = (0, 0, 0.0)  # what the rest of the sweep had spent at this worker's last commit
