@@ -269,17 +269,17 @@ class SharedBudget:
 
     def _overdrawn(self) -> bool:
         """Has spend beyond its estimates used money held (credit included), as last read?"""
-        max_tokens, max_nanos = self._limits()
         s = self.state
-        return bool((max_tokens is not None and s.spent_tokens + s.held_tokens > max_tokens)
-                    or (max_nanos is not None and s.spent_nanos + s.held_nanos > max_nanos))
+        return self._past(s.spent_tokens + s.held_tokens, s.spent_nanos + s.held_nanos)
 
     def _beyond(self, ticket: Ticket) -> bool:
         """Would ``ticket`` exceed the budget even if every call out now cost nothing?"""
-        max_tokens, max_nanos = self._limits()
         s = self.state
-        return bool((max_tokens is not None and s.spent_tokens + ticket.tokens > max_tokens)
-                    or (max_nanos is not None and s.spent_nanos + ticket.nanos > max_nanos))
+        return self._past(s.spent_tokens + ticket.tokens, s.spent_nanos + ticket.nanos)
+
+    def _past(self, tokens: int, nanos: int) -> bool:
+        max_tokens, max_nanos = self._limits()
+        return bool((max_tokens is not None and tokens > max_tokens) or (max_nanos is not None and nanos > max_nanos))
 
     # ------------------------------------------------------------------ store writes
     async def _call(self, name: str, *args: Any) -> Any:

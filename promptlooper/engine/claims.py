@@ -63,6 +63,7 @@ import warnings
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from ..asyncutil import set_from_thread
 from ..coalescing import Coalescer
 from ..store.backend import StoreBackend
 from ..store.claims import ClaimResult, ClaimTick
@@ -144,7 +145,7 @@ class CallClaims:
         """Join the store's sharers (claiming at once if others sweep), and tick until :meth:`close`."""
         loop = asyncio.get_running_loop()
         # Connecting meanwhile: a notification sent before it listens waits for a tick instead.
-        listening = loop.run_in_executor(self._executor, self.store.listen_sharers, functools.partial(self._poked, loop))
+        listening = loop.run_in_executor(self._executor, self.store.listen_sharers, set_from_thread(loop, self._poke))
         try:
             self._update(await self._run_tick(self._tick_of(claiming=None, announce=True)))
         except Exception as exc:  # noqa: BLE001 - the sweep runs unshared; the ticker tries again
@@ -293,11 +294,6 @@ class CallClaims:
             del self._ahead[key]
             if key not in self._calling and key not in self._done:
                 self._failed.add(key)
-
-    def _poked(self, loop: asyncio.AbstractEventLoop) -> None:
-        """From the listener's thread: another sharer joined or claims now."""
-        with contextlib.suppress(RuntimeError):  # the loop closed: the sweep is over
-            loop.call_soon_threadsafe(self._poke.set)
 
     async def _ticker(self) -> None:
         while True:

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ..asyncutil import set_from_thread
 from ..errors import StoreError, SweepConflictError
 from ..hashing import canonical_text
 from ..providers.pricing import cost
@@ -677,7 +678,7 @@ class Sweep:
     async def _poller(self, store: Store) -> None:
         loop = asyncio.get_running_loop()
         # A backend that can tell (PostgreSQL's NOTIFY) wakes the poll as soon as a request commits.
-        stop = await asyncio.to_thread(store.listen_steering, self.sweep_id, lambda: loop.call_soon_threadsafe(self._poke.set))
+        stop = await asyncio.to_thread(store.listen_steering, self.sweep_id, set_from_thread(loop, self._poke))
         try:
             while True:
                 with contextlib.suppress(asyncio.TimeoutError):

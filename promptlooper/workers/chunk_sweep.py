@@ -44,6 +44,7 @@ import json
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from ..asyncutil import set_from_thread
 from ..engine.sharing import CallSharing
 from ..engine.sweep import POLL_EVERY, Sweep, SweepOptions
 from ..store import Store
@@ -254,7 +255,7 @@ class ChunkSweep(Sweep):
     async def _poller(self, store: Store) -> None:
         loop = asyncio.get_running_loop()
         self._steering_store = store
-        stop = await asyncio.to_thread(store.listen_steering, self.sweep_id, lambda: loop.call_soon_threadsafe(self._poke.set))
+        stop = await asyncio.to_thread(store.listen_steering, self.sweep_id, set_from_thread(loop, self._poke))
         try:
             self._open_as_joined()
             while True:

@@ -25,8 +25,6 @@ and one that dies costs only its lease (:mod:`promptlooper.store.chunks`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
 import os
 import socket
 import sys
@@ -35,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..asyncutil import set_from_thread
 from ..engine.sharing import CallSharing
 from ..store import open_store
 from ..store.chunks import Claim
@@ -101,7 +100,7 @@ class Worker:
         active: dict[asyncio.Task[None], ChunkSweep | None] = {}
         # PostgreSQL: woken when chunks are queued, instead of at the next IDLE_POLL (store/postgres/notify.py).
         try:
-            stop_listening = await asyncio.to_thread(store.listen_work, functools.partial(self._work_queued, asyncio.get_running_loop()))
+            stop_listening = await asyncio.to_thread(store.listen_work, set_from_thread(asyncio.get_running_loop(), self._wake))
         except Exception:  # noqa: BLE001 - the database away for now: polling finds the chunks (and says why it cannot)
             stop_listening = None
         try:
@@ -184,11 +183,6 @@ class Worker:
             elif state == "stopped":
                 store.settle_idle_sweep(sweep_id, state, reason)
         return settled
-
-    def _work_queued(self, loop: asyncio.AbstractEventLoop) -> None:
-        """From the listener's thread: chunks were queued; an idle worker claims at once."""
-        with contextlib.suppress(RuntimeError):  # the loop closed: the worker is exiting
-            loop.call_soon_threadsafe(self._wake.set)
 
     async def _until_changed(self, active: dict[asyncio.Task[None], ChunkSweep | None], timeout: float | None = None) -> None:
         """Wait for a chunk to end or to hand out its last run, an exit, work queued, or ``timeout``."""
