@@ -9,6 +9,7 @@ to look under the facade (row counts, the sweep row) exactly as before, whatever
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import sqlite3
 import time
@@ -29,6 +30,18 @@ def wait(predicate: Any, timeout: float = 10.0, every: float = 0.05) -> Any:
             return value
         time.sleep(every)
     raise AssertionError("condition not reached in time")
+
+
+async def until(predicate: Any, timeout: float = 10.0) -> None:
+    """:func:`wait` on an event loop: poll ``predicate`` without blocking the loop."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)
+
+
+async def open_gate() -> None:
+    """A sweep's gate that never holds a call (engine/calls.py, claims' ``acquire``)."""
 
 
 def free_port() -> int:

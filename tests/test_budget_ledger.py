@@ -10,6 +10,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from helpers import open_gate
 
 from promptlooper.engine.budgets import DEFAULT_OUTPUT, SharedBudget, Ticket
 from promptlooper.engine.calls import CacheReader, CallExecutor
@@ -28,6 +29,13 @@ PRICE = (2.5, 10.0)  # USD per million tokens in / out
 def _budget() -> SharedBudget:
     return SharedBudget(None, "s", "o", limits=dict, price=lambda endpoint, model: PRICE,  # type: ignore[arg-type]
                         on_exhausted=lambda: None, ttl=10.0)
+
+
+def _shared_sweep(db: str) -> tuple[Any, str]:
+    """A store, and a sweep queued in it for workers: what a shared budget belongs to."""
+    store = open_store(db)
+    eid = store.upsert_experiment("proj", "exp", {"name": "exp"})
+    return store, store.queue_sweep(eid, "grid", 12, 0, {"workers": True}, chunk_ranges(4, 3, 3), 3)
 
 
 def test_a_bounded_request_is_reserved_at_its_bytes_plus_max_tokens_at_the_models_price() -> None:
@@ -53,9 +61,7 @@ def test_tools_count_as_prompt_and_an_unbounded_reply_is_reserved_at_its_models_
 
 
 def test_a_call_waits_for_a_stalled_holder_to_be_reaped_and_the_stalled_one_frees_nothing_twice(db: str) -> None:
-    store = open_store(db)
-    eid = store.upsert_experiment("proj", "exp", {"name": "exp"})
-    sid = store.queue_sweep(eid, "grid", 12, 0, {"workers": True}, chunk_ranges(4, 3, 3), 3)
+    store, sid = _shared_sweep(db)
     exhausted: list[str] = []
 
     def ledger(owner: str, ttl: float, tick: float) -> SharedBudget:
@@ -96,9 +102,7 @@ def test_a_call_waits_for_a_stalled_holder_to_be_reaped_and_the_stalled_one_free
 
 
 def test_a_call_waiting_for_room_goes_back_to_the_gate_when_the_sweep_pauses(db: str) -> None:
-    store = open_store(db)
-    eid = store.upsert_experiment("proj", "exp", {"name": "exp"})
-    sid = store.queue_sweep(eid, "grid", 12, 0, {"workers": True}, chunk_ranges(4, 3, 3), 3)
+    store, sid = _shared_sweep(db)
     open_ = [True]
     exhausted: list[str] = []
 
@@ -133,9 +137,7 @@ def test_a_reply_costlier_than_its_reservation_is_in_the_store_once_written_now(
     # Two members of one sweep's budget (two workers, or two chunks of one worker). A reply that
     # cost more than its reservation, written now (as a call does before giving up its slot), is
     # what the other member's next reservation is checked against: not the estimate it replaced.
-    store = open_store(db)
-    eid = store.upsert_experiment("proj", "exp", {"name": "exp"})
-    sid = store.queue_sweep(eid, "grid", 12, 0, {"workers": True}, chunk_ranges(4, 3, 3), 3)
+    store, sid = _shared_sweep(db)
     exhausted: list[str] = []
 
     def ledger(owner: str) -> SharedBudget:
@@ -175,9 +177,6 @@ def test_a_reply_within_its_reservation_needs_no_write_of_its_own() -> None:
     assert budget.settle(ticket, "ep", "m", 20, 30) is False  # 50 of 100: credit, written with the next write
 
 
-async def _open_gate() -> None:
-    return None
-
 
 def test_a_call_that_cost_more_than_reserved_is_written_before_its_slot_carries_another(db: str) -> None:
     # One call slot; a server that ignores max_tokens, so every reply costs more than its
@@ -185,9 +184,7 @@ def test_a_call_that_cost_more_than_reserved_is_written_before_its_slot_carries_
     # again as credit, so the second goes out without a write), each call that leaves finds the
     # replies before it in the store: what another worker is checked against cannot lag behind
     # more than the calls out at that moment.
-    store = open_store(db)
-    eid = store.upsert_experiment("proj", "exp", {"name": "exp"})
-    sid = store.queue_sweep(eid, "grid", 12, 0, {"workers": True}, chunk_ranges(4, 3, 3), 3)
+    store, sid = _shared_sweep(db)
     seen: list[int] = []  # the store's spend as each call reached the server
 
     def reply(body: dict[str, Any]) -> str:
@@ -202,7 +199,7 @@ def test_a_call_that_cost_more_than_reserved_is_written_before_its_slot_carries_
         budget = SharedBudget(open_store(db), sid, "w", limits=lambda: {"max_tokens": 100_000},
                               price=lambda endpoint, model: (0.0, 0.0), on_exhausted=lambda: None, ttl=30.0, tick=10.0)
         await budget.start()
-        calls = CallExecutor(CacheReader(store), lambda entry: None, global_limit=asyncio.Semaphore(1), gate=_open_gate)
+        calls = CallExecutor(CacheReader(store), lambda entry: None, global_limit=asyncio.Semaphore(1), gate=open_gate)
         calls.budget = budget
         results = await asyncio.gather(*(calls.call(provider, "fake-small", [{"role": "user", "content": f"q{i}"}],
                                                     {"max_tokens": 4}) for i in range(4)))
@@ -223,9 +220,7 @@ def test_credit_reserved_before_an_excess_was_written_is_not_spent_past_the_budg
     # Credit is money held for calls to come, reserved while the budget had room for it. Once
     # replies that cost more than reserved have used that room (spent + held past the limit), the
     # credit is no longer there to spend: the next call waits for the store instead.
-    store = open_store(db)
-    eid = store.upsert_experiment("proj", "exp", {"name": "exp"})
-    sid = store.queue_sweep(eid, "grid", 12, 0, {"workers": True}, chunk_ranges(4, 3, 3), 3)
+    store, sid = _shared_sweep(db)
 
     def ledger(owner: str) -> SharedBudget:
         return SharedBudget(open_store(db), sid, owner, limits=lambda: {"max_tokens": 300},

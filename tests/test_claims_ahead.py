@@ -9,9 +9,10 @@ there (a SQLite sweep claims per loop turn, as before). Real stores (tests/pg.py
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Sequence
 from typing import Any
+
+from helpers import open_gate, until
 
 from promptlooper.engine.calls import CacheReader, CallExecutor, call_key
 from promptlooper.engine.claims import CallClaims
@@ -37,15 +38,6 @@ class CountingClaims(PostgresStore):
         return await super().aclaim_calls(owner, keys, now, ttl)
 
 
-async def _gate() -> None:
-    pass
-
-
-async def _until(predicate: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
 
 
 def _calls(name: str, n: int) -> tuple[Any, list[list[dict[str, str]]], list[str]]:
@@ -80,9 +72,9 @@ def test_the_next_runs_are_claimed_in_one_batch_and_a_key_claimed_elsewhere_is_s
         await mine.start()
         await other.start()
         try:
-            await _until(lambda: mine.ahead_ready and other.claiming)
-            assert await other.acquire(keys[0], _gate) is None  # the other process calls the first key
-            calls = CallExecutor(CacheReader(reader_store), written.append, global_limit=asyncio.Semaphore(8), gate=_gate)
+            await until(lambda: mine.ahead_ready and other.claiming)
+            assert await other.acquire(keys[0], open_gate) is None  # the other process calls the first key
+            calls = CallExecutor(CacheReader(reader_store), written.append, global_limit=asyncio.Semaphore(8), gate=open_gate)
             calls.claims, calls.wants = mine, lambda config_id: True
             calls.prefetch(keys, ["c"] * len(keys))  # as Runner.prepare does for the next runs
             await asyncio.sleep(0)  # the batch is sent
@@ -126,19 +118,19 @@ def test_keys_claimed_ahead_for_runs_dropped_before_their_call_are_released_at_t
         await mine.start()
         await other.start()
         try:
-            await _until(lambda: mine.ahead_ready and other.claiming)
-            calls = CallExecutor(CacheReader(reader_store), lambda entry: None, global_limit=asyncio.Semaphore(8), gate=_gate)
+            await until(lambda: mine.ahead_ready and other.claiming)
+            calls = CallExecutor(CacheReader(reader_store), lambda entry: None, global_limit=asyncio.Semaphore(8), gate=open_gate)
             calls.claims, calls.wants = mine, wanted.__getitem__
             # Three runs of a configuration that a redirect (or pause, stop, budget) then drops, three kept.
             calls.prefetch(keys, ["dropped"] * 3 + ["kept"] * 3)
-            await _until(lambda: set(_owners(pg_url, keys)) == set(keys), 5)
+            await until(lambda: set(_owners(pg_url, keys)) == set(keys), 5)
             wanted["dropped"] = False
             # Their claims go within a tick or so; the kept runs' claims stay (ttl 30: not by expiring).
-            await _until(lambda: set(_owners(pg_url, keys)) == set(keys[3:]), 2)
+            await until(lambda: set(_owners(pg_url, keys)) == set(keys[3:]), 2)
             await asyncio.sleep(0.2)
             assert set(_owners(pg_url, keys)) == set(keys[3:])
             # Another process now claims a dropped key at once, instead of waiting 30 s for it.
-            assert await asyncio.wait_for(other.acquire(keys[0], _gate), 2) is None
+            assert await asyncio.wait_for(other.acquire(keys[0], open_gate), 2) is None
             other.finished(keys[0], ok=False)
             # A kept run still calls with the key claimed ahead for it: no claim of its own needed.
             result = await calls.call(provider, "fake-small", messages[3], PARAMS, key=keys[3])
@@ -165,21 +157,21 @@ def test_a_key_claimed_ahead_whose_run_waited_for_a_call_that_failed_is_released
     async def main() -> None:
         mine = CallClaims(open_store(pg_url), lambda: ((), ()), ttl=30, tick=0.02, solo_tick=0.02)
         other = CallClaims(open_store(pg_url), lambda: ((), ()), ttl=30, tick=0.02, solo_tick=0.02)
-        calls = CallExecutor(CacheReader(reader_store), lambda entry: None, global_limit=asyncio.Semaphore(8), gate=_gate)
+        calls = CallExecutor(CacheReader(reader_store), lambda entry: None, global_limit=asyncio.Semaphore(8), gate=open_gate)
         first = asyncio.ensure_future(calls.call(provider, "fake-small", messages[0], PARAMS, key=keys[0]))
         await mine.start()
         await other.start()
         try:
-            await _until(lambda: mine.ahead_ready and other.claiming)
+            await until(lambda: mine.ahead_ready and other.claiming)
             assert not first.done()
             calls.claims, calls.wants = mine, lambda config_id: True
             calls.prefetch(keys, ["c"])
-            await _until(lambda: _owners(pg_url, keys) == {keys[0]: mine.owner}, 5)
+            await until(lambda: _owners(pg_url, keys) == {keys[0]: mine.owner}, 5)
             second = asyncio.ensure_future(calls.call(provider, "fake-small", messages[0], PARAMS, key=keys[0]))
             outcomes = await asyncio.gather(first, second, return_exceptions=True)
             assert all(isinstance(o, Exception) for o in outcomes), outcomes
             # Another process claims the key at once, instead of waiting 30 s for it.
-            assert await asyncio.wait_for(other.acquire(keys[0], _gate), 2) is None
+            assert await asyncio.wait_for(other.acquire(keys[0], open_gate), 2) is None
             other.finished(keys[0], ok=False)
         finally:
             await mine.close()

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import open_gate, until
 
 from promptlooper.engine.claims import CallClaims
 from promptlooper.store import CacheEntry, open_store
@@ -31,15 +31,6 @@ def _entry(key: str) -> CacheEntry:
     return CacheEntry(key, "http://x", "m", {"messages": []}, f"reply to {key}", 3, 4, 5.0)
 
 
-async def _gate() -> None:
-    pass
-
-
-async def _until(predicate: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
 
 
 def test_a_process_left_alone_stops_claiming_and_claims_again_when_another_comes(location: str) -> None:
@@ -53,18 +44,18 @@ def test_a_process_left_alone_stops_claiming_and_claims_again_when_another_comes
         await second.start()
         third: CallClaims | None = None
         try:
-            await _until(lambda: first.claiming and second.claiming)
-            assert await first.acquire("claimed-then", _gate) is None
+            await until(lambda: first.claiming and second.claiming)
+            assert await first.acquire("claimed-then", open_gate) is None
             first.finished("claimed-then", ok=False)
             await second.close()
-            await _until(lambda: not first.claiming, 5)  # alone for solo_after: no claims from here
+            await until(lambda: not first.claiming, 5)  # alone for solo_after: no claims from here
             out.add("called-alone")  # a call it makes now, unclaimed
             third = CallClaims(open_store(location), lambda: ((), ()), ttl=30, tick=0.02, solo_tick=0.02)
             await third.start()
             # The newcomer must not claim the key `first` is calling unclaimed: it waits for
             # `first` to claim again, which claims its calls out first.
-            waiting = asyncio.ensure_future(third.acquire("called-alone", _gate))
-            await _until(lambda: first.claiming, 5)
+            waiting = asyncio.ensure_future(third.acquire("called-alone", open_gate))
+            await until(lambda: first.claiming, 5)
             await asyncio.sleep(0.2)
             assert not waiting.done(), "the newcomer claimed a key the other process was calling"
             store = open_store(location)
@@ -113,7 +104,7 @@ def test_a_newcomer_joining_while_the_process_decides_to_go_solo_is_seen_and_no_
         await second.start()
         newcomer: CallClaims | None = None
         try:
-            await _until(lambda: first.claiming and second.claiming)
+            await until(lambda: first.claiming and second.claiming)
             await second.close()
             held.armed = True  # `first` claims on for solo_after yet
             # `first` is alone; its tick that says "not claiming" waits, not yet written.
@@ -121,10 +112,10 @@ def test_a_newcomer_joining_while_the_process_decides_to_go_solo_is_seen_and_no_
             newcomer = CallClaims(open_store(location), lambda: ((), ()), ttl=30, tick=0.02, solo_tick=0.02)
             await newcomer.start()  # sees `first` claiming (its row as it was): claims at once
             assert newcomer.claiming
-            assert await asyncio.wait_for(newcomer.acquire("K", _gate), 5) is None  # the newcomer calls K
+            assert await asyncio.wait_for(newcomer.acquire("K", open_gate), 5) is None  # the newcomer calls K
             # `first` must not call K unclaimed: it still claims until a tick saw nobody else.
             assert first.claiming
-            calling = asyncio.ensure_future(first.acquire("K", _gate))
+            calling = asyncio.ensure_future(first.acquire("K", open_gate))
             held.proceed.set()  # the tick is written, and sees the newcomer
             await asyncio.sleep(0.3)
             assert first.claiming, "went solo though the newcomer was there"

@@ -13,16 +13,11 @@ import threading
 import time
 from typing import Any
 
+from helpers import until
+
 from promptlooper.engine.claims import CallClaims
 from promptlooper.store import open_store
 from promptlooper.store.chunks import chunk_ranges
-
-
-async def _until(predicate: Any, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
 
 
 def test_a_lone_sharer_claims_as_soon_as_another_joins_and_the_newcomer_is_told(pg_url: str) -> None:
@@ -36,10 +31,10 @@ def test_a_lone_sharer_claims_as_soon_as_another_joins_and_the_newcomer_is_told(
         t0 = time.monotonic()
         await second.start()
         try:
-            await _until(lambda: first.claiming, 1.0)  # the newcomer's join woke it: it claims now
+            await until(lambda: first.claiming, 1.0)  # the newcomer's join woke it: it claims now
             first_at = time.monotonic() - t0
             # ... and its adopting tick woke the newcomer, which sees every sharer claim: ready.
-            await _until(lambda: second.ahead_ready, 1.0)
+            await until(lambda: second.ahead_ready, 1.0)
             return first_at, time.monotonic() - t0
         finally:
             await first.close()
