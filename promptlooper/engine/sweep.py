@@ -207,7 +207,7 @@ class Sweep:
         self._config_stats: dict[str, list[float]] = {}
         # Whether this sweep ranks and announces the configurations whose runs it completes. A
         # worker's chunk holding a part of a configuration does not: the store ranks it once its
-        # last part is done (workers/worker.py, settle_configuration).
+        # last part is done (store/chunks.py, finish_chunk).
         self._ranks_configurations = True
         self._priced: dict[str, bool] = {}  # endpoint/model -> has a price (see _spent)
         self._scorer_stats: dict[str, dict[str, list[float]]] = {}  # config -> scorer -> [sum, n]

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import PromptLooperError
+from ..keys import redact
 from .batchwriter import now_iso
 from .db import Queries
 from .liveness import WORKERS
@@ -123,7 +124,7 @@ def fenced_update(c: Any, update: dict[str, Any], clock: str = SQLITE_CLOCK) -> 
               " heartbeat = ?, updated_at = ? WHERE id = ?",
               (*(add.get(k, 0) for k in ADDED), add.get("done", 0), add.get("done", 0), now, now_iso(), sweep_id))
     # The mean of a configuration all of whose runs the chunk saw is final (a part of one is ranked
-    # by the store when its last part is done: Chunks.settle_configuration).
+    # by the store when its last part is done: Chunks.finish_chunk).
     if update.get("best"):
         config_id, score = update["best"]
         c.execute("UPDATE sweeps SET best_config_id = ?, best_score = ? WHERE id = ? AND (best_score IS NULL OR best_score < ?)",
@@ -131,13 +132,13 @@ def fenced_update(c: Any, update: dict[str, Any], clock: str = SQLITE_CLOCK) -> 
 
 
 @dataclass(frozen=True)
-class SettledBest:
-    """A configuration cut into parts that became the sweep's best once its last part was done."""
+class ConfigurationPart:
+    """What finishing a chunk that holds a part of a configuration needs to rank the whole of it
+    when it is the last part done (no worker saw all its runs: the store has them)."""
 
-    score: float
-    n: int
-    run_id: str  # the last of its runs to finish
-    scores: dict[str, float]  # each scorer's mean over its runs
+    config_id: str
+    expected: int  # the configuration's runs: samples × repeat, as a one-process sweep counts them
+    announced: dict[str, Any]  # new_best_found's fields from the plan: varied, configuration
 
 
 class Chunks(Queries):
@@ -208,25 +209,79 @@ class Chunks(Queries):
                              " WHERE sweep_id = ? AND idx = ? AND generation = ? AND state = 'leased'",
                              (sweep_id, sweep_id, index, generation)).rowcount == 1
 
-    def finish_chunk(self, sweep_id: str, index: int, generation: int, *, replaced: bool = False) -> str | None:
+    def finish_chunk(self, sweep_id: str, index: int, generation: int, *, replaced: bool = False,
+                     part: ConfigurationPart | None = None) -> str | None:
         """Mark a chunk done (all its runs recorded) if the caller still holds it; when it was the
         last one, the sweep is completed in the same transaction. Returns the sweep's status then,
         or None if the lease had been lost. ``replaced``: a chunk of an earlier plan that stopped
-        for a redirect (its remaining runs are the new plan's to make)."""
+        for a redirect (its remaining runs are the new plan's to make). ``part``: the chunk held a
+        part of a configuration, ranked (and announced, if it became the best) when it was the
+        last part done.
+
+        What the end announces (``new_best_found``, ``experiment.completed``) is written in the
+        same transaction: whoever reads the sweep completed (a handle's ``wait()``, the CLI, a
+        dashboard) finds its announcements too."""
         with self.cx.write() as c:
             if c.execute("UPDATE sweep_chunks SET state = ?, lease_until = NULL"
                          " WHERE sweep_id = ? AND idx = ? AND generation = ? AND state = 'leased'",
                          ("replaced" if replaced else "done", sweep_id, index, generation)).rowcount != 1:
                 return None
-            left = c.execute("SELECT COUNT(*) FROM sweep_chunks WHERE sweep_id = ? AND state IN ('queued', 'leased')"
-                             " AND plan = (SELECT MAX(plan) FROM sweep_chunks WHERE sweep_id = ?)", (sweep_id, sweep_id)).fetchone()[0]
             status, experiment_id, options = c.execute("SELECT status, experiment_id, options FROM sweeps WHERE id = ?",
                                                        (sweep_id,)).fetchone()
+            announced: list[tuple[str, dict[str, Any]]] = []
+            if part is not None and not replaced:
+                best = self._settle_configuration(c, sweep_id, index, experiment_id, part)
+                if best is not None:
+                    announced.append(("new_best_found", best))
+            left = c.execute("SELECT COUNT(*) FROM sweep_chunks WHERE sweep_id = ? AND state IN ('queued', 'leased')"
+                             " AND plan = (SELECT MAX(plan) FROM sweep_chunks WHERE sweep_id = ?)", (sweep_id, sweep_id)).fetchone()[0]
             guided = bool(json.loads(options or "{}").get("guided"))  # its search says when it is done
             if left == 0 and status in ("running", "paused") and not guided:
                 status = "completed"
                 self._end(c, sweep_id, experiment_id, status, None)
+                announced.append(("experiment.completed", self._completed(c, sweep_id)))
+            if announced:
+                ts = now_iso()
+                self._insert_events(c, [(ts, experiment_id, etype, redact(payload))  # type: ignore[attr-defined]
+                                        for etype, payload in announced], ts)
             return str(status)
+
+    @staticmethod
+    def _completed(c: Any, sweep_id: str) -> dict[str, Any]:
+        """experiment.completed of a workers' sweep: its totals, as the row has them."""
+        done, total, failed, cached, tokens_in, tokens_out, cost = c.execute(
+            "SELECT done, total, failed, cached, tokens_in, tokens_out, cost FROM sweeps WHERE id = ?", (sweep_id,)).fetchone()
+        return {"sweep_id": sweep_id, "done": done, "total": total, "failed": failed, "cached": cached,
+                "tokens": int(tokens_in or 0) + int(tokens_out or 0), "cost": round(float(cost or 0.0), 6), "workers": True}
+
+    @staticmethod
+    def _settle_configuration(c: Any, sweep_id: str, index: int, experiment_id: str, part: ConfigurationPart) -> dict[str, Any] | None:
+        """Inside finish_chunk: if every part of the chunk's configuration is done, its mean score
+        (over its ``expected`` runs, as a one-process sweep takes it) is a candidate for the
+        sweep's best. Returns new_best_found's payload if it became the best, else None."""
+        left = c.execute("SELECT COUNT(*) FROM sweep_chunks this JOIN sweep_chunks p ON p.sweep_id = this.sweep_id"
+                         " AND p.plan = this.plan AND p.lo = this.lo WHERE this.sweep_id = ? AND this.idx = ? AND p.state != 'done'",
+                         (sweep_id, index)).fetchone()[0]
+        if left:
+            return None
+        finished = "FROM runs WHERE experiment_id = ? AND config_id = ? AND status IN ('completed','cached') AND score IS NOT NULL"
+        total, n = c.execute(f"SELECT SUM(score), COUNT(score) {finished}", (experiment_id, part.config_id)).fetchone()
+        if not n or int(n) < part.expected:
+            return None  # a run failed: as in one process, the configuration is no candidate
+        mean = float(total) / int(n)
+        if c.execute("UPDATE sweeps SET best_config_id = ?, best_score = ? WHERE id = ? AND (best_score IS NULL OR best_score < ?)",
+                     (part.config_id, mean, sweep_id, mean)).rowcount != 1:
+            return None
+        # What a one-process sweep's announcement carries too: the run that completed the
+        # configuration (here the last to finish) and each scorer's mean over its runs.
+        last = c.execute(f"SELECT id {finished} ORDER BY completed_at DESC, id LIMIT 1", (experiment_id, part.config_id)).fetchone()[0]
+        scores = {label: round(float(value), 6) for label, value in c.execute(
+            "SELECT s.scorer, AVG(s.value) FROM scores s JOIN runs r ON r.id = s.run_id"
+            " WHERE r.experiment_id = ? AND r.config_id = ? AND r.status IN ('completed','cached')"
+            " AND s.source = 'auto' AND s.value IS NOT NULL GROUP BY s.scorer ORDER BY s.scorer",
+            (experiment_id, part.config_id))}
+        return {"config_id": part.config_id, "run_id": last, "score": round(mean, 6), "n": int(n), "scores": scores,
+                **part.announced, "sweep_id": sweep_id}
 
     def end_sweep(self, sweep_id: str, status: str, reason: str | None) -> bool:
         """End a workers' sweep (stopped); False if it had ended already."""
@@ -304,36 +359,6 @@ class Chunks(Queries):
                       (dumps({**json.loads(old or "{}"), **options}), total, now_iso(), sweep_id))
             self._append_request(c, sweep_id, request)  # type: ignore[attr-defined]
         return {"plan": int(plan), "chunks": len(ranges), "remaining_runs": remaining, "total": total}
-
-    def settle_configuration(self, claim: Claim, config_id: str, expected: int) -> SettledBest | None:
-        """After a chunk holding a part of a configuration is done: if every part is, the
-        configuration's mean score (over its ``expected`` runs, as a one-process sweep takes it)
-        is a candidate for the sweep's best. Returns it if it became the best, else None.
-        (No worker saw the whole configuration: the store has all of it.)"""
-        with self.cx.write() as c:
-            left = c.execute("SELECT COUNT(*) FROM sweep_chunks WHERE sweep_id = ? AND plan = ? AND lo = ? AND state != 'done'",
-                             (claim.sweep_id, claim.plan, claim.lo)).fetchone()[0]
-            if left:
-                return None
-            finished = ("FROM runs WHERE experiment_id = ? AND config_id = ? AND status IN ('completed','cached')"
-                        " AND score IS NOT NULL")
-            total, n = c.execute(f"SELECT SUM(score), COUNT(score) {finished}", (claim.experiment_id, config_id)).fetchone()
-            if not n or int(n) < expected:
-                return None  # a run failed: as in one process, the configuration is no candidate
-            mean = float(total) / int(n)
-            if c.execute("UPDATE sweeps SET best_config_id = ?, best_score = ? WHERE id = ? AND (best_score IS NULL OR best_score < ?)",
-                         (config_id, mean, claim.sweep_id, mean)).rowcount != 1:
-                return None
-            # What a one-process sweep's announcement carries too: the run that completed the
-            # configuration (here the last to finish) and each scorer's mean over its runs.
-            last = c.execute(f"SELECT id {finished} ORDER BY completed_at DESC, id LIMIT 1",
-                             (claim.experiment_id, config_id)).fetchone()[0]
-            scores = {label: round(float(value), 6) for label, value in c.execute(
-                "SELECT s.scorer, AVG(s.value) FROM scores s JOIN runs r ON r.id = s.run_id"
-                " WHERE r.experiment_id = ? AND r.config_id = ? AND r.status IN ('completed','cached')"
-                " AND s.source = 'auto' AND s.value IS NOT NULL GROUP BY s.scorer ORDER BY s.scorer",
-                (claim.experiment_id, config_id))}
-            return SettledBest(mean, int(n), last, scores)
 
     def add_guided_chunks(self, sweep_id: str, known: int, parts: list[tuple[str, int, int, int]]) -> bool:
         """Queue a guided search's next chunks, ``(config_id, first, last, runs)`` (samples

@@ -35,7 +35,11 @@ class Housekeeping(Queries):
         sql = (f"SELECT s.id, s.status, s.owner_pid, s.owner_host, s.heartbeat, p.name || '/' || e.name AS experiment "
                f"FROM sweeps s JOIN experiments e ON e.id = s.experiment_id JOIN projects p ON p.id = e.project_id "
                f"WHERE s.experiment_id IN ({marks}) AND s.status IN ('running', 'paused')")
-        rows = (c or self.db.conn).execute(sql, experiment_ids).fetchall()
+        if c is None:
+            with self.cx.read() as r:
+                rows = r.execute(sql, experiment_ids).fetchall()
+        else:
+            rows = c.execute(sql, experiment_ids).fetchall()
         host = socket.gethostname()
 
         def live(pid: int | None, owner_host: str | None, beat: float | None) -> bool:

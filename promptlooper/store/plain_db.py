@@ -11,6 +11,7 @@ database lacks one of :data:`MIGRATIONS`.
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -26,19 +27,29 @@ MIGRATIONS = frozenset({
 
 
 class PlainDatabase:
-    """``query`` and ``execute`` of ``sqlite_utils.Database``, on a plain sqlite3 connection."""
+    """``query`` and ``execute`` of ``sqlite_utils.Database``, on a plain sqlite3 connection.
 
-    def __init__(self, conn: sqlite3.Connection):
+    ``lock``: the one the store's :class:`~promptlooper.store.db.Connection` serializes its
+    transactions with. A query's rows are all read under it: a statement left stepping holds a
+    snapshot of the database, and a write this connection then begins from another thread fails
+    at once ("database is locked", which no busy timeout retries) if another process committed
+    since."""
+
+    def __init__(self, conn: sqlite3.Connection, lock: threading.RLock):
         self.conn = conn
+        self.lock = lock
 
     def execute(self, sql: str, parameters: Sequence[Any] | dict[str, Any] | None = None) -> sqlite3.Cursor:
-        return self.conn.execute(sql) if parameters is None else self.conn.execute(sql, parameters)
+        """For statements whose rows are not read (the migrations' DDL); read with :meth:`query`."""
+        with self.lock:
+            return self.conn.execute(sql) if parameters is None else self.conn.execute(sql, parameters)
 
     def query(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
-        cursor = self.execute(sql, params)
-        keys = [d[0] for d in cursor.description]
-        for row in cursor:
-            yield dict(zip(keys, row, strict=True))
+        with self.lock:
+            cursor = self.conn.execute(sql) if params is None else self.conn.execute(sql, params)
+            keys = [d[0] for d in cursor.description]
+            rows = cursor.fetchall()
+        return (dict(zip(keys, row, strict=True)) for row in rows)
 
 
 def schema_is_current(conn: sqlite3.Connection) -> bool:

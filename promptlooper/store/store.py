@@ -74,7 +74,7 @@ class Store(Experiments, Runs, Scores, Cache, Events, Sweeps, Chunks, Housekeepi
             try:
                 conn = connect(self.path, readonly=readonly)  # its pragmas may meet the lock too
                 self.cx = Connection(conn, readonly=readonly)
-                self.db = PlainDatabase(conn)
+                self.db = PlainDatabase(conn, self.cx.lock)
                 if not readonly and not schema_is_current(conn):
                     self._migrate()
                 return

@@ -26,7 +26,7 @@ sweep must do differently:
 * **A part of a configuration** (a range of its samples) runs the plan's items of that range only,
   with the plan's run ids and sample indexes; it ranks the configuration only if it sees all its
   runs (the others' finished before it started), else the store does when the last part is done
-  (:meth:`~promptlooper.store.chunks.Chunks.settle_configuration`, called by the worker). Scorers
+  (:meth:`~promptlooper.store.chunks.Chunks.finish_chunk`, called by the worker). Scorers
   are per run; the leaderboard reads every run from the store.
 * **A redirect replaces the plan** (:mod:`.replanning` re-plans the sweep in the database): a
   chunk of an earlier plan stops at its next call — runs whose call is out land and are recorded,

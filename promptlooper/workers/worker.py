@@ -25,6 +25,7 @@ and one that dies costs only its lease (:mod:`promptlooper.store.chunks`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import sys
@@ -36,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from ..asyncutil import set_from_thread
 from ..engine.sharing import CallSharing
 from ..store import open_store
-from ..store.chunks import Claim
+from ..store.chunks import Claim, ConfigurationPart
 from ..sweeps.space import build_configuration
 from .chunk_sweep import ChunkSweep, state_after
 from .guided import decide, guided_driver
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
 IDLE_POLL = 0.25  # seconds between claims while there is no work
 RETRY_AFTER = 2.0  # seconds before claiming again when the database could not be reached
 GIVE_UP_AFTER = 120.0  # seconds of an unreachable database after which the worker exits (with the error)
+FAULTS_IN_A_ROW = 3  # chunks of a sweep failing here one after another before this worker leaves the sweep
 DEFAULT_LEASE = 10.0  # seconds a claim lasts without a commit (batches renew it at least every 2 s)
 
 
@@ -80,6 +82,7 @@ class Worker:
         self._sharing: dict[str, CallSharing] = {}  # sweep id -> what its chunks here share on the call path
         self._exiting = False
         self._decided: dict[str, tuple[tuple[int, str], ...] | None] = {}  # guided sweep -> its chunks when last decided
+        self._faults: dict[str, int] = {}  # sweep id -> its chunks that failed here in a row
         self._wake = asyncio.Event()
 
     def exit_soon(self) -> None:
@@ -224,10 +227,26 @@ class Worker:
         self.say(f"{self.name}: {where}: started")
         try:
             progress = await sweep.run()
+        except Exception as exc:  # noqa: BLE001 - a chunk's fault is said, and the chunk made again
+            # What it recorded is kept; given back, the chunk is claimed again at once (by this
+            # worker or another) and its other runs are made then, instead of after its lease.
+            why = f"{type(exc).__name__}: {exc}"
+            given_back = await asyncio.to_thread(_suppressed(store.release_chunk), claim.sweep_id, claim.index, claim.generation)
+            self.say(f"{self.name}: {where}: failed ({why}); "
+                     + ("given back" if given_back else "another worker takes it when its lease runs out"))
+            self._faults[claim.sweep_id] = self._faults.get(claim.sweep_id, 0) + 1
+            if self._faults[claim.sweep_id] == FAULTS_IN_A_ROW:  # not a passing fault: leave the sweep to the others
+                self.stats.failed_sweeps[claim.sweep_id] = why
+                self.say(f"{self.name}: leaving sweep {claim.sweep_id[:8]}: {FAULTS_IN_A_ROW} of its chunks failed here in a row")
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(store.add_event, claim.experiment_id, "worker.failed",
+                                            {"sweep_id": claim.sweep_id, "worker": self.name, "error": why})
+            return
         finally:
             self._current.discard(sweep)
             if sharing.idle and self._sharing.get(claim.sweep_id) is sharing:
                 del self._sharing[claim.sweep_id]  # its recent replies go with it (a chunk joining later starts afresh)
+        self._faults.pop(claim.sweep_id, None)
         self.stats.runs += progress.done - progress.skipped
         if sweep.lease_lost:
             self.stats.lost += 1
@@ -249,34 +268,20 @@ class Worker:
             self.say(f"{self.name}: {where}: stopped ({reason})")
         else:
             status = await asyncio.to_thread(store.finish_chunk, claim.sweep_id, claim.index, claim.generation,
-                                             replaced=sweep.replaced)
+                                             replaced=sweep.replaced, part=self._part(claim, compiled))
             self.stats.chunks += 1
-            if status is not None and claim.samples is not None and claim.config_id is None and not sweep.replaced:
-                await self._settle_configuration(store, claim, compiled)
-            if status == "completed":
-                await self._completed(store, claim)
             self.say(f"{self.name}: {where}: {'replaced by a redirect' if sweep.replaced else 'done'}, "
                      f"{progress.done - progress.skipped} runs" + (" — sweep completed" if status == "completed" else ""))
 
-    async def _settle_configuration(self, store: StoreBackend, claim: Claim, compiled: CompiledExperiment) -> None:
-        """A part of a configuration is done: when it was the last part, the store ranks the
-        whole configuration (no worker saw all its runs) and the new best is announced as a
-        one-process sweep announces it."""
+    @staticmethod
+    def _part(claim: Claim, compiled: CompiledExperiment) -> ConfigurationPart | None:
+        """The configuration a chunk holds a part of (a range of its samples), for the store to
+        rank as a whole when its last part is done; None for a chunk of whole configurations."""
+        if claim.samples is None or claim.config_id is not None:  # (a guided search's parts: its driver ranks them)
+            return None
         config = compiled.configurations[claim.lo]
-        expected = len(compiled.samples) * compiled.experiment.repeat
-        best = await asyncio.to_thread(store.settle_configuration, claim, config.id, expected)
-        if best is not None:
-            await asyncio.to_thread(store.add_event, claim.experiment_id, "new_best_found", {
-                "config_id": config.id, "run_id": best.run_id, "score": round(best.score, 6), "n": best.n,
-                "scores": best.scores, "varied": config.varied, "configuration": config.as_record(),
-                "sweep_id": claim.sweep_id})
-
-    async def _completed(self, store: StoreBackend, claim: Claim) -> None:
-        row = await asyncio.to_thread(store.sweep, claim.sweep_id)
-        await asyncio.to_thread(store.add_event, claim.experiment_id, "experiment.completed", {
-            "sweep_id": claim.sweep_id, "done": row.get("done"), "total": row.get("total"), "failed": row.get("failed"),
-            "cached": row.get("cached"), "tokens": (row.get("tokens_in") or 0) + (row.get("tokens_out") or 0),
-            "cost": round(row.get("cost") or 0.0, 6), "workers": True})
+        return ConfigurationPart(config.id, len(compiled.samples) * compiled.experiment.repeat,
+                                 {"varied": config.varied, "configuration": config.as_record()})
 
     async def _compile(self, store: StoreBackend, claim: Claim) -> CompiledExperiment | None:
         compiled = self._compiled.get((claim.sweep_id, claim.plan))  # a redirect's new plan compiles its new spec
@@ -300,3 +305,15 @@ class Worker:
 
 
 __all__ = ["DEFAULT_LEASE", "Worker", "WorkerStats"]
+
+
+def _suppressed(call: Callable[..., bool]) -> Callable[..., bool]:
+    """``call``, False instead of any exception (the database may be what failed)."""
+
+    def quiet(*args: Any) -> bool:
+        try:
+            return call(*args)
+        except Exception:  # noqa: BLE001
+            return False
+
+    return quiet

@@ -315,15 +315,10 @@ def _connection_lost(exc: psycopg.OperationalError) -> bool:
 
 
 class PgDatabase:
-    """The sqlite-utils calls the noun classes make: ``query`` (dict rows) and ``conn``."""
+    """The sqlite-utils call the noun classes make: ``query`` (dict rows)."""
 
     def __init__(self, cx: PgConnection):
         self.cx = cx
-
-    @property
-    def conn(self) -> Cursorish:
-        # housekeeping.live_sweeps reads through db.conn outside a transaction: one pooled read.
-        return _PooledReads(self.cx)  # type: ignore[return-value]
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> Iterator[dict[str, Any]]:
         with self.cx.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
@@ -332,22 +327,3 @@ class PgDatabase:
         for row in rows:
             row.pop("rowid", None)  # an ordering column of PostgreSQL's own (see schema.py)
             yield row
-
-
-class _PooledReads:
-    """``execute`` on a pooled connection, its rows read at once (the connection goes back to the pool)."""
-
-    def __init__(self, cx: PgConnection):
-        self.cx = cx
-
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> _Fetched:
-        with self.cx.connection() as conn:
-            return _Fetched(conn.execute(translate(sql), list(params)).fetchall())
-
-
-class _Fetched:
-    def __init__(self, rows: list[Any]):
-        self.rows = rows
-
-    def fetchall(self) -> list[Any]:
-        return self.rows
