@@ -10,11 +10,13 @@ and one that dies costs only its lease (:mod:`promptlooper.store.chunks`).
   worker cannot compile (a Python stage or scorer it cannot import) is reported — on stderr and
   as a ``worker.failed`` event of the experiment, for the notebook that queued it — its chunk
   given back at once for a worker that can, and its sweep skipped by this worker from then on.
-* A chunk ends in one of four ways: all its runs recorded (done; the last chunk completes the
+* A chunk ends in one of five ways: all its runs recorded (done; the last chunk completes the
   sweep), a stop request or a stop the engine decided (an endpoint unhealthy too long, a budget
   with nobody to steer: the sweep ends ``stopped``), its lease taken (nothing more to do: the new
-  owner records its runs), or this worker told to exit (SIGTERM: the calls in flight land and are
-  recorded, then the chunk is given back).
+  owner records its runs), this worker told to exit (SIGTERM: the calls in flight land and are
+  recorded, then the chunk is given back), or a fault (its results could not be written, say):
+  said, and the chunk given back at once; after ``FAULTS_IN_A_ROW`` of a sweep's chunks in a row,
+  the sweep is left to the other workers, as one this worker cannot compile.
 * With nothing to claim, a worker decides for the guided searches that have nothing queued
   (:mod:`.guided`: the sampler rebuilt from the database, as Optuna's workers ask theirs).
 * ``once``: exit when no chunk is left to claim; ``max_idle``: exit after that many seconds
@@ -304,9 +306,6 @@ class Worker:
         return compiled
 
 
-__all__ = ["DEFAULT_LEASE", "Worker", "WorkerStats"]
-
-
 def _suppressed(call: Callable[..., bool]) -> Callable[..., bool]:
     """``call``, False instead of any exception (the database may be what failed)."""
 
@@ -317,3 +316,6 @@ def _suppressed(call: Callable[..., bool]) -> Callable[..., bool]:
             return False
 
     return quiet
+
+
+__all__ = ["DEFAULT_LEASE", "Worker", "WorkerStats"]
