@@ -24,6 +24,7 @@ import os
 import re
 import threading
 import time
+import warnings
 from itertools import groupby
 from typing import Any
 
@@ -45,6 +46,7 @@ TIMEOUT = 5.0  # seconds one attempt may take (connect, send, answer)
 LEASE = 3 * TIMEOUT  # a claimed row is someone else's to retry if its claimer is gone this long
 BATCH = 64  # rows claimed at once
 POLL_EVERY = 0.25  # seconds between looks at the outbox while nothing is due
+STORE_FAULTS = 10  # store errors in a row after which the courier's thread ends (about half a minute of them)
 DRAIN_ON_CLOSE = 2.0  # seconds a closing workbench keeps delivering what is due; the rest stays queued
 
 
@@ -91,12 +93,23 @@ class Courier:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT))
         # One receiver's rows in order, receivers side by side: a slow one delays only itself.
         by_hook = [list(group) for _, group in groupby(sorted(rows, key=lambda r: (r.webhook_id, r.id)), key=lambda r: r.webhook_id)]
-        await asyncio.gather(*(self._send_in_order(group) for group in by_hook))
+        # Every receiver's rows finish (or fail) before a fault is raised: none is left running.
+        for outcome in await asyncio.gather(*(self._send_in_order(group) for group in by_hook), return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                raise outcome
         return len(rows)
 
     async def _send_in_order(self, rows: list[Claimed]) -> None:
+        # A row whose attempt could not be recorded (a store error) does not hold back the others:
+        # they are claimed already, and would otherwise wait for their lease to end.
+        fault: Exception | None = None
         for row in rows:
-            await self._send(row)
+            try:
+                await self._send(row)
+            except Exception as exc:  # noqa: BLE001 - raised once the rest went
+                fault = fault or exc
+        if fault is not None:
+            raise fault
 
     async def _send(self, row: Claimed) -> None:
         assert self._session is not None
@@ -210,22 +223,40 @@ class CourierThread:
     async def _run(self) -> None:
         store = open_store(self.store_path)
         courier = Courier(store)
+        faults = 0  # store errors in a row
         try:
             while True:
                 self._wake.clear()
-                if await courier.deliver_due():
-                    continue
-                with self._lock:
-                    closing, holds = self._closing_until, self._holds
-                if closing is not None:
-                    await courier.deliver_until(closing)
-                    return
-                if not holds:
-                    summary = await asyncio.to_thread(store.webhook_summary)
+                try:
+                    if await courier.deliver_due():
+                        faults = 0
+                        continue
                     with self._lock:
-                        if not summary["pending"] and not self._holds and not self._wake.is_set():
-                            self._thread = None  # the next wake starts a new thread
-                            return
+                        closing, holds = self._closing_until, self._holds
+                    if closing is not None:
+                        await courier.deliver_until(closing)
+                        return
+                    if not holds:
+                        summary = await asyncio.to_thread(store.webhook_summary)
+                        with self._lock:
+                            if not summary["pending"] and not self._holds and not self._wake.is_set():
+                                self._thread = None  # the next wake starts a new thread
+                                return
+                    faults = 0
+                except Exception as exc:  # noqa: BLE001 - the store away for a moment (locked, a lost connection)
+                    # Nothing is lost: a row whose attempt was not recorded stays claimed until its
+                    # lease ends, then goes again. Deliveries wait and go on, instead of waiting for
+                    # the next wake; after STORE_FAULTS in a row the thread ends (a wake starts it).
+                    faults += 1
+                    if faults == 1:
+                        warnings.warn(f"promptlooper: webhook deliveries paused by a store error ({type(exc).__name__}: "
+                                      f"{exc}); trying again", stacklevel=1)
+                    if faults >= STORE_FAULTS:
+                        with self._lock:
+                            self._thread = None
+                        return
+                    await self._sleep(min(POLL_EVERY * 2 ** faults, 5.0))
+                    continue
                 await self._sleep(POLL_EVERY)
         finally:
             await courier.aclose()
