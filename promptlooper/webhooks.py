@@ -228,21 +228,7 @@ class CourierThread:
             while True:
                 self._wake.clear()
                 try:
-                    if await courier.deliver_due():
-                        faults = 0
-                        continue
-                    with self._lock:
-                        closing, holds = self._closing_until, self._holds
-                    if closing is not None:
-                        await courier.deliver_until(closing)
-                        return
-                    if not holds:
-                        summary = await asyncio.to_thread(store.webhook_summary)
-                        with self._lock:
-                            if not summary["pending"] and not self._holds and not self._wake.is_set():
-                                self._thread = None  # the next wake starts a new thread
-                                return
-                    faults = 0
+                    turn = await self._turn(store, courier)
                 except Exception as exc:  # noqa: BLE001 - the store away for a moment (locked, a lost connection)
                     # Nothing is lost: a row whose attempt was not recorded stays claimed until its
                     # lease ends, then goes again. Deliveries wait and go on, instead of waiting for
@@ -257,11 +243,33 @@ class CourierThread:
                         return
                     await self._sleep(min(POLL_EVERY * 2 ** faults, 5.0))
                     continue
-                await self._sleep(POLL_EVERY)
+                faults = 0
+                if turn == "ended":
+                    return
+                if turn == "idle":
+                    await self._sleep(POLL_EVERY)
         finally:
             await courier.aclose()
             with contextlib.suppress(Exception):
                 store.close()
+
+    async def _turn(self, store: Store, courier: Courier) -> str:
+        """Deliver what is due: "again" if some was (look again at once), "idle" if none was,
+        "ended" once closing delivered what it could, or nothing holds the thread and nothing is pending."""
+        if await courier.deliver_due():
+            return "again"
+        with self._lock:
+            closing, holds = self._closing_until, self._holds
+        if closing is not None:
+            await courier.deliver_until(closing)
+            return "ended"
+        if not holds:
+            summary = await asyncio.to_thread(store.webhook_summary)
+            with self._lock:
+                if not summary["pending"] and not self._holds and not self._wake.is_set():
+                    self._thread = None  # the next wake starts a new thread
+                    return "ended"
+        return "idle"
 
     async def _sleep(self, seconds: float) -> None:
         end = time.monotonic() + seconds
