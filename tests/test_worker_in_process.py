@@ -128,3 +128,38 @@ def test_a_worker_whose_chunks_of_a_sweep_keep_failing_leaves_that_sweep_and_exi
     assert event["payload"]["error"] == "RuntimeError: the disk is full" and event["payload"]["worker"] == "w0"
     assert {c["state"] for c in wb.store.chunks(handle.sweep_id)} == {"queued"}  # all there for another worker
     wb.close()
+
+
+def test_when_workers_end_a_guided_search_its_announcements_are_already_written(tmp_path: Path) -> None:
+    # As for a sweep of parts (above): the worker that decides a guided search is over ends the
+    # sweep and announces it in one transaction, so that a follower that reads it completed
+    # finds guided.finished and experiment.completed too.
+    from promptlooper.testing import FakeServer
+
+    seen: list[list[str]] = []
+
+    def wrap(store: Any) -> None:
+        end = store.end_sweep
+
+        def end_sweep(*args: Any, **kwargs: Any) -> bool:
+            ended = end(*args, **kwargs)
+            if ended:
+                seen.append([e["type"] for e in store.events(types=["guided.finished", "experiment.completed"])])
+            return ended  # type: ignore[no-any-return]
+
+        store.end_sweep = end_sweep
+
+    with FakeServer() as srv:
+        exp = pl.Experiment.model_validate(dict(
+            project="tests", name="guided-ends", samples=[{"q": f"question {i}"} for i in range(3)],
+            stages=[{"name": "answer", "model": "fake/fake-small", "system": "{{ persona }}", "user": "{{ q }}"}],
+            space={"persona": ["p1", "p2", "p3"], "answer.temperature": [0.0, 0.5]},
+            scorers=[{"name": "length", "max_words": 5}],
+            endpoints={"fake": {"base_url": f"http://127.0.0.1:{srv.port}/v1"}}, strategy="guided", seed=3, concurrency=4,
+            guided={"max_configs": 4, "batch": 2, "startup": 2, "min_configs": 2, "patience": 1}))
+        wb = pl.Workbench(str(tmp_path / "shared.db"))
+        handle = wb.start(exp, workers=True)
+        assert run_worker(wb, wrap) == 0
+        assert handle.wait(10).status == "completed"
+    assert seen == [["guided.finished", "experiment.completed"]]
+    wb.close()

@@ -34,7 +34,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -240,10 +240,7 @@ class Chunks(Queries):
                 status = "completed"
                 self._end(c, sweep_id, experiment_id, status, None)
                 announced.append(("experiment.completed", self._completed(c, sweep_id)))
-            if announced:
-                ts = now_iso()
-                self._insert_events(c, [(ts, experiment_id, etype, redact(payload))  # type: ignore[attr-defined]
-                                        for etype, payload in announced], ts)
+            self._announce(c, experiment_id, announced)
             return str(status)
 
     @staticmethod
@@ -283,14 +280,25 @@ class Chunks(Queries):
         return {"config_id": part.config_id, "run_id": last, "score": round(mean, 6), "n": int(n), "scores": scores,
                 **part.announced, "sweep_id": sweep_id}
 
-    def end_sweep(self, sweep_id: str, status: str, reason: str | None) -> bool:
-        """End a workers' sweep (stopped); False if it had ended already."""
+    def end_sweep(self, sweep_id: str, status: str, reason: str | None, *,
+                  events: Sequence[tuple[str, dict[str, Any]]] = ()) -> bool:
+        """End a workers' sweep (stopped, or a guided search completed); False if it had ended
+        already. ``events`` (type, payload) announce the end in the same transaction: whoever
+        reads the sweep ended finds them too."""
         with self.cx.write() as c:
             row = c.execute("SELECT status, experiment_id FROM sweeps WHERE id = ?", (sweep_id,)).fetchone()
             if row is None or row[0] not in ("running", "paused"):
                 return False
             self._end(c, sweep_id, row[1], status, reason)
+            self._announce(c, row[1], list(events))
             return True
+
+    def _announce(self, c: Any, experiment_id: str, events: list[tuple[str, dict[str, Any]]]) -> None:
+        """Inside a transaction that ends a sweep: its events, redacted as every event is."""
+        if events:
+            ts = now_iso()
+            self._insert_events(c, [(ts, experiment_id, etype, redact(payload))  # type: ignore[attr-defined]
+                                    for etype, payload in events], ts)
 
     def settle_idle_sweep(self, sweep_id: str, state: str, reason: str | None) -> bool:
         """Put a workers' sweep that no worker is running at the moment (no lease alive) in
