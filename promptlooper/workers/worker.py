@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import os
 import socket
 import sys
@@ -265,8 +264,8 @@ class Worker:
         elif sweep.stopping:  # a stop for the whole sweep: requested, its budget, an endpoint unhealthy too long
             await asyncio.to_thread(store.release_chunk, claim.sweep_id, claim.index, claim.generation)
             reason = progress.stop_reason or "requested"
-            await asyncio.to_thread(functools.partial(store.end_sweep, claim.sweep_id, "stopped", reason,
-                                                      events=[("experiment.stopped", {"sweep_id": claim.sweep_id, "reason": reason})]))
+            await asyncio.to_thread(store.end_sweep, claim.sweep_id, "stopped", reason,
+                                    events=[("experiment.stopped", {"sweep_id": claim.sweep_id, "reason": reason})])
             self.say(f"{self.name}: {where}: stopped ({reason})")
         else:
             status = await asyncio.to_thread(store.finish_chunk, claim.sweep_id, claim.index, claim.generation,
