@@ -163,3 +163,38 @@ def test_when_workers_end_a_guided_search_its_announcements_are_already_written(
         assert handle.wait(10).status == "completed"
     assert seen == [["guided.finished", "experiment.completed"]]
     wb.close()
+
+
+def test_a_last_part_run_again_after_its_runs_were_recorded_still_announces_the_configuration(
+        tmp_path: Path, crunching: pl.Experiment) -> None:
+    # A worker killed (or failing) after the last part's runs were committed but before the chunk
+    # was marked done: its lease runs out and the part is run again, finding every run of the
+    # configuration recorded. It ranks nothing (a part never does): the store announces the
+    # configuration when that part is done. Before, it read the configuration's mean at its start
+    # and wrote it to the sweep as the best, so the store's ranking found nothing new to announce.
+    broke: list[int] = []
+
+    def wrap(store: Any) -> None:
+        finish = store.finish_chunk
+
+        def finish_chunk(sweep_id: str, index: int, generation: int, **kwargs: Any) -> str | None:
+            others = [c for c in store.chunks(sweep_id) if c["idx"] != index]
+            if not broke and all(c["state"] == "done" for c in others):
+                broke.append(index)
+                raise RuntimeError("the database went away")
+            return finish(sweep_id, index, generation, **kwargs)  # type: ignore[no-any-return]
+
+        store.finish_chunk = finish_chunk
+
+    wb = pl.Workbench(str(tmp_path / "shared.db"))
+    handle = wb.start(crunching, workers=True, chunk_runs=16)
+    said: list[str] = []
+    assert run_worker(wb, wrap, said) == 0
+    progress = handle.wait(10)
+    assert broke and progress.status == "completed" and progress.done == 40, said
+    tries = {c["idx"]: c["generation"] for c in wb.store.chunks(handle.sweep_id)}
+    assert tries[broke[0]] == 2, said  # given back at once, and run again (0 runs left to make)
+    [best] = [e["payload"] for e in wb.events(crunching.key, types=["new_best_found"])]
+    [row] = wb.leaderboard(crunching.key, as_frame=False)
+    assert best["n"] == 40 and best["config_id"] == row["full_config_id"]
+    wb.close()

@@ -553,7 +553,7 @@ class Sweep:
             self._config_stats[config_id] = [total, float(n)]
         self._scorer_stats = store.scorer_sums(self.plan.experiment_id, self._own_configs())
         for config_id, (total, n) in self._config_stats.items():
-            if n >= self._expected_per_config:
+            if self._ranks_configurations and n >= self._expected_per_config:
                 mean = total / n
                 if self.progress.best_score is None or mean > self.progress.best_score:
                     self.progress.best_score, self.progress.best_config_id = mean, config_id

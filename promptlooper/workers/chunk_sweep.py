@@ -24,8 +24,8 @@ sweep must do differently:
   sweep's, written when it is queued and ended; a chunk records ``chunk.started`` / ``chunk.ended``.
 
 * **A part of a configuration** (a range of its samples) runs the plan's items of that range only,
-  with the plan's run ids and sample indexes; it ranks the configuration only if it sees all its
-  runs (the others' finished before it started), else the store does when the last part is done
+  with the plan's run ids and sample indexes; it ranks nothing, not even when the other parts'
+  runs are all in at its start: the store ranks the configuration when its last part is done
   (:meth:`~promptlooper.store.chunks.Chunks.finish_chunk`, called by the worker). Scorers
   are per run; the leaderboard reads every run from the store.
 * **A redirect replaces the plan** (:mod:`.replanning` re-plans the sweep in the database): a

@@ -201,6 +201,32 @@ class Worker:
                 w.cancel()
 
     async def _work(self, store: StoreBackend, claim: Claim, active: dict[asyncio.Task[None], ChunkSweep | None]) -> None:
+        where = f"sweep {claim.sweep_id[:8]} chunk {claim.index} (configurations {claim.lo}–{claim.hi - 1}, try {claim.generation})"
+        try:
+            await self._run_chunk(store, claim, active, where)
+        except Exception as exc:  # noqa: BLE001 - a chunk's fault is said, and the chunk made again
+            await self._failed(store, claim, where, exc)
+        else:
+            self._faults.pop(claim.sweep_id, None)
+
+    async def _failed(self, store: StoreBackend, claim: Claim, where: str, exc: Exception) -> None:
+        """A chunk raised (its results could not be written, or it could not be marked done): what
+        it recorded is kept; given back, it is claimed again at once (by this worker or another)
+        and its other runs are made then, instead of after its lease."""
+        why = f"{type(exc).__name__}: {exc}"
+        given_back = await asyncio.to_thread(_suppressed(store.release_chunk), claim.sweep_id, claim.index, claim.generation)
+        self.say(f"{self.name}: {where}: failed ({why}); "
+                 + ("given back" if given_back else "another worker takes it when its lease runs out"))
+        self._faults[claim.sweep_id] = self._faults.get(claim.sweep_id, 0) + 1
+        if self._faults[claim.sweep_id] == FAULTS_IN_A_ROW:  # not a passing fault: leave the sweep to the others
+            self.stats.failed_sweeps[claim.sweep_id] = why
+            self.say(f"{self.name}: leaving sweep {claim.sweep_id[:8]}: {FAULTS_IN_A_ROW} of its chunks failed here in a row")
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(store.add_event, claim.experiment_id, "worker.failed",
+                                        {"sweep_id": claim.sweep_id, "worker": self.name, "error": why})
+
+    async def _run_chunk(self, store: StoreBackend, claim: Claim, active: dict[asyncio.Task[None], ChunkSweep | None],
+                         where: str) -> None:
         compiled = await self._compile(store, claim)
         if compiled is None:
             return
@@ -225,30 +251,13 @@ class Worker:
             active[task] = sweep  # type: ignore[index]
         self._current.add(sweep)
         self._wake.set()
-        where = f"sweep {claim.sweep_id[:8]} chunk {claim.index} (configurations {claim.lo}–{claim.hi - 1}, try {claim.generation})"
         self.say(f"{self.name}: {where}: started")
         try:
             progress = await sweep.run()
-        except Exception as exc:  # noqa: BLE001 - a chunk's fault is said, and the chunk made again
-            # What it recorded is kept; given back, the chunk is claimed again at once (by this
-            # worker or another) and its other runs are made then, instead of after its lease.
-            why = f"{type(exc).__name__}: {exc}"
-            given_back = await asyncio.to_thread(_suppressed(store.release_chunk), claim.sweep_id, claim.index, claim.generation)
-            self.say(f"{self.name}: {where}: failed ({why}); "
-                     + ("given back" if given_back else "another worker takes it when its lease runs out"))
-            self._faults[claim.sweep_id] = self._faults.get(claim.sweep_id, 0) + 1
-            if self._faults[claim.sweep_id] == FAULTS_IN_A_ROW:  # not a passing fault: leave the sweep to the others
-                self.stats.failed_sweeps[claim.sweep_id] = why
-                self.say(f"{self.name}: leaving sweep {claim.sweep_id[:8]}: {FAULTS_IN_A_ROW} of its chunks failed here in a row")
-                with contextlib.suppress(Exception):
-                    await asyncio.to_thread(store.add_event, claim.experiment_id, "worker.failed",
-                                            {"sweep_id": claim.sweep_id, "worker": self.name, "error": why})
-            return
         finally:
             self._current.discard(sweep)
             if sharing.idle and self._sharing.get(claim.sweep_id) is sharing:
                 del self._sharing[claim.sweep_id]  # its recent replies go with it (a chunk joining later starts afresh)
-        self._faults.pop(claim.sweep_id, None)
         self.stats.runs += progress.done - progress.skipped
         if sweep.lease_lost:
             self.stats.lost += 1
