@@ -9,7 +9,7 @@ import sys
 
 import pytest
 from helpers import db_rows, fake_experiment, write_experiment
-from sqlite_utils import Database
+from sqlite_utils import Database, Migrations
 
 import promptlooper as pl
 from promptlooper.samples import read_samples
@@ -185,7 +185,10 @@ def test_a_store_made_before_missing_scores_opens_and_keeps_its_scores(tmp_path)
 
     path = tmp_path / "old.db"
     old = Database(str(path))
-    migrations.apply(old, stop_before="m003_missing_scores")  # the schema every earlier version made
+    earlier = Migrations("promptlooper")  # sqlite-utils' runner, as those versions had it
+    for name, fn in list(migrations)[:2]:  # the schema every version before m003_missing_scores made
+        earlier(name=name)(fn)
+    earlier.apply(old)
     old.execute("INSERT INTO projects (id, name, created_at, updated_at) VALUES ('p', 'p', 'now', 'now')")
     old.execute("INSERT INTO experiments (id, project_id, name, spec, created_at, updated_at) VALUES ('e', 'p', 'e', '{}', 'now', 'now')")
     old.execute("INSERT INTO runs (id, experiment_id, config_id, sample_id, sample_index, status) VALUES ('r1', 'e', 'c', 's', 0, 'completed')")

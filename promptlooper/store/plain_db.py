@@ -1,11 +1,11 @@
-"""The store's reads without sqlite-utils, and whether a database's schema is current.
+"""The store's reads, and whether a database's schema is current.
 
 ``sqlite_utils`` imports pandas and numpy at import time whenever they are installed (about 0.3 s
-and 90 MB here), and the store only reads through two methods of its ``Database``: ``query`` (rows
+and 90 MB here), and the store only read through two methods of its ``Database``: ``query`` (rows
 as dicts) and ``execute``. :class:`PlainDatabase` is those two over the store's own connection, with the
-same behaviour, so a run, the CLI and the MCP server open an existing database without that cost.
-The migrations still go through ``sqlite_utils.Migrations`` (``schema.py``), imported only when a
-database lacks one of :data:`MIGRATIONS`.
+same behaviour, so a run, the CLI and the MCP server open a database without that cost. The
+migrations (``schema.py``, applied by ``migrating.py``) are imported only when a database lacks one
+of :data:`MIGRATIONS`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ MIGRATIONS = frozenset({
 
 
 class PlainDatabase:
-    """``query`` and ``execute`` of ``sqlite_utils.Database``, on a plain sqlite3 connection.
+    """``query`` and ``execute`` as ``sqlite_utils.Database`` has them, on a plain sqlite3 connection.
 
     ``lock``: the one the store's :class:`~promptlooper.store.db.Connection` serializes its
     transactions with. A query's rows are all read under it: a statement left stepping holds a
@@ -40,7 +40,7 @@ class PlainDatabase:
         self.lock = lock
 
     def execute(self, sql: str, parameters: Sequence[Any] | dict[str, Any] | None = None) -> sqlite3.Cursor:
-        """For statements whose rows are not read (the migrations' DDL); read with :meth:`query`."""
+        """For statements whose rows are not read; read with :meth:`query`."""
         with self.lock:
             return self.conn.execute(sql) if parameters is None else self.conn.execute(sql, parameters)
 

@@ -1,4 +1,5 @@
-"""Schema of the store, as ``sqlite_utils.Migrations`` (never edit a released migration: add one).
+"""Schema of the store, as migrations (never edit a released migration: add one), which
+:mod:`.migrating` applies in one transaction.
 
 It covers the reference data model: projects, experiments, configurations, runs, stage results,
 scores, the response cache, events, endpoints, settings, plus sweeps (progress and the steering
@@ -7,13 +8,13 @@ requests that other processes write) and webhooks.
 
 from __future__ import annotations
 
-from sqlite_utils import Database, Migrations
+from .migrating import MigrationDb, Migrations
 
 migrations = Migrations("promptlooper")
 
 
 @migrations()
-def m001_initial(db: Database) -> None:
+def m001_initial(db: MigrationDb) -> None:
     db.executescript(
         """
         CREATE TABLE projects (
@@ -93,7 +94,7 @@ def m001_initial(db: Database) -> None:
 
 
 @migrations()
-def m002_told_values(db: Database) -> None:
+def m002_told_values(db: MigrationDb) -> None:
     # Scores an outside driver (a notebook cell, an agent over MCP) reports for a configuration
     # it evaluated itself: guided search learns from them like from measured configurations.
     db.executescript(
@@ -109,7 +110,7 @@ def m002_told_values(db: Database) -> None:
 
 
 @migrations()
-def m003_missing_scores(db: Database) -> None:
+def m003_missing_scores(db: MigrationDb) -> None:
     # A scorer that cannot say (a judge reply with no grade, a failed call, a broken scorer) leaves
     # a missing score, stored as NULL with its reason: writing 0 ranked such runs as worthless.
     # SQLite cannot drop NOT NULL in place, so the table is rebuilt with the same keys (rows of
@@ -132,7 +133,7 @@ def m003_missing_scores(db: Database) -> None:
 
 
 @migrations()
-def m004_definitions(db: Database) -> None:
+def m004_definitions(db: MigrationDb) -> None:
     # The history of an experiment's definitions (samples, stages, space, scorers), one row each
     # time a sweep starts from a changed one, and the configurations each one planned or ran: the
     # leaderboard ranks the current definition, and earlier ones stay reachable.
@@ -152,7 +153,7 @@ def m004_definitions(db: Database) -> None:
 
 
 @migrations()
-def m005_webhook_outbox(db: Database) -> None:
+def m005_webhook_outbox(db: MigrationDb) -> None:
     # Webhooks as a durable outbox. Each webhook keeps a cursor (the last event id it has queued);
     # whichever process delivers (see promptlooper/webhooks.py) first queues, in one write
     # transaction, the events past each cursor that match, then claims due rows for a lease (so two
@@ -186,7 +187,7 @@ def m005_webhook_outbox(db: Database) -> None:
 
 
 @migrations()
-def m006_archive_and_notes(db: Database) -> None:
+def m006_archive_and_notes(db: MigrationDb) -> None:
     # Housekeeping: archived experiments and projects are hidden from lists (kept, and reachable
     # by name); notes are dated lines a person or an agent leaves on a project. An experiment's
     # folder (where the operator's file was) resolves its relative files when it is run again.
@@ -206,7 +207,7 @@ def m006_archive_and_notes(db: Database) -> None:
 
 
 @migrations()
-def m007_embedding_cache(db: Database) -> None:
+def m007_embedding_cache(db: MigrationDb) -> None:
     # Vectors of the embedding scorers and of planning, by content hash of (model, text), as
     # little-endian float32. Databases written before this migration may already have the table
     # (the embedder used to create it itself), hence IF NOT EXISTS.
@@ -220,7 +221,7 @@ def m007_embedding_cache(db: Database) -> None:
 
 
 @migrations()
-def m008_sweep_chunks(db: Database) -> None:
+def m008_sweep_chunks(db: MigrationDb) -> None:
     # A sweep shared by worker processes (promptlooper/store/chunks.py): its plan cut into ranges of
     # configuration indexes, each leased to one worker at a time. ``generation`` grows with every
     # claim and fences the batches of a worker whose lease was taken; ``lease_until`` is a Unix time.
@@ -238,7 +239,7 @@ def m008_sweep_chunks(db: Database) -> None:
 
 
 @migrations()
-def m009_chunk_plans(db: Database) -> None:
+def m009_chunk_plans(db: MigrationDb) -> None:
     # A redirected workers' sweep is re-planned in the database (store/chunks.py): its chunks not
     # started are replaced by chunks of the new plan, numbered from 1 on; only the latest plan's
     # chunks are claimed (the plan a chunk's lo / hi index).
@@ -246,7 +247,7 @@ def m009_chunk_plans(db: Database) -> None:
 
 
 @migrations()
-def m010_chunk_samples(db: Database) -> None:
+def m010_chunk_samples(db: MigrationDb) -> None:
     # A configuration bigger than a chunk is cut into ranges of its samples (store/chunks.py):
     # such a chunk is configuration ``lo`` only, samples ``samples_lo`` to ``samples_hi - 1``.
     db.execute("ALTER TABLE sweep_chunks ADD COLUMN samples_lo INTEGER")
@@ -254,14 +255,14 @@ def m010_chunk_samples(db: Database) -> None:
 
 
 @migrations()
-def m011_chunk_configurations(db: Database) -> None:
+def m011_chunk_configurations(db: MigrationDb) -> None:
     # A guided search shared by workers (workers/guided.py) queues chunks as it decides them: each
     # names its configuration (``config_id``) and a range of the search's sample order.
     db.execute("ALTER TABLE sweep_chunks ADD COLUMN config_id TEXT")
 
 
 @migrations()
-def m020_call_claims(db: Database) -> None:
+def m020_call_claims(db: MigrationDb) -> None:
     # Calls shared by the processes of one store (store/claims.py): cache keys claimed while their
     # call is out, the processes that claim, and circuit breakers one process opened for all.
     db.executescript(
@@ -277,7 +278,7 @@ def m020_call_claims(db: Database) -> None:
 
 
 @migrations()
-def m040_sweep_budgets(db: Database) -> None:
+def m040_sweep_budgets(db: MigrationDb) -> None:
     # A shared sweep's budget, reserved before each call (store/budgets.py): per sweep, what its
     # settled calls cost and what the calls out may cost at most; per process, its share of the
     # latter, freed when it stops renewing it. Costs in whole nano-dollars (exact sums).
@@ -299,7 +300,7 @@ def m040_sweep_budgets(db: Database) -> None:
 
 
 @migrations()
-def m050_written_batches(db: Database) -> None:
+def m050_written_batches(db: MigrationDb) -> None:
     # Result batches a PostgreSQL store committed, by id, with their events' ids: a batch whose
     # connection was lost during COMMIT looks itself up before writing again (store/postgres/batches.py).
     # A SQLite file has no such loss (its commits are local), so its table stays empty: kept for

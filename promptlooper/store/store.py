@@ -6,8 +6,9 @@ finished run and serves every finished call from the cache. Other processes (the
 server, a Voila dashboard) read the same file, and steer a sweep by writing requests into its
 ``sweeps`` row, which the engine polls.
 
-Hot paths use plain sqlite3: cache look-ups, and result batches (multi-row statements in
-``batchwriter.py``, which a sweep runs in a writer process); everything else goes through sqlite-utils.
+The store speaks plain sqlite3: reads through :class:`~.plain_db.PlainDatabase` (rows as dicts),
+result batches as multi-row statements (``batchwriter.py``, which a sweep runs in a writer process),
+and the migrations through ``migrating.py``.
 
 :class:`Store` is composed of one class per noun (experiments, runs, scores, cache, events,
 sweeps, housekeeping, webhooks' outbox), each a module of its own over the same :class:`~.db.Connection`; together
@@ -86,14 +87,10 @@ class Store(Experiments, Runs, Scores, Cache, Events, Sweeps, Chunks, Housekeepi
                 time.sleep(0.05)
 
     def _migrate(self) -> None:
-        # Imported here: sqlite_utils imports pandas and numpy (store/plain_db.py), and only a new
-        # or older database needs it.
-        from sqlite_utils import Database
-
-        from .schema import migrations
+        from .schema import migrations  # imported here: only a new or older database needs it
 
         with self.cx.write():  # two processes opening a new file at once must not both migrate
-            migrations.apply(Database(self.cx.conn))
+            migrations.apply(self.cx.conn)
 
     def close(self) -> None:
         with self.cx.lock:  # not while another thread is inside a transaction or query on it

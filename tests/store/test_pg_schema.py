@@ -15,7 +15,7 @@ from promptlooper.store.schema import migrations as sqlite_migrations
 
 
 def test_every_sqlite_migration_has_its_postgresql_twin_in_the_same_order() -> None:
-    assert [name for name, _ in MIGRATIONS] == [m.name for m in sqlite_migrations._migrations]
+    assert [name for name, _ in MIGRATIONS] == [name for name, _ in sqlite_migrations]
 
 
 def test_tables_and_columns_match_the_sqlite_store(tmp_path: Path, pg_url: str) -> None:

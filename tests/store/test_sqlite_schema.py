@@ -1,4 +1,4 @@
-"""The SQLite schema is made by its migrations only (sqlite-utils ``Migrations``), the embedding cache included."""
+"""The SQLite schema is made by its migrations only (store/migrating.py), the embedding cache included."""
 
 from __future__ import annotations
 

@@ -2,9 +2,10 @@
 
 :class:`PgConnection` offers what the store's noun classes use of SQLite's
 :class:`~promptlooper.store.db.Connection` (``write()`` and ``read()`` contexts yielding something
-with ``execute``/``executemany``), and :class:`PgDatabase` what they use of sqlite-utils
-(``query`` yielding dict rows), so the noun classes' portable SQL runs on both engines and
-:mod:`.store` overrides, in PostgreSQL's syntax, only the statements that differ.
+with ``execute``/``executemany``), and :class:`PgDatabase` what they use of SQLite's
+:class:`~promptlooper.store.plain_db.PlainDatabase` (``query`` yielding dict rows), so the noun
+classes' portable SQL runs on both engines and :mod:`.store` overrides, in PostgreSQL's syntax,
+only the statements that differ.
 
 Every statement passes through :func:`.dialect.translate` (placeholders, and the few SQLite-only
 forms the shared SQL uses).
@@ -315,7 +316,7 @@ def _connection_lost(exc: psycopg.OperationalError) -> bool:
 
 
 class PgDatabase:
-    """The sqlite-utils call the noun classes make: ``query`` (dict rows)."""
+    """The call of :class:`~promptlooper.store.plain_db.PlainDatabase` the noun classes make: ``query`` (dict rows)."""
 
     def __init__(self, cx: PgConnection):
         self.cx = cx
