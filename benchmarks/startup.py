@@ -9,6 +9,7 @@
 | help | ``promptlooper --help`` | <= 0.25 s |
 | run | a one-call ``promptlooper run`` (latency 0), in a folder whose database exists | <= 0.8 s |
 | calls | 1,000 calls at latency 100 ms, concurrency 64, whole process | >= 0.75 of C/L (640 calls/s) |
+| (floor) | the same calls from a bare aiohttp client process (``bare_client.py``), right after each | (the machine's limit) |
 | cached | a NEW experiment of 10,000 runs whose every call is cached, whole process | >= 5,000 runs/s |
 | rss | peak RSS of each process above, and of run.py's (d) (100,000 runs) | <= 150 MB |
 
@@ -19,10 +20,14 @@ repetition runs before and after back to back, so both see the same load. The fa
 (``promptlooper.testing``) runs in its own process from this checkout, shared by both sides. A
 database is made once per side (by an untimed run); every timed run is a new experiment with new
 calls (a nonce in its prompt), except ``cached``, whose calls an untimed run made first. ``run``
-is also timed on a new database (``run_new_db``): creating one applies the migrations through
-sqlite-utils, which imports pandas. Under each timed scenario the table also gives the process's
-CPU seconds (user + system, from GNU time): another agent's load on a shared machine moves wall
-times much more than CPU. Figures go to ``benchmarks/results.json`` under ``startup``.
+is also timed on a new database (``run_new_db``): creating one applies the migrations through the
+store's own connection, which imports nothing heavy. Under each timed scenario the table also gives
+the process's CPU seconds (user + system, from GNU time): another agent's load on a shared machine
+moves wall times much more than CPU. Each timed ``calls`` run is followed by ``bare_client.py``
+making the same 1,000 calls as a bare aiohttp process (interpreter, aiohttp, the engine's ramp,
+nothing else): its fraction of C/L is the machine's floor, and ``calls_of_floor`` (its wall time
+over the run's) the share of it PromptLooper keeps, which moves much less than the fraction does
+when the machine's speed changes. Figures go to ``benchmarks/results.json`` under ``startup``.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ RESULTS = HERE / "results.json"
 SCENARIOS = ("help", "run", "calls", "cached", "rss")
 TARGETS = {"help_s": 0.25, "run_s": 0.8, "calls_fraction": 0.75, "cached_runs_per_s": 5000, "peak_rss_mb": 150}
 CONCURRENCY, LATENCY, N_CALLS, N_CACHED = 64, 0.100, 1000, 10_000
+RAMP_SPACING = 0.0015  # the engine's (promptlooper/engine/ramp.py), for the bare client
 TIME = shutil.which("time", path="/usr/bin:/bin") or "/usr/bin/time"  # GNU time (Debian package "time")
 
 
@@ -86,16 +92,20 @@ class Side:
     def cli(self, *args: str, db: Path | None = None) -> tuple[float, float]:
         """(wall seconds, peak RSS in MB) of one ``promptlooper ARGS`` process; its CPU seconds
         (user + system) in ``self.last_cpu``: less sensitive than wall time to what else runs."""
+        return self.process([*self.command, *args], db=db)
+
+    def process(self, command: list[str], db: Path | None = None) -> tuple[float, float]:
+        """:meth:`cli` for any command."""
         env = self.env if db is None else {**self.env, "PROMPTLOOPER_DB": str(db)}
         # GNU time reports the peak RSS: a child forked from this (larger) process would count the
         # pages it shared with it between fork and exec in its own ru_maxrss.
         rss_file = self.work / "maxrss"
         t0 = time.perf_counter()
-        proc = subprocess.run([TIME, "-f", "%M %U %S", "-o", str(rss_file), *self.command, *args], cwd=self.work,
+        proc = subprocess.run([TIME, "-f", "%M %U %S", "-o", str(rss_file), *command], cwd=self.work,
                               env=env, capture_output=True, text=True)
         wall = time.perf_counter() - t0
         if proc.returncode != 0:
-            raise SystemExit(f"{self.label}: promptlooper {' '.join(args)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+            raise SystemExit(f"{self.label}: {' '.join(command)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
         rss_kb, user, system = rss_file.read_text().split()[-3:]
         self.last_cpu = float(user) + float(system)
         return wall, int(rss_kb) / 1024
@@ -153,11 +163,17 @@ def s_calls(side: Side, urls: dict[str, str], timed: bool) -> None:
     nonce = uuid.uuid4().hex[:12]
     path = side.write("calls", experiment_yaml(urls["slow"], f"calls-{nonce}", nonce, 20, N_CALLS // 20))
     wall, rss = side.cli("run", path, "--quiet", "--yes")
+    cpu = side.last_cpu
+    # The machine's floor, right after: the same calls from a bare aiohttp client process (bare_client.py).
+    floor, _ = side.process([sys.executable, str(HERE / "bare_client.py"), urls["slow"], str(N_CALLS),
+                             str(CONCURRENCY), str(RAMP_SPACING)])
     if timed:
         side.add("calls_s", wall)
-        side.add("calls_cpu_s", side.last_cpu)
+        side.add("calls_cpu_s", cpu)
         side.add("calls_fraction", N_CALLS / wall / (CONCURRENCY / LATENCY))
         side.add("calls_rss_mb", rss)
+        side.add("floor_fraction", N_CALLS / floor / (CONCURRENCY / LATENCY))
+        side.add("calls_of_floor", floor / wall)
 
 
 def s_cached(side: Side, urls: dict[str, str], timed: bool) -> None:
@@ -206,6 +222,7 @@ ROWS = [("help_s", "promptlooper --help (s)", "<="), ("help_cpu_s", "  CPU (s)",
         ("run_s", "one-call run (s)", "<="), ("run_cpu_s", "  CPU (s)", None),
         ("run_new_db_s", "  same, new database (s)", None), ("calls_fraction", "1,000 calls, fraction of C/L", ">="),
         ("calls_s", "  wall (s)", None), ("calls_cpu_s", "  CPU (s)", None),
+        ("floor_fraction", "  a bare aiohttp client's fraction", None), ("calls_of_floor", "  run's share of that floor", None),
         ("cached_runs_per_s", "10,000 cached runs, runs/s", ">="), ("cached_cpu_s", "  CPU (s)", None),
         ("peak_rss_mb", "peak RSS of all these (MB)", "<="), ("d_peak_rss_mb", "  of run.py (d) (MB)", None),
         ("help_rss_mb", "  of --help (MB)", None), ("run_rss_mb", "  of the one-call run (MB)", None),
