@@ -115,6 +115,9 @@ class Worker:
                 # Cleared before looking for work, not after: chunks queued while the claim below
                 # finds none wake the wait that follows it.
                 self._wake.clear()
+                # Exiting idle takes a turn with no chunk out from its start: a chunk that ends while
+                # this turn claims or decides was still out when a guided search was decided for.
+                was_active = bool(active)
                 busy = [t for t, sweep in active.items() if sweep is None or not sweep.drained.is_set()]
                 if len(active) >= 2 or busy:
                     await self._until_changed(active)
@@ -135,7 +138,8 @@ class Worker:
                 if claim is None and await self._decide_guided(store):
                     continue  # a guided search queued its next chunks
                 if claim is None:
-                    if not active and (self.once or (self.max_idle is not None and time.monotonic() - idle_since >= self.max_idle)):
+                    if not active and not was_active and (self.once or (self.max_idle is not None and
+                                                                        time.monotonic() - idle_since >= self.max_idle)):
                         break
                     await self._until_changed(active, IDLE_POLL)
                     if active:
