@@ -14,8 +14,7 @@ from typing import Any
 
 from .batchwriter import now_iso
 from .db import Queries
-
-CHUNK = 500  # keys per IN (...) query, well under SQLite's bound-parameter limit
+from .in_lists import marks, parts
 
 
 class Cache(Queries):
@@ -24,11 +23,10 @@ class Cache(Queries):
     def cache_get_many(self, keys: Sequence[str]) -> dict[str, tuple[str, int, int, float]]:
         out: dict[str, tuple[str, int, int, float]] = {}
         with self.cx.read() as c:
-            for i in range(0, len(keys), 500):
-                chunk = keys[i : i + 500]
-                marks = ",".join("?" * len(chunk))
+            for chunk in parts(keys):
                 for key, resp, tin, tout, lat in c.execute(
-                    f"SELECT key, response, tokens_in, tokens_out, latency_ms FROM response_cache WHERE key IN ({marks})", chunk
+                    f"SELECT key, response, tokens_in, tokens_out, latency_ms FROM response_cache WHERE key IN ({marks(len(chunk))})",
+                    chunk,
                 ):
                     out[key] = (resp, tin or 0, tout or 0, lat or 0.0)
         return out
@@ -73,10 +71,9 @@ class Cache(Queries):
         out: dict[str, bytes] = {}
         try:
             with self.cx.read() as c:
-                for i in range(0, len(keys), CHUNK):
-                    chunk = list(keys[i : i + CHUNK])
-                    marks = ",".join("?" * len(chunk))
-                    out.update(c.execute(f"SELECT key, vector FROM embedding_cache WHERE key IN ({marks})", chunk).fetchall())
+                for chunk in parts(keys):
+                    out.update(c.execute(f"SELECT key, vector FROM embedding_cache WHERE key IN ({marks(len(chunk))})",
+                                         chunk).fetchall())
         except sqlite3.OperationalError:
             return {}  # a read-only store of a database never migrated to the table: nothing cached
         return out

@@ -42,6 +42,7 @@ from ..errors import PromptLooperError
 from ..keys import redact
 from .batchwriter import now_iso
 from .db import Queries
+from .in_lists import marks
 from .liveness import WORKERS
 from .records import ResultBatch, dumps, new_id
 from .sweeps import request_queue, take_experiment
@@ -180,7 +181,7 @@ class Chunks(Queries):
         SQLite: the write transaction (``BEGIN IMMEDIATE``) makes two claims queue, one wins."""
         with self.cx.write() as c:
             while True:
-                skip = f" AND c.sweep_id NOT IN ({','.join('?' * len(exclude))})" if exclude else ""
+                skip = f" AND c.sweep_id NOT IN ({marks(len(exclude))})" if exclude else ""
                 row = c.execute(self.CANDIDATES.format(now=self.CLOCK) + skip + " ORDER BY s.started_at, c.idx LIMIT 1",
                                 exclude).fetchone()
                 if row is None:

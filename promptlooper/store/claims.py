@@ -29,11 +29,12 @@ the expiry margins (seconds) are far above their skew.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .db import Queries
+from .in_lists import marks, parts
 
 CHUNK = 300  # keys per statement: 3 bound values a row stays under SQLite's limit
 FORGET_AFTER = 600.0  # seconds: rows of sharers gone this long (and claims expired this long) are deleted
@@ -65,12 +66,6 @@ class ClaimResult:
     released: set[str] = field(default_factory=set)  # release_if_cached keys whose claim is gone
 
 
-def _chunks(keys: Sequence[str]) -> Iterable[list[str]]:
-    keys = list(keys)
-    for i in range(0, len(keys), CHUNK):
-        yield keys[i : i + CHUNK]
-
-
 class Claims(Queries):
     """Claimed call keys, the processes that share calls, and breakers opened for all of them."""
 
@@ -89,24 +84,24 @@ class Claims(Queries):
                       (tick.owner, tick.now, int(claiming)))
             result = ClaimResult(claiming, others)
             expires = tick.now + tick.ttl
-            for chunk in _chunks(tick.adopt):
+            for chunk in parts(tick.adopt, CHUNK):
                 c.execute(f"INSERT INTO call_claims (key, owner, expires_at) VALUES {_rows(len(chunk))}"
                           " ON CONFLICT (key) DO NOTHING", _bind(chunk, tick.owner, expires))
-            for chunk in _chunks(tick.renew):
-                c.execute(f"UPDATE call_claims SET expires_at = ? WHERE owner = ? AND key IN ({_marks(len(chunk))})",
+            for chunk in parts(tick.renew, CHUNK):
+                c.execute(f"UPDATE call_claims SET expires_at = ? WHERE owner = ? AND key IN ({marks(len(chunk))})",
                           (expires, tick.owner, *chunk))
-            for chunk in _chunks(tick.release):
-                c.execute(f"DELETE FROM call_claims WHERE owner = ? AND key IN ({_marks(len(chunk))})", (tick.owner, *chunk))
-            for chunk in _chunks(tick.release_if_cached):
-                marks = _marks(len(chunk))
+            for chunk in parts(tick.release, CHUNK):
+                c.execute(f"DELETE FROM call_claims WHERE owner = ? AND key IN ({marks(len(chunk))})", (tick.owner, *chunk))
+            for chunk in parts(tick.release_if_cached, CHUNK):
+                placeholders = marks(len(chunk))
                 result.released.update(r[0] for r in c.execute(
-                    f"DELETE FROM call_claims WHERE owner = ? AND key IN ({marks})"
-                    f" AND key IN (SELECT key FROM response_cache WHERE key IN ({marks})) RETURNING key",
+                    f"DELETE FROM call_claims WHERE owner = ? AND key IN ({placeholders})"
+                    f" AND key IN (SELECT key FROM response_cache WHERE key IN ({placeholders})) RETURNING key",
                     (tick.owner, *chunk, *chunk)))
                 # Claims someone else took over (ours expired) are not ours to wait for either.
                 result.released.update(set(chunk) - {r[0] for r in c.execute(
-                    f"SELECT key FROM call_claims WHERE owner = ? AND key IN ({marks})", (tick.owner, *chunk))})
-            for chunk in _chunks(sorted(tick.claim)):
+                    f"SELECT key FROM call_claims WHERE owner = ? AND key IN ({placeholders})", (tick.owner, *chunk))})
+            for chunk in parts(sorted(tick.claim), CHUNK):
                 self._claim_keys(c, chunk, tick.owner, tick.now, expires, result)
         return result
 
@@ -115,7 +110,7 @@ class Claims(Queries):
         one per loop turn. It needs no other write to wait: see :meth:`_claims_write`."""
         result = ClaimResult(True)
         with self._claims_write() as c:
-            for chunk in _chunks(sorted(keys)):  # one order for every process: no two wait for each other
+            for chunk in parts(sorted(keys), CHUNK):  # one order for every process: no two wait for each other
                 self._claim_keys(c, chunk, owner, now, now + ttl, result)
         return result
 
@@ -137,12 +132,12 @@ class Claims(Queries):
             " WHERE call_claims.expires_at < ? OR call_claims.owner = excluded.owner RETURNING key",
             (*_bind(keys, owner, expires), now))}
         for key, resp, tin, tout, lat in c.execute(
-                f"SELECT key, response, tokens_in, tokens_out, latency_ms FROM response_cache WHERE key IN ({_marks(len(keys))})",
+                f"SELECT key, response, tokens_in, tokens_out, latency_ms FROM response_cache WHERE key IN ({marks(len(keys))})",
                 keys):
             result.found[key] = (resp, tin or 0, tout or 0, lat or 0.0)
         cached_and_won = [k for k in won if k in result.found]
         if cached_and_won:
-            c.execute(f"DELETE FROM call_claims WHERE owner = ? AND key IN ({_marks(len(cached_and_won))})",
+            c.execute(f"DELETE FROM call_claims WHERE owner = ? AND key IN ({marks(len(cached_and_won))})",
                       (owner, *cached_and_won))
         result.claimed.update(won.difference(result.found))
 
@@ -183,10 +178,6 @@ class Claims(Queries):
         with self.cx.read() as c:
             return {endpoint: (owner, reason) for endpoint, owner, reason in c.execute(
                 "SELECT endpoint, owner, reason FROM endpoint_breakers WHERE open_until > ?", (now,))}
-
-
-def _marks(n: int) -> str:
-    return ",".join("?" * n)
 
 
 def _rows(n: int) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 from ..errors import NotFoundError, SweepConflictError
 from .batchwriter import now_iso
 from .db import Queries
+from .in_lists import marks
 from .liveness import owner_alive
 
 LIVE_STALE_AFTER = 10.0  # seconds without a heartbeat after which another host's sweep is dead
@@ -31,10 +32,10 @@ class Housekeeping(Queries):
         """Sweeps of these experiments that a live process runs or holds paused."""
         if not experiment_ids:
             return []
-        marks = ",".join("?" * len(experiment_ids))
+        placeholders = marks(len(experiment_ids))
         sql = (f"SELECT s.id, s.status, s.owner_pid, s.owner_host, s.heartbeat, p.name || '/' || e.name AS experiment "
                f"FROM sweeps s JOIN experiments e ON e.id = s.experiment_id JOIN projects p ON p.id = e.project_id "
-               f"WHERE s.experiment_id IN ({marks}) AND s.status IN ('running', 'paused')")
+               f"WHERE s.experiment_id IN ({placeholders}) AND s.status IN ('running', 'paused')")
         if c is None:
             with self.cx.read() as r:
                 rows = r.execute(sql, experiment_ids).fetchall()
@@ -66,18 +67,18 @@ class Housekeeping(Queries):
 
     @staticmethod
     def _delete_experiments(c: Any, ids: list[str]) -> dict[str, int]:
-        marks = ",".join("?" * len(ids))
+        placeholders = marks(len(ids))
         counts = {"experiments": len(ids),
-                  "runs": c.execute(f"SELECT COUNT(*) FROM runs WHERE experiment_id IN ({marks})", ids).fetchone()[0]}
+                  "runs": c.execute(f"SELECT COUNT(*) FROM runs WHERE experiment_id IN ({placeholders})", ids).fetchone()[0]}
         # Tables without a cascading key first; the rest follows the experiments' rows (foreign keys are on).
-        c.execute(f"DELETE FROM events WHERE experiment_id IN ({marks})", ids)
-        c.execute(f"DELETE FROM told_values WHERE experiment_id IN ({marks})", ids)
-        c.execute(f"DELETE FROM scores WHERE run_id IN (SELECT id FROM runs WHERE experiment_id IN ({marks}))", ids)
-        c.execute(f"DELETE FROM stage_results WHERE run_id IN (SELECT id FROM runs WHERE experiment_id IN ({marks}))", ids)
+        c.execute(f"DELETE FROM events WHERE experiment_id IN ({placeholders})", ids)
+        c.execute(f"DELETE FROM told_values WHERE experiment_id IN ({placeholders})", ids)
+        c.execute(f"DELETE FROM scores WHERE run_id IN (SELECT id FROM runs WHERE experiment_id IN ({placeholders}))", ids)
+        c.execute(f"DELETE FROM stage_results WHERE run_id IN (SELECT id FROM runs WHERE experiment_id IN ({placeholders}))", ids)
         for table in ("runs", "configurations", "sweeps", "definition_configurations", "definitions"):
-            c.execute(f"DELETE FROM {table} WHERE experiment_id IN ({marks})", ids)  # noqa: S608 - fixed names
-        c.execute(f"UPDATE experiments SET parent_id = NULL WHERE parent_id IN ({marks})", ids)  # forks stay
-        c.execute(f"DELETE FROM experiments WHERE id IN ({marks})", ids)
+            c.execute(f"DELETE FROM {table} WHERE experiment_id IN ({placeholders})", ids)  # noqa: S608 - fixed names
+        c.execute(f"UPDATE experiments SET parent_id = NULL WHERE parent_id IN ({placeholders})", ids)  # forks stay
+        c.execute(f"DELETE FROM experiments WHERE id IN ({placeholders})", ids)
         return counts
 
     def set_experiment_archived(self, experiment_id: str, archived: bool) -> None:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-SCOPE_MAX = 500  # configuration ids per statement
+from .in_lists import IN_MAX, marks, parts
+
+SCOPE_MAX = IN_MAX  # configuration ids per statement
 
 
 def config_scopes(column: str, config_ids: Sequence[str] | None) -> list[tuple[str, tuple[str, ...]]]:
@@ -18,5 +20,4 @@ def config_scopes(column: str, config_ids: Sequence[str] | None) -> list[tuple[s
     if config_ids is None:
         return [("", ())]
     ids = sorted(set(config_ids))
-    parts = (ids[i:i + SCOPE_MAX] for i in range(0, len(ids), SCOPE_MAX))
-    return [(f" AND {column} IN ({','.join('?' * len(part))})", tuple(part)) for part in parts]
+    return [(f" AND {column} IN ({marks(len(part))})", tuple(part)) for part in parts(ids, SCOPE_MAX)]

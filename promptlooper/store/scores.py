@@ -15,6 +15,7 @@ from typing import Any
 
 from ..scoring import weighted_score
 from .db import Queries
+from .in_lists import marks
 from .scoping import config_scopes
 
 # (column, value or None, metadata or None, scorer name, scorer args): one score row as given.
@@ -109,10 +110,10 @@ class Scores(Queries):
         """For each run, in one transaction: read its ratings (the human rows of columns ``ratings``),
         write the columns ``columns(ratings given)`` returns (``None`` removes one), and its weighted
         score. One transaction a run, so two people rating at once never leave a stale column."""
-        marks = ",".join("?" * len(ratings))
+        placeholders = marks(len(ratings))
         with self.cx.write() as c:
             for run_id in run_ids:
-                given = dict(c.execute(f"SELECT scorer, value FROM scores WHERE run_id = ? AND source = 'human' AND scorer IN ({marks})",
+                given = dict(c.execute(f"SELECT scorer, value FROM scores WHERE run_id = ? AND source = 'human' AND scorer IN ({placeholders})",
                                        (run_id, *ratings)).fetchall())
                 for column, (value, meta, args) in columns(given).items():
                     if value is None:
@@ -150,8 +151,8 @@ class Scores(Queries):
         with self.cx.write() as c:
             for run_id, rows in results:
                 if keep_only is not None:
-                    marks = ",".join("?" * len(keep_only))
-                    c.execute(f"DELETE FROM scores WHERE run_id = ? AND source = 'auto' AND scorer NOT IN ({marks})", (run_id, *keep_only))
+                    placeholders = marks(len(keep_only))
+                    c.execute(f"DELETE FROM scores WHERE run_id = ? AND source = 'auto' AND scorer NOT IN ({placeholders})", (run_id, *keep_only))
                 c.executemany(_INSERT, [(run_id, label, value, _json(meta) if meta else None, name, _json(args), "auto", created_at)
                                         for label, value, meta, name, args in rows])
                 written += len(rows)
