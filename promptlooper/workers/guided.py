@@ -107,15 +107,14 @@ def decide(store: StoreBackend, sweep: dict[str, Any], compiled: CompiledExperim
         return "waiting"
     best = driver.best()
     best_score = float(sum(best.values()) / len(best.values())) if best else None
-    # Before it ends: the best, and the total becomes what the search needed (as in one process).
-    store.update_sweep(sid, best_config_id=best.config.id if best else None, best_score=best_score,
-                       total=int(store.sweep(sid).get("done") or 0))
-    row = store.sweep(sid)  # final: no chunk is pending
     best_id = best.config.id if best else None
+    done = int(store.sweep(sid).get("done") or 0)  # final: no chunk is pending
+    # Before it ends: the best, and the total becomes what the search needed (as in one process).
+    store.update_sweep(sid, best_config_id=best_id, best_score=best_score, total=done)
     store.end_sweep(sid, "completed", reason, events=[  # with the end, in its transaction
         ("guided.finished", {"reason": reason, "configurations_tried": len(covered), "best_config_id": best_id,
                              "best_score": best_score, "sweep_id": sid, "workers": True}),
-        ("experiment.completed", {"sweep_id": sid, "done": row.get("done"), "total": row.get("total"),
+        ("experiment.completed", {"sweep_id": sid, "done": done, "total": done,
                                   "best_config_id": best_id, "best_score": best_score, "workers": True})])
     return "finished"
 

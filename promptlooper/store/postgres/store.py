@@ -294,16 +294,18 @@ class PostgresStore(Experiments, Runs, Scores, Cache, Events, Sweeps, Chunks, Ho
 
     def queue_sweep(self, experiment_id: str, strategy: str, total: int, done: int, options: dict[str, Any],
                     ranges: list[tuple[int, ...]], runs_per_configuration: int) -> str:
-        sweep_id = super().queue_sweep(experiment_id, strategy, total, done, options, ranges, runs_per_configuration)
-        with self.cx.write() as c:  # after its commit: a worker woken now finds the chunks
+        # The chunks and the wake-up in one transaction (writes nest): PostgreSQL delivers a NOTIFY
+        # when it commits, so a worker woken finds the chunks.
+        with self.cx.write() as c:
+            sweep_id = super().queue_sweep(experiment_id, strategy, total, done, options, ranges, runs_per_configuration)
             announce_work(c)
         return sweep_id
 
     def replan_shared_sweep(self, sweep_id: str, options: dict[str, Any], ranges: list[tuple[int, ...]],
                             runs_per_configuration: int, planned: set[str], request: str) -> dict[str, Any] | None:
-        replanned = super().replan_shared_sweep(sweep_id, options, ranges, runs_per_configuration, planned, request)
-        if replanned is not None:
-            with self.cx.write() as c:  # the new plan's chunks, for idle workers
+        with self.cx.write() as c:  # the new plan's chunks and the wake-up of idle workers in one commit
+            replanned = super().replan_shared_sweep(sweep_id, options, ranges, runs_per_configuration, planned, request)
+            if replanned is not None:
                 announce_work(c)
         return replanned
 
