@@ -103,6 +103,17 @@ def test_a_cli_run_imports_nothing_only_other_commands_use(server, tmp_path):
     assert loaded == []
 
 
+def test_a_run_imports_python_dotenv_only_to_read_a_dotenv_file(server, tmp_path):
+    exp = fake_experiment(server.base_url, name="dotenv")
+    (tmp_path / "exp.json").write_text(exp.model_dump_json())
+    run = (f"from promptlooper.cli import main\n"
+           f"assert main(['--db', {str(tmp_path / 'env.db')!r}, 'run', 'exp.json', '--quiet']) == 0\n")
+    assert imported_after(run, tmp_path, ("dotenv",)) == []  # every sweep looks for one: most find none
+    (tmp_path / ".env").write_text("PL_FROM_DOTENV=yes\n")
+    loaded = "import os\nassert os.environ.get('PL_FROM_DOTENV') == 'yes', 'the .env was not read'\n"
+    assert imported_after(run + loaded, tmp_path, ("dotenv",)) == ["dotenv"]
+
+
 def test_the_leaderboard_rows_are_the_frame_records(wb, server):
     exp = fake_experiment(server.base_url, name="rows", space={"answer.temperature": [0, 0.5], "persona": ["a", "b"]})
     wb.run(exp)
