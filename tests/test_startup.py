@@ -188,9 +188,3 @@ def test_versus_best_in_plain_python():
     assert intervals.versus_best(rows, "score", "a") == {"a": "best", "b": True, "c": False}
     assert intervals.versus_best(rows[:2], "score", "a") == {"a": "best"}  # 2 shared samples: too few
 
-
-def test_the_migrations_the_store_checks_are_all_of_them():
-    from promptlooper.store.plain_db import MIGRATIONS
-    from promptlooper.store.schema import migrations
-
-    assert {name for name, _ in migrations} == MIGRATIONS

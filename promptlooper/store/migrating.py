@@ -73,6 +73,9 @@ class Migrations:
         return iter(self._steps.items())
 
     def pending(self, conn: sqlite3.Connection) -> list[str]:
+        """The registered migrations ``conn``'s database has not recorded, in order. Every one is
+        checked, not the last: migrations written on parallel branches land in any order, and a
+        database that has a later one may still lack an earlier one."""
         if not _has_records(conn):
             return list(self._steps)
         done = {name for (name,) in conn.execute("SELECT name FROM _sqlite_migrations WHERE migration_set = ?",

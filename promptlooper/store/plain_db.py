@@ -1,11 +1,9 @@
-"""The store's reads, and whether a database's schema is current.
+"""The store's reads: rows as dicts on its own sqlite3 connection.
 
 ``sqlite_utils`` imports pandas and numpy at import time whenever they are installed (about 0.3 s
 and 90 MB here), and the store only read through two methods of its ``Database``: ``query`` (rows
 as dicts) and ``execute``. :class:`PlainDatabase` is those two over the store's own connection, with the
-same behaviour, so a run, the CLI and the MCP server open a database without that cost. The
-migrations (``schema.py``, applied by ``migrating.py``) are imported only when a database lacks one
-of :data:`MIGRATIONS`.
+same behaviour, so a run, the CLI and the MCP server open a database without that cost.
 """
 
 from __future__ import annotations
@@ -14,16 +12,6 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
-
-MIGRATION_SET = "promptlooper"
-# Every migration of schema.py (tests/test_startup.py fails if one is added without this). All of
-# them, not the last one: migrations written on parallel branches land in any order, and a store
-# that has a later one may still lack an earlier one.
-MIGRATIONS = frozenset({
-    "m001_initial", "m002_told_values", "m003_missing_scores", "m004_definitions", "m005_webhook_outbox",
-    "m006_archive_and_notes", "m007_embedding_cache", "m008_sweep_chunks", "m009_chunk_plans", "m010_chunk_samples",
-    "m011_chunk_configurations", "m020_call_claims", "m040_sweep_budgets", "m050_written_batches",
-})
 
 
 class PlainDatabase:
@@ -51,12 +39,3 @@ class PlainDatabase:
             rows = cursor.fetchall()
         return (dict(zip(keys, row, strict=True)) for row in rows)
 
-
-def schema_is_current(conn: sqlite3.Connection) -> bool:
-    """True when every migration of :data:`MIGRATIONS` has been applied."""
-    try:
-        applied = {name for (name,) in conn.execute("SELECT name FROM _sqlite_migrations WHERE migration_set = ?",
-                                                    (MIGRATION_SET,))}
-    except sqlite3.OperationalError:  # no migrations table: a new database
-        return False
-    return MIGRATIONS <= applied

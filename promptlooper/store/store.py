@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import NotFoundError, StoreError
-from . import batchwriter
+from . import batchwriter, schema
 from .batchwriter import BUSY_MS, now_iso
 from .budgets import Budgets
 from .cache import Cache
@@ -38,7 +38,7 @@ from .experiments import Experiments
 from .housekeeping import Housekeeping
 from .liveness import READER_STALE_AFTER, sweep_owner_alive
 from .outbox import Outbox
-from .plain_db import PlainDatabase, schema_is_current
+from .plain_db import PlainDatabase
 from .records import CacheEntry, ResultBatch, RunRecord, StageRecord, new_id
 from .runs import Runs
 from .scores import Scores
@@ -76,7 +76,7 @@ class Store(Experiments, Runs, Scores, Cache, Events, Sweeps, Chunks, Housekeepi
                 conn = connect(self.path, readonly=readonly)  # its pragmas may meet the lock too
                 self.cx = Connection(conn, readonly=readonly)
                 self.db = PlainDatabase(conn, self.cx.lock)
-                if not readonly and not schema_is_current(conn):
+                if not readonly and schema.migrations.pending(conn):
                     self._migrate()
                 return
             except sqlite3.OperationalError as exc:
@@ -87,10 +87,8 @@ class Store(Experiments, Runs, Scores, Cache, Events, Sweeps, Chunks, Housekeepi
                 time.sleep(0.05)
 
     def _migrate(self) -> None:
-        from .schema import migrations  # imported here: only a new or older database needs it
-
         with self.cx.write():  # two processes opening a new file at once must not both migrate
-            migrations.apply(self.cx.conn)
+            schema.migrations.apply(self.cx.conn)
 
     def close(self) -> None:
         with self.cx.lock:  # not while another thread is inside a transaction or query on it
