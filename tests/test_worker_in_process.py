@@ -31,6 +31,17 @@ def crunching(tmp_path: Path) -> Iterator[pl.Experiment]:
     sys.modules.pop("crunching_fast", None)
 
 
+def guided_experiment(port: int, name: str, *, concurrency: int) -> pl.Experiment:
+    """A small guided search (6 configurations, 3 samples, batches of 2) on the fake server at ``port``."""
+    return pl.Experiment.model_validate(dict(
+        project="tests", name=name, samples=[{"q": f"question {i}"} for i in range(3)],
+        stages=[{"name": "answer", "model": "fake/fake-small", "system": "{{ persona }}", "user": "{{ q }}"}],
+        space={"persona": ["p1", "p2", "p3"], "answer.temperature": [0.0, 0.5]},
+        scorers=[{"name": "length", "max_words": 5}],
+        endpoints={"fake": {"base_url": f"http://127.0.0.1:{port}/v1"}}, strategy="guided", seed=3, concurrency=concurrency,
+        guided={"max_configs": 4, "batch": 2, "startup": 2, "min_configs": 2, "patience": 1}))
+
+
 def run_worker(wb: pl.Workbench, wrap: Callable[[Any], None], said: list[str] | None = None) -> int:
     """Run one worker until no work is left, its store passed through ``wrap`` first."""
 
@@ -150,13 +161,7 @@ def test_when_workers_end_a_guided_search_its_announcements_are_already_written(
         store.end_sweep = end_sweep
 
     with FakeServer() as srv:
-        exp = pl.Experiment.model_validate(dict(
-            project="tests", name="guided-ends", samples=[{"q": f"question {i}"} for i in range(3)],
-            stages=[{"name": "answer", "model": "fake/fake-small", "system": "{{ persona }}", "user": "{{ q }}"}],
-            space={"persona": ["p1", "p2", "p3"], "answer.temperature": [0.0, 0.5]},
-            scorers=[{"name": "length", "max_words": 5}],
-            endpoints={"fake": {"base_url": f"http://127.0.0.1:{srv.port}/v1"}}, strategy="guided", seed=3, concurrency=4,
-            guided={"max_configs": 4, "batch": 2, "startup": 2, "min_configs": 2, "patience": 1}))
+        exp = guided_experiment(srv.port, "guided-ends", concurrency=4)
         wb = pl.Workbench(str(tmp_path / "shared.db"))
         handle = wb.start(exp, workers=True)
         assert run_worker(wb, wrap) == 0
@@ -188,13 +193,7 @@ def test_a_worker_told_to_exit_when_idle_decides_again_for_a_chunk_that_ended_du
 
     monkeypatch.setattr(worker_module, "decide", decide)
     with FakeServer(latency=0.05) as srv:
-        exp = pl.Experiment.model_validate(dict(
-            project="tests", name="guided-idle", samples=[{"q": f"question {i}"} for i in range(3)],
-            stages=[{"name": "answer", "model": "fake/fake-small", "system": "{{ persona }}", "user": "{{ q }}"}],
-            space={"persona": ["p1", "p2", "p3"], "answer.temperature": [0.0, 0.5]},
-            scorers=[{"name": "length", "max_words": 5}],
-            endpoints={"fake": {"base_url": f"http://127.0.0.1:{srv.port}/v1"}}, strategy="guided", seed=3, concurrency=1,
-            guided={"max_configs": 4, "batch": 2, "startup": 2, "min_configs": 2, "patience": 1}))
+        exp = guided_experiment(srv.port, "guided-idle", concurrency=1)
         wb = pl.Workbench(str(tmp_path / "shared.db"))
         handle = wb.start(exp, workers=True)
         assert run_worker(wb, lambda store: None) == 0
