@@ -52,7 +52,6 @@ RESULTS = HERE / "results.json"
 SCENARIOS = ("help", "run", "calls", "cached", "rss")
 TARGETS = {"help_s": 0.25, "run_s": 0.8, "calls_fraction": 0.75, "cached_runs_per_s": 5000, "peak_rss_mb": 150}
 CONCURRENCY, LATENCY, N_CALLS, N_CACHED = 64, 0.100, 1000, 10_000
-RAMP_SPACING = 0.0015  # the engine's (promptlooper/engine/ramp.py), for the bare client
 TIME = shutil.which("time", path="/usr/bin:/bin") or "/usr/bin/time"  # GNU time (Debian package "time")
 
 
@@ -164,9 +163,12 @@ def s_calls(side: Side, urls: dict[str, str], timed: bool) -> None:
     path = side.write("calls", experiment_yaml(urls["slow"], f"calls-{nonce}", nonce, 20, N_CALLS // 20))
     wall, rss = side.cli("run", path, "--quiet", "--yes")
     cpu = side.last_cpu
-    # The machine's floor, right after: the same calls from a bare aiohttp client process (bare_client.py).
+    # The machine's floor, right after: the same calls from a bare aiohttp client process
+    # (bare_client.py), spaced at first as this checkout's engine spaces them.
+    from promptlooper.engine.ramp import SPACING
+
     floor, _ = side.process([sys.executable, str(HERE / "bare_client.py"), urls["slow"], str(N_CALLS),
-                             str(CONCURRENCY), str(RAMP_SPACING)])
+                             str(CONCURRENCY), str(SPACING)])
     if timed:
         side.add("calls_s", wall)
         side.add("calls_cpu_s", cpu)
