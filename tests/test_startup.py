@@ -114,6 +114,21 @@ def test_a_run_imports_python_dotenv_only_to_read_a_dotenv_file(server, tmp_path
     assert imported_after(run + loaded, tmp_path, ("dotenv",)) == ["dotenv"]
 
 
+def test_a_run_imports_jinja_only_for_a_template_that_needs_it(server, tmp_path):
+    # "{{ persona }}" and "Q: {{ question }}": checked, read and rendered without Jinja (templates.py).
+    exp = fake_experiment(server.base_url, name="plain-tags")
+    (tmp_path / "exp.json").write_text(exp.model_dump_json())
+    db = str(tmp_path / "tags.db")
+    validate = f"from promptlooper.cli import main\nassert main(['--db', {db!r}, 'validate', 'exp.json']) == 0\n"
+    run = f"from promptlooper.cli import main\nassert main(['--db', {db!r}, 'run', 'exp.json', '--quiet']) == 0\n"
+    assert imported_after(validate, tmp_path, ("jinja2",)) == []
+    assert imported_after(run, tmp_path, ("jinja2",)) == []
+    stage = {**exp.stages[0].model_dump(), "user": "Q: {{ question | upper }}"}
+    filtered = fake_experiment(server.base_url, name="a-filter", stages=[stage])
+    (tmp_path / "exp.json").write_text(filtered.model_dump_json())
+    assert imported_after(run, tmp_path, ("jinja2",)) == ["jinja2"]
+
+
 def test_the_leaderboard_rows_are_the_frame_records(wb, server):
     exp = fake_experiment(server.base_url, name="rows", space={"answer.temperature": [0, 0.5], "persona": ["a", "b"]})
     wb.run(exp)
