@@ -27,22 +27,31 @@ moves wall times much more than CPU. Each timed ``calls`` run is followed by ``b
 making the same 1,000 calls as a bare aiohttp process (interpreter, aiohttp, the engine's ramp,
 nothing else): its fraction of C/L is the machine's floor, and ``calls_of_floor`` (its wall time
 over the run's) the share of it PromptLooper keeps, which moves much less than the fraction does
-when the machine's speed changes. Figures go to ``benchmarks/results.json`` under ``startup``.
+when the machine's speed changes. Both processes' walls are split in three, so that a gap can be
+placed: until the first call (the run: its first run's ``started_at`` in its database), the calls
+(to the last reply: the last run's ``completed_at``, its scores included), and after it to the exit;
+with the mean latency of a call as each client saw it (the run: the runs' ``latency_ms``). The
+calls take at least ``ceil(1000 / 64) = 16`` rounds of that latency. Figures go to
+``benchmarks/results.json`` under ``startup``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
 import os
 import platform
 import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +95,8 @@ class Side:
                     "NO_COLOR": "1"}
         self.figures: dict[str, list[float]] = {}
         self.last_cpu = 0.0
+        self.last_span = (0.0, 0.0)  # epoch seconds the last process was started and ended
+        self.last_stdout = ""
         self.command = console_script(tree, work)
 
     def cli(self, *args: str, db: Path | None = None) -> tuple[float, float]:
@@ -99,10 +110,11 @@ class Side:
         # GNU time reports the peak RSS: a child forked from this (larger) process would count the
         # pages it shared with it between fork and exec in its own ru_maxrss.
         rss_file = self.work / "maxrss"
-        t0 = time.perf_counter()
+        started, t0 = time.time(), time.perf_counter()
         proc = subprocess.run([TIME, "-f", "%M %U %S", "-o", str(rss_file), *command], cwd=self.work,
                               env=env, capture_output=True, text=True)
         wall = time.perf_counter() - t0
+        self.last_span, self.last_stdout = (started, started + wall), proc.stdout
         if proc.returncode != 0:
             raise SystemExit(f"{self.label}: {' '.join(command)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
         rss_kb, user, system = rss_file.read_text().split()[-3:]
@@ -158,11 +170,28 @@ def s_run(side: Side, urls: dict[str, str], timed: bool) -> None:
         side.add("run_new_db_s", wall_new)
 
 
+def stored_calls(db: str, name: str) -> tuple[float, float, float]:
+    """Experiment ``name``'s runs in ``db``: the epoch its first one started, the epoch its last one
+    ended, and a call's mean latency in ms (read only: the side's own package owns the schema)."""
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as c:
+        first, last, latency = c.execute(
+            "SELECT min(r.started_at), max(r.completed_at), avg(r.latency_ms) FROM runs r"
+            " JOIN experiments e ON e.id = r.experiment_id WHERE e.name = ?", (name,)).fetchone()
+    return datetime.fromisoformat(first).timestamp(), datetime.fromisoformat(last).timestamp(), latency
+
+
+def add_phases(side: Side, who: str, span: tuple[float, float], first: float, last: float, latency_ms: float) -> None:
+    side.add(f"{who}_first_s", first - span[0])
+    side.add(f"{who}_flow_s", last - first)
+    side.add(f"{who}_latency_ms", latency_ms)
+    side.add(f"{who}_last_s", span[1] - last)
+
+
 def s_calls(side: Side, urls: dict[str, str], timed: bool) -> None:
     nonce = uuid.uuid4().hex[:12]
     path = side.write("calls", experiment_yaml(urls["slow"], f"calls-{nonce}", nonce, 20, N_CALLS // 20))
     wall, rss = side.cli("run", path, "--quiet", "--yes")
-    cpu = side.last_cpu
+    cpu, span = side.last_cpu, side.last_span
     # The machine's floor, right after: the same calls from a bare aiohttp client process
     # (bare_client.py), spaced at first as this checkout's engine spaces them.
     from promptlooper.engine.ramp import SPACING
@@ -170,6 +199,9 @@ def s_calls(side: Side, urls: dict[str, str], timed: bool) -> None:
     floor, _ = side.process([sys.executable, str(HERE / "bare_client.py"), urls["slow"], str(N_CALLS),
                              str(CONCURRENCY), str(SPACING)])
     if timed:
+        add_phases(side, "calls", span, *stored_calls(side.env["PROMPTLOOPER_DB"], f"calls-{nonce}"))
+        bare = json.loads(side.last_stdout)
+        add_phases(side, "floor", side.last_span, bare["first_sent"], bare["last_answered"], bare["latency_ms"])
         side.add("calls_s", wall)
         side.add("calls_cpu_s", cpu)
         side.add("calls_fraction", N_CALLS / wall / (CONCURRENCY / LATENCY))
@@ -225,6 +257,11 @@ ROWS = [("help_s", "promptlooper --help (s)", "<="), ("help_cpu_s", "  CPU (s)",
         ("run_new_db_s", "  same, new database (s)", None), ("calls_fraction", "1,000 calls, fraction of C/L", ">="),
         ("calls_s", "  wall (s)", None), ("calls_cpu_s", "  CPU (s)", None),
         ("floor_fraction", "  a bare aiohttp client's fraction", None), ("calls_of_floor", "  run's share of that floor", None),
+        ("calls_first_s", "  run: until its first call (s)", None), ("floor_first_s", "  bare: until its first call (s)", None),
+        ("calls_flow_s", f"  run: its {math.ceil(N_CALLS / CONCURRENCY)} rounds of calls (s)", None),
+        ("floor_flow_s", f"  bare: its {math.ceil(N_CALLS / CONCURRENCY)} rounds of calls (s)", None),
+        ("calls_latency_ms", "  run: a call's latency (ms)", None), ("floor_latency_ms", "  bare: a call's latency (ms)", None),
+        ("calls_last_s", "  run: after its last reply (s)", None), ("floor_last_s", "  bare: after its last reply (s)", None),
         ("cached_runs_per_s", "10,000 cached runs, runs/s", ">="), ("cached_cpu_s", "  CPU (s)", None),
         ("peak_rss_mb", "peak RSS of all these (MB)", "<="), ("d_peak_rss_mb", "  of run.py (d) (MB)", None),
         ("help_rss_mb", "  of --help (MB)", None), ("run_rss_mb", "  of the one-call run (MB)", None),
