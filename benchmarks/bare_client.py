@@ -9,9 +9,10 @@ server at ``URL``, the k-th lane's first one ``k × SPACING_S`` after the first 
 of the wall time is Python, aiohttp and the server on this machine, which no change of ours can
 beat. It prints its phases as one JSON line (``startup.py`` sets them beside the run's): the
 epoch times its first request left and its last reply came, and the mean latency it saw, from
-``session.post`` to the reply read. (``scenarios.bare_client`` is the same idea inside a benchmark's process, where the engine is
-imported already; this one is a process of its own, start-up included.) ``startup.py`` reports PromptLooper's fraction of C/L next to this one's, so a figure read on a
-slower machine (or a busier one) can be told apart from a slower PromptLooper.
+``session.post`` to the reply read. (``scenarios.bare_client`` is the same idea inside a
+benchmark's process, where the engine is imported already; this one is a process of its own,
+start-up included.) ``startup.py`` reports PromptLooper's fraction of C/L next to this one's, so a
+figure read on a slower machine (or a busier one) can be told apart from a slower PromptLooper.
 """
 
 from __future__ import annotations
